@@ -1,0 +1,131 @@
+"""One exception tree for aihd. Lower-layer errors (aiohttp, sqlite3, yaml) are mapped into it
+at one boundary each, with ``raise ... from exc``.
+
+    PipelineError                 base; ``exit_code`` is what the CLI exits with
+    ├── UsageError                bad option or path on the command line (exit 2)
+    ├── ManifestError             bad manifest: file, line, key (exit 2)
+    ├── CatalogError              a space or enhancement the live catalog does not know (exit 2)
+    ├── LedgerError               the ledger file cannot be used
+    │   └── LedgerBusy            another run holds the ledger (exit 5)
+    ├── PhotoError                a photo that cannot be sent: path and reason
+    └── ApiError                  the API answered with an error, or not at all
+        ├── AuthRefused           401/403: key missing, wrong, or plan lacks the service (exit 3)
+        ├── RateLimited           429: over the order window; carries the API's body
+        ├── RequestRejected       400/404/422: carries the API's ``error`` and ``key``
+        ├── TransientError        5xx, connection error, timeout on a call that is safe to repeat
+        └── OutcomeUnknown        an order POST whose response was lost: it may have been charged
+
+``OutcomeUnknown`` is deliberately not a ``TransientError``: retrying it blindly could pay twice.
+No message here ever holds the API key: the client never puts headers into an exception.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PipelineError(Exception):
+    """Base of every error aihd raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(PipelineError):
+    """A bad command-line option or argument."""
+
+    exit_code = 2
+
+
+class ManifestError(PipelineError):
+    """A manifest that cannot be used; nothing has been spent."""
+
+    exit_code = 2
+
+    def __init__(
+        self, message: str, *, path: Path | None = None, line: int | None = None, key: str = ""
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.key = key
+        self.message = message
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        if key:
+            where += f"{key}: "
+        super().__init__(f"{where}{message}")
+
+
+class CatalogError(PipelineError):
+    """A space or enhancement name that the live catalog does not know."""
+
+    exit_code = 2
+
+
+class LedgerError(PipelineError):
+    """The ledger cannot be opened or written."""
+
+    exit_code = 1
+
+
+class LedgerBusy(LedgerError):
+    """Another run holds this ledger."""
+
+    exit_code = 5
+
+
+class PhotoError(PipelineError):
+    """A photo that cannot be sent (empty, not an image, truncated, too big, unreadable)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ApiError(PipelineError):
+    """The API answered with an error, or did not answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error: str = "",
+        key: str = "",
+        method: str = "",
+        endpoint: str = "",
+    ) -> None:
+        self.status = status
+        self.error = error
+        self.key = key
+        self.method = method
+        self.endpoint = endpoint
+        super().__init__(message)
+
+    @property
+    def reason(self) -> str:
+        """A short reason for the ledger: the API's key when it gave one, else the message."""
+        return self.key or self.error or str(self)
+
+
+class AuthRefused(ApiError):
+    """401/403: stop everything, nothing more will succeed with this key."""
+
+    exit_code = 3
+
+
+class RateLimited(ApiError):
+    """429: over the account's order window."""
+
+
+class RequestRejected(ApiError):
+    """400/404/422: this request will never succeed as it is."""
+
+
+class TransientError(ApiError):
+    """5xx, connection error or timeout on a call that is safe to repeat."""
+
+
+class OutcomeUnknown(ApiError):
+    """An order POST was sent but its answer was lost; it may have been charged."""
