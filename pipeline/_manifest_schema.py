@@ -1,0 +1,204 @@
+"""The manifest's YAML schema (pydantic models) and plain-words messages for its errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import ErrorDetails
+
+DEFAULT_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.webp")
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+# Patterns match file names inside a folder; subfolders are `recursive`'s job.
+FilePattern = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"^[^/\\]+$")
+]
+
+
+class _Strict(BaseModel):
+    # strict: "four" is not 4 and true is not 1; extra="forbid": a typo is an error.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class RateLimitModel(_Strict):
+    """The account's order window (the API allows 10 orders per 600 s)."""
+
+    orders: int = Field(default=10, ge=1, description="Orders allowed per window.")
+    per_seconds: float = Field(
+        default=600.0, gt=0, allow_inf_nan=False, description="Length of the window in seconds."
+    )
+
+
+class RetryModel(_Strict):
+    """Retries per request, for transient failures only."""
+
+    attempts: int = Field(
+        default=5, ge=1, le=20, description="Tries per request, the first included."
+    )
+    max_backoff: float = Field(
+        default=60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Longest wait between tries, in seconds.",
+    )
+
+
+class DefaultsModel(_Strict):
+    """Options applied to every folder; each folder may override each one."""
+
+    space: Text = Field(default="indoor", description="indoor, outdoor, or a catalog space name.")
+    enhancements: list[Text] = Field(
+        default_factory=list, description="Enhancement titles (any case) or item ids."
+    )
+    recursive: bool = Field(default=False, description="Also take photos from subfolders.")
+    patterns: list[FilePattern] = Field(
+        default_factory=lambda: list(DEFAULT_PATTERNS),
+        min_length=1,
+        description="File name globs of the photos to send.",
+    )
+
+
+class FolderModel(_Strict):
+    """One folder of photos; keys left out come from `defaults`."""
+
+    path: Text = Field(description="The folder, relative to the manifest's folder.")
+    space: Text | None = Field(
+        default=None, description="indoor, outdoor, or a catalog space name."
+    )
+    enhancements: list[Text] | None = Field(
+        default=None, description="Enhancement titles (any case) or item ids."
+    )
+    recursive: bool | None = Field(default=None, description="Also take photos from subfolders.")
+    patterns: Annotated[list[FilePattern], Field(min_length=1)] | None = Field(
+        default=None, description="File name globs of the photos to send."
+    )
+
+
+class ManifestModel(_Strict):
+    """An aihd manifest: which folders to enhance, and how."""
+
+    model_config = ConfigDict(title="aihd manifest")
+
+    version: Literal[1] = Field(description="Manifest format version; always 1.")
+    ledger: Text | None = Field(
+        default=None, description="Ledger file (default: <manifest name>.ledger.sqlite beside it)."
+    )
+    output: Text = Field(default="enhanced", description="Folder `collect` writes results into.")
+    concurrency: int = Field(default=4, ge=1, le=256, description="Photos in flight at once.")
+    rate_limit: RateLimitModel = Field(default_factory=RateLimitModel)
+    retry: RetryModel = Field(default_factory=RetryModel)
+    api_key_env: str = Field(
+        default="AIHD_API_KEY",
+        pattern=ENV_NAME_PATTERN,
+        description="Environment variable holding the API key (never the key itself).",
+    )
+    defaults: DefaultsModel = Field(default_factory=DefaultsModel)
+    folders: list[FolderModel] = Field(min_length=1, description="The folders of photos.")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, value: object) -> object:
+        # true == 1.0 == 1 in Python, so a bare Literal[1] would take `version: true` or 1.0.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("version must be the integer 1")
+        return value
+
+
+_MISSING = {
+    "version": "the manifest needs 'version: 1' at the top",
+    "folders": "the manifest needs a 'folders:' list, with one '- path: ...' entry per folder",
+    "path": "each folder entry needs a 'path:' to the folder of photos",
+}
+_LIST_EXAMPLES = {
+    "enhancements": '["Add Fire to Fireplace", "Add Screen to TV"]',
+    "patterns": '["*.jpg", "*.png"]',
+    "folders": "one '- path: ...' entry per folder",
+}
+_MAPPING_EXAMPLES = {
+    "rate_limit": "rate_limit: {orders: 10, per_seconds: 600}",
+    "retry": "retry: {attempts: 5, max_backoff: 60}",
+    "defaults": "defaults: {space: indoor, enhancements: []}",
+}
+_RANGE_HINTS = {
+    "concurrency": " (photos in flight; 4 is a good start)",
+    "orders": " (your account's order allowance per window; the API's is 10)",
+    "per_seconds": " (the window in seconds; the API's is 600)",
+    "attempts": " (tries per request; 5 is a good start)",
+    "max_backoff": " (seconds; 60 is a good start)",
+}
+
+
+def explain(error: ErrorDetails) -> str:
+    """Say what is wrong and how to fix it, without echoing text values (they may be secrets)."""
+    loc = error["loc"]
+    field = next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
+    kind, ctx, value = error["type"], error.get("ctx", {}), error.get("input")
+    if field == "version" and kind != "missing":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"unsupported manifest version {value}: this aihd reads 'version: 1'"
+        return f"the version must be the number 1, not {_describe(value)}: write 'version: 1'"
+    if kind == "missing":
+        return _MISSING.get(field, f"required key {field!r} is missing: add it")
+    if kind == "int_type":
+        return f"must be a whole number, not {_describe(value)}{_RANGE_HINTS.get(field, '')}"
+    if kind == "float_type":
+        return f"must be a number, not {_describe(value)}{_RANGE_HINTS.get(field, '')}"
+    if kind == "finite_number":
+        return f"must be a finite number{_RANGE_HINTS.get(field, '')}"
+    if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        return _range_message(kind, ctx, value, field)
+    if kind == "bool_type":
+        return f"must be true or false, not {_describe(value)}"
+    if kind == "string_type":
+        return f"must be text, not {_describe(value)}: put it in quotes"
+    if kind in {"string_too_short", "too_short"} and isinstance(value, list):
+        return f"must not be an empty list: give at least one, e.g. {_LIST_EXAMPLES.get(field)}"
+    if kind in {"string_too_short", "too_short"}:
+        return "must not be empty: give a value, or delete the key to use the default"
+    if kind == "list_type":
+        example = _LIST_EXAMPLES.get(field, "[...]")
+        return f"must be a list, not {_describe(value)}: e.g. {example}"
+    if kind in {"model_type", "dict_type", "model_attributes_type"}:
+        example = _MAPPING_EXAMPLES.get(field, f"{field}: {{key: value}}")
+        if isinstance(loc[-1], int):
+            example = "- path: listings/12-oak-st/inside"
+        return f"must be a mapping of keys, not {_describe(value)}: e.g. {example}"
+    if kind == "string_pattern_mismatch" and field == "api_key_env":
+        return (
+            "must be the name of an environment variable, like AIHD_API_KEY "
+            "(letters, digits and _, not starting with a digit), never the key itself"
+        )
+    if kind == "string_pattern_mismatch":
+        return (
+            "a pattern matches file names, not paths: drop the folder part "
+            "(use 'recursive: true' to take photos from subfolders)"
+        )
+    return f"invalid value ({kind}): see `aihd schema` for what this key takes"
+
+
+def _range_message(kind: str, ctx: dict[str, Any], value: object, field: str) -> str:
+    words, limit = {
+        "greater_than_equal": ("at least", "ge"),
+        "greater_than": ("more than", "gt"),
+        "less_than_equal": ("at most", "le"),
+        "less_than": ("less than", "lt"),
+    }[kind]
+    bound = f"{words} {ctx.get(limit, 0):g}"
+    return f"must be {bound}, not {_describe(value)}{_RANGE_HINTS.get(field, '')}"
+
+
+def _describe(value: object) -> str:
+    """Name a bad value for a message; numbers are shown, text never (it may be a secret)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"

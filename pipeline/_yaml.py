@@ -1,0 +1,173 @@
+"""Strict, safe YAML for manifests: plain data only, with the line of every key and item."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import yaml
+from yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStartEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from pipeline.errors import ManifestError
+
+MAX_MANIFEST_BYTES = 1024 * 1024
+
+KeyPath: TypeAlias = tuple[str | int, ...]
+LineMap: TypeAlias = dict[KeyPath, int]
+
+# Scalars the safe constructor may build; anything else (e.g. "=" resolving to the value tag)
+# stays the text it was written as.
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")
+)
+
+
+class _Refused(Exception):
+    """A YAML feature a manifest may not use; carries the 1-based line."""
+
+    def __init__(self, message: str, line: int) -> None:
+        self.message = message
+        self.line = line
+        super().__init__(message)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses tags, anchors and aliases before anything is built."""
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        # Checked on the event, before the composer would follow an alias: no alias bombs.
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1
+        if self.check_event(AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(
+                "anchors and aliases are not allowed in a manifest: write the value out in full",
+                line,
+            )
+        if isinstance(event, ScalarEvent | MappingStartEvent | SequenceStartEvent) and event.tag:
+            raise _Refused(
+                f"YAML tags such as {event.tag!r} are not allowed in a manifest: "
+                "remove the tag and write plain values",
+                line,
+            )
+        node: Node | None = super().compose_node(parent, index)
+        return node
+
+
+def load_yaml(path: Path) -> tuple[object, LineMap]:
+    """Read a manifest's YAML into plain data and a map from key path to 1-based line."""
+    text = _read_text(path)
+    loader = _StrictLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except _Refused as exc:
+            raise ManifestError(exc.message, path=path, line=exc.line) from None
+        except yaml.MarkedYAMLError as exc:
+            # Not chained: PyYAML's text quotes the offending line, which may hold a secret.
+            raise ManifestError(_syntax_message(exc), path=path, line=_line_of(exc)) from None
+        except yaml.YAMLError as exc:
+            raise ManifestError(f"YAML syntax error: {exc}", path=path) from exc
+        if root is None:
+            raise ManifestError(
+                "the manifest is empty: start it with 'version: 1' and a 'folders:' list",
+                path=path,
+                line=1,
+            )
+        lines: LineMap = {(): root.start_mark.line + 1}
+        return _Builder(loader, path, lines).build(root, ()), lines
+    finally:
+        loader.dispose()
+
+
+def _read_text(path: Path) -> str:
+    """Read at most the size limit, as UTF-8 text."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ManifestError(
+            f"cannot read the manifest ({reason}): check the path", path=path
+        ) from exc
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            "the manifest is over 1 MB: a manifest lists folders, not photos; split it up",
+            path=path,
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ManifestError(
+            "the manifest is not UTF-8 text: save it as UTF-8", path=path, line=line
+        ) from exc
+
+
+def _line_of(exc: yaml.MarkedYAMLError) -> int | None:
+    mark = exc.problem_mark or exc.context_mark
+    return None if mark is None else mark.line + 1
+
+
+def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or "unreadable YAML"
+    if "'\\t'" in problem:
+        return "YAML syntax error: a tab character; indent with spaces, not tabs"
+    message = f"YAML syntax error: {problem}"
+    if exc.context:
+        where = f" (line {exc.context_mark.line + 1})" if exc.context_mark is not None else ""
+        message += f", {exc.context}{where}"
+    return message + "; check the indentation, quotes and brackets around this line"
+
+
+class _Builder:
+    """Turns composed nodes into dicts, lists and scalars, recording lines on the way."""
+
+    def __init__(self, loader: _StrictLoader, path: Path, lines: LineMap) -> None:
+        self._loader = loader
+        self._path = path
+        self._lines = lines
+
+    def build(self, node: Node, where: KeyPath) -> Any:
+        if isinstance(node, MappingNode):
+            return self._mapping(node, where)
+        if isinstance(node, SequenceNode):
+            items: list[Any] = []
+            for index, item in enumerate(node.value):
+                self._lines[(*where, index)] = item.start_mark.line + 1
+                items.append(self.build(item, (*where, index)))
+            return items
+        assert isinstance(node, ScalarNode)
+        if node.tag in _PLAIN_TAGS:
+            return self._loader.construct_object(node)
+        return node.value
+
+    def _mapping(self, node: MappingNode, where: KeyPath) -> dict[str, Any]:
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, ScalarNode):
+                raise ManifestError(
+                    "a key must be a plain name, not a list or mapping", path=self._path, line=line
+                )
+            key = str(key_node.value)
+            if key in mapping:
+                first = self._lines[(*where, key)]
+                raise ManifestError(
+                    f"duplicate key {key!r} (first on line {first}, again on line {line}): "
+                    "keep only one",
+                    path=self._path,
+                    line=line,
+                    key=dotted_key((*where, key)),
+                )
+            self._lines[(*where, key)] = line
+            mapping[key] = self.build(value_node, (*where, key))
+        return mapping
+
+
+def dotted_key(where: KeyPath) -> str:
+    """Write a key path the way a user reads it: folders[1].space."""
+    text = ""
+    for part in where:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
