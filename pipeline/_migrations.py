@@ -1,0 +1,110 @@
+"""The ledger's schema, as an ordered list of migrations; ``PRAGMA user_version`` is its version.
+
+Each migration runs in its own transaction together with the bump of ``user_version``, so a crash
+mid-migration leaves the previous version intact. Append new migrations; never edit old ones.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from pipeline.errors import LedgerError
+
+# 'aihd' in ASCII: marks the file as ours so another tool's SQLite file is refused, not altered.
+APPLICATION_ID = 0x61696864
+
+
+def _v1_initial(conn: sqlite3.Connection) -> None:
+    """Photos (one row per path and identity), runs."""
+    conn.execute(
+        """
+        CREATE TABLE photos (
+            id           INTEGER PRIMARY KEY,
+            path         TEXT    NOT NULL,
+            folder       TEXT    NOT NULL,
+            sha256       TEXT    NOT NULL,           -- '' for a broken file that was not hashed
+            size         INTEGER NOT NULL,
+            mtime_ns     INTEGER NOT NULL,
+            service      TEXT    NOT NULL,
+            space        TEXT    NOT NULL,
+            enhancements TEXT    NOT NULL,           -- JSON list of canonical titles
+            identity     TEXT    NOT NULL,
+            state        TEXT    NOT NULL,
+            current      INTEGER NOT NULL DEFAULT 1, -- the row that stands for the file now
+            order_id     TEXT,
+            image_id     TEXT,
+            eta          INTEGER,
+            submitted_at TEXT,
+            result_urls  TEXT    NOT NULL DEFAULT '[]',
+            output_paths TEXT    NOT NULL DEFAULT '[]',
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            error        TEXT,
+            retryable    INTEGER NOT NULL DEFAULT 0,
+            failed_from  TEXT,                       -- the state a failure interrupted
+            duplicate_of INTEGER REFERENCES photos(id),
+            created_at   TEXT    NOT NULL,
+            updated_at   TEXT    NOT NULL,
+            UNIQUE (path, identity)
+        )
+        """
+    )
+    conn.execute("CREATE UNIQUE INDEX photos_current_path ON photos(path) WHERE current = 1")
+    conn.execute("CREATE INDEX photos_identity ON photos(identity)")
+    conn.execute(
+        """
+        CREATE TABLE runs (
+            id         INTEGER PRIMARY KEY,
+            command    TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            ended_at   TEXT,
+            outcome    TEXT,
+            summary    TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, where: str) -> None:
+    """Bring the ledger at ``where`` to SCHEMA_VERSION; refuse files that are not ours or newer."""
+    _check_ours(conn, where)
+    while (version := _version(conn)) < SCHEMA_VERSION:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated while we waited for the write lock.
+            version = _version(conn)
+            if version < SCHEMA_VERSION:
+                if version == 0:
+                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                MIGRATIONS[version](conn)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    if version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"ledger {where} has schema version {version}, newer than this aihd knows "
+            f"({SCHEMA_VERSION}); upgrade aihd, or use another ledger file"
+        )
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _check_ours(conn: sqlite3.Connection, where: str) -> None:
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    foreign = app_id not in (0, APPLICATION_ID)
+    if app_id == 0 and _version(conn) == 0:
+        # A fresh file has no tables; one with tables but no mark belongs to something else.
+        foreign = conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
+    if foreign:
+        raise LedgerError(
+            f"cannot open ledger {where}: it is an SQLite file of another tool, not an aihd "
+            "ledger; name a new file for the ledger"
+        )

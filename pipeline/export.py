@@ -1,0 +1,91 @@
+"""`aihd export`: one row per current photo of the ledger, as CSV or JSON lines."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Literal, TextIO
+
+from pipeline.ledger import Ledger, PhotoRow
+
+__all__ = ["COLUMNS", "export_rows"]
+
+COLUMNS = (
+    "path",
+    "folder",
+    "sha256",
+    "space",
+    "enhancements",
+    "state",
+    "order_id",
+    "image_id",
+    "eta",
+    "submitted_at",
+    "result_url",
+    "result_urls",
+    "output_path",
+    "output_paths",
+    "attempts",
+    "error",
+    "retryable",
+    "duplicate_of",
+)
+
+
+def export_rows(ledger: Ledger, fmt: Literal["csv", "jsonl"], out: TextIO) -> int:
+    """Write every current photo to ``out`` as CSV (with a header) or JSON lines; return rows."""
+    original_paths: dict[int, str] = {}  # only originals of duplicates: few, and often repeated
+
+    def original_path(photo_id: int | None) -> str | None:
+        if photo_id is None:
+            return None
+        if photo_id not in original_paths:
+            original_paths[photo_id] = ledger.get(photo_id).path
+        return original_paths[photo_id]
+
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(COLUMNS)
+    written = 0
+    for row in ledger.photos():
+        record = _record(row, original_path(row.duplicate_of))
+        if writer is not None:
+            writer.writerow(_csv_cell(record[c]) for c in COLUMNS)
+        else:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        written += 1
+    return written
+
+
+def _record(row: PhotoRow, duplicate_of: str | None) -> dict[str, object]:
+    return {
+        "path": row.path,
+        "folder": row.folder,
+        "sha256": row.sha256,
+        "space": row.space,
+        "enhancements": list(row.enhancements),
+        "state": row.state.value,
+        "order_id": row.order_id,
+        "image_id": row.image_id,
+        "eta": row.eta,
+        "submitted_at": row.submitted_at,
+        "result_url": row.result_urls[0] if row.result_urls else None,
+        "result_urls": list(row.result_urls),
+        "output_path": row.output_paths[0] if row.output_paths else None,
+        "output_paths": list(row.output_paths),
+        "attempts": row.attempts,
+        "error": row.error,
+        "retryable": row.retryable,
+        "duplicate_of": duplicate_of,
+    }
+
+
+def _csv_cell(value: object) -> str:
+    # Spreadsheet-friendly: lists joined with ';', booleans as words, missing values empty.
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
