@@ -1,0 +1,109 @@
+"""The live catalog: spaces and enhancement toggles of the service, resolved from names to ids.
+
+The API's ids are opaque and known only at run time (unknown 1 in the API notes), so the
+manifest names things as a user would ("indoor", "Add Fire to Fireplace") and this module
+finds them, in any case, or says which names are valid. Fetched once per run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipeline import api
+from pipeline.client import ApiClient, Item, Space, Widget
+from pipeline.errors import CatalogError
+
+
+@dataclass(frozen=True, slots=True)
+class Enhancement:
+    widget_id: str
+    item_id: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedOptions:
+    """What an order is submitted with."""
+
+    space: Space
+    enhancements: tuple[Enhancement, ...]
+
+    @property
+    def selected_widgets(self) -> list[api.SelectedWidget]:
+        # Several items of one widget are sent as several {id, item_id} entries with the same
+        # widget id (our reading; the docs show one). The sandbox accepts that shape.
+        return [{"id": e.widget_id, "item_id": e.item_id} for e in self.enhancements]
+
+    @property
+    def enhancement_titles(self) -> tuple[str, ...]:
+        """Canonical titles, casefolded and sorted: part of a photo's identity in the ledger."""
+        return tuple(sorted({e.title.casefold() for e in self.enhancements}))
+
+
+class Catalog:
+    """Spaces of the service and, per space, its widgets and items."""
+
+    def __init__(
+        self, service: str, spaces: Sequence[Space], widgets: dict[str, list[Widget]]
+    ) -> None:
+        self.service = service
+        self.spaces = tuple(spaces)
+        self.widgets = widgets  # space name -> widgets
+
+    @classmethod
+    async def fetch(cls, client: ApiClient, service: str = api.SERVICE) -> Catalog:
+        spaces = [s for s in await client.spaces(service) if s.is_active]
+        widgets = {s.name: await client.widgets(s.name, service) for s in spaces}
+        return cls(service, spaces, widgets)
+
+    def resolve_space(self, name: str, *, where: str = "") -> Space:
+        wanted = name.strip().casefold()
+        for space in self.spaces:
+            if wanted in (space.name.casefold(), space.title.casefold(), space.id.casefold()):
+                return space
+        valid = ", ".join(f"{s.title.lower() or s.name} ({s.name})" for s in self.spaces)
+        raise CatalogError(
+            f"{where}space {name!r} is not a space of {self.service}; "
+            f"valid spaces: {valid or 'none (the catalog lists no active space)'}"
+        )
+
+    def resolve(
+        self, space_name: str, enhancements: Sequence[str], *, where: str = "", where_enh: str = ""
+    ) -> ResolvedOptions:
+        """Resolve a space and its toggles; raise CatalogError listing valid names if unknown."""
+        space = self.resolve_space(space_name, where=where)
+        widgets = self.widgets.get(space.name, [])
+        chosen: dict[str, Enhancement] = {}
+        for wanted in enhancements:
+            found = _find_item(widgets, wanted)
+            if found is None:
+                valid = ", ".join(f"{i.title!r}" for w in widgets for i in w.items)
+                raise CatalogError(
+                    f"{where_enh or where}enhancement {wanted!r} is not offered for space "
+                    f"{space.title or space.name!r}; valid: {valid or 'none'} "
+                    "(titles in any case, or item ids)"
+                )
+            widget, item = found
+            chosen[item.id] = Enhancement(widget.id, item.id, item.title)
+        picked_widgets = {e.widget_id for e in chosen.values()}
+        for widget in widgets:
+            if not widget.is_optional and widget.id not in picked_widgets:
+                choices = ", ".join(repr(i.title) for i in widget.items)
+                raise CatalogError(
+                    f"{where_enh or where}the catalog requires one of {widget.title!r} for space "
+                    f"{space.title or space.name!r}: add one of {choices} to enhancements"
+                )
+        return ResolvedOptions(space, tuple(chosen.values()))
+
+    def describe(self) -> list[tuple[Space, list[Widget]]]:
+        return [(s, self.widgets.get(s.name, [])) for s in self.spaces]
+
+
+def _find_item(widgets: Sequence[Widget], wanted: str) -> tuple[Widget, Item] | None:
+    key = wanted.strip().casefold()
+    for widget in widgets:
+        for item in widget.items:
+            if key in (item.title.casefold(), item.id.casefold()):
+                return widget, item
+    return None

@@ -1,0 +1,222 @@
+"""The API client against the local emulator: shapes, and each error mapped to its kind."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from pipeline import api
+from pipeline.catalog import Catalog
+from pipeline.client import ApiClient, Timeouts
+from pipeline.errors import (
+    AuthRefused,
+    OutcomeUnknown,
+    RateLimited,
+    RequestRejected,
+    TransientError,
+)
+from pipeline.sandbox import Faults, Sandbox
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _selected(client: ApiClient, space: str, *titles: str) -> tuple[str, list[Any]]:
+    catalog = await Catalog.fetch(client)
+    options = catalog.resolve(space, list(titles))
+    return options.space.name, options.selected_widgets
+
+
+def test_every_call_returns_its_documented_shape(
+    sandbox: Sandbox, photo_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Upload, catalog, submit, order details and download, end to end."""
+    photo = photo_factory(tmp_path, "room.jpg")
+
+    async def scenario() -> None:
+        async with ApiClient(sandbox.url, sandbox.api_key) as client:
+            spaces = await client.spaces()
+            assert {s.title.lower() for s in spaces} == {"indoor", "outdoor"}
+            widgets = await client.widgets(spaces[0].name)
+            assert widgets and widgets[0].items
+            order_id = await client.upload(photo)
+            assert isinstance(order_id, str) and order_id
+            before = await client.order(order_id)
+            assert before.never_submitted
+            space, selected = await _selected(client, "indoor", "Add Fire to Fireplace")
+            done = await client.submit(order_id, space, selected)
+            assert done.order_id == order_id and done.image_id and isinstance(done.eta, int)
+            for _ in range(200):
+                details = await client.order(order_id)
+                if details.generated_images:
+                    break
+                await asyncio.sleep(0.05)
+            assert not details.never_submitted
+            result = tmp_path / "result.jpg"
+            written = await client.download(details.generated_images[0].src, result)
+            assert written == result.stat().st_size > 0
+            with Image.open(result) as image:
+                image.verify()
+
+    run(scenario())
+    assert sandbox.stats().orders_charged == 1
+
+
+def test_wrong_key_is_refused_without_echoing_it(sandbox: Sandbox) -> None:
+    canary = "CANARY-key-0123456789"
+
+    async def scenario() -> None:
+        async with ApiClient(sandbox.url, canary) as client:
+            assert canary not in repr(client)
+            await client.spaces()
+
+    with pytest.raises(AuthRefused) as caught:
+        run(scenario())
+    assert caught.value.status == 401
+    assert caught.value.exit_code == 3
+    assert canary not in str(caught.value) and canary not in repr(caught.value)
+
+
+def test_rate_limited_error_carries_the_api_body(
+    make_sandbox: Callable[..., Sandbox], photo_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(orders_per_window=1, window_seconds=600)
+    photos = [photo_factory(tmp_path, f"p{n}.jpg") for n in range(2)]
+
+    async def scenario() -> None:
+        async with ApiClient(sandbox.url, sandbox.api_key) as client:
+            space, selected = await _selected(client, "indoor")
+            first, second = [await client.upload(p) for p in photos]
+            await client.submit(first, space, selected)
+            await client.submit(second, space, selected)
+
+    with pytest.raises(RateLimited) as caught:
+        run(scenario())
+    assert caught.value.status == 429
+    assert caught.value.error == "rate-limit exceeded, 10 generates per 10 minutes only"
+    assert sandbox.stats().orders_charged == 1
+
+
+def test_upload_without_a_file_is_rejected_with_the_api_key(sandbox: Sandbox) -> None:
+    """The emulator answers as the docs do: 400 {"error": "http: no such file"}."""
+
+    async def scenario() -> None:
+        async with ApiClient(sandbox.url, sandbox.api_key) as client:
+            form = aiohttp.FormData()
+            form.add_field("service_name", api.SERVICE)
+            # The public upload() always sends a file; this reaches the same error boundary.
+            await client._json("POST", api.UPLOAD_PATH, data=form)
+
+    with pytest.raises(RequestRejected) as caught:
+        run(scenario())
+    assert caught.value.status == 400
+    assert caught.value.error == "http: no such file"
+    assert caught.value.key == "api_error_no_such_file"
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(lost_after_charge_rate=1.0, seed=1),
+        Faults(reset_rate=1.0, seed=1),
+        Faults(error_rate=1.0, seed=1),
+    ],
+    ids=["lost-after-charge", "reset", "5xx"],
+)
+def test_order_post_with_a_lost_answer_is_outcome_unknown(
+    sandbox: Sandbox, photo_factory: Callable[..., Path], tmp_path: Path, faults: Faults
+) -> None:
+    """Never a plain retryable error: the order may have been charged."""
+    photo = photo_factory(tmp_path, "room.jpg")
+
+    async def scenario() -> None:
+        async with ApiClient(sandbox.url, sandbox.api_key) as client:
+            space, selected = await _selected(client, "indoor")
+            order_id = await client.upload(photo)
+            sandbox.set_faults(faults)
+            await client.submit(order_id, space, selected)
+
+    with pytest.raises(OutcomeUnknown) as caught:
+        run(scenario())
+    assert not isinstance(caught.value, TransientError)
+    charged = sandbox.stats().orders_charged
+    assert charged == (1 if faults.lost_after_charge_rate else 0)
+
+
+@pytest.mark.parametrize(
+    "faults", [Faults(reset_rate=1.0, seed=2), Faults(error_rate=1.0, seed=2)], ids=["reset", "5xx"]
+)
+def test_safe_calls_fail_as_transient(
+    sandbox: Sandbox, photo_factory: Callable[..., Path], tmp_path: Path, faults: Faults
+) -> None:
+    photo = photo_factory(tmp_path, "room.jpg")
+    sandbox.set_faults(faults)
+
+    async def scenario() -> None:
+        async with ApiClient(sandbox.url, sandbox.api_key) as client:
+            await client.upload(photo)
+
+    with pytest.raises(TransientError):
+        run(scenario())
+
+
+def test_a_stalled_read_times_out_as_transient(sandbox: Sandbox) -> None:
+    sandbox.set_faults(Faults(stall_rate=1.0, stall_seconds=5.0, seed=3))
+
+    async def scenario() -> None:
+        async with ApiClient(sandbox.url, sandbox.api_key, timeouts=Timeouts(read=0.3)) as client:
+            await client.spaces()
+
+    with pytest.raises(TransientError, match="timed out"):
+        run(scenario())
+
+
+def test_unreachable_api_is_transient_even_for_an_order_post() -> None:
+    """Nothing was sent when the connection is refused: safe to retry, not 'unknown'."""
+
+    async def scenario() -> None:
+        async with ApiClient("http://127.0.0.1:9", "k") as client:
+            await client.submit("order", "space", [])
+
+    with pytest.raises(TransientError, match="cannot connect"):
+        run(scenario())
+
+
+def test_download_refuses_urls_that_are_not_http(sandbox: Sandbox, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with ApiClient(sandbox.url, sandbox.api_key) as client:
+            await client.download("file:///etc/passwd", tmp_path / "x")
+
+    with pytest.raises(RequestRejected, match="only http"):
+        run(scenario())
+    assert not (tmp_path / "x").exists()
+
+
+def test_result_image_is_enhanced(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The emulator's result is a real image made from the photo, not a copy of it."""
+    dim = Image.new("RGB", (64, 48), (60, 50, 40))
+    photo = tmp_path / "dim.jpg"
+    dim.save(photo, "JPEG")
+
+    async def scenario() -> bytes:
+        async with ApiClient(sandbox.url, sandbox.api_key) as client:
+            space, selected = await _selected(client, "indoor")
+            order_id = await client.upload(photo)
+            await client.submit(order_id, space, selected)
+            while not (details := await client.order(order_id)).generated_images:
+                await asyncio.sleep(0.05)
+            out = tmp_path / "out.jpg"
+            await client.download(details.generated_images[0].src, out)
+            return out.read_bytes()
+
+    with Image.open(io.BytesIO(run(scenario()))) as result:
+        assert result.size == (64, 48)
+        assert result.convert("RGB").getpixel((10, 10)) != (60, 50, 40)
