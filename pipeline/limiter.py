@@ -1,0 +1,149 @@
+"""The order window: an exact sliding-window log of ``orders`` per ``per_seconds``.
+
+A token or leaky bucket is wrong for this API: a bucket of 10 refilling one a minute lets 19
+orders through in the first ten minutes, and the API answers the 11th with 429. The log instead
+remembers when each order was accepted and lets the next one go only when fewer than ``orders``
+of them lie within the last ``per_seconds``.
+
+Each order's time is recorded as the moment its answer came back: the server charged it
+somewhere between send and answer, so the answer's time is an upper bound, and spacing sends
+``per_seconds`` after it can never look too close to the server, whatever the latency jitter.
+An order still in flight counts as "not yet expired" until its answer comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+
+Clock = Callable[[], float]
+
+
+class OrderWindow:
+    """Lets order POSTs through at the account's pace, first come first served."""
+
+    def __init__(self, orders: int, per_seconds: float, *, clock: Clock = time.monotonic) -> None:
+        if orders < 1 or per_seconds <= 0:
+            raise ValueError(
+                f"an order window needs orders >= 1 and per_seconds > 0, got "
+                f"{orders} per {per_seconds}"
+            )
+        self.orders = orders
+        self.per_seconds = per_seconds
+        self._clock = clock
+        self._accepted: dict[int, float] = {}  # order number -> answer time (inf in flight)
+        self._numbered = 0
+        self._queued = 0  # photos paced for upload that have not got their slot yet
+        self._pace = asyncio.Lock()
+        self._paused_until = 0.0
+        self._rate_limited_in_a_row = 0
+        self._turn = asyncio.Lock()  # asyncio.Lock wakes waiters in FIFO order
+        self._changed = asyncio.Event()
+        self.rate_limited = 0
+
+    # -- planning (used to upload just ahead of a photo's slot, and for progress) -------------
+
+    def next_slot(self, ahead: int = 0) -> float:
+        """Clock time at which the order after ``ahead`` waiting ones may be sent (estimate)."""
+        now = self._clock()
+        times = self._live(now)
+        slot = max(now, self._paused_until)
+        for _ in range(ahead + 1):
+            slot = max(slot, self._earliest(times, now))
+            times.append(max(slot, now))
+        return slot
+
+    def seconds_to_next_slot(self) -> float:
+        return max(0.0, self.next_slot() - self._clock())
+
+    async def wait_for_upload_turn(self, lead_seconds: float) -> None:
+        """Wait until this photo's future order slot is at most ``lead_seconds`` away.
+
+        Uploading hours before a slot wastes bandwidth and may let the upload go stale, so a
+        photo uploads only when its slot (behind every photo already queued) is near. The photo
+        is then queued until ``slot(queued=True)`` grants it, or ``leave_queue()``.
+        """
+        async with self._pace:
+            while True:
+                now = self._clock()
+                start = self.next_slot(ahead=self._queued) - lead_seconds
+                if start <= now:
+                    break
+                await self._wait_for_change(start - now)
+            self._queued += 1
+
+    def leave_queue(self) -> None:
+        """A queued photo gave up (its upload failed) before asking for its slot."""
+        self._queued = max(0, self._queued - 1)
+        self._changed.set()
+
+    # -- sending ------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def slot(self, *, queued: bool = False) -> AsyncIterator[None]:
+        """Wait for a free slot, then hold it while the order POST is in flight.
+
+        Leaving the block records the order as accepted now. Call ``rate_limited_answer()``
+        inside the block when the API answered 429 instead.
+        """
+        async with self._turn:
+            while True:
+                now = self._clock()
+                wait = max(self._paused_until, self._earliest(self._live(now), now)) - now
+                if wait <= 0:
+                    break
+                await self._wait_for_change(wait)
+            if queued:
+                self._queued = max(0, self._queued - 1)
+            self._numbered += 1
+            number = self._numbered
+            self._accepted[number] = math.inf
+        try:
+            yield
+        finally:
+            # Whatever the outcome (answer, 429, lost), the time of the answer is a safe bound.
+            self._accepted[number] = self._clock()
+            self._changed.set()
+
+    def rate_limited_answer(self) -> None:
+        """A 429 came anyway (another client on the account, or a server clock ahead of ours).
+
+        The API gives no Retry-After, so every submission pauses until our own log frees a slot,
+        and at least one slot's share of the window, doubling on 429s in a row up to the window.
+        """
+        self.rate_limited += 1
+        self._rate_limited_in_a_row += 1
+        now = self._clock()
+        share = self.per_seconds / self.orders
+        pause = min(self.per_seconds, share * 2 ** (self._rate_limited_in_a_row - 1))
+        own = self._earliest(self._live(now), now) - now
+        self._paused_until = max(self._paused_until, now + max(pause, own))
+
+    def accepted_answer(self) -> None:
+        """An order went through: the 429 streak is over."""
+        self._rate_limited_in_a_row = 0
+
+    # -- the log ------------------------------------------------------------------------------
+
+    async def _wait_for_change(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if an order's answer arrives (an in-flight one frees)."""
+        self._changed.clear()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout=min(seconds, 3600.0))
+
+    def _live(self, now: float) -> list[float]:
+        horizon = now - self.per_seconds
+        expired = [n for n, t in self._accepted.items() if t <= horizon]
+        for n in expired:
+            del self._accepted[n]
+        return list(self._accepted.values())
+
+    def _earliest(self, live: list[float], now: float) -> float:
+        if len(live) < self.orders:
+            return now
+        # The oldest of the newest `orders` entries must leave the window first.
+        return heapq.nlargest(self.orders, live)[-1] + self.per_seconds
