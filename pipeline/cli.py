@@ -1,0 +1,325 @@
+"""The ``aihd`` command. Data goes to stdout, messages and errors to stderr.
+
+Every foreseeable mistake is a ``PipelineError`` and ends as one line on stderr and an exit
+code from the spec, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pipeline import __version__
+from pipeline.errors import PipelineError, UsageError
+from pipeline.logs import setup_logging
+from pipeline.manifest import load_manifest, manifest_json_schema
+from pipeline.runner import StopSwitch
+from pipeline.session import ApiSettings, parse_duration
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def _guard(fn: F) -> F:
+    """Turn PipelineError into its message and exit code; Ctrl-C into exit 130."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PipelineError as exc:
+            click.echo(f"aihd: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("aihd: interrupted", err=True)
+            sys.exit(130)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="aihd")
+def main() -> None:
+    """Bulk-enhance listing photos through the AI HomeDesign Image Enhancement API.
+
+    \b
+    Example:
+      export AIHD_API_KEY=...        # never put the key in the manifest
+      aihd plan listings.yaml        # what a run would do, spending nothing
+      aihd run listings.yaml         # order each photo once; re-run to resume
+      aihd collect listings.yaml --wait
+    """
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option(
+    "--ledger", type=click.Path(path_type=Path), help="Ledger file (default: manifest's)."
+)
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Photos in flight.")
+@click.option("--max-orders", type=click.IntRange(0), help="Stop after this many orders (exit 4).")
+@click.option("--max-duration", help="Stop after this long, e.g. 6h, 90m (exit 4).")
+@click.option("--retry-failed", is_flag=True, help="Also retry photos that failed for good.")
+@click.option("--collect", "then_collect", is_flag=True, help="Then collect the results.")
+@click.option("--sandbox", is_flag=True, help="Run against an in-process local emulator.")
+@click.option("--no-progress", is_flag=True, help="No progress bar; a log line now and then.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--log-file", type=click.Path(path_type=Path), help="Append timestamped logs here.")
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for an API answer before giving up on it.",
+)
+@click.option(
+    "--settle",
+    type=click.FloatRange(0.0),
+    default=120.0,
+    show_default=True,
+    help="Seconds to let the API settle before checking an order whose answer was lost.",
+)
+@_guard
+def run(
+    manifest: Path,
+    ledger: Path | None,
+    concurrency: int | None,
+    max_orders: int | None,
+    max_duration: str | None,
+    retry_failed: bool,
+    then_collect: bool,
+    sandbox: bool,
+    no_progress: bool,
+    as_json: bool,
+    log_file: Path | None,
+    request_timeout: float,
+    settle: float,
+) -> None:
+    """Upload and order every photo of MANIFEST once; re-running resumes.
+
+    \b
+    Example:
+      aihd run listings.yaml --max-duration 6h --no-progress --json
+      aihd run sample_manifests/demo.yaml --sandbox --collect
+    """
+    from pipeline.session import RunRequest, run_manifest
+
+    loaded = load_manifest(manifest)
+    bar = not no_progress and sys.stderr.isatty()
+    settings = ApiSettings.from_env(loaded.api_key_env, sandbox=sandbox)
+    setup_logging(log_file, verbose=not bar, secret=settings.api_key)
+    request = RunRequest(
+        manifest=loaded,
+        ledger_path=ledger or loaded.ledger,
+        concurrency=concurrency or loaded.concurrency,
+        max_orders=max_orders,
+        max_duration=parse_duration(max_duration) if max_duration else None,
+        retry_failed=retry_failed,
+        collect=then_collect,
+        progress_bar=bar,
+        request_timeout=request_timeout,
+        settle_seconds=settle,
+        command=" ".join(["aihd", *sys.argv[1:]]),
+    )
+    summary = _run_until_signal(lambda stop: run_manifest(request, settings, stop))
+    if as_json:
+        click.echo(summary.to_json())
+        click.echo(summary.render(), err=True)
+    else:
+        click.echo(summary.render())
+    sys.exit(summary.exit_code)
+
+
+@main.command()
+@click.option("--manifest", type=click.Path(path_type=Path), help="Use its api_key_env.")
+@click.option("--sandbox", is_flag=True, help="Ask an in-process local emulator.")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@_guard
+def catalog(manifest: Path | None, sandbox: bool, as_json: bool) -> None:
+    """Print the spaces and enhancement toggles the API offers for image enhancement.
+
+    \b
+    Example:
+      aihd catalog            # with AIHD_API_KEY set
+      aihd catalog --sandbox
+    """
+    from pipeline.session import fetch_catalog
+
+    env = load_manifest(manifest).api_key_env if manifest else "AIHD_API_KEY"
+    settings = ApiSettings.from_env(env, sandbox=sandbox)
+    described = asyncio.run(fetch_catalog(settings))
+    if as_json:
+        data = [
+            {
+                "space": s.name,
+                "title": s.title,
+                "id": s.id,
+                "widgets": [
+                    {
+                        "title": w.title,
+                        "id": w.id,
+                        "optional": w.is_optional,
+                        "items": [{"title": i.title, "id": i.id} for i in w.items],
+                    }
+                    for w in widgets
+                ],
+            }
+            for s, widgets in described
+        ]
+        click.echo(json.dumps(data, indent=2))
+        return
+    for space, widgets in described:
+        click.echo(f"{space.title or space.name}  (space: {space.name})")
+        for widget in widgets:
+            optional = "optional" if widget.is_optional else "required"
+            click.echo(f"  {widget.title} ({optional}):")
+            for item in widget.items:
+                click.echo(f"    - {item.title}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
+@click.option("--key", help="API key the emulator accepts (default: a random one).")
+@click.option("--window", default="10/600", show_default=True, help="Order window ORDERS/SECONDS.")
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(0.0),
+    default=1.0,
+    show_default=True,
+    help="Multiply each order's eta by this (0.01: a 30 s eta takes 0.3 s).",
+)
+@_guard
+def sandbox(host: str, port: int, key: str | None, window: str, time_scale: float) -> None:
+    """Serve the local emulator of the API (not the real service) for demos and tests.
+
+    \b
+    Example:
+      aihd sandbox --port 8787 --window 10/60 --time-scale 0.1
+    """
+    import secrets
+
+    from pipeline.sandbox import SandboxConfig, run_forever
+
+    try:
+        orders_text, seconds_text = window.split("/")
+        orders, seconds = int(orders_text), float(seconds_text)
+    except ValueError:
+        raise UsageError(f"--window {window!r}: expected ORDERS/SECONDS, e.g. 10/600") from None
+    config = SandboxConfig(
+        api_key=key or secrets.token_urlsafe(24),
+        orders_per_window=orders,
+        window_seconds=seconds,
+        time_scale=time_scale,
+    )
+    run_forever(config, host=host, port=port)
+
+
+def _ledger_path(target: Path) -> Path:
+    """A manifest (its ledger) or a ledger file; the ledger must already exist."""
+    path = load_manifest(target).ledger if target.suffix.lower() in (".yaml", ".yml") else target
+    if not path.is_file():
+        raise UsageError(f"{path}: no ledger here yet; `aihd run` creates it")
+    return path
+
+
+@main.command()
+@click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
+@_guard
+def status(target: Path) -> None:
+    """Show photos per folder and state, orders spent, and the last run.
+
+    \b
+    Example:
+      aihd status listings.yaml
+      aihd status listings.ledger.sqlite
+    """
+    from pipeline.ledger import open_ledger
+    from pipeline.status import render_status
+
+    ledger = open_ledger(_ledger_path(target))
+    try:
+        click.echo(render_status(ledger))
+    finally:
+        ledger.close()
+
+
+@main.command()
+@click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="File (default: stdout).")
+@_guard
+def export(target: Path, fmt: str, output: Path | None) -> None:
+    """Write one row per photo (path, state, order_id, image_id, eta, error, ...).
+
+    \b
+    Example:
+      aihd export listings.yaml --format csv -o orders.csv
+      aihd export listings.ledger.sqlite --format jsonl | jq .state
+    """
+    from pipeline.export import export_rows
+    from pipeline.ledger import open_ledger
+
+    ledger = open_ledger(_ledger_path(target))
+    try:
+        if output is None:
+            count = export_rows(ledger, fmt, sys.stdout)  # type: ignore[arg-type]
+        else:
+            try:
+                with output.open("w", encoding="utf-8", newline="") as out:
+                    count = export_rows(ledger, fmt, out)  # type: ignore[arg-type]
+            except OSError as exc:
+                raise UsageError(f"-o {output}: cannot write: {exc.strerror}") from exc
+        click.echo(f"aihd export: {count} photos", err=True)
+    finally:
+        ledger.close()
+
+
+@main.command()
+@_guard
+def schema() -> None:
+    """Print the manifest's JSON Schema, for editors that check YAML as it is typed.
+
+    \b
+    Example:
+      aihd schema > aihd-manifest.schema.json
+    """
+    click.echo(json.dumps(manifest_json_schema(), indent=2))
+
+
+def _run_until_signal(start: Callable[[StopSwitch], Awaitable[T]]) -> T:
+    """Run the coroutine; the first SIGINT/SIGTERM asks it to stop cleanly, a second cuts."""
+    stop = StopSwitch()
+
+    async def runner() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        hits = 0
+
+        def on_signal() -> None:
+            nonlocal hits
+            hits += 1
+            if hits == 1:
+                click.echo("aihd: stopping (signal); the ledger stays consistent", err=True)
+                stop.set("interrupted")
+            elif task is not None:
+                task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        return await start(stop)
+
+    try:
+        return asyncio.run(runner())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None

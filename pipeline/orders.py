@@ -1,0 +1,203 @@
+"""One photo's way to a paid order: upload, submit under the order window, record.
+
+The rule that keeps a user from paying twice: ``submitting`` is committed to the ledger before
+the order POST leaves, and a POST whose answer is lost is never sent again blindly. The order's
+details decide: still idle with no generated images means it was never submitted; anything else
+means it was. Before asking, we let the API settle (``settle_seconds``), because a request that
+timed out on our side may still be running on the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.catalog import ResolvedOptions
+from pipeline.client import ApiClient, OrderDetails
+from pipeline.errors import (
+    ApiError,
+    OutcomeUnknown,
+    RateLimited,
+    RequestRejected,
+    TransientError,
+)
+from pipeline.ledger import Ledger, PhotoRow, State
+from pipeline.limiter import OrderWindow
+from pipeline.retry import Backoff, retrying
+
+_MAX_RATE_LIMITED = 20  # 429s in a row for one photo before it is left for the next run
+
+
+class OrderBudgetSpent(Exception):
+    """``--max-orders`` is reached: no further order POST may be sent in this run."""
+
+
+@dataclass(slots=True)
+class RunCounters:
+    """What this run did, for the progress line and the summary."""
+
+    uploads: int = 0
+    orders_posted: int = 0
+    orders_accepted: int = 0
+    outcomes_unknown: int = 0
+    reconciled_submitted: int = 0
+    reconciled_idle: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+
+
+class OrderFlow:
+    """Takes one ledger row from wherever it stands to ``submitted`` (or ``failed``)."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        ledger: Ledger,
+        window: OrderWindow,
+        backoff: Backoff,
+        counters: RunCounters,
+        *,
+        options_for: Callable[[PhotoRow], ResolvedOptions | None],
+        max_orders: int | None = None,
+        settle_seconds: float = 120.0,
+    ) -> None:
+        self._client = client
+        self._ledger = ledger
+        self._window = window
+        self._backoff = backoff
+        self._counters = counters
+        self._options_for = options_for
+        self._max_orders = max_orders
+        self._settle_seconds = settle_seconds
+        self._upload_seconds = 1.0  # moving average, to upload just ahead of a slot
+        self._rng = random.Random()
+
+    async def process(self, row: PhotoRow) -> PhotoRow:
+        options = self._options_for(row)
+        if options is None:
+            return self._ledger.mark_failed(
+                row.id,
+                "its folder or options are no longer in the manifest; run it with that manifest",
+                retryable=True,
+            )
+        if row.state is State.SUBMITTING:
+            row = await self._reconcile(row)
+        reuploaded = False
+        rate_limited = 0
+        unreachable = 0
+        while row.state in (State.PENDING, State.UPLOADED):
+            queued = False
+            if row.state is State.PENDING or row.order_id is None:
+                row = await self._upload(row)
+                queued = True
+            try:
+                row = await self._submit(row, options, queued=queued)
+            except RateLimited:
+                rate_limited += 1
+                if rate_limited >= _MAX_RATE_LIMITED:
+                    return self._ledger.mark_failed(
+                        row.id, "rate-limited again and again (429)", retryable=True
+                    )
+            except TransientError as exc:
+                # The order POST could not connect: nothing was sent, try again after a pause.
+                unreachable += 1
+                if unreachable >= self._backoff.attempts:
+                    raise
+                wait = self._backoff.wait_before(unreachable, self._rng)
+                self._on_retry(exc, unreachable, wait)
+                await asyncio.sleep(wait)
+            except RequestRejected as exc:
+                if exc.status == 404 and not reuploaded:
+                    # The uploaded order is unknown to the API (expired or from another
+                    # account): nothing was charged, so upload the photo afresh, once.
+                    reuploaded = True
+                    row = self._ledger.mark_pending(row.id)
+                    continue
+                return self._ledger.mark_failed(row.id, exc.reason, retryable=False)
+        return row
+
+    # -- steps --------------------------------------------------------------------------------
+
+    async def _upload(self, row: PhotoRow) -> PhotoRow:
+        await self._window.wait_for_upload_turn(lead_seconds=2 * self._upload_seconds + 0.5)
+        started = time.monotonic()
+        try:
+            order_id = await retrying(
+                lambda: self._client.upload(Path(row.path), row.service),
+                self._backoff,
+                on_retry=self._on_retry,
+            )
+        except BaseException:
+            self._window.leave_queue()
+            raise
+        self._upload_seconds = 0.8 * self._upload_seconds + 0.2 * (time.monotonic() - started)
+        self._counters.uploads += 1
+        return self._ledger.mark_uploaded(row.id, order_id)
+
+    async def _submit(self, row: PhotoRow, options: ResolvedOptions, *, queued: bool) -> PhotoRow:
+        assert row.order_id is not None
+        order_id = row.order_id
+        async with self._window.slot(queued=queued):
+            if self._max_orders is not None and self._counters.orders_posted >= self._max_orders:
+                raise OrderBudgetSpent
+            # Intent before spending: this commit is on disk before the POST leaves.
+            row = self._ledger.mark_submitting(row.id)
+            self._counters.orders_posted += 1
+            try:
+                done = await asyncio.shield(
+                    self._client.submit(order_id, options.space.name, options.selected_widgets)
+                )
+            except RateLimited:
+                # A 429 is a refusal, not a charge: the order is still only uploaded.
+                self._counters.rate_limited += 1
+                self._window.rate_limited_answer()
+                self._ledger.mark_uploaded(row.id, order_id)
+                raise
+            except OutcomeUnknown:
+                self._counters.outcomes_unknown += 1
+                unknown = True
+            except TransientError:
+                # Never connected: nothing was sent, so nothing was charged.
+                self._ledger.mark_uploaded(row.id, order_id)
+                raise
+            except RequestRejected:
+                self._ledger.mark_uploaded(row.id, order_id)
+                raise
+            else:
+                unknown = False
+                self._window.accepted_answer()
+        if unknown:
+            return await self._reconcile(row, settle=True)
+        self._counters.orders_accepted += 1
+        return self._ledger.mark_submitted(row.id, done.image_id or None, done.eta)
+
+    async def _reconcile(self, row: PhotoRow, *, settle: bool = False) -> PhotoRow:
+        """A POST's outcome is unknown: let the order's details decide, never a blind re-POST."""
+        assert row.order_id is not None
+        order_id = row.order_id
+        if settle:
+            await asyncio.sleep(self._settle_seconds)
+        try:
+            details: OrderDetails = await retrying(
+                lambda: self._client.order(order_id), self._backoff, on_retry=self._on_retry
+            )
+        except RequestRejected as exc:
+            # The API does not know the order: it was not charged under this id.
+            self._counters.reconciled_idle += 1
+            if exc.status == 404:
+                return self._ledger.mark_pending(row.id)
+            raise
+        if details.never_submitted:
+            self._counters.reconciled_idle += 1
+            return self._ledger.mark_uploaded(row.id, order_id)
+        self._counters.reconciled_submitted += 1
+        return self._ledger.mark_submitted(row.id, None, None)
+
+    def _on_retry(self, exc: ApiError, attempt: int, wait: float) -> None:
+        self._counters.retries += 1
+        if isinstance(exc, RateLimited):
+            self._counters.rate_limited += 1

@@ -1,0 +1,111 @@
+"""Finding photos in the manifest's folders, and checking each before anything is spent on it.
+
+A photo is checked by its bytes, not its name: at most 50 MB, not empty, readable, a JPEG, PNG,
+WEBP or camera RAW by its magic bytes, and not visibly truncated (JPEG end marker, PNG IEND
+chunk, WEBP RIFF length). Hashing streams the file, so a 50 MB photo never sits in memory.
+These functions block: the runner calls them in a worker thread, away from the event loop.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.api import MAX_PHOTO_BYTES
+
+_CHUNK = 1024 * 1024
+_TIFF_RAW = (b"II*\x00", b"MM\x00*", b"IIRO", b"IIU\x00")  # DNG, NEF, ARW, CR2, ORF, RW2
+_JPEG_END = b"\xff\xd9"
+_PNG_END = b"IEND\xaeB`\x82"
+_TAIL = 1024  # cameras may pad a JPEG after its end marker
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedPhoto:
+    """A file read once: its digest, or why it cannot be sent."""
+
+    stat: FileStat
+    sha256: str | None
+    broken: str | None  # the reason, for the ledger and the user
+
+
+def list_folder(folder: Path, patterns: Sequence[str], recursive: bool) -> Iterator[FileStat]:
+    """Files in ``folder`` whose names match a pattern (any case), in a stable order."""
+    lowered = [p.lower() for p in patterns]
+    dirs = [folder]
+    while dirs:
+        current = dirs.pop()
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs: list[Path] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden files and our own temporary files
+            if entry.is_dir(follow_symlinks=False):
+                if recursive:
+                    subdirs.append(Path(entry.path))
+                continue
+            name = entry.name.lower()
+            if not any(fnmatch.fnmatchcase(name, p) for p in lowered):
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                st = None
+            if st is None:
+                yield FileStat(entry.path, -1, 0)  # vanished or unreadable: check() says which
+            else:
+                yield FileStat(entry.path, st.st_size, st.st_mtime_ns)
+        dirs.extend(reversed(subdirs))
+
+
+def check(stat: FileStat) -> CheckedPhoto:
+    """Hash and check one photo in a single streamed read."""
+    if stat.size == 0:
+        return CheckedPhoto(stat, None, "empty file (0 bytes)")
+    if stat.size > MAX_PHOTO_BYTES:
+        return CheckedPhoto(
+            stat, None, f"{stat.size / 1e6:.1f} MB is over the API's 50 MB limit; downsize it"
+        )
+    digest = hashlib.sha256()
+    try:
+        with open(stat.path, "rb") as f:
+            head = f.read(_CHUNK)
+            digest.update(head)
+            tail = head[-_TAIL:]
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+                tail = (tail + chunk)[-_TAIL:]
+            size = f.tell()
+    except OSError as exc:
+        return CheckedPhoto(stat, None, f"cannot read: {exc.strerror or exc}")
+    reason = _format_problem(head, tail, size)
+    return CheckedPhoto(stat, None if reason else digest.hexdigest(), reason)
+
+
+def _format_problem(head: bytes, tail: bytes, size: int) -> str | None:
+    if head.startswith(b"\xff\xd8\xff"):
+        return None if _JPEG_END in tail else "truncated JPEG (no end-of-image marker)"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None if _PNG_END in tail else "truncated PNG (no IEND chunk)"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        declared = int.from_bytes(head[4:8], "little") + 8
+        return None if size >= declared else "truncated WEBP (shorter than its RIFF header says)"
+    if head.startswith(_TIFF_RAW) or head.startswith(b"FUJIFILMCCD-RAW"):
+        return None  # camera RAW: the API lists DNG, ARW, RAF, NEF "etc."
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc"):
+        return "HEIC is not among the API's formats (JPEG, PNG, WEBP, RAW); convert it to JPEG"
+    return "not a JPEG, PNG, WEBP or RAW image (by its first bytes)"

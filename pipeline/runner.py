@@ -1,0 +1,253 @@
+"""``aihd run``: find the manifest's photos, check and hash them, and order each one once.
+
+Stages, in order: resolve the manifest's names against the live catalog (nothing is uploaded
+if one is wrong), reconcile orders a killed run left ``submitting``, then scan folders in a
+worker thread while a pool of ``concurrency`` photo workers uploads and submits under the
+order window. Stopping (Ctrl-C, SIGTERM, a budget) cancels workers between steps; an order
+POST in flight is shielded and its row stays ``submitting`` for the next run to reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pipeline import api
+from pipeline.catalog import Catalog, ResolvedOptions
+from pipeline.client import ApiClient
+from pipeline.errors import ApiError, AuthRefused
+from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, PhotoRow, State
+from pipeline.limiter import OrderWindow
+from pipeline.manifest import FolderSpec, Manifest
+from pipeline.orders import OrderBudgetSpent, OrderFlow, RunCounters
+from pipeline.photos import CheckedPhoto, FileStat, check, list_folder
+from pipeline.progress import Progress
+from pipeline.retry import Backoff
+from pipeline.summary import RunSummary, summarize
+
+log = logging.getLogger("aihd")
+
+_BATCH = 256  # photos hashed per trip to the worker thread
+_OPEN_STATES = (State.PENDING, State.UPLOADED, State.SUBMITTING)
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    concurrency: int
+    max_orders: int | None = None
+    max_duration: float | None = None
+    retry_failed: bool = False
+    settle_seconds: float = 120.0
+
+
+@dataclass(slots=True)
+class StopSwitch:
+    """Why the run should stop: "budget", "interrupted" (a signal) or "auth"; first one wins."""
+
+    reason: str | None = None
+    error: BaseException | None = None
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def set(self, reason: str, error: BaseException | None = None) -> None:
+        if self.reason is None:
+            self.reason, self.error = reason, error
+        self.event.set()
+
+
+class Runner:
+    """One run of a manifest against one ledger and one API client."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        ledger: Ledger,
+        client: ApiClient,
+        limits: RunLimits,
+        *,
+        window: OrderWindow,
+        progress: Progress,
+        counters: RunCounters,
+        stop: StopSwitch,
+    ) -> None:
+        self.manifest = manifest
+        self.ledger = ledger
+        self.client = client
+        self.limits = limits
+        self.window = window
+        self.progress = progress
+        self.counters = counters
+        self.stop = stop
+        self._options: dict[tuple[str, str, tuple[str, ...]], ResolvedOptions] = {}
+        self._queue: asyncio.Queue[PhotoRow | None] = asyncio.Queue()
+        self._queued_ids: set[int] = set()
+        self._seen_ids: set[int] = set()
+        backoff = Backoff(attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff)
+        self._flow = OrderFlow(
+            client,
+            ledger,
+            window,
+            backoff,
+            counters,
+            options_for=self._options_for,
+            max_orders=limits.max_orders,
+            settle_seconds=limits.settle_seconds,
+        )
+
+    async def resolve_catalog(self) -> list[tuple[FolderSpec, ResolvedOptions]]:
+        """Resolve every folder's space and toggles; CatalogError names file:line."""
+        catalog = await Catalog.fetch(self.client)
+        resolved = []
+        for folder in self.manifest.folders:
+            where = f"{self.manifest.path}:{folder.space_line}: folder {folder.name!r}: "
+            where_enh = f"{self.manifest.path}:{folder.enhancements_line}: folder {folder.name!r}: "
+            options = catalog.resolve(
+                folder.space, folder.enhancements, where=where, where_enh=where_enh
+            )
+            self._options[_key(api.SERVICE, options)] = options
+            resolved.append((folder, options))
+        return resolved
+
+    async def run(self, started: float) -> RunSummary:
+        folders = await self.resolve_catalog()
+        self.ledger.reset_failed(include_permanent=self.limits.retry_failed)
+        # Orders a killed run left in flight come first: they may already be paid.
+        for row in self.ledger.photos([State.SUBMITTING], current_only=False):
+            self._seen_ids.add(row.id)
+            self.progress.add_found(1)
+            self._enqueue(row)
+        workers = [
+            asyncio.create_task(self._worker(), name=f"photo-worker-{n}")
+            for n in range(self.limits.concurrency)
+        ]
+        scanner = asyncio.create_task(self._scan(folders), name="scanner")
+        timer = asyncio.create_task(self._deadline(), name="deadline")
+        stopper = asyncio.create_task(self.stop.event.wait(), name="stop")
+        try:
+            await asyncio.wait([scanner, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if not self.stop.event.is_set():
+                scanner.result()  # a scan error is a bug: let it surface
+                for _ in workers:
+                    self._queue.put_nowait(None)
+                all_done = asyncio.create_task(asyncio.wait(workers), name="all-workers")
+                await asyncio.wait([all_done, stopper], return_when=asyncio.FIRST_COMPLETED)
+                all_done.cancel()
+        finally:
+            for task in (scanner, timer, stopper, *workers):
+                task.cancel()
+            await asyncio.gather(scanner, timer, stopper, *workers, return_exceptions=True)
+            self.progress.close()
+        if isinstance(self.stop.error, AuthRefused):
+            raise self.stop.error
+        for worker in workers:
+            if not worker.cancelled() and worker.exception() is not None:
+                raise worker.exception()  # type: ignore[misc]
+        return summarize(
+            self.ledger,
+            self._seen_ids,
+            self.counters,
+            stop_reason=self.stop.reason,
+            seconds=time.monotonic() - started,
+        )
+
+    # -- scanning -----------------------------------------------------------------------------
+
+    async def _scan(self, folders: Sequence[tuple[FolderSpec, ResolvedOptions]]) -> None:
+        cached = self.ledger.cached_hashes()
+        for folder, options in folders:
+            photo_options = PhotoOptions(
+                api.SERVICE, options.space.name, options.enhancement_titles
+            )
+            stats = await asyncio.to_thread(_list, folder)
+            for start in range(0, len(stats), _BATCH):
+                batch = stats[start : start + _BATCH]
+                checked = await asyncio.to_thread(_check_batch, batch, cached)
+                self._record(folder, photo_options, checked)
+
+    def _record(
+        self, folder: FolderSpec, options: PhotoOptions, checked: list[CheckedPhoto]
+    ) -> None:
+        found: list[FoundPhoto] = []
+        broken = 0
+        for photo in checked:
+            st = photo.stat
+            if photo.sha256 is None:
+                reason = photo.broken or "unreadable"
+                row = self.ledger.record_broken(st.path, folder.name, st.size, st.mtime_ns, reason)
+                self._seen_ids.add(row.id)
+                broken += 1
+                log.warning("%s: %s", st.path, reason)
+                continue
+            found.append(
+                FoundPhoto(st.path, folder.name, st.size, st.mtime_ns, photo.sha256, options)
+            )
+        fresh = settled = 0
+        for row in self.ledger.record_found(found) if found else []:
+            if row.id in self._seen_ids:
+                continue  # already counted: reconciled at the start
+            self._seen_ids.add(row.id)
+            fresh += 1
+            if row.state in _OPEN_STATES:
+                self._enqueue(row)
+            else:
+                settled += 1
+        self.progress.add_found(broken + fresh)
+        self.progress.settle(broken + settled)
+
+    def _enqueue(self, row: PhotoRow) -> None:
+        if row.id in self._queued_ids:
+            return
+        self._queued_ids.add(row.id)
+        self._queue.put_nowait(row)
+
+    # -- working ------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while (row := await self._queue.get()) is not None:
+            try:
+                await self._flow.process(row)
+            except OrderBudgetSpent:
+                self.stop.set("budget")
+                return
+            except AuthRefused as exc:
+                self.stop.set("auth", exc)
+                return
+            except ApiError as exc:
+                # Retries are spent on a transient failure: keep the photo for the next run.
+                self.ledger.mark_failed(row.id, str(exc), retryable=True)
+            finally:
+                self.progress.settle()
+
+    async def _deadline(self) -> None:
+        if self.limits.max_duration is None:
+            return
+        await asyncio.sleep(self.limits.max_duration)
+        log.info("--max-duration reached: stopping, the rest is left for the next run")
+        self.stop.set("budget")
+
+    def _options_for(self, row: PhotoRow) -> ResolvedOptions | None:
+        return self._options.get((row.service, row.space, row.enhancements))
+
+
+def _key(service: str, options: ResolvedOptions) -> tuple[str, str, tuple[str, ...]]:
+    return (service, options.space.name, options.enhancement_titles)
+
+
+def _list(folder: FolderSpec) -> list[FileStat]:
+    return list(list_folder(folder.path, folder.patterns, folder.recursive))
+
+
+def _check_batch(
+    batch: list[FileStat], cached: dict[str, tuple[int, int, str]]
+) -> list[CheckedPhoto]:
+    """Hash what changed; trust the stored hash when size and mtime are unchanged."""
+    out = []
+    for st in batch:
+        known = cached.get(st.path)
+        if known is not None and known[0] == st.size and known[1] == st.mtime_ns:
+            out.append(CheckedPhoto(st, known[2], None))
+        else:
+            out.append(check(st))
+    return out

@@ -1,0 +1,159 @@
+"""A run's surroundings: where the API is and its key, the ledger's lock, the run's record.
+
+The CLI builds a ``RunRequest`` from options and the manifest; ``run_manifest`` opens what the
+run needs, hands it to the ``Runner`` and closes it all again, whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from yarl import URL
+
+from pipeline import api
+from pipeline.catalog import Catalog
+from pipeline.client import ApiClient, Space, Timeouts, Widget
+from pipeline.errors import AuthRefused, UsageError
+from pipeline.ledger import open_ledger
+from pipeline.limiter import OrderWindow
+from pipeline.manifest import Manifest
+from pipeline.orders import RunCounters
+from pipeline.progress import Progress
+from pipeline.runner import RunLimits, Runner, StopSwitch
+from pipeline.summary import RunSummary
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms]?)", re.IGNORECASE)
+_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Where the API is and the key to it; ``sandbox`` means start a local emulator."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    sandbox: bool = False
+
+    @classmethod
+    def from_env(cls, key_env: str = "AIHD_API_KEY", *, sandbox: bool = False) -> ApiSettings:
+        if sandbox:
+            # The emulator gets a fresh random key of its own; the user's key is not needed.
+            return cls("http://127.0.0.1:0", secrets.token_urlsafe(24), sandbox=True)
+        key = os.environ.get(key_env, "").strip()
+        if not key:
+            raise UsageError(
+                f"no API key: set the environment variable {key_env} "
+                "(the key never lives in the manifest), or use --sandbox for the local emulator"
+            )
+        base_url = os.environ.get("AIHD_BASE_URL", api.DEFAULT_BASE_URL).strip()
+        url = URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise UsageError(f"AIHD_BASE_URL={base_url!r} is not an http(s) URL")
+        return cls(base_url, key)
+
+
+def parse_duration(text: str) -> float:
+    """'6h', '90m', '1h30m', '45s' or plain seconds -> seconds."""
+    cleaned = text.strip().replace(" ", "")
+    parts = _DURATION.findall(cleaned)
+    if not cleaned or "".join(n + u for n, u in parts).lower() != cleaned.lower():
+        raise UsageError(f"duration {text!r}: expected e.g. 6h, 90m, 1h30m or 45s")
+    return sum(float(n) * _UNIT_SECONDS[u.lower()] for n, u in parts)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    manifest: Manifest
+    ledger_path: Path
+    concurrency: int
+    max_orders: int | None
+    max_duration: float | None
+    retry_failed: bool
+    collect: bool
+    progress_bar: bool
+    request_timeout: float
+    settle_seconds: float
+    command: str
+
+
+@asynccontextmanager
+async def api_client(settings: ApiSettings, timeouts: Timeouts) -> AsyncIterator[ApiClient]:
+    """A client of the real API, or of a local emulator started for this process."""
+    if not settings.sandbox:
+        async with ApiClient(settings.base_url, settings.api_key, timeouts=timeouts) as client:
+            yield client
+        return
+    from pipeline.sandbox import SandboxConfig, serve
+
+    # A demo-friendly emulator: the API's window, and orders that finish in a few seconds.
+    config = SandboxConfig(api_key=settings.api_key, time_scale=0.1)
+    async with (
+        serve(config) as emulator,
+        ApiClient(emulator.url, settings.api_key, timeouts=timeouts) as client,
+    ):
+        yield client
+
+
+async def fetch_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
+    async with api_client(settings, Timeouts()) as client:
+        return (await Catalog.fetch(client)).describe()
+
+
+async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwitch) -> RunSummary:
+    """Lock the ledger, run the manifest, record the run, and release everything."""
+    import sys
+
+    started = time.monotonic()
+    manifest = request.manifest
+    ledger = open_ledger(request.ledger_path)
+    try:
+        holder = f"pid {os.getpid()} on {socket.gethostname()}: `{request.command}`"
+        ledger.acquire_run_lock(holder)
+        run_id = ledger.start_run(request.command)
+        counters = RunCounters()
+        window = OrderWindow(manifest.rate_limit.orders, manifest.rate_limit.per_seconds)
+        progress = Progress(
+            bar=request.progress_bar, stream=sys.stderr, window=window, counters=counters
+        )
+        limits = RunLimits(
+            concurrency=request.concurrency,
+            max_orders=request.max_orders,
+            max_duration=request.max_duration,
+            retry_failed=request.retry_failed,
+            settle_seconds=request.settle_seconds,
+        )
+        timeouts = Timeouts(read=request.request_timeout)
+        outcome = "crashed"
+        try:
+            async with api_client(settings, timeouts) as client:
+                runner = Runner(
+                    manifest,
+                    ledger,
+                    client,
+                    limits,
+                    window=window,
+                    progress=progress,
+                    counters=counters,
+                    stop=stop,
+                )
+                summary = await runner.run(started)
+                outcome = summary.outcome
+                ledger.finish_run(run_id, outcome, asdict(summary))
+                return summary
+        except AuthRefused:
+            outcome = "key-refused"
+            raise
+        finally:
+            if outcome in ("crashed", "key-refused"):
+                ledger.finish_run(run_id, outcome, {})
+            ledger.release_run_lock()
+    finally:
+        ledger.close()

@@ -1,0 +1,100 @@
+"""The end of a run: counts per state, orders spent, retries, 429s, time, and the exit code."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Set
+from dataclasses import asdict, dataclass
+
+from pipeline.ledger import Ledger, State
+from pipeline.orders import RunCounters
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_BUDGET = 4
+EXIT_BUSY = 5
+EXIT_INTERRUPTED = 130
+
+_MAX_LISTED_FAILURES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    outcome: str  # finished | some-failed | stopped-by-budget | interrupted
+    exit_code: int
+    photos: int
+    states: dict[str, int]
+    orders_spent: int
+    orders_accepted: int
+    outcomes_unknown: int
+    uploads: int
+    retries: int
+    rate_limited: int
+    seconds: float
+    failures: list[dict[str, str]]
+    ledger: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    def render(self) -> str:
+        states = ", ".join(f"{n} {s}" for s, n in sorted(self.states.items())) or "none"
+        lines = [
+            f"aihd run: {self.outcome} in {self.seconds:.1f}s",
+            f"  photos: {self.photos} ({states})",
+            f"  orders spent: {self.orders_spent} (answered: {self.orders_accepted}, "
+            f"outcome reconciled: {self.outcomes_unknown}); uploads: {self.uploads}",
+            f"  retries: {self.retries}; rate-limited (429): {self.rate_limited}",
+            f"  ledger: {self.ledger}",
+        ]
+        for failure in self.failures:
+            lines.append(f"  failed: {failure['path']}: {failure['error']}")
+        if self.exit_code == EXIT_BUDGET:
+            lines.append("  stopped by a budget: run the same command again to go on")
+        elif self.exit_code == EXIT_INTERRUPTED:
+            lines.append("  interrupted: run the same command again to go on")
+        return "\n".join(lines)
+
+
+def summarize(
+    ledger: Ledger,
+    seen_ids: Set[int],
+    counters: RunCounters,
+    *,
+    stop_reason: str | None,
+    seconds: float,
+) -> RunSummary:
+    states: Counter[str] = Counter()
+    failures: list[dict[str, str]] = []
+    for row in ledger.photos(current_only=False):
+        if row.id not in seen_ids:
+            continue
+        states[row.state.value] += 1
+        if row.state is State.FAILED and len(failures) < _MAX_LISTED_FAILURES:
+            failures.append({"path": row.path, "error": row.error or "unknown"})
+    if stop_reason == "interrupted":
+        outcome, code = "interrupted", EXIT_INTERRUPTED
+    elif stop_reason == "budget":
+        outcome, code = "stopped-by-budget", EXIT_BUDGET
+    elif states[State.FAILED.value]:
+        outcome, code = "some-failed", EXIT_SOME_FAILED
+    else:
+        outcome, code = "finished", EXIT_OK
+    return RunSummary(
+        outcome=outcome,
+        exit_code=code,
+        photos=sum(states.values()),
+        states=dict(states),
+        orders_spent=counters.orders_posted,
+        orders_accepted=counters.orders_accepted,
+        outcomes_unknown=counters.outcomes_unknown,
+        uploads=counters.uploads,
+        retries=counters.retries,
+        rate_limited=counters.rate_limited,
+        seconds=round(seconds, 3),
+        failures=failures,
+        ledger=ledger.path,
+    )
