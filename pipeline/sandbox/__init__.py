@@ -1,0 +1,20 @@
+"""A local emulator of the AI HomeDesign v1 API for the demo, tests and benchmarks.
+
+It is never the real service: orders are charged only in its own stats, and its results are a
+local Pillow enhancement served from its own URLs.
+"""
+
+from __future__ import annotations
+
+from .server import Sandbox, SandboxThread, run_forever, serve
+from .state import Faults, SandboxConfig, SandboxStats
+
+__all__ = [
+    "Faults",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxStats",
+    "SandboxThread",
+    "run_forever",
+    "serve",
+]

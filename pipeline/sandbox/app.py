@@ -1,0 +1,356 @@
+"""The local emulator's routes: the v1 API (api/AIHOMEDESIGN_API.md 2.1-2.5, 5) plus /_sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import os
+import secrets
+import socket
+import struct
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+from aiohttp import BodyPartReader, web
+
+from pipeline import api
+
+from .enhance import write_enhanced
+from .state import (
+    DOC_SERVICES,
+    ENHANCEMENT_WIDGET_TITLE,
+    RATE_LIMIT_MESSAGE,
+    SPACES,
+    Order,
+    SandboxState,
+    faults_from_json,
+    stats_json,
+)
+
+STATE = web.AppKey("state", SandboxState)
+LOST_AFTER_CHARGE = web.RequestKey("lost_after_charge", bool)
+CHUNK_BYTES = 256 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error(status: int, message: str, key: str | None = None) -> web.Response:
+    """An error in the API's shape: {"error", "key"} (the 429 has no key)."""
+    body: api.ErrorBody = {"error": message}
+    if key is not None:
+        body["key"] = key
+    return web.json_response(body, status=status)
+
+
+def drop_connection(request: web.Request) -> web.Response:
+    """Reset the TCP connection so the client sees a connection error, not a status."""
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0 turns the close into an RST, like a proxy or NAT dropping the flow.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    # aiohttp fails to write this to the aborted transport and treats it as a client disconnect.
+    return web.Response()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+@web.middleware
+async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count requests; on /v1 apply latency and faults, then check the key and plan."""
+    state = request.app[STATE]
+    match = request.match_info
+    if match.http_exception is not None:
+        return error(match.http_exception.status, "not found", "api_error_not_found")
+    state.count_request(f"{request.method} {match.route.resource.canonical}")  # type: ignore[union-attr]
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    is_order_post = request.method == "POST" and request.path == api.SUBMIT_PATH
+    if is_order_post:
+        state.count("order_posts")  # every one received, whatever happens to it next
+    faults = state.faults
+    if faults.latency > 0:
+        await asyncio.sleep(faults.latency)
+    fault, lost = state.draw_faults(is_order_post)
+    if fault == "reset":
+        return drop_connection(request)
+    if fault == "error":
+        return error(500, "internal server error", "api_error_internal")
+    if fault == "stall":
+        await asyncio.sleep(faults.stall_seconds)
+    key = request.headers.get(api.API_KEY_HEADER, "")
+    if not secrets.compare_digest(key.encode(), state.config.api_key.encode()):
+        return error(401, "invalid api key", "api_error_unauthorized")
+    if not state.config.plan_allows_service:
+        return error(403, "your plan does not include this service", "api_error_forbidden")
+    request[LOST_AFTER_CHARGE] = lost
+    return await handler(request)
+
+
+# Upload ---------------------------------------------------------------------------------------
+
+
+async def _store_photo(part: BodyPartReader, state: SandboxState) -> tuple[Path, str] | None:
+    """Stream the image part to disk while hashing it; None if it is over 50 MB."""
+    fd, temp_name = tempfile.mkstemp(dir=state.uploads_dir)
+    os.close(fd)
+    temp = Path(temp_name)
+    sha256, size = hashlib.sha256(), 0
+    try:
+        async with aiofiles.open(temp, "wb") as out:
+            while chunk := await part.read_chunk(CHUNK_BYTES):
+                size += len(chunk)
+                if size > api.MAX_PHOTO_BYTES:
+                    await part.release()  # drain the rest so the client reads our 400
+                    await aiofiles.os.remove(temp)
+                    return None
+                sha256.update(chunk)
+                await out.write(chunk)
+        digest = sha256.hexdigest()
+        # One file per distinct photo: re-uploads of the same bytes share it.
+        stored = state.photos_dir / digest
+        await aiofiles.os.replace(temp, stored)
+        return stored, digest
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(temp)
+        raise
+
+
+async def upload(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        reader = await request.multipart()
+    except (ValueError, KeyError, AssertionError):
+        return error(400, "http: no such file", "api_error_no_such_file")
+    service: str | None = None
+    photo: tuple[Path, str] | None = None
+    saw_image = False
+    async for part in reader:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "service_name":
+            service = (await part.read_chunk(1024)).decode(errors="replace").strip()
+            await part.release()
+        elif part.name == "image" and not saw_image:
+            saw_image = True
+            photo = await _store_photo(part, state)
+        else:
+            await part.release()
+    if not saw_image:
+        return error(400, "http: no such file", "api_error_no_such_file")
+    if photo is None:
+        return error(400, "image larger than 50 MB", "api_error_image_too_large")
+    if service not in DOC_SERVICES:
+        return error(400, f"invalid service_name: {service!r}", "api_error_invalid_service")
+    order = state.add_order(photo[1], photo[0], _now_iso())
+    body: api.UploadResponse = {"order_id": order.id}
+    return web.json_response(body)
+
+
+# Catalog --------------------------------------------------------------------------------------
+
+
+async def spaces(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    service = request.query.get("service_name", "")
+    if service not in DOC_SERVICES:
+        return error(400, f"invalid service_name: {service!r}", "api_error_invalid_service")
+    records: list[api.SpaceRecord] = []
+    if service == api.SERVICE:
+        records = [
+            {
+                "id": state.space_ids[name],
+                "name": name,
+                "title": title,
+                "description": f"{title} photos",
+                "prompt": "",
+                "icon_src": "",
+                "is_active": True,
+                "is_premium": False,
+            }
+            for name, (title, _) in SPACES.items()
+        ]
+    return web.json_response({"data": records})
+
+
+async def items(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    service = request.query.get("service_name", "")
+    if service not in DOC_SERVICES:
+        return error(400, f"invalid service_name: {service!r}", "api_error_invalid_service")
+    space = request.query.get("space_name", "")
+    if service != api.SERVICE or space not in SPACES:
+        return error(400, f"invalid space_name: {space!r}", "api_error_invalid_space")
+    widget = state.widgets[space]
+    record: api.WidgetRecord = {
+        "id": widget.id,
+        "title": ENHANCEMENT_WIDGET_TITLE,
+        "description": "Optional touches applied with the enhancement",
+        "is_optional": True,
+        "items": [
+            {"id": item_id, "title": title, "prompt": "", "icon_src": "", "is_premium": False}
+            for title, item_id in widget.items.items()
+        ],
+        "priority": 1,
+        "type": "multi",
+    }
+    return web.json_response({"data": [record]})
+
+
+# Orders ---------------------------------------------------------------------------------------
+
+
+def _submit_request(body: Any) -> api.SubmitRequest | None:
+    """The body if it has the documented shape, else None."""
+    if not isinstance(body, dict):
+        return None
+    order_id, space_name = body.get("order_id"), body.get("space_name")
+    selected = body.get("selected_widgets")
+    if not (isinstance(order_id, str) and isinstance(space_name, str)):
+        return None
+    if not isinstance(selected, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("id"), str) and isinstance(s.get("item_id"), str)
+        for s in selected
+    ):
+        return None
+    widgets: list[api.SelectedWidget] = [{"id": s["id"], "item_id": s["item_id"]} for s in selected]
+    return {"order_id": order_id, "space_name": space_name, "selected_widgets": widgets}
+
+
+async def submit(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        submitted = _submit_request(await request.json())
+    except ValueError:
+        submitted = None
+    if submitted is None:
+        message = "body must be JSON with order_id, space_name and selected_widgets[{id,item_id}]"
+        return error(400, message, "api_error_invalid_request")
+    order = state.order(submitted["order_id"])
+    if order is None:
+        return error(404, "order not found", "api_error_order_not_found")
+    space = submitted["space_name"]
+    if space not in SPACES:
+        return error(422, f"invalid space_name: {space!r}", "api_error_invalid_space")
+    widget = state.widgets[space]
+    for selected in submitted["selected_widgets"]:
+        if selected["id"] != widget.id or selected["item_id"] not in widget.items.values():
+            return error(422, f"widget item not offered for {space}", "api_error_invalid_widget")
+    image_id = state.charge(order, space)
+    if image_id is None:
+        return error(429, RATE_LIMIT_MESSAGE)
+    if request[LOST_AFTER_CHARGE]:
+        return drop_connection(request)
+    body: api.SubmitResponse = {
+        "order_id": order.id,
+        "image_id": image_id,
+        "eta": state.config.eta_seconds,
+    }
+    return web.json_response(body)
+
+
+def _order_record(request: web.Request, order: Order) -> dict[str, Any]:
+    state = request.app[STATE]
+    status, generated_ids = state.status(order)
+    origin = _origin(request)
+    generated: list[dict[str, Any]] = [
+        {
+            "id": generated_id,
+            "sequence": sequence,
+            "src": f"{origin}/_sandbox/results/{generated_id}.jpg",
+            "status": "regular_finished",
+            "order_id": order.id,
+            "using_free_plan": False,
+            "space": order.space,
+            "created_at": order.created_at,
+        }
+        for sequence, generated_id in enumerate(generated_ids, start=1)
+    ]
+    return {
+        "id": order.id,
+        "status": status,
+        "service_name": api.SERVICE,
+        "before_image_id": order.before_image_id,
+        "before_image_src": f"{origin}/_sandbox/before/{order.id}",
+        "space": order.space,
+        "generated_images": generated,
+        "created_at": order.created_at,
+        "image_id": order.image_id,
+        "service": {"name": api.SERVICE, "title": "AI Image Enhancement", "credit": 1},
+    }
+
+
+async def order_details(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    order = state.order(request.match_info["order_id"])
+    if order is None:
+        return error(404, "order not found", "api_error_order_not_found")
+    return web.json_response(_order_record(request, order))
+
+
+# /_sandbox ------------------------------------------------------------------------------------
+
+
+async def result_image(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    generated_id = request.match_info["generated_id"]
+    photo = state.result_photo(generated_id)
+    if photo is None:
+        return error(404, "result not found", "api_error_not_found")
+    # The id was found in our own table, so it is safe as a file name.
+    cached = state.results_dir / f"{generated_id}.jpg"
+    if not cached.exists():
+        await asyncio.get_running_loop().run_in_executor(None, write_enhanced, photo, cached)
+    state.count("downloads")
+    return web.FileResponse(cached, headers={"Content-Type": "image/jpeg"})
+
+
+async def before_image(request: web.Request) -> web.StreamResponse:
+    order = request.app[STATE].order(request.match_info["order_id"])
+    if order is None:
+        return error(404, "order not found", "api_error_order_not_found")
+    return web.FileResponse(order.photo, headers={"Content-Type": "application/octet-stream"})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(stats_json(request.app[STATE].stats()))
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    try:
+        faults = faults_from_json(await request.json())
+    except ValueError as exc:
+        return error(400, f"bad faults: {exc}", "api_error_invalid_request")
+    request.app[STATE].set_faults(faults)
+    return web.json_response(dataclasses.asdict(faults))
+
+
+def make_app(state: SandboxState) -> web.Application:
+    """The aiohttp application of one local emulator."""
+    app = web.Application(middlewares=[gate])
+    app[STATE] = state
+    app.router.add_post(api.UPLOAD_PATH, upload)
+    app.router.add_get(api.SPACES_PATH, spaces)
+    app.router.add_get(api.ITEMS_PATH, items)
+    app.router.add_post(api.SUBMIT_PATH, submit)
+    app.router.add_get(api.ORDER_PATH, order_details)
+    app.router.add_get("/_sandbox/results/{generated_id}.jpg", result_image)
+    app.router.add_get("/_sandbox/before/{order_id}", before_image)
+    app.router.add_get("/_sandbox/stats", stats)
+    app.router.add_post("/_sandbox/faults", set_faults)
+    return app

@@ -1,0 +1,247 @@
+"""The local emulator's memory: configuration, catalog, orders, the order window, charges, stats."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import random
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+DOC_SERVICES = frozenset(
+    {
+        "service-creative-designer",
+        "service-ai-virtual-staging",
+        "service-item-removal",
+        "service-day-to-dusk",
+        "service-image-enhancement",
+    }
+)
+ENHANCEMENT_WIDGET_TITLE = "Enhancement Options"
+# Space name -> (title, item titles it offers); ids are drawn per sandbox instance.
+SPACES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "space-ie-indoor": (
+        "Indoor",
+        ("Add Fire to Fireplace", "Add Screen to TV", "Remove Extra Objects"),
+    ),
+    "space-ie-outdoor": ("Outdoor", ("Remove Extra Objects",)),
+}
+RATE_LIMIT_MESSAGE = "rate-limit exceeded, 10 generates per 10 minutes only"
+
+Fault = Literal["reset", "error", "stall"]
+
+
+def _opaque_id() -> str:
+    return secrets.token_hex(12)
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Misbehaviour to inject, each a fraction of /v1 requests; all zero by default."""
+
+    latency: float = 0.0
+    error_rate: float = 0.0
+    reset_rate: float = 0.0
+    lost_after_charge_rate: float = 0.0
+    stall_rate: float = 0.0
+    stall_seconds: float = 30.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """How a local emulator behaves: key, order window, timing, results and faults."""
+
+    api_key: str = field(repr=False)
+    orders_per_window: int = 10
+    window_seconds: float = 600.0
+    eta_seconds: int = 30
+    time_scale: float = 1.0
+    results_per_order: int = 1
+    plan_allows_service: bool = True
+    faults: Faults = Faults()
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxStats:
+    """A snapshot of what the emulator was asked and what it charged."""
+
+    charges: dict[str, int]
+    orders_charged: int
+    order_posts: int
+    uploads: int
+    rate_limited: int
+    downloads: int
+    requests: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogWidget:
+    """The one Enhancement Options widget of a space, with its item ids by title."""
+
+    id: str
+    items: dict[str, str]
+
+
+@dataclass(slots=True)
+class Order:
+    """One uploaded photo's order; mutated only under the state's lock."""
+
+    id: str
+    sha256: str
+    photo: Path
+    created_at: str
+    before_image_id: str = field(default_factory=_opaque_id)
+    space: str = ""
+    image_id: str = ""
+    charged_at: float | None = None
+    generated_ids: list[str] = field(default_factory=list)
+
+
+class SandboxState:
+    """Everything the handlers share; the lock makes stats and faults safe from other threads."""
+
+    def __init__(self, config: SandboxConfig, workdir: Path) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.photos_dir = workdir / "photos"
+        self.results_dir = workdir / "results"
+        self.uploads_dir = workdir / "uploads"
+        for folder in (self.photos_dir, self.results_dir, self.uploads_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.space_ids = {name: _opaque_id() for name in SPACES}
+        self.widgets = {
+            name: CatalogWidget(_opaque_id(), {title: _opaque_id() for title in titles})
+            for name, (_, titles) in SPACES.items()
+        }
+        self._lock = threading.Lock()
+        self._faults = config.faults
+        self._rng = random.Random(config.faults.seed)
+        self._orders: dict[str, Order] = {}
+        self._results: dict[str, Order] = {}
+        self._window: collections.deque[float] = collections.deque()
+        self._charges: collections.Counter[str] = collections.Counter()
+        self._requests: collections.Counter[str] = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    # Faults -----------------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        with self._lock:
+            return self._faults
+
+    def set_faults(self, faults: Faults) -> None:
+        with self._lock:
+            self._faults = faults
+            self._rng = random.Random(faults.seed)
+
+    def draw_faults(self, is_order_post: bool) -> tuple[Fault | None, bool]:
+        """One draw per fault kind, in a fixed order, so a seed replays the same story."""
+        with self._lock:
+            faults, rng = self._faults, self._rng
+            reset = rng.random() < faults.reset_rate
+            error = rng.random() < faults.error_rate
+            stall = rng.random() < faults.stall_rate
+            lost = is_order_post and rng.random() < faults.lost_after_charge_rate
+        fault: Fault | None = "reset" if reset else "error" if error else "stall" if stall else None
+        return fault, lost
+
+    # Counters ---------------------------------------------------------------------------------
+
+    def count_request(self, route: str) -> None:
+        with self._lock:
+            self._requests[route] += 1
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            self._counts[what] += 1
+
+    def stats(self) -> SandboxStats:
+        with self._lock:
+            return SandboxStats(
+                charges=dict(self._charges),
+                orders_charged=self._counts["orders_charged"],
+                order_posts=self._counts["order_posts"],
+                uploads=self._counts["uploads"],
+                rate_limited=self._counts["rate_limited"],
+                downloads=self._counts["downloads"],
+                requests=dict(self._requests),
+            )
+
+    # Orders -----------------------------------------------------------------------------------
+
+    def add_order(self, sha256: str, photo: Path, created_at: str) -> Order:
+        order = Order(_opaque_id(), sha256, photo, created_at)
+        with self._lock:
+            self._orders[order.id] = order
+            self._counts["uploads"] += 1
+        return order
+
+    def order(self, order_id: str) -> Order | None:
+        with self._lock:
+            return self._orders.get(order_id)
+
+    def charge(self, order: Order, space_name: str) -> str | None:
+        """Charge the order if the sliding window has room: its new image id, or None for 429."""
+        now = time.monotonic()
+        config = self.config
+        with self._lock:
+            while self._window and now - self._window[0] >= config.window_seconds:
+                self._window.popleft()
+            if len(self._window) >= config.orders_per_window:
+                self._counts["rate_limited"] += 1
+                return None
+            self._window.append(now)
+            self._charges[order.sha256] += 1
+            self._counts["orders_charged"] += 1
+            # A re-post is a new generation: new image and result ids, a new eta.
+            order.space = space_name
+            order.image_id = _opaque_id()
+            order.charged_at = now
+            order.generated_ids = [_opaque_id() for _ in range(config.results_per_order)]
+            for generated_id in order.generated_ids:
+                self._results[generated_id] = order
+            return order.image_id
+
+    def status(self, order: Order) -> tuple[str, list[str]]:
+        """The order's status now, and its generated image ids once finished."""
+        with self._lock:
+            charged_at, generated = order.charged_at, list(order.generated_ids)
+        if charged_at is None:
+            return "idle", []
+        done_at = charged_at + self.config.eta_seconds * self.config.time_scale
+        if time.monotonic() < done_at:
+            return "processing", []
+        return "finished", generated
+
+    def result_photo(self, generated_id: str) -> Path | None:
+        with self._lock:
+            order = self._results.get(generated_id)
+        return None if order is None else order.photo
+
+
+def stats_json(stats: SandboxStats) -> dict[str, object]:
+    """The stats as a JSON object (the /_sandbox/stats body)."""
+    return dataclasses.asdict(stats)
+
+
+def faults_from_json(fields: object) -> Faults:
+    """Faults from a JSON object of its fields; ValueError names what is wrong."""
+    if not isinstance(fields, dict):
+        raise ValueError("expected a JSON object of Faults fields")
+    known = {f.name for f in dataclasses.fields(Faults)}
+    if unknown := sorted(set(fields) - known):
+        raise ValueError(f"unknown fields {unknown}; known: {sorted(known)}")
+    for name, value in fields.items():
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if name == "seed":
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
+                raise ValueError("seed must be an integer or null")
+        elif not is_number or value < 0:
+            raise ValueError(f"{name} must be a number >= 0")
+    return Faults(**fields)
