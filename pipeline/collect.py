@@ -1,0 +1,463 @@
+"""``aihd collect``: poll submitted orders and download each enhanced photo, once.
+
+Results land in ``output/<folder>/<path below the folder, with the photo's stem>.<ext>``. Names
+come from the ledger and the decoded image, never from the server. Each file is written to a dot
+``.part-`` temporary beside its place, decoded with Pillow, fsynced and renamed into place; only
+then is the photo marked completed, so a kill at any moment leaves no partial file and no
+completed row without its files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from pipeline.client import ApiClient, GeneratedImage, OrderDetails
+from pipeline.errors import (
+    AuthRefused,
+    PipelineError,
+    RateLimited,
+    RequestRejected,
+    TransientError,
+)
+from pipeline.ledger import Ledger, PhotoRow, State
+from pipeline.retry import Backoff, retrying
+from pipeline.summary import EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+
+if TYPE_CHECKING:  # runner may import this module for `aihd run --collect`
+    from pipeline.runner import StopSwitch
+
+__all__ = ["CollectSummary", "collect", "remove_leftovers"]
+
+log = logging.getLogger("aihd")
+
+PART_MARK = ".part-"
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif"}
+# The v1 docs list no failure status; these are the plausible ones (our reading).
+_FAILED_STATUSES = frozenset({"failed", "error", "rejected", "canceled", "cancelled"})
+_DECODE_TRIES = 2  # a result that fails to decode twice is broken for good, not a bad transfer
+
+
+@dataclass(frozen=True, slots=True)
+class CollectSummary:
+    """What one collect did; ``exit_code`` follows the SPEC's exit codes."""
+
+    completed: int  # photos that became completed in this call
+    waiting: int  # submitted photos whose results are not ready yet
+    failed: int  # photos whose result failed for good (recorded in the ledger)
+    downloads: int  # files written
+    polls: int  # GET /v1/order calls made
+    seconds: float
+    duplicates: int = 0  # files copied from an original's results for its duplicates
+    stopped: str | None = None  # "timeout", "interrupted" or "budget"; None: ran to the end
+    failures: tuple[tuple[str, str], ...] = ()  # (photo path, reason)
+    output: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped == "interrupted":
+            return EXIT_INTERRUPTED
+        if self.stopped is not None and self.waiting:
+            return EXIT_BUDGET
+        return EXIT_SOME_FAILED if self.failed else EXIT_OK
+
+    def to_json(self) -> str:
+        fields = {
+            **asdict(self),
+            "seconds": round(self.seconds, 3),
+            "exit_code": self.exit_code,
+            "failures": [{"path": p, "error": e} for p, e in self.failures],
+        }
+        return json.dumps(fields, indent=2, sort_keys=True)
+
+    def render(self) -> str:
+        outcome = {None: "finished", "timeout": "timed out"}.get(self.stopped, self.stopped)
+        lines = [
+            f"aihd collect: {outcome} in {self.seconds:.1f}s",
+            f"  completed: {self.completed}; waiting: {self.waiting}; failed: {self.failed}",
+            f"  files written: {self.downloads}; duplicate copies: {self.duplicates}; "
+            f"order polls: {self.polls}",
+            f"  output: {self.output}",
+        ]
+        lines += [f"  failed: {path}: {reason}" for path, reason in self.failures[:20]]
+        if self.waiting:
+            lines.append(
+                "  results not ready yet: run `aihd collect --wait` or collect again later"
+            )
+        return "\n".join(lines)
+
+
+async def collect(
+    ledger: Ledger,
+    client: ApiClient,
+    output: Path,
+    folder_roots: Mapping[str, Path] | None,
+    *,
+    wait: bool,
+    timeout: float | None,  # noqa: ASYNC109 -- a budget for the whole collect, not one call
+    concurrency: int,
+    backoff: Backoff,
+    stop: StopSwitch,
+    min_poll_seconds: float = 5.0,
+    on_progress: Callable[[int, int], None] | None = None,
+    eta_scale: float = 1.0,
+) -> CollectSummary:
+    """Poll every submitted photo's order (not before its eta) and place its results.
+
+    ``eta_scale``: real seconds per eta second (the local emulator's ``time_scale``).
+    """
+    started = time.monotonic()
+    output = await asyncio.to_thread(output.resolve)
+    await asyncio.to_thread(remove_leftovers, output)
+    rows = ledger.photos([State.SUBMITTED])
+    collector = _Collector(ledger, client, output, folder_roots, backoff, len(rows), on_progress)
+    schedule = _Schedule()
+    now = time.monotonic()
+    for row in rows:
+        due = _due_at(row, eta_scale, now)
+        if wait or due <= now:  # without --wait an order before its eta is simply waiting
+            schedule.push(due, row)
+    stopped = await _drive(collector, schedule, stop, wait, timeout, concurrency, min_poll_seconds)
+    copies = 0 if stopped else await collector.copy_duplicates()
+    return CollectSummary(
+        completed=collector.completed,
+        waiting=len(rows) - collector.completed - len(collector.failures),
+        failed=len(collector.failures),
+        downloads=collector.downloads,
+        polls=collector.polls,
+        seconds=time.monotonic() - started,
+        duplicates=copies,
+        stopped=stopped,
+        failures=tuple(collector.failures),
+        output=str(output),
+    )
+
+
+def remove_leftovers(output: Path) -> int:
+    """Delete ``.part-`` temporaries a killed collect left under ``output``; returns the count."""
+    removed = 0
+    for directory, _dirs, names in os.walk(output):
+        for name in names:
+            if name.startswith(".") and PART_MARK in name:
+                with suppress(FileNotFoundError):
+                    os.unlink(os.path.join(directory, name))
+                    removed += 1
+    return removed
+
+
+async def _drive(
+    collector: _Collector,
+    schedule: _Schedule,
+    stop: StopSwitch,
+    wait: bool,
+    time_limit: float | None,
+    concurrency: int,
+    min_poll_seconds: float,
+) -> str | None:
+    """Run the workers until all is settled; returns why it stopped early, if it did."""
+    if stop.event.is_set():
+        return stop.reason or "interrupted"
+
+    async def worker() -> None:
+        while (row := await schedule.take()) is not None:
+            try:
+                settled = await collector.settle(row)
+                if not settled and wait:
+                    schedule.push(time.monotonic() + min_poll_seconds, row)
+            finally:
+                schedule.done()
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]
+    work = asyncio.gather(*workers)
+    stopper = asyncio.create_task(stop.event.wait())
+    waiters: list[asyncio.Future[Any]] = [work, stopper]
+    stopped: str | None = None
+    finished = False
+    try:
+        done, _ = await asyncio.wait(
+            waiters, timeout=time_limit, return_when=asyncio.FIRST_COMPLETED
+        )
+        finished = work in done
+        if not finished:
+            stopped = (stop.reason or "interrupted") if stop.event.is_set() else "timeout"
+    finally:
+        for task in (*workers, stopper):
+            task.cancel()
+        await asyncio.gather(*workers, stopper, return_exceptions=True)
+        if not finished and work.done():
+            with suppress(asyncio.CancelledError):
+                work.exception()  # marks the cancelled workers' outcome as seen
+    if finished and (error := work.exception()) is not None:
+        raise error  # AuthRefused, or a bug: never swallowed
+    return stopped
+
+
+class _Schedule:
+    """Photos ordered by when their order may next be polled."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, PhotoRow]] = []
+        self._seq = 0
+        self._in_flight = 0
+        self._changed = asyncio.Event()
+
+    def push(self, due: float, row: PhotoRow) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, row))
+        self._changed.set()
+
+    def done(self) -> None:
+        self._in_flight -= 1
+        self._changed.set()
+
+    async def take(self) -> PhotoRow | None:
+        """The next photo due; None once nothing is queued or in flight."""
+        while True:
+            delay: float | None = None
+            if self._heap:
+                delay = self._heap[0][0] - time.monotonic()
+                if delay <= 0:
+                    self._in_flight += 1
+                    return heapq.heappop(self._heap)[2]
+            elif self._in_flight == 0:
+                return None
+            self._changed.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), delay)
+
+
+class _ResultRejected(Exception):
+    """A result that will never be usable: recorded as a permanent failure of its photo."""
+
+
+@dataclass(slots=True)
+class _Collector:
+    """Polls one photo's order at a time and places its results; keeps the counts."""
+
+    ledger: Ledger
+    client: ApiClient
+    output: Path
+    folder_roots: Mapping[str, Path] | None
+    backoff: Backoff
+    total: int
+    on_progress: Callable[[int, int], None] | None
+    completed: int = 0
+    downloads: int = 0
+    polls: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    claims: dict[str, str] = field(default_factory=dict)  # output file -> photo path owning it
+
+    def __post_init__(self) -> None:
+        for row in self.ledger.photos([State.COMPLETED], current_only=False):
+            self.claims.update(dict.fromkeys(row.output_paths, row.path))
+
+    async def settle(self, row: PhotoRow) -> bool:
+        """Poll the photo's order and place its results; False when they are not ready."""
+        try:
+            if row.order_id is None:
+                raise _ResultRejected("submitted without an order id: cannot be collected")
+            details = await retrying(lambda: self._poll(str(row.order_id)), self.backoff)
+            if not details.generated_images:
+                if details.status.casefold() in _FAILED_STATUSES:
+                    raise _ResultRejected(f"the API reports order {row.order_id} {details.status}")
+                return False
+            paths = await self._place(row, details.generated_images)
+        except (_ResultRejected, RequestRejected) as exc:
+            reason = exc.reason if isinstance(exc, RequestRejected) else str(exc)
+            self.ledger.mark_failed(row.id, reason, retryable=False)
+            self.failures.append((row.path, reason))
+            log.warning("%s: result failed for good: %s", row.path, reason)
+        except (TransientError, RateLimited, AuthRefused) as exc:
+            if isinstance(exc, AuthRefused) and exc.endpoint != "result":
+                raise  # the key itself is refused: nothing else will work either
+            # Paid and still on the server: left submitted for a later poll, never failed.
+            log.warning("%s: results not fetched yet (%s); will try again", row.path, exc)
+            return False
+        else:
+            self.ledger.mark_completed(row.id, [g.src for g in details.generated_images], paths)
+            self.completed += 1
+        if self.on_progress is not None:
+            self.on_progress(self.completed + len(self.failures), self.total)
+        return True
+
+    async def _poll(self, order_id: str) -> OrderDetails:
+        self.polls += 1
+        return await self.client.order(order_id)
+
+    async def _place(self, row: PhotoRow, images: Sequence[GeneratedImage]) -> list[str]:
+        directory = self._directory(row)
+        stem = Path(row.path).stem
+        temps: list[Path] = []
+        try:
+            await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+            _ensure_inside(directory, self.output)
+            exts = []
+            for n, image in enumerate(images, 1):
+                temps.append(directory / f".{stem[:120]}_{n}{PART_MARK}{secrets.token_hex(6)}")
+                exts.append(await self._fetch(image.src, temps[-1], row, n))
+            finals = self._claim(row, directory, exts)
+            await asyncio.to_thread(_commit, list(zip(temps, finals, strict=True)), directory)
+        except OSError as exc:
+            # The local disk, not the photo: every other photo would meet it too.
+            raise PipelineError(
+                f"cannot write results into {directory}: {exc}; "
+                "check that the output folder is writable and has free space"
+            ) from exc
+        finally:
+            _unlink_all(temps)  # after the renames there is nothing left to remove
+        self.downloads += len(finals)
+        return [str(p) for p in finals]
+
+    async def _fetch(self, src: str, temp: Path, row: PhotoRow, n: int) -> str:
+        attempt = 1
+        while True:
+            await retrying(lambda: self.client.download(src, temp), self.backoff)
+            try:
+                return await asyncio.to_thread(_decoded_extension, temp)
+            except _ResultRejected as exc:
+                if attempt >= _DECODE_TRIES:
+                    raise _ResultRejected(
+                        f"result {n} of order {row.order_id} does not decode as an image: {exc}"
+                    ) from exc
+            attempt += 1
+
+    def _directory(self, row: PhotoRow) -> Path:
+        """output/<folder>/<subfolders below the folder root>, all names from the ledger."""
+        photo = Path(row.path)
+        root = (self.folder_roots or {}).get(row.folder) or _derived_root(photo, row.folder)
+        try:
+            below = _safe_parts(str(photo.parent.relative_to(root)))
+        except ValueError:
+            below = ()
+        directory = self.output.joinpath(*_safe_parts(row.folder), *below)
+        _ensure_inside(directory, self.output)
+        return directory
+
+    def _claim(self, row: PhotoRow, directory: Path, exts: Sequence[str]) -> list[Path]:
+        """Final names: <stem>.<ext>, _2, _3...; another photo's name is never overwritten."""
+        photo = Path(row.path)
+        for base in (photo.stem, photo.name, f"{photo.stem}-{row.id}"):
+            finals = [
+                directory / f"{base}{'' if n == 1 else f'_{n}'}.{ext}"
+                for n, ext in enumerate(exts, 1)
+            ]
+            if all(self.claims.get(str(p), row.path) == row.path for p in finals):
+                break
+        for final in finals:
+            _ensure_inside(final, self.output)
+            self.claims[str(final)] = row.path
+        return finals
+
+    async def copy_duplicates(self) -> int:
+        """Give each duplicate of a completed photo its own copy of the results."""
+        copied = 0
+        for row in self.ledger.photos([State.DUPLICATE]):
+            original = self.ledger.get(row.duplicate_of) if row.duplicate_of else None
+            if original is None or original.state is not State.COMPLETED:
+                continue
+            sources = [Path(p) for p in original.output_paths]
+            try:
+                directory = self._directory(row)
+                finals = self._claim(row, directory, [s.suffix.lstrip(".") for s in sources])
+                copied += await asyncio.to_thread(_copy_results, sources, finals, directory)
+            except (_ResultRejected, OSError) as exc:
+                log.warning("%s: no copy of its original's results: %s", row.path, exc)
+        return copied
+
+
+def _due_at(row: PhotoRow, eta_scale: float, now: float) -> float:
+    """The monotonic time at which the photo's eta has passed (now if it has no eta)."""
+    if row.eta is None or row.submitted_at is None:
+        return now
+    submitted = datetime.fromisoformat(row.submitted_at)
+    if submitted.tzinfo is None:
+        submitted = submitted.replace(tzinfo=UTC)
+    remaining = submitted.timestamp() + row.eta * eta_scale - time.time()
+    return now + max(0.0, remaining)
+
+
+def _safe_parts(name: str) -> tuple[str, ...]:
+    """A relative path's names with anchors, '.' and '..' dropped: it can only go down."""
+    parts = PurePosixPath(os.path.normpath(name)).parts
+    return tuple(p for p in parts if p not in ("/", ".", "..", ""))
+
+
+def _derived_root(photo: Path, folder: str) -> Path:
+    """The nearest ancestor of the photo whose last names are the folder's names."""
+    tail = _safe_parts(folder)
+    if tail:
+        for ancestor in photo.parents:
+            if ancestor.parts[-len(tail) :] == tail:
+                return ancestor
+    return photo.parent
+
+
+def _ensure_inside(path: Path, output: Path) -> None:
+    if not path.resolve().is_relative_to(output):
+        raise _ResultRejected(f"refusing to write {path}: it is outside the output {output}")
+
+
+def _decoded_extension(path: Path) -> str:
+    """Decode the whole image (not only its header) and name its extension by its format."""
+    try:
+        with Image.open(path) as image:
+            fmt = image.format or ""
+            image.verify()
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise _ResultRejected(str(exc) or type(exc).__name__) from exc
+    return _EXTENSIONS.get(fmt, fmt.lower() if fmt.isalnum() else "img")
+
+
+def _commit(moves: Sequence[tuple[Path, Path]], directory: Path) -> None:
+    """fsync each file, rename it into place, then fsync the folder so the renames last."""
+    for temp, _final in moves:
+        with temp.open("rb+") as stream:
+            os.fsync(stream.fileno())
+    for temp, final in moves:
+        os.replace(temp, final)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_results(sources: Sequence[Path], finals: Sequence[Path], directory: Path) -> int:
+    """Copy an original's files to a duplicate's names, skipping those already there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    moves = []
+    for source, final in zip(sources, finals, strict=True):
+        if not source.is_file():
+            return 0  # the original's files were moved away: nothing sound to copy
+        if final.is_file() and final.stat().st_size == source.stat().st_size:
+            continue
+        temp = directory / f".{final.name[:120]}{PART_MARK}{secrets.token_hex(6)}"
+        shutil.copyfile(source, temp)
+        moves.append((temp, final))
+    try:
+        _commit(moves, directory)
+    finally:
+        _unlink_all([temp for temp, _ in moves])
+    return len(moves)
+
+
+def _unlink_all(paths: Sequence[Path]) -> None:
+    for path in paths:
+        with suppress(FileNotFoundError):
+            path.unlink()
