@@ -138,6 +138,80 @@ def run(
     sys.exit(summary.exit_code)
 
 
+@main.command(name="collect")
+@click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
+@click.option("--wait", is_flag=True, help="Keep polling until every result is downloaded.")
+@click.option("--timeout", "timeout_text", help="With --wait: give up after this long, e.g. 2h.")
+@click.option("--no-progress", is_flag=True, help="No progress bar; a log line now and then.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--log-file", type=click.Path(path_type=Path), help="Append timestamped logs here.")
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for an API answer before giving up on it.",
+)
+@_guard
+def collect_command(
+    target: Path,
+    wait: bool,
+    timeout_text: str | None,
+    no_progress: bool,
+    as_json: bool,
+    log_file: Path | None,
+    request_timeout: float,
+) -> None:
+    """Download the enhanced photos of submitted orders into the output folder.
+
+    Results land in OUTPUT/<folder>/<photo name>.<ext> (_2, _3 for further results).
+    Photos whose results are not ready are left for later, unless --wait.
+
+    \b
+    Example:
+      aihd collect listings.yaml                 # the morning after a nightly run
+      aihd collect listings.yaml --wait --timeout 2h
+      aihd collect listings.ledger.sqlite        # output: enhanced/ beside the ledger
+    """
+    from pipeline.retry import Backoff
+    from pipeline.session import CollectRequest, collect_results
+
+    bar = not no_progress and sys.stderr.isatty()
+    timeout = parse_duration(timeout_text) if timeout_text else None
+    common: dict[str, Any] = {
+        "wait": wait,
+        "timeout": timeout,
+        "progress_bar": bar,
+        "request_timeout": request_timeout,
+        "command": " ".join(["aihd", *sys.argv[1:]]),
+    }
+    if target.suffix.lower() in (".yaml", ".yml"):
+        manifest = load_manifest(target)
+        settings = ApiSettings.from_env(manifest.api_key_env)
+        request = CollectRequest.for_manifest(manifest, **common)
+    else:
+        ledger_path = _ledger_path(target)
+        settings = ApiSettings.from_env()
+        request = CollectRequest(
+            ledger_path=ledger_path,
+            output=ledger_path.parent / "enhanced",
+            folder_roots=None,
+            concurrency=4,
+            backoff=Backoff(),
+            **common,
+        )
+    setup_logging(log_file, verbose=not bar, secret=settings.api_key)
+    if not request.ledger_path.is_file():
+        raise UsageError(f"{request.ledger_path}: no ledger here yet; `aihd run` creates it")
+    summary = _run_until_signal(lambda stop: collect_results(request, settings, stop))
+    if as_json:
+        click.echo(summary.to_json())
+        click.echo(summary.render(), err=True)
+    else:
+        click.echo(summary.render())
+    sys.exit(summary.exit_code)
+
+
 @main.command()
 @click.option("--manifest", type=click.Path(path_type=Path), help="Use its api_key_env.")
 @click.option("--sandbox", is_flag=True, help="Ask an in-process local emulator.")

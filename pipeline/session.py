@@ -6,6 +6,7 @@ run needs, hands it to the ``Runner`` and closes it all again, whatever happens.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -13,23 +14,28 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from tqdm import tqdm
 from yarl import URL
 
 from pipeline import api
 from pipeline.catalog import Catalog
 from pipeline.client import ApiClient, Space, Timeouts, Widget
+from pipeline.collect import CollectSummary, collect
 from pipeline.errors import AuthRefused, UsageError
-from pipeline.ledger import open_ledger
+from pipeline.ledger import Ledger, open_ledger
 from pipeline.limiter import OrderWindow
 from pipeline.manifest import Manifest
 from pipeline.orders import RunCounters
 from pipeline.progress import Progress
+from pipeline.retry import Backoff
 from pipeline.runner import RunLimits, Runner, StopSwitch
-from pipeline.summary import RunSummary
+from pipeline.summary import EXIT_OK, EXIT_SOME_FAILED, RunSummary
 
+SANDBOX_TIME_SCALE = 0.1  # the in-process emulator's orders finish in a tenth of their eta
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms]?)", re.IGNORECASE)
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
 
@@ -84,6 +90,31 @@ class RunRequest:
     command: str
 
 
+@dataclass(frozen=True, slots=True)
+class CollectRequest:
+    ledger_path: Path
+    output: Path
+    folder_roots: dict[str, Path] | None  # None: collect was given a ledger, not a manifest
+    concurrency: int
+    backoff: Backoff
+    wait: bool
+    timeout: float | None
+    progress_bar: bool
+    request_timeout: float
+    command: str
+
+    @classmethod
+    def for_manifest(cls, manifest: Manifest, **kw: Any) -> CollectRequest:
+        return cls(
+            ledger_path=kw.pop("ledger_path", manifest.ledger),
+            output=manifest.output,
+            folder_roots={f.name: f.path for f in manifest.folders},
+            concurrency=kw.pop("concurrency", manifest.concurrency),
+            backoff=Backoff(manifest.retry.attempts, wait_max=manifest.retry.max_backoff),
+            **kw,
+        )
+
+
 @asynccontextmanager
 async def api_client(settings: ApiSettings, timeouts: Timeouts) -> AsyncIterator[ApiClient]:
     """A client of the real API, or of a local emulator started for this process."""
@@ -94,7 +125,7 @@ async def api_client(settings: ApiSettings, timeouts: Timeouts) -> AsyncIterator
     from pipeline.sandbox import SandboxConfig, serve
 
     # A demo-friendly emulator: the API's window, and orders that finish in a few seconds.
-    config = SandboxConfig(api_key=settings.api_key, time_scale=0.1)
+    config = SandboxConfig(api_key=settings.api_key, time_scale=SANDBOX_TIME_SCALE)
     async with (
         serve(config) as emulator,
         ApiClient(emulator.url, settings.api_key, timeouts=timeouts) as client,
@@ -147,6 +178,24 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
                 summary = await runner.run(started)
                 outcome = summary.outcome
                 ledger.finish_run(run_id, outcome, asdict(summary))
+                if request.collect and summary.exit_code in (EXIT_OK, EXIT_SOME_FAILED):
+                    remaining = None
+                    if request.max_duration is not None:
+                        remaining = max(0.0, request.max_duration - summary.seconds)
+                    after = CollectRequest.for_manifest(
+                        manifest,
+                        ledger_path=request.ledger_path,
+                        concurrency=request.concurrency,
+                        wait=True,
+                        timeout=remaining,
+                        progress_bar=request.progress_bar,
+                        request_timeout=request.request_timeout,
+                        command=request.command,
+                    )
+                    collected = await _collect(after, ledger, client, settings, stop)
+                    summary = replace(summary, collected=json.loads(collected.to_json()))
+                    if collected.exit_code != EXIT_OK and summary.exit_code == EXIT_OK:
+                        summary = replace(summary, exit_code=collected.exit_code)
                 return summary
         except AuthRefused:
             outcome = "key-refused"
@@ -157,3 +206,61 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             ledger.release_run_lock()
     finally:
         ledger.close()
+
+
+async def collect_results(
+    request: CollectRequest, settings: ApiSettings, stop: StopSwitch
+) -> CollectSummary:
+    """``aihd collect``: hold the ledger's lock, poll and download, release."""
+    ledger = open_ledger(request.ledger_path)
+    try:
+        holder = f"pid {os.getpid()} on {socket.gethostname()}: `{request.command}`"
+        ledger.acquire_run_lock(holder)
+        try:
+            run_id = ledger.start_run(request.command)
+            async with api_client(settings, Timeouts(read=request.request_timeout)) as client:
+                summary = await _collect(request, ledger, client, settings, stop)
+            ledger.finish_run(run_id, "collected", json.loads(summary.to_json()))
+            return summary
+        finally:
+            ledger.release_run_lock()
+    finally:
+        ledger.close()
+
+
+async def _collect(
+    request: CollectRequest,
+    ledger: Ledger,
+    client: ApiClient,
+    settings: ApiSettings,
+    stop: StopSwitch,
+) -> CollectSummary:
+    import sys
+
+    bar: tqdm[Any] | None = None
+    if request.progress_bar:
+        bar = tqdm(total=0, unit="photo", desc="collect", file=sys.stderr, dynamic_ncols=True)
+
+    def on_progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    try:
+        return await collect(
+            ledger,
+            client,
+            request.output,
+            request.folder_roots,
+            wait=request.wait,
+            timeout=request.timeout,
+            concurrency=request.concurrency,
+            backoff=request.backoff,
+            stop=stop,
+            on_progress=on_progress,
+            eta_scale=SANDBOX_TIME_SCALE if settings.sandbox else 1.0,
+        )
+    finally:
+        if bar is not None:
+            bar.close()

@@ -36,6 +36,7 @@ class RunSummary:
     seconds: float
     failures: list[dict[str, str]]
     ledger: str
+    collected: dict[str, object] | None = None  # the collect's summary, with `run --collect`
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -52,6 +53,12 @@ class RunSummary:
         ]
         for failure in self.failures:
             lines.append(f"  failed: {failure['path']}: {failure['error']}")
+        if self.collected is not None:
+            c = self.collected
+            lines.append(
+                f"  collected: {c['completed']} completed, {c['waiting']} waiting, "
+                f"{c['failed']} failed; files written: {c['downloads']}; output: {c['output']}"
+            )
         if self.exit_code == EXIT_BUDGET:
             lines.append("  stopped by a budget: run the same command again to go on")
         elif self.exit_code == EXIT_INTERRUPTED:

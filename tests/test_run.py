@@ -207,3 +207,35 @@ def test_a_second_run_on_the_same_ledger_exits_5_and_sigterm_exits_130(
     assert {r.state for r in rows} <= {State.SUBMITTED, State.UPLOADED, State.PENDING}
     assert sum(r.state is State.SUBMITTED for r in rows) == 1
     assert sandbox.stats().orders_charged == 1
+
+
+def test_run_with_collect_downloads_every_result_and_a_second_collect_nothing(
+    make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    # collect polls no order before its eta: a 1 s eta keeps this test short.
+    sandbox = make_sandbox(eta_seconds=1, time_scale=0.5)
+    _photos(photo_factory, tmp_path / "inside", 3)
+    _photos(photo_factory, tmp_path / "outside", 2)
+    manifest = write_manifest(
+        tmp_path,
+        {"inside": ("indoor", ["Add Screen to TV"]), "outside": ("outdoor", [])},
+    )
+    done = aihd(["run", str(manifest), *FAST, "--collect", "--json"], sandbox)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["collected"]["completed"] == 5
+    files = sorted(p.relative_to(tmp_path / "enhanced") for p in (tmp_path / "enhanced").rglob("*"))
+    assert [str(p) for p in files if p.suffix] == [
+        "inside/p000.jpg",
+        "inside/p001.jpg",
+        "inside/p002.jpg",
+        "outside/p000.jpg",
+        "outside/p001.jpg",
+    ]
+    rows = ledger_rows(manifest)
+    assert all(r.state is State.COMPLETED and r.output_paths for r in rows)
+
+    downloads = sandbox.stats().downloads
+    again = aihd(["collect", str(manifest), "--no-progress", "--json"], sandbox)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["downloads"] == 0
+    assert sandbox.stats().downloads == downloads
