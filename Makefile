@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/aihd run sample_manifests/demo.yaml --sandbox --collect
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline tests bench
-	$(BIN)/ruff format --check pipeline tests bench
+	$(BIN)/ruff check pipeline tests $(wildcard bench)
+	$(BIN)/ruff format --check pipeline tests $(wildcard bench)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict pipeline

@@ -14,13 +14,16 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.catalog import ResolvedOptions
 from pipeline.client import ApiClient, OrderDetails
 from pipeline.errors import (
     ApiError,
+    AuthRefused,
     OutcomeUnknown,
+    PhotoError,
     RateLimited,
     RequestRejected,
     TransientError,
@@ -85,7 +88,9 @@ class OrderFlow:
                 retryable=True,
             )
         if row.state is State.SUBMITTING:
-            row = await self._reconcile(row)
+            # Left by a killed run: its POST may still be running on the server's side, so
+            # let it settle for what remains of settle_seconds since the intent was recorded.
+            row = await self._reconcile(row, settle=self._settle_seconds - _age_seconds(row))
         reuploaded = False
         rate_limited = 0
         unreachable = 0
@@ -131,6 +136,10 @@ class OrderFlow:
                 self._backoff,
                 on_retry=self._on_retry,
             )
+        except OSError as exc:
+            # Moved, deleted or made unreadable since the scan: nothing was spent on it.
+            self._window.leave_queue()
+            raise PhotoError(Path(row.path), f"cannot read: {exc.strerror or exc}") from exc
         except BaseException:
             self._window.leave_queue()
             raise
@@ -160,27 +169,24 @@ class OrderFlow:
             except OutcomeUnknown:
                 self._counters.outcomes_unknown += 1
                 unknown = True
-            except TransientError:
-                # Never connected: nothing was sent, so nothing was charged.
-                self._ledger.mark_uploaded(row.id, order_id)
-                raise
-            except RequestRejected:
+            except (TransientError, RequestRejected, AuthRefused):
+                # Never connected, or refused with a status: nothing was charged.
                 self._ledger.mark_uploaded(row.id, order_id)
                 raise
             else:
                 unknown = False
                 self._window.accepted_answer()
         if unknown:
-            return await self._reconcile(row, settle=True)
+            return await self._reconcile(row, settle=self._settle_seconds)
         self._counters.orders_accepted += 1
         return self._ledger.mark_submitted(row.id, done.image_id or None, done.eta)
 
-    async def _reconcile(self, row: PhotoRow, *, settle: bool = False) -> PhotoRow:
+    async def _reconcile(self, row: PhotoRow, *, settle: float) -> PhotoRow:
         """A POST's outcome is unknown: let the order's details decide, never a blind re-POST."""
         assert row.order_id is not None
         order_id = row.order_id
-        if settle:
-            await asyncio.sleep(self._settle_seconds)
+        if settle > 0:
+            await asyncio.sleep(settle)
         try:
             details: OrderDetails = await retrying(
                 lambda: self._client.order(order_id), self._backoff, on_retry=self._on_retry
@@ -201,3 +207,12 @@ class OrderFlow:
         self._counters.retries += 1
         if isinstance(exc, RateLimited):
             self._counters.rate_limited += 1
+
+
+def _age_seconds(row: PhotoRow) -> float:
+    """Seconds since the row last changed (for a submitting row: since the intent)."""
+    try:
+        changed = datetime.fromisoformat(row.updated_at)
+    except ValueError:
+        return 0.0
+    return max(0.0, (datetime.now(UTC) - changed).total_seconds())

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pipeline import api
 from pipeline.catalog import Catalog, ResolvedOptions
 from pipeline.client import ApiClient
-from pipeline.errors import ApiError, AuthRefused
+from pipeline.errors import ApiError, AuthRefused, PhotoError
 from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, PhotoRow, State
 from pipeline.limiter import OrderWindow
 from pipeline.manifest import FolderSpec, Manifest
@@ -217,6 +217,9 @@ class Runner:
             except ApiError as exc:
                 # Retries are spent on a transient failure: keep the photo for the next run.
                 self.ledger.mark_failed(row.id, str(exc), retryable=True)
+            except PhotoError as exc:
+                self.ledger.mark_failed(row.id, exc.reason, retryable=True)
+                log.warning("%s", exc)
             finally:
                 self.progress.settle()
 
