@@ -124,6 +124,7 @@ class Runner:
         ]
         scanner = asyncio.create_task(self._scan(folders), name="scanner")
         timer = asyncio.create_task(self._deadline(), name="deadline")
+        ticker = asyncio.create_task(self._tick(), name="progress")
         stopper = asyncio.create_task(self.stop.event.wait(), name="stop")
         try:
             await asyncio.wait([scanner, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -135,9 +136,9 @@ class Runner:
                 await asyncio.wait([all_done, stopper], return_when=asyncio.FIRST_COMPLETED)
                 all_done.cancel()
         finally:
-            for task in (scanner, timer, stopper, *workers):
+            for task in (scanner, timer, ticker, stopper, *workers):
                 task.cancel()
-            await asyncio.gather(scanner, timer, stopper, *workers, return_exceptions=True)
+            await asyncio.gather(scanner, timer, ticker, stopper, *workers, return_exceptions=True)
             self.progress.close()
         if isinstance(self.stop.error, AuthRefused):
             raise self.stop.error
@@ -229,6 +230,12 @@ class Runner:
         await asyncio.sleep(self.limits.max_duration)
         log.info("--max-duration reached: stopping, the rest is left for the next run")
         self.stop.set("budget")
+
+    async def _tick(self) -> None:
+        """Keep the bar's "next slot" fresh, and log now and then, even while nothing settles."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.progress.tick()
 
     def _options_for(self, row: PhotoRow) -> ResolvedOptions | None:
         return self._options.get((row.service, row.space, row.enhancements))
