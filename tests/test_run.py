@@ -239,3 +239,19 @@ def test_run_with_collect_downloads_every_result_and_a_second_collect_nothing(
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["downloads"] == 0
     assert sandbox.stats().downloads == downloads
+
+
+def test_429s_from_a_tighter_real_window_pause_and_nothing_is_lost_or_paid_twice(
+    make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """The manifest claims 10 per 2 s but the account allows 3: 429s come, the run adapts."""
+    sandbox = make_sandbox(orders_per_window=3, window_seconds=2.0)
+    _photos(photo_factory, tmp_path / "inside", 9)
+    manifest = write_manifest(tmp_path, {"inside": ("indoor", [])}, orders=10, per_seconds=2.0)
+    done = aihd(["run", str(manifest), *FAST, "--json"], sandbox, timeout=180)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["rate_limited"] >= 1
+    assert summary["rate_limited"] == sandbox.stats().rate_limited
+    assert sorted(sandbox.stats().charges.values()) == [1] * 9
+    assert all(r.state is State.SUBMITTED for r in ledger_rows(manifest))
