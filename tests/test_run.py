@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -255,3 +256,25 @@ def test_429s_from_a_tighter_real_window_pause_and_nothing_is_lost_or_paid_twice
     assert summary["rate_limited"] == sandbox.stats().rate_limited
     assert sorted(sandbox.stats().charges.values()) == [1] * 9
     assert all(r.state is State.SUBMITTED for r in ledger_rows(manifest))
+
+
+def test_rerun_trusts_size_and_mtime_and_an_edited_photo_is_a_new_order(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """Unchanged size and mtime: the stored hash holds, no re-hash. A real edit: a new order."""
+    photo, _ = _photos(photo_factory, tmp_path / "inside", 2)
+    manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
+    assert aihd(["run", str(manifest), *FAST], sandbox).returncode == 0
+    stat = photo.stat()
+    # Same size, same mtime, bytes that are no image: a re-run that read it would fail it.
+    photo.write_bytes(bytes(stat.st_size))
+    os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    quiet = aihd(["run", str(manifest), *FAST, "--json"], sandbox)
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads(quiet.stdout)["orders_spent"] == 0
+    # Edited for real (a new mtime): a new identity, ordered once more.
+    photo_factory(tmp_path / "inside", photo.name)
+    edited = aihd(["run", str(manifest), *FAST, "--json"], sandbox)
+    assert edited.returncode == 0, edited.stderr
+    assert json.loads(edited.stdout)["orders_spent"] == 1
+    assert sandbox.stats().orders_charged == 3
