@@ -13,18 +13,14 @@ import asyncio
 import heapq
 import json
 import logging
-import os
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from PIL import Image
 
 from pipeline.client import ApiClient, GeneratedImage, OrderDetails
 from pipeline.errors import (
@@ -35,6 +31,18 @@ from pipeline.errors import (
     TransientError,
 )
 from pipeline.ledger import Ledger, PhotoRow, State
+from pipeline.results import (
+    PART_MARK,
+    ResultRejected,
+    commit_files,
+    copy_results,
+    decoded_extension,
+    derived_root,
+    ensure_inside,
+    remove_leftovers,
+    safe_parts,
+    unlink_all,
+)
 from pipeline.retry import Backoff, retrying
 from pipeline.summary import EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 
@@ -45,8 +53,6 @@ __all__ = ["CollectSummary", "collect", "remove_leftovers"]
 
 log = logging.getLogger("aihd")
 
-PART_MARK = ".part-"
-_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif"}
 # The v1 docs list no failure status; these are the plausible ones (our reading).
 _FAILED_STATUSES = frozenset({"failed", "error", "rejected", "canceled", "cancelled"})
 _DECODE_TRIES = 2  # a result that fails to decode twice is broken for good, not a bad transfer
@@ -147,18 +153,6 @@ async def collect(
     )
 
 
-def remove_leftovers(output: Path) -> int:
-    """Delete ``.part-`` temporaries a killed collect left under ``output``; returns the count."""
-    removed = 0
-    for directory, _dirs, names in os.walk(output):
-        for name in names:
-            if name.startswith(".") and PART_MARK in name:
-                with suppress(FileNotFoundError):
-                    os.unlink(os.path.join(directory, name))
-                    removed += 1
-    return removed
-
-
 async def _drive(
     collector: _Collector,
     schedule: _Schedule,
@@ -240,10 +234,6 @@ class _Schedule:
                 await asyncio.wait_for(self._changed.wait(), delay)
 
 
-class _ResultRejected(Exception):
-    """A result that will never be usable: recorded as a permanent failure of its photo."""
-
-
 @dataclass(slots=True)
 class _Collector:
     """Polls one photo's order at a time and places its results; keeps the counts."""
@@ -269,14 +259,14 @@ class _Collector:
         """Poll the photo's order and place its results; False when they are not ready."""
         try:
             if row.order_id is None:
-                raise _ResultRejected("submitted without an order id: cannot be collected")
+                raise ResultRejected("submitted without an order id: cannot be collected")
             details = await retrying(lambda: self._poll(str(row.order_id)), self.backoff)
             if not details.generated_images:
                 if details.status.casefold() in _FAILED_STATUSES:
-                    raise _ResultRejected(f"the API reports order {row.order_id} {details.status}")
+                    raise ResultRejected(f"the API reports order {row.order_id} {details.status}")
                 return False
             paths = await self._place(row, details.generated_images)
-        except (_ResultRejected, RequestRejected) as exc:
+        except (ResultRejected, RequestRejected) as exc:
             reason = exc.reason if isinstance(exc, RequestRejected) else str(exc)
             self.ledger.mark_failed(row.id, reason, retryable=False)
             self.failures.append((row.path, reason))
@@ -304,13 +294,13 @@ class _Collector:
         temps: list[Path] = []
         try:
             await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-            _ensure_inside(directory, self.output)
+            ensure_inside(directory, self.output)
             exts = []
             for n, image in enumerate(images, 1):
                 temps.append(directory / f".{stem[:120]}_{n}{PART_MARK}{secrets.token_hex(6)}")
                 exts.append(await self._fetch(image.src, temps[-1], row, n))
             finals = self._claim(row, directory, exts)
-            await asyncio.to_thread(_commit, list(zip(temps, finals, strict=True)), directory)
+            await asyncio.to_thread(commit_files, list(zip(temps, finals, strict=True)), directory)
         except OSError as exc:
             # The local disk, not the photo: every other photo would meet it too.
             raise PipelineError(
@@ -318,7 +308,7 @@ class _Collector:
                 "check that the output folder is writable and has free space"
             ) from exc
         finally:
-            _unlink_all(temps)  # after the renames there is nothing left to remove
+            unlink_all(temps)  # after the renames there is nothing left to remove
         self.downloads += len(finals)
         return [str(p) for p in finals]
 
@@ -327,10 +317,10 @@ class _Collector:
         while True:
             await retrying(lambda: self.client.download(src, temp), self.backoff)
             try:
-                return await asyncio.to_thread(_decoded_extension, temp)
-            except _ResultRejected as exc:
+                return await asyncio.to_thread(decoded_extension, temp)
+            except ResultRejected as exc:
                 if attempt >= _DECODE_TRIES:
-                    raise _ResultRejected(
+                    raise ResultRejected(
                         f"result {n} of order {row.order_id} does not decode as an image: {exc}"
                     ) from exc
             attempt += 1
@@ -338,13 +328,13 @@ class _Collector:
     def _directory(self, row: PhotoRow) -> Path:
         """output/<folder>/<subfolders below the folder root>, all names from the ledger."""
         photo = Path(row.path)
-        root = (self.folder_roots or {}).get(row.folder) or _derived_root(photo, row.folder)
+        root = (self.folder_roots or {}).get(row.folder) or derived_root(photo, row.folder)
         try:
-            below = _safe_parts(str(photo.parent.relative_to(root)))
+            below = safe_parts(str(photo.parent.relative_to(root)))
         except ValueError:
             below = ()
-        directory = self.output.joinpath(*_safe_parts(row.folder), *below)
-        _ensure_inside(directory, self.output)
+        directory = self.output.joinpath(*safe_parts(row.folder), *below)
+        ensure_inside(directory, self.output)
         return directory
 
     def _claim(self, row: PhotoRow, directory: Path, exts: Sequence[str]) -> list[Path]:
@@ -358,7 +348,7 @@ class _Collector:
             if all(self.claims.get(str(p), row.path) == row.path for p in finals):
                 break
         for final in finals:
-            _ensure_inside(final, self.output)
+            ensure_inside(final, self.output)
             self.claims[str(final)] = row.path
         return finals
 
@@ -373,8 +363,8 @@ class _Collector:
             try:
                 directory = self._directory(row)
                 finals = self._claim(row, directory, [s.suffix.lstrip(".") for s in sources])
-                copied += await asyncio.to_thread(_copy_results, sources, finals, directory)
-            except (_ResultRejected, OSError) as exc:
+                copied += await asyncio.to_thread(copy_results, sources, finals, directory)
+            except (ResultRejected, OSError) as exc:
                 log.warning("%s: no copy of its original's results: %s", row.path, exc)
         return copied
 
@@ -388,76 +378,3 @@ def _due_at(row: PhotoRow, eta_scale: float, now: float) -> float:
         submitted = submitted.replace(tzinfo=UTC)
     remaining = submitted.timestamp() + row.eta * eta_scale - time.time()
     return now + max(0.0, remaining)
-
-
-def _safe_parts(name: str) -> tuple[str, ...]:
-    """A relative path's names with anchors, '.' and '..' dropped: it can only go down."""
-    parts = PurePosixPath(os.path.normpath(name)).parts
-    return tuple(p for p in parts if p not in ("/", ".", "..", ""))
-
-
-def _derived_root(photo: Path, folder: str) -> Path:
-    """The nearest ancestor of the photo whose last names are the folder's names."""
-    tail = _safe_parts(folder)
-    if tail:
-        for ancestor in photo.parents:
-            if ancestor.parts[-len(tail) :] == tail:
-                return ancestor
-    return photo.parent
-
-
-def _ensure_inside(path: Path, output: Path) -> None:
-    if not path.resolve().is_relative_to(output):
-        raise _ResultRejected(f"refusing to write {path}: it is outside the output {output}")
-
-
-def _decoded_extension(path: Path) -> str:
-    """Decode the whole image (not only its header) and name its extension by its format."""
-    try:
-        with Image.open(path) as image:
-            fmt = image.format or ""
-            image.verify()
-        with Image.open(path) as image:
-            image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise _ResultRejected(str(exc) or type(exc).__name__) from exc
-    return _EXTENSIONS.get(fmt, fmt.lower() if fmt.isalnum() else "img")
-
-
-def _commit(moves: Sequence[tuple[Path, Path]], directory: Path) -> None:
-    """fsync each file, rename it into place, then fsync the folder so the renames last."""
-    for temp, _final in moves:
-        with temp.open("rb+") as stream:
-            os.fsync(stream.fileno())
-    for temp, final in moves:
-        os.replace(temp, final)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _copy_results(sources: Sequence[Path], finals: Sequence[Path], directory: Path) -> int:
-    """Copy an original's files to a duplicate's names, skipping those already there."""
-    directory.mkdir(parents=True, exist_ok=True)
-    moves = []
-    for source, final in zip(sources, finals, strict=True):
-        if not source.is_file():
-            return 0  # the original's files were moved away: nothing sound to copy
-        if final.is_file() and final.stat().st_size == source.stat().st_size:
-            continue
-        temp = directory / f".{final.name[:120]}{PART_MARK}{secrets.token_hex(6)}"
-        shutil.copyfile(source, temp)
-        moves.append((temp, final))
-    try:
-        _commit(moves, directory)
-    finally:
-        _unlink_all([temp for temp, _ in moves])
-    return len(moves)
-
-
-def _unlink_all(paths: Sequence[Path]) -> None:
-    for path in paths:
-        with suppress(FileNotFoundError):
-            path.unlink()

@@ -1,0 +1,108 @@
+"""Where result files go on disk, and how they get there without ever being half-written.
+
+Every path stays inside the output folder (names come from the ledger, with anchors, ``.`` and
+``..`` dropped); files are written as dot ``.part-`` temporaries, decoded, fsynced and renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path, PurePosixPath
+
+from PIL import Image
+
+PART_MARK = ".part-"
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif"}
+
+
+class ResultRejected(Exception):
+    """A result that must not be placed: it does not decode, or it would land outside output."""
+
+
+def remove_leftovers(output: Path) -> int:
+    """Delete ``.part-`` temporaries a killed collect left under ``output``; returns the count."""
+    removed = 0
+    for directory, _dirs, names in os.walk(output):
+        for name in names:
+            if name.startswith(".") and PART_MARK in name:
+                with suppress(FileNotFoundError):
+                    os.unlink(os.path.join(directory, name))
+                    removed += 1
+    return removed
+
+
+def safe_parts(name: str) -> tuple[str, ...]:
+    """A relative path's names with anchors, '.' and '..' dropped: it can only go down."""
+    parts = PurePosixPath(os.path.normpath(name)).parts
+    return tuple(p for p in parts if p not in ("/", ".", "..", ""))
+
+
+def derived_root(photo: Path, folder: str) -> Path:
+    """The nearest ancestor of the photo whose last names are the folder's names."""
+    tail = safe_parts(folder)
+    if tail:
+        for ancestor in photo.parents:
+            if ancestor.parts[-len(tail) :] == tail:
+                return ancestor
+    return photo.parent
+
+
+def ensure_inside(path: Path, output: Path) -> None:
+    if not path.resolve().is_relative_to(output):
+        raise ResultRejected(f"refusing to write {path}: it is outside the output {output}")
+
+
+def decoded_extension(path: Path) -> str:
+    """Decode the whole image (not only its header) and name its extension by its format."""
+    try:
+        with Image.open(path) as image:
+            fmt = image.format or ""
+            image.verify()
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ResultRejected(str(exc) or type(exc).__name__) from exc
+    return _EXTENSIONS.get(fmt, fmt.lower() if fmt.isalnum() else "img")
+
+
+def commit_files(moves: Sequence[tuple[Path, Path]], directory: Path) -> None:
+    """fsync each file, rename it into place, then fsync the folder so the renames last."""
+    for temp, _final in moves:
+        with temp.open("rb+") as stream:
+            os.fsync(stream.fileno())
+    for temp, final in moves:
+        os.replace(temp, final)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def copy_results(sources: Sequence[Path], finals: Sequence[Path], directory: Path) -> int:
+    """Copy an original's files to a duplicate's names, skipping those already there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    moves = []
+    for source, final in zip(sources, finals, strict=True):
+        if not source.is_file():
+            return 0  # the original's files were moved away: nothing sound to copy
+        if final.is_file() and final.stat().st_size == source.stat().st_size:
+            continue
+        temp = directory / f".{final.name[:120]}{PART_MARK}{secrets.token_hex(6)}"
+        shutil.copyfile(source, temp)
+        moves.append((temp, final))
+    try:
+        commit_files(moves, directory)
+    finally:
+        unlink_all([temp for temp, _ in moves])
+    return len(moves)
+
+
+def unlink_all(paths: Sequence[Path]) -> None:
+    for path in paths:
+        with suppress(FileNotFoundError):
+            path.unlink()
