@@ -278,3 +278,30 @@ def test_rerun_trusts_size_and_mtime_and_an_edited_photo_is_a_new_order(
     assert edited.returncode == 0, edited.stderr
     assert json.loads(edited.stdout)["orders_spent"] == 1
     assert sandbox.stats().orders_charged == 3
+
+
+def test_status_and_export_show_what_the_run_did(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    _photos(photo_factory, tmp_path / "inside", 2)
+    (tmp_path / "inside" / "bad.jpg").write_bytes(b"nope")
+    manifest = write_manifest(tmp_path, {"inside": ("indoor", ["Add Fire to Fireplace"])})
+    assert aihd(["run", str(manifest), *FAST], sandbox).returncode == 1
+
+    status = aihd(["status", str(manifest)], None)
+    assert status.returncode == 0, status.stderr
+    inside = next(line for line in status.stdout.splitlines() if line.startswith("inside"))
+    assert inside.split()[1:] == ["0", "0", "0", "2", "0", "0", "1"]
+    assert "outcome some-failed" in status.stdout
+
+    out = tmp_path / "orders.jsonl"
+    export = aihd(["export", str(manifest), "--format", "jsonl", "-o", str(out)], None)
+    assert export.returncode == 0, export.stderr
+    rows = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows["bad.jpg"]["state"] == "failed" and "not a JPEG" in rows["bad.jpg"]["error"]
+    good = rows["p000.jpg"]
+    assert good["state"] == "submitted" and good["order_id"] and good["image_id"]
+    assert good["enhancements"] == ["add fire to fireplace"] and good["folder"] == "inside"
+    required = {"path", "folder", "sha256", "space", "enhancements", "state", "order_id"}
+    required |= {"image_id", "eta", "submitted_at", "result_url", "output_path", "attempts"}
+    assert required | {"error"} <= set(good)
