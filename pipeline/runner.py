@@ -81,9 +81,10 @@ class Runner:
         self.counters = counters
         self.stop = stop
         self._options: dict[tuple[str, str, tuple[str, ...]], ResolvedOptions] = {}
-        self._queue: asyncio.Queue[PhotoRow | None] = asyncio.Queue()
-        self._queued_ids: set[int] = set()
-        self._seen_ids: set[int] = set()
+        # Ids, not rows: 100,000 queued photos stay a few MB; a worker reads its row when it
+        # takes the photo, so it also sees the row as it is then.
+        self._queue: asyncio.Queue[int | None] = asyncio.Queue()
+        self._seen_ids: set[int] = set()  # counted in the progress (and queued when open)
         backoff = Backoff(attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff)
         self._flow = OrderFlow(
             client,
@@ -147,6 +148,7 @@ class Runner:
                 raise worker.exception()  # type: ignore[misc]
         return summarize(
             self.ledger,
+            {folder.name for folder in self.manifest.folders},
             self._seen_ids,
             self.counters,
             stop_reason=self.stop.reason,
@@ -198,15 +200,13 @@ class Runner:
         self.progress.settle(broken + settled)
 
     def _enqueue(self, row: PhotoRow) -> None:
-        if row.id in self._queued_ids:
-            return
-        self._queued_ids.add(row.id)
-        self._queue.put_nowait(row)
+        self._queue.put_nowait(row.id)
 
     # -- working ------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
-        while (row := await self._queue.get()) is not None:
+        while (photo_id := await self._queue.get()) is not None:
+            row = self.ledger.get(photo_id)
             try:
                 await self._flow.process(row)
             except OrderBudgetSpent:

@@ -68,25 +68,31 @@ class RunSummary:
 
 def summarize(
     ledger: Ledger,
+    folders: Set[str],
     seen_ids: Set[int],
     counters: RunCounters,
     *,
     stop_reason: str | None,
     seconds: float,
 ) -> RunSummary:
+    """States over the manifest's folders as the ledger holds them now; failures of this run.
+
+    Only photos this run found count as failures (exit 1): a broken file deleted since an
+    earlier run must not fail every night after.
+    """
     states: Counter[str] = Counter()
-    failures: list[dict[str, str]] = []
-    for row in ledger.photos(current_only=False):
-        if row.id not in seen_ids:
-            continue
-        states[row.state.value] += 1
-        if row.state is State.FAILED and len(failures) < _MAX_LISTED_FAILURES:
-            failures.append({"path": row.path, "error": row.error or "unknown"})
+    for folder, counts in ledger.counts_by_folder().items():
+        if folder in folders:
+            states.update({state.value: n for state, n in counts.items() if n})
+    failed = [row for row in ledger.photos([State.FAILED]) if row.id in seen_ids]
+    failures = [
+        {"path": row.path, "error": row.error or "unknown"} for row in failed[:_MAX_LISTED_FAILURES]
+    ]
     if stop_reason == "interrupted":
         outcome, code = "interrupted", EXIT_INTERRUPTED
     elif stop_reason == "budget":
         outcome, code = "stopped-by-budget", EXIT_BUDGET
-    elif states[State.FAILED.value]:
+    elif failed:
         outcome, code = "some-failed", EXIT_SOME_FAILED
     else:
         outcome, code = "finished", EXIT_OK
