@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 
+class _NotEligible(Exception):
+    """A guarded UPDATE matched no row: the photo is not in the state the change needs."""
+
+
 class State(enum.StrEnum):
     """Where a photo stands; see SPEC "The ledger"."""
 
@@ -140,7 +144,7 @@ class Ledger(Protocol):
     ) -> list[PhotoRow]: ...
     def get(self, photo_id: int) -> PhotoRow: ...
     def mark_uploaded(self, photo_id: int, order_id: str) -> PhotoRow: ...
-    def mark_submitting(self, photo_id: int) -> PhotoRow: ...
+    def mark_submitting(self, photo_id: int, order_id: str | None = None) -> PhotoRow: ...
     def mark_submitted(self, photo_id: int, image_id: str | None, eta: int | None) -> PhotoRow: ...
     def mark_failed(self, photo_id: int, error: str, *, retryable: bool) -> PhotoRow: ...
     def mark_pending(self, photo_id: int) -> PhotoRow: ...
@@ -436,29 +440,44 @@ class SqliteLedger:
             raise LedgerError(f"ledger {self.path} has no photo where {where} {tuple(params)}")
         return _row(r)
 
-    def _mark(self, photo_id: int, sets: str, params: Sequence[object]) -> PhotoRow:
+    def _mark(
+        self, photo_id: int, sets: str, params: Sequence[object], *, only_if: str = ""
+    ) -> PhotoRow:
+        """One UPDATE that returns the row (RETURNING: a run makes three of these per photo)."""
         with self.atomic() as conn:
-            conn.execute(
-                f"UPDATE photos SET {sets}, updated_at = ? WHERE id = ?",
+            found = conn.execute(
+                f"UPDATE photos SET {sets}, updated_at = ? WHERE id = ? {only_if} "
+                f"RETURNING {_COLUMNS}",
                 (*params, _now(), photo_id),
-            )
-            return self._one(conn, "id = ?", (photo_id,))
+            ).fetchone()
+            if found is None:
+                self._one(conn, "id = ?", (photo_id,))  # raises for an unknown id
+                raise _NotEligible
+            return _row(found)
 
     def mark_uploaded(self, photo_id: int, order_id: str) -> PhotoRow:
         return self._mark(
             photo_id, "state = 'uploaded', order_id = ?, error = NULL, retryable = 0", (order_id,)
         )
 
-    def mark_submitting(self, photo_id: int) -> PhotoRow:
-        with self.atomic() as conn:
-            row = self._one(conn, "id = ?", (photo_id,))
-            # The last guard before money is spent: only an uploaded, never-duplicate photo.
-            if row.state is not State.UPLOADED or row.order_id is None:
-                raise LedgerError(
-                    f"refusing to submit {row.path}: it is {row.state.value}, not uploaded "
-                    f"(ledger {self.path}, photo {photo_id})"
-                )
-            return self._mark(photo_id, "state = 'submitting', attempts = attempts + 1", ())
+    def mark_submitting(self, photo_id: int, order_id: str | None = None) -> PhotoRow:
+        """Intent before spending; ``order_id`` records a fresh upload in the same commit."""
+        # The last guard before money is spent: only an uploaded, never-duplicate photo.
+        params: tuple[object, ...] = ()
+        if order_id is None:
+            sets = "state = 'submitting', attempts = attempts + 1"
+            only_if = "AND state = 'uploaded' AND order_id IS NOT NULL"
+        else:
+            sets = "state = 'submitting', attempts = attempts + 1, order_id = ?, error = NULL"
+            params, only_if = (order_id,), "AND state IN ('pending', 'uploaded')"
+        try:
+            return self._mark(photo_id, sets, params, only_if=only_if)
+        except _NotEligible:
+            row = self.get(photo_id)
+            raise LedgerError(
+                f"refusing to submit {row.path}: it is {row.state.value}, not uploaded "
+                f"(ledger {self.path}, photo {photo_id})"
+            ) from None
 
     def mark_submitted(self, photo_id: int, image_id: str | None, eta: int | None) -> PhotoRow:
         return self._mark(

@@ -50,7 +50,7 @@ class OrderWindow:
     def next_slot(self, ahead: int = 0) -> float:
         """Clock time at which the order after ``ahead`` waiting ones may be sent (estimate)."""
         now = self._clock()
-        times = self._live(now)
+        times = self._live(now, planned=ahead + 1)
         slot = max(now, self._paused_until)
         for _ in range(ahead + 1):
             slot = max(slot, self._earliest(times, now))
@@ -135,12 +135,19 @@ class OrderWindow:
         with suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout=min(seconds, 3600.0))
 
-    def _live(self, now: float) -> list[float]:
+    def _live(self, now: float, planned: int = 0) -> list[float]:
+        """Answer times still inside the window; [] when even ``planned`` more leave room."""
         horizon = now - self.per_seconds
-        expired = [n for n, t in self._accepted.items() if t <= horizon]
-        for n in expired:
-            del self._accepted[n]
-        return list(self._accepted.values())
+        # Entries were added in send order, so expired ones gather at the front; an order
+        # still in flight (inf) there only delays forgetting, never loosens the window.
+        while self._accepted:
+            number, answered = next(iter(self._accepted.items()))
+            if answered > horizon:
+                break
+            del self._accepted[number]
+        if len(self._accepted) + planned < self.orders:
+            return []  # room in the window: the times do not matter (and are not copied)
+        return [t for t in self._accepted.values() if t > horizon]
 
     def _earliest(self, live: list[float], now: float) -> float:
         if len(live) < self.orders:

@@ -95,39 +95,44 @@ class OrderFlow:
         rate_limited = 0
         unreachable = 0
         while row.state in (State.PENDING, State.UPLOADED):
-            queued = False
-            if row.state is State.PENDING or row.order_id is None:
-                row = await self._upload(row)
-                queued = True
+            fresh: str | None = None
+            uploaded_now = row.state is State.PENDING or row.order_id is None
+            if uploaded_now:
+                row, fresh = await self._upload(row)
             try:
-                row = await self._submit(row, options, queued=queued)
-            except RateLimited:
+                row = await self._submit(row, options, fresh_order_id=fresh, queued=uploaded_now)
+                continue
+            except (RateLimited, TransientError, RequestRejected) as exc:
+                failure: ApiError = exc
+            row = self._ledger.get(row.id)  # _submit recorded the order id before raising
+            if isinstance(failure, RateLimited):
                 rate_limited += 1
                 if rate_limited >= _MAX_RATE_LIMITED:
                     return self._ledger.mark_failed(
                         row.id, "rate-limited again and again (429)", retryable=True
                     )
-            except TransientError as exc:
+            elif isinstance(failure, TransientError):
                 # The order POST could not connect: nothing was sent, try again after a pause.
                 unreachable += 1
                 if unreachable >= self._backoff.attempts:
-                    raise
+                    raise failure
                 wait = self._backoff.wait_before(unreachable, self._rng)
-                self._on_retry(exc, unreachable, wait)
+                self._on_retry(failure, unreachable, wait)
                 await asyncio.sleep(wait)
-            except RequestRejected as exc:
-                if exc.status == 404 and not reuploaded:
-                    # The uploaded order is unknown to the API (expired or from another
-                    # account): nothing was charged, so upload the photo afresh, once.
-                    reuploaded = True
-                    row = self._ledger.mark_pending(row.id)
-                    continue
-                return self._ledger.mark_failed(row.id, exc.reason, retryable=False)
+            elif failure.status == 404 and not reuploaded:
+                # The uploaded order is unknown to the API (expired or from another
+                # account): nothing was charged, so upload the photo afresh, once.
+                reuploaded = True
+                row = self._ledger.mark_pending(row.id)
+            else:
+                return self._ledger.mark_failed(row.id, failure.reason, retryable=False)
         return row
 
     # -- steps --------------------------------------------------------------------------------
 
-    async def _upload(self, row: PhotoRow) -> PhotoRow:
+    async def _upload(self, row: PhotoRow) -> tuple[PhotoRow, str | None]:
+        """Upload; the new order id is recorded now if the photo must wait for its slot,
+        else returned, to be recorded with the intent to submit in one commit."""
         await self._window.wait_for_upload_turn(lead_seconds=2 * self._upload_seconds + 0.5)
         started = time.monotonic()
         try:
@@ -145,16 +150,28 @@ class OrderFlow:
             raise
         self._upload_seconds = 0.8 * self._upload_seconds + 0.2 * (time.monotonic() - started)
         self._counters.uploads += 1
-        return self._ledger.mark_uploaded(row.id, order_id)
+        if self._window.seconds_to_next_slot() > 0:
+            return self._ledger.mark_uploaded(row.id, order_id), None
+        return row, order_id
 
-    async def _submit(self, row: PhotoRow, options: ResolvedOptions, *, queued: bool) -> PhotoRow:
-        assert row.order_id is not None
-        order_id = row.order_id
+    async def _submit(
+        self,
+        row: PhotoRow,
+        options: ResolvedOptions,
+        *,
+        fresh_order_id: str | None,
+        queued: bool,
+    ) -> PhotoRow:
+        """POST the order in its slot; ``queued``: wait_for_upload_turn counted this photo."""
+        order_id = fresh_order_id or row.order_id
+        assert order_id is not None
         async with self._window.slot(queued=queued):
             if self._max_orders is not None and self._counters.orders_posted >= self._max_orders:
+                if fresh_order_id is not None:
+                    self._ledger.mark_uploaded(row.id, fresh_order_id)
                 raise OrderBudgetSpent
             # Intent before spending: this commit is on disk before the POST leaves.
-            row = self._ledger.mark_submitting(row.id)
+            row = self._ledger.mark_submitting(row.id, fresh_order_id)
             self._counters.orders_posted += 1
             try:
                 done = await asyncio.shield(

@@ -17,6 +17,7 @@ from pipeline.errors import ApiError, RateLimited, TransientError
 T = TypeVar("T")
 
 RetryHook = Callable[[ApiError, int, float], None]
+_JITTER = random.Random()  # one for the process: seeding one per call costs more than the call
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ async def retrying(
     rng: random.Random | None = None,
 ) -> T:
     """Run ``call``, retrying TransientError and RateLimited; anything else propagates at once."""
-    rng = rng or random.Random()
+    rng = rng or _JITTER
     attempt = 1
     while True:
         try:
