@@ -138,6 +138,31 @@ def run(
     sys.exit(summary.exit_code)
 
 
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--sandbox", is_flag=True, help="Ask an in-process local emulator.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
+@_guard
+def plan(manifest: Path, sandbox: bool, as_json: bool) -> None:
+    """Show what `aihd run` would do and spend, spending nothing.
+
+    Per folder: photos found, new, to resume, to check, done, duplicates, broken,
+    failed; then the orders a run would spend and how long the order window makes
+    that take. Names are checked against the live catalog; nothing is uploaded.
+
+    \b
+    Example:
+      aihd plan listings.yaml
+      aihd plan listings.yaml --json | jq .orders
+    """
+    from pipeline.session import plan_manifest
+
+    loaded = load_manifest(manifest)
+    settings = ApiSettings.from_env(loaded.api_key_env, sandbox=sandbox)
+    planned = asyncio.run(plan_manifest(loaded, settings))
+    click.echo(planned.to_json() if as_json else planned.render())
+
+
 @main.command(name="collect")
 @click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
 @click.option("--wait", is_flag=True, help="Keep polling until every result is downloaded.")

@@ -99,16 +99,9 @@ class Runner:
 
     async def resolve_catalog(self) -> list[tuple[FolderSpec, ResolvedOptions]]:
         """Resolve every folder's space and toggles; CatalogError names file:line."""
-        catalog = await Catalog.fetch(self.client)
-        resolved = []
-        for folder in self.manifest.folders:
-            where = f"{self.manifest.path}:{folder.space_line}: folder {folder.name!r}: "
-            where_enh = f"{self.manifest.path}:{folder.enhancements_line}: folder {folder.name!r}: "
-            options = catalog.resolve(
-                folder.space, folder.enhancements, where=where, where_enh=where_enh
-            )
+        resolved = resolve_folders(self.manifest, await Catalog.fetch(self.client))
+        for _, options in resolved:
             self._options[_key(api.SERVICE, options)] = options
-            resolved.append((folder, options))
         return resolved
 
     async def run(self, started: float) -> RunSummary:
@@ -160,14 +153,12 @@ class Runner:
     async def _scan(self, folders: Sequence[tuple[FolderSpec, ResolvedOptions]]) -> None:
         cached = self.ledger.cached_hashes()
         for folder, options in folders:
-            photo_options = PhotoOptions(
-                api.SERVICE, options.space.name, options.enhancement_titles
-            )
+            found_options = photo_options(options)
             stats = await asyncio.to_thread(_list, folder)
             for start in range(0, len(stats), _BATCH):
                 batch = stats[start : start + _BATCH]
                 checked = await asyncio.to_thread(_check_batch, batch, cached)
-                self._record(folder, photo_options, checked)
+                self._record(folder, found_options, checked)
 
     def _record(
         self, folder: FolderSpec, options: PhotoOptions, checked: list[CheckedPhoto]
@@ -239,6 +230,33 @@ class Runner:
 
     def _options_for(self, row: PhotoRow) -> ResolvedOptions | None:
         return self._options.get((row.service, row.space, row.enhancements))
+
+
+def resolve_folders(
+    manifest: Manifest, catalog: Catalog
+) -> list[tuple[FolderSpec, ResolvedOptions]]:
+    """Each folder's space and toggles against the live catalog, errors at file:line."""
+    resolved = []
+    for folder in manifest.folders:
+        where = f"{manifest.path}:{folder.space_line}: folder {folder.name!r}: "
+        where_enh = f"{manifest.path}:{folder.enhancements_line}: folder {folder.name!r}: "
+        options = catalog.resolve(
+            folder.space, folder.enhancements, where=where, where_enh=where_enh
+        )
+        resolved.append((folder, options))
+    return resolved
+
+
+def photo_options(options: ResolvedOptions) -> PhotoOptions:
+    """The options part of a photo's identity in the ledger."""
+    return PhotoOptions(api.SERVICE, options.space.name, options.enhancement_titles)
+
+
+def list_and_check(
+    folder: FolderSpec, cached: dict[str, tuple[int, int, str]]
+) -> list[CheckedPhoto]:
+    """A folder's photos, checked and hashed (stored hashes reused): blocking, for a thread."""
+    return _check_batch(_list(folder), cached)
 
 
 def _key(service: str, options: ResolvedOptions) -> tuple[str, str, tuple[str, ...]]:

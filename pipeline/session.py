@@ -7,6 +7,7 @@ run needs, hands it to the ``Runner`` and closes it all again, whatever happens.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -30,12 +31,14 @@ from pipeline.ledger import Ledger, open_ledger
 from pipeline.limiter import OrderWindow
 from pipeline.manifest import Manifest
 from pipeline.orders import RunCounters
+from pipeline.plan import Plan, make_plan
 from pipeline.progress import Progress
 from pipeline.retry import Backoff
 from pipeline.runner import RunLimits, Runner, StopSwitch
 from pipeline.summary import EXIT_OK, EXIT_SOME_FAILED, RunSummary
 
 SANDBOX_TIME_SCALE = 0.1  # the in-process emulator's orders finish in a tenth of their eta
+log = logging.getLogger("aihd")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms]?)", re.IGNORECASE)
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
 
@@ -133,6 +136,11 @@ async def api_client(settings: ApiSettings, timeouts: Timeouts) -> AsyncIterator
         yield client
 
 
+async def plan_manifest(manifest: Manifest, settings: ApiSettings) -> Plan:
+    async with api_client(settings, Timeouts()) as client:
+        return await make_plan(manifest, client)
+
+
 async def fetch_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
     async with api_client(settings, Timeouts()) as client:
         return (await Catalog.fetch(client)).describe()
@@ -163,6 +171,12 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         )
         timeouts = Timeouts(read=request.request_timeout)
         outcome = "crashed"
+        log.info(
+            "aihd run started: %s, %d folders, ledger %s",
+            manifest.path,
+            len(manifest.folders),
+            request.ledger_path,
+        )
         try:
             async with api_client(settings, timeouts) as client:
                 runner = Runner(
@@ -177,6 +191,12 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
                 )
                 summary = await runner.run(started)
                 outcome = summary.outcome
+                log.info(
+                    "aihd run finished: %s, %d orders spent, exit %d",
+                    outcome,
+                    summary.orders_spent,
+                    summary.exit_code,
+                )
                 ledger.finish_run(run_id, outcome, asdict(summary))
                 if request.collect and summary.exit_code in (EXIT_OK, EXIT_SOME_FAILED):
                     remaining = None

@@ -1,0 +1,146 @@
+"""``aihd plan``: what a run would do and spend, worked out without spending anything.
+
+It reads the live catalog (names checked as in a run), lists and hashes the photos (stored
+hashes reused), and reads the ledger if there is one, read-only: no upload, no order, no lock,
+no ledger created. Each photo is sorted the way the runner would treat it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict, dataclass, field
+
+from pipeline.catalog import Catalog
+from pipeline.client import ApiClient
+from pipeline.ledger import PhotoRow, State, open_ledger
+from pipeline.manifest import Manifest
+from pipeline.runner import list_and_check, photo_options, resolve_folders
+
+_DONE = (State.SUBMITTED, State.COMPLETED)
+_COSTS_AN_ORDER = (State.PENDING, State.UPLOADED)
+
+
+@dataclass(slots=True)
+class FolderPlan:
+    folder: str
+    found: int = 0
+    new: int = 0  # never seen: one order each
+    resume: int = 0  # pending, uploaded or retryable failures: one order each
+    check: int = 0  # submitting: its outcome is asked of the API first, no new order
+    done: int = 0
+    duplicates: int = 0
+    failed: int = 0  # failed for good: left alone unless --retry-failed
+    broken: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def orders(self) -> int:
+        return self.new + self.resume
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    folders: list[FolderPlan]
+    orders: int
+    window_orders: int
+    window_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        """At the window's steady pace: each order takes one slot's share of the window."""
+        return self.orders * self.window_seconds / self.window_orders
+
+    def to_json(self) -> str:
+        folders = [{**asdict(f), "orders": f.orders} for f in self.folders]
+        return json.dumps(
+            {
+                "folders": folders,
+                "orders": self.orders,
+                "seconds": round(self.seconds, 1),
+                "window": {"orders": self.window_orders, "per_seconds": self.window_seconds},
+            },
+            indent=2,
+        )
+
+    def render(self) -> str:
+        lines = [
+            f"{'folder':<30} {'found':>6} {'new':>6} {'resume':>6} {'check':>6} {'done':>6} "
+            f"{'dup':>6} {'broken':>6} {'failed':>6}"
+        ]
+        for f in self.folders:
+            lines.append(
+                f"{f.folder:<30} {f.found:>6} {f.new:>6} {f.resume:>6} {f.check:>6} "
+                f"{f.done:>6} {f.duplicates:>6} {len(f.broken):>6} {f.failed:>6}"
+            )
+        for f in self.folders:
+            lines += [f"  broken: {b['path']}: {b['reason']}" for b in f.broken]
+        per = _duration(self.window_seconds)
+        lines.append(
+            f"{self.orders} orders, {_about(self.seconds)} at {self.window_orders} per {per}; "
+            "names checked against the live catalog; nothing was spent"
+        )
+        return "\n".join(lines)
+
+
+async def make_plan(manifest: Manifest, client: ApiClient) -> Plan:
+    folders = resolve_folders(manifest, await Catalog.fetch(client))
+    rows: list[PhotoRow] = []
+    cached: dict[str, tuple[int, int, str]] = {}
+    if manifest.ledger.is_file():
+        ledger = open_ledger(manifest.ledger)
+        try:
+            rows = ledger.photos(current_only=False)
+            cached = ledger.cached_hashes()
+        finally:
+            ledger.close()
+    by_path = {(r.path, r.identity): r for r in rows}
+    owners = {r.identity: r.path for r in rows if r.state is not State.DUPLICATE}
+    plans = []
+    for folder, options in folders:
+        plan = FolderPlan(folder.name)
+        identity_of = photo_options(options).identity
+        for photo in await asyncio.to_thread(list_and_check, folder, cached):
+            plan.found += 1
+            path = photo.stat.path
+            if photo.sha256 is None:
+                plan.broken.append({"path": path, "reason": photo.broken or "unreadable"})
+                continue
+            identity = identity_of(photo.sha256)
+            row = by_path.get((path, identity))
+            if row is None:
+                if owners.setdefault(identity, path) != path:
+                    plan.duplicates += 1
+                else:
+                    plan.new += 1
+            elif row.state in _DONE:
+                plan.done += 1
+            elif row.state is State.DUPLICATE:
+                plan.duplicates += 1
+            elif row.state is State.SUBMITTING:
+                plan.check += 1
+            elif row.state in _COSTS_AN_ORDER or row.retryable:
+                plan.resume += 1
+            else:
+                plan.failed += 1
+        plans.append(plan)
+    return Plan(
+        plans,
+        sum(p.orders for p in plans),
+        manifest.rate_limit.orders,
+        manifest.rate_limit.per_seconds,
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _about(seconds: float) -> str:
+    if seconds < 60:
+        return "under a minute"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"about {hours} h {minutes} min" if hours else f"about {minutes} min"
