@@ -1,0 +1,121 @@
+"""The scheduled jobs in jobs/: valid units and cron lines whose commands really work."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipeline.sandbox import Sandbox
+from tests.cli_helpers import aihd_env, write_manifest
+
+JOBS = Path(__file__).resolve().parent.parent / "jobs"
+UNITS = ["aihd-nightly.service", "aihd-nightly.timer", "aihd-collect.service", "aihd-collect.timer"]
+
+
+def _unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(JOBS / name)
+    return parser
+
+
+def _aihd_args(command_line: str) -> list[str]:
+    """The arguments after the `aihd` binary in a unit's ExecStart or a cron line."""
+    words = shlex.split(command_line.split("&&")[-1].split(">")[0])
+    return words[[w.endswith("/aihd") for w in words].index(True) + 1 :]
+
+
+@pytest.mark.parametrize("name", ["aihd-nightly.service", "aihd-collect.service"])
+def test_services_are_oneshot_read_the_key_from_a_file_and_accept_exit_4(name: str) -> None:
+    service = _unit(name)["Service"]
+    assert service["Type"] == "oneshot"
+    assert service["EnvironmentFile"].endswith("aihd.env")
+    assert "4" in service["SuccessExitStatus"].split()
+    assert "Restart" not in service  # a budget stop must not loop
+    assert "AIHD_API_KEY" not in (JOBS / name).read_text().split("aihd.env")[-1]
+    args = _aihd_args(service["ExecStart"])
+    assert args[0] in ("run", "collect") and "--no-progress" in args and "--json" in args
+
+
+def test_timers_fire_at_night_and_in_the_morning() -> None:
+    assert _unit("aihd-nightly.timer")["Timer"]["OnCalendar"].endswith("22:00:00")
+    assert _unit("aihd-collect.timer")["Timer"]["OnCalendar"].endswith("05:30:00")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    for name in UNITS:
+        text = (JOBS / name).read_text()
+        # verify needs the binary to exist; the env file may be missing ("-" prefix).
+        text = text.replace("%h/aihd/.venv/bin/aihd", str(Path(sys.executable).parent / "aihd"))
+        text = text.replace("EnvironmentFile=%h", "EnvironmentFile=-%h")
+        (tmp_path / name).write_text(text)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", *(str(tmp_path / n) for n in UNITS)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_cron_lines_have_five_time_fields_and_the_same_commands() -> None:
+    lines = [
+        line
+        for line in (JOBS / "crontab.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert len(lines) == 2
+    for line, unit in zip(lines, ["aihd-nightly.service", "aihd-collect.service"], strict=True):
+        fields = line.split()
+        assert all(f.replace("*", "0").isdigit() for f in fields[:5])
+        unit_args = _aihd_args(_unit(unit)["Service"]["ExecStart"])
+        assert [a.replace("$HOME", "%h") for a in _aihd_args(line)] == unit_args
+
+
+@pytest.mark.parametrize("source", ["unit", "cron"])
+def test_the_nightly_command_runs_without_a_terminal_and_leaves_a_trail(
+    source: str,
+    make_sandbox: Callable[..., Sandbox],
+    photo_factory: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    sandbox = make_sandbox(eta_seconds=1, time_scale=0.2)
+    for n in range(3):
+        photo_factory(tmp_path / "inside", f"p{n}.jpg")
+    manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
+    if source == "unit":
+        line = _unit("aihd-nightly.service")["Service"]["ExecStart"]
+    else:
+        line = (JOBS / "crontab.example").read_text().splitlines()[2]
+    args = [
+        str(manifest)
+        if a.endswith("listings.yaml")
+        else str(tmp_path / "n.log")
+        if a.endswith(".log")
+        else a
+        for a in _aihd_args(line)
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        env=aihd_env(sandbox),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["states"] == {"submitted": 3}
+    assert "\r" not in done.stderr and "%|" not in done.stderr  # no progress bar
+    log = (tmp_path / "n.log").read_text()
+    assert (log.startswith("20") and " INFO " in log) or " WARNING " in log or log == ""
+    assert sandbox.api_key not in log + done.stdout + done.stderr
