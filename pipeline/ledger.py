@@ -22,13 +22,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pipeline._migrations import migrate
 from pipeline.errors import LedgerBusy, LedgerError
 
 __all__ = [
     "FoundPhoto",
+    "KnownFile",
     "Ledger",
     "PhotoOptions",
     "PhotoRow",
@@ -111,6 +112,17 @@ class PhotoRow:
     updated_at: str
 
 
+class KnownFile(NamedTuple):
+    """A current photo as a re-run needs it: is the file unchanged, and where does it stand?"""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+    identity: str
+    state: State
+    id: int
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """One `aihd` command that ran against the ledger."""
@@ -135,6 +147,7 @@ class Ledger(Protocol):
     def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, object]) -> None: ...
     def last_run(self) -> RunRecord | None: ...
     def cached_hashes(self) -> dict[str, tuple[int, int, str]]: ...
+    def known_files(self) -> dict[str, KnownFile]: ...
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]: ...
     def record_broken(
         self, path: str, folder: str, size: int, mtime_ns: int, reason: str
@@ -364,6 +377,14 @@ class SqliteLedger:
             "SELECT path, size, mtime_ns, sha256 FROM photos WHERE current = 1 AND sha256 != ''"
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def known_files(self) -> dict[str, KnownFile]:
+        """Every current photo's file facts and state, in one query, for a fast re-run."""
+        rows = self._read(
+            "SELECT path, size, mtime_ns, sha256, identity, state, id FROM photos "
+            "WHERE current = 1 AND sha256 != ''"
+        )
+        return {r[0]: KnownFile(r[1], r[2], r[3], r[4], _STATES[r[5]], r[6]) for r in rows}
 
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]:
         with self.atomic() as conn:

@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 from pipeline import api
 from pipeline.catalog import Catalog, ResolvedOptions
 from pipeline.client import ApiClient
 from pipeline.errors import ApiError, AuthRefused, PhotoError
-from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, PhotoRow, State
+from pipeline.ledger import FoundPhoto, KnownFile, Ledger, PhotoOptions, PhotoRow, State
 from pipeline.limiter import OrderWindow
 from pipeline.manifest import FolderSpec, Manifest
 from pipeline.orders import OrderBudgetSpent, OrderFlow, RunCounters
@@ -85,6 +86,7 @@ class Runner:
         # takes the photo, so it also sees the row as it is then.
         self._queue: asyncio.Queue[int | None] = asyncio.Queue()
         self._seen_ids: set[int] = set()  # counted in the progress (and queued when open)
+        self._known: dict[str, KnownFile] = {}
         backoff = Backoff(attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff)
         self._flow = OrderFlow(
             client,
@@ -151,22 +153,37 @@ class Runner:
     # -- scanning -----------------------------------------------------------------------------
 
     async def _scan(self, folders: Sequence[tuple[FolderSpec, ResolvedOptions]]) -> None:
-        cached = self.ledger.cached_hashes()
+        cached = self._known = self.ledger.known_files()
         for folder, options in folders:
             found_options = photo_options(options)
-            stats = await asyncio.to_thread(_list, folder)
-            for start in range(0, len(stats), _BATCH):
-                batch = stats[start : start + _BATCH]
-                checked = await asyncio.to_thread(_check_batch, batch, cached)
+            # Listed and hashed a batch at a time: 100,000 photos never sit in memory at once,
+            # and the first orders go out while the rest of the folder is still being read.
+            files = list_folder(folder.path, folder.patterns, folder.recursive)
+            while checked := await asyncio.to_thread(_next_batch, files, cached):
                 self._record(folder, found_options, checked)
 
     def _record(
         self, folder: FolderSpec, options: PhotoOptions, checked: list[CheckedPhoto]
     ) -> None:
         found: list[FoundPhoto] = []
-        broken = 0
+        broken = fresh = settled = 0
         for photo in checked:
             st = photo.stat
+            known = self._known.get(st.path)
+            if (
+                known is not None
+                and photo.sha256 == known.sha256
+                and known.identity == options.identity(known.sha256)
+            ):
+                # Unchanged file, unchanged options: the ledger already has it; no write.
+                if known.id not in self._seen_ids:
+                    self._seen_ids.add(known.id)
+                    fresh += 1
+                    if known.state in _OPEN_STATES:
+                        self._queue.put_nowait(known.id)
+                    else:
+                        settled += 1
+                continue
             if photo.sha256 is None:
                 reason = photo.broken or "unreadable"
                 row = self.ledger.record_broken(st.path, folder.name, st.size, st.mtime_ns, reason)
@@ -177,7 +194,6 @@ class Runner:
             found.append(
                 FoundPhoto(st.path, folder.name, st.size, st.mtime_ns, photo.sha256, options)
             )
-        fresh = settled = 0
         for row in self.ledger.record_found(found) if found else []:
             if row.id in self._seen_ids:
                 continue  # already counted: reconciled at the start
@@ -253,7 +269,7 @@ def photo_options(options: ResolvedOptions) -> PhotoOptions:
 
 
 def list_and_check(
-    folder: FolderSpec, cached: dict[str, tuple[int, int, str]]
+    folder: FolderSpec, cached: Mapping[str, tuple[int, int, str] | KnownFile]
 ) -> list[CheckedPhoto]:
     """A folder's photos, checked and hashed (stored hashes reused): blocking, for a thread."""
     return _check_batch(_list(folder), cached)
@@ -267,8 +283,14 @@ def _list(folder: FolderSpec) -> list[FileStat]:
     return list(list_folder(folder.path, folder.patterns, folder.recursive))
 
 
+def _next_batch(
+    files: Iterator[FileStat], cached: Mapping[str, tuple[int, int, str] | KnownFile]
+) -> list[CheckedPhoto]:
+    return _check_batch(list(islice(files, _BATCH)), cached)
+
+
 def _check_batch(
-    batch: list[FileStat], cached: dict[str, tuple[int, int, str]]
+    batch: list[FileStat], cached: Mapping[str, tuple[int, int, str] | KnownFile]
 ) -> list[CheckedPhoto]:
     """Hash what changed; trust the stored hash when size and mtime are unchanged."""
     out = []
