@@ -23,6 +23,8 @@ _COSTS_AN_ORDER = (State.PENDING, State.UPLOADED)
 
 @dataclass(slots=True)
 class FolderPlan:
+    """One folder's photos, counted by what a run would do with each (filled in as found)."""
+
     folder: str
     found: int = 0
     new: int = 0  # never seen: one order each
@@ -40,10 +42,17 @@ class FolderPlan:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """What a run would do and spend, folder by folder, and how long the window makes it."""
+
     folders: list[FolderPlan]
     orders: int
     window_orders: int
     window_seconds: float
+
+    @property
+    def to_check(self) -> int:
+        """Orders whose POST outcome is unknown: asked first, re-ordered only if never sent."""
+        return sum(f.check for f in self.folders)
 
     @property
     def seconds(self) -> float:
@@ -56,6 +65,7 @@ class Plan:
             {
                 "folders": folders,
                 "orders": self.orders,
+                "orders_at_most": self.orders + self.to_check,
                 "seconds": round(self.seconds, 1),
                 "window": {"orders": self.window_orders, "per_seconds": self.window_seconds},
             },
@@ -79,10 +89,16 @@ class Plan:
             f"{self.orders} orders, {_about(self.seconds)} at {self.window_orders} per {per}; "
             "names checked against the live catalog; nothing was spent"
         )
+        if self.to_check:
+            lines.append(
+                f"  and up to {self.to_check} more: orders a stopped run left unconfirmed are "
+                "asked of the API first and placed again only if they never reached it"
+            )
         return "\n".join(lines)
 
 
 async def make_plan(manifest: Manifest, client: ApiClient) -> Plan:
+    """Sort every photo as the runner would, reading the ledger (if any) and never writing."""
     folders = resolve_folders(manifest, await Catalog.fetch(client))
     rows: list[PhotoRow] = []
     cached: dict[str, tuple[int, int, str]] = {}

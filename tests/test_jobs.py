@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -117,5 +118,7 @@ def test_the_nightly_command_runs_without_a_terminal_and_leaves_a_trail(
     assert json.loads(done.stdout)["states"] == {"submitted": 3}
     assert "\r" not in done.stderr and "%|" not in done.stderr  # no progress bar
     log = (tmp_path / "n.log").read_text()
-    assert (log.startswith("20") and " INFO " in log) or " WARNING " in log or log == ""
+    assert "aihd run started" in log and "aihd run finished" in log
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} [A-Z]+ ")
+    assert all(stamp.match(line) for line in log.splitlines()), log
     assert sandbox.api_key not in log + done.stdout + done.stderr

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.ledger import State, open_ledger
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import FAST, aihd, write_manifest
 
@@ -73,3 +74,39 @@ def test_plan_checks_names_against_the_catalog(
     done = aihd(["plan", str(manifest)], sandbox)
     assert done.returncode == 2
     assert "photos.yaml:" in done.stderr and "'attic'" in done.stderr and "indoor" in done.stderr
+
+
+def test_plan_counts_what_a_stopped_run_left_and_the_next_run_spends_it(
+    sandbox: Sandbox, photo_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    for n in range(5):
+        photo_factory(tmp_path / "inside", f"p{n}.jpg")
+    manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
+    stopped = aihd(["run", str(manifest), *FAST, "--max-orders", "1"], sandbox)
+    assert stopped.returncode == 4, stopped.stderr
+    # One more order as a killed run leaves it: intent recorded, never sent.
+    ledger = open_ledger(manifest.with_name("photos.ledger.sqlite"))
+    try:
+        row = next(r for r in ledger.photos() if r.state in (State.PENDING, State.UPLOADED))
+        ledger.mark_submitting(row.id, None if row.order_id else "never-sent-order")
+        states = [r.state for r in ledger.photos()]
+    finally:
+        ledger.close()
+    charged = sandbox.stats().orders_charged
+
+    plan = _plan(manifest, sandbox)
+    (inside,) = plan["folders"]  # type: ignore[misc]
+    # The stopped run's own order may be confirmed or still in flight ("to check").
+    assert inside["done"] == states.count(State.SUBMITTED)
+    assert inside["check"] == states.count(State.SUBMITTING) >= 1
+    assert inside["resume"] == plan["orders"] == 5 - inside["done"] - inside["check"]
+    assert plan["orders_at_most"] == plan["orders"] + inside["check"]
+    text = aihd(["plan", str(manifest)], sandbox).stdout
+    assert f"{plan['orders']} orders" in text and f"up to {inside['check']} more" in text
+    assert sandbox.stats().orders_charged == charged  # plan spent nothing
+
+    run = aihd(["run", str(manifest), *FAST], sandbox)
+    assert run.returncode == 0, run.stderr
+    spent = sandbox.stats().orders_charged - charged
+    assert plan["orders"] + 1 <= spent <= plan["orders_at_most"]  # the never-sent one costs
+    assert sandbox.stats().orders_charged == 5  # still one order per photo
