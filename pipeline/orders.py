@@ -78,6 +78,7 @@ class OrderFlow:
         self._settle_seconds = settle_seconds
         self._upload_seconds = 1.0  # moving average, to upload just ahead of a slot
         self._rng = random.Random()
+        self._in_flight: set[asyncio.Future[tuple[PhotoRow, bool]]] = set()
 
     async def process(self, row: PhotoRow) -> PhotoRow:
         options = self._options_for(row)
@@ -173,30 +174,47 @@ class OrderFlow:
             # Intent before spending: this commit is on disk before the POST leaves.
             row = self._ledger.mark_submitting(row.id, fresh_order_id)
             self._counters.orders_posted += 1
-            try:
-                done = await asyncio.shield(
-                    self._client.submit(order_id, options.space.name, options.selected_widgets)
-                )
-            except RateLimited:
-                # A 429 is a refusal, not a charge: the order is still only uploaded.
-                self._counters.rate_limited += 1
-                self._window.rate_limited_answer()
-                self._ledger.mark_uploaded(row.id, order_id)
-                raise
-            except OutcomeUnknown:
-                self._counters.outcomes_unknown += 1
-                unknown = True
-            except (TransientError, RequestRejected, AuthRefused):
-                # Never connected, or refused with a status: nothing was charged.
-                self._ledger.mark_uploaded(row.id, order_id)
-                raise
-            else:
-                unknown = False
-                self._window.accepted_answer()
+            # The POST and its record run as their own task: a stop that cancels this worker
+            # (Ctrl-C, a budget) waits for them in drain(), so an answered order is recorded.
+            posting = asyncio.ensure_future(self._post(row, order_id, options))
+            self._in_flight.add(posting)
+            posting.add_done_callback(self._in_flight.discard)
+            row, unknown = await asyncio.shield(posting)
         if unknown:
             return await self._reconcile(row, settle=self._settle_seconds)
+        return row
+
+    async def _post(
+        self, row: PhotoRow, order_id: str, options: ResolvedOptions
+    ) -> tuple[PhotoRow, bool]:
+        """Send one order and record its answer; True when the answer was lost."""
+        try:
+            done = await self._client.submit(order_id, options.space.name, options.selected_widgets)
+        except RateLimited:
+            # A 429 is a refusal, not a charge: the order is still only uploaded.
+            self._counters.rate_limited += 1
+            self._window.rate_limited_answer()
+            self._ledger.mark_uploaded(row.id, order_id)
+            raise
+        except OutcomeUnknown:
+            self._counters.outcomes_unknown += 1
+            return row, True
+        except (TransientError, RequestRejected, AuthRefused):
+            # Never connected, or refused with a status: nothing was charged.
+            self._ledger.mark_uploaded(row.id, order_id)
+            raise
+        self._window.accepted_answer()
         self._counters.orders_accepted += 1
-        return self._ledger.mark_submitted(row.id, done.image_id or None, done.eta)
+        return self._ledger.mark_submitted(row.id, done.image_id or None, done.eta), False
+
+    async def drain(self, within_seconds: float) -> None:
+        """Wait for order POSTs already sent, so their answers reach the ledger."""
+        if not self._in_flight:
+            return
+        done, _ = await asyncio.wait(set(self._in_flight), timeout=within_seconds)
+        for posting in done:
+            if not posting.cancelled():
+                posting.exception()  # seen here: its worker was stopped before it could look
 
     async def _reconcile(self, row: PhotoRow, *, settle: float) -> PhotoRow:
         """A POST's outcome is unknown: let the order's details decide, never a blind re-POST."""

@@ -42,6 +42,7 @@ class RunLimits:
     max_duration: float | None = None
     retry_failed: bool = False
     settle_seconds: float = 120.0
+    drain_seconds: float = 60.0  # at a stop, how long order POSTs already sent may finish
 
 
 @dataclass(slots=True)
@@ -135,6 +136,7 @@ class Runner:
             for task in (scanner, timer, ticker, stopper, *workers):
                 task.cancel()
             await asyncio.gather(scanner, timer, ticker, stopper, *workers, return_exceptions=True)
+            await self._flow.drain(within_seconds=self.limits.drain_seconds)
             self.progress.close()
         if isinstance(self.stop.error, AuthRefused):
             raise self.stop.error

@@ -168,6 +168,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             max_duration=request.max_duration,
             retry_failed=request.retry_failed,
             settle_seconds=request.settle_seconds,
+            drain_seconds=request.request_timeout,
         )
         timeouts = Timeouts(read=request.request_timeout)
         outcome = "crashed"

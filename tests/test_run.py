@@ -180,6 +180,9 @@ def test_max_orders_stops_with_exit_4_and_the_rerun_finishes(
     first = aihd(["run", str(manifest), *FAST, "--max-orders", "2"], sandbox)
     assert first.returncode == 4, first.stderr
     assert sandbox.stats().orders_charged == 2
+    # Orders already sent when the budget stopped the run were waited for and recorded.
+    states = [r.state for r in ledger_rows(manifest)]
+    assert states.count(State.SUBMITTED) == 2 and State.SUBMITTING not in states
     rest = aihd(["run", str(manifest), *FAST], sandbox)
     assert rest.returncode == 0, rest.stderr
     assert sorted(sandbox.stats().charges.values()) == [1] * 5
