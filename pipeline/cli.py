@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 
@@ -45,6 +45,47 @@ def _guard(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _unattended_options(fn: F) -> F:
+    """The options every long-running command shares: fit for a terminal or a nightly job."""
+    for option in reversed(
+        [
+            click.option(
+                "--no-progress", is_flag=True, help="No progress bar; a log line now and then."
+            ),
+            click.option(
+                "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
+            ),
+            click.option(
+                "--log-file", type=click.Path(path_type=Path), help="Append timestamped logs here."
+            ),
+            click.option(
+                "--request-timeout",
+                type=click.FloatRange(0.1),
+                default=60.0,
+                show_default=True,
+                help="Seconds to wait for an API answer before giving up on it.",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+class _Summary(Protocol):
+    @property
+    def exit_code(self) -> int: ...
+    def to_json(self) -> str: ...
+    def render(self) -> str: ...
+
+
+def _finish(summary: _Summary, as_json: bool) -> None:
+    """JSON on stdout for machines (and the human lines on stderr), or the lines on stdout."""
+    if as_json:
+        click.echo(summary.to_json())
+    click.echo(summary.render(), err=as_json)
+    sys.exit(summary.exit_code)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="aihd")
 def main() -> None:
@@ -70,16 +111,7 @@ def main() -> None:
 @click.option("--retry-failed", is_flag=True, help="Also retry photos that failed for good.")
 @click.option("--collect", "then_collect", is_flag=True, help="Then collect the results.")
 @click.option("--sandbox", is_flag=True, help="Run against an in-process local emulator.")
-@click.option("--no-progress", is_flag=True, help="No progress bar; a log line now and then.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option("--log-file", type=click.Path(path_type=Path), help="Append timestamped logs here.")
-@click.option(
-    "--request-timeout",
-    type=click.FloatRange(0.1),
-    default=60.0,
-    show_default=True,
-    help="Seconds to wait for an API answer before giving up on it.",
-)
+@_unattended_options
 @click.option(
     "--settle",
     type=click.FloatRange(0.0),
@@ -129,13 +161,7 @@ def run(
         settle_seconds=settle,
         command=" ".join(["aihd", *sys.argv[1:]]),
     )
-    summary = _run_until_signal(lambda stop: run_manifest(request, settings, stop))
-    if as_json:
-        click.echo(summary.to_json())
-        click.echo(summary.render(), err=True)
-    else:
-        click.echo(summary.render())
-    sys.exit(summary.exit_code)
+    _finish(_run_until_signal(lambda stop: run_manifest(request, settings, stop)), as_json)
 
 
 @main.command()
@@ -167,16 +193,7 @@ def plan(manifest: Path, sandbox: bool, as_json: bool) -> None:
 @click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
 @click.option("--wait", is_flag=True, help="Keep polling until every result is downloaded.")
 @click.option("--timeout", "timeout_text", help="With --wait: give up after this long, e.g. 2h.")
-@click.option("--no-progress", is_flag=True, help="No progress bar; a log line now and then.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option("--log-file", type=click.Path(path_type=Path), help="Append timestamped logs here.")
-@click.option(
-    "--request-timeout",
-    type=click.FloatRange(0.1),
-    default=60.0,
-    show_default=True,
-    help="Seconds to wait for an API answer before giving up on it.",
-)
+@_unattended_options
 @_guard
 def collect_command(
     target: Path,
@@ -228,13 +245,7 @@ def collect_command(
     setup_logging(log_file, verbose=not bar, secret=settings.api_key)
     if not request.ledger_path.is_file():
         raise UsageError(f"{request.ledger_path}: no ledger here yet; `aihd run` creates it")
-    summary = _run_until_signal(lambda stop: collect_results(request, settings, stop))
-    if as_json:
-        click.echo(summary.to_json())
-        click.echo(summary.render(), err=True)
-    else:
-        click.echo(summary.render())
-    sys.exit(summary.exit_code)
+    _finish(_run_until_signal(lambda stop: collect_results(request, settings, stop)), as_json)
 
 
 @main.command()
