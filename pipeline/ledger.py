@@ -147,7 +147,7 @@ class Ledger(Protocol):
     def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, object]) -> None: ...
     def last_run(self) -> RunRecord | None: ...
     def cached_hashes(self) -> dict[str, tuple[int, int, str]]: ...
-    def known_files(self) -> dict[str, KnownFile]: ...
+    def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]: ...
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]: ...
     def record_broken(
         self, path: str, folder: str, size: int, mtime_ns: int, reason: str
@@ -378,11 +378,12 @@ class SqliteLedger:
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
-    def known_files(self) -> dict[str, KnownFile]:
-        """Every current photo's file facts and state, in one query, for a fast re-run."""
+    def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]:
+        """These photos' file facts and states, if current, in one query, for a fast re-run."""
         rows = self._read(
             "SELECT path, size, mtime_ns, sha256, identity, state, id FROM photos "
-            "WHERE current = 1 AND sha256 != ''"
+            "WHERE current = 1 AND sha256 != '' AND path IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(paths)),),
         )
         return {r[0]: KnownFile(r[1], r[2], r[3], r[4], _STATES[r[5]], r[6]) for r in rows}
 

@@ -155,13 +155,15 @@ class Runner:
     # -- scanning -----------------------------------------------------------------------------
 
     async def _scan(self, folders: Sequence[tuple[FolderSpec, ResolvedOptions]]) -> None:
-        cached = self._known = self.ledger.known_files()
         for folder, options in folders:
             found_options = photo_options(options)
-            # Listed and hashed a batch at a time: 100,000 photos never sit in memory at once,
-            # and the first orders go out while the rest of the folder is still being read.
+            # Listed, looked up and hashed a batch at a time: 100,000 photos (or the ledger's
+            # facts about them) never sit in memory at once, and the first orders go out while
+            # the rest of the folder is still being read.
             files = list_folder(folder.path, folder.patterns, folder.recursive)
-            while checked := await asyncio.to_thread(_next_batch, files, cached):
+            while batch := await asyncio.to_thread(_take, files):
+                self._known = self.ledger.known_files([st.path for st in batch])
+                checked = await asyncio.to_thread(_check_batch, batch, self._known)
                 self._record(folder, found_options, checked)
 
     def _record(
@@ -285,10 +287,8 @@ def _list(folder: FolderSpec) -> list[FileStat]:
     return list(list_folder(folder.path, folder.patterns, folder.recursive))
 
 
-def _next_batch(
-    files: Iterator[FileStat], cached: Mapping[str, tuple[int, int, str] | KnownFile]
-) -> list[CheckedPhoto]:
-    return _check_batch(list(islice(files, _BATCH)), cached)
+def _take(files: Iterator[FileStat]) -> list[FileStat]:
+    return list(islice(files, _BATCH))
 
 
 def _check_batch(
