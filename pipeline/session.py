@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -148,8 +149,6 @@ async def fetch_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]
 
 async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwitch) -> RunSummary:
     """Lock the ledger, run the manifest, record the run, and release everything."""
-    import sys
-
     started = time.monotonic()
     manifest = request.manifest
     ledger = open_ledger(request.ledger_path)
@@ -256,8 +255,6 @@ async def _collect(
     settings: ApiSettings,
     stop: StopSwitch,
 ) -> CollectSummary:
-    import sys
-
     bar: tqdm[Any] | None = None
     if request.progress_bar:
         bar = tqdm(total=0, unit="photo", desc="collect", file=sys.stderr, dynamic_ncols=True)
