@@ -98,7 +98,12 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not state.config.plan_allows_service:
         return error(403, "your plan does not include this service", "api_error_forbidden")
     request[LOST_AFTER_CHARGE] = lost
-    return await handler(request)
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        # The client went away mid-request (a kill test does this on purpose): no one is
+        # left to answer, and it is not the emulator's error to log.
+        return web.Response(status=400)
 
 
 # Upload ---------------------------------------------------------------------------------------
