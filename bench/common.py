@@ -1,10 +1,15 @@
-"""What every benchmark needs: a sandbox in its own process, photos, and a measured run."""
+"""What every benchmark needs: a sandbox in its own process, photos, and a measured `aihd run`.
+
+The sandbox is `python -m pipeline sandbox` in a child process of its own, so the CPU time and
+peak memory measured for `aihd run` (another child, reaped with os.wait4) are the client's alone.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import resource
 import secrets
 import subprocess
 import sys
@@ -12,20 +17,28 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 PYTHON = sys.executable
+_TICKS = os.sysconf("SC_CLK_TCK")
+NO_WINDOW = "1000000/1"  # an order window no run here comes near
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sandbox:
+    """A running `aihd sandbox` child: its URL, key and process id."""
+
     url: str
-    key: str
+    key: str = field(repr=False)
+    pid: int
 
     def set_faults(self, **faults: float) -> None:
-        body = json.dumps(faults).encode()
-        request = urllib.request.Request(f"{self.url}/_sandbox/faults", data=body, method="POST")
+        """POST /_sandbox/faults, e.g. latency=0.05 (seconds added to every /v1 request)."""
+        request = urllib.request.Request(
+            f"{self.url}/_sandbox/faults", data=json.dumps(faults).encode(), method="POST"
+        )
         request.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(request, timeout=10) as answer:
             answer.read()
@@ -35,52 +48,53 @@ class Sandbox:
             stats: dict[str, object] = json.loads(answer.read())
             return stats
 
+    def rate_limited(self) -> int:
+        """The 429s the sandbox answered so far."""
+        return int(str(self.stats()["rate_limited"]))
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the sandbox process has used so far (from /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+
 
 @contextmanager
-def sandbox(window: str = "1000000/1", time_scale: float = 0.01) -> Iterator[Sandbox]:
-    """`aihd sandbox` in a process of its own, so the client is measured alone."""
+def sandbox(
+    window: str = NO_WINDOW, *, latency: float = 0.0, time_scale: float = 0.01
+) -> Iterator[Sandbox]:
+    """`aihd sandbox` on a free loopback port in a process of its own."""
     key = secrets.token_urlsafe(16)
-    proc = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "pipeline",
-            "sandbox",
-            "--port",
-            "0",
-            "--key",
-            key,
-            "--window",
-            window,
-            "--time-scale",
-            str(time_scale),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    command = [PYTHON, "-m", "pipeline", "sandbox", "--port", "0", "--key", key]
+    command += ["--window", window, "--time-scale", str(time_scale)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
         if match is None:
-            raise RuntimeError(f"sandbox did not start: {line!r}")
-        yield Sandbox(match.group(1), key)
+            raise RuntimeError(f"the sandbox did not start: {line!r}")
+        box = Sandbox(match.group(1), key, proc.pid)
+        if latency:
+            box.set_faults(latency=latency)
+        yield box
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def make_photos(folder: Path, count: int, start: int = 0) -> None:
-    """Tiny distinct files a JPEG check accepts: fast to make by the hundred thousand."""
+def make_photos(folder: Path, count: int, start: int = 0) -> list[Path]:
+    """Tiny distinct files the JPEG check accepts (SOI, APP0, a counter, EOI): no Pillow."""
     folder.mkdir(parents=True, exist_ok=True)
+    paths = []
     for n in range(start, start + count):
-        (folder / f"p{n:06d}.jpg").write_bytes(
-            b"\xff\xd8\xff\xe0" + n.to_bytes(8, "big") + b"\xff\xd9"
-        )
+        path = folder / f"p{n:06d}.jpg"
+        path.write_bytes(b"\xff\xd8\xff\xe0" + n.to_bytes(8, "big") + b"\xff\xd9")
+        paths.append(path)
+    return paths
 
 
 def write_manifest(root: Path, *, orders: int, per_seconds: float, concurrency: int) -> Path:
+    """A manifest over root/photos with the given order window and concurrency."""
     manifest = root / "bench.yaml"
     manifest.write_text(
         "version: 1\n"
@@ -92,59 +106,124 @@ def write_manifest(root: Path, *, orders: int, per_seconds: float, concurrency: 
     return manifest
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Measured:
+    """One child process, reaped with os.wait4: its own resources, not the benchmark's."""
+
     exit_code: int
     wall: float
-    cpu: float  # user + system seconds of the aihd process
-    peak_rss_mb: float
-    summary: dict[str, object]
+    cpu: float  # user + system seconds of the child alone
+    peak_rss_mb: float  # ru_maxrss of the child (KiB on Linux)
+    stdout: str
 
 
-def run_aihd(manifest: Path, box: Sandbox, *extra: str) -> Measured:
-    """`aihd run` as a user runs it, with its own CPU time and peak memory."""
-    env = {**os.environ, "AIHD_BASE_URL": box.url, "AIHD_API_KEY": box.key}
+def measure(command: list[str], env: dict[str, str] | None = None) -> Measured:
+    """Run a command as a child process and reap it with its own resource usage."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [PYTHON, "-m", "pipeline", "run", str(manifest), "--no-progress", "--json", *extra],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     return Measured(
         exit_code=proc.returncode,
         wall=wall,
         cpu=usage.ru_utime + usage.ru_stime,
         peak_rss_mb=usage.ru_maxrss / 1024,
-        summary=json.loads(out) if out.strip() else {},
+        stdout=out,
     )
 
 
+def _env(box: Sandbox) -> dict[str, str]:
+    return {**os.environ, "AIHD_BASE_URL": box.url, "AIHD_API_KEY": box.key}
+
+
+def run_aihd(manifest: Path, box: Sandbox, *extra: str) -> Measured:
+    """`aihd run MANIFEST --no-progress --json` as a user runs it, measured."""
+    command = [PYTHON, "-m", "pipeline", "run", str(manifest), "--no-progress", "--json", *extra]
+    measured = measure(command, _env(box))
+    if measured.exit_code != 0:
+        raise RuntimeError(f"aihd run exited {measured.exit_code}: {measured.stdout[-500:]}")
+    return measured
+
+
+def summary(measured: Measured) -> dict[str, object]:
+    """The run's --json summary."""
+    parsed: dict[str, object] = json.loads(measured.stdout)
+    return parsed
+
+
 def order_times(manifest: Path, box: Sandbox) -> list[float]:
-    """When each order was answered, from the ledger (`aihd export`)."""
-    env = {**os.environ, "AIHD_BASE_URL": box.url, "AIHD_API_KEY": box.key}
+    """Each order's `submitted_at` (client clock, when its answer came), from `aihd export`."""
     out = subprocess.run(
         [PYTHON, "-m", "pipeline", "export", str(manifest), "--format", "jsonl"],
-        env=env,
+        env=_env(box),
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    from datetime import datetime
-
+    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
     return sorted(
-        datetime.fromisoformat(row["submitted_at"]).timestamp()
-        for row in map(json.loads, out.splitlines())
-        if row.get("submitted_at")
+        datetime.fromisoformat(r["submitted_at"]).timestamp() for r in rows if r["submitted_at"]
     )
 
 
-def row(name: str, figure: str, target: str, ok: bool, command: str) -> str:
-    mark = "meets" if ok else "MISSES"
-    return f"| {name} | {figure} | {target} ({mark}) | {os.cpu_count()} cores | `{command}` |"
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One measured figure beside its target, for the console and bench/RESULTS.md."""
+
+    benchmark: str
+    figure: str
+    target: str
+    met: bool | None  # None: no target, only a figure to report
+    command: str
+
+    def row(self, machine: str) -> str:
+        mark = {True: "met", False: "MISSED", None: "figure only"}[self.met]
+        return (
+            f"| {self.benchmark} | {self.figure} | {self.target} ({mark}) | {machine} "
+            f"| `{self.command}` |"
+        )
+
+
+TABLE_HEAD = "| benchmark | figure | target | machine | command |\n| --- | --- | --- | --- | --- |"
+
+
+def _busy_seconds() -> float:
+    """CPU seconds all processes on the machine have used since boot (from /proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+def _own_seconds() -> float:
+    """CPU seconds of this process and of every child it has reaped."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@dataclass(slots=True)
+class OtherLoad:
+    """CPU that processes other than the benchmark's used while it ran, in cores."""
+
+    cores: float = 0.0
+
+    def describe(self) -> str:
+        return f"{os.cpu_count()} cores, others busy {self.cores:.1f} core"
+
+
+@contextmanager
+def other_load() -> Iterator[OtherLoad]:
+    """Measure the CPU others used during the block: figures taken on a busy box say so."""
+    load = OtherLoad()
+    busy, own, started = _busy_seconds(), _own_seconds(), time.perf_counter()
+    yield load
+    others = (_busy_seconds() - busy) - (_own_seconds() - own)
+    load.cores = max(0.0, others / (time.perf_counter() - started))
