@@ -87,7 +87,6 @@ class Runner:
         # takes the photo, so it also sees the row as it is then.
         self._queue: asyncio.Queue[int | None] = asyncio.Queue()
         self._seen_ids: set[int] = set()  # counted in the progress (and queued when open)
-        self._known: dict[str, KnownFile] = {}
         backoff = Backoff(attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff)
         self._flow = OrderFlow(
             client,
@@ -112,9 +111,7 @@ class Runner:
         self.ledger.reset_failed(include_permanent=self.limits.retry_failed)
         # Orders a killed run left in flight come first: they may already be paid.
         for row in self.ledger.photos([State.SUBMITTING], current_only=False):
-            self._seen_ids.add(row.id)
-            self.progress.add_found(1)
-            self._enqueue(row)
+            self.progress.add_found(self._admit(row.id, row.state)[0])
         workers = [
             asyncio.create_task(self._worker(), name=f"photo-worker-{n}")
             for n in range(self.limits.concurrency)
@@ -162,31 +159,30 @@ class Runner:
             # the rest of the folder is still being read.
             files = list_folder(folder.path, folder.patterns, folder.recursive)
             while batch := await asyncio.to_thread(_take, files):
-                self._known = self.ledger.known_files([st.path for st in batch])
-                checked = await asyncio.to_thread(_check_batch, batch, self._known)
-                self._record(folder, found_options, checked)
+                known = self.ledger.known_files([st.path for st in batch])
+                checked = await asyncio.to_thread(_check_batch, batch, known)
+                self._record(folder, found_options, checked, known)
 
     def _record(
-        self, folder: FolderSpec, options: PhotoOptions, checked: list[CheckedPhoto]
+        self,
+        folder: FolderSpec,
+        options: PhotoOptions,
+        checked: list[CheckedPhoto],
+        known: Mapping[str, KnownFile],
     ) -> None:
         found: list[FoundPhoto] = []
         broken = fresh = settled = 0
         for photo in checked:
             st = photo.stat
-            known = self._known.get(st.path)
+            stored = known.get(st.path)
             if (
-                known is not None
-                and photo.sha256 == known.sha256
-                and known.identity == options.identity(known.sha256)
+                stored is not None
+                and photo.sha256 == stored.sha256
+                and stored.identity == options.identity(stored.sha256)
             ):
                 # Unchanged file, unchanged options: the ledger already has it; no write.
-                if known.id not in self._seen_ids:
-                    self._seen_ids.add(known.id)
-                    fresh += 1
-                    if known.state in _OPEN_STATES:
-                        self._queue.put_nowait(known.id)
-                    else:
-                        settled += 1
+                counted, done = self._admit(stored.id, stored.state)
+                fresh, settled = fresh + counted, settled + done
                 continue
             if photo.sha256 is None:
                 reason = photo.broken or "unreadable"
@@ -199,19 +195,21 @@ class Runner:
                 FoundPhoto(st.path, folder.name, st.size, st.mtime_ns, photo.sha256, options)
             )
         for row in self.ledger.record_found(found) if found else []:
-            if row.id in self._seen_ids:
-                continue  # already counted: reconciled at the start
-            self._seen_ids.add(row.id)
-            fresh += 1
-            if row.state in _OPEN_STATES:
-                self._enqueue(row)
-            else:
-                settled += 1
+            counted, done = self._admit(row.id, row.state)
+            fresh, settled = fresh + counted, settled + done
         self.progress.add_found(broken + fresh)
         self.progress.settle(broken + settled)
 
-    def _enqueue(self, row: PhotoRow) -> None:
-        self._queue.put_nowait(row.id)
+    def _admit(self, photo_id: int, state: State) -> tuple[int, int]:
+        """Count a photo once (one reconciled at the start may be found again); queue it if it
+        still needs its order. Returns (newly counted, already settled), each 0 or 1."""
+        if photo_id in self._seen_ids:
+            return 0, 0
+        self._seen_ids.add(photo_id)
+        if state in _OPEN_STATES:
+            self._queue.put_nowait(photo_id)
+            return 1, 0
+        return 1, 1
 
     # -- working ------------------------------------------------------------------------------
 
