@@ -243,8 +243,7 @@ def collect_command(
             **common,
         )
     setup_logging(log_file, verbose=not bar, secret=settings.api_key)
-    if not request.ledger_path.is_file():
-        raise UsageError(f"{request.ledger_path}: no ledger here yet; `aihd run` creates it")
+    _require_ledger(request.ledger_path)
     _finish(_run_until_signal(lambda stop: collect_results(request, settings, stop)), as_json)
 
 
@@ -333,11 +332,15 @@ def sandbox(host: str, port: int, key: str | None, window: str, time_scale: floa
     run_forever(config, host=host, port=port)
 
 
+def _require_ledger(path: Path) -> None:
+    if not path.is_file():
+        raise UsageError(f"{path}: no ledger here yet; `aihd run` creates it")
+
+
 def _ledger_path(target: Path) -> Path:
     """A manifest (its ledger) or a ledger file; the ledger must already exist."""
     path = load_manifest(target).ledger if target.suffix.lower() in (".yaml", ".yml") else target
-    if not path.is_file():
-        raise UsageError(f"{path}: no ledger here yet; `aihd run` creates it")
+    _require_ledger(path)
     return path
 
 

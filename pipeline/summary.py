@@ -10,12 +10,11 @@ from dataclasses import asdict, dataclass
 from pipeline.ledger import Ledger, State
 from pipeline.orders import RunCounters
 
+# The codes a finished or stopped run decides; 2, 3 and 5 belong to the errors that cause
+# them (pipeline.errors: exit_code).
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
-EXIT_AUTH = 3
 EXIT_BUDGET = 4
-EXIT_BUSY = 5
 EXIT_INTERRUPTED = 130
 
 _MAX_LISTED_FAILURES = 20
