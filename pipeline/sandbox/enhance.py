@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -35,10 +36,10 @@ def enhance(photo: Image.Image) -> Image.Image:
     return balanced.filter(ImageFilter.UnsharpMask(radius=2, percent=60, threshold=3))
 
 
-def write_enhanced(photo_path: Path, result_path: Path) -> None:
-    """Write the enhanced JPEG of photo_path to result_path atomically (temp file, rename)."""
+def write_enhanced(stored: bytes | Path, result_path: Path) -> None:
+    """Write the enhanced JPEG of a stored photo (bytes or file) atomically to result_path."""
     try:
-        with Image.open(photo_path) as photo:
+        with Image.open(io.BytesIO(stored) if isinstance(stored, bytes) else stored) as photo:
             result = enhance(photo)
     except (
         UnidentifiedImageError,
