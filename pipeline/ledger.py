@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -141,6 +141,7 @@ class Ledger(Protocol):
     path: str
 
     def close(self) -> None: ...
+    def grouped(self) -> AbstractContextManager[None]: ...
     def acquire_run_lock(self, holder: str) -> None: ...
     def release_run_lock(self) -> None: ...
     def start_run(self, command: str) -> int: ...
@@ -285,6 +286,12 @@ class SqliteLedger:
         """One write transaction, committed (and fsynced) on exit; nested calls join it."""
         with self._mutex, self._guard("write"):
             if self._depth:
+                if not self._conn.in_transaction:
+                    # An error inside this group (a full disk) rolled the whole transaction
+                    # back: writing on would commit each statement alone, outside the group.
+                    raise LedgerError(
+                        f"cannot write ledger {self.path}: its transaction was rolled back"
+                    )
                 self._depth += 1
                 try:
                     yield self._conn
@@ -304,6 +311,12 @@ class SqliteLedger:
                 self._conn.execute("COMMIT")
             finally:
                 self._depth = 0
+
+    @contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Writes made inside share one transaction and one commit (see groupcommit.py)."""
+        with self.atomic():
+            yield
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         with self._mutex, self._guard("read"):

@@ -28,6 +28,7 @@ from pipeline.errors import (
     RequestRejected,
     TransientError,
 )
+from pipeline.groupcommit import GroupCommit
 from pipeline.ledger import Ledger, PhotoRow, State
 from pipeline.limiter import OrderWindow
 from pipeline.retry import Backoff, retrying
@@ -60,6 +61,7 @@ class OrderFlow:
         self,
         client: ApiClient,
         ledger: Ledger,
+        writes: GroupCommit,
         window: OrderWindow,
         backoff: Backoff,
         counters: RunCounters,
@@ -70,6 +72,7 @@ class OrderFlow:
     ) -> None:
         self._client = client
         self._ledger = ledger
+        self._writes = writes  # every ledger change of a run goes through it
         self._window = window
         self._backoff = backoff
         self._counters = counters
@@ -83,7 +86,8 @@ class OrderFlow:
     async def process(self, row: PhotoRow) -> PhotoRow:
         options = self._options_for(row)
         if options is None:
-            return self._ledger.mark_failed(
+            return await self._writes.call(
+                self._ledger.mark_failed,
                 row.id,
                 "its folder or options are no longer in the manifest; run it with that manifest",
                 retryable=True,
@@ -109,8 +113,11 @@ class OrderFlow:
             if isinstance(failure, RateLimited):
                 rate_limited += 1
                 if rate_limited >= _MAX_RATE_LIMITED:
-                    return self._ledger.mark_failed(
-                        row.id, "rate-limited again and again (429)", retryable=True
+                    return await self._writes.call(
+                        self._ledger.mark_failed,
+                        row.id,
+                        "rate-limited again and again (429)",
+                        retryable=True,
                     )
             elif isinstance(failure, TransientError):
                 # The order POST could not connect: nothing was sent, try again after a pause.
@@ -124,9 +131,11 @@ class OrderFlow:
                 # The uploaded order is unknown to the API (expired or from another
                 # account): nothing was charged, so upload the photo afresh, once.
                 reuploaded = True
-                row = self._ledger.mark_pending(row.id)
+                row = await self._writes.call(self._ledger.mark_pending, row.id)
             else:
-                return self._ledger.mark_failed(row.id, failure.reason, retryable=False)
+                return await self._writes.call(
+                    self._ledger.mark_failed, row.id, failure.reason, retryable=False
+                )
         return row
 
     # -- steps --------------------------------------------------------------------------------
@@ -152,7 +161,7 @@ class OrderFlow:
         self._upload_seconds = 0.8 * self._upload_seconds + 0.2 * (time.monotonic() - started)
         self._counters.uploads += 1
         if self._window.seconds_to_next_slot() > 0:
-            return self._ledger.mark_uploaded(row.id, order_id), None
+            return await self._writes.call(self._ledger.mark_uploaded, row.id, order_id), None
         return row, order_id
 
     async def _submit(
@@ -169,14 +178,13 @@ class OrderFlow:
         async with self._window.slot(queued=queued):
             if self._max_orders is not None and self._counters.orders_posted >= self._max_orders:
                 if fresh_order_id is not None:
-                    self._ledger.mark_uploaded(row.id, fresh_order_id)
+                    await self._writes.call(self._ledger.mark_uploaded, row.id, fresh_order_id)
                 raise OrderBudgetSpent
-            # Intent before spending: this commit is on disk before the POST leaves.
-            row = self._ledger.mark_submitting(row.id, fresh_order_id)
-            self._counters.orders_posted += 1
-            # The POST and its record run as their own task: a stop that cancels this worker
-            # (Ctrl-C, a budget) waits for them in drain(), so an answered order is recorded.
-            posting = asyncio.ensure_future(self._post(row, order_id, options))
+            self._counters.orders_posted += 1  # counted now: the budget check above is exact
+            # The intent, the POST and its record run as their own task: a stop that cancels
+            # this worker (Ctrl-C, a budget) waits for it in drain(), so an intent on disk is
+            # followed by its POST, and an answered order is recorded.
+            posting = asyncio.ensure_future(self._post(row, fresh_order_id, order_id, options))
             self._in_flight.add(posting)
             posting.add_done_callback(self._in_flight.discard)
             row, unknown = await asyncio.shield(posting)
@@ -185,27 +193,36 @@ class OrderFlow:
         return row
 
     async def _post(
-        self, row: PhotoRow, order_id: str, options: ResolvedOptions
+        self, row: PhotoRow, fresh_order_id: str | None, order_id: str, options: ResolvedOptions
     ) -> tuple[PhotoRow, bool]:
-        """Send one order and record its answer; True when the answer was lost."""
+        """Record the intent, send one order, record its answer; True when it was lost."""
+        try:
+            # Intent before spending: this commit is on disk before the POST leaves.
+            row = await self._writes.call(self._ledger.mark_submitting, row.id, fresh_order_id)
+        except Exception:
+            self._counters.orders_posted -= 1  # not written (refused): nothing was sent
+            raise
         try:
             done = await self._client.submit(order_id, options.space.name, options.selected_widgets)
         except RateLimited:
             # A 429 is a refusal, not a charge: the order is still only uploaded.
             self._counters.rate_limited += 1
             self._window.rate_limited_answer()
-            self._ledger.mark_uploaded(row.id, order_id)
+            await self._writes.call(self._ledger.mark_uploaded, row.id, order_id)
             raise
         except OutcomeUnknown:
             self._counters.outcomes_unknown += 1
             return row, True
         except (TransientError, RequestRejected, AuthRefused):
             # Never connected, or refused with a status: nothing was charged.
-            self._ledger.mark_uploaded(row.id, order_id)
+            await self._writes.call(self._ledger.mark_uploaded, row.id, order_id)
             raise
         self._window.accepted_answer()
         self._counters.orders_accepted += 1
-        return self._ledger.mark_submitted(row.id, done.image_id or None, done.eta), False
+        image_id = done.image_id or None
+        return await self._writes.call(
+            self._ledger.mark_submitted, row.id, image_id, done.eta
+        ), False
 
     async def drain(self, within_seconds: float) -> None:
         """Wait for order POSTs already sent, so their answers reach the ledger."""
@@ -230,13 +247,13 @@ class OrderFlow:
             # The API does not know the order: it was not charged under this id.
             self._counters.reconciled_idle += 1
             if exc.status == 404:
-                return self._ledger.mark_pending(row.id)
+                return await self._writes.call(self._ledger.mark_pending, row.id)
             raise
         if details.never_submitted:
             self._counters.reconciled_idle += 1
-            return self._ledger.mark_uploaded(row.id, order_id)
+            return await self._writes.call(self._ledger.mark_uploaded, row.id, order_id)
         self._counters.reconciled_submitted += 1
-        return self._ledger.mark_submitted(row.id, None, None)
+        return await self._writes.call(self._ledger.mark_submitted, row.id, None, None)
 
     def _on_retry(self, exc: ApiError, attempt: int, wait: float) -> None:
         self._counters.retries += 1

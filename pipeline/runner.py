@@ -20,6 +20,7 @@ from pipeline import api
 from pipeline.catalog import Catalog, ResolvedOptions
 from pipeline.client import ApiClient
 from pipeline.errors import ApiError, AuthRefused, PhotoError
+from pipeline.groupcommit import GroupCommit
 from pipeline.ledger import FoundPhoto, KnownFile, Ledger, PhotoOptions, PhotoRow, State
 from pipeline.limiter import OrderWindow
 from pipeline.manifest import FolderSpec, Manifest
@@ -82,6 +83,7 @@ class Runner:
         self.progress = progress
         self.counters = counters
         self.stop = stop
+        self.writes = GroupCommit(ledger)
         self._options: dict[tuple[str, str, tuple[str, ...]], ResolvedOptions] = {}
         # Ids, not rows: 100,000 queued photos stay a few MB; a worker reads its row when it
         # takes the photo, so it also sees the row as it is then.
@@ -91,6 +93,7 @@ class Runner:
         self._flow = OrderFlow(
             client,
             ledger,
+            self.writes,
             window,
             backoff,
             counters,
@@ -161,9 +164,9 @@ class Runner:
             while batch := await asyncio.to_thread(_take, files):
                 known = self.ledger.known_files([st.path for st in batch])
                 checked = await asyncio.to_thread(_check_batch, batch, known)
-                self._record(folder, found_options, checked, known)
+                await self._record(folder, found_options, checked, known)
 
-    def _record(
+    async def _record(
         self,
         folder: FolderSpec,
         options: PhotoOptions,
@@ -186,7 +189,9 @@ class Runner:
                 continue
             if photo.sha256 is None:
                 reason = photo.broken or "unreadable"
-                row = self.ledger.record_broken(st.path, folder.name, st.size, st.mtime_ns, reason)
+                row = await self.writes.call(
+                    self.ledger.record_broken, st.path, folder.name, st.size, st.mtime_ns, reason
+                )
                 self._seen_ids.add(row.id)
                 broken += 1
                 log.warning("%s: %s", st.path, reason)
@@ -194,7 +199,7 @@ class Runner:
             found.append(
                 FoundPhoto(st.path, folder.name, st.size, st.mtime_ns, photo.sha256, options)
             )
-        for row in self.ledger.record_found(found) if found else []:
+        for row in await self.writes.call(self.ledger.record_found, found) if found else []:
             counted, done = self._admit(row.id, row.state)
             fresh, settled = fresh + counted, settled + done
         self.progress.add_found(broken + fresh)
@@ -226,9 +231,9 @@ class Runner:
                 return
             except ApiError as exc:
                 # Retries are spent on a transient failure: keep the photo for the next run.
-                self.ledger.mark_failed(row.id, str(exc), retryable=True)
+                await self.writes.call(self.ledger.mark_failed, row.id, str(exc), retryable=True)
             except PhotoError as exc:
-                self.ledger.mark_failed(row.id, exc.reason, retryable=True)
+                await self.writes.call(self.ledger.mark_failed, row.id, exc.reason, retryable=True)
                 log.warning("%s", exc)
             finally:
                 self.progress.settle()

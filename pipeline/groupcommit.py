@@ -1,0 +1,70 @@
+"""Ledger writes from many photos at once, committed together: one fsync for a burst.
+
+Each ledger change is on disk (``synchronous=FULL``) before the call returns, and a run makes
+two per photo. Made one by one on the event loop, each commit's fsync stalled every photo in
+flight, and the commits were a large part of the client's CPU per photo (bench/RESULTS.md).
+Here a write is queued and awaited; the writes queued during one turn of the event loop run in
+the next turn, in ONE transaction, committed once; then each caller gets its own result.
+
+What does not change: a caller resumes only after its write is committed, so ``submitting`` is
+still on disk before the order POST leaves. A write that fails (a refusal such as "not
+uploaded") fails alone: its UPDATE changed nothing and the others commit. If the transaction
+itself is lost (a full disk), every caller of the batch gets the error and none believes its
+write is on disk. A queued write is made even if its caller is cancelled meanwhile, as it would
+have been had the call been synchronous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from pipeline.ledger import Ledger
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_Job = tuple[Callable[[], Any], "asyncio.Future[Any]"]
+
+
+class GroupCommit:
+    """``await writes.call(ledger.mark_submitted, photo_id, ...)``: batched per loop turn."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._pending: list[_Job] = []
+        self.commits = 0  # transactions committed, for the benchmark's figures and the tests
+        self.writes = 0
+
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
+        """Queue ``fn(*args, **kwargs)``, a ledger write, for the next group commit."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((lambda: fn(*args, **kwargs), future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self._ledger.grouped():
+                for write, _ in batch:
+                    try:
+                        outcomes.append((True, write()))
+                    except Exception as exc:  # handed to that write's caller
+                        outcomes.append((False, exc))
+        except Exception as exc:  # the commit failed: every caller hears it
+            outcomes = [(False, exc)] * len(batch)
+        else:
+            self.commits += 1
+            self.writes += len(batch)
+        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+            if future.cancelled():
+                continue  # its caller is gone; the write itself was made
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
