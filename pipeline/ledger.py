@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -84,9 +84,12 @@ class FoundPhoto:
     options: PhotoOptions
 
 
-@dataclass(frozen=True, slots=True)
-class PhotoRow:
-    """One photo as the ledger holds it."""
+class PhotoRow(NamedTuple):
+    """One photo as the ledger holds it.
+
+    A NamedTuple, not a dataclass: a run builds a few per photo, and a frozen dataclass of 22
+    fields cost more interpreter work to build than the SQL that read it.
+    """
 
     id: int
     path: str
@@ -611,7 +614,7 @@ def _record_found(
             inserts[row.id] = known[key] = row
         elif (row.folder, row.size, row.mtime_ns) != (photo.folder, photo.size, photo.mtime_ns):
             # Same content and options, touched or moved between folders: keep the hash cache true.
-            row = replace(row, folder=photo.folder, size=photo.size, mtime_ns=photo.mtime_ns)
+            row = row._replace(folder=photo.folder, size=photo.size, mtime_ns=photo.mtime_ns)
             (inserts if row.id in inserts else refreshed)[row.id] = known[key] = row
         final_current[photo.path] = row.id
         result.append(row)
