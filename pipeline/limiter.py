@@ -52,6 +52,8 @@ class OrderWindow:
         now = self._clock()
         times = self._live(now, planned=ahead + 1)
         slot = max(now, self._paused_until)
+        if len(self._accepted) + ahead + 1 < self.orders:
+            return slot  # room for all of them: no need to walk the log
         for _ in range(ahead + 1):
             slot = max(slot, self._earliest(times, now))
             times.append(max(slot, now))
