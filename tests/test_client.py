@@ -10,11 +10,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.helpers import content_disposition_header
 from PIL import Image
 
 from pipeline import api
 from pipeline.catalog import Catalog
-from pipeline.client import ApiClient, Timeouts
+from pipeline.client import ApiClient, Timeouts, _image_disposition
 from pipeline.errors import (
     AuthRefused,
     OutcomeUnknown,
@@ -103,6 +104,29 @@ def test_rate_limited_error_carries_the_api_body(
     assert caught.value.status == 429
     assert caught.value.error == "rate-limit exceeded, 10 generates per 10 minutes only"
     assert sandbox.stats().orders_charged == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["IMG_0001.JPG", "p000001.jpg", "a-b_c.d.webp", "Living Room (2).jpg", "été.png", 'a"b.jpg'],
+)
+def test_image_part_header_is_what_aiohttp_would_write(name: str) -> None:
+    """Plain names skip aiohttp's quoting for speed; the header must come out the same."""
+    expected = content_disposition_header("form-data", name="image", filename=name)
+    assert _image_disposition(name) == expected
+
+
+def test_photos_with_names_that_need_quoting_upload(
+    sandbox: Sandbox, photo_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    photos = [photo_factory(tmp_path, name) for name in ("Living Room (2).jpg", "été.jpg")]
+
+    async def scenario() -> list[str]:
+        async with ApiClient(sandbox.url, sandbox.api_key) as client:
+            return [await client.upload(photo) for photo in photos]
+
+    order_ids = run(scenario())
+    assert len(set(order_ids)) == 2 and all(order_ids)
 
 
 def test_upload_without_a_file_is_rejected_with_the_api_key(sandbox: Sandbox) -> None:
