@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from pipeline import api
+from pipeline.client import ApiClient
 from pipeline.sandbox import Faults, Sandbox, SandboxConfig, SandboxThread
 
 T = TypeVar("T")
@@ -389,6 +390,99 @@ def test_bad_requests_get_the_api_error_keys(
         (404, "api_error_order_not_found"),
     ]
     assert sandbox.stats().orders_charged == 0
+
+
+def _raw_form(boundary: str, parts: list[tuple[str, bytes]], preamble: bytes = b"") -> bytes:
+    body = preamble
+    for disposition, value in parts:
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        body += value + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode()
+
+
+JPEG = b"\xff\xd8\xff\xe0 a small photo \r\n--not-the-boundary \xff\xd9"
+SERVICE_PART = ('form-data; name="service_name"', api.SERVICE.encode())
+IMAGE_PART = ('form-data; name="image"; filename="room.jpg"', JPEG)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "key"),
+    [
+        ("multipart/form-data; boundary=b1", _raw_form("b1", [SERVICE_PART, IMAGE_PART]), None),
+        ('multipart/form-data; boundary="b 2"', _raw_form("b 2", [IMAGE_PART, SERVICE_PART]), None),
+        (
+            "multipart/form-data; boundary=b3",
+            _raw_form("b3", [SERVICE_PART, IMAGE_PART], preamble=b"ignored\r\n"),
+            None,
+        ),
+        (
+            "multipart/form-data; boundary=b4",
+            _raw_form("b4", [SERVICE_PART]),
+            "api_error_no_such_file",
+        ),
+        (
+            "multipart/form-data; boundary=b5",
+            _raw_form("b5", [IMAGE_PART])[:-10],
+            "api_error_no_such_file",
+        ),
+        (
+            "multipart/form-data; boundary=b6",
+            _raw_form("b6", [SERVICE_PART, ("form-data; name*=utf-8''image", JPEG)]),
+            "api_error_no_such_file",
+        ),
+        (
+            "multipart/form-data",
+            _raw_form("b7", [SERVICE_PART, IMAGE_PART]),
+            "api_error_no_such_file",
+        ),
+        (
+            "multipart/form-data; boundary=b8",
+            _raw_form("b8", [IMAGE_PART]),
+            "api_error_invalid_service",
+        ),
+    ],
+    ids=["plain", "quoted", "preamble", "no-image", "cut", "rfc2231", "no-boundary", "no-service"],
+)
+def test_a_small_upload_is_split_in_memory_as_a_server_would(
+    sandbox: Sandbox, content_type: str, body: bytes, key: str | None
+) -> None:
+    """Small uploads skip aiohttp's multipart reader: the split must still be right."""
+
+    async def scenario(client: Api) -> tuple[int, Any, bytes | None]:
+        headers = {"Content-Type": content_type}
+        status, answer = await client.call("POST", api.UPLOAD_PATH, data=body, headers=headers)
+        if status != 200:
+            return status, answer, None
+        before = api.ORDER_PATH.format(order_id=answer["order_id"])
+        assert (await client.submit(answer["order_id"]))[0] == 200
+        _, details = await client.call("GET", before)
+        async with client.session.get(details["before_image_src"]) as stored:
+            return status, answer, await stored.read()
+
+    status, answer, stored = talk(sandbox, scenario)
+    if key is None:
+        assert status == 200, answer
+        assert stored == JPEG  # exactly the image part, CRLFs inside it included
+    else:
+        assert (status, answer["key"]) == (400, key)
+
+
+def test_a_photo_over_the_small_limit_is_read_by_aiohttps_reader_and_stored_whole(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """2 MiB goes the streamed way: the client's own framing, read by an independent parser."""
+    photo = tmp_path / "big.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(2 * 1024 * 1024) + b"\xff\xd9")
+
+    async def scenario(client: Api) -> bytes:
+        async with ApiClient(sandbox.url, sandbox.api_key) as ours:
+            order_id = await ours.upload(photo)
+        assert (await client.submit(order_id))[0] == 200
+        _, details = await client.call("GET", api.ORDER_PATH.format(order_id=order_id))
+        async with client.session.get(details["before_image_src"]) as stored:
+            return await stored.read()
+
+    assert talk(sandbox, scenario) == photo.read_bytes()
 
 
 def test_an_upload_over_50_mb_is_streamed_and_rejected(sandbox: Sandbox, tmp_path: Path) -> None:

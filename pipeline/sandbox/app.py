@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import hashlib
-import os
 import secrets
 import socket
 import struct
-import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import aiofiles
-import aiofiles.os
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from pipeline import api
 
 from .enhance import write_enhanced
+from .replies import STATE, error
 from .state import (
     DOC_SERVICES,
     ENHANCEMENT_WIDGET_TITLE,
@@ -30,24 +23,13 @@ from .state import (
     SPACES,
     Order,
     SandboxState,
-    StoredPhoto,
     faults_from_json,
     stats_json,
 )
+from .uploads import upload
 
-STATE = web.AppKey("state", SandboxState)
 LOST_AFTER_CHARGE = web.RequestKey("lost_after_charge", bool)
-CHUNK_BYTES = 256 * 1024
-SMALL_BYTES = 1024 * 1024  # uploads up to this size are stored in one go
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error(status: int, message: str, key: str | None = None) -> web.Response:
-    """An error in the API's shape: {"error", "key"} (the 429 has no key)."""
-    body: api.ErrorBody = {"error": message}
-    if key is not None:
-        body["key"] = key
-    return web.json_response(body, status=status)
 
 
 def drop_connection(request: web.Request) -> web.Response:
@@ -61,10 +43,6 @@ def drop_connection(request: web.Request) -> web.Response:
         transport.abort()
     # aiohttp fails to write this to the aborted transport and treats it as a client disconnect.
     return web.Response()
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _origin(request: web.Request) -> str:
@@ -106,83 +84,6 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         # The client went away mid-request (a kill test does this on purpose): no one is
         # left to answer, and it is not the emulator's error to log.
         return web.Response(status=400)
-
-
-# Upload ---------------------------------------------------------------------------------------
-
-
-async def _store_photo(part: BodyPartReader, state: SandboxState) -> tuple[StoredPhoto, str] | None:
-    """Keep the image part once per distinct photo; None if it is over 50 MB.
-
-    A small photo stays in memory, with no thread hop or file system call, while the state's
-    budget lasts: file creation per upload made the emulator, not the client, the bottleneck
-    of the open-pipe benchmark. Beyond the budget it is written in one worker-thread call; a
-    larger photo streams to disk chunk by chunk.
-    """
-    head = bytearray()
-    while len(head) <= SMALL_BYTES and (chunk := await part.read_chunk(CHUNK_BYTES)):
-        head += chunk
-    if len(head) <= SMALL_BYTES:  # the whole part is here
-        data = bytes(head)
-        digest = hashlib.sha256(data).hexdigest()
-        if (kept := state.keep_in_memory(digest, data)) is not None:
-            return kept, digest
-        return await asyncio.to_thread(state.write_photo, digest, data), digest
-    fd, temp_name = await asyncio.to_thread(tempfile.mkstemp, dir=state.uploads_dir)
-    os.close(fd)
-    temp = Path(temp_name)
-    sha256, size = hashlib.sha256(head), len(head)
-    try:
-        async with aiofiles.open(temp, "wb") as out:
-            await out.write(bytes(head))
-            while chunk := await part.read_chunk(CHUNK_BYTES):
-                size += len(chunk)
-                if size > api.MAX_PHOTO_BYTES:
-                    await part.release()  # drain the rest so the client reads our 400
-                    await aiofiles.os.remove(temp)
-                    return None
-                sha256.update(chunk)
-                await out.write(chunk)
-        digest = sha256.hexdigest()
-        # One file per distinct photo: re-uploads of the same bytes share it.
-        stored = state.photos_dir / digest
-        await aiofiles.os.replace(temp, stored)
-        return stored, digest
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            await aiofiles.os.remove(temp)
-        raise
-
-
-async def upload(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    try:
-        reader = await request.multipart()
-    except (ValueError, KeyError, AssertionError):
-        return error(400, "http: no such file", "api_error_no_such_file")
-    service: str | None = None
-    photo: tuple[StoredPhoto, str] | None = None
-    saw_image = False
-    async for part in reader:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "service_name":
-            service = (await part.read_chunk(1024)).decode(errors="replace").strip()
-            await part.release()
-        elif part.name == "image" and not saw_image:
-            saw_image = True
-            photo = await _store_photo(part, state)
-        else:
-            await part.release()
-    if not saw_image:
-        return error(400, "http: no such file", "api_error_no_such_file")
-    if photo is None:
-        return error(400, "image larger than 50 MB", "api_error_image_too_large")
-    if service not in DOC_SERVICES:
-        return error(400, f"invalid service_name: {service!r}", "api_error_invalid_service")
-    order = state.add_order(photo[1], photo[0], _now_iso())
-    body: api.UploadResponse = {"order_id": order.id}
-    return web.json_response(body)
 
 
 # Catalog --------------------------------------------------------------------------------------
