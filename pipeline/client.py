@@ -152,7 +152,7 @@ class ApiClient:
 
     # -- the API's calls ----------------------------------------------------------------------
 
-    async def upload(self, photo: Path, service_name: str = api.SERVICE) -> str:
+    async def upload(self, photo: str | Path, service_name: str = api.SERVICE) -> str:
         """Upload one photo; returns the new order's id.
 
         The multipart body is framed here rather than by aiohttp.FormData, which costs more
@@ -166,7 +166,7 @@ class ApiClient:
         with open(photo, "rb") as file:  # noqa: ASYNC230
             size = os.fstat(file.fileno()).st_size
             inline = file.read() if size <= _INLINE_BYTES else None
-        name = photo.name
+        name = os.path.basename(photo)  # a str path is taken as is: no Path built per photo
         boundary = secrets.token_hex(16)
         disposition = _image_disposition(name)
         head = (
@@ -473,7 +473,7 @@ def _data_list(body: Mapping[str, Any], endpoint: str) -> list[dict[str, Any]]:
     return [cast(dict[str, Any], d) for d in data if isinstance(d, dict)]
 
 
-async def _stream_file(photo: Path, head: bytes, tail: bytes) -> AsyncIterator[bytes]:
+async def _stream_file(photo: str | Path, head: bytes, tail: bytes) -> AsyncIterator[bytes]:
     """The multipart body of a large photo, read from disk chunk by chunk off the loop."""
     yield head
     async with aiofiles.open(photo, "rb") as stream:

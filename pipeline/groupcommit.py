@@ -25,7 +25,7 @@ from pipeline.ledger import Ledger
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_Job = tuple[Callable[[], Any], "asyncio.Future[Any]"]
+_Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 
 
 class GroupCommit:
@@ -43,7 +43,7 @@ class GroupCommit:
         future: asyncio.Future[T] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append((lambda: fn(*args, **kwargs), future))
+        self._pending.append((fn, args, kwargs, future))
         return future
 
     def _flush(self) -> None:
@@ -51,9 +51,9 @@ class GroupCommit:
         outcomes: list[tuple[bool, Any]] = []
         try:
             with self._ledger.grouped():
-                for write, _ in batch:
+                for fn, args, kwargs, _ in batch:
                     try:
-                        outcomes.append((True, write()))
+                        outcomes.append((True, fn(*args, **kwargs)))
                     except Exception as exc:  # handed to that write's caller
                         outcomes.append((False, exc))
         except Exception as exc:  # the commit failed: every caller hears it
@@ -61,7 +61,7 @@ class GroupCommit:
         else:
             self.commits += 1
             self.writes += len(batch)
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+        for (*_, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.cancelled():
                 continue  # its caller is gone; the write itself was made
             if ok:

@@ -147,7 +147,7 @@ class OrderFlow:
         started = time.monotonic()
         try:
             order_id = await retrying(
-                lambda: self._client.upload(Path(row.path), row.service),
+                lambda: self._client.upload(row.path, row.service),
                 self._backoff,
                 on_retry=self._on_retry,
             )
