@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 import click
 
-from pipeline import __version__
+from pipeline import __version__, eventloop
 from pipeline.errors import PipelineError, UsageError
 from pipeline.logs import setup_logging
 from pipeline.manifest import load_manifest, manifest_json_schema
@@ -185,7 +185,7 @@ def plan(manifest: Path, sandbox: bool, as_json: bool) -> None:
 
     loaded = load_manifest(manifest)
     settings = ApiSettings.from_env(loaded.api_key_env, sandbox=sandbox)
-    planned = asyncio.run(plan_manifest(loaded, settings))
+    planned = eventloop.run(plan_manifest(loaded, settings))
     click.echo(planned.to_json() if as_json else planned.render())
 
 
@@ -264,7 +264,7 @@ def catalog(manifest: Path | None, sandbox: bool, as_json: bool) -> None:
 
     env = load_manifest(manifest).api_key_env if manifest else "AIHD_API_KEY"
     settings = ApiSettings.from_env(env, sandbox=sandbox)
-    described = asyncio.run(fetch_catalog(settings))
+    described = eventloop.run(fetch_catalog(settings))
     if as_json:
         data = [
             {
@@ -433,6 +433,6 @@ def _run_until_signal(start: Callable[[StopSwitch], Awaitable[T]]) -> T:
         return await start(stop)
 
     try:
-        return asyncio.run(runner())
+        return eventloop.run(runner())
     except asyncio.CancelledError:
         raise KeyboardInterrupt from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pipeline.ledger import PhotoRow, open_ledger
@@ -14,9 +14,12 @@ from pipeline.sandbox import Sandbox
 FAST = ["--no-progress", "--request-timeout", "3", "--settle", "0.2"]
 
 
-def aihd_env(sandbox: Sandbox | None, *, key: str | None = None) -> dict[str, str]:
-    """A minimal environment, like cron's, plus where the API is."""
+def aihd_env(
+    sandbox: Sandbox | None, *, key: str | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A minimal environment, like cron's, plus where the API is (and ``extra``)."""
     env = {
+        **(extra or {}),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", str(Path.home())),
         "LANG": "C.UTF-8",
@@ -34,10 +37,11 @@ def aihd(
     key: str | None = None,
     timeout: float = 120,
     cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
-        env=aihd_env(sandbox, key=key),
+        env=aihd_env(sandbox, key=key, extra=env),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -29,9 +29,12 @@ def _spent(sandbox: Sandbox) -> tuple[int, int]:
     return stats.order_posts, stats.uploads
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_run_orders_each_photo_once_and_rerun_sends_nothing(
-    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, loop: str
 ) -> None:
+    """The same on either event loop (AIHD_EVENT_LOOP=asyncio is the escape hatch)."""
+    env = {"AIHD_EVENT_LOOP": loop}
     _photos(photo_factory, tmp_path / "inside", 6)
     _photos(photo_factory, tmp_path / "outside", 3)
     manifest = write_manifest(
@@ -41,7 +44,7 @@ def test_run_orders_each_photo_once_and_rerun_sends_nothing(
             "outside": ("outdoor", ["Remove Extra Objects"]),
         },
     )
-    done = aihd(["run", str(manifest), *FAST, "--json"], sandbox)
+    done = aihd(["run", str(manifest), *FAST, "--json"], sandbox, env=env)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["states"] == {"submitted": 9}
@@ -53,7 +56,7 @@ def test_run_orders_each_photo_once_and_rerun_sends_nothing(
     assert all(r.eta is not None and r.submitted_at for r in rows)
 
     before = _spent(sandbox)
-    again = aihd(["run", str(manifest), *FAST, "--json"], sandbox)
+    again = aihd(["run", str(manifest), *FAST, "--json"], sandbox, env=env)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["orders_spent"] == 0
     assert _spent(sandbox) == before

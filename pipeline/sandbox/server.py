@@ -15,6 +15,8 @@ from types import TracebackType
 
 from aiohttp import web
 
+from pipeline import eventloop
+
 from .app import make_app
 from .state import Faults, SandboxConfig, SandboxState, SandboxStats
 
@@ -101,7 +103,7 @@ class SandboxThread:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._serve())
+            eventloop.run(self._serve())
         except BaseException as exc:  # handed to the caller's thread in __enter__/__exit__
             self._error = exc
         finally:
@@ -118,7 +120,7 @@ class SandboxThread:
 
 def run_forever(config: SandboxConfig, host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve a local emulator until SIGINT or SIGTERM, after printing where it is."""
-    asyncio.run(_serve_until_signal(config, host, port))
+    eventloop.run(_serve_until_signal(config, host, port))
 
 
 async def _serve_until_signal(config: SandboxConfig, host: str, port: int) -> None:
