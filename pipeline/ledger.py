@@ -66,10 +66,16 @@ class PhotoOptions:
 
     def identity(self, sha256: str) -> str:
         """A stable sha256 hex of the content hash and these options."""
-        # Normalised again here so a caller's ordering or case can never split one identity.
-        titles = "\x1e".join(sorted(e.casefold() for e in self.enhancements))
-        text = "\x1f".join(("v1", sha256, self.service, self.space, titles))
+        text = f"v1\x1f{sha256}\x1f{_options_text(self.service, self.space, self.enhancements)}"
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _options_text(service: str, space: str, enhancements: tuple[str, ...]) -> str:
+    # Normalised here so a caller's ordering or case can never split one identity. Cached: a
+    # re-run checks the identity of every photo, and a ledger holds few option sets.
+    titles = "\x1e".join(sorted(e.casefold() for e in enhancements))
+    return f"{service}\x1f{space}\x1f{titles}"
 
 
 @dataclass(frozen=True, slots=True)
