@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 from yarl import URL
@@ -26,7 +26,6 @@ from yarl import URL
 from pipeline import api
 from pipeline.catalog import Catalog
 from pipeline.client import ApiClient, Space, Timeouts, Widget
-from pipeline.collect import CollectSummary, collect
 from pipeline.errors import AuthRefused, UsageError
 from pipeline.ledger import Ledger, open_ledger
 from pipeline.limiter import OrderWindow
@@ -37,6 +36,9 @@ from pipeline.progress import Progress
 from pipeline.retry import Backoff
 from pipeline.runner import RunLimits, Runner, StopSwitch
 from pipeline.summary import EXIT_OK, EXIT_SOME_FAILED, RunSummary
+
+if TYPE_CHECKING:  # collecting is imported when asked for: a run alone does not load it
+    from pipeline.collect import CollectSummary
 
 SANDBOX_TIME_SCALE = 0.1  # the in-process emulator's orders finish in a tenth of their eta
 log = logging.getLogger("aihd")
@@ -264,6 +266,8 @@ async def _collect(
             bar.total = total
             bar.n = done
             bar.refresh()
+
+    from pipeline.collect import collect
 
     try:
         return await collect(
