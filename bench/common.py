@@ -141,10 +141,13 @@ def _env(box: Sandbox) -> dict[str, str]:
     return {**os.environ, "AIHD_BASE_URL": box.url, "AIHD_API_KEY": box.key}
 
 
-def run_aihd(manifest: Path, box: Sandbox, *extra: str) -> Measured:
-    """`aihd run MANIFEST --no-progress --json` as a user runs it, measured."""
+def run_aihd(manifest: Path, box: Sandbox, *extra: str, loop: str = "") -> Measured:
+    """`aihd run MANIFEST --no-progress --json` as a user runs it, measured.
+
+    ``loop="asyncio"`` runs it on asyncio's own event loop instead of uvloop.
+    """
     command = [PYTHON, "-m", "pipeline", "run", str(manifest), "--no-progress", "--json", *extra]
-    measured = measure(command, _env(box))
+    measured = measure(command, {**_env(box), "AIHD_EVENT_LOOP": loop})
     if measured.exit_code != 0:
         raise RuntimeError(f"aihd run exited {measured.exit_code}: {measured.stdout[-500:]}")
     return measured
