@@ -99,7 +99,7 @@ def _one(count: int) -> list[Figure]:
             Figure(
                 f"{name}, CPU per photo on asyncio's own loop",
                 f"{standard.cpu / count * 1000:.2f} ms ({standard.cpu:.1f} s CPU)",
-                "none (figure only: AIHD_EVENT_LOOP=asyncio)",
+                "none (AIHD_EVENT_LOOP=asyncio)",
                 None,
                 COMMAND,
             ),
