@@ -222,6 +222,7 @@ def _build(model: ManifestModel, path: Path, lines: LineMap) -> Manifest:
                 key=f"folders[{index}].path",
             )
         seen[folder.path] = folder.line
+    _refuse_nested(folders, path)
     return Manifest(
         path=path.resolve(),
         version=model.version,
@@ -233,6 +234,22 @@ def _build(model: ManifestModel, path: Path, lines: LineMap) -> Manifest:
         api_key_env=model.api_key_env,
         folders=folders,
     )
+
+
+def _refuse_nested(folders: tuple[FolderSpec, ...], path: Path) -> None:
+    """A folder inside a recursive one would be scanned twice, each time with its own options."""
+    for index, folder in enumerate(folders):
+        for outer in folders:
+            if outer.recursive and outer.path in folder.path.parents:
+                raise ManifestError(
+                    f"the folder {folder.path} (line {folder.line}) is inside {outer.path} "
+                    f"(line {outer.line}), which is recursive: its photos would be found twice, "
+                    "with two sets of options, and each set would be paid for. Drop one of the "
+                    f"two entries, or set recursive: false on {outer.path}",
+                    path=path,
+                    line=folder.line,
+                    key=f"folders[{index}].path",
+                )
 
 
 def _folder(model: ManifestModel, index: int, base: Path, path: Path, lines: LineMap) -> FolderSpec:

@@ -87,6 +87,12 @@ BAD_MANIFESTS: list[tuple[str, str, int, str]] = [
         5,
         "listed twice (lines 3 and 5)",
     ),
+    (
+        "folder-inside-a-recursive-one",
+        "version: 1\nfolders:\n  - path: .\n    recursive: true\n  - path: outside\n",
+        5,
+        "which is recursive: its photos would be found twice",
+    ),
     ("concurrency-0", "version: 1\nconcurrency: 0\nfolders:\n  - path: inside\n", 2, "at least 1"),
     (
         "concurrency-text",
