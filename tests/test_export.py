@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.export import COLUMNS, export_rows
-from pipeline.ledger import FoundPhoto, PhotoOptions, SqliteLedger, open_ledger
+from pipeline.ledger import FoundPhoto, PhotoOptions, open_ledger
+from pipeline.sqlite_ledger import SqliteLedger
 
 INDOOR = PhotoOptions("service-image-enhancement", "space-ie-indoor", ("sky", "white balance"))
 

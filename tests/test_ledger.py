@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import LedgerBusy, LedgerError
-from pipeline.ledger import FoundPhoto, PhotoOptions, SqliteLedger, State, open_ledger
+from pipeline.ledger import FoundPhoto, PhotoOptions, State, open_ledger
+from pipeline.sqlite_ledger import SqliteLedger
 
 REPO = Path(__file__).resolve().parents[1]
 INDOOR = PhotoOptions("service-image-enhancement", "space-ie-indoor", ("sky", "white balance"))
