@@ -298,12 +298,12 @@ def test_posting_the_same_order_twice_charges_twice(
     assert list(sandbox.stats().charges.values()) == [2]
 
 
-def test_an_answer_lost_after_charge_is_a_connection_error_but_charged(
-    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
-) -> None:
+def _status_after_a_failed_submit(sandbox: Sandbox, photo: Path, faults: Faults) -> str:
+    """Submit under ``faults`` (the client must see a connection error), then the status."""
+
     async def scenario(client: Api) -> str:
-        order_id = await client.upload(photo_factory(tmp_path, "room.jpg"))
-        sandbox.set_faults(Faults(lost_after_charge_rate=1.0, seed=1))
+        order_id = await client.upload(photo)
+        sandbox.set_faults(faults)
         with pytest.raises(aiohttp.ClientConnectionError):
             await client.submit(order_id)
         sandbox.set_faults(Faults())
@@ -311,7 +311,15 @@ def test_an_answer_lost_after_charge_is_a_connection_error_but_charged(
             (await client.call("GET", api.ORDER_PATH.format(order_id=order_id)))[1]["status"]
         )
 
-    assert talk(sandbox, scenario) == "processing"
+    return talk(sandbox, scenario)
+
+
+def test_an_answer_lost_after_charge_is_a_connection_error_but_charged(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    photo = photo_factory(tmp_path, "room.jpg")
+    faults = Faults(lost_after_charge_rate=1.0, seed=1)
+    assert _status_after_a_failed_submit(sandbox, photo, faults) == "processing"
     stats = sandbox.stats()
     assert (stats.orders_charged, list(stats.charges.values())) == (1, [1])
 
@@ -319,17 +327,9 @@ def test_an_answer_lost_after_charge_is_a_connection_error_but_charged(
 def test_a_reset_is_a_connection_error_and_charges_nothing(
     sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
-    async def scenario(client: Api) -> str:
-        order_id = await client.upload(photo_factory(tmp_path, "room.jpg"))
-        sandbox.set_faults(Faults(reset_rate=1.0, seed=1))
-        with pytest.raises(aiohttp.ClientConnectionError):
-            await client.submit(order_id)
-        sandbox.set_faults(Faults())
-        return str(
-            (await client.call("GET", api.ORDER_PATH.format(order_id=order_id)))[1]["status"]
-        )
-
-    assert talk(sandbox, scenario) == "idle"
+    photo = photo_factory(tmp_path, "room.jpg")
+    faults = Faults(reset_rate=1.0, seed=1)
+    assert _status_after_a_failed_submit(sandbox, photo, faults) == "idle"
     stats = sandbox.stats()
     assert (stats.order_posts, stats.orders_charged, stats.charges) == (1, 0, {})
 
