@@ -65,7 +65,34 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_initial]
+def _v2_charges_and_posts(conn: sqlite3.Connection) -> None:
+    """Whether a photo's order was charged (never ordered again but by `aihd reorder`), and
+    every order POST's intent and answer (the order window and the settle time start from it)."""
+    conn.execute("ALTER TABLE photos ADD COLUMN charged INTEGER NOT NULL DEFAULT 0")
+    conn.execute(
+        "UPDATE photos SET charged = 1 WHERE state IN ('submitted', 'completed') "
+        "OR (state = 'failed' AND failed_from IN ('submitted', 'completed'))"
+    )
+    conn.execute(
+        """
+        CREATE TABLE order_posts (
+            id           INTEGER PRIMARY KEY,
+            photo_id     INTEGER NOT NULL REFERENCES photos(id),
+            order_id     TEXT    NOT NULL,
+            boot         TEXT    NOT NULL,           -- the boot whose clock took intent_clock
+            intent_clock REAL    NOT NULL,           -- CLOCK_BOOTTIME seconds at the intent
+            intent_wall  REAL    NOT NULL,           -- Unix time at the intent (other boots)
+            answer_clock REAL,
+            answer_wall  REAL,
+            outcome      TEXT                        -- accepted | lost | refused; NULL: killed
+        )
+        """
+    )
+    conn.execute("CREATE INDEX order_posts_photo ON order_posts(photo_id, id)")
+    conn.execute("CREATE INDEX order_posts_intent ON order_posts(intent_wall)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_initial, _v2_charges_and_posts]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Protocol, Self, cast
 
 import aiofiles
 import aiohttp
@@ -30,6 +30,7 @@ from pipeline import api
 from pipeline.errors import (
     ApiError,
     AuthRefused,
+    ConnectFailed,
     OutcomeUnknown,
     RateLimited,
     RequestRejected,
@@ -40,6 +41,12 @@ _REJECTED = frozenset({400, 404, 405, 409, 413, 415, 422})
 _CHUNK = 256 * 1024
 _INLINE_BYTES = 1024 * 1024  # photos up to this size are read in one go
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # aiohttp would leave it as is
+
+
+class Digest(Protocol):
+    """What ``upload`` feeds the bytes it sends to (a ``hashlib`` object)."""
+
+    def update(self, data: bytes, /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +159,11 @@ class ApiClient:
 
     # -- the API's calls ----------------------------------------------------------------------
 
-    async def upload(self, photo: str | Path, service_name: str = api.SERVICE) -> str:
-        """Upload one photo; returns the new order's id.
+    async def upload(
+        self, photo: str | Path, service_name: str = api.SERVICE, *, sent: Digest | None = None
+    ) -> str:
+        """Upload one photo; returns the new order's id. ``sent`` is fed the photo's bytes as
+        they are sent, so the caller knows what was uploaded, whatever the file holds later.
 
         The multipart body is framed here rather than by aiohttp.FormData, which costs more
         CPU than the rest of a photo's work. A small photo is sent from one read; a larger one
@@ -185,10 +195,12 @@ class ApiClient:
         }
         body: bytes | AsyncIterator[bytes]
         if inline is not None:
+            if sent is not None:
+                sent.update(inline)
             body = head + inline + tail
             headers["Content-Length"] = str(len(body))  # what was read, even if it just grew
         else:
-            body = _stream_file(photo, head, tail)
+            body = _stream_file(photo, head, tail, sent)
         answer = await self._json("POST", api.UPLOAD_PATH, data=body, headers=headers)
         return _field(answer, "order_id", api.UPLOAD_PATH)
 
@@ -357,7 +369,7 @@ def _transport_error(
     """A request that got no HTTP answer, as the error the caller must act on."""
     if isinstance(exc, aiohttp.ClientConnectorError):
         # Nothing was sent: the connection was never made. Safe to retry, even an order POST.
-        return TransientError(
+        return ConnectFailed(
             f"{endpoint}: cannot connect to {url.host}:{url.port} ({exc.strerror})",
             method=method,
             endpoint=endpoint,
@@ -452,10 +464,14 @@ def _data_list(body: Mapping[str, Any], endpoint: str) -> list[dict[str, Any]]:
     return [cast(dict[str, Any], d) for d in data if isinstance(d, dict)]
 
 
-async def _stream_file(photo: str | Path, head: bytes, tail: bytes) -> AsyncIterator[bytes]:
+async def _stream_file(
+    photo: str | Path, head: bytes, tail: bytes, sent: Digest | None
+) -> AsyncIterator[bytes]:
     """The multipart body of a large photo, read from disk chunk by chunk off the loop."""
     yield head
     async with aiofiles.open(photo, "rb") as stream:
         while chunk := await stream.read(_CHUNK):
+            if sent is not None:
+                sent.update(chunk)
             yield chunk
     yield tail

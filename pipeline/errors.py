@@ -8,11 +8,14 @@ at one boundary each, with ``raise ... from exc``.
     ├── LedgerError               the ledger file cannot be used
     │   └── LedgerBusy            another run holds the ledger (exit 5)
     ├── PhotoError                a photo that cannot be sent: path and reason
+    │   └── PhotoChanged          its bytes changed between the scan and the upload
+    ├── ApiUnreachable            the API could not be reached after retries (exit 6)
     └── ApiError                  the API answered with an error, or not at all
         ├── AuthRefused           401/403: key missing, wrong, or plan lacks the service (exit 3)
         ├── RateLimited           429: over the order window; carries the API's body
         ├── RequestRejected       400/404/422: carries the API's ``error`` and ``key``
         ├── TransientError        5xx, connection error, timeout on a call that is safe to repeat
+        │   └── ConnectFailed     no connection was made: nothing was sent
         └── OutcomeUnknown        an order POST whose response was lost: it may have been charged
 
 ``OutcomeUnknown`` is deliberately not a ``TransientError``: retrying it blindly could pay twice.
@@ -83,6 +86,16 @@ class PhotoError(PipelineError):
         super().__init__(f"{path}: {reason}")
 
 
+class PhotoChanged(PhotoError):
+    """The bytes uploaded are not the bytes scanned: the photo is scanned again, not ordered."""
+
+
+class ApiUnreachable(PipelineError):
+    """The API could not be reached after every retry; nothing was lost."""
+
+    exit_code = 6
+
+
 class ApiError(PipelineError):
     """The API answered with an error, or did not answer."""
 
@@ -125,6 +138,10 @@ class RequestRejected(ApiError):
 
 class TransientError(ApiError):
     """5xx, connection error or timeout on a call that is safe to repeat."""
+
+
+class ConnectFailed(TransientError):
+    """No connection to the API could be made: nothing was sent."""
 
 
 class OutcomeUnknown(ApiError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    from pipeline.bootclock import Stamp
     from pipeline.sqlite_ledger import SqliteLedger
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Ledger",
     "PhotoOptions",
     "PhotoRow",
+    "PostTimes",
     "RunRecord",
     "State",
     "open_ledger",
@@ -108,6 +110,7 @@ class PhotoRow(NamedTuple):
     retryable: bool
     duplicate_of: int | None
     updated_at: str
+    charged: bool  # the API charged for this photo: never ordered again but by `aihd reorder`
 
 
 class KnownFile(NamedTuple):
@@ -119,6 +122,16 @@ class KnownFile(NamedTuple):
     identity: str
     state: State
     id: int
+
+
+class PostTimes(NamedTuple):
+    """One order POST's intent and answer: on the boot clock of ``boot``, and Unix time."""
+
+    boot: str
+    intent_clock: float
+    intent_wall: float
+    answer_clock: float | None
+    answer_wall: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +168,18 @@ class Ledger(Protocol):
         self, states: Iterable[State] | None = None, *, current_only: bool = True
     ) -> list[PhotoRow]: ...
     def get(self, photo_id: int) -> PhotoRow: ...
-    def mark_uploaded(self, photo_id: int, order_id: str) -> PhotoRow: ...
+    def unpaid_originals(self, copy_ids: Sequence[int]) -> list[tuple[int, int, str, bool]]: ...
+    def adopt_orphans(self, copy_ids: Sequence[int], missing: Set[str]) -> list[PhotoRow]: ...
+    def mark_uploaded(self, photo_id: int, order_id: str, *, refused: bool = False) -> PhotoRow: ...
     def mark_submitting(self, photo_id: int, order_id: str | None = None) -> PhotoRow: ...
-    def mark_submitted(self, photo_id: int, image_id: str | None, eta: int | None) -> PhotoRow: ...
+    def mark_submitted(
+        self, photo_id: int, image_id: str | None, eta: int | None, *, answered: bool = False
+    ) -> PhotoRow: ...
+    def mark_lost(self, photo_id: int) -> None: ...
+    def last_intent(self, photo_id: int) -> Stamp | None: ...
+    def recent_posts(self, within_seconds: float) -> list[PostTimes]: ...
+    def reorder(self, photo_ids: Sequence[int]) -> list[PhotoRow]: ...
+    def set_output_paths(self, photo_id: int, output_paths: Sequence[str]) -> None: ...
     def mark_failed(self, photo_id: int, error: str, *, retryable: bool) -> PhotoRow: ...
     def mark_pending(self, photo_id: int) -> PhotoRow: ...
     def mark_completed(
@@ -166,6 +188,7 @@ class Ledger(Protocol):
     def reset_failed(self, *, include_permanent: bool) -> int: ...
     def counts(self) -> dict[State, int]: ...
     def counts_by_folder(self) -> dict[str, dict[State, int]]: ...
+    def charged_counts(self) -> tuple[int, int]: ...
 
 
 def open_ledger(path: Path) -> SqliteLedger:

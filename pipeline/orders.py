@@ -3,18 +3,23 @@
 The rule that keeps a user from paying twice: ``submitting`` is committed to the ledger before
 the order POST leaves, and a POST whose answer is lost is never sent again blindly. The order's
 details decide: still idle with no generated images means it was never submitted; anything else
-means it was. Before asking, we let the API settle (``settle_seconds``), because a request that
-timed out on our side may still be running on the server's.
+means it was; an order the API does not know is failed as "outcome unknown", never re-ordered.
+Before asking, the API is let settle (``settle_seconds`` since the intent, on the boot clock),
+because a request that timed out on our side may still be running on the server's. That wait is
+a settler's, not a worker's: a lost answer holds no worker and no slot but its own.
+
+A charged photo is never ordered again: the ledger refuses the intent (see ``mark_submitting``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.catalog import ResolvedOptions
@@ -23,6 +28,7 @@ from pipeline.errors import (
     ApiError,
     AuthRefused,
     OutcomeUnknown,
+    PhotoChanged,
     PhotoError,
     RateLimited,
     RequestRejected,
@@ -35,9 +41,14 @@ from pipeline.retry import Backoff, retrying
 
 _MAX_RATE_LIMITED = 20  # 429s in a row for one photo before it is left for the next run
 
+OUTCOME_UNKNOWN = (
+    "outcome unknown: the API no longer knows order {order_id}, whose answer was lost; it may "
+    "have been charged. Check with AI HomeDesign's support; `aihd reorder` orders it again"
+)
+
 
 class OrderBudgetSpent(Exception):
-    """``--max-orders`` is reached: no further order POST may be sent in this run."""
+    """``--max-orders``: no order may be reserved for this photo in this run."""
 
 
 @dataclass(slots=True)
@@ -45,13 +56,62 @@ class RunCounters:
     """What this run did, for the progress line and the summary."""
 
     uploads: int = 0
-    orders_posted: int = 0
-    orders_accepted: int = 0
-    outcomes_unknown: int = 0
-    reconciled_submitted: int = 0
-    reconciled_idle: int = 0
+    orders_posted: int = 0  # order POSTs sent, whatever their answer
+    orders_accepted: int = 0  # answered with the order: charged
+    outcomes_unknown: int = 0  # answers lost; each is then settled by the order's details
+    reconciled_submitted: int = 0  # lost answers (this run's or a killed run's) found charged
+    reconciled_idle: int = 0  # lost answers found never submitted: not charged
+    unconfirmed: int = 0  # failed as "outcome unknown": may have been charged
+    found_charged: int = 0  # uploads of an earlier run the API shows submitted already
+    changed_on_upload: int = 0  # photos whose bytes changed between scan and upload
     retries: int = 0
     rate_limited: int = 0
+
+    @property
+    def orders_spent(self) -> int:
+        """Orders this run paid for, as far as the API has confirmed."""
+        return self.orders_accepted + self.reconciled_submitted
+
+
+class Dispatch:
+    """What a settler tells the runner once a lost answer is settled."""
+
+    def __init__(
+        self,
+        requeue: Callable[[int], None],
+        settled: Callable[[int], None],
+        fatal: Callable[[BaseException], None],
+    ) -> None:
+        self.requeue = requeue  # the order was never submitted: post it again
+        self.settled = settled  # charged, or failed with a reason
+        self.fatal = fatal  # the key was refused, or a bug: stop the run
+
+
+class _Budget:
+    """``--max-orders``: a photo reserves an order before its upload, so a run never uploads
+    photos it will not order, and stops as soon as its last order is answered."""
+
+    def __init__(self, max_orders: int | None) -> None:
+        self.max_orders = max_orders
+        self._holders: set[int] = set()
+        self.used = 0
+
+    def reserve(self, photo_id: int) -> None:
+        if self.max_orders is None or photo_id in self._holders:
+            return
+        if self.used + len(self._holders) >= self.max_orders:
+            raise OrderBudgetSpent
+        self._holders.add(photo_id)
+
+    def settle(self, photo_id: int, *, spent: bool) -> None:
+        """The photo's order is charged (or may be: ``spent``), or it ended without one."""
+        if photo_id in self._holders:
+            self._holders.discard(photo_id)
+            self.used += spent
+
+    @property
+    def spent(self) -> bool:
+        return self.max_orders is not None and self.used >= self.max_orders
 
 
 class OrderFlow:
@@ -65,6 +125,7 @@ class OrderFlow:
         window: OrderWindow,
         backoff: Backoff,
         counters: RunCounters,
+        dispatch: Dispatch,
         *,
         options_for: Callable[[PhotoRow], ResolvedOptions | None],
         max_orders: int | None = None,
@@ -76,26 +137,52 @@ class OrderFlow:
         self._window = window
         self._backoff = backoff
         self._counters = counters
+        self._dispatch = dispatch
         self._options_for = options_for
-        self._max_orders = max_orders
+        self.budget = _Budget(max_orders)
         self._settle_seconds = settle_seconds
         self._upload_seconds = 1.0  # moving average, to upload just ahead of a slot
         self._rng = random.Random()
         self._in_flight: set[asyncio.Future[tuple[PhotoRow, bool]]] = set()
+        self._settling: dict[asyncio.Task[None], float] = {}  # settler -> when it asks
+        self._uploaded_here: set[int] = set()
+        self._posts: Counter[int] = Counter()  # order POSTs per photo in this run
 
-    async def process(self, row: PhotoRow) -> PhotoRow:
+    async def process(self, row: PhotoRow) -> bool:
+        """Take the photo as far as this worker can; False when a settler now holds it."""
         options = self._options_for(row)
         if options is None:
-            return await self._writes.call(
-                self._ledger.mark_failed,
-                row.id,
+            await self._fail(
+                row,
                 "its folder or options are no longer in the manifest; run it with that manifest",
                 retryable=True,
             )
+            return True
         if row.state is State.SUBMITTING:
-            # Left by a killed run: its POST may still be running on the server's side, so
-            # let it settle for what remains of settle_seconds since the intent was recorded.
-            row = await self._reconcile(row, settle=self._settle_seconds - _age_seconds(row))
+            # Left by a killed run, or by a lost answer: its POST may still be running on the
+            # server's side, so let it settle for what remains of settle_seconds.
+            self._settle_later(row, self._settle_left(row))
+            return False
+        if row.state is State.UPLOADED and row.id not in self._uploaded_here:
+            row = await self._check_earlier_upload(row)
+            if row.state not in (State.PENDING, State.UPLOADED):
+                return True
+        self.budget.reserve(row.id)
+        try:
+            row = await self._order(row, options)
+        except BaseException:
+            self.budget.settle(row.id, spent=False)
+            raise
+        if row.state is State.SUBMITTING:
+            self._settle_later(row, self._settle_seconds)
+            return False
+        self.budget.settle(row.id, spent=row.state is State.SUBMITTED)
+        return True
+
+    # -- steps --------------------------------------------------------------------------------
+
+    async def _order(self, row: PhotoRow, options: ResolvedOptions) -> PhotoRow:
+        """Upload if needed and post until charged, failed, or the answer is lost."""
         reuploaded = False
         rate_limited = 0
         unreachable = 0
@@ -105,20 +192,19 @@ class OrderFlow:
             if uploaded_now:
                 row, fresh = await self._upload(row)
             try:
-                row = await self._submit(row, options, fresh_order_id=fresh, queued=uploaded_now)
+                row, lost = await self._submit(
+                    row, options, fresh_order_id=fresh, queued=uploaded_now
+                )
+                if lost:
+                    return row
                 continue
             except (RateLimited, TransientError, RequestRejected) as exc:
                 failure: ApiError = exc
-            row = self._ledger.get(row.id)  # _submit recorded the order id before raising
+            row = self._ledger.get(row.id)  # _post recorded the order id before raising
             if isinstance(failure, RateLimited):
                 rate_limited += 1
                 if rate_limited >= _MAX_RATE_LIMITED:
-                    return await self._writes.call(
-                        self._ledger.mark_failed,
-                        row.id,
-                        "rate-limited again and again (429)",
-                        retryable=True,
-                    )
+                    return await self._fail(row, "rate-limited again and again (429)", True)
             elif isinstance(failure, TransientError):
                 # The order POST could not connect: nothing was sent, try again after a pause.
                 unreachable += 1
@@ -128,29 +214,27 @@ class OrderFlow:
                 self._on_retry(failure, unreachable, wait)
                 await asyncio.sleep(wait)
             elif failure.status == 404 and not reuploaded:
-                # The uploaded order is unknown to the API (expired or from another
-                # account): nothing was charged, so upload the photo afresh, once.
+                # The POST was answered: the API does not know the upload (expired, or of
+                # another account), so nothing was charged. Upload the photo afresh, once.
                 reuploaded = True
                 row = await self._writes.call(self._ledger.mark_pending, row.id)
             else:
-                return await self._writes.call(
-                    self._ledger.mark_failed, row.id, failure.reason, retryable=False
-                )
+                return await self._fail(row, failure.reason, False)
         return row
-
-    # -- steps --------------------------------------------------------------------------------
 
     async def _upload(self, row: PhotoRow) -> tuple[PhotoRow, str | None]:
         """Upload; the new order id is recorded now if the photo must wait for its slot,
         else returned, to be recorded with the intent to submit in one commit."""
         await self._window.wait_for_upload_turn(lead_seconds=2 * self._upload_seconds + 0.5)
         started = time.monotonic()
+
+        async def once() -> tuple[str, str]:
+            sent = hashlib.sha256()  # what this attempt sends, whatever the scan saw
+            order_id = await self._client.upload(row.path, row.service, sent=sent)
+            return order_id, sent.hexdigest()
+
         try:
-            order_id = await retrying(
-                lambda: self._client.upload(row.path, row.service),
-                self._backoff,
-                on_retry=self._on_retry,
-            )
+            order_id, sha256 = await retrying(once, self._backoff, on_retry=self._on_retry)
         except OSError as exc:
             # Moved, deleted or made unreadable since the scan: nothing was spent on it.
             self._window.leave_queue()
@@ -160,9 +244,37 @@ class OrderFlow:
             raise
         self._upload_seconds = 0.8 * self._upload_seconds + 0.2 * (time.monotonic() - started)
         self._counters.uploads += 1
+        if sha256 != row.sha256:
+            # Edited since the scan (hours may pass under the window): the ledger's hash is not
+            # what was sent, so this upload is never ordered; the photo is scanned again and
+            # ordered as what it is now.
+            self._window.leave_queue()
+            self._counters.changed_on_upload += 1
+            raise PhotoChanged(Path(row.path), "changed between its scan and its upload")
+        self._uploaded_here.add(row.id)
         if self._window.seconds_to_next_slot() > 0:
             return await self._writes.call(self._ledger.mark_uploaded, row.id, order_id), None
         return row, order_id
+
+    async def _check_earlier_upload(self, row: PhotoRow) -> PhotoRow:
+        """An upload recorded by an earlier run (or a ledger restored from a backup) may have
+        been submitted since: one GET decides before anything is posted."""
+        assert row.order_id is not None
+        order_id = row.order_id
+        try:
+            details = await retrying(
+                lambda: self._client.order(order_id), self._backoff, on_retry=self._on_retry
+            )
+        except RequestRejected as exc:
+            if exc.status != 404:
+                raise
+            # The API forgot the upload. This ledger holds no intent for it, so it was never
+            # posted from here: upload the photo afresh (our reading; see the closing notes).
+            return await self._writes.call(self._ledger.mark_pending, row.id)
+        if details.never_submitted:
+            return row
+        self._counters.found_charged += 1
+        return await self._writes.call(self._ledger.mark_submitted, row.id, None, None)
 
     async def _submit(
         self,
@@ -171,26 +283,20 @@ class OrderFlow:
         *,
         fresh_order_id: str | None,
         queued: bool,
-    ) -> PhotoRow:
+    ) -> tuple[PhotoRow, bool]:
         """POST the order in its slot; ``queued``: wait_for_upload_turn counted this photo."""
         order_id = fresh_order_id or row.order_id
         assert order_id is not None
         async with self._window.slot(queued=queued):
-            if self._max_orders is not None and self._counters.orders_posted >= self._max_orders:
-                if fresh_order_id is not None:
-                    await self._writes.call(self._ledger.mark_uploaded, row.id, fresh_order_id)
-                raise OrderBudgetSpent
-            self._counters.orders_posted += 1  # counted now: the budget check above is exact
+            self._counters.orders_posted += 1
+            self._posts[row.id] += 1
             # The intent, the POST and its record run as their own task: a stop that cancels
             # this worker (Ctrl-C, a budget) waits for it in drain(), so an intent on disk is
             # followed by its POST, and an answered order is recorded.
             posting = asyncio.ensure_future(self._post(row, fresh_order_id, order_id, options))
             self._in_flight.add(posting)
             posting.add_done_callback(self._in_flight.discard)
-            row, unknown = await asyncio.shield(posting)
-        if unknown:
-            return await self._reconcile(row, settle=self._settle_seconds)
-        return row
+            return await asyncio.shield(posting)
 
     async def _post(
         self, row: PhotoRow, fresh_order_id: str | None, order_id: str, options: ResolvedOptions
@@ -208,63 +314,122 @@ class OrderFlow:
             # A 429 is a refusal, not a charge: the order is still only uploaded.
             self._counters.rate_limited += 1
             self._window.rate_limited_answer()
-            await self._writes.call(self._ledger.mark_uploaded, row.id, order_id)
+            await self._writes.call(self._ledger.mark_uploaded, row.id, order_id, refused=True)
             raise
         except OutcomeUnknown:
             self._counters.outcomes_unknown += 1
+            await self._writes.call(self._ledger.mark_lost, row.id)
             return row, True
         except (TransientError, RequestRejected, AuthRefused):
             # Never connected, or refused with a status: nothing was charged.
-            await self._writes.call(self._ledger.mark_uploaded, row.id, order_id)
+            await self._writes.call(self._ledger.mark_uploaded, row.id, order_id, refused=True)
             raise
         self._window.accepted_answer()
         self._counters.orders_accepted += 1
         image_id = done.image_id or None
-        return await self._writes.call(
-            self._ledger.mark_submitted, row.id, image_id, done.eta
-        ), False
+        submitted = await self._writes.call(
+            self._ledger.mark_submitted, row.id, image_id, done.eta, answered=True
+        )
+        return submitted, False
 
     async def drain(self, within_seconds: float) -> None:
-        """Wait for order POSTs already sent, so their answers reach the ledger."""
-        if not self._in_flight:
-            return
-        done, _ = await asyncio.wait(set(self._in_flight), timeout=within_seconds)
-        for posting in done:
-            if not posting.cancelled():
-                posting.exception()  # seen here: its worker was stopped before it could look
+        """Wait for order POSTs already sent, so their answers reach the ledger; then stop
+        the settlers (their photos stay ``submitting``, settled by the next run)."""
+        if self._in_flight:
+            done, _ = await asyncio.wait(set(self._in_flight), timeout=within_seconds)
+            for posting in done:
+                if not posting.cancelled():
+                    posting.exception()  # seen here: its worker was stopped before it could look
+        settlers = list(self._settling)
+        for settler in settlers:
+            settler.cancel()
+        await asyncio.gather(*settlers, return_exceptions=True)
 
-    async def _reconcile(self, row: PhotoRow, *, settle: float) -> PhotoRow:
+    # -- settling lost answers ------------------------------------------------------------------
+
+    @property
+    def settling(self) -> int:
+        return len(self._settling)
+
+    def seconds_to_next_settle(self) -> float | None:
+        if not self._settling:
+            return None
+        return max(0.0, min(self._settling.values()) - time.monotonic())
+
+    def _settle_left(self, row: PhotoRow) -> float:
+        """What remains of the settle time since the photo's intent; all of it when the
+        intent's age cannot be told on this boot's clock (a reboot, an older ledger)."""
+        intent = self._ledger.last_intent(row.id)
+        age = None if intent is None else intent.age()
+        return self._settle_seconds if age is None else max(0.0, self._settle_seconds - age)
+
+    def _settle_later(self, row: PhotoRow, delay: float) -> None:
+        settler = asyncio.create_task(self._settle(row, delay), name=f"settle-{row.id}")
+        self._settling[settler] = time.monotonic() + delay
+        settler.add_done_callback(self._settling.pop)
+
+    async def _settle(self, row: PhotoRow, delay: float) -> None:
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            row = await self._reconcile(row)
+        except asyncio.CancelledError:
+            raise
+        except ApiError as exc:
+            if isinstance(exc, AuthRefused):
+                self._dispatch.fatal(exc)
+                return
+            # The order's details could not be read: still unknown, asked again next run.
+            await self._fail(row, f"outcome not confirmed yet: {exc}", True)
+            self.budget.settle(row.id, spent=True)
+            self._dispatch.settled(row.id)
+            return
+        except BaseException as exc:
+            self._dispatch.fatal(exc)
+            return
+        if row.state is State.UPLOADED:
+            if self._posts[row.id] >= self._backoff.attempts:
+                # Answered with errors (5xx, 3xx) and never charged, again and again.
+                await self._fail(
+                    row,
+                    f"the API did not take the order after {self._posts[row.id]} tries; "
+                    "nothing was charged; the next run tries again",
+                    True,
+                )
+                self.budget.settle(row.id, spent=False)
+                self._dispatch.settled(row.id)
+                return
+            self._dispatch.requeue(row.id)  # keeps its budget reservation
+            return
+        self.budget.settle(row.id, spent=True)  # charged, or may have been
+        self._dispatch.settled(row.id)
+
+    async def _reconcile(self, row: PhotoRow) -> PhotoRow:
         """A POST's outcome is unknown: let the order's details decide, never a blind re-POST."""
         assert row.order_id is not None
         order_id = row.order_id
-        if settle > 0:
-            await asyncio.sleep(settle)
         try:
             details: OrderDetails = await retrying(
                 lambda: self._client.order(order_id), self._backoff, on_retry=self._on_retry
             )
         except RequestRejected as exc:
-            # The API does not know the order: it was not charged under this id.
-            self._counters.reconciled_idle += 1
-            if exc.status == 404:
-                return await self._writes.call(self._ledger.mark_pending, row.id)
-            raise
+            if exc.status != 404:
+                raise
+            # The API does not know the order it may have charged: never re-ordered by itself.
+            self._counters.unconfirmed += 1
+            return await self._fail(row, OUTCOME_UNKNOWN.format(order_id=order_id), False)
         if details.never_submitted:
             self._counters.reconciled_idle += 1
             return await self._writes.call(self._ledger.mark_uploaded, row.id, order_id)
         self._counters.reconciled_submitted += 1
         return await self._writes.call(self._ledger.mark_submitted, row.id, None, None)
 
+    async def _fail(self, row: PhotoRow, reason: str, retryable: bool) -> PhotoRow:
+        return await self._writes.call(
+            self._ledger.mark_failed, row.id, reason, retryable=retryable
+        )
+
     def _on_retry(self, exc: ApiError, attempt: int, wait: float) -> None:
         self._counters.retries += 1
         if isinstance(exc, RateLimited):
             self._counters.rate_limited += 1
-
-
-def _age_seconds(row: PhotoRow) -> float:
-    """Seconds since the row last changed (for a submitting row: since the intent)."""
-    try:
-        changed = datetime.fromisoformat(row.updated_at)
-    except ValueError:
-        return 0.0
-    return max(0.0, (datetime.now(UTC) - changed).total_seconds())

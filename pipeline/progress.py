@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from tqdm import tqdm
 
@@ -13,6 +13,14 @@ from pipeline.limiter import OrderWindow
 from pipeline.orders import RunCounters
 
 log = logging.getLogger("aihd")
+
+
+class Settling(Protocol):
+    """Lost answers waiting to be settled by the order's details."""
+
+    @property
+    def settling(self) -> int: ...
+    def seconds_to_next_settle(self) -> float | None: ...
 
 
 class Progress:
@@ -33,6 +41,7 @@ class Progress:
         self._last_log = time.monotonic()
         self.found = 0
         self.settled = 0
+        self.settling: Settling | None = None
         self._bar: tqdm[Any] | None = (
             tqdm(total=0, unit="photo", file=stream, dynamic_ncols=True, leave=True)
             if bar
@@ -68,4 +77,8 @@ class Progress:
     def _figures(self) -> str:
         wait = self._window.seconds_to_next_slot()
         slot = "now" if wait <= 0 else ("after an answer" if math.isinf(wait) else f"{wait:.0f}s")
-        return f"orders {self._counters.orders_posted}, next slot {slot}"
+        figures = f"orders {self._counters.orders_spent}, next slot {slot}"
+        if self.settling is not None and self.settling.settling:
+            due = self.settling.seconds_to_next_settle() or 0.0
+            figures += f", {self.settling.settling} orders settling, {due:.0f} s"
+        return figures

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,15 +20,23 @@ from itertools import islice
 from pipeline import api
 from pipeline.catalog import Catalog, ResolvedOptions
 from pipeline.client import ApiClient
-from pipeline.errors import ApiError, AuthRefused, PhotoError
+from pipeline.errors import (
+    ApiError,
+    ApiUnreachable,
+    AuthRefused,
+    ConnectFailed,
+    PhotoChanged,
+    PhotoError,
+    TransientError,
+)
 from pipeline.groupcommit import GroupCommit
 from pipeline.ledger import FoundPhoto, KnownFile, Ledger, PhotoOptions, PhotoRow, State
 from pipeline.limiter import OrderWindow
 from pipeline.manifest import FolderSpec, Manifest
-from pipeline.orders import OrderBudgetSpent, OrderFlow, RunCounters
+from pipeline.orders import Dispatch, OrderBudgetSpent, OrderFlow, RunCounters
 from pipeline.photos import CheckedPhoto, FileStat, check, list_folder
 from pipeline.progress import Progress
-from pipeline.retry import Backoff
+from pipeline.retry import Backoff, retrying
 from pipeline.summary import RunSummary, summarize
 
 log = logging.getLogger("aihd")
@@ -89,24 +98,34 @@ class Runner:
         # takes the photo, so it also sees the row as it is then.
         self._queue: asyncio.Queue[int | None] = asyncio.Queue()
         self._seen_ids: set[int] = set()  # counted in the progress (and queued when open)
-        backoff = Backoff(attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff)
+        self._open = 0  # photos queued, with a worker, or settling
+        self._deferred: list[int] = []  # photos --max-orders leaves for the next run
+        self._scan_done = False
+        self._idle = asyncio.Event()
+        self._folders: dict[str, tuple[FolderSpec, ResolvedOptions]] = {}
+        self.backoff = Backoff(
+            attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff
+        )
         self._flow = OrderFlow(
             client,
             ledger,
             self.writes,
             window,
-            backoff,
+            self.backoff,
             counters,
+            Dispatch(requeue=self._queue.put_nowait, settled=self._close, fatal=self._fatal),
             options_for=self._options_for,
             max_orders=limits.max_orders,
             settle_seconds=limits.settle_seconds,
         )
+        progress.settling = self._flow
 
     async def resolve_catalog(self) -> list[tuple[FolderSpec, ResolvedOptions]]:
         """Resolve every folder's space and toggles; CatalogError names file:line."""
-        resolved = resolve_folders(self.manifest, await Catalog.fetch(self.client))
-        for _, options in resolved:
+        resolved = resolve_folders(self.manifest, await fetch_catalog(self.client, self.backoff))
+        for folder, options in resolved:
             self._options[_key(api.SERVICE, options)] = options
+            self._folders[folder.name] = (folder, options)
         return resolved
 
     async def run(self, started: float) -> RunSummary:
@@ -127,6 +146,14 @@ class Runner:
             await asyncio.wait([scanner, stopper], return_when=asyncio.FIRST_COMPLETED)
             if not self.stop.event.is_set():
                 scanner.result()  # a scan error is a bug: let it surface
+                self._scan_done = True
+                self._check_idle()
+                # Settled lost answers may hand photos back to the workers until the very end.
+                idle = asyncio.create_task(self._idle.wait(), name="idle")
+                await asyncio.wait([idle, stopper], return_when=asyncio.FIRST_COMPLETED)
+                idle.cancel()
+                if self._deferred:
+                    self.stop.set("budget")  # the rest is left for the next run
                 for _ in workers:
                     self._queue.put_nowait(None)
                 all_done = asyncio.create_task(asyncio.wait(workers), name="all-workers")
@@ -136,9 +163,12 @@ class Runner:
             for task in (scanner, timer, ticker, stopper, *workers):
                 task.cancel()
             await asyncio.gather(scanner, timer, ticker, stopper, *workers, return_exceptions=True)
+            settling = self._flow.settling
             await self._flow.drain(within_seconds=self.limits.drain_seconds)
             self.progress.close()
         if isinstance(self.stop.error, AuthRefused):
+            raise self.stop.error
+        if self.stop.error is not None and self.stop.reason == "crash":
             raise self.stop.error
         for worker in workers:
             if not worker.cancelled() and worker.exception() is not None:
@@ -150,6 +180,7 @@ class Runner:
             self.counters,
             stop_reason=self.stop.reason,
             seconds=time.monotonic() - started,
+            settling=settling,
         )
 
     # -- scanning -----------------------------------------------------------------------------
@@ -166,6 +197,18 @@ class Runner:
                 checked = await asyncio.to_thread(_check_batch, batch, known)
                 await self._record(folder, found_options, checked, known)
 
+    async def _rescan(self, row: PhotoRow) -> None:
+        """A photo that changed after its scan is checked again and recorded as it is now."""
+        entry = self._folders.get(row.folder)
+        if entry is None:
+            reason = "changed since its scan, and its folder is no longer in the manifest"
+            await self.writes.call(self.ledger.mark_failed, row.id, reason, retryable=True)
+            return
+        folder, options = entry
+        st = await asyncio.to_thread(_stat, row.path)
+        checked = await asyncio.to_thread(_check_batch, [st], {})
+        await self._record(folder, photo_options(options), checked, {})
+
     async def _record(
         self,
         folder: FolderSpec,
@@ -174,6 +217,7 @@ class Runner:
         known: Mapping[str, KnownFile],
     ) -> None:
         found: list[FoundPhoto] = []
+        copies: list[int] = []  # copies known unchanged from an earlier run
         broken = fresh = settled = 0
         for photo in checked:
             st = photo.stat
@@ -184,6 +228,9 @@ class Runner:
                 and stored.identity == options.identity(stored.sha256)
             ):
                 # Unchanged file, unchanged options: the ledger already has it; no write.
+                if stored.state is State.DUPLICATE:
+                    copies.append(stored.id)  # done only if its original is (see below)
+                    continue
                 counted, done = self._admit(stored.id, stored.state)
                 fresh, settled = fresh + counted, settled + done
                 continue
@@ -199,11 +246,26 @@ class Runner:
             found.append(
                 FoundPhoto(st.path, folder.name, st.size, st.mtime_ns, photo.sha256, options)
             )
-        for row in await self.writes.call(self.ledger.record_found, found) if found else []:
-            counted, done = self._admit(row.id, row.state)
+        rows = await self.writes.call(self.ledger.record_found, found) if found else []
+        states = [(row.id, row.state) for row in rows] + [(i, State.DUPLICATE) for i in copies]
+        if any(state is State.DUPLICATE for _, state in states):
+            adopted = await self._adopt_orphans([i for i, s in states if s is State.DUPLICATE])
+            states = [(i, adopted.get(i, state)) for i, state in states]
+        for photo_id, state in states:
+            counted, done = self._admit(photo_id, state)
             fresh, settled = fresh + counted, settled + done
         self.progress.add_found(broken + fresh)
         self.progress.settle(broken + settled)
+
+    async def _adopt_orphans(self, copies: list[int]) -> dict[int, State]:
+        """A copy whose unpaid original vanished takes its place and is ordered itself."""
+        originals = self.ledger.unpaid_originals(copies)
+        if not originals:
+            return {}
+        paths = {path for *_, path, _ in originals}
+        missing = await asyncio.to_thread(lambda: {p for p in paths if not os.path.exists(p)})
+        adopted = await self.writes.call(self.ledger.adopt_orphans, copies, missing)
+        return {row.id: row.state for row in adopted}
 
     def _admit(self, photo_id: int, state: State) -> tuple[int, int]:
         """Count a photo once (one reconciled at the start may be found again); queue it if it
@@ -212,31 +274,62 @@ class Runner:
             return 0, 0
         self._seen_ids.add(photo_id)
         if state in _OPEN_STATES:
+            self._open += 1
             self._queue.put_nowait(photo_id)
             return 1, 0
         return 1, 1
+
+    def _close(self, photo_id: int) -> None:
+        """The photo is settled for this run: charged, failed, or left for the next run."""
+        self._open -= 1
+        self.progress.settle()
+        if self._flow.budget.spent and (
+            not self._scan_done or not self._queue.empty() or self._deferred
+        ):
+            # The last order --max-orders allows is answered: stop now, resumable.
+            self.stop.set("budget")
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self._scan_done and self._open == 0:
+            self._idle.set()
+
+    def _fatal(self, error: BaseException) -> None:
+        self.stop.set("auth" if isinstance(error, AuthRefused) else "crash", error)
 
     # -- working ------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
         while (photo_id := await self._queue.get()) is not None:
             row = self.ledger.get(photo_id)
+            settled = True
             try:
-                await self._flow.process(row)
+                settled = await self._flow.process(row)
             except OrderBudgetSpent:
-                self.stop.set("budget")
-                return
+                self._deferred.append(photo_id)
             except AuthRefused as exc:
                 self.stop.set("auth", exc)
+                return
+            except ConnectFailed as exc:
+                # No connection after every retry: the API is away, not this photo's fault.
+                await self.writes.call(self.ledger.mark_failed, row.id, str(exc), retryable=True)
+                self.stop.set("unreachable", exc)
                 return
             except ApiError as exc:
                 # Retries are spent on a transient failure: keep the photo for the next run.
                 await self.writes.call(self.ledger.mark_failed, row.id, str(exc), retryable=True)
+            except PhotoChanged as exc:
+                log.warning("%s: scanned again", exc)
+                await self._rescan(row)
             except PhotoError as exc:
                 await self.writes.call(self.ledger.mark_failed, row.id, exc.reason, retryable=True)
                 log.warning("%s", exc)
+            except Exception as exc:  # a bug: stop the run rather than wait for this photo
+                self._fatal(exc)
+                raise
             finally:
-                self.progress.settle()
+                if settled:
+                    self._close(photo_id)
 
     async def _deadline(self) -> None:
         if self.limits.max_duration is None:
@@ -253,6 +346,17 @@ class Runner:
 
     def _options_for(self, row: PhotoRow) -> ResolvedOptions | None:
         return self._options.get((row.service, row.space, row.enhancements))
+
+
+async def fetch_catalog(client: ApiClient, backoff: Backoff) -> Catalog:
+    """The live catalog, its reads retried; exit 6 when the API stays out of reach."""
+    try:
+        return await retrying(lambda: Catalog.fetch(client), backoff)
+    except TransientError as exc:
+        raise ApiUnreachable(
+            f"the API could not be reached at {client.base_url} after {backoff.attempts} "
+            f"tries ({exc}); nothing was spent or lost: run the same command again later"
+        ) from exc
 
 
 def resolve_folders(
@@ -288,6 +392,14 @@ def _key(service: str, options: ResolvedOptions) -> tuple[str, str, tuple[str, .
 
 def _list(folder: FolderSpec) -> list[FileStat]:
     return list(list_folder(folder.path, folder.patterns, folder.recursive))
+
+
+def _stat(path: str) -> FileStat:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return FileStat(path, -1, 0)  # vanished or unreadable: check() says which
+    return FileStat(path, st.st_size, st.st_mtime_ns)
 
 
 def _take(files: Iterator[FileStat]) -> list[FileStat]:

@@ -26,7 +26,7 @@ from yarl import URL
 from pipeline import api
 from pipeline.catalog import Catalog
 from pipeline.client import ApiClient, Space, Timeouts, Widget
-from pipeline.errors import AuthRefused, UsageError
+from pipeline.errors import ApiUnreachable, AuthRefused, UsageError
 from pipeline.ledger import Ledger, open_ledger
 from pipeline.limiter import OrderWindow
 from pipeline.manifest import Manifest
@@ -173,6 +173,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         )
         timeouts = Timeouts(read=request.request_timeout)
         outcome = "crashed"
+        reason: dict[str, object] = {}
         log.info(
             "aihd run started: %s, %d folders, ledger %s",
             manifest.path,
@@ -222,9 +223,12 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         except AuthRefused:
             outcome = "key-refused"
             raise
+        except ApiUnreachable as exc:
+            outcome, reason = "api-unreachable", {"error": str(exc)}
+            raise
         finally:
-            if outcome in ("crashed", "key-refused"):
-                ledger.finish_run(run_id, outcome, {})
+            if outcome in ("crashed", "key-refused", "api-unreachable"):
+                ledger.finish_run(run_id, outcome, reason)
             ledger.release_run_lock()
     finally:
         ledger.close()

@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline._migrations import migrate
+from pipeline.bootclock import Stamp
 from pipeline.errors import LedgerBusy, LedgerError
-from pipeline.ledger import FoundPhoto, KnownFile, PhotoRow, RunRecord, State
+from pipeline.ledger import FoundPhoto, KnownFile, PhotoRow, PostTimes, RunRecord, State
 
 __all__ = ["SqliteLedger"]
 
@@ -34,13 +35,16 @@ class _NotEligible(Exception):
 _COLUMNS = (
     "id, path, folder, sha256, size, mtime_ns, service, space, enhancements, identity, state, "
     "order_id, image_id, eta, submitted_at, result_urls, output_paths, attempts, error, "
-    "retryable, duplicate_of, updated_at"
+    "retryable, duplicate_of, updated_at, charged"
 )
 _INSERT = (
     f"INSERT INTO photos ({_COLUMNS}, current, created_at) "
     f"VALUES ({', '.join('?' * (_COLUMNS.count(',') + 3))})"
 )
 _BUSY_TIMEOUT_MS = 5000
+# An original in these states was never charged and holds no open intent: a copy may take its
+# place when its file is gone.
+_ORPHANABLE = ("pending", "uploaded", "failed")
 
 
 def _now() -> str:
@@ -73,7 +77,7 @@ def _row(r: Sequence[Any]) -> PhotoRow:
     return PhotoRow(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], _titles(r[8]), r[9], _STATES[r[10]],
         r[11], r[12], r[13], r[14], _strings(r[15]), _strings(r[16]), r[17], r[18], bool(r[19]),
-        r[20], r[21],
+        r[20], r[21], bool(r[22]),
     )  # fmt: skip
 
 
@@ -83,7 +87,7 @@ def _encode(row: PhotoRow, current: bool, created_at: str) -> tuple[object, ...]
         _titles_json(row.enhancements), row.identity, row.state.value, row.order_id,
         row.image_id, row.eta, row.submitted_at, _strings_json(row.result_urls),
         _strings_json(row.output_paths), row.attempts, row.error, int(row.retryable),
-        row.duplicate_of, row.updated_at, int(current), created_at,
+        row.duplicate_of, row.updated_at, int(row.charged), int(current), created_at,
     )  # fmt: skip
 
 
@@ -95,7 +99,7 @@ def _new_row(
     return PhotoRow(
         photo_id, found.path, found.folder, found.sha256, found.size, found.mtime_ns, o.service,
         o.space, o.enhancements, identity, state, None, None, None, None, (), (), 0, None, False,
-        duplicate_of, now,
+        duplicate_of, now, False,
     )  # fmt: skip
 
 
@@ -265,6 +269,32 @@ class SqliteLedger:
         with self.atomic() as conn:
             return _record_found(conn, found, _now())
 
+    def unpaid_originals(self, copy_ids: Sequence[int]) -> list[tuple[int, int, str, bool]]:
+        """For these copies, their originals that were never charged (see ``adopt_orphans``)."""
+        with self.atomic() as conn:
+            return _unpaid_originals(conn, copy_ids)
+
+    def adopt_orphans(self, copy_ids: Sequence[int], missing: Set[str]) -> list[PhotoRow]:
+        """Copies whose unpaid original is gone take its place and are ordered themselves.
+
+        Gone: its file is in ``missing`` (the caller looked), it now holds other content (not
+        current), or it failed. Without this, a photo renamed after a stopped run stays a
+        "duplicate" of its old, missing path, and is never ordered: a copy counts as done only
+        when its original is paid.
+        """
+        adopted: list[PhotoRow] = []
+        now = _now()
+        with self.atomic() as conn:
+            taken: set[int] = set()
+            for copy_id, original_id, path, stands in _unpaid_originals(conn, copy_ids):
+                gone = path in missing
+                if original_id in taken or (stands and not gone):
+                    continue
+                taken.add(original_id)
+                _adopt(conn, copy_id, original_id, gone, now)
+                adopted.append(self._one(conn, "id = ?", (copy_id,)))
+        return adopted
+
     def record_broken(
         self, path: str, folder: str, size: int, mtime_ns: int, reason: str
     ) -> PhotoRow:
@@ -285,7 +315,7 @@ class SqliteLedger:
                 (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone()
                 row = PhotoRow(
                     next_id, path, folder, "", size, mtime_ns, "", "", (), identity, State.FAILED,
-                    None, None, None, None, (), (), 0, reason, False, None, now,
+                    None, None, None, None, (), (), 0, reason, False, None, now, False,
                 )  # fmt: skip
                 conn.execute(_INSERT, _encode(row, True, now))
             return self._one(conn, "path = ? AND identity = ?", (path, identity))
@@ -319,6 +349,13 @@ class SqliteLedger:
             counts[State(state)] = n
         return counts
 
+    def charged_counts(self) -> tuple[int, int]:
+        """(photos the API charged, of which failed: their results are retried by collect)."""
+        ((charged, failed),) = self._read(
+            "SELECT count(*), coalesce(sum(state = 'failed'), 0) FROM photos WHERE charged = 1"
+        )
+        return int(charged), int(failed)
+
     def counts_by_folder(self) -> dict[str, dict[State, int]]:
         by_folder: dict[str, dict[State, int]] = {}
         for folder, state, n in self._read(
@@ -351,37 +388,109 @@ class SqliteLedger:
                 raise _NotEligible
             return _row(found)
 
-    def mark_uploaded(self, photo_id: int, order_id: str) -> PhotoRow:
-        return self._mark(
-            photo_id, "state = 'uploaded', order_id = ?, error = NULL, retryable = 0", (order_id,)
-        )
+    def mark_uploaded(self, photo_id: int, order_id: str, *, refused: bool = False) -> PhotoRow:
+        """Uploaded, not charged; ``refused``: an order POST was answered with a refusal."""
+        with self.atomic() as conn:
+            if refused:
+                _answer_post(conn, photo_id, "refused")
+            return self._mark(
+                photo_id,
+                "state = 'uploaded', order_id = ?, error = NULL, retryable = 0",
+                (order_id,),
+                only_if="AND charged = 0",
+            )
 
     def mark_submitting(self, photo_id: int, order_id: str | None = None) -> PhotoRow:
         """Intent before spending; ``order_id`` records a fresh upload in the same commit."""
         # The last guard before money is spent: only an uploaded, never-duplicate photo.
+        # A charged photo is never submitted again (only `aihd reorder` clears the mark).
         params: tuple[object, ...] = ()
         if order_id is None:
             sets = "state = 'submitting', attempts = attempts + 1"
-            only_if = "AND state = 'uploaded' AND order_id IS NOT NULL"
+            only_if = "AND state = 'uploaded' AND order_id IS NOT NULL AND charged = 0"
         else:
             sets = "state = 'submitting', attempts = attempts + 1, order_id = ?, error = NULL"
-            params, only_if = (order_id,), "AND state IN ('pending', 'uploaded')"
-        try:
-            return self._mark(photo_id, sets, params, only_if=only_if)
-        except _NotEligible:
-            row = self.get(photo_id)
-            raise LedgerError(
-                f"refusing to submit {row.path}: it is {row.state.value}, not uploaded "
-                f"(ledger {self.path}, photo {photo_id})"
-            ) from None
+            params = (order_id,)
+            only_if = "AND state IN ('pending', 'uploaded') AND charged = 0"
+        stamp = Stamp.now()
+        with self.atomic() as conn:
+            try:
+                row = self._mark(photo_id, sets, params, only_if=only_if)
+            except _NotEligible:
+                row = self.get(photo_id)
+                paid = ", and it was charged already" if row.charged else ""
+                raise LedgerError(
+                    f"refusing to submit {row.path}: it is {row.state.value}, not uploaded"
+                    f"{paid} (ledger {self.path}, photo {photo_id})"
+                ) from None
+            conn.execute(
+                "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time()),
+            )
+            return row
 
-    def mark_submitted(self, photo_id: int, image_id: str | None, eta: int | None) -> PhotoRow:
-        return self._mark(
-            photo_id,
-            "state = 'submitted', image_id = coalesce(?, image_id), eta = coalesce(?, eta), "
-            "submitted_at = ?, error = NULL, retryable = 0",
-            (image_id, eta, _now()),
+    def mark_submitted(
+        self, photo_id: int, image_id: str | None, eta: int | None, *, answered: bool = False
+    ) -> PhotoRow:
+        """Charged: by an answer to our POST (``answered``), or as the order's details show."""
+        with self.atomic() as conn:
+            if answered:
+                _answer_post(conn, photo_id, "accepted")
+            return self._mark(
+                photo_id,
+                "state = 'submitted', image_id = coalesce(?, image_id), eta = coalesce(?, eta), "
+                "submitted_at = ?, error = NULL, retryable = 0, charged = 1",
+                (image_id, eta, _now()),
+            )
+
+    def mark_lost(self, photo_id: int) -> None:
+        """The answer to the photo's order POST was lost: it may have been charged."""
+        with self.atomic() as conn:
+            _answer_post(conn, photo_id, "lost")
+
+    def last_intent(self, photo_id: int) -> Stamp | None:
+        """When the photo's latest order intent was recorded, on the boot clock."""
+        rows = self._read(
+            "SELECT boot, intent_clock FROM order_posts WHERE photo_id = ? ORDER BY id DESC "
+            "LIMIT 1",
+            (photo_id,),
         )
+        return Stamp(rows[0][0], rows[0][1]) if rows else None
+
+    def recent_posts(self, within_seconds: float) -> list[PostTimes]:
+        """Order POSTs whose intent is at most ``within_seconds`` old by the wall clock, or
+        that were made on this boot within that time, refusals left out: the order window's
+        history, for a run that starts right after another."""
+        stamp = Stamp.now()
+        rows = self._read(
+            "SELECT boot, intent_clock, intent_wall, answer_clock, answer_wall FROM order_posts "
+            "WHERE (outcome IS NULL OR outcome != 'refused') "
+            "AND (intent_wall >= ? OR (boot = ? AND intent_clock >= ?))",
+            (time.time() - within_seconds, stamp.boot, stamp.seconds - within_seconds),
+        )
+        return [PostTimes(*r) for r in rows]
+
+    def reorder(self, photo_ids: Sequence[int]) -> list[PhotoRow]:
+        """Clear the charged mark: these photos are ordered again (and paid again) next run."""
+        with self.atomic() as conn:
+            rows = conn.execute(
+                "UPDATE photos SET state = 'pending', order_id = NULL, image_id = NULL, "
+                "eta = NULL, submitted_at = NULL, charged = 0, duplicate_of = NULL, "
+                "error = NULL, retryable = 0, failed_from = NULL, updated_at = ? "
+                "WHERE id IN (SELECT value FROM json_each(?)) AND state != 'submitting' "
+                f"RETURNING {_COLUMNS}",
+                (_now(), json.dumps(list(photo_ids))),
+            ).fetchall()
+            return [_row(r) for r in rows]
+
+    def set_output_paths(self, photo_id: int, output_paths: Sequence[str]) -> None:
+        """Files collect wrote for a photo that keeps its state (a duplicate's copies)."""
+        with self.atomic() as conn:
+            conn.execute(
+                "UPDATE photos SET output_paths = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(list(output_paths)), _now(), photo_id),
+            )
 
     def mark_failed(self, photo_id: int, error: str, *, retryable: bool) -> PhotoRow:
         # failed_from remembers a failure during submitting: that order may have been paid.
@@ -393,11 +502,20 @@ class SqliteLedger:
         )
 
     def mark_pending(self, photo_id: int) -> PhotoRow:
-        return self._mark(
-            photo_id,
-            "state = 'pending', order_id = NULL, error = NULL, retryable = 0, failed_from = NULL",
-            (),
-        )
+        """Upload afresh (the API forgot the upload); never for a charged photo."""
+        try:
+            return self._mark(
+                photo_id,
+                "state = 'pending', order_id = NULL, error = NULL, retryable = 0, "
+                "failed_from = NULL",
+                (),
+                only_if="AND charged = 0",
+            )
+        except _NotEligible:
+            raise LedgerError(
+                f"refusing to upload photo {photo_id} again: it was charged already "
+                f"(ledger {self.path}); `aihd reorder` orders a photo again"
+            ) from None
 
     def mark_completed(
         self, photo_id: int, result_urls: Sequence[str], output_paths: Sequence[str]
@@ -410,8 +528,9 @@ class SqliteLedger:
 
     def reset_failed(self, *, include_permanent: bool) -> int:
         # A photo that failed while submitting goes back to submitting, so the runner asks the
-        # API what became of its order instead of paying again. Broken files (no hash) are left:
-        # the next scan checks them afresh.
+        # API what became of its order instead of paying again. A charged photo (its result
+        # failed) is left to collect, which retries the result, never the order. Broken files
+        # (no hash) are left: the next scan checks them afresh.
         with self.atomic() as conn:
             cur = conn.execute(
                 "UPDATE photos SET "
@@ -419,11 +538,21 @@ class SqliteLedger:
                 "ELSE 'pending' END, "
                 "order_id = CASE WHEN failed_from = 'submitting' THEN order_id END, "
                 "error = NULL, retryable = 0, failed_from = NULL, updated_at = ? "
-                "WHERE state = 'failed' AND current = 1 AND sha256 != '' "
+                "WHERE state = 'failed' AND current = 1 AND sha256 != '' AND charged = 0 "
                 "AND (retryable = 1 OR ?)",
                 (_now(), int(include_permanent)),
             )
             return cur.rowcount
+
+
+def _answer_post(conn: sqlite3.Connection, photo_id: int, outcome: str) -> None:
+    """Record the answer to the photo's latest order POST (its window entry's time)."""
+    stamp = Stamp.now()
+    conn.execute(
+        "UPDATE order_posts SET answer_clock = ?, answer_wall = ?, outcome = ? "
+        "WHERE id = (SELECT max(id) FROM order_posts WHERE photo_id = ?) AND outcome IS NULL",
+        (stamp.seconds, time.time(), outcome, photo_id),
+    )
 
 
 def _record_found(
@@ -438,7 +567,7 @@ def _record_found(
         (paths,),
     ):
         stored[(r[1], r[9])] = r
-        if r[22]:
+        if r[23]:
             current_of[r[1]] = r[0]
     identities = [f.options.identity(f.sha256) for f in found]
     originals: dict[str, int] = {}
@@ -493,6 +622,45 @@ def _record_found(
         [_encode(r, final_current[r.path] == r.id, now) for r in inserts.values()],
     )
     return result
+
+
+def _unpaid_originals(
+    conn: sqlite3.Connection, copy_ids: Sequence[int]
+) -> list[tuple[int, int, str, bool]]:
+    """(copy id, original id, original's path, whether the original may stand) for copies
+    whose original was never charged and holds no open intent."""
+    rows = conn.execute(
+        "SELECT c.id, o.id, o.path, o.current AND o.state != 'failed' FROM photos c "
+        "JOIN photos o ON o.id = c.duplicate_of "
+        "WHERE c.id IN (SELECT value FROM json_each(?)) AND c.state = 'duplicate' "
+        f"AND o.charged = 0 AND o.state IN {_ORPHANABLE}",
+        (json.dumps(list(copy_ids)),),
+    ).fetchall()
+    return [(c, o, path, bool(stands)) for c, o, path, stands in rows]
+
+
+def _adopt(conn: sqlite3.Connection, copy_id: int, original_id: int, gone: bool, now: str) -> None:
+    """The copy takes the unpaid original's place (and its upload); the original becomes a
+    copy of it, no longer current if its file is gone."""
+    state, order_id = conn.execute(
+        "SELECT state, order_id FROM photos WHERE id = ?", (original_id,)
+    ).fetchone()
+    keeps_upload = state == "uploaded" and order_id is not None
+    conn.execute(
+        "UPDATE photos SET state = ?, order_id = ?, duplicate_of = NULL, error = NULL, "
+        "retryable = 0, failed_from = NULL, updated_at = ? WHERE id = ?",
+        ("uploaded" if keeps_upload else "pending", order_id if keeps_upload else None, now,
+         copy_id),
+    )  # fmt: skip
+    conn.execute(
+        "UPDATE photos SET state = 'duplicate', duplicate_of = ?, order_id = NULL, "
+        "current = CASE WHEN ? THEN 0 ELSE current END, updated_at = ? WHERE id = ?",
+        (copy_id, int(gone), now, original_id),
+    )
+    conn.execute(
+        "UPDATE photos SET duplicate_of = ? WHERE duplicate_of = ? AND id != ?",
+        (copy_id, original_id, copy_id),
+    )
 
 
 def _read_note(fd: int) -> dict[str, Any]:

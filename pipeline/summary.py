@@ -15,6 +15,7 @@ from pipeline.orders import RunCounters
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_BUDGET = 4
+EXIT_UNREACHABLE = 6
 EXIT_INTERRUPTED = 130
 
 _MAX_LISTED_FAILURES = 20
@@ -22,13 +23,16 @@ _MAX_LISTED_FAILURES = 20
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    outcome: str  # finished | some-failed | stopped-by-budget | interrupted
+    outcome: str  # finished | some-failed | stopped-by-budget | interrupted | api-unreachable
     exit_code: int
     photos: int
     states: dict[str, int]
-    orders_spent: int
+    orders_spent: int  # charged, as the API confirmed: answered, or found charged when settled
     orders_accepted: int
-    outcomes_unknown: int
+    orders_posted: int  # POSTs sent, a 429 or a lost answer included
+    outcomes_unknown: int  # answers lost, each settled by the order's details
+    unconfirmed: int  # failed as "outcome unknown": may have been charged; see `aihd status`
+    settling: int  # lost answers still unsettled at a stop: the next run settles them
     uploads: int
     retries: int
     rate_limited: int
@@ -46,10 +50,16 @@ class RunSummary:
             f"aihd run: {self.outcome} in {self.seconds:.1f}s",
             f"  photos: {self.photos} ({states})",
             f"  orders spent: {self.orders_spent} (answered: {self.orders_accepted}, "
-            f"outcome reconciled: {self.outcomes_unknown}); uploads: {self.uploads}",
+            f"lost answers found charged: {self.orders_spent - self.orders_accepted}); "
+            f"order posts: {self.orders_posted}; uploads: {self.uploads}",
             f"  retries: {self.retries}; rate-limited (429): {self.rate_limited}",
             f"  ledger: {self.ledger}",
         ]
+        if self.unconfirmed or self.settling:
+            lines.append(
+                f"  outcome unknown (may have been charged): {self.unconfirmed}; "
+                f"still settling at the stop: {self.settling}"
+            )
         for failure in self.failures:
             lines.append(f"  failed: {failure['path']}: {failure['error']}")
         if self.collected is not None:
@@ -62,6 +72,10 @@ class RunSummary:
             lines.append("  stopped by a budget: run the same command again to go on")
         elif self.exit_code == EXIT_INTERRUPTED:
             lines.append("  interrupted: run the same command again to go on")
+        elif self.exit_code == EXIT_UNREACHABLE:
+            lines.append(
+                "  the API could not be reached; nothing was lost: run the same command again"
+            )
         return "\n".join(lines)
 
 
@@ -73,6 +87,7 @@ def summarize(
     *,
     stop_reason: str | None,
     seconds: float,
+    settling: int = 0,
 ) -> RunSummary:
     """States over the manifest's folders as the ledger holds them now; failures of this run.
 
@@ -91,6 +106,8 @@ def summarize(
         outcome, code = "interrupted", EXIT_INTERRUPTED
     elif stop_reason == "budget":
         outcome, code = "stopped-by-budget", EXIT_BUDGET
+    elif stop_reason == "unreachable":
+        outcome, code = "api-unreachable", EXIT_UNREACHABLE
     elif failed:
         outcome, code = "some-failed", EXIT_SOME_FAILED
     else:
@@ -100,9 +117,12 @@ def summarize(
         exit_code=code,
         photos=sum(states.values()),
         states=dict(states),
-        orders_spent=counters.orders_posted,
+        orders_spent=counters.orders_spent,
         orders_accepted=counters.orders_accepted,
+        orders_posted=counters.orders_posted,
         outcomes_unknown=counters.outcomes_unknown,
+        unconfirmed=counters.unconfirmed,
+        settling=settling,
         uploads=counters.uploads,
         retries=counters.retries,
         rate_limited=counters.rate_limited,
