@@ -98,7 +98,10 @@ def summarize(
     for folder, counts in ledger.counts_by_folder().items():
         if folder in folders:
             states.update({state.value: n for state, n in counts.items() if n})
-    failed = [row for row in ledger.photos([State.FAILED]) if row.id in seen_ids]
+    # A charged photo whose result failed is collect's to report and retry, not the run's.
+    failed = [
+        row for row in ledger.photos([State.FAILED]) if row.id in seen_ids and not row.charged
+    ]
     failures = [
         {"path": row.path, "error": row.error or "unknown"} for row in failed[:_MAX_LISTED_FAILURES]
     ]
