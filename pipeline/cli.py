@@ -346,21 +346,67 @@ def _ledger_path(target: Path) -> Path:
 
 @main.command()
 @click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
+@click.option("--failed", "list_failed", is_flag=True, help="List failed photos and why.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
 @_guard
-def status(target: Path) -> None:
+def status(target: Path, list_failed: bool, as_json: bool) -> None:
     """Show photos per folder and state, orders spent, and the last run.
 
     \b
     Example:
       aihd status listings.yaml
-      aihd status listings.ledger.sqlite
+      aihd status listings.yaml --failed        # each failed photo with its reason
+      aihd status listings.ledger.sqlite --json
     """
     from pipeline.ledger import open_ledger
-    from pipeline.status import render_status
+    from pipeline.status import render_status, status_json
 
     ledger = open_ledger(_ledger_path(target))
     try:
-        click.echo(render_status(ledger))
+        click.echo(status_json(ledger) if as_json else render_status(ledger, failed=list_failed))
+    finally:
+        ledger.close()
+
+
+@main.command()
+@click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
+@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True, help="Really clear the charge: the next run pays again.")
+@_guard
+def reorder(target: Path, photos: tuple[Path, ...], yes: bool) -> None:
+    """Order photos the API already charged for AGAIN: the next run pays for each once more.
+
+    Nothing else ever orders a charged photo again (not --retry-failed, not a
+    restart). Without --yes this only shows what it would spend.
+
+    \b
+    Example:
+      aihd reorder listings.yaml listings/12-oak-st/inside/kitchen.jpg
+      aihd reorder listings.yaml listings/12-oak-st/inside/kitchen.jpg --yes
+      aihd run listings.yaml
+    """
+    from pipeline.ledger import open_ledger
+    from pipeline.reorder import plan_reorder
+
+    ledger = open_ledger(_ledger_path(target))
+    try:
+        lines, photo_ids = plan_reorder(ledger, [str(p.resolve()) for p in photos])
+        for line in lines:
+            click.echo(line)
+        if not photo_ids:
+            sys.exit(1)
+        if not yes:
+            click.echo(
+                f"this would spend {len(photo_ids)} more order(s) on the next run; "
+                "add --yes to go ahead",
+                err=True,
+            )
+            sys.exit(2)
+        reordered = ledger.reorder(photo_ids)
+        click.echo(
+            f"aihd reorder: {len(reordered)} photo(s) will be ordered, and paid for, again by "
+            "the next `aihd run`"
+        )
     finally:
         ledger.close()
 

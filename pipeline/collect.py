@@ -64,7 +64,7 @@ class CollectSummary:
 
     completed: int  # photos that became completed in this call
     waiting: int  # submitted photos whose results are not ready yet
-    failed: int  # photos whose result failed for good (recorded in the ledger)
+    failed: int  # photos whose result failed in this call (recorded in the ledger)
     downloads: int  # files written
     polls: int  # GET /v1/order calls made
     seconds: float
@@ -129,7 +129,13 @@ async def collect(
     started = time.monotonic()
     output = await asyncio.to_thread(output.resolve)
     await asyncio.to_thread(remove_leftovers, output)
-    rows = ledger.photos([State.SUBMITTED])
+    # A charged photo whose result failed (a bad download, a result that did not decode, the
+    # API's "failed") is retried as a result, every collect: it is never ordered again.
+    rows = [
+        row
+        for row in ledger.photos([State.SUBMITTED, State.FAILED])
+        if row.state is State.SUBMITTED or row.charged
+    ]
     collector = _Collector(ledger, client, output, folder_roots, backoff, len(rows), on_progress)
     schedule = _Schedule()
     now = time.monotonic()
@@ -259,7 +265,7 @@ class _Collector:
         """Poll the photo's order and place its results; False when they are not ready."""
         try:
             if row.order_id is None:
-                raise ResultRejected("submitted without an order id: cannot be collected")
+                raise ResultRejected("charged without an order id: cannot be collected")
             details = await retrying(lambda: self._poll(str(row.order_id)), self.backoff)
             if not details.generated_images:
                 if details.status.casefold() in _FAILED_STATUSES:
@@ -363,9 +369,14 @@ class _Collector:
             try:
                 directory = self._directory(row)
                 finals = self._claim(row, directory, [s.suffix.lstrip(".") for s in sources])
-                copied += await asyncio.to_thread(copy_results, sources, finals, directory)
+                written = await asyncio.to_thread(copy_results, sources, finals, directory)
             except (ResultRejected, OSError) as exc:
                 log.warning("%s: no copy of its original's results: %s", row.path, exc)
+                continue
+            copied += written
+            paths = [str(p) for p in finals]
+            if list(row.output_paths) != paths and all(map(Path.is_file, finals)):
+                self.ledger.set_output_paths(row.id, paths)  # `aihd export` shows them
         return copied
 
 

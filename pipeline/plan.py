@@ -33,6 +33,7 @@ class FolderPlan:
     done: int = 0
     duplicates: int = 0
     failed: int = 0  # failed for good: left alone unless --retry-failed
+    result_failed: int = 0  # charged, but the result failed: collect retries it, no order
     broken: list[dict[str, str]] = field(default_factory=list)
 
     @property
@@ -48,6 +49,7 @@ class Plan:
     orders: int
     window_orders: int
     window_seconds: float
+    paid: int = 0  # photos of the ledger the API charged already (as `aihd status` counts)
 
     @property
     def to_check(self) -> int:
@@ -66,6 +68,7 @@ class Plan:
                 "folders": folders,
                 "orders": self.orders,
                 "orders_at_most": self.orders + self.to_check,
+                "paid": self.paid,
                 "seconds": round(self.seconds, 1),
                 "window": {"orders": self.window_orders, "per_seconds": self.window_seconds},
             },
@@ -80,10 +83,15 @@ class Plan:
         for f in self.folders:
             lines.append(
                 f"{f.folder:<30} {f.found:>6} {f.new:>6} {f.resume:>6} {f.check:>6} "
-                f"{f.done:>6} {f.duplicates:>6} {len(f.broken):>6} {f.failed:>6}"
+                f"{f.done:>6} {f.duplicates:>6} {len(f.broken):>6} {f.failed + f.result_failed:>6}"
             )
         for f in self.folders:
             lines += [f"  broken: {b['path']}: {b['reason']}" for b in f.broken]
+        if result_failed := sum(f.result_failed for f in self.folders):
+            lines.append(
+                f"{result_failed} paid photos whose results failed (counted in 'failed'): "
+                "`aihd collect` retries their results; no order is spent on them"
+            )
         per = _duration(self.window_seconds)
         lines.append(
             f"{self.orders} orders, {_about(self.seconds)} at {self.window_orders} per {per}; "
@@ -134,6 +142,8 @@ async def make_plan(manifest: Manifest, client: ApiClient) -> Plan:
                 plan.duplicates += 1
             elif row.state is State.SUBMITTING:
                 plan.check += 1
+            elif row.charged:
+                plan.result_failed += 1
             elif row.state in _COSTS_AN_ORDER or row.retryable:
                 plan.resume += 1
             else:
@@ -144,6 +154,7 @@ async def make_plan(manifest: Manifest, client: ApiClient) -> Plan:
         sum(p.orders for p in plans),
         manifest.rate_limit.orders,
         manifest.rate_limit.per_seconds,
+        paid=sum(r.charged for r in rows),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pipeline.ledger import Ledger, State
 
 _COLUMNS = (
@@ -15,7 +17,7 @@ _COLUMNS = (
 )
 
 
-def render_status(ledger: Ledger) -> str:
+def render_status(ledger: Ledger, *, failed: bool = False) -> str:
     by_folder = ledger.counts_by_folder()
     width = max([len("folder"), *(len(f) for f in by_folder)])
     header = f"{'folder':<{width}}  " + "  ".join(f"{s.value:>10}" for s in _COLUMNS)
@@ -28,8 +30,22 @@ def render_status(ledger: Ledger) -> str:
         cells = "  ".join(f"{counts.get(s, 0):>10}" for s in _COLUMNS)
         lines.append(f"{folder:<{width}}  {cells}")
     lines.append(f"{'total':<{width}}  " + "  ".join(f"{totals[s]:>10}" for s in _COLUMNS))
-    paid = totals[State.SUBMITTED] + totals[State.COMPLETED] + totals[State.SUBMITTING]
-    lines.append(f"orders spent (submitted, completed or being checked): {paid}")
+    charged, charged_failed = ledger.charged_counts()
+    lines.append(f"orders spent (charged by the API): {charged}")
+    if totals[State.SUBMITTING]:
+        lines.append(
+            f"  and up to {totals[State.SUBMITTING]} more: orders whose answer was lost, "
+            "settled by the next run from the order's details"
+        )
+    if charged_failed:
+        lines.append(
+            f"failed after being charged: {charged_failed} (their results are retried by "
+            "`aihd collect`; `aihd reorder PATH... --yes` orders one again, at a cost)"
+        )
+    if failed:
+        lines += [f"failed: {path}: {error}" for path, error in _failures(ledger)]
+    elif totals[State.FAILED]:
+        lines.append("`aihd status --failed` lists the failed photos with their reasons")
     last = ledger.last_run()
     if last is None:
         lines.append("last run: none yet")
@@ -40,3 +56,34 @@ def render_status(ledger: Ledger) -> str:
             f"outcome {last.outcome or 'unknown'}"
         )
     return "\n".join(lines)
+
+
+def status_json(ledger: Ledger) -> str:
+    """The same facts for machines: counts per folder and state, charges, failures, last run."""
+    charged, charged_failed = ledger.charged_counts()
+    last = ledger.last_run()
+    return json.dumps(
+        {
+            "folders": {
+                folder: {state.value: n for state, n in counts.items()}
+                for folder, counts in sorted(ledger.counts_by_folder().items())
+            },
+            "states": {state.value: n for state, n in ledger.counts().items()},
+            "orders_spent": charged,
+            "failed_after_charge": charged_failed,
+            "failures": [{"path": path, "error": error} for path, error in _failures(ledger)],
+            "last_run": None
+            if last is None
+            else {
+                "command": last.command,
+                "started_at": last.started_at,
+                "ended_at": last.ended_at,
+                "outcome": last.outcome,
+            },
+        },
+        indent=2,
+    )
+
+
+def _failures(ledger: Ledger) -> list[tuple[str, str]]:
+    return [(row.path, row.error or "unknown") for row in ledger.photos([State.FAILED])]

@@ -6,9 +6,21 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline import eventloop
+from pipeline.client import ApiClient
 from pipeline.ledger import State, open_ledger
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import FAST, aihd, write_manifest
+
+
+def _upload(sandbox: Sandbox, photo: str) -> str:
+    """The order id of a real upload, as a killed run would have had it."""
+
+    async def upload() -> str:
+        async with ApiClient(sandbox.url, sandbox.api_key) as client:
+            return await client.upload(photo)
+
+    return eventloop.run(upload())
 
 
 def _plan(manifest: Path, sandbox: Sandbox) -> dict[str, object]:
@@ -84,11 +96,11 @@ def test_plan_counts_what_a_stopped_run_left_and_the_next_run_spends_it(
     manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
     stopped = aihd(["run", str(manifest), *FAST, "--max-orders", "1"], sandbox)
     assert stopped.returncode == 4, stopped.stderr
-    # One more order as a killed run leaves it: intent recorded, never sent.
+    # One more order as a killed run leaves it: uploaded, intent recorded, never sent.
     ledger = open_ledger(manifest.with_name("photos.ledger.sqlite"))
     try:
         row = next(r for r in ledger.photos() if r.state in (State.PENDING, State.UPLOADED))
-        ledger.mark_submitting(row.id, None if row.order_id else "never-sent-order")
+        ledger.mark_submitting(row.id, None if row.order_id else _upload(sandbox, row.path))
         states = [r.state for r in ledger.photos()]
     finally:
         ledger.close()

@@ -56,6 +56,8 @@ class Faults:
     lost_after_charge_rate: float = 0.0
     stall_rate: float = 0.0
     stall_seconds: float = 30.0
+    order_error_rate: float = 0.0  # 5xx on order POSTs only, answered before any charge
+    error_first: int = 0  # the first N /v1 requests after the faults are set answer 500
     seed: int | None = None
 
 
@@ -129,6 +131,7 @@ class SandboxState:
         self._lock = threading.Lock()
         self._faults = config.faults
         self._rng = random.Random(config.faults.seed)
+        self._errors_left = config.faults.error_first
         self._orders: dict[str, Order] = {}
         self._results: dict[str, Order] = {}
         self._window: collections.deque[float] = collections.deque()
@@ -149,6 +152,7 @@ class SandboxState:
         with self._lock:
             self._faults = faults
             self._rng = random.Random(faults.seed)
+            self._errors_left = faults.error_first
 
     def draw_faults(self, is_order_post: bool) -> tuple[Fault | None, bool]:
         """One draw per fault kind, in a fixed order, so a seed replays the same story."""
@@ -158,6 +162,11 @@ class SandboxState:
             error = rng.random() < faults.error_rate
             stall = rng.random() < faults.stall_rate
             lost = is_order_post and rng.random() < faults.lost_after_charge_rate
+            if is_order_post and faults.order_error_rate:
+                error = error or rng.random() < faults.order_error_rate
+            if self._errors_left > 0:
+                self._errors_left -= 1
+                error = True
         fault: Fault | None = "reset" if reset else "error" if error else "stall" if stall else None
         return fault, lost
 
