@@ -9,6 +9,7 @@ from pydantic_core import ErrorDetails
 
 DEFAULT_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.webp")
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 # Patterns match file names inside a folder; subfolders are `recursive`'s job.
@@ -83,7 +84,14 @@ class ManifestModel(_Strict):
 
     version: Literal[1] = Field(description="Manifest format version; always 1.")
     ledger: Text | None = Field(
-        default=None, description="Ledger file (default: <manifest name>.ledger.sqlite beside it)."
+        default=None,
+        description="Ledger file (default: the account's, under ~/.local/state/aihd/).",
+    )
+    account: str = Field(
+        default="default",
+        pattern=ACCOUNT_PATTERN,
+        description="Which of your AI HomeDesign accounts this is: each has its own ledger "
+        "and order window.",
     )
     output: Text = Field(default="enhanced", description="Folder `collect` writes results into.")
     concurrency: int = Field(default=4, ge=1, le=256, description="Photos in flight at once.")
@@ -170,6 +178,8 @@ def explain(error: ErrorDetails) -> str:
             "must be the name of an environment variable, like AIHD_API_KEY "
             "(letters, digits and _, not starting with a digit), never the key itself"
         )
+    if kind == "string_pattern_mismatch" and field == "account":
+        return "must be a short name of letters, digits, '.', '_' or '-', e.g. oak-realty"
     if kind == "string_pattern_mismatch":
         return (
             "a pattern matches file names, not paths: drop the folder part "

@@ -92,7 +92,31 @@ def _v2_charges_and_posts(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX order_posts_intent ON order_posts(intent_wall)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_initial, _v2_charges_and_posts]
+def _v3_account(conn: sqlite3.Connection) -> None:
+    """One ledger per account: which manifest found a photo, claims of the runs sharing the
+    ledger, the key fingerprint of each order, and the ledgers imported into this one."""
+    conn.execute("ALTER TABLE photos ADD COLUMN manifest TEXT NOT NULL DEFAULT ''")
+    conn.execute("ALTER TABLE photos ADD COLUMN claimed_by TEXT")
+    conn.execute("ALTER TABLE photos ADD COLUMN claim_until REAL")  # Unix time
+    conn.execute("ALTER TABLE order_posts ADD COLUMN key_fingerprint TEXT NOT NULL DEFAULT ''")
+    conn.execute("CREATE INDEX order_posts_boot ON order_posts(boot, intent_clock)")
+    conn.execute("CREATE INDEX photos_claims ON photos(claimed_by) WHERE claimed_by IS NOT NULL")
+    conn.execute(
+        """
+        CREATE TABLE imports (
+            path        TEXT PRIMARY KEY,            -- the ledger file imported, resolved
+            imported_at TEXT    NOT NULL,
+            photos      INTEGER NOT NULL
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1_initial,
+    _v2_charges_and_posts,
+    _v3_account,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -9,7 +9,10 @@ forward, it would make a fresh intent look settled and let its order be posted a
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,3 +51,25 @@ class Stamp:
         if not self.boot or self.boot != boot_id():
             return None
         return max(0.0, boot_seconds() - self.seconds)
+
+
+def new_owner() -> str:
+    """A run's name in the ledger's claims: host, boot, pid and a random part."""
+    return f"{socket.gethostname()}|{boot_id()}|{os.getpid()}|{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str) -> bool:
+    """False only when the owner is a process of this host and boot that no longer exists;
+    a run elsewhere is trusted until its lease lapses."""
+    parts = owner.split("|")
+    if len(parts) != 4 or parts[0] != socket.gethostname() or parts[1] != boot_id():
+        return True
+    if not parts[1]:
+        return True  # no boot id: a pid could belong to another boot
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True

@@ -19,7 +19,7 @@ import click
 from pipeline import __version__, eventloop
 from pipeline.errors import PipelineError, UsageError
 from pipeline.logs import setup_logging
-from pipeline.manifest import load_manifest, manifest_json_schema
+from pipeline.manifest import Manifest, load_manifest, manifest_json_schema
 from pipeline.runner import StopSwitch
 from pipeline.session import ApiSettings, parse_duration
 
@@ -150,7 +150,7 @@ def run(
     setup_logging(log_file, verbose=not bar, secret=settings.api_key)
     request = RunRequest(
         manifest=loaded,
-        ledger_path=ledger or loaded.ledger,
+        ledger_path=_chosen_ledger(loaded, ledger, sandbox=sandbox),
         concurrency=concurrency or loaded.concurrency,
         max_orders=max_orders,
         max_duration=parse_duration(max_duration) if max_duration else None,
@@ -185,7 +185,9 @@ def plan(manifest: Path, sandbox: bool, as_json: bool) -> None:
 
     loaded = load_manifest(manifest)
     settings = ApiSettings.from_env(loaded.api_key_env, sandbox=sandbox)
-    planned = eventloop.run(plan_manifest(loaded, settings))
+    planned = eventloop.run(
+        plan_manifest(loaded, settings, _chosen_ledger(loaded, None, sandbox=sandbox))
+    )
     click.echo(planned.to_json() if as_json else planned.render())
 
 
@@ -230,7 +232,7 @@ def collect_command(
     if target.suffix.lower() in (".yaml", ".yml"):
         manifest = load_manifest(target)
         settings = ApiSettings.from_env(manifest.api_key_env)
-        request = CollectRequest.for_manifest(manifest, **common)
+        request = CollectRequest.for_manifest(manifest, ledger_path=_ledger_path(target), **common)
     else:
         ledger_path = _ledger_path(target)
         settings = ApiSettings.from_env()
@@ -337,9 +339,28 @@ def _require_ledger(path: Path) -> None:
         raise UsageError(f"{path}: no ledger here yet; `aihd run` creates it")
 
 
+def _chosen_ledger(manifest: Manifest, option: Path | None, *, sandbox: bool = False) -> Path:
+    """--ledger, AIHD_LEDGER, the manifest's ledger:, or the account's (pipeline/accounts)."""
+    from pipeline.accounts import base_url_from_env, chosen_ledger
+
+    return chosen_ledger(
+        option, manifest.ledger, base_url_from_env(), manifest.account, sandbox=sandbox
+    )
+
+
+def _scope(target: Path) -> list[str] | None:
+    """A manifest's folders (its photos, of an account ledger that holds others'), or None."""
+    if target.suffix.lower() not in (".yaml", ".yml"):
+        return None
+    return [str(folder.path) for folder in load_manifest(target).folders]
+
+
 def _ledger_path(target: Path) -> Path:
     """A manifest (its ledger) or a ledger file; the ledger must already exist."""
-    path = load_manifest(target).ledger if target.suffix.lower() in (".yaml", ".yml") else target
+    if target.suffix.lower() in (".yaml", ".yml"):
+        path = _chosen_ledger(load_manifest(target), None)
+    else:
+        path = target
     _require_ledger(path)
     return path
 
@@ -348,8 +369,9 @@ def _ledger_path(target: Path) -> Path:
 @click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
 @click.option("--failed", "list_failed", is_flag=True, help="List failed photos and why.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
+@click.option("--all", "everything", is_flag=True, help="Every photo of the ledger.")
 @_guard
-def status(target: Path, list_failed: bool, as_json: bool) -> None:
+def status(target: Path, list_failed: bool, as_json: bool, everything: bool) -> None:
     """Show photos per folder and state, orders spent, and the last run.
 
     \b
@@ -361,9 +383,13 @@ def status(target: Path, list_failed: bool, as_json: bool) -> None:
     from pipeline.ledger import open_ledger
     from pipeline.status import render_status, status_json
 
+    scope = None if everything else _scope(target)
     ledger = open_ledger(_ledger_path(target))
     try:
-        click.echo(status_json(ledger) if as_json else render_status(ledger, failed=list_failed))
+        if as_json:
+            click.echo(status_json(ledger, scope))
+        else:
+            click.echo(render_status(ledger, failed=list_failed, scope=scope))
     finally:
         ledger.close()
 
@@ -417,8 +443,9 @@ def reorder(target: Path, photos: tuple[Path, ...], yes: bool) -> None:
     "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
 )
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="File (default: stdout).")
+@click.option("--all", "everything", is_flag=True, help="Every photo of the ledger.")
 @_guard
-def export(target: Path, fmt: str, output: Path | None) -> None:
+def export(target: Path, fmt: str, output: Path | None, everything: bool) -> None:
     """Write one row per photo (path, state, order_id, image_id, eta, error, ...).
 
     \b
@@ -429,19 +456,82 @@ def export(target: Path, fmt: str, output: Path | None) -> None:
     from pipeline.export import export_rows
     from pipeline.ledger import open_ledger
 
+    scope = None if everything else _scope(target)
     ledger = open_ledger(_ledger_path(target))
     try:
         if output is None:
-            count = export_rows(ledger, fmt, sys.stdout)  # type: ignore[arg-type]
+            count = export_rows(ledger, fmt, sys.stdout, scope)  # type: ignore[arg-type]
         else:
             try:
                 with output.open("w", encoding="utf-8", newline="") as out:
-                    count = export_rows(ledger, fmt, out)  # type: ignore[arg-type]
+                    count = export_rows(ledger, fmt, out, scope)  # type: ignore[arg-type]
             except OSError as exc:
                 raise UsageError(f"-o {output}: cannot write: {exc.strerror}") from exc
         click.echo(f"aihd export: {count} photos", err=True)
     finally:
         ledger.close()
+
+
+@main.group()
+def ledger() -> None:
+    """Find, and import into, the account's ledger (where every order is recorded).
+
+    \b
+    Example:
+      aihd ledger path listings.yaml
+      aihd ledger import listings.ledger.sqlite --manifest listings.yaml
+    """
+
+
+def _target_ledger(manifest: Path | None, into: Path | None) -> Path:
+    from pipeline.accounts import base_url_from_env, chosen_ledger
+
+    if manifest is not None:
+        return _chosen_ledger(load_manifest(manifest), into)
+    return chosen_ledger(into, None, base_url_from_env(), "default")
+
+
+@ledger.command(name="path")
+@click.argument("manifest", required=False, type=click.Path(path_type=Path))
+@_guard
+def ledger_path(manifest: Path | None) -> None:
+    """Print the ledger a manifest (or the default account) uses.
+
+    \b
+    Example:
+      aihd ledger path listings.yaml
+      sqlite3 "$(aihd ledger path listings.yaml)" 'select state, count(*) from photos group by 1'
+    """
+    click.echo(_target_ledger(manifest, None))
+
+
+@ledger.command(name="import")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--manifest", type=click.Path(path_type=Path), help="Into this manifest's ledger.")
+@click.option("--into", type=click.Path(path_type=Path), help="Into this ledger file.")
+@_guard
+def ledger_import(source: Path, manifest: Path | None, into: Path | None) -> None:
+    """Copy an older ledger (e.g. a per-manifest one) into the account's ledger, once.
+
+    Nothing is lost: every photo, order and run is copied; a photo charged in either
+    ledger is never ordered again.
+
+    \b
+    Example:
+      aihd ledger import listings.ledger.sqlite --manifest listings.yaml
+    """
+    from pipeline.ledger import open_ledger
+
+    target = _target_ledger(manifest, into)
+    opened = open_ledger(target)
+    try:
+        imported = opened.import_ledger(source)
+    finally:
+        opened.close()
+    if imported is None:
+        click.echo(f"aihd ledger import: {source} was imported into {target} before; nothing done")
+    else:
+        click.echo(f"aihd ledger import: {imported} photos from {source} into {target}")
 
 
 @main.command()

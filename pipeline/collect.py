@@ -131,9 +131,11 @@ async def collect(
     await asyncio.to_thread(remove_leftovers, output)
     # A charged photo whose result failed (a bad download, a result that did not decode, the
     # API's "failed") is retried as a result, every collect: it is never ordered again.
+    # A manifest's collect takes the photos in its folders; a ledger's, all of them.
+    scope = None if folder_roots is None else [str(root) for root in folder_roots.values()]
     rows = [
         row
-        for row in ledger.photos([State.SUBMITTED, State.FAILED])
+        for row in ledger.photos([State.SUBMITTED, State.FAILED], scope=scope)
         if row.state is State.SUBMITTED or row.charged
     ]
     collector = _Collector(ledger, client, output, folder_roots, backoff, len(rows), on_progress)
@@ -334,12 +336,21 @@ class _Collector:
     def _directory(self, row: PhotoRow) -> Path:
         """output/<folder>/<subfolders below the folder root>, all names from the ledger."""
         photo = Path(row.path)
-        root = (self.folder_roots or {}).get(row.folder) or derived_root(photo, row.folder)
+        # The manifest's folder that holds the photo, whichever manifest found it first.
+        holders = [
+            (name, root)
+            for name, root in (self.folder_roots or {}).items()
+            if photo.is_relative_to(root)
+        ]
+        if holders:
+            folder, root = max(holders, key=lambda held: len(held[1].parts))
+        else:
+            folder, root = row.folder, derived_root(photo, row.folder)
         try:
             below = safe_parts(str(photo.parent.relative_to(root)))
         except ValueError:
             below = ()
-        directory = self.output.joinpath(*safe_parts(row.folder), *below)
+        directory = self.output.joinpath(*safe_parts(folder), *below)
         ensure_inside(directory, self.output)
         return directory
 
@@ -361,7 +372,8 @@ class _Collector:
     async def copy_duplicates(self) -> int:
         """Give each duplicate of a completed photo its own copy of the results."""
         copied = 0
-        for row in self.ledger.photos([State.DUPLICATE]):
+        scope = None if self.folder_roots is None else [str(r) for r in self.folder_roots.values()]
+        for row in self.ledger.photos([State.DUPLICATE], scope=scope):
             original = self.ledger.get(row.duplicate_of) if row.duplicate_of else None
             if original is None or original.state is not State.COMPLETED:
                 continue

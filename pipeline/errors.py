@@ -6,7 +6,8 @@ at one boundary each, with ``raise ... from exc``.
     ├── ManifestError             bad manifest: file, line, key (exit 2)
     ├── CatalogError              a space or enhancement the live catalog does not know (exit 2)
     ├── LedgerError               the ledger file cannot be used
-    │   └── LedgerBusy            another run holds the ledger (exit 5)
+    │   ├── LedgerBusy            another run holds the ledger (exit 5)
+    │   └── SubmitRefused         the ledger refuses an intent: charged, or another run's
     ├── PhotoError                a photo that cannot be sent: path and reason
     │   └── PhotoChanged          its bytes changed between the scan and the upload
     ├── ApiUnreachable            the API could not be reached after retries (exit 6)
@@ -75,6 +76,11 @@ class LedgerBusy(LedgerError):
     """Another run holds this ledger."""
 
     exit_code = 5
+
+
+class SubmitRefused(LedgerError):
+    """The ledger refuses an order intent: the photo is charged, not uploaded, or claimed by
+    another run of the account. Nothing is sent."""
 
 
 class PhotoError(PipelineError):

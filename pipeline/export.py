@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from typing import Literal, TextIO
 
 from pipeline.ledger import Ledger, PhotoRow
@@ -32,7 +33,12 @@ COLUMNS = (
 )
 
 
-def export_rows(ledger: Ledger, fmt: Literal["csv", "jsonl"], out: TextIO) -> int:
+def export_rows(
+    ledger: Ledger,
+    fmt: Literal["csv", "jsonl"],
+    out: TextIO,
+    scope: Sequence[str] | None = None,
+) -> int:
     """Write every current photo to ``out`` as CSV (with a header) or JSON lines; return rows."""
     original_paths: dict[int, str] = {}  # only originals of duplicates: few, and often repeated
 
@@ -47,7 +53,7 @@ def export_rows(ledger: Ledger, fmt: Literal["csv", "jsonl"], out: TextIO) -> in
     if writer is not None:
         writer.writerow(COLUMNS)
     written = 0
-    for row in ledger.photos():
+    for row in ledger.photos(scope=scope):
         record = _record(row, original_path(row.duplicate_of))
         if writer is not None:
             writer.writerow(_csv_cell(record[c]) for c in COLUMNS)

@@ -31,6 +31,8 @@ __all__ = [
     "PostTimes",
     "RunRecord",
     "State",
+    "WindowFull",
+    "WindowRule",
     "open_ledger",
 ]
 
@@ -79,6 +81,25 @@ class FoundPhoto:
     mtime_ns: int
     sha256: str
     options: PhotoOptions
+    manifest: str = ""  # the manifest whose folder found it
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRule:
+    """The account's order window, as the ledger enforces it across runs and processes."""
+
+    orders: int
+    per_seconds: float
+    answer_within: float  # an order POST unanswered this long after its intent counts as
+    # answered then (its run was killed): a bound on the request, not a guess
+
+
+class WindowFull(Exception):
+    """The account's window has no room now: try again after ``wait_seconds``."""
+
+    def __init__(self, wait_seconds: float) -> None:
+        self.wait_seconds = wait_seconds
+        super().__init__(f"the account's order window is full for {wait_seconds:.1f} s")
 
 
 class PhotoRow(NamedTuple):
@@ -150,6 +171,8 @@ class Ledger(Protocol):
     """The narrow interface the runner uses; a PostgreSQL ledger can implement it later."""
 
     path: str
+    owner: str | None  # the run whose claims this handle takes; None: no claims
+    lease_seconds: float
 
     def close(self) -> None: ...
     def grouped(self) -> AbstractContextManager[None]: ...
@@ -162,16 +185,32 @@ class Ledger(Protocol):
     def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]: ...
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]: ...
     def record_broken(
-        self, path: str, folder: str, size: int, mtime_ns: int, reason: str
+        self, path: str, folder: str, size: int, mtime_ns: int, reason: str, manifest: str = ""
     ) -> PhotoRow: ...
     def photos(
-        self, states: Iterable[State] | None = None, *, current_only: bool = True
+        self,
+        states: Iterable[State] | None = None,
+        *,
+        current_only: bool = True,
+        scope: Sequence[str] | None = None,
     ) -> list[PhotoRow]: ...
     def get(self, photo_id: int) -> PhotoRow: ...
     def unpaid_originals(self, copy_ids: Sequence[int]) -> list[tuple[int, int, str, bool]]: ...
     def adopt_orphans(self, copy_ids: Sequence[int], missing: Set[str]) -> list[PhotoRow]: ...
     def mark_uploaded(self, photo_id: int, order_id: str, *, refused: bool = False) -> PhotoRow: ...
-    def mark_submitting(self, photo_id: int, order_id: str | None = None) -> PhotoRow: ...
+    def mark_submitting(
+        self,
+        photo_id: int,
+        order_id: str | None = None,
+        *,
+        window: WindowRule | None = None,
+        key_fingerprint: str = "",
+    ) -> PhotoRow: ...
+    def window_wait(self, rule: WindowRule) -> float: ...
+    def claim(self, photo_id: int) -> bool: ...
+    def renew_claims(self) -> None: ...
+    def release_claims(self) -> None: ...
+    def import_ledger(self, source: Path) -> int | None: ...
     def mark_submitted(
         self, photo_id: int, image_id: str | None, eta: int | None, *, answered: bool = False
     ) -> PhotoRow: ...
@@ -186,9 +225,11 @@ class Ledger(Protocol):
         self, photo_id: int, result_urls: Sequence[str], output_paths: Sequence[str]
     ) -> PhotoRow: ...
     def reset_failed(self, *, include_permanent: bool) -> int: ...
-    def counts(self) -> dict[State, int]: ...
-    def counts_by_folder(self) -> dict[str, dict[State, int]]: ...
-    def charged_counts(self) -> tuple[int, int]: ...
+    def counts(self, scope: Sequence[str] | None = None) -> dict[State, int]: ...
+    def counts_by_folder(
+        self, scope: Sequence[str] | None = None
+    ) -> dict[str, dict[State, int]]: ...
+    def charged_counts(self, scope: Sequence[str] | None = None) -> tuple[int, int]: ...
 
 
 def open_ledger(path: Path) -> SqliteLedger:

@@ -80,13 +80,19 @@ class Manifest:
 
     path: Path
     version: int
-    ledger: Path
+    ledger: Path | None  # None: the account's ledger (pipeline/accounts.py)
     output: Path
     concurrency: int
     rate_limit: RateLimit
     retry: RetryPolicy
     api_key_env: str
     folders: tuple[FolderSpec, ...]
+    account: str = "default"
+
+    @property
+    def legacy_ledger(self) -> Path:
+        """Where aihd before the account ledger kept this manifest's ledger (imported once)."""
+        return self.path.with_name(f"{self.path.stem}.ledger.sqlite")
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -194,8 +200,8 @@ def _first_error(exc: ValidationError, lines: LineMap, path: Path) -> ManifestEr
 def _build(model: ManifestModel, path: Path, lines: LineMap) -> Manifest:
     """Turn a validated model into records with absolute paths, checking them on disk."""
     base = path.resolve().parent
-    ledger = _absolute(model.ledger or f"{path.stem}.ledger.sqlite", base)
-    if ledger.is_dir():
+    ledger = None if model.ledger is None else _absolute(model.ledger, base)
+    if ledger is not None and ledger.is_dir():
         raise ManifestError(
             f"{ledger} is a folder: name a file for the ledger (e.g. ledger.sqlite)",
             path=path,
@@ -233,6 +239,7 @@ def _build(model: ManifestModel, path: Path, lines: LineMap) -> Manifest:
         retry=RetryPolicy(model.retry.attempts, float(model.retry.max_backoff)),
         api_key_env=model.api_key_env,
         folders=folders,
+        account=model.account,
     )
 
 

@@ -35,7 +35,7 @@ from pipeline.errors import (
     TransientError,
 )
 from pipeline.groupcommit import GroupCommit
-from pipeline.ledger import Ledger, PhotoRow, State
+from pipeline.ledger import Ledger, PhotoRow, State, WindowFull, WindowRule
 from pipeline.limiter import OrderWindow
 from pipeline.retry import Backoff, retrying
 
@@ -130,6 +130,8 @@ class OrderFlow:
         options_for: Callable[[PhotoRow], ResolvedOptions | None],
         max_orders: int | None = None,
         settle_seconds: float = 120.0,
+        account_window: WindowRule | None = None,
+        key_fingerprint: str = "",
     ) -> None:
         self._client = client
         self._ledger = ledger
@@ -147,6 +149,9 @@ class OrderFlow:
         self._settling: dict[asyncio.Task[None], float] = {}  # settler -> when it asks
         self._uploaded_here: set[int] = set()
         self._posts: Counter[int] = Counter()  # order POSTs per photo in this run
+        # The account's window as the ledger counts it, across every run sharing the ledger.
+        self._account_window = account_window
+        self._key_fingerprint = key_fingerprint
 
     async def process(self, row: PhotoRow) -> bool:
         """Take the photo as far as this worker can; False when a settler now holds it."""
@@ -197,6 +202,11 @@ class OrderFlow:
                 )
                 if lost:
                     return row
+                continue
+            except WindowFull as full:
+                # Another run of the account took the slot first: nothing was sent.
+                row = self._ledger.get(row.id)
+                await asyncio.sleep(full.wait_seconds)
                 continue
             except (RateLimited, TransientError, RequestRejected) as exc:
                 failure: ApiError = exc
@@ -287,6 +297,12 @@ class OrderFlow:
         """POST the order in its slot; ``queued``: wait_for_upload_turn counted this photo."""
         order_id = fresh_order_id or row.order_id
         assert order_id is not None
+        if self._account_window is not None:
+            # Other runs of the account may fill its window: wait for room before taking one
+            # of our own slots (the intent's transaction below is the check that counts).
+            # Other processes free the window: there is no event of theirs to wait on.
+            while (wait := self._ledger.window_wait(self._account_window)) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(wait)
         async with self._window.slot(queued=queued):
             self._counters.orders_posted += 1
             self._posts[row.id] += 1
@@ -303,10 +319,20 @@ class OrderFlow:
     ) -> tuple[PhotoRow, bool]:
         """Record the intent, send one order, record its answer; True when it was lost."""
         try:
-            # Intent before spending: this commit is on disk before the POST leaves.
-            row = await self._writes.call(self._ledger.mark_submitting, row.id, fresh_order_id)
-        except Exception:
+            # Intent before spending: this commit is on disk before the POST leaves, and it
+            # takes the slot in the account's window in the same transaction.
+            row = await self._writes.call(
+                self._ledger.mark_submitting,
+                row.id,
+                fresh_order_id,
+                window=self._account_window,
+                key_fingerprint=self._key_fingerprint,
+            )
+        except Exception as exc:
             self._counters.orders_posted -= 1  # not written (refused): nothing was sent
+            self._posts[row.id] -= 1
+            if isinstance(exc, WindowFull) and fresh_order_id is not None:
+                await self._writes.call(self._ledger.mark_uploaded, row.id, fresh_order_id)
             raise
         try:
             done = await self._client.submit(order_id, options.space.name, options.selected_widgets)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from pipeline.catalog import Catalog
 from pipeline.client import ApiClient
@@ -105,13 +107,13 @@ class Plan:
         return "\n".join(lines)
 
 
-async def make_plan(manifest: Manifest, client: ApiClient) -> Plan:
+async def make_plan(manifest: Manifest, client: ApiClient, ledger_path: Path) -> Plan:
     """Sort every photo as the runner would, reading the ledger (if any) and never writing."""
     folders = resolve_folders(manifest, await Catalog.fetch(client))
     rows: list[PhotoRow] = []
     cached: dict[str, tuple[int, int, str]] = {}
-    if manifest.ledger.is_file():
-        ledger = open_ledger(manifest.ledger)
+    if await asyncio.to_thread(ledger_path.is_file):
+        ledger = open_ledger(ledger_path)
         try:
             rows = ledger.photos(current_only=False)
             cached = ledger.cached_hashes()
@@ -154,8 +156,12 @@ async def make_plan(manifest: Manifest, client: ApiClient) -> Plan:
         sum(p.orders for p in plans),
         manifest.rate_limit.orders,
         manifest.rate_limit.per_seconds,
-        paid=sum(r.charged for r in rows),
+        paid=sum(r.charged for r in rows if _inside(r.path, manifest)),
     )
+
+
+def _inside(path: str, manifest: Manifest) -> bool:
+    return any(path.startswith(f"{folder.path}{os.sep}") for folder in manifest.folders)
 
 
 def _duration(seconds: float) -> str:

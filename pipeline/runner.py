@@ -27,10 +27,19 @@ from pipeline.errors import (
     ConnectFailed,
     PhotoChanged,
     PhotoError,
+    SubmitRefused,
     TransientError,
 )
 from pipeline.groupcommit import GroupCommit
-from pipeline.ledger import FoundPhoto, KnownFile, Ledger, PhotoOptions, PhotoRow, State
+from pipeline.ledger import (
+    FoundPhoto,
+    KnownFile,
+    Ledger,
+    PhotoOptions,
+    PhotoRow,
+    State,
+    WindowRule,
+)
 from pipeline.limiter import OrderWindow
 from pipeline.manifest import FolderSpec, Manifest
 from pipeline.orders import Dispatch, OrderBudgetSpent, OrderFlow, RunCounters
@@ -53,6 +62,7 @@ class RunLimits:
     retry_failed: bool = False
     settle_seconds: float = 120.0
     drain_seconds: float = 60.0  # at a stop, how long order POSTs already sent may finish
+    key_fingerprint: str = ""  # recorded with each order: which key sent it (never the key)
 
 
 @dataclass(slots=True)
@@ -103,6 +113,8 @@ class Runner:
         self._scan_done = False
         self._idle = asyncio.Event()
         self._folders: dict[str, tuple[FolderSpec, ResolvedOptions]] = {}
+        self._manifest_path = str(manifest.path)
+        self._held_elsewhere = 0
         self.backoff = Backoff(
             attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff
         )
@@ -117,6 +129,13 @@ class Runner:
             options_for=self._options_for,
             max_orders=limits.max_orders,
             settle_seconds=limits.settle_seconds,
+            account_window=WindowRule(
+                manifest.rate_limit.orders,
+                manifest.rate_limit.per_seconds,
+                # The longest an order POST may wait for its answer, with room to spare.
+                answer_within=2 * limits.drain_seconds + 5,
+            ),
+            key_fingerprint=limits.key_fingerprint,
         )
         progress.settling = self._flow
 
@@ -175,12 +194,13 @@ class Runner:
                 raise worker.exception()  # type: ignore[misc]
         return summarize(
             self.ledger,
-            {folder.name for folder in self.manifest.folders},
+            [str(folder.path) for folder in self.manifest.folders],
             self._seen_ids,
             self.counters,
             stop_reason=self.stop.reason,
             seconds=time.monotonic() - started,
             settling=settling,
+            held_by_other_runs=self._held_elsewhere,
         )
 
     # -- scanning -----------------------------------------------------------------------------
@@ -237,14 +257,28 @@ class Runner:
             if photo.sha256 is None:
                 reason = photo.broken or "unreadable"
                 row = await self.writes.call(
-                    self.ledger.record_broken, st.path, folder.name, st.size, st.mtime_ns, reason
+                    self.ledger.record_broken,
+                    st.path,
+                    folder.name,
+                    st.size,
+                    st.mtime_ns,
+                    reason,
+                    self._manifest_path,
                 )
                 self._seen_ids.add(row.id)
                 broken += 1
                 log.warning("%s: %s", st.path, reason)
                 continue
             found.append(
-                FoundPhoto(st.path, folder.name, st.size, st.mtime_ns, photo.sha256, options)
+                FoundPhoto(
+                    st.path,
+                    folder.name,
+                    st.size,
+                    st.mtime_ns,
+                    photo.sha256,
+                    options,
+                    self._manifest_path,
+                )
             )
         rows = await self.writes.call(self.ledger.record_found, found) if found else []
         states = [(row.id, row.state) for row in rows] + [(i, State.DUPLICATE) for i in copies]
@@ -301,8 +335,15 @@ class Runner:
 
     async def _worker(self) -> None:
         while (photo_id := await self._queue.get()) is not None:
-            row = self.ledger.get(photo_id)
             settled = True
+            if not await self.writes.call(self.ledger.claim, photo_id):
+                self._held_elsewhere += 1  # another run of the account is on it
+                self._close(photo_id)
+                continue
+            row = self.ledger.get(photo_id)  # as it stands now that it is ours
+            if row.state not in _OPEN_STATES:
+                self._close(photo_id)  # done by another run meanwhile
+                continue
             try:
                 settled = await self._flow.process(row)
             except OrderBudgetSpent:
@@ -318,6 +359,8 @@ class Runner:
             except ApiError as exc:
                 # Retries are spent on a transient failure: keep the photo for the next run.
                 await self.writes.call(self.ledger.mark_failed, row.id, str(exc), retryable=True)
+            except SubmitRefused as exc:
+                log.warning("%s", exc)  # another run of the account has it: nothing was sent
             except PhotoChanged as exc:
                 log.warning("%s: scanned again", exc)
                 await self._rescan(row)
@@ -339,10 +382,14 @@ class Runner:
         self.stop.set("budget")
 
     async def _tick(self) -> None:
-        """Keep the bar's "next slot" fresh, and log now and then, even while nothing settles."""
+        """Keep the bar's "next slot" fresh, log now and then, and renew this run's claims."""
+        renewed = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
             self.progress.tick()
+            if time.monotonic() - renewed > self.ledger.lease_seconds / 3:
+                renewed = time.monotonic()
+                await self.writes.call(self.ledger.renew_claims)
 
     def _options_for(self, row: PhotoRow) -> ResolvedOptions | None:
         return self._options.get((row.service, row.space, row.enhancements))

@@ -24,6 +24,8 @@ from tqdm import tqdm
 from yarl import URL
 
 from pipeline import api
+from pipeline.accounts import account_ledger, key_fingerprint
+from pipeline.bootclock import new_owner
 from pipeline.catalog import Catalog
 from pipeline.client import ApiClient, Space, Timeouts, Widget
 from pipeline.errors import ApiUnreachable, AuthRefused, UsageError
@@ -110,9 +112,9 @@ class CollectRequest:
     command: str
 
     @classmethod
-    def for_manifest(cls, manifest: Manifest, **kw: Any) -> CollectRequest:
+    def for_manifest(cls, manifest: Manifest, *, ledger_path: Path, **kw: Any) -> CollectRequest:
         return cls(
-            ledger_path=kw.pop("ledger_path", manifest.ledger),
+            ledger_path=ledger_path,
             output=manifest.output,
             folder_roots={f.name: f.path for f in manifest.folders},
             concurrency=kw.pop("concurrency", manifest.concurrency),
@@ -139,9 +141,9 @@ async def api_client(settings: ApiSettings, timeouts: Timeouts) -> AsyncIterator
         yield client
 
 
-async def plan_manifest(manifest: Manifest, settings: ApiSettings) -> Plan:
+async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: Path) -> Plan:
     async with api_client(settings, Timeouts()) as client:
-        return await make_plan(manifest, client)
+        return await make_plan(manifest, client, ledger_path)
 
 
 async def fetch_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
@@ -150,13 +152,15 @@ async def fetch_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]
 
 
 async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwitch) -> RunSummary:
-    """Lock the ledger, run the manifest, record the run, and release everything."""
+    """Run the manifest on its ledger beside any other run of the account, record the run,
+    and release its claims, whatever happens."""
     started = time.monotonic()
     manifest = request.manifest
     ledger = open_ledger(request.ledger_path)
     try:
-        holder = f"pid {os.getpid()} on {socket.gethostname()}: `{request.command}`"
-        ledger.acquire_run_lock(holder)
+        _import_legacy_ledger(ledger, request, settings)
+        # No lock: runs sharing the ledger claim photos one by one (see SqliteLedger.claim).
+        ledger.owner = new_owner()
         run_id = ledger.start_run(request.command)
         counters = RunCounters()
         window = OrderWindow(manifest.rate_limit.orders, manifest.rate_limit.per_seconds)
@@ -170,6 +174,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             retry_failed=request.retry_failed,
             settle_seconds=request.settle_seconds,
             drain_seconds=request.request_timeout,
+            key_fingerprint=key_fingerprint(settings.api_key),
         )
         timeouts = Timeouts(read=request.request_timeout)
         outcome = "crashed"
@@ -229,9 +234,27 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         finally:
             if outcome in ("crashed", "key-refused", "api-unreachable"):
                 ledger.finish_run(run_id, outcome, reason)
-            ledger.release_run_lock()
+            ledger.release_claims()
     finally:
         ledger.close()
+
+
+def _import_legacy_ledger(ledger: Ledger, request: RunRequest, settings: ApiSettings) -> None:
+    """On first use of the account's ledger, take in the manifest's own older ledger."""
+    manifest = request.manifest
+    default = account_ledger(settings.base_url, manifest.account, sandbox=settings.sandbox)
+    legacy = manifest.legacy_ledger
+    if request.ledger_path != default or not legacy.is_file():
+        return
+    imported = ledger.import_ledger(legacy)
+    if imported is not None:
+        log.warning(
+            "imported %d photos of %s into the account's ledger %s; the old file is left as "
+            "it was and is no longer used",
+            imported,
+            legacy,
+            request.ledger_path,
+        )
 
 
 async def collect_results(

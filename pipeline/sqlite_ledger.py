@@ -21,9 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from pipeline._migrations import migrate
-from pipeline.bootclock import Stamp
-from pipeline.errors import LedgerBusy, LedgerError
-from pipeline.ledger import FoundPhoto, KnownFile, PhotoRow, PostTimes, RunRecord, State
+from pipeline.bootclock import Stamp, owner_alive
+from pipeline.errors import LedgerBusy, LedgerError, SubmitRefused
+from pipeline.ledger import (
+    FoundPhoto,
+    KnownFile,
+    PhotoRow,
+    PostTimes,
+    RunRecord,
+    State,
+    WindowFull,
+    WindowRule,
+)
+from pipeline.sqlite_import import import_rows
 
 __all__ = ["SqliteLedger"]
 
@@ -38,8 +48,8 @@ _COLUMNS = (
     "retryable, duplicate_of, updated_at, charged"
 )
 _INSERT = (
-    f"INSERT INTO photos ({_COLUMNS}, current, created_at) "
-    f"VALUES ({', '.join('?' * (_COLUMNS.count(',') + 3))})"
+    f"INSERT INTO photos ({_COLUMNS}, current, created_at, manifest) "
+    f"VALUES ({', '.join('?' * (_COLUMNS.count(',') + 4))})"
 )
 _BUSY_TIMEOUT_MS = 5000
 # An original in these states was never charged and holds no open intent: a copy may take its
@@ -81,13 +91,15 @@ def _row(r: Sequence[Any]) -> PhotoRow:
     )  # fmt: skip
 
 
-def _encode(row: PhotoRow, current: bool, created_at: str) -> tuple[object, ...]:
+def _encode(
+    row: PhotoRow, current: bool, created_at: str, manifest: str = ""
+) -> tuple[object, ...]:
     return (
         row.id, row.path, row.folder, row.sha256, row.size, row.mtime_ns, row.service, row.space,
         _titles_json(row.enhancements), row.identity, row.state.value, row.order_id,
         row.image_id, row.eta, row.submitted_at, _strings_json(row.result_urls),
         _strings_json(row.output_paths), row.attempts, row.error, int(row.retryable),
-        row.duplicate_of, row.updated_at, int(row.charged), int(current), created_at,
+        row.duplicate_of, row.updated_at, int(row.charged), int(current), created_at, manifest,
     )  # fmt: skip
 
 
@@ -109,6 +121,8 @@ class SqliteLedger:
     def __init__(self, path: Path) -> None:
         self.path = str(path)
         self._lock_fd: int | None = None
+        self.owner: str | None = None  # the run whose claims this handle takes (see claim)
+        self.lease_seconds = 60.0
         self._mutex = threading.RLock()  # one transaction at a time if threads share the handle
         self._depth = 0
         if path.is_dir():
@@ -296,7 +310,7 @@ class SqliteLedger:
         return adopted
 
     def record_broken(
-        self, path: str, folder: str, size: int, mtime_ns: int, reason: str
+        self, path: str, folder: str, size: int, mtime_ns: int, reason: str, manifest: str = ""
     ) -> PhotoRow:
         # Broken files are not hashed: size and mtime stand in for content in the identity.
         identity = f"broken:{size}:{mtime_ns}"
@@ -317,17 +331,26 @@ class SqliteLedger:
                     next_id, path, folder, "", size, mtime_ns, "", "", (), identity, State.FAILED,
                     None, None, None, None, (), (), 0, reason, False, None, now, False,
                 )  # fmt: skip
-                conn.execute(_INSERT, _encode(row, True, now))
+                conn.execute(_INSERT, _encode(row, True, now, manifest))
             return self._one(conn, "path = ? AND identity = ?", (path, identity))
 
     # -- reading ------------------------------------------------------------------------------
 
     def photos(
-        self, states: Iterable[State] | None = None, *, current_only: bool = True
+        self,
+        states: Iterable[State] | None = None,
+        *,
+        current_only: bool = True,
+        scope: Sequence[str] | None = None,
     ) -> list[PhotoRow]:
+        """Rows in these states; ``scope``: only photos in these folders (or below them)."""
         where, params = ["1"], []
         if current_only:
             where.append("current = 1")
+        if scope is not None:
+            clause, scoped = _scope(scope)
+            where.append(clause)
+            params.extend(scoped)
         if states is not None:
             wanted = [State(s).value for s in states]
             where.append(f"state IN ({', '.join('?' * len(wanted))})" if wanted else "0")
@@ -341,26 +364,34 @@ class SqliteLedger:
             raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
         return _row(rows[0])
 
-    def counts(self) -> dict[State, int]:
+    def counts(self, scope: Sequence[str] | None = None) -> dict[State, int]:
+        """Current photos per state; ``scope``: only those in these folders (or below)."""
+        clause, params = _scope(scope) if scope is not None else ("1", [])
         counts = dict.fromkeys(State, 0)
         for state, n in self._read(
-            "SELECT state, count(*) FROM photos WHERE current = 1 GROUP BY state"
+            f"SELECT state, count(*) FROM photos WHERE current = 1 AND {clause} GROUP BY state",
+            params,
         ):
             counts[State(state)] = n
         return counts
 
-    def charged_counts(self) -> tuple[int, int]:
+    def charged_counts(self, scope: Sequence[str] | None = None) -> tuple[int, int]:
         """(photos the API charged, of which failed: their results are retried by collect)."""
+        clause, params = _scope(scope) if scope is not None else ("1", [])
         ((charged, failed),) = self._read(
-            "SELECT count(*), coalesce(sum(state = 'failed'), 0) FROM photos WHERE charged = 1"
+            "SELECT count(*), coalesce(sum(state = 'failed'), 0) FROM photos "
+            f"WHERE charged = 1 AND {clause}",
+            params,
         )
         return int(charged), int(failed)
 
-    def counts_by_folder(self) -> dict[str, dict[State, int]]:
+    def counts_by_folder(self, scope: Sequence[str] | None = None) -> dict[str, dict[State, int]]:
+        clause, params = _scope(scope) if scope is not None else ("1", [])
         by_folder: dict[str, dict[State, int]] = {}
         for folder, state, n in self._read(
-            "SELECT folder, state, count(*) FROM photos WHERE current = 1 "
-            "GROUP BY folder, state ORDER BY folder"
+            f"SELECT folder, state, count(*) FROM photos WHERE current = 1 AND {clause} "
+            "GROUP BY folder, state ORDER BY folder",
+            params,
         ):
             by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
@@ -374,14 +405,20 @@ class SqliteLedger:
         return _row(r)
 
     def _mark(
-        self, photo_id: int, sets: str, params: Sequence[object], *, only_if: str = ""
+        self,
+        photo_id: int,
+        sets: str,
+        params: Sequence[object],
+        *,
+        only_if: str = "",
+        only_if_params: Sequence[object] = (),
     ) -> PhotoRow:
         """One UPDATE that returns the row (RETURNING: a run makes three of these per photo)."""
         with self.atomic() as conn:
             found = conn.execute(
                 f"UPDATE photos SET {sets}, updated_at = ? WHERE id = ? {only_if} "
                 f"RETURNING {_COLUMNS}",
-                (*params, _now(), photo_id),
+                (*params, _now(), photo_id, *only_if_params),
             ).fetchone()
             if found is None:
                 self._one(conn, "id = ?", (photo_id,))  # raises for an unknown id
@@ -400,7 +437,14 @@ class SqliteLedger:
                 only_if="AND charged = 0",
             )
 
-    def mark_submitting(self, photo_id: int, order_id: str | None = None) -> PhotoRow:
+    def mark_submitting(
+        self,
+        photo_id: int,
+        order_id: str | None = None,
+        *,
+        window: WindowRule | None = None,
+        key_fingerprint: str = "",
+    ) -> PhotoRow:
         """Intent before spending; ``order_id`` records a fresh upload in the same commit."""
         # The last guard before money is spent: only an uploaded, never-duplicate photo.
         # A charged photo is never submitted again (only `aihd reorder` clears the mark).
@@ -412,21 +456,33 @@ class SqliteLedger:
             sets = "state = 'submitting', attempts = attempts + 1, order_id = ?, error = NULL"
             params = (order_id,)
             only_if = "AND state IN ('pending', 'uploaded') AND charged = 0"
+        owner: tuple[object, ...] = ()
+        if self.owner is not None:
+            # Only the run holding the photo's claim may spend on it (a lapsed lease is lost).
+            only_if += " AND claimed_by = ?"
+            owner = (self.owner,)
         stamp = Stamp.now()
         with self.atomic() as conn:
+            if window is not None and (wait := _window_wait(conn, window, stamp, time.time())):
+                raise WindowFull(wait)
             try:
-                row = self._mark(photo_id, sets, params, only_if=only_if)
+                row = self._mark(photo_id, sets, params, only_if=only_if, only_if_params=owner)
             except _NotEligible:
                 row = self.get(photo_id)
                 paid = ", and it was charged already" if row.charged else ""
-                raise LedgerError(
+                (holder,) = conn.execute(
+                    "SELECT claimed_by FROM photos WHERE id = ?", (photo_id,)
+                ).fetchone()
+                if self.owner is not None and holder != self.owner:
+                    paid += f", and the run {holder or 'that claimed it'} holds it now"
+                raise SubmitRefused(
                     f"refusing to submit {row.path}: it is {row.state.value}, not uploaded"
                     f"{paid} (ledger {self.path}, photo {photo_id})"
                 ) from None
             conn.execute(
-                "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time()),
+                "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall, "
+                "key_fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
+                (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint),
             )
             return row
 
@@ -457,6 +513,67 @@ class SqliteLedger:
             (photo_id,),
         )
         return Stamp(rows[0][0], rows[0][1]) if rows else None
+
+    def window_wait(self, rule: WindowRule) -> float:
+        """Seconds until the account's window has room (read only: ``mark_submitting`` with
+        the same rule is the check that counts, in the transaction that records the intent)."""
+        with self._mutex, self._guard("read"):
+            return _window_wait(self._conn, rule, Stamp.now(), time.time())
+
+    def claim(self, photo_id: int) -> bool:
+        """Take the photo for this run (``owner``) unless another live run holds it."""
+        if self.owner is None:
+            return True
+        now = time.time()
+        with self.atomic() as conn:
+            (holder, until) = conn.execute(
+                "SELECT claimed_by, claim_until FROM photos WHERE id = ?", (photo_id,)
+            ).fetchone()
+            held = holder not in (None, self.owner) and until is not None and until > now
+            if held and owner_alive(holder):
+                return False
+            conn.execute(
+                "UPDATE photos SET claimed_by = ?, claim_until = ? WHERE id = ?",
+                (self.owner, now + self.lease_seconds, photo_id),
+            )
+            return True
+
+    def renew_claims(self) -> None:
+        if self.owner is not None:
+            with self.atomic() as conn:
+                conn.execute(
+                    "UPDATE photos SET claim_until = ? WHERE claimed_by = ?",
+                    (time.time() + self.lease_seconds, self.owner),
+                )
+
+    def release_claims(self) -> None:
+        if self.owner is not None:
+            with self.atomic() as conn:
+                conn.execute(
+                    "UPDATE photos SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = ?",
+                    (self.owner,),
+                )
+
+    def import_ledger(self, source: Path) -> int | None:
+        """Copy another aihd ledger into this one; None when it was imported before."""
+        key = str(source.resolve())
+        if key == str(Path(self.path).resolve()):
+            raise LedgerError(f"{source} is this ledger: nothing to import")
+        if not source.is_file():
+            raise LedgerError(f"cannot import {source}: no such file")
+        other = SqliteLedger(source)  # refuses another tool's file; migrates an older one
+        try:
+            with self.atomic() as conn, other._mutex, other._guard("read"):
+                if conn.execute("SELECT 1 FROM imports WHERE path = ?", (key,)).fetchone():
+                    return None
+                count = import_rows(conn, other._conn)
+                conn.execute(
+                    "INSERT INTO imports (path, imported_at, photos) VALUES (?, ?, ?)",
+                    (key, _now(), count),
+                )
+                return count
+        finally:
+            other.close()
 
     def recent_posts(self, within_seconds: float) -> list[PostTimes]:
         """Order POSTs whose intent is at most ``within_seconds`` old by the wall clock, or
@@ -545,6 +662,50 @@ class SqliteLedger:
             return cur.rowcount
 
 
+def _scope(folders: Sequence[str]) -> tuple[str, list[object]]:
+    """SQL that keeps photos in these folders or below them (exact, case-sensitive)."""
+    if not folders:
+        return "0", []
+    params: list[object] = []
+    for folder in folders:
+        prefix = folder.rstrip("/") + "/"
+        params += [len(prefix), prefix]
+    clause = " OR ".join(["substr(path, 1, ?) = ?"] * len(folders))
+    return f"({clause})", params
+
+
+def _window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall: float) -> float:
+    """Seconds until the account's window has room for one more order (0: room now).
+
+    Each order POST counts from its answer (or, unanswered, from its intent plus the longest a
+    request may take: a killed run's POST) until ``per_seconds`` later, refusals excepted. On
+    this boot the boot clock measures; posts of another boot fall back on the wall clock.
+    """
+    horizon = rule.per_seconds + rule.answer_within
+    rows = conn.execute(
+        "SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
+        "FROM order_posts WHERE intent_wall >= ? AND (outcome IS NULL OR outcome != 'refused') "
+        "UNION SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
+        "FROM order_posts WHERE boot = ? AND intent_clock >= ? "
+        "AND (outcome IS NULL OR outcome != 'refused')",
+        (wall - horizon, stamp.boot, stamp.seconds - horizon),
+    ).fetchall()
+    expiries = []
+    for _, boot, intent_clock, intent_wall, answer_clock, answer_wall in rows:
+        if boot and boot == stamp.boot:
+            at = answer_clock if answer_clock is not None else intent_clock + rule.answer_within
+            age = stamp.seconds - at
+        else:
+            at = answer_wall if answer_wall is not None else intent_wall + rule.answer_within
+            age = wall - at
+        if (left := rule.per_seconds - age) > 0:
+            expiries.append(left)
+    if len(expiries) < rule.orders:
+        return 0.0
+    expiries.sort(reverse=True)
+    return float(expiries[rule.orders - 1])
+
+
 def _answer_post(conn: sqlite3.Connection, photo_id: int, outcome: str) -> None:
     """Record the answer to the photo's latest order POST (its window entry's time)."""
     stamp = Stamp.now()
@@ -617,9 +778,13 @@ def _record_found(
         "UPDATE photos SET folder = ?, size = ?, mtime_ns = ? WHERE id = ?",
         [(r.folder, r.size, r.mtime_ns, r.id) for r in refreshed.values()],
     )
+    manifests = {f.path: f.manifest for f in found}
     conn.executemany(
         _INSERT,
-        [_encode(r, final_current[r.path] == r.id, now) for r in inserts.values()],
+        [
+            _encode(r, final_current[r.path] == r.id, now, manifests[r.path])
+            for r in inserts.values()
+        ],
     )
     return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from pipeline.ledger import Ledger, State
 
@@ -17,8 +18,11 @@ _COLUMNS = (
 )
 
 
-def render_status(ledger: Ledger, *, failed: bool = False) -> str:
-    by_folder = ledger.counts_by_folder()
+def render_status(
+    ledger: Ledger, *, failed: bool = False, scope: Sequence[str] | None = None
+) -> str:
+    """``scope``: only the photos in these folders (a manifest's); None: the whole ledger."""
+    by_folder = ledger.counts_by_folder(scope)
     width = max([len("folder"), *(len(f) for f in by_folder)])
     header = f"{'folder':<{width}}  " + "  ".join(f"{s.value:>10}" for s in _COLUMNS)
     lines = [header]
@@ -30,7 +34,7 @@ def render_status(ledger: Ledger, *, failed: bool = False) -> str:
         cells = "  ".join(f"{counts.get(s, 0):>10}" for s in _COLUMNS)
         lines.append(f"{folder:<{width}}  {cells}")
     lines.append(f"{'total':<{width}}  " + "  ".join(f"{totals[s]:>10}" for s in _COLUMNS))
-    charged, charged_failed = ledger.charged_counts()
+    charged, charged_failed = ledger.charged_counts(scope)
     lines.append(f"orders spent (charged by the API): {charged}")
     if totals[State.SUBMITTING]:
         lines.append(
@@ -43,7 +47,7 @@ def render_status(ledger: Ledger, *, failed: bool = False) -> str:
             "`aihd collect`; `aihd reorder PATH... --yes` orders one again, at a cost)"
         )
     if failed:
-        lines += [f"failed: {path}: {error}" for path, error in _failures(ledger)]
+        lines += [f"failed: {path}: {error}" for path, error in _failures(ledger, scope)]
     elif totals[State.FAILED]:
         lines.append("`aihd status --failed` lists the failed photos with their reasons")
     last = ledger.last_run()
@@ -58,20 +62,22 @@ def render_status(ledger: Ledger, *, failed: bool = False) -> str:
     return "\n".join(lines)
 
 
-def status_json(ledger: Ledger) -> str:
+def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
     """The same facts for machines: counts per folder and state, charges, failures, last run."""
-    charged, charged_failed = ledger.charged_counts()
+    charged, charged_failed = ledger.charged_counts(scope)
     last = ledger.last_run()
     return json.dumps(
         {
             "folders": {
                 folder: {state.value: n for state, n in counts.items()}
-                for folder, counts in sorted(ledger.counts_by_folder().items())
+                for folder, counts in sorted(ledger.counts_by_folder(scope).items())
             },
-            "states": {state.value: n for state, n in ledger.counts().items()},
+            "states": {state.value: n for state, n in ledger.counts(scope).items()},
             "orders_spent": charged,
             "failed_after_charge": charged_failed,
-            "failures": [{"path": path, "error": error} for path, error in _failures(ledger)],
+            "failures": [
+                {"path": path, "error": error} for path, error in _failures(ledger, scope)
+            ],
             "last_run": None
             if last is None
             else {
@@ -85,5 +91,6 @@ def status_json(ledger: Ledger) -> str:
     )
 
 
-def _failures(ledger: Ledger) -> list[tuple[str, str]]:
-    return [(row.path, row.error or "unknown") for row in ledger.photos([State.FAILED])]
+def _failures(ledger: Ledger, scope: Sequence[str] | None) -> list[tuple[str, str]]:
+    rows = ledger.photos([State.FAILED], scope=scope)
+    return [(row.path, row.error or "unknown") for row in rows]

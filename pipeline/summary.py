@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from dataclasses import asdict, dataclass
 
 from pipeline.ledger import Ledger, State
@@ -39,6 +38,7 @@ class RunSummary:
     seconds: float
     failures: list[dict[str, str]]
     ledger: str
+    held_by_other_runs: int = 0  # photos another run of the account was working on
     collected: dict[str, object] | None = None  # the collect's summary, with `run --collect`
 
     def to_json(self) -> str:
@@ -59,6 +59,11 @@ class RunSummary:
             lines.append(
                 f"  outcome unknown (may have been charged): {self.unconfirmed}; "
                 f"still settling at the stop: {self.settling}"
+            )
+        if self.held_by_other_runs:
+            lines.append(
+                f"  {self.held_by_other_runs} photos are another run's (it holds their claims); "
+                "they were left to it"
             )
         for failure in self.failures:
             lines.append(f"  failed: {failure['path']}: {failure['error']}")
@@ -81,23 +86,21 @@ class RunSummary:
 
 def summarize(
     ledger: Ledger,
-    folders: Set[str],
+    scope: Sequence[str],
     seen_ids: Set[int],
     counters: RunCounters,
     *,
     stop_reason: str | None,
     seconds: float,
     settling: int = 0,
+    held_by_other_runs: int = 0,
 ) -> RunSummary:
     """States over the manifest's folders as the ledger holds them now; failures of this run.
 
     Only photos this run found count as failures (exit 1): a broken file deleted since an
     earlier run must not fail every night after.
     """
-    states: Counter[str] = Counter()
-    for folder, counts in ledger.counts_by_folder().items():
-        if folder in folders:
-            states.update({state.value: n for state, n in counts.items() if n})
+    states = {state.value: n for state, n in ledger.counts(scope).items() if n}
     # A charged photo whose result failed is collect's to report and retry, not the run's.
     failed = [
         row for row in ledger.photos([State.FAILED]) if row.id in seen_ids and not row.charged
@@ -132,4 +135,5 @@ def summarize(
         seconds=round(seconds, 3),
         failures=failures,
         ledger=ledger.path,
+        held_by_other_runs=held_by_other_runs,
     )

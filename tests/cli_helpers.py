@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from pipeline.ledger import PhotoRow, open_ledger
 from pipeline.sandbox import Sandbox
 
 FAST = ["--no-progress", "--request-timeout", "3", "--settle", "0.2"]
+TEST_STATE_HOME = tempfile.mkdtemp(prefix="aihd-test-state-")
 
 
 def aihd_env(
@@ -19,10 +21,12 @@ def aihd_env(
 ) -> dict[str, str]:
     """A minimal environment, like cron's, plus where the API is (and ``extra``)."""
     env = {
-        **(extra or {}),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", str(Path.home())),
         "LANG": "C.UTF-8",
+        # Account ledgers of the tests never land in the user's own state folder.
+        "XDG_STATE_HOME": TEST_STATE_HOME,
+        **(extra or {}),
     }
     if sandbox is not None:
         env["AIHD_BASE_URL"] = sandbox.url
@@ -75,8 +79,13 @@ def write_manifest(
     attempts: int = 5,
     max_backoff: float = 0.2,
     name: str = "photos.yaml",
+    ledger: str | None = "",
+    account: str | None = None,
 ) -> Path:
-    """folders: name -> (space, enhancements); each folder must exist under root."""
+    """folders: name -> (space, enhancements); each folder must exist under root.
+
+    ``ledger``: "" (the default) writes `ledger: <name>.ledger.sqlite` beside the manifest,
+    as most tests read it; None leaves the key out, so the account's ledger is used."""
     lines = [
         "version: 1",
         f"concurrency: {concurrency}",
@@ -84,6 +93,10 @@ def write_manifest(
         f"retry: {{attempts: {attempts}, max_backoff: {max_backoff}}}",
         "folders:",
     ]
+    if ledger is not None:
+        lines.insert(1, f"ledger: {ledger or Path(name).stem + '.ledger.sqlite'}")
+    if account is not None:
+        lines.insert(1, f"account: {account}")
     for folder, (space, enhancements) in folders.items():
         lines.append(f"  - path: {folder}")
         lines.append(f"    space: {space}")

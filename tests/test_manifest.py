@@ -258,7 +258,9 @@ def test_good_manifest_applies_defaults_and_overrides(tmp_path: Path) -> None:
     manifest = load_manifest(path)
     assert manifest.path == path.resolve()
     assert manifest.version == 1
-    assert manifest.ledger == tmp_path.resolve() / "listing.ledger.sqlite"
+    assert manifest.ledger is None  # the account's ledger (tests/test_accounts.py)
+    assert manifest.legacy_ledger == tmp_path.resolve() / "listing.ledger.sqlite"
+    assert manifest.account == "default"
     assert manifest.output == tmp_path.resolve() / "results"
     assert manifest.concurrency == 8
     assert manifest.rate_limit == RateLimit(orders=5, per_seconds=60.0)
@@ -297,7 +299,8 @@ def test_minimal_manifest_uses_documented_defaults(tmp_path: Path) -> None:
     """Only version and folders are needed; everything else has the documented default."""
     path = _write(_tree(tmp_path), "version: 1\nfolders:\n  - path: outside\n", "nightly.yml")
     manifest = load_manifest(path)
-    assert manifest.ledger == tmp_path.resolve() / "nightly.ledger.sqlite"
+    assert manifest.ledger is None  # the account's ledger
+    assert manifest.legacy_ledger == tmp_path.resolve() / "nightly.ledger.sqlite"
     assert manifest.output == tmp_path.resolve() / "enhanced"
     assert (manifest.concurrency, manifest.api_key_env) == (4, "AIHD_API_KEY")
     assert manifest.rate_limit == RateLimit(orders=10, per_seconds=600.0)

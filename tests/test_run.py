@@ -191,9 +191,10 @@ def test_max_orders_stops_with_exit_4_and_the_rerun_finishes(
     assert sorted(sandbox.stats().charges.values()) == [1] * 5
 
 
-def test_a_second_run_on_the_same_ledger_exits_5_and_sigterm_exits_130(
+def test_a_second_run_on_the_same_ledger_leaves_the_first_ones_photos_and_sigterm_exits_130(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
+    """Runs share a ledger: the second takes no photo the first has claimed, and no slot."""
     sandbox = make_sandbox(orders_per_window=1, window_seconds=600)
     _photos(photo_factory, tmp_path / "inside", 3)
     manifest = write_manifest(tmp_path, {"inside": ("indoor", [])}, orders=1, per_seconds=600)
@@ -202,9 +203,12 @@ def test_a_second_run_on_the_same_ledger_exits_5_and_sigterm_exits_130(
         deadline = time.monotonic() + 60
         while sandbox.stats().orders_charged < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
-        second = aihd(["run", str(manifest), *FAST], sandbox)
-        assert second.returncode == 5, second.stderr
-        assert f"pid {first.pid}" in second.stderr
+        second = aihd(["run", str(manifest), *FAST, "--json"], sandbox)
+        assert second.returncode == 0, second.stderr
+        # One is paid; the first run's workers claimed the other two as it started.
+        assert json.loads(second.stdout)["held_by_other_runs"] == 2
+        assert "2 photos are another run's" in second.stderr
+        assert sandbox.stats().order_posts == 1 and sandbox.stats().rate_limited == 0
         first.send_signal(signal.SIGTERM)
         _, stderr = first.communicate(timeout=30)
     finally:
