@@ -56,11 +56,15 @@ def aihd(
 
 
 def spawn_aihd(
-    args: Sequence[str], sandbox: Sandbox, *, cwd: Path | None = None
+    args: Sequence[str],
+    sandbox: Sandbox,
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", *args],
-        env=aihd_env(sandbox),
+        env=aihd_env(sandbox, extra=env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

@@ -73,7 +73,7 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if fault == "stall":
         await asyncio.sleep(faults.stall_seconds)
     key = request.headers.get(api.API_KEY_HEADER, "")
-    if not secrets.compare_digest(key.encode(), state.config.api_key.encode()):
+    if not secrets.compare_digest(key.encode(), state.api_key.encode()):
         return error(401, "invalid api key", "api_error_unauthorized")
     if not state.config.plan_allows_service:
         return error(403, "your plan does not include this service", "api_error_forbidden")

@@ -36,6 +36,10 @@ class Sandbox:
         """A snapshot of requests, uploads, charges and downloads so far."""
         return self._state.stats()
 
+    def rotate_key(self, new_key: str) -> None:
+        """The account's key is regenerated: the old one is refused from now on."""
+        self._state.api_key = new_key
+
     def set_faults(self, faults: Faults) -> None:
         """Replace the injected faults (and restart their random draws from faults.seed)."""
         self._state.set_faults(faults)

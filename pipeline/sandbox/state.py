@@ -129,6 +129,7 @@ class SandboxState:
             for name, (_, titles) in SPACES.items()
         }
         self._lock = threading.Lock()
+        self.api_key = config.api_key  # the account's key now (rotate_key replaces it)
         self._faults = config.faults
         self._rng = random.Random(config.faults.seed)
         self._errors_left = config.faults.error_first
