@@ -8,7 +8,9 @@ of them lie within the last ``per_seconds``.
 Each order's time is recorded as the moment its answer came back: the server charged it
 somewhere between send and answer, so the answer's time is an upper bound, and spacing sends
 ``per_seconds`` after it can never look too close to the server, whatever the latency jitter.
-An order still in flight counts as "not yet expired" until its answer comes.
+An order still in flight counts as "not yet expired" until its answer comes. Only sending waits
+for that answer; a pause or an estimate counts the order as answered now (the earliest it can
+be), so neither is ever endless.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import heapq
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 
 Clock = Callable[[], float]
@@ -42,7 +44,7 @@ class OrderWindow:
         self._paused_until = 0.0
         self._rate_limited_in_a_row = 0
         self._turn = asyncio.Lock()  # asyncio.Lock wakes waiters in FIFO order
-        self._changed = asyncio.Event()
+        self._changed = asyncio.Event()  # replaced, never cleared: see _wait_for_change
         self.rate_limited = 0
 
     # -- planning (used to upload just ahead of a photo's slot, and for progress) -------------
@@ -55,7 +57,7 @@ class OrderWindow:
         if len(self._accepted) + ahead + 1 < self.orders:
             return slot  # room for all of them: no need to walk the log
         for _ in range(ahead + 1):
-            slot = max(slot, self._earliest(times, now))
+            slot = max(slot, self._earliest(times, now, in_flight_at=now))
             times.append(max(slot, now))
         return slot
 
@@ -81,7 +83,7 @@ class OrderWindow:
     def leave_queue(self) -> None:
         """A queued photo gave up (its upload failed) before asking for its slot."""
         self._queued = max(0, self._queued - 1)
-        self._changed.set()
+        self._tell_waiters()
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -109,7 +111,7 @@ class OrderWindow:
         finally:
             # Whatever the outcome (answer, 429, lost), the time of the answer is a safe bound.
             self._accepted[number] = self._clock()
-            self._changed.set()
+            self._tell_waiters()
 
     def rate_limited_answer(self) -> None:
         """A 429 came anyway (another client on the account, or a server clock ahead of ours).
@@ -122,20 +124,48 @@ class OrderWindow:
         now = self._clock()
         share = self.per_seconds / self.orders
         pause = min(self.per_seconds, share * 2 ** (self._rate_limited_in_a_row - 1))
-        own = self._earliest(self._live(now), now) - now
+        # Orders in flight (this one too) are answered no sooner than now: counting them as
+        # answered now keeps the pause finite, and slot() still waits for their real answers.
+        own = self._earliest(self._live(now), now, in_flight_at=now) - now
         self._paused_until = max(self._paused_until, now + max(pause, own))
 
     def accepted_answer(self) -> None:
         """An order went through: the 429 streak is over."""
         self._rate_limited_in_a_row = 0
 
+    def remember(self, answered_at: Iterable[float]) -> None:
+        """Count orders answered before this window existed (an earlier run's, from the ledger).
+
+        ``answered_at`` are times on this window's clock; those older than ``per_seconds`` are
+        ignored, and one in the future counts as now. For an order whose answer never came (a
+        killed run's intent), pass when that run ended, or now.
+        """
+        now = self._clock()
+        horizon = now - self.per_seconds
+        earlier: dict[int, float] = {}
+        for answered in sorted(t for t in answered_at if t > horizon):
+            self._numbered += 1
+            earlier[self._numbered] = min(answered, now)
+        # They go first: the log keeps its entries in the order they leave the window.
+        self._accepted = earlier | self._accepted
+        self._tell_waiters()
+
     # -- the log ------------------------------------------------------------------------------
 
+    def _tell_waiters(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
     async def _wait_for_change(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less if an order's answer arrives (an in-flight one frees)."""
-        self._changed.clear()
+        """Sleep ``seconds``, or less if an order's answer arrives (an in-flight one frees).
+
+        Each change sets the event waiters hold and hands out a new one. Clearing a shared
+        event instead could wipe a change another waiter had not yet seen (before 3.12,
+        wait_for starts the wait a loop turn later) and leave it asleep for its whole timeout.
+        """
+        changed = self._changed
         with suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout=min(seconds, 3600.0))
+            await asyncio.wait_for(changed.wait(), timeout=min(seconds, 3600.0))
 
     def _live(self, now: float, planned: int = 0) -> list[float]:
         """Answer times still inside the window; [] when even ``planned`` more leave room."""
@@ -151,8 +181,10 @@ class OrderWindow:
             return []  # room in the window: the times do not matter (and are not copied)
         return [t for t in self._accepted.values() if t > horizon]
 
-    def _earliest(self, live: list[float], now: float) -> float:
+    def _earliest(self, live: list[float], now: float, in_flight_at: float = math.inf) -> float:
+        """When the next order may go; an in-flight entry counts as answered at ``in_flight_at``."""
         if len(live) < self.orders:
             return now
-        # The oldest of the newest `orders` entries must leave the window first.
-        return heapq.nlargest(self.orders, live)[-1] + self.per_seconds
+        # The oldest of the newest `orders` entries must leave the window first. In-flight
+        # entries (inf) are the newest, and every answered one is at most now.
+        return min(heapq.nlargest(self.orders, live)[-1], in_flight_at) + self.per_seconds

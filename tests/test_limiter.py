@@ -40,11 +40,9 @@ def test_never_more_than_the_window_allows_in_any_span() -> None:
     window = OrderWindow(4, 0.4)
     sent = asyncio.run(_send(window, 12, latency=0.02, workers=6))
     assert len(sent) == 12
+    # A bucket refilling 1 per 0.1 s would have let 7 through in the first 0.4 s. (That the
+    # window is also used to the full is a property on a fake clock: no speed asserted here.)
     assert _in_any_window(sent, 0.4) <= 4
-    # A bucket refilling 1 per 0.1 s would have let 7 through in the first 0.4 s.
-    assert sum(1 for t in sent if t < sent[0] + 0.4) == 4
-    # And the window is used: three windows' worth, not much more.
-    assert sent[-1] - sent[0] < 3 * 0.4
 
 
 def test_an_order_in_flight_counts_until_its_answer() -> None:
@@ -56,6 +54,8 @@ def test_an_order_in_flight_counts_until_its_answer() -> None:
 
 
 def test_a_429_pauses_every_submission() -> None:
+    """After a 429 the next slot waits at least one slot's share of the window."""
+
     async def scenario() -> float:
         window = OrderWindow(10, 1.0)
         async with window.slot():
@@ -74,8 +74,7 @@ def test_uploads_wait_until_their_slot_is_near() -> None:
     async def scenario() -> tuple[float, float]:
         window = OrderWindow(1, 0.5)
         async with window.slot():
-            pass
-        started = time.monotonic()
+            started = time.monotonic()  # before the answer, from which the window counts
         await window.wait_for_upload_turn(lead_seconds=0.1)
         upload_turn = time.monotonic() - started
         async with window.slot(queued=True):
@@ -83,10 +82,48 @@ def test_uploads_wait_until_their_slot_is_near() -> None:
         return upload_turn, slot
 
     upload_turn, slot = asyncio.run(scenario())
-    assert 0.3 <= upload_turn < slot
-    assert slot >= 0.49
+    assert 0.4 <= upload_turn <= slot
+    assert slot >= 0.5
 
 
 def test_next_slot_is_now_while_the_window_has_room() -> None:
+    """No wait is planned while fewer than `orders` answers lie in the window."""
     window = OrderWindow(3, 60)
     assert window.seconds_to_next_slot() == 0
+
+
+def test_a_429_while_the_window_is_full_in_flight_pauses_at_most_a_window() -> None:
+    """A 429 with `orders` POSTs in flight (here its own) ends its pause within a window."""
+
+    async def scenario() -> float:
+        window = OrderWindow(1, 60)
+        async with window.slot():
+            window.rate_limited_answer()
+            in_flight = window.seconds_to_next_slot()
+        assert in_flight <= 60
+        return window.seconds_to_next_slot()
+
+    assert asyncio.run(scenario()) <= 60
+
+
+def test_a_window_starts_from_the_orders_an_earlier_run_spent() -> None:
+    """Ten answers remembered from 1 s ago fill 10 per 600 s until they leave the window."""
+    window = OrderWindow(10, 600)
+    now = time.monotonic()
+    window.remember([now - 1] * 9 + [now - 700])  # the last left the window long ago
+    assert window.next_slot() >= now  # nine of ten: room
+    window.remember([now - 1])
+    assert window.next_slot() == now - 1 + 600
+
+
+def test_a_remembered_answer_holds_its_slot_until_it_expires() -> None:
+    """A slot is granted only once the earlier run's answers are `per_seconds` old."""
+
+    async def scenario() -> float:
+        window = OrderWindow(2, 0.3)
+        answered = time.monotonic()
+        window.remember([answered, answered])
+        async with window.slot():
+            return time.monotonic() - answered
+
+    assert asyncio.run(scenario()) >= 0.3

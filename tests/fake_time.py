@@ -1,0 +1,48 @@
+"""An asyncio event loop whose clock is fake and jumps ahead whenever every task is waiting.
+
+Only for property tests of pure components (tests/test_limiter_properties.py): asyncio's own
+timers, locks, events and ``wait_for`` run unchanged, but a 600 s window passes at once and a
+run is the same whatever the machine's load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+
+
+class Stalled(Exception):
+    """Nothing is ready and no timer is set: every task waits for something that never comes."""
+
+
+class _Clock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+
+class _JumpWhenIdle(selectors.SelectSelector):
+    """Polls without blocking; where the loop would sleep until its next timer, jumps to it."""
+
+    def __init__(self, clock: _Clock) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            raise Stalled("every task waits and no timer is set")
+        self._clock.now += timeout
+        return []
+
+
+class FakeTimeLoop(asyncio.SelectorEventLoop):
+    """``time()`` is the fake clock; use it as the clock of the component under test."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._fake_clock = _Clock(start)
+        super().__init__(_JumpWhenIdle(self._fake_clock))
+
+    def time(self) -> float:
+        return self._fake_clock.now
