@@ -25,11 +25,11 @@ from yarl import URL
 
 from pipeline import api
 from pipeline.accounts import account_ledger, key_fingerprint
-from pipeline.bootclock import new_owner
+from pipeline.bootclock import boot_id, boot_seconds, new_owner
 from pipeline.catalog import Catalog
 from pipeline.client import ApiClient, Space, Timeouts, Widget
 from pipeline.errors import ApiUnreachable, AuthRefused, UsageError
-from pipeline.ledger import Ledger, open_ledger
+from pipeline.ledger import Ledger, PostTimes, open_ledger
 from pipeline.limiter import OrderWindow
 from pipeline.manifest import Manifest
 from pipeline.orders import RunCounters
@@ -164,6 +164,15 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         run_id = ledger.start_run(request.command)
         counters = RunCounters()
         window = OrderWindow(manifest.rate_limit.orders, manifest.rate_limit.per_seconds)
+        # Start from the orders the account spent lately (a run stopped a minute ago), not
+        # from an empty window that would burst into 429s.
+        answer_within = 2 * request.request_timeout + 5
+        window.remember(
+            _window_history(
+                ledger.recent_posts(manifest.rate_limit.per_seconds + answer_within),
+                answer_within,
+            )
+        )
         progress = Progress(
             bar=request.progress_bar, stream=sys.stderr, window=window, counters=counters
         )
@@ -237,6 +246,22 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             ledger.release_claims()
     finally:
         ledger.close()
+
+
+def _window_history(posts: list[PostTimes], answer_within: float) -> list[float]:
+    """The order window's clock times of earlier order POSTs: their answers, or for one never
+    answered (a killed run's) its intent plus the longest its request may have taken."""
+    now, boot, booted, wall = time.monotonic(), boot_id(), boot_seconds(), time.time()
+    times = []
+    for post in posts:
+        if post.boot and post.boot == boot:
+            answered = post.answer_clock
+            age = booted - (answered if answered is not None else post.intent_clock + answer_within)
+        else:
+            answered = post.answer_wall
+            age = wall - (answered if answered is not None else post.intent_wall + answer_within)
+        times.append(now - age)
+    return times
 
 
 def _import_legacy_ledger(ledger: Ledger, request: RunRequest, settings: ApiSettings) -> None:

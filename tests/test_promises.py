@@ -411,3 +411,22 @@ def test_upload_feeds_the_bytes_it_sends_to_the_digest(
         return sent.hexdigest()
 
     assert eventloop.run(upload()) == hashlib.sha256(photo.read_bytes()).hexdigest()
+
+
+def test_a_run_started_right_after_another_starts_from_the_orders_it_spent(
+    make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """Stopped and run again at once, as aihd tells its user to: no burst into 429s."""
+    sandbox = make_sandbox(orders_per_window=3, window_seconds=4.0)
+    folder = tmp_path / "inside"
+    for n in range(3):
+        photo_factory(folder, f"p{n}.jpg")
+    manifest = write_manifest(tmp_path, {"inside": ("indoor", [])}, orders=3, per_seconds=4.0)
+    assert _run(manifest, sandbox)["orders_spent"] == 3
+    for n in range(3, 6):
+        photo_factory(folder, f"p{n}.jpg")
+    started = time.monotonic()
+    again = _run(manifest, sandbox)
+    assert (again["_exit"], again["orders_spent"], again["rate_limited"]) == (0, 3, 0)
+    assert sandbox.stats().rate_limited == 0
+    assert time.monotonic() - started > 2.0  # it waited for the first run's orders to expire
