@@ -95,15 +95,26 @@ def make_photos(folder: Path, count: int, start: int = 0) -> list[Path]:
     return paths
 
 
-def write_manifest(root: Path, *, orders: int, per_seconds: float, concurrency: int) -> Path:
-    """A manifest over root/photos with the given order window and concurrency."""
+def write_manifest(
+    root: Path,
+    *,
+    orders: int,
+    per_seconds: float,
+    concurrency: int,
+    ledger: str = "bench.ledger.sqlite",
+    folders: tuple[str, ...] = ("photos",),
+) -> Path:
+    """A manifest over root/photos with the given order window and concurrency; its ledger
+    beside it (never the user's own account ledger)."""
     manifest = root / "bench.yaml"
+    listed = "".join(f"  - path: {folder}\n" for folder in folders)
     manifest.write_text(
         "version: 1\n"
+        f"ledger: {ledger}\n"
         f"concurrency: {concurrency}\n"
         f"rate_limit: {{orders: {orders}, per_seconds: {per_seconds}}}\n"
         "retry: {attempts: 5, max_backoff: 1}\n"
-        "folders:\n  - path: photos\n"
+        f"folders:\n{listed}"
     )
     return manifest
 
@@ -186,10 +197,10 @@ def summary(measured: Measured) -> dict[str, object]:
     return parsed
 
 
-def order_times(manifest: Path, box: Sandbox) -> list[float]:
+def order_times(manifest: Path, box: Sandbox, *extra: str) -> list[float]:
     """Each order's `submitted_at` (client clock, when its answer came), from `aihd export`."""
     out = subprocess.run(
-        [PYTHON, "-m", "pipeline", "export", str(manifest), "--format", "jsonl"],
+        [PYTHON, "-m", "pipeline", "export", str(manifest), "--format", "jsonl", *extra],
         env=_env(box),
         capture_output=True,
         text=True,

@@ -25,6 +25,19 @@ from contextlib import asynccontextmanager, suppress
 Clock = Callable[[], float]
 
 
+class Slot:
+    """A granted slot; ``unused()`` gives it back when no order POST was sent in it (another
+    process of the account took the account's slot first)."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = True
+
+    def unused(self) -> None:
+        self.sent = False
+
+
 class OrderWindow:
     """Lets order POSTs through at the account's pace, first come first served."""
 
@@ -88,7 +101,7 @@ class OrderWindow:
     # -- sending ------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def slot(self, *, queued: bool = False) -> AsyncIterator[None]:
+    async def slot(self, *, queued: bool = False) -> AsyncIterator[Slot]:
         """Wait for a free slot, then hold it while the order POST is in flight.
 
         Leaving the block records the order as accepted now. Call ``rate_limited_answer()``
@@ -106,11 +119,15 @@ class OrderWindow:
             self._numbered += 1
             number = self._numbered
             self._accepted[number] = math.inf
+        held = Slot()
         try:
-            yield
+            yield held
         finally:
-            # Whatever the outcome (answer, 429, lost), the time of the answer is a safe bound.
-            self._accepted[number] = self._clock()
+            if held.sent:
+                # Whatever the outcome (answer, 429, lost), the answer's time is a safe bound.
+                self._accepted[number] = self._clock()
+            else:
+                del self._accepted[number]  # nothing left: the slot is free again
             self._tell_waiters()
 
     def rate_limited_answer(self) -> None:

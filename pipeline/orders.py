@@ -303,7 +303,7 @@ class OrderFlow:
             # Other processes free the window: there is no event of theirs to wait on.
             while (wait := self._ledger.window_wait(self._account_window)) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(wait)
-        async with self._window.slot(queued=queued):
+        async with self._window.slot(queued=queued) as slot:
             self._counters.orders_posted += 1
             self._posts[row.id] += 1
             # The intent, the POST and its record run as their own task: a stop that cancels
@@ -312,7 +312,11 @@ class OrderFlow:
             posting = asyncio.ensure_future(self._post(row, fresh_order_id, order_id, options))
             self._in_flight.add(posting)
             posting.add_done_callback(self._in_flight.discard)
-            return await asyncio.shield(posting)
+            try:
+                return await asyncio.shield(posting)
+            except WindowFull:
+                slot.unused()  # nothing was sent in it
+                raise
 
     async def _post(
         self, row: PhotoRow, fresh_order_id: str | None, order_id: str, options: ResolvedOptions

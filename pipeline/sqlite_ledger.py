@@ -52,6 +52,7 @@ _INSERT = (
     f"VALUES ({', '.join('?' * (_COLUMNS.count(',') + 4))})"
 )
 _BUSY_TIMEOUT_MS = 5000
+IN_FLIGHT_POLL_SECONDS = 0.1
 # An original in these states was never charged and holds no open intent: a copy may take its
 # place when its file is gone.
 _ORPHANABLE = ("pending", "uploaded", "failed")
@@ -691,6 +692,7 @@ def _window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall:
         (wall - horizon, stamp.boot, stamp.seconds - horizon),
     ).fetchall()
     expiries = []
+    in_flight = False
     for _, boot, intent_clock, intent_wall, answer_clock, answer_wall in rows:
         if boot and boot == stamp.boot:
             at = answer_clock if answer_clock is not None else intent_clock + rule.answer_within
@@ -700,10 +702,14 @@ def _window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall:
             age = wall - at
         if (left := rule.per_seconds - age) > 0:
             expiries.append(left)
+            in_flight = in_flight or age < 0  # its answer may come any moment
     if len(expiries) < rule.orders:
         return 0.0
     expiries.sort(reverse=True)
-    return float(expiries[rule.orders - 1])
+    wait = float(expiries[rule.orders - 1])
+    # An order in flight (another process's, most likely) ends with its answer, which no event
+    # here announces: look again soon rather than wait out the request's longest time.
+    return min(wait, IN_FLIGHT_POLL_SECONDS) if in_flight else wait
 
 
 def _answer_post(conn: sqlite3.Connection, photo_id: int, outcome: str) -> None:

@@ -127,3 +127,17 @@ def test_a_remembered_answer_holds_its_slot_until_it_expires() -> None:
             return time.monotonic() - answered
 
     assert asyncio.run(scenario()) >= 0.3
+
+
+def test_a_slot_given_back_unused_is_free_at_once() -> None:
+    """Another process took the account's slot first: ours was not spent, so it is not kept."""
+
+    async def scenario() -> float:
+        window = OrderWindow(1, 600)
+        async with window.slot() as slot:
+            slot.unused()
+        started = time.monotonic()
+        async with window.slot():
+            return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 600  # a spent slot would hold the next for the window
