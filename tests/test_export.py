@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.export import COLUMNS, export_rows
 from pipeline.ledger import FoundPhoto, PhotoOptions, open_ledger
-from pipeline.sqlite_ledger import SqliteLedger
+from pipeline.ledger.sqlite import SqliteLedger
 
 INDOOR = PhotoOptions("service-image-enhancement", "space-ie-indoor", ("sky", "white balance"))
 

@@ -12,7 +12,7 @@ import pytest
 from pipeline.errors import LedgerError
 from pipeline.groupcommit import GroupCommit
 from pipeline.ledger import FoundPhoto, PhotoOptions, PhotoRow, State, open_ledger
-from pipeline.sqlite_ledger import SqliteLedger
+from pipeline.ledger.sqlite import SqliteLedger
 
 OPTIONS = PhotoOptions("service-image-enhancement", "space-ie-indoor", ())
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline._migrations import SCHEMA_VERSION
 from pipeline.errors import LedgerBusy, LedgerError
 from pipeline.ledger import FoundPhoto, PhotoOptions, State, open_ledger
-from pipeline.sqlite_ledger import SqliteLedger
+from pipeline.ledger.migrations import SCHEMA_VERSION
+from pipeline.ledger.sqlite import SqliteLedger
 
 REPO = Path(__file__).resolve().parents[1]
 INDOOR = PhotoOptions("service-image-enhancement", "space-ie-indoor", ("sky", "white balance"))

@@ -1,7 +1,7 @@
 """The ledger in one SQLite file: WAL, ``synchronous=FULL``, a sidecar ``.lock`` for the run lock.
 
 Every change is one short transaction that is on disk when the call returns (or one group of
-them, see groupcommit.py). Rows are encoded here; what they mean is in ledger.py.
+them, see groupcommit.py). Rows are encoded in sqlite_rows.py; what they mean is in records.py.
 """
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pipeline._migrations import migrate
 from pipeline.bootclock import Stamp, owner_alive
 from pipeline.errors import LedgerBusy, LedgerError, SubmitRefused
-from pipeline.ledger import (
+from pipeline.ledger.migrations import migrate
+from pipeline.ledger.records import (
     FoundPhoto,
     KnownFile,
     PhotoRow,
@@ -33,7 +31,10 @@ from pipeline.ledger import (
     WindowFull,
     WindowRule,
 )
-from pipeline.sqlite_import import import_rows
+from pipeline.ledger.sqlite_found import adopt, record_found, unpaid_originals
+from pipeline.ledger.sqlite_import import import_rows
+from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, STATES, encode, now_text, row_of
+from pipeline.ledger.sqlite_window import answer_post, window_wait
 
 __all__ = ["SqliteLedger"]
 
@@ -42,78 +43,7 @@ class _NotEligible(Exception):
     """A guarded UPDATE matched no row: the photo is not in the state the change needs."""
 
 
-_COLUMNS = (
-    "id, path, folder, sha256, size, mtime_ns, service, space, enhancements, identity, state, "
-    "order_id, image_id, eta, submitted_at, result_urls, output_paths, attempts, error, "
-    "retryable, duplicate_of, updated_at, charged"
-)
-_INSERT = (
-    f"INSERT INTO photos ({_COLUMNS}, current, created_at, manifest) "
-    f"VALUES ({', '.join('?' * (_COLUMNS.count(',') + 4))})"
-)
 _BUSY_TIMEOUT_MS = 5000
-IN_FLIGHT_POLL_SECONDS = 0.1
-# An original in these states was never charged and holds no open intent: a copy may take its
-# place when its file is gone.
-_ORPHANABLE = ("pending", "uploaded", "failed")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-@lru_cache(maxsize=1024)
-def _titles(text: str) -> tuple[str, ...]:
-    # Cached: a ledger holds few distinct option sets, so rows share one tuple each.
-    return tuple(json.loads(text))
-
-
-def _strings(text: str) -> tuple[str, ...]:
-    return () if text == "[]" else tuple(json.loads(text))
-
-
-@lru_cache(maxsize=1024)
-def _titles_json(titles: tuple[str, ...]) -> str:
-    return json.dumps(list(titles))
-
-
-def _strings_json(strings: tuple[str, ...]) -> str:
-    return json.dumps(list(strings)) if strings else "[]"
-
-
-_STATES = {s.value: s for s in State}  # a dict lookup is several times faster than State(text)
-
-
-def _row(r: Sequence[Any]) -> PhotoRow:
-    return PhotoRow(
-        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], _titles(r[8]), r[9], _STATES[r[10]],
-        r[11], r[12], r[13], r[14], _strings(r[15]), _strings(r[16]), r[17], r[18], bool(r[19]),
-        r[20], r[21], bool(r[22]),
-    )  # fmt: skip
-
-
-def _encode(
-    row: PhotoRow, current: bool, created_at: str, manifest: str = ""
-) -> tuple[object, ...]:
-    return (
-        row.id, row.path, row.folder, row.sha256, row.size, row.mtime_ns, row.service, row.space,
-        _titles_json(row.enhancements), row.identity, row.state.value, row.order_id,
-        row.image_id, row.eta, row.submitted_at, _strings_json(row.result_urls),
-        _strings_json(row.output_paths), row.attempts, row.error, int(row.retryable),
-        row.duplicate_of, row.updated_at, int(row.charged), int(current), created_at, manifest,
-    )  # fmt: skip
-
-
-def _new_row(
-    photo_id: int, found: FoundPhoto, identity: str, now: str, duplicate_of: int | None
-) -> PhotoRow:
-    state = State.PENDING if duplicate_of is None else State.DUPLICATE
-    o = found.options
-    return PhotoRow(
-        photo_id, found.path, found.folder, found.sha256, found.size, found.mtime_ns, o.service,
-        o.space, o.enhancements, identity, state, None, None, None, None, (), (), 0, None, False,
-        duplicate_of, now, False,
-    )  # fmt: skip
 
 
 class SqliteLedger:
@@ -225,7 +155,12 @@ class SqliteLedger:
         except OSError as exc:
             os.close(fd)
             raise LedgerError(f"cannot lock ledger {self.path}: {exc}") from exc
-        note = {"pid": os.getpid(), "host": socket.gethostname(), "holder": holder, "since": _now()}
+        note = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "holder": holder,
+            "since": now_text(),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(note).encode(), 0)
         self._lock_fd = fd
@@ -245,7 +180,7 @@ class SqliteLedger:
     def start_run(self, command: str) -> int:
         with self.atomic() as conn:
             cur = conn.execute(
-                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, _now())
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, now_text())
             )
             return int(cur.lastrowid or 0)
 
@@ -253,7 +188,7 @@ class SqliteLedger:
         with self.atomic() as conn:
             conn.execute(
                 "UPDATE runs SET ended_at = ?, outcome = ?, summary = ? WHERE id = ?",
-                (_now(), outcome, json.dumps(dict(summary), default=str), run_id),
+                (now_text(), outcome, json.dumps(dict(summary), default=str), run_id),
             )
 
     def last_run(self) -> RunRecord | None:
@@ -278,16 +213,16 @@ class SqliteLedger:
             "WHERE current = 1 AND sha256 != '' AND path IN (SELECT value FROM json_each(?))",
             (json.dumps(list(paths)),),
         )
-        return {r[0]: KnownFile(r[1], r[2], r[3], r[4], _STATES[r[5]], r[6]) for r in rows}
+        return {r[0]: KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
 
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]:
         with self.atomic() as conn:
-            return _record_found(conn, found, _now())
+            return record_found(conn, found, now_text())
 
     def unpaid_originals(self, copy_ids: Sequence[int]) -> list[tuple[int, int, str, bool]]:
         """For these copies, their originals that were never charged (see ``adopt_orphans``)."""
         with self.atomic() as conn:
-            return _unpaid_originals(conn, copy_ids)
+            return unpaid_originals(conn, copy_ids)
 
     def adopt_orphans(self, copy_ids: Sequence[int], missing: Set[str]) -> list[PhotoRow]:
         """Copies whose unpaid original is gone take its place and are ordered themselves.
@@ -298,15 +233,15 @@ class SqliteLedger:
         when its original is paid.
         """
         adopted: list[PhotoRow] = []
-        now = _now()
+        now = now_text()
         with self.atomic() as conn:
             taken: set[int] = set()
-            for copy_id, original_id, path, stands in _unpaid_originals(conn, copy_ids):
+            for copy_id, original_id, path, stands in unpaid_originals(conn, copy_ids):
                 gone = path in missing
                 if original_id in taken or (stands and not gone):
                     continue
                 taken.add(original_id)
-                _adopt(conn, copy_id, original_id, gone, now)
+                adopt(conn, copy_id, original_id, gone, now)
                 adopted.append(self._one(conn, "id = ?", (copy_id,)))
         return adopted
 
@@ -315,7 +250,7 @@ class SqliteLedger:
     ) -> PhotoRow:
         # Broken files are not hashed: size and mtime stand in for content in the identity.
         identity = f"broken:{size}:{mtime_ns}"
-        now = _now()
+        now = now_text()
         with self.atomic() as conn:
             conn.execute(
                 "UPDATE photos SET current = 0 WHERE path = ? AND current = 1 AND identity != ?",
@@ -332,7 +267,7 @@ class SqliteLedger:
                     next_id, path, folder, "", size, mtime_ns, "", "", (), identity, State.FAILED,
                     None, None, None, None, (), (), 0, reason, False, None, now, False,
                 )  # fmt: skip
-                conn.execute(_INSERT, _encode(row, True, now, manifest))
+                conn.execute(INSERT, encode(row, True, now, manifest))
             return self._one(conn, "path = ? AND identity = ?", (path, identity))
 
     # -- reading ------------------------------------------------------------------------------
@@ -356,14 +291,14 @@ class SqliteLedger:
             wanted = [State(s).value for s in states]
             where.append(f"state IN ({', '.join('?' * len(wanted))})" if wanted else "0")
             params.extend(wanted)
-        sql = f"SELECT {_COLUMNS} FROM photos WHERE {' AND '.join(where)} ORDER BY id"
-        return [_row(r) for r in self._read(sql, params)]
+        sql = f"SELECT {COLUMNS} FROM photos WHERE {' AND '.join(where)} ORDER BY id"
+        return [row_of(r) for r in self._read(sql, params)]
 
     def get(self, photo_id: int) -> PhotoRow:
-        rows = self._read(f"SELECT {_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
+        rows = self._read(f"SELECT {COLUMNS} FROM photos WHERE id = ?", (photo_id,))
         if not rows:
             raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
-        return _row(rows[0])
+        return row_of(rows[0])
 
     def counts(self, scope: Sequence[str] | None = None) -> dict[State, int]:
         """Current photos per state; ``scope``: only those in these folders (or below)."""
@@ -400,10 +335,10 @@ class SqliteLedger:
     # -- state changes ------------------------------------------------------------------------
 
     def _one(self, conn: sqlite3.Connection, where: str, params: Sequence[object]) -> PhotoRow:
-        r = conn.execute(f"SELECT {_COLUMNS} FROM photos WHERE {where}", params).fetchone()
+        r = conn.execute(f"SELECT {COLUMNS} FROM photos WHERE {where}", params).fetchone()
         if r is None:
             raise LedgerError(f"ledger {self.path} has no photo where {where} {tuple(params)}")
-        return _row(r)
+        return row_of(r)
 
     def _mark(
         self,
@@ -418,19 +353,19 @@ class SqliteLedger:
         with self.atomic() as conn:
             found = conn.execute(
                 f"UPDATE photos SET {sets}, updated_at = ? WHERE id = ? {only_if} "
-                f"RETURNING {_COLUMNS}",
-                (*params, _now(), photo_id, *only_if_params),
+                f"RETURNING {COLUMNS}",
+                (*params, now_text(), photo_id, *only_if_params),
             ).fetchone()
             if found is None:
                 self._one(conn, "id = ?", (photo_id,))  # raises for an unknown id
                 raise _NotEligible
-            return _row(found)
+            return row_of(found)
 
     def mark_uploaded(self, photo_id: int, order_id: str, *, refused: bool = False) -> PhotoRow:
         """Uploaded, not charged; ``refused``: an order POST was answered with a refusal."""
         with self.atomic() as conn:
             if refused:
-                _answer_post(conn, photo_id, "refused")
+                answer_post(conn, photo_id, "refused")
             return self._mark(
                 photo_id,
                 "state = 'uploaded', order_id = ?, error = NULL, retryable = 0",
@@ -464,7 +399,7 @@ class SqliteLedger:
             owner = (self.owner,)
         stamp = Stamp.now()
         with self.atomic() as conn:
-            if window is not None and (wait := _window_wait(conn, window, stamp, time.time())):
+            if window is not None and (wait := window_wait(conn, window, stamp, time.time())):
                 raise WindowFull(wait)
             try:
                 row = self._mark(photo_id, sets, params, only_if=only_if, only_if_params=owner)
@@ -493,18 +428,18 @@ class SqliteLedger:
         """Charged: by an answer to our POST (``answered``), or as the order's details show."""
         with self.atomic() as conn:
             if answered:
-                _answer_post(conn, photo_id, "accepted")
+                answer_post(conn, photo_id, "accepted")
             return self._mark(
                 photo_id,
                 "state = 'submitted', image_id = coalesce(?, image_id), eta = coalesce(?, eta), "
                 "submitted_at = ?, error = NULL, retryable = 0, charged = 1",
-                (image_id, eta, _now()),
+                (image_id, eta, now_text()),
             )
 
     def mark_lost(self, photo_id: int) -> None:
         """The answer to the photo's order POST was lost: it may have been charged."""
         with self.atomic() as conn:
-            _answer_post(conn, photo_id, "lost")
+            answer_post(conn, photo_id, "lost")
 
     def last_intent(self, photo_id: int) -> Stamp | None:
         """When the photo's latest order intent was recorded, on the boot clock."""
@@ -519,7 +454,7 @@ class SqliteLedger:
         """Seconds until the account's window has room (read only: ``mark_submitting`` with
         the same rule is the check that counts, in the transaction that records the intent)."""
         with self._mutex, self._guard("read"):
-            return _window_wait(self._conn, rule, Stamp.now(), time.time())
+            return window_wait(self._conn, rule, Stamp.now(), time.time())
 
     def claim(self, photo_id: int) -> bool:
         """Take the photo for this run (``owner``) unless another live run holds it."""
@@ -570,7 +505,7 @@ class SqliteLedger:
                 count = import_rows(conn, other._conn)
                 conn.execute(
                     "INSERT INTO imports (path, imported_at, photos) VALUES (?, ?, ?)",
-                    (key, _now(), count),
+                    (key, now_text(), count),
                 )
                 return count
         finally:
@@ -597,17 +532,17 @@ class SqliteLedger:
                 "eta = NULL, submitted_at = NULL, charged = 0, duplicate_of = NULL, "
                 "error = NULL, retryable = 0, failed_from = NULL, updated_at = ? "
                 "WHERE id IN (SELECT value FROM json_each(?)) AND state != 'submitting' "
-                f"RETURNING {_COLUMNS}",
-                (_now(), json.dumps(list(photo_ids))),
+                f"RETURNING {COLUMNS}",
+                (now_text(), json.dumps(list(photo_ids))),
             ).fetchall()
-            return [_row(r) for r in rows]
+            return [row_of(r) for r in rows]
 
     def set_output_paths(self, photo_id: int, output_paths: Sequence[str]) -> None:
         """Files collect wrote for a photo that keeps its state (a duplicate's copies)."""
         with self.atomic() as conn:
             conn.execute(
                 "UPDATE photos SET output_paths = ?, updated_at = ? WHERE id = ?",
-                (json.dumps(list(output_paths)), _now(), photo_id),
+                (json.dumps(list(output_paths)), now_text(), photo_id),
             )
 
     def mark_failed(self, photo_id: int, error: str, *, retryable: bool) -> PhotoRow:
@@ -658,7 +593,7 @@ class SqliteLedger:
                 "error = NULL, retryable = 0, failed_from = NULL, updated_at = ? "
                 "WHERE state = 'failed' AND current = 1 AND sha256 != '' AND charged = 0 "
                 "AND (retryable = 1 OR ?)",
-                (_now(), int(include_permanent)),
+                (now_text(), int(include_permanent)),
             )
             return cur.rowcount
 
@@ -673,165 +608,6 @@ def _scope(folders: Sequence[str]) -> tuple[str, list[object]]:
         params += [len(prefix), prefix]
     clause = " OR ".join(["substr(path, 1, ?) = ?"] * len(folders))
     return f"({clause})", params
-
-
-def _window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall: float) -> float:
-    """Seconds until the account's window has room for one more order (0: room now).
-
-    Each order POST counts from its answer (or, unanswered, from its intent plus the longest a
-    request may take: a killed run's POST) until ``per_seconds`` later, refusals excepted. On
-    this boot the boot clock measures; posts of another boot fall back on the wall clock.
-    """
-    horizon = rule.per_seconds + rule.answer_within
-    rows = conn.execute(
-        "SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
-        "FROM order_posts WHERE intent_wall >= ? AND (outcome IS NULL OR outcome != 'refused') "
-        "UNION SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
-        "FROM order_posts WHERE boot = ? AND intent_clock >= ? "
-        "AND (outcome IS NULL OR outcome != 'refused')",
-        (wall - horizon, stamp.boot, stamp.seconds - horizon),
-    ).fetchall()
-    expiries = []
-    in_flight = False
-    for _, boot, intent_clock, intent_wall, answer_clock, answer_wall in rows:
-        if boot and boot == stamp.boot:
-            at = answer_clock if answer_clock is not None else intent_clock + rule.answer_within
-            age = stamp.seconds - at
-        else:
-            at = answer_wall if answer_wall is not None else intent_wall + rule.answer_within
-            age = wall - at
-        if (left := rule.per_seconds - age) > 0:
-            expiries.append(left)
-            in_flight = in_flight or age < 0  # its answer may come any moment
-    if len(expiries) < rule.orders:
-        return 0.0
-    expiries.sort(reverse=True)
-    wait = float(expiries[rule.orders - 1])
-    # An order in flight (another process's, most likely) ends with its answer, which no event
-    # here announces: look again soon rather than wait out the request's longest time.
-    return min(wait, IN_FLIGHT_POLL_SECONDS) if in_flight else wait
-
-
-def _answer_post(conn: sqlite3.Connection, photo_id: int, outcome: str) -> None:
-    """Record the answer to the photo's latest order POST (its window entry's time)."""
-    stamp = Stamp.now()
-    conn.execute(
-        "UPDATE order_posts SET answer_clock = ?, answer_wall = ?, outcome = ? "
-        "WHERE id = (SELECT max(id) FROM order_posts WHERE photo_id = ?) AND outcome IS NULL",
-        (stamp.seconds, time.time(), outcome, photo_id),
-    )
-
-
-def _record_found(
-    conn: sqlite3.Connection, found: Sequence[FoundPhoto], now: str
-) -> list[PhotoRow]:
-    """Find or add a row per photo in one transaction: a few queries, whatever the batch size."""
-    paths = json.dumps(list({f.path for f in found}))
-    stored: dict[tuple[str, str], Sequence[Any]] = {}  # decoded only when a photo matches
-    current_of: dict[str, int] = {}  # path -> id of its current row before this call
-    for r in conn.execute(
-        f"SELECT {_COLUMNS}, current FROM photos WHERE path IN (SELECT value FROM json_each(?))",
-        (paths,),
-    ):
-        stored[(r[1], r[9])] = r
-        if r[23]:
-            current_of[r[1]] = r[0]
-    identities = [f.options.identity(f.sha256) for f in found]
-    originals: dict[str, int] = {}
-    next_id = 0
-    missing = {i for f, i in zip(found, identities, strict=True) if (f.path, i) not in stored}
-    if missing:
-        # Any earlier row with this identity was (or will be) the one paid order for it.
-        originals = dict(
-            conn.execute(
-                "SELECT identity, min(id) FROM photos WHERE state != 'duplicate' "
-                "AND identity IN (SELECT value FROM json_each(?)) GROUP BY identity",
-                (json.dumps(list(missing)),),
-            ).fetchall()
-        )
-        # Ids are chosen here (the write lock is held) so in-batch copies can point at them.
-        (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone()
-    known: dict[tuple[str, str], PhotoRow] = {}
-    inserts: dict[int, PhotoRow] = {}
-    refreshed: dict[int, PhotoRow] = {}
-    final_current: dict[str, int] = {}
-    result: list[PhotoRow] = []
-    for photo, identity in zip(found, identities, strict=True):
-        key = (photo.path, identity)
-        row = known.get(key)
-        if row is None and (raw := stored.get(key)) is not None:
-            row = known[key] = _row(raw)
-        if row is None:
-            row = _new_row(next_id, photo, identity, now, originals.get(identity))
-            next_id += 1
-            originals.setdefault(identity, row.id)
-            inserts[row.id] = known[key] = row
-        elif (row.folder, row.size, row.mtime_ns) != (photo.folder, photo.size, photo.mtime_ns):
-            # Same content and options, touched or moved between folders: keep the hash cache true.
-            row = row._replace(folder=photo.folder, size=photo.size, mtime_ns=photo.mtime_ns)
-            (inserts if row.id in inserts else refreshed)[row.id] = known[key] = row
-        final_current[photo.path] = row.id
-        result.append(row)
-    conn.executemany(
-        "UPDATE photos SET current = 0 WHERE id = ?",
-        [(cid,) for path, cid in current_of.items() if final_current.get(path, cid) != cid],
-    )
-    conn.executemany(
-        "UPDATE photos SET current = 1 WHERE id = ?",
-        [(i,) for p, i in final_current.items() if i not in inserts and current_of.get(p) != i],
-    )
-    conn.executemany(
-        "UPDATE photos SET folder = ?, size = ?, mtime_ns = ? WHERE id = ?",
-        [(r.folder, r.size, r.mtime_ns, r.id) for r in refreshed.values()],
-    )
-    manifests = {f.path: f.manifest for f in found}
-    conn.executemany(
-        _INSERT,
-        [
-            _encode(r, final_current[r.path] == r.id, now, manifests[r.path])
-            for r in inserts.values()
-        ],
-    )
-    return result
-
-
-def _unpaid_originals(
-    conn: sqlite3.Connection, copy_ids: Sequence[int]
-) -> list[tuple[int, int, str, bool]]:
-    """(copy id, original id, original's path, whether the original may stand) for copies
-    whose original was never charged and holds no open intent."""
-    rows = conn.execute(
-        "SELECT c.id, o.id, o.path, o.current AND o.state != 'failed' FROM photos c "
-        "JOIN photos o ON o.id = c.duplicate_of "
-        "WHERE c.id IN (SELECT value FROM json_each(?)) AND c.state = 'duplicate' "
-        f"AND o.charged = 0 AND o.state IN {_ORPHANABLE}",
-        (json.dumps(list(copy_ids)),),
-    ).fetchall()
-    return [(c, o, path, bool(stands)) for c, o, path, stands in rows]
-
-
-def _adopt(conn: sqlite3.Connection, copy_id: int, original_id: int, gone: bool, now: str) -> None:
-    """The copy takes the unpaid original's place (and its upload); the original becomes a
-    copy of it, no longer current if its file is gone."""
-    state, order_id = conn.execute(
-        "SELECT state, order_id FROM photos WHERE id = ?", (original_id,)
-    ).fetchone()
-    keeps_upload = state == "uploaded" and order_id is not None
-    conn.execute(
-        "UPDATE photos SET state = ?, order_id = ?, duplicate_of = NULL, error = NULL, "
-        "retryable = 0, failed_from = NULL, updated_at = ? WHERE id = ?",
-        ("uploaded" if keeps_upload else "pending", order_id if keeps_upload else None, now,
-         copy_id),
-    )  # fmt: skip
-    conn.execute(
-        "UPDATE photos SET state = 'duplicate', duplicate_of = ?, order_id = NULL, "
-        "current = CASE WHEN ? THEN 0 ELSE current END, updated_at = ? WHERE id = ?",
-        (copy_id, int(gone), now, original_id),
-    )
-    conn.execute(
-        "UPDATE photos SET duplicate_of = ? WHERE duplicate_of = ? AND id != ?",
-        (copy_id, original_id, copy_id),
-    )
 
 
 def _read_note(fd: int) -> dict[str, Any]:

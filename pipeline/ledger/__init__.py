@@ -1,0 +1,45 @@
+"""The ledger: what has been found, uploaded, paid for and downloaded, safe across crashes.
+
+It belongs to the account (see pipeline/accounts.py), and is shared by every manifest and
+every run of it. The package shows its parts:
+
+    records.py        the records: states, a photo's identity and row, order POST times, runs
+    protocol.py       the ``Ledger`` interface the runner codes against
+    stores.py         ``open_ledger``: the factory above the stores (the seam for PostgreSQL)
+    sqlite.py         the SQLite store: one file, WAL, synchronous=FULL, claims, the run lock
+    sqlite_rows.py    how rows are encoded in SQLite
+    sqlite_found.py   finding photos: identities, duplicates, copies taking an orphan's place
+    sqlite_window.py  the order window's store: each order POST's intent and answer
+    sqlite_import.py  taking in another (older, per-manifest) ledger
+    migrations.py     the schema, as an ordered list of migrations
+"""
+
+from __future__ import annotations
+
+from pipeline.ledger.protocol import Ledger
+from pipeline.ledger.records import (
+    FoundPhoto,
+    KnownFile,
+    PhotoOptions,
+    PhotoRow,
+    PostTimes,
+    RunRecord,
+    State,
+    WindowFull,
+    WindowRule,
+)
+from pipeline.ledger.stores import open_ledger
+
+__all__ = [
+    "FoundPhoto",
+    "KnownFile",
+    "Ledger",
+    "PhotoOptions",
+    "PhotoRow",
+    "PostTimes",
+    "RunRecord",
+    "State",
+    "WindowFull",
+    "WindowRule",
+    "open_ledger",
+]

@@ -1,0 +1,126 @@
+"""Finding photos in SQLite: one row per path and identity, duplicates of an identity already
+held, and copies that take the place of an unpaid original that is gone."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.ledger.records import FoundPhoto, PhotoRow
+from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, encode, new_row, row_of
+
+# An original in these states was never charged and holds no open intent: a copy may take its
+# place when its file is gone.
+ORPHANABLE = ("pending", "uploaded", "failed")
+
+
+def record_found(conn: sqlite3.Connection, found: Sequence[FoundPhoto], now: str) -> list[PhotoRow]:
+    """Find or add a row per photo in one transaction: a few queries, whatever the batch size."""
+    paths = json.dumps(list({f.path for f in found}))
+    stored: dict[tuple[str, str], Sequence[Any]] = {}  # decoded only when a photo matches
+    current_of: dict[str, int] = {}  # path -> id of its current row before this call
+    for r in conn.execute(
+        f"SELECT {COLUMNS}, current FROM photos WHERE path IN (SELECT value FROM json_each(?))",
+        (paths,),
+    ):
+        stored[(r[1], r[9])] = r
+        if r[23]:
+            current_of[r[1]] = r[0]
+    identities = [f.options.identity(f.sha256) for f in found]
+    originals: dict[str, int] = {}
+    next_id = 0
+    missing = {i for f, i in zip(found, identities, strict=True) if (f.path, i) not in stored}
+    if missing:
+        # Any earlier row with this identity was (or will be) the one paid order for it.
+        originals = dict(
+            conn.execute(
+                "SELECT identity, min(id) FROM photos WHERE state != 'duplicate' "
+                "AND identity IN (SELECT value FROM json_each(?)) GROUP BY identity",
+                (json.dumps(list(missing)),),
+            ).fetchall()
+        )
+        # Ids are chosen here (the write lock is held) so in-batch copies can point at them.
+        (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone()
+    known: dict[tuple[str, str], PhotoRow] = {}
+    inserts: dict[int, PhotoRow] = {}
+    refreshed: dict[int, PhotoRow] = {}
+    final_current: dict[str, int] = {}
+    result: list[PhotoRow] = []
+    for photo, identity in zip(found, identities, strict=True):
+        key = (photo.path, identity)
+        row = known.get(key)
+        if row is None and (raw := stored.get(key)) is not None:
+            row = known[key] = row_of(raw)
+        if row is None:
+            row = new_row(next_id, photo, identity, now, originals.get(identity))
+            next_id += 1
+            originals.setdefault(identity, row.id)
+            inserts[row.id] = known[key] = row
+        elif (row.folder, row.size, row.mtime_ns) != (photo.folder, photo.size, photo.mtime_ns):
+            # Same content and options, touched or moved between folders: keep the hash cache true.
+            row = row._replace(folder=photo.folder, size=photo.size, mtime_ns=photo.mtime_ns)
+            (inserts if row.id in inserts else refreshed)[row.id] = known[key] = row
+        final_current[photo.path] = row.id
+        result.append(row)
+    conn.executemany(
+        "UPDATE photos SET current = 0 WHERE id = ?",
+        [(cid,) for path, cid in current_of.items() if final_current.get(path, cid) != cid],
+    )
+    conn.executemany(
+        "UPDATE photos SET current = 1 WHERE id = ?",
+        [(i,) for p, i in final_current.items() if i not in inserts and current_of.get(p) != i],
+    )
+    conn.executemany(
+        "UPDATE photos SET folder = ?, size = ?, mtime_ns = ? WHERE id = ?",
+        [(r.folder, r.size, r.mtime_ns, r.id) for r in refreshed.values()],
+    )
+    manifests = {f.path: f.manifest for f in found}
+    conn.executemany(
+        INSERT,
+        [
+            encode(r, final_current[r.path] == r.id, now, manifests[r.path])
+            for r in inserts.values()
+        ],
+    )
+    return result
+
+
+def unpaid_originals(
+    conn: sqlite3.Connection, copy_ids: Sequence[int]
+) -> list[tuple[int, int, str, bool]]:
+    """(copy id, original id, original's path, whether the original may stand) for copies
+    whose original was never charged and holds no open intent."""
+    rows = conn.execute(
+        "SELECT c.id, o.id, o.path, o.current AND o.state != 'failed' FROM photos c "
+        "JOIN photos o ON o.id = c.duplicate_of "
+        "WHERE c.id IN (SELECT value FROM json_each(?)) AND c.state = 'duplicate' "
+        f"AND o.charged = 0 AND o.state IN {ORPHANABLE}",
+        (json.dumps(list(copy_ids)),),
+    ).fetchall()
+    return [(c, o, path, bool(stands)) for c, o, path, stands in rows]
+
+
+def adopt(conn: sqlite3.Connection, copy_id: int, original_id: int, gone: bool, now: str) -> None:
+    """The copy takes the unpaid original's place (and its upload); the original becomes a
+    copy of it, no longer current if its file is gone."""
+    state, order_id = conn.execute(
+        "SELECT state, order_id FROM photos WHERE id = ?", (original_id,)
+    ).fetchone()
+    keeps_upload = state == "uploaded" and order_id is not None
+    conn.execute(
+        "UPDATE photos SET state = ?, order_id = ?, duplicate_of = NULL, error = NULL, "
+        "retryable = 0, failed_from = NULL, updated_at = ? WHERE id = ?",
+        ("uploaded" if keeps_upload else "pending", order_id if keeps_upload else None, now,
+         copy_id),
+    )  # fmt: skip
+    conn.execute(
+        "UPDATE photos SET state = 'duplicate', duplicate_of = ?, order_id = NULL, "
+        "current = CASE WHEN ? THEN 0 ELSE current END, updated_at = ? WHERE id = ?",
+        (copy_id, int(gone), now, original_id),
+    )
+    conn.execute(
+        "UPDATE photos SET duplicate_of = ? WHERE duplicate_of = ? AND id != ?",
+        (copy_id, original_id, copy_id),
+    )

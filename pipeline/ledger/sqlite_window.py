@@ -1,0 +1,59 @@
+"""The order window's store in SQLite: each order POST's intent and answer, and the count
+that decides, in the intent's own transaction, whether the account's window has room."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from pipeline.bootclock import Stamp
+from pipeline.ledger.records import WindowRule
+
+IN_FLIGHT_POLL_SECONDS = 0.1
+
+
+def window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall: float) -> float:
+    """Seconds until the account's window has room for one more order (0: room now).
+
+    Each order POST counts from its answer (or, unanswered, from its intent plus the longest a
+    request may take: a killed run's POST) until ``per_seconds`` later, refusals excepted. On
+    this boot the boot clock measures; posts of another boot fall back on the wall clock.
+    """
+    horizon = rule.per_seconds + rule.answer_within
+    rows = conn.execute(
+        "SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
+        "FROM order_posts WHERE intent_wall >= ? AND (outcome IS NULL OR outcome != 'refused') "
+        "UNION SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
+        "FROM order_posts WHERE boot = ? AND intent_clock >= ? "
+        "AND (outcome IS NULL OR outcome != 'refused')",
+        (wall - horizon, stamp.boot, stamp.seconds - horizon),
+    ).fetchall()
+    expiries = []
+    in_flight = False
+    for _, boot, intent_clock, intent_wall, answer_clock, answer_wall in rows:
+        if boot and boot == stamp.boot:
+            at = answer_clock if answer_clock is not None else intent_clock + rule.answer_within
+            age = stamp.seconds - at
+        else:
+            at = answer_wall if answer_wall is not None else intent_wall + rule.answer_within
+            age = wall - at
+        if (left := rule.per_seconds - age) > 0:
+            expiries.append(left)
+            in_flight = in_flight or age < 0  # its answer may come any moment
+    if len(expiries) < rule.orders:
+        return 0.0
+    expiries.sort(reverse=True)
+    wait = float(expiries[rule.orders - 1])
+    # An order in flight (another process's, most likely) ends with its answer, which no event
+    # here announces: look again soon rather than wait out the request's longest time.
+    return min(wait, IN_FLIGHT_POLL_SECONDS) if in_flight else wait
+
+
+def answer_post(conn: sqlite3.Connection, photo_id: int, outcome: str) -> None:
+    """Record the answer to the photo's latest order POST (its window entry's time)."""
+    stamp = Stamp.now()
+    conn.execute(
+        "UPDATE order_posts SET answer_clock = ?, answer_wall = ?, outcome = ? "
+        "WHERE id = (SELECT max(id) FROM order_posts WHERE photo_id = ?) AND outcome IS NULL",
+        (stamp.seconds, time.time(), outcome, photo_id),
+    )
