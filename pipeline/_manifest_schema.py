@@ -74,6 +74,11 @@ class FolderModel(_Strict):
     patterns: Annotated[list[FilePattern], Field(min_length=1)] | None = Field(
         default=None, description="File name globs of the photos to send."
     )
+    listing: Text | None = Field(
+        default=None,
+        description="The listing this folder's photos belong to, for `aihd deliver` "
+        "(default: the folder above it, e.g. 12-oak-st for listings/12-oak-st/inside).",
+    )
 
 
 class ManifestModel(_Strict):

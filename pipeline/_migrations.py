@@ -65,7 +65,21 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_initial]
+def _v2_reviews(conn: sqlite3.Connection) -> None:
+    """Reviews: a person's approve / reject of a completed photo, the latest one per photo."""
+    conn.execute(
+        """
+        CREATE TABLE reviews (
+            photo_id   INTEGER PRIMARY KEY REFERENCES photos(id),
+            decision   TEXT NOT NULL,                -- 'approved' or 'rejected'
+            decided_at TEXT NOT NULL,
+            source     TEXT                          -- the command or decisions file it came from
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_initial, _v2_reviews]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -410,6 +410,114 @@ def schema() -> None:
     click.echo(json.dumps(manifest_json_schema(), indent=2))
 
 
+# -- review and delivery: look before and after, decide, deliver MLS-ready photos --------------
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Folder for the page (default: review/ beside the manifest).",
+)
+@click.option(
+    "--apply",
+    "apply_file",
+    type=click.Path(path_type=Path),
+    help="Record the decisions a review page exported, instead of writing the page.",
+)
+@_guard
+def review(manifest: Path, output: Path | None, apply_file: Path | None) -> None:
+    """Write a static before/after review page of MANIFEST's photos, or record its decisions.
+
+    The page (index.html, its assets and thumbnails) opens from file:// with no server:
+    before/after slider, filters, keys a / r to approve / reject. It cannot write the
+    ledger: export its decisions and record them with --apply.
+
+    \b
+    Example:
+      aihd review listings.yaml                  # prints the page's file:// link
+      aihd review listings.yaml --apply ~/Downloads/aihd-decisions.json
+    """
+    from pipeline.decisions import apply_decisions, manifest_rows, read_decisions_file
+    from pipeline.ledger import Decision, open_ledger
+    from pipeline.review import write_review
+
+    loaded = load_manifest(manifest)
+    ledger = open_ledger(_ledger_path(manifest))
+    try:
+        if apply_file is not None:
+            entries = read_decisions_file(apply_file)
+            rows = manifest_rows(loaded, ledger)
+            counts = apply_decisions(ledger, rows, entries, str(apply_file))
+            click.echo(
+                f"aihd review: recorded {counts[Decision.APPROVED]} approved, "
+                f"{counts[Decision.REJECTED]} rejected from {apply_file}"
+            )
+            return
+        folder = output or loaded.path.parent / "review"
+        page = write_review(loaded, ledger, folder)
+    finally:
+        ledger.close()
+    click.echo(
+        f"aihd review: {page.photos} photos, {page.thumbnails_made} new thumbnails", err=True
+    )
+    click.echo(page.index.resolve().as_uri())
+
+
+def _decide(manifest: Path, paths: tuple[Path, ...], folder: str | None, verdict: str) -> None:
+    from pipeline.decisions import REORDER_HINT, manifest_rows, record_decision, select_photos
+    from pipeline.ledger import Decision, open_ledger
+
+    if bool(paths) == (folder is not None):
+        raise UsageError(f"aihd {verdict}: give photo paths or --folder FOLDER (one of the two)")
+    decision = Decision.APPROVED if verdict == "approve" else Decision.REJECTED
+    loaded = load_manifest(manifest)
+    ledger = open_ledger(_ledger_path(manifest))
+    try:
+        photos = select_photos(loaded, manifest_rows(loaded, ledger), paths, folder)
+        count = record_decision(ledger, photos, decision, f"aihd {verdict}")
+    finally:
+        ledger.close()
+    click.echo(f"aihd {verdict}: {count} photo{'s' if count != 1 else ''} {decision.value}")
+    if decision is Decision.REJECTED and count:
+        click.echo(f"aihd {verdict}: {REORDER_HINT}", err=True)
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--folder", help="Every completed photo of this manifest folder.")
+@_guard
+def approve(manifest: Path, paths: tuple[Path, ...], folder: str | None) -> None:
+    """Approve completed photos of MANIFEST (by original or result path) for delivery.
+
+    \b
+    Example:
+      aihd approve listings.yaml listings/12-oak-st/inside/kitchen.jpg
+      aihd approve listings.yaml --folder listings/12-oak-st/outside
+    """
+    _decide(manifest, paths, folder, "approve")
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--folder", help="Every completed photo of this manifest folder.")
+@_guard
+def reject(manifest: Path, paths: tuple[Path, ...], folder: str | None) -> None:
+    """Reject completed photos of MANIFEST: they are not delivered, nor ordered again.
+
+    Only the explicit `aihd reorder PATH... --yes` orders a rejected photo again (1 credit).
+
+    \b
+    Example:
+      aihd reject listings.yaml enhanced/listings/12-oak-st/inside/den.jpg
+    """
+    _decide(manifest, paths, folder, "reject")
+
+
 def _run_until_signal(start: Callable[[StopSwitch], Awaitable[T]]) -> T:
     """Run the coroutine; the first SIGINT/SIGTERM asks it to stop cleanly, a second cuts."""
     stop = StopSwitch()

@@ -22,11 +22,13 @@ if TYPE_CHECKING:
     from pipeline.sqlite_ledger import SqliteLedger
 
 __all__ = [
+    "Decision",
     "FoundPhoto",
     "KnownFile",
     "Ledger",
     "PhotoOptions",
     "PhotoRow",
+    "Review",
     "RunRecord",
     "State",
     "open_ledger",
@@ -43,6 +45,22 @@ class State(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     DUPLICATE = "duplicate"  # same content and options as ``duplicate_of``: never paid
+
+
+class Decision(enum.StrEnum):
+    """A person's verdict on a completed photo (SPEC: review adds approved / rejected)."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Review(NamedTuple):
+    """The latest decision on one photo, when and where it was made."""
+
+    photo_id: int
+    decision: Decision
+    decided_at: str
+    source: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +184,10 @@ class Ledger(Protocol):
     def reset_failed(self, *, include_permanent: bool) -> int: ...
     def counts(self) -> dict[State, int]: ...
     def counts_by_folder(self) -> dict[str, dict[State, int]]: ...
+
+    # -- review (aihd review / approve / reject; see decisions.py) ----------------------------
+    def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int: ...
+    def reviews(self) -> dict[int, Review]: ...
 
 
 def open_ledger(path: Path) -> SqliteLedger:

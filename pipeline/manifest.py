@@ -72,6 +72,7 @@ class FolderSpec:
     line: int
     space_line: int
     enhancements_line: int
+    listing: str = ""  # the listing `aihd deliver` groups it under (see listings.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +286,7 @@ def _folder(model: ManifestModel, index: int, base: Path, path: Path, lines: Lin
         line=line,
         space_line=_written_line(lines, where, "space", line),
         enhancements_line=_written_line(lines, where, "enhancements", line),
+        listing=entry.listing or "",
     )
 
 

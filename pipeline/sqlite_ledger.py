@@ -22,7 +22,15 @@ from typing import Any
 
 from pipeline._migrations import migrate
 from pipeline.errors import LedgerBusy, LedgerError
-from pipeline.ledger import FoundPhoto, KnownFile, PhotoRow, RunRecord, State
+from pipeline.ledger import (
+    Decision,
+    FoundPhoto,
+    KnownFile,
+    PhotoRow,
+    Review,
+    RunRecord,
+    State,
+)
 
 __all__ = ["SqliteLedger"]
 
@@ -327,6 +335,25 @@ class SqliteLedger:
         ):
             by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
+
+    # -- review -------------------------------------------------------------------------------
+
+    def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:
+        """Record ``decision`` on each completed photo (the latest replaces the last); a count."""
+        now = _now()
+        with self.atomic() as conn:
+            done = conn.executemany(
+                "INSERT INTO reviews (photo_id, decision, decided_at, source) "
+                "SELECT id, ?, ?, ? FROM photos WHERE id = ? AND state = 'completed' "
+                "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
+                "decided_at = excluded.decided_at, source = excluded.source",
+                [(Decision(decision).value, now, source, i) for i in photo_ids],
+            )
+            return done.rowcount
+
+    def reviews(self) -> dict[int, Review]:
+        rows = self._read("SELECT photo_id, decision, decided_at, source FROM reviews")
+        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3]) for r in rows}
 
     # -- state changes ------------------------------------------------------------------------
 
