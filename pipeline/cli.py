@@ -518,6 +518,61 @@ def reject(manifest: Path, paths: tuple[Path, ...], folder: str | None) -> None:
     _decide(manifest, paths, folder, "reject")
 
 
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option(
+    "--profile",
+    "profile_name",
+    default="mls-default",
+    show_default=True,
+    help="A delivery profile: built-in mls-default, or one under delivery_profiles: in MANIFEST.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Folder to deliver into (default: delivery/ beside the manifest).",
+)
+@_guard
+def deliver(manifest: Path, profile_name: str, output: Path | None) -> None:
+    """Write MANIFEST's approved photos, ready for an MLS, into DELIVERY/<listing>/.
+
+    Each photo: JPEG in sRGB, upright, long edge and file size within the profile, at
+    least its minimum size, numbered in the manifest's order with exteriors first.
+    Each listing gets disclosure.csv: every photo, its original, and what AI changed.
+
+    \b
+    Example:
+      aihd deliver listings.yaml --profile mls-default
+      aihd deliver listings.yaml --profile crmls -o /srv/uploads
+    """
+    from pipeline.deliver import deliver as deliver_photos
+    from pipeline.ledger import open_ledger
+    from pipeline.profiles import find_profile
+
+    loaded = load_manifest(manifest)
+    profile = find_profile(profile_name, loaded.delivery_profiles)
+    folder = output or loaded.path.parent / "delivery"
+    ledger = open_ledger(_ledger_path(manifest))
+    try:
+        report = deliver_photos(loaded, ledger, profile, folder)
+    finally:
+        ledger.close()
+    for failure in report.failed:
+        click.echo(f"aihd deliver: not delivered: {failure}", err=True)
+    for listing, count in report.delivered.items():
+        click.echo(f"{folder / listing}: {count} photos")
+    if report.not_approved:
+        click.echo(
+            f"aihd deliver: {report.not_approved} completed photos not approved, not delivered "
+            "(decide with `aihd review` or `aihd approve`)",
+            err=True,
+        )
+    if not report.delivered:
+        click.echo("aihd deliver: no approved photos to deliver", err=True)
+    sys.exit(report.exit_code)
+
+
 def _run_until_signal(start: Callable[[StopSwitch], Awaitable[T]]) -> T:
     """Run the coroutine; the first SIGINT/SIGTERM asks it to stop cleanly, a second cuts."""
     stop = StopSwitch()
