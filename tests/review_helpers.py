@@ -1,0 +1,57 @@
+"""A listing enhanced for real against a sandbox: where review and deliver start from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.ledger import PhotoRow, State, open_ledger
+from pipeline.sandbox import Sandbox
+from tests.cli_helpers import FAST, aihd, ledger_rows
+
+PhotoFactory = Callable[..., Path]
+INSIDE = "listings/12-oak-st/inside"
+OUTSIDE = "listings/12-oak-st/outside"
+
+
+def collected_listing(
+    root: Path, sandbox: Sandbox, photo_factory: PhotoFactory, *, collect: bool = True
+) -> Path:
+    """Interior folder written first, exterior second; every photo ordered (and collected)."""
+    for name in ("kitchen", "den", "bath"):
+        photo_factory(root / INSIDE, f"{name}.jpg", size=(160, 120))
+    for name in ("front", "yard"):
+        photo_factory(root / OUTSIDE, f"{name}.jpg", size=(160, 120))
+    manifest = root / "listing.yaml"
+    manifest.write_text(
+        "version: 1\n"
+        "rate_limit: {orders: 1000, per_seconds: 600}\n"
+        "retry: {attempts: 5, max_backoff: 0.2}\n"
+        "folders:\n"
+        f"  - path: {INSIDE}\n"
+        "    space: indoor\n"
+        '    enhancements: ["Add Fire to Fireplace"]\n'
+        f"  - path: {OUTSIDE}\n"
+        "    space: outdoor\n"
+    )
+    args = ["run", str(manifest), *FAST, *(["--collect"] if collect else [])]
+    done = aihd(args, sandbox)
+    assert done.returncode == 0, done.stderr
+    wanted = State.COMPLETED if collect else State.SUBMITTED
+    assert {r.state for r in ledger_rows(manifest)} == {wanted}
+    return manifest
+
+
+def row_named(manifest: Path, name: str) -> PhotoRow:
+    (row,) = [r for r in ledger_rows(manifest) if Path(r.path).name == name]
+    return row
+
+
+def decisions_by_name(manifest: Path) -> dict[str, str]:
+    """The ledger's recorded decisions, by photo file name."""
+    ledger = open_ledger(manifest.with_name(manifest.stem + ".ledger.sqlite"))
+    try:
+        names = {r.id: Path(r.path).name for r in ledger.photos()}
+        return {names[i]: review.decision.value for i, review in ledger.reviews().items()}
+    finally:
+        ledger.close()
