@@ -42,7 +42,7 @@ def write_review(manifest: Manifest, ledger: Ledger, folder: Path) -> ReviewPage
     thumbnails = Thumbnails(folder / "thumbs")
     rows = manifest_rows(manifest, ledger)
     reviews = ledger.reviews()
-    generated_at = datetime.now(UTC).isoformat(timespec="seconds")
+    generated_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     data = {
         "manifest": str(manifest.path),
         "ledger": ledger.path,
