@@ -9,6 +9,8 @@
   const fromLedger = new Map(data.photos.map((p) => [p.id, p.decision]));
   const decisions = new Map(fromLedger);
   const cards = [];
+  const filled = new Set();
+  const FILL_AT_ONCE = 24;  // cards made whole at once; the rest as they come near the screen
   let filter = "all";
   let current = -1;
 
@@ -41,7 +43,7 @@
   }
 
   function image(src, cls, alt) {
-    return el("img", { src: src, class: cls, alt: alt, loading: "lazy", decoding: "async" });
+    return el("img", { src: src, class: cls, alt: alt, decoding: "async" });
   }
 
   function compare(photo) {
@@ -67,9 +69,20 @@
     return box;
   }
 
-  function card(photo, index) {
+  function shell(photo, index) {
     const node = el("article", { class: "photo", "data-id": String(photo.id),
       "data-state": photo.state, "data-index": String(index) });
+    node.addEventListener("click", () => select(index, false));
+    return node;
+  }
+
+  // A 2,000-photo page opens fast because only the cards near the screen hold their images
+  // and details; the others are empty boxes of the same size until they come near.
+  function fill(index) {
+    if (filled.has(index)) return;
+    filled.add(index);
+    const photo = data.photos[index];
+    const node = cards[index];
     const meta = el("div", { class: "meta" });
     const toggles = photo.enhancements.length ? photo.enhancements.join(", ") : "no toggles";
     meta.append(
@@ -93,11 +106,27 @@
       meta.append(actions);
     }
     node.append(compare(photo), meta);
-    node.addEventListener("click", () => select(index, false));
-    return node;
+    node.classList.add("filled");
+    paint(index);
+  }
+
+  const nearScreen = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (!entry.isIntersecting) continue;
+      fill(Number(entry.target.dataset.index));
+      nearScreen.unobserve(entry.target);
+    }
+  }, { rootMargin: "1000px 0px" });
+
+  function fillFirstShown() {
+    let made = 0;
+    for (let i = 0; i < cards.length && made < FILL_AT_ONCE; i += 1) {
+      if (!cards[i].hidden) { fill(i); made += 1; }
+    }
   }
 
   function paint(index) {
+    if (!filled.has(index)) return;
     const photo = data.photos[index];
     const node = cards[index];
     const decision = decisions.get(photo.id) || "";
@@ -129,6 +158,7 @@
       if (photo.state === "failed") failed += 1;
       cards[index].hidden = !matches(index);
     });
+    fillFirstShown();
     counts.textContent = data.photos.length + " photos · " + approved + " approved · " + rejected
       + " rejected · " + unreviewed + " unreviewed · " + failed + " failed";
   }
@@ -136,6 +166,7 @@
   function select(index, scroll) {
     if (current >= 0) cards[current].classList.remove("current");
     current = index;
+    fill(index);
     cards[index].classList.add("current");
     if (scroll) cards[index].scrollIntoView({ block: "nearest" });
   }
@@ -197,12 +228,12 @@
         grid = el("section", { class: "grid" });
         fragment.append(grid);
       }
-      const node = card(photo, index);
+      const node = shell(photo, index);
       cards.push(node);
       grid.append(node);
     });
     main.append(fragment);
-    cards.forEach((_, index) => paint(index));
+    for (const node of cards) nearScreen.observe(node);
     for (const button of document.querySelectorAll("#filters button")) {
       button.addEventListener("click", () => {
         filter = button.dataset.filter;
