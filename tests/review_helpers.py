@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.ledger import PhotoRow, State, open_ledger
+from PIL import Image
+
+from pipeline import api
+from pipeline.ledger import FoundPhoto, PhotoOptions, PhotoRow, State, open_ledger
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import FAST, aihd, ledger_rows
 
@@ -55,3 +59,38 @@ def decisions_by_name(manifest: Path) -> dict[str, str]:
         return {names[i]: review.decision.value for i, review in ledger.reviews().items()}
     finally:
         ledger.close()
+
+
+def ledger_listing(root: Path, count: int) -> Path:
+    """``count`` completed photos put in a ledger directly, with results made by Pillow.
+
+    For page tests that need more photos than a sandbox run should spend time on; what the
+    page shows of them is the same as of collected ones.
+    """
+    folder = "listings/1-main-st/inside"
+    (root / folder).mkdir(parents=True)
+    (root / "enhanced" / folder).mkdir(parents=True)
+    manifest = root / "many.yaml"
+    manifest.write_text(f"version: 1\nfolders:\n  - path: {folder}\n")
+    ledger = open_ledger(root / "many.ledger.sqlite")
+    options = PhotoOptions(api.SERVICE, "space-ie-indoor", ())
+    try:
+        with ledger.grouped():
+            for n in range(count):
+                original = root / folder / f"room-{n:03d}.jpg"
+                result = root / "enhanced" / folder / original.name
+                Image.new("RGB", (120, 90), (n * 5 % 250, 90, 140)).save(original)
+                Image.new("RGB", (120, 90), (n * 5 % 250, 140, 90)).save(result)
+                st, data = original.stat(), original.read_bytes()
+                digest = hashlib.sha256(data).hexdigest()
+                found = FoundPhoto(
+                    str(original), folder, st.st_size, st.st_mtime_ns, digest, options
+                )
+                (row,) = ledger.record_found([found])
+                ledger.mark_uploaded(row.id, f"order-{n}")
+                ledger.mark_submitting(row.id)
+                ledger.mark_submitted(row.id, f"image-{n}", 30)
+                ledger.mark_completed(row.id, [f"http://results/{n}"], [str(result)])
+    finally:
+        ledger.close()
+    return manifest

@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 from PIL import Image
 
+from pipeline.ledger import Decision, open_ledger
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import aihd, ledger_rows
 from tests.review_helpers import (
@@ -199,3 +200,28 @@ def test_reviews_live_in_a_table_of_their_own(
         conn.close()
     assert len(rows) == 3
     assert all(r[0] == "rejected" and r[1] == "aihd reject" and r[2] for r in rows)
+
+
+def test_a_ledger_from_before_reviews_gains_the_table(tmp_path: Path) -> None:
+    """An older ledger is migrated in place: its photos stay, decisions can be recorded."""
+    from pipeline import _migrations
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    before = _migrations.MIGRATIONS.index(_migrations._v2_reviews)
+    conn.execute(f"PRAGMA application_id = {_migrations.APPLICATION_ID}")
+    for migration in _migrations.MIGRATIONS[:before]:
+        migration(conn)
+    conn.execute(f"PRAGMA user_version = {before}")
+    conn.close()
+    ledger = open_ledger(path)
+    try:
+        assert ledger.reviews() == {}
+        assert ledger.record_reviews([1], Decision.APPROVED, "test") == 0  # no such photo
+    finally:
+        ledger.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (_migrations.SCHEMA_VERSION,)
+    finally:
+        conn.close()

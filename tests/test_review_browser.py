@@ -16,6 +16,7 @@ from tests.review_helpers import (
     PhotoFactory,
     collected_listing,
     decisions_by_name,
+    ledger_listing,
 )
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING)
@@ -146,4 +147,25 @@ def test_failed_and_waiting_photos_show_their_state(
     assert "submitted: not collected yet" in waiting.inner_text()
     page.keyboard.press("a")  # only a collected result can be decided on
     assert "0 approved" in page.inner_text("#counts")
+    assert _problems(page) == []
+
+
+def test_cards_far_down_are_filled_when_the_keys_reach_them(tmp_path: Path, page: Page) -> None:
+    """A long page builds only the cards near the screen; the arrows still reach the last."""
+    manifest = ledger_listing(tmp_path, 60)
+    _open(page, manifest)
+    cards = page.locator("article.photo")
+    assert cards.count() == 60
+    last = cards.nth(59)
+    assert last.locator("img").count() == 0  # far below the screen: an empty box for now
+    for _ in range(59):
+        page.keyboard.press("ArrowRight")
+    assert "current" in (last.get_attribute("class") or "")
+    assert last.locator("img").count() == 2 and "room-059.jpg" in last.inner_text()
+    page.wait_for_function(
+        "[...document.querySelectorAll('article.photo')[59].querySelectorAll('img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    page.keyboard.press("r")
+    assert "0 approved · 1 rejected · 59 unreviewed" in page.inner_text("#counts")
     assert _problems(page) == []
