@@ -457,7 +457,10 @@ def review(manifest: Path, output: Path | None, apply_file: Path | None) -> None
             )
             return
         folder = output or loaded.path.parent / "review"
-        page = write_review(loaded, ledger, folder)
+        try:
+            page = write_review(loaded, ledger, folder)
+        except OSError as exc:
+            raise UsageError(f"{folder}: cannot write the review page: {exc.strerror}") from None
     finally:
         ledger.close()
     click.echo(
@@ -556,6 +559,8 @@ def deliver(manifest: Path, profile_name: str, output: Path | None) -> None:
     ledger = open_ledger(_ledger_path(manifest))
     try:
         report = deliver_photos(loaded, ledger, profile, folder)
+    except OSError as exc:
+        raise UsageError(f"{folder}: cannot write the delivery: {exc.strerror}") from None
     finally:
         ledger.close()
     for failure in report.failed:

@@ -27,7 +27,7 @@ def open_upright_rgb(path: Path) -> Image.Image:
             opened.load()
             image = ImageOps.exif_transpose(opened) or opened
             return _to_srgb(image)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise PhotoError(path, f"cannot read it as an image ({exc})") from None
 
 

@@ -245,3 +245,17 @@ def test_an_unknown_or_impossible_profile_is_refused(tmp_path: Path) -> None:
     done = aihd(["deliver", str(typo)], None)
     assert done.returncode == 2 and "did you mean 'long_edge'?" in done.stderr
     assert not (tmp_path / "delivery").exists()
+
+
+def test_a_delivery_folder_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """-o naming a file: exit 2, the folder named, no traceback."""
+    out = tmp_path / "enhanced"
+    out.mkdir()
+    Image.new("RGB", (1600, 1200), (50, 60, 70)).save(out / "room.jpg")
+    manifest = _completed(tmp_path, {"room": out / "room.jpg"})
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    done = aihd(["deliver", str(manifest), "-o", str(blocker)], None)
+    assert done.returncode == 2
+    assert f"{blocker}: cannot write the delivery" in done.stderr
+    assert "Traceback" not in done.stderr
