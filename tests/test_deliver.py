@@ -61,15 +61,18 @@ def _results_of_every_kind(root: Path) -> dict[str, Path]:
     return made
 
 
-def _completed(root: Path, results: dict[str, Path], *, profiles: str = "") -> Path:
+def _completed(
+    root: Path, results: dict[str, Path], *, profiles: str = "", listing: str = ""
+) -> Path:
     """A manifest and a ledger where each result is the collected result of an original."""
     for part in ("outside", "inside"):
         (root / LISTING / part).mkdir(parents=True)
+    named = f"    listing: '{listing}'\n" if listing else ""
     manifest = root / "elm.yaml"
     manifest.write_text(
         "version: 1\nfolders:\n"
-        f"  - path: {LISTING}/inside\n    enhancements: [Add Screen to TV]\n"
-        f"  - path: {LISTING}/outside\n    space: outdoor\n" + profiles
+        f"  - path: {LISTING}/inside\n    enhancements: [Add Screen to TV]\n{named}"
+        f"  - path: {LISTING}/outside\n    space: outdoor\n{named}" + profiles
     )
     ledger = open_ledger(root / "elm.ledger.sqlite")
     try:
@@ -259,3 +262,17 @@ def test_a_delivery_folder_that_cannot_be_written_is_one_line(tmp_path: Path) ->
     assert done.returncode == 2
     assert f"{blocker}: cannot write the delivery" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_folder_listing_key_names_the_delivery_folder(tmp_path: Path) -> None:
+    """listing: in the manifest groups folders under that name, exteriors still first."""
+    out = tmp_path / "enhanced"
+    out.mkdir()
+    for kind in ("portrait", "room"):
+        Image.new("RGB", (1600, 1200), (50, 60, 70)).save(out / f"{kind}.jpg")
+    results = {"room": out / "room.jpg", "portrait": out / "portrait.jpg"}
+    manifest = _completed(tmp_path, results, listing="Elm St #9")
+    done = aihd(["deliver", str(manifest)], None)
+    assert done.returncode == 0, done.stderr
+    delivered = sorted(p.name for p in (tmp_path / "delivery" / "Elm-St-9").iterdir())
+    assert delivered == ["01-portrait.jpg", "02-room.jpg", "disclosure.csv"]

@@ -35,6 +35,10 @@
     }
   }
 
+  function quoted(path) {
+    return /^[A-Za-z0-9_.\/-]+$/.test(path) ? path : "'" + path.replace(/'/g, "'\\''") + "'";
+  }
+
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
@@ -132,7 +136,9 @@
     const decision = decisions.get(photo.id) || "";
     node.dataset.decision = decision;
     node.querySelector(".verdict").textContent = decision ? "decision: " + decision : "";
-    node.querySelector(".hint").textContent = decision === "rejected" ? data.reorder_hint : "";
+    node.querySelector(".hint").textContent = decision === "rejected"
+      ? "Not delivered. To order it again (1 credit): aihd reorder " + quoted(photo.path) + " --yes"
+      : "";
   }
 
   function matches(index) {
