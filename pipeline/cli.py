@@ -567,6 +567,8 @@ def deliver(manifest: Path, profile_name: str, output: Path | None) -> None:
         click.echo(f"aihd deliver: not delivered: {failure}", err=True)
     for listing, count in report.delivered.items():
         click.echo(f"{folder / listing}: {count} photos")
+    for listing in report.withdrawn:
+        click.echo(f"aihd deliver: {listing}: no approved photo now; delivery removed", err=True)
     if report.not_approved:
         click.echo(
             f"aihd deliver: {report.not_approved} completed photos not approved, not delivered "

@@ -54,6 +54,7 @@ class DeliveryReport:
     delivered: dict[str, int] = field(default_factory=dict)  # listing -> photos
     failed: list[str] = field(default_factory=list)  # "path: reason"
     not_approved: int = 0  # completed photos with no approval (unreviewed or rejected)
+    withdrawn: list[str] = field(default_factory=list)  # listings delivered before, none now
 
     @property
     def exit_code(self) -> int:
@@ -63,7 +64,7 @@ class DeliveryReport:
 def deliver(
     manifest: Manifest, ledger: Ledger, profile: DeliveryProfile, folder: Path
 ) -> DeliveryReport:
-    """Write every listing's approved photos under ``folder``; a listing with none is left."""
+    """Write every listing's approved photos under ``folder``; one with none now is removed."""
     report = DeliveryReport(folder)
     rows = manifest_rows(manifest, ledger)
     reviews = ledger.reviews()
@@ -81,6 +82,10 @@ def deliver(
         if photos:
             written = _write_listing(listing.name, photos, approved, profile, folder, report)
             report.delivered[listing.name] = written
+        elif (folder / _safe(listing.name) / DISCLOSURE_NAME).is_file():
+            # An earlier delivery of ours whose photos have all been rejected since.
+            shutil.rmtree(folder / _safe(listing.name))
+            report.withdrawn.append(listing.name)
     return report
 
 

@@ -191,6 +191,13 @@ def test_names_exteriors_first_and_the_disclosure_links_originals(
     assert sorted(p.name for p in folder.iterdir()) == [*files[:3], "disclosure.csv"]
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
 
+    assert aihd(["reject", str(manifest), "--folder", INSIDE], None).returncode == 0
+    assert aihd(["reject", str(manifest), "--folder", OUTSIDE], None).returncode == 0
+    done = aihd(["deliver", str(manifest)], None)
+    assert done.returncode == 0, done.stderr
+    assert "12-oak-st: no approved photo now; delivery removed" in done.stderr
+    assert list(folder.parent.iterdir()) == []
+
 
 def test_quality_steps_down_to_fit_a_manifest_profile_that_keeps_exif(tmp_path: Path) -> None:
     """A 0.4 MB limit: quality falls until the photo fits; EXIF is kept, upright."""
