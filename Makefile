@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/aihd run sample_manifests/demo.yaml --sandbox --collect
+	$(BIN)/aihd review sample_manifests/demo.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests $(wildcard bench)

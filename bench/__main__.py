@@ -11,12 +11,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import beside_baseline, big_photo, client_cost, open_pipe, shared_window, window
+from bench import (
+    beside_baseline,
+    big_photo,
+    client_cost,
+    open_pipe,
+    review_page,
+    shared_window,
+    window,
+)
 from bench.common import TABLE_HEAD, Figure, other_load
 
 BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "window": window.run,
     "shared-window": shared_window.run,
+    "review-page": review_page.run,
     "open-pipe": open_pipe.run,
     "client-cost": client_cost.run,
     "big-photo": big_photo.run,

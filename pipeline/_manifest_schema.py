@@ -75,6 +75,25 @@ class FolderModel(_Strict):
     patterns: Annotated[list[FilePattern], Field(min_length=1)] | None = Field(
         default=None, description="File name globs of the photos to send."
     )
+    listing: Text | None = Field(
+        default=None,
+        description="The listing this folder's photos belong to, for `aihd deliver` "
+        "(default: the folder above it, e.g. 12-oak-st for listings/12-oak-st/inside).",
+    )
+
+
+class DeliveryProfileModel(_Strict):
+    """How `aihd deliver` writes photos for one MLS (see the built-in mls-default)."""
+
+    long_edge: int = Field(default=2048, ge=64, le=20000, description="Longest side, px, at most.")
+    max_megabytes: float = Field(
+        default=10.0, gt=0, allow_inf_nan=False, description="Largest file, in MB (10^6 bytes)."
+    )
+    min_width: int = Field(default=1024, ge=1, description="Smallest width (landscape), px.")
+    min_height: int = Field(default=768, ge=1, description="Smallest height (landscape), px.")
+    quality: int = Field(default=92, ge=30, le=100, description="First JPEG quality tried.")
+    min_quality: int = Field(default=60, ge=10, le=100, description="Lowest JPEG quality.")
+    exif: Literal["strip", "keep"] = Field(default="strip", description="Camera metadata.")
 
 
 class ManifestModel(_Strict):
@@ -104,6 +123,9 @@ class ManifestModel(_Strict):
     )
     defaults: DefaultsModel = Field(default_factory=DefaultsModel)
     folders: list[FolderModel] = Field(min_length=1, description="The folders of photos.")
+    delivery_profiles: dict[Text, DeliveryProfileModel] = Field(
+        default_factory=dict, description="Named profiles for `aihd deliver --profile NAME`."
+    )
 
     @field_validator("version", mode="before")
     @classmethod

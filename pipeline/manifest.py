@@ -7,7 +7,8 @@ Space and enhancement names are not checked here: the catalog resolves them agai
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pipeline._manifest_schema import (
     DEFAULT_PATTERNS,
     DefaultsModel,
+    DeliveryProfileModel,
     FolderModel,
     ManifestModel,
     RateLimitModel,
@@ -23,6 +25,7 @@ from pipeline._manifest_schema import (
 )
 from pipeline._yaml import KeyPath, LineMap, dotted_key, load_yaml
 from pipeline.errors import ManifestError
+from pipeline.profiles import DeliveryProfile
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -72,6 +75,7 @@ class FolderSpec:
     line: int
     space_line: int
     enhancements_line: int
+    listing: str = ""  # the listing `aihd deliver` groups it under (see listings.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,7 @@ class Manifest:
     api_key_env: str
     folders: tuple[FolderSpec, ...]
     account: str = "default"
+    delivery_profiles: Mapping[str, DeliveryProfile] = field(default_factory=dict)
 
     @property
     def legacy_ledger(self) -> Path:
@@ -177,6 +182,9 @@ def _check_keys(
         if model is ManifestModel and key == "folders" and isinstance(item, list):
             for index, folder in enumerate(item):
                 _check_keys(folder, FolderModel, (*here, index), lines, path)
+        elif model is ManifestModel and key == "delivery_profiles" and isinstance(item, dict):
+            for name, profile in item.items():
+                _check_keys(profile, DeliveryProfileModel, (*here, name), lines, path)
         elif key in _NESTED.get(model, {}):
             _check_keys(item, _NESTED[model][key], here, lines, path)
 
@@ -240,7 +248,43 @@ def _build(model: ManifestModel, path: Path, lines: LineMap) -> Manifest:
         api_key_env=model.api_key_env,
         folders=folders,
         account=model.account,
+        delivery_profiles=_profiles(model, path, lines),
     )
+
+
+def _profiles(model: ManifestModel, path: Path, lines: LineMap) -> dict[str, DeliveryProfile]:
+    """The manifest's delivery profiles; a minimum above the long edge could never be met."""
+    profiles = {}
+    for name, entry in model.delivery_profiles.items():
+        where = ("delivery_profiles", name)
+        if max(entry.min_width, entry.min_height) > entry.long_edge:
+            raise ManifestError(
+                f"min_width/min_height ({entry.min_width}x{entry.min_height}) exceed long_edge "
+                f"({entry.long_edge}): no photo could meet both; lower the minimum or raise "
+                "long_edge",
+                path=path,
+                line=_line(lines, where),
+                key=dotted_key(where),
+            )
+        if entry.min_quality > entry.quality:
+            raise ManifestError(
+                f"min_quality ({entry.min_quality}) is above quality ({entry.quality}): "
+                "lower min_quality",
+                path=path,
+                line=_line(lines, where),
+                key=dotted_key(where),
+            )
+        profiles[name] = DeliveryProfile(
+            name=name,
+            long_edge=entry.long_edge,
+            max_bytes=int(entry.max_megabytes * 1_000_000),
+            min_width=entry.min_width,
+            min_height=entry.min_height,
+            quality=entry.quality,
+            min_quality=entry.min_quality,
+            exif=entry.exif,
+        )
+    return profiles
 
 
 def _refuse_nested(folders: tuple[FolderSpec, ...], path: Path) -> None:
@@ -292,6 +336,7 @@ def _folder(model: ManifestModel, index: int, base: Path, path: Path, lines: Lin
         line=line,
         space_line=_written_line(lines, where, "space", line),
         enhancements_line=_written_line(lines, where, "enhancements", line),
+        listing=entry.listing or "",
     )
 
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from pipeline.ledger.protocol import Ledger
 from pipeline.ledger.records import (
+    Decision,
     FoundPhoto,
     KnownFile,
     PhotoOptions,
     PhotoRow,
     PostTimes,
+    Review,
     RunRecord,
     State,
     WindowFull,
@@ -31,12 +33,14 @@ from pipeline.ledger.records import (
 from pipeline.ledger.stores import open_ledger
 
 __all__ = [
+    "Decision",
     "FoundPhoto",
     "KnownFile",
     "Ledger",
     "PhotoOptions",
     "PhotoRow",
     "PostTimes",
+    "Review",
     "RunRecord",
     "State",
     "WindowFull",

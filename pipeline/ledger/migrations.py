@@ -112,10 +112,25 @@ def _v3_account(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v4_reviews(conn: sqlite3.Connection) -> None:
+    """Reviews: a person's approve / reject of a completed photo, the latest one per photo."""
+    conn.execute(
+        """
+        CREATE TABLE reviews (
+            photo_id   INTEGER PRIMARY KEY REFERENCES photos(id),
+            decision   TEXT NOT NULL,                -- 'approved' or 'rejected'
+            decided_at TEXT NOT NULL,
+            source     TEXT                          -- the command or decisions file it came from
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_initial,
     _v2_charges_and_posts,
     _v3_account,
+    _v4_reviews,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -13,10 +13,12 @@ from typing import Protocol
 
 from pipeline.bootclock import Stamp
 from pipeline.ledger.records import (
+    Decision,
     FoundPhoto,
     KnownFile,
     PhotoRow,
     PostTimes,
+    Review,
     RunRecord,
     State,
     WindowRule,
@@ -88,3 +90,7 @@ class Ledger(Protocol):
         self, scope: Sequence[str] | None = None
     ) -> dict[str, dict[State, int]]: ...
     def charged_counts(self, scope: Sequence[str] | None = None) -> tuple[int, int]: ...
+
+    # -- review (aihd review / approve / reject; see decisions.py) ----------------------------
+    def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int: ...
+    def reviews(self) -> dict[int, Review]: ...

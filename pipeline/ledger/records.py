@@ -13,11 +13,13 @@ from functools import lru_cache
 from typing import NamedTuple
 
 __all__ = [
+    "Decision",
     "FoundPhoto",
     "KnownFile",
     "PhotoOptions",
     "PhotoRow",
     "PostTimes",
+    "Review",
     "RunRecord",
     "State",
     "WindowFull",
@@ -35,6 +37,22 @@ class State(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     DUPLICATE = "duplicate"  # same content and options as ``duplicate_of``: never paid
+
+
+class Decision(enum.StrEnum):
+    """A person's verdict on a completed photo (SPEC: review adds approved / rejected)."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Review(NamedTuple):
+    """The latest decision on one photo, when and where it was made."""
+
+    photo_id: int
+    decision: Decision
+    decided_at: str
+    source: str | None
 
 
 @dataclass(frozen=True, slots=True)

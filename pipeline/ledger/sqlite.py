@@ -22,10 +22,12 @@ from pipeline.bootclock import Stamp, owner_alive
 from pipeline.errors import LedgerBusy, LedgerError, SubmitRefused
 from pipeline.ledger.migrations import migrate
 from pipeline.ledger.records import (
+    Decision,
     FoundPhoto,
     KnownFile,
     PhotoRow,
     PostTimes,
+    Review,
     RunRecord,
     State,
     WindowFull,
@@ -331,6 +333,25 @@ class SqliteLedger:
         ):
             by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
+
+    # -- review -------------------------------------------------------------------------------
+
+    def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:
+        """Record ``decision`` on each completed photo (the latest replaces the last); a count."""
+        decided_at = now_text()
+        with self.atomic() as conn:
+            done = conn.executemany(
+                "INSERT INTO reviews (photo_id, decision, decided_at, source) "
+                "SELECT id, ?, ?, ? FROM photos WHERE id = ? AND state = 'completed' "
+                "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
+                "decided_at = excluded.decided_at, source = excluded.source",
+                [(Decision(decision).value, decided_at, source, i) for i in photo_ids],
+            )
+            return done.rowcount
+
+    def reviews(self) -> dict[int, Review]:
+        rows = self._read("SELECT photo_id, decision, decided_at, source FROM reviews")
+        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3]) for r in rows}
 
     # -- state changes ------------------------------------------------------------------------
 

@@ -1,0 +1,180 @@
+"""Approve / reject: a person's decisions on completed photos, recorded in the ledger.
+
+Decisions come from ``aihd approve`` / ``aihd reject`` (photo paths or a folder) or from the file
+a review page exports (``aihd review --apply FILE``): a static page cannot write the ledger. Only
+a completed photo can be decided on. A rejected photo is never ordered again by itself: the
+explicit ``aihd reorder PATH... --yes`` does that, and spends a credit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.errors import UsageError
+from pipeline.ledger import Decision, Ledger, PhotoRow, State
+from pipeline.manifest import Manifest
+
+__all__ = [
+    "DECISIONS_FORMAT",
+    "FileDecision",
+    "apply_decisions",
+    "decisions_document",
+    "manifest_rows",
+    "read_decisions_file",
+    "record_decision",
+    "select_photos",
+]
+
+DECISIONS_FORMAT = "aihd-review-decisions"
+REORDER_HINT = "to order a rejected photo again: aihd reorder PATH... --yes (1 credit each)"
+
+
+@dataclass(frozen=True, slots=True)
+class FileDecision:
+    """One entry of an exported decisions file."""
+
+    photo_id: int
+    path: str
+    sha256: str
+    decision: Decision
+
+
+def manifest_rows(manifest: Manifest, ledger: Ledger) -> list[PhotoRow]:
+    """The ledger's current photos in this manifest's folders (the account's ledger holds
+    other manifests' photos too)."""
+    return ledger.photos(scope=[str(folder.path) for folder in manifest.folders])
+
+
+def select_photos(
+    manifest: Manifest, rows: Sequence[PhotoRow], paths: Sequence[Path], folder: str | None
+) -> list[PhotoRow]:
+    """The completed photos named by path (original or result) or by a manifest folder."""
+    if folder is not None:
+        return _folder_photos(manifest, rows, folder)
+    by_path: dict[str, PhotoRow] = {}
+    for row in rows:
+        by_path[row.path] = row
+        for output in row.output_paths:
+            by_path.setdefault(output, row)
+    chosen: dict[int, PhotoRow] = {}
+    for given in paths:
+        found = by_path.get(str(given.expanduser().resolve()))
+        if found is None:
+            raise UsageError(
+                f"{given}: not a photo of {manifest.path.name} in its ledger; give the path of "
+                "a photo (or of its result) from one of the manifest's folders"
+            )
+        row = found
+        if row.state is not State.COMPLETED:
+            raise UsageError(
+                f"{given}: is {row.state.value}, not completed: only a collected result can be "
+                "approved or rejected (run `aihd collect` first)"
+            )
+        chosen[row.id] = row
+    return list(chosen.values())
+
+
+def _folder_photos(manifest: Manifest, rows: Sequence[PhotoRow], folder: str) -> list[PhotoRow]:
+    wanted = folder.rstrip("/\\")
+    resolved = str(Path(folder).expanduser().resolve())
+    for spec in manifest.folders:
+        if wanted == spec.name or resolved == str(spec.path):
+            return [r for r in rows if r.folder == spec.name and r.state is State.COMPLETED]
+    names = ", ".join(spec.name for spec in manifest.folders)
+    raise UsageError(
+        f"--folder {folder}: not a folder of {manifest.path.name}; its folders: {names}"
+    )
+
+
+def record_decision(
+    ledger: Ledger, photos: Sequence[PhotoRow], decision: Decision, source: str
+) -> int:
+    """Record the decision on each photo; return how many were recorded."""
+    return ledger.record_reviews([p.id for p in photos], decision, source)
+
+
+def decisions_document(manifest: Manifest, decisions: Sequence[FileDecision]) -> str:
+    """The JSON a review page exports (the page builds the same shape in JavaScript)."""
+    return json.dumps(
+        {
+            "format": DECISIONS_FORMAT,
+            "version": 1,
+            "manifest": str(manifest.path),
+            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "decisions": [
+                {"photo_id": d.photo_id, "path": d.path, "sha256": d.sha256, "decision": d.decision}
+                for d in decisions
+            ],
+        },
+        indent=1,
+    )
+
+
+def read_decisions_file(path: Path) -> list[FileDecision]:
+    """Parse an exported decisions file; a bad one is a UsageError naming file and entry."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the decisions file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a decisions file (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{path}:{exc.lineno}: not JSON ({exc.msg}); use the file the review page's "
+            "'Export decisions' button saved"
+        ) from None
+    if not isinstance(document, dict) or document.get("format") != DECISIONS_FORMAT:
+        raise UsageError(
+            f'{path}: not an aihd decisions file (no "format": "{DECISIONS_FORMAT}"); use '
+            "the file the review page's 'Export decisions' button saved"
+        )
+    entries = document.get("decisions")
+    if not isinstance(entries, list):
+        raise UsageError(f'{path}: "decisions" must be a list')
+    return [_entry(path, index, entry) for index, entry in enumerate(entries)]
+
+
+def _entry(path: Path, index: int, entry: object) -> FileDecision:
+    where = f"{path}: decisions[{index}]"
+    if not isinstance(entry, dict):
+        raise UsageError(f"{where}: must be an object with photo_id, path, sha256, decision")
+    photo_id, photo_path = entry.get("photo_id"), entry.get("path")
+    sha256, decision = entry.get("sha256"), entry.get("decision")
+    if isinstance(photo_id, bool) or not isinstance(photo_id, int):
+        raise UsageError(f"{where}: photo_id must be a whole number")
+    if not isinstance(photo_path, str) or not isinstance(sha256, str):
+        raise UsageError(f"{where}: path and sha256 must be text")
+    if decision not in {d.value for d in Decision}:
+        raise UsageError(f'{where}: decision must be "approved" or "rejected"')
+    return FileDecision(photo_id, photo_path, sha256, Decision(decision))
+
+
+def apply_decisions(
+    ledger: Ledger, rows: Sequence[PhotoRow], decisions: Sequence[FileDecision], source: str
+) -> dict[Decision, int]:
+    """Record a file's decisions, after checking every one names this ledger's completed photo."""
+    by_id = {row.id: row for row in rows}
+    for index, entry in enumerate(decisions):
+        row = by_id.get(entry.photo_id)
+        if row is None or row.path != entry.path or row.sha256 != entry.sha256:
+            raise UsageError(
+                f"{source}: decisions[{index}]: {entry.path} is not photo {entry.photo_id} of "
+                "this manifest's ledger (exported from another manifest or ledger, or the photo "
+                "changed since): write the review page again and decide there"
+            )
+        if row.state is not State.COMPLETED:
+            raise UsageError(
+                f"{source}: decisions[{index}]: {entry.path} is {row.state.value}, not completed"
+            )
+    latest = {d.photo_id: d.decision for d in decisions}  # the last word on each photo counts
+    counts = dict.fromkeys(Decision, 0)
+    with ledger.grouped():
+        for decision in Decision:
+            ids = [photo_id for photo_id, said in latest.items() if said is decision]
+            if ids:
+                counts[decision] = ledger.record_reviews(ids, decision, source)
+    return counts

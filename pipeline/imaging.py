@@ -1,0 +1,63 @@
+"""Any photo Pillow opens, made an upright 8-bit RGB image in sRGB: for thumbnails and delivery.
+
+Photos come in every kind: EXIF-rotated, CMYK JPEGs, PNGs with alpha, 16-bit PNGs, palettes,
+embedded colour profiles. Each is turned the one way an MLS and a browser show it correctly.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, ImageCms, ImageOps
+
+from pipeline.errors import PhotoError
+
+__all__ = ["SRGB_ICC", "open_upright_rgb"]
+
+_SRGB = ImageCms.createProfile("sRGB")
+SRGB_ICC: bytes = ImageCms.ImageCmsProfile(_SRGB).tobytes()
+_WHITE = (255, 255, 255)
+
+
+def open_upright_rgb(path: Path) -> Image.Image:
+    """The photo at ``path``, EXIF orientation applied, as 8-bit RGB in sRGB."""
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened) or opened
+            return _to_srgb(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise PhotoError(path, f"cannot read it as an image ({exc})") from None
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    icc = image.info.get("icc_profile")
+    image = _to_8bit(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, _WHITE)  # an MLS shows no transparency: on white
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        image = flat
+    if icc and image.mode in ("RGB", "CMYK"):
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError):
+            converted = None  # a broken profile: fall back to Pillow's plain conversion
+        if converted is not None:
+            return converted
+    return image.convert("RGB")  # Pillow reads Adobe's inverted CMYK JPEGs the right way up
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit greys scaled to 8 bits (Pillow's convert would clip, not scale)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = image.convert("I")
+        top = wide.getextrema()[1]
+        peak = int(top) if isinstance(top, int | float) else 255
+        high = 65535 if image.mode.startswith("I;16") else max(peak, 255)
+        return wide.point(lambda v: v * (255 / high)).convert("L")
+    if image.mode == "F":
+        return image.convert("L")
+    return image
