@@ -63,7 +63,12 @@ class DefaultsModel(_Strict):
 class FolderModel(_Strict):
     """One folder of photos; keys left out come from `defaults`."""
 
-    path: Text = Field(description="The folder, relative to the manifest's folder.")
+    path: Text = Field(
+        description=(
+            "The folder, relative to the manifest's folder, or a glob of folders matched at "
+            "each run (listings/*/inside, listings/**/exterior)."
+        )
+    )
     space: Text | None = Field(
         default=None, description="indoor, outdoor, or a catalog space name."
     )
@@ -73,6 +78,11 @@ class FolderModel(_Strict):
     recursive: bool | None = Field(default=None, description="Also take photos from subfolders.")
     patterns: Annotated[list[FilePattern], Field(min_length=1)] | None = Field(
         default=None, description="File name globs of the photos to send."
+    )
+    exclude: list[Text] | None = Field(
+        default=None,
+        description="Globs of files to leave out: a name (broken.jpg) or a path below the "
+        "folder (drafts/*).",
     )
 
 
@@ -114,6 +124,7 @@ _MISSING = {
 _LIST_EXAMPLES = {
     "enhancements": '["Add Fire to Fireplace", "Add Screen to TV"]',
     "patterns": '["*.jpg", "*.png"]',
+    "exclude": '["broken.jpg", "drafts/*"]',
     "folders": "one '- path: ...' entry per folder",
 }
 _MAPPING_EXAMPLES = {

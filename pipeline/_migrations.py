@@ -65,7 +65,18 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_initial]
+def _v2_ignored(conn: sqlite3.Connection) -> None:
+    """Paths `aihd ignore` leaves out of every run; enhancement titles as the catalog writes them.
+
+    Titles live apart from photos: a photo's identity holds them casefolded, and must not change.
+    """
+    conn.execute(
+        "CREATE TABLE ignored (path TEXT PRIMARY KEY, ignored_at TEXT NOT NULL, reason TEXT)"
+    )
+    conn.execute("CREATE TABLE titles (casefolded TEXT PRIMARY KEY, title TEXT NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_initial, _v2_ignored]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -10,6 +10,7 @@ completed row without its files.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import heapq
 import json
 import logging
@@ -121,22 +122,26 @@ async def collect(
     min_poll_seconds: float = 5.0,
     on_progress: Callable[[int, int], None] | None = None,
     eta_scale: float = 1.0,
+    folders: Sequence[str] = (),
 ) -> CollectSummary:
     """Poll every submitted photo's order (not before its eta) and place its results.
 
     ``eta_scale``: real seconds per eta second (the local emulator's ``time_scale``).
+    ``folders``: globs of folder names (``--folder``); only their photos are collected.
     """
     started = time.monotonic()
     output = await asyncio.to_thread(output.resolve)
     await asyncio.to_thread(remove_leftovers, output)
-    rows = ledger.photos([State.SUBMITTED])
+    rows = [r for r in ledger.photos([State.SUBMITTED]) if _chosen(r.folder, folders)]
     collector = _Collector(ledger, client, output, folder_roots, backoff, len(rows), on_progress)
+    collector.folders = tuple(folders)
     schedule = _Schedule()
     now = time.monotonic()
     for row in rows:
         due = _due_at(row, eta_scale, now)
-        if wait or due <= now:  # without --wait an order before its eta is simply waiting
-            schedule.push(due, row)
+        # Without --wait each order is asked once, now: an eta is an estimate, and a result
+        # that is ready early is not left for tomorrow.
+        schedule.push(due if wait else now, row)
     stopped = await _drive(collector, schedule, stop, wait, timeout, concurrency, min_poll_seconds)
     copies = 0 if stopped else await collector.copy_duplicates()
     return CollectSummary(
@@ -250,6 +255,7 @@ class _Collector:
     polls: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     claims: dict[str, str] = field(default_factory=dict)  # output file -> photo path owning it
+    folders: tuple[str, ...] = ()  # --folder globs; empty: every folder
 
     def __post_init__(self) -> None:
         for row in self.ledger.photos([State.COMPLETED], current_only=False):
@@ -338,24 +344,36 @@ class _Collector:
         return directory
 
     def _claim(self, row: PhotoRow, directory: Path, exts: Sequence[str]) -> list[Path]:
-        """Final names: <stem>.<ext>, _2, _3...; another photo's name is never overwritten."""
+        """Final names: <stem>.<ext>, _2, _3...; another photo's name is never overwritten,
+        nor a file aihd did not write (one on disk that no photo of the ledger claims)."""
         photo = Path(row.path)
-        for base in (photo.stem, photo.name, f"{photo.stem}-{row.id}"):
+        bases = [photo.stem, photo.name, f"{photo.stem}-{row.id}"]
+        bases += (f"{photo.stem}-{row.id}-{n}" for n in range(2, 1000))
+        for base in bases:
             finals = [
                 directory / f"{base}{'' if n == 1 else f'_{n}'}.{ext}"
                 for n, ext in enumerate(exts, 1)
             ]
-            if all(self.claims.get(str(p), row.path) == row.path for p in finals):
+            if all(self._ours(p, row.path) for p in finals):
                 break
         for final in finals:
             ensure_inside(final, self.output)
             self.claims[str(final)] = row.path
         return finals
 
+    def _ours(self, final: Path, photo_path: str) -> bool:
+        """May this photo's result be written at ``final``?"""
+        owner = self.claims.get(str(final))
+        if owner is not None:
+            return owner == photo_path
+        return not final.exists() and not final.is_symlink()
+
     async def copy_duplicates(self) -> int:
         """Give each duplicate of a completed photo its own copy of the results."""
         copied = 0
         for row in self.ledger.photos([State.DUPLICATE]):
+            if not _chosen(row.folder, self.folders):
+                continue
             original = self.ledger.get(row.duplicate_of) if row.duplicate_of else None
             if original is None or original.state is not State.COMPLETED:
                 continue
@@ -367,6 +385,13 @@ class _Collector:
             except (ResultRejected, OSError) as exc:
                 log.warning("%s: no copy of its original's results: %s", row.path, exc)
         return copied
+
+
+def _chosen(folder: str, patterns: Sequence[str]) -> bool:
+    """--folder: the folder's name matches a glob, or lies below a folder a pattern names."""
+    return not patterns or any(
+        fnmatch.fnmatchcase(folder, p) or folder.startswith(p.rstrip("/") + "/") for p in patterns
+    )
 
 
 def _due_at(row: PhotoRow, eta_scale: float, now: float) -> float:

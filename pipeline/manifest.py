@@ -7,11 +7,23 @@ Space and enhancement names are not checked here: the catalog resolves them agai
 from __future__ import annotations
 
 import difflib
+import errno
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from pipeline._manifest_folders import (
+    Options,
+    Written,
+    assign,
+    expand,
+    is_pattern,
+    shorten,
+    split_pattern,
+)
 from pipeline._manifest_schema import (
     DEFAULT_PATTERNS,
     DefaultsModel,
@@ -22,7 +34,7 @@ from pipeline._manifest_schema import (
     explain,
 )
 from pipeline._yaml import KeyPath, LineMap, dotted_key, load_yaml
-from pipeline.errors import ManifestError
+from pipeline.errors import ManifestError, UsageError
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -32,6 +44,8 @@ __all__ = [
     "RetryPolicy",
     "load_manifest",
     "manifest_json_schema",
+    "output_conflict",
+    "refuse_output_over_photos",
 ]
 
 # Key names that would hold the API key itself; compared after lower-casing and "-" -> "_".
@@ -72,6 +86,9 @@ class FolderSpec:
     line: int
     space_line: int
     enhancements_line: int
+    exclude: tuple[str, ...] = ()  # globs of files (name, or path below the folder) to skip
+    claimed: frozenset[str] = frozenset()  # folders below with entries of their own: skipped
+    through: frozenset[str] = frozenset()  # likewise but not recursive: their subfolders are ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +104,17 @@ class Manifest:
     retry: RetryPolicy
     api_key_env: str
     folders: tuple[FolderSpec, ...]
+    warnings: tuple[str, ...] = ()  # folders gone or patterns matching none: skipped tonight
+    matches: tuple[tuple[str, int, tuple[str, ...]], ...] = ()  # (path as written, line, folders)
+    photo_roots: tuple[tuple[Path, str], ...] = ()  # where results must never go, and why
 
 
-def load_manifest(path: Path) -> Manifest:
-    """Load and check a manifest; raise ManifestError naming the file, line and key."""
+def load_manifest(path: Path, *, strict: bool = False) -> Manifest:
+    """Load and check a manifest; raise ManifestError naming the file, line and key.
+
+    A folder that is gone, or a pattern that matches none, is a warning in
+    ``Manifest.warnings`` (that folder is skipped), or an error when ``strict``.
+    """
     raw, lines = load_yaml(path)
     if not isinstance(raw, dict):
         kind = "a list" if isinstance(raw, list) else "a single value"
@@ -106,7 +130,7 @@ def load_manifest(path: Path) -> Manifest:
     except ValidationError as exc:
         # Not chained: pydantic's own text repeats the values, and one of them may be a secret.
         raise _first_error(exc, lines, path) from None
-    return _build(model, path, lines)
+    return _build(model, path, lines, strict)
 
 
 def manifest_json_schema() -> dict[str, object]:
@@ -191,38 +215,61 @@ def _first_error(exc: ValidationError, lines: LineMap, path: Path) -> ManifestEr
     return ManifestError(message, path=path, line=line, key=dotted_key(where))
 
 
-def _build(model: ManifestModel, path: Path, lines: LineMap) -> Manifest:
+def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Manifest:
     """Turn a validated model into records with absolute paths, checking them on disk."""
     base = path.resolve().parent
-    ledger = _absolute(model.ledger or f"{path.stem}.ledger.sqlite", base)
-    if ledger.is_dir():
+    ledger = _absolute(model.ledger or f"{path.stem}.ledger.sqlite", base, path, lines, ("ledger",))
+    if _is(ledger.is_dir):
         raise ManifestError(
-            f"{ledger} is a folder: name a file for the ledger (e.g. ledger.sqlite)",
+            f"{shorten(ledger)} is a folder: name a file for the ledger (e.g. ledger.sqlite)",
             path=path,
             line=_line(lines, ("ledger",)),
             key="ledger",
         )
-    output = _absolute(model.output, base)
-    if output.exists() and not output.is_dir():
+    output = _absolute(model.output, base, path, lines, ("output",))
+    if _is(output.exists) and not _is(output.is_dir):
         raise ManifestError(
-            f"{output} is a file: name a folder to collect results into",
+            f"{shorten(output)} is a file: name a folder to collect results into",
             path=path,
             line=_line(lines, ("output",)),
             key="output",
         )
-    folders = tuple(_folder(model, index, base, path, lines) for index in range(len(model.folders)))
-    seen: dict[Path, int] = {}
-    for index, folder in enumerate(folders):
-        if folder.path in seen:
-            raise ManifestError(
-                f"the folder {folder.path} is listed twice (lines {seen[folder.path]} and "
-                f"{folder.line}): list each folder once",
-                path=path,
-                line=folder.line,
-                key=f"folders[{index}].path",
-            )
-        seen[folder.path] = folder.line
-    _refuse_nested(folders, path)
+    warnings: list[str] = []
+    entries = [
+        _entry(model, index, base, path, lines, strict, warnings)
+        for index in range(len(model.folders))
+    ]
+    _refuse_twice(entries, path)
+    defaults = Options(
+        space=model.defaults.space,
+        space_line=lines.get(("defaults", "space"), 0),
+        enhancements=_unique(model.defaults.enhancements),
+        enhancements_line=lines.get(("defaults", "enhancements"), 0),
+        recursive=model.defaults.recursive,
+        patterns=tuple(dict.fromkeys(model.defaults.patterns)),
+    )
+    owned, _ = assign(entries, defaults, base)
+    folders = tuple(
+        FolderSpec(
+            path=o.path,
+            name=o.name,
+            space=o.options.space,
+            enhancements=o.options.enhancements,
+            recursive=o.options.recursive,
+            patterns=o.options.patterns,
+            line=o.line,
+            space_line=o.options.space_line or o.line,
+            enhancements_line=o.options.enhancements_line or o.line,
+            exclude=o.options.exclude,
+            claimed=o.claimed,
+            through=o.through,
+        )
+        for o in owned
+    )
+    roots = _photo_roots(entries, base, path, lines)
+    conflict = output_conflict(output, roots)
+    if conflict is not None:
+        raise ManifestError(conflict, path=path, line=_line(lines, ("output",)), key="output")
     return Manifest(
         path=path.resolve(),
         version=model.version,
@@ -233,64 +280,165 @@ def _build(model: ManifestModel, path: Path, lines: LineMap) -> Manifest:
         retry=RetryPolicy(model.retry.attempts, float(model.retry.max_backoff)),
         api_key_env=model.api_key_env,
         folders=folders,
+        warnings=tuple(warnings),
+        photo_roots=roots,
+        matches=tuple(
+            (e.path, e.line, tuple(_relative(m, base) for m in e.matched)) for e in entries
+        ),
     )
 
 
-def _refuse_nested(folders: tuple[FolderSpec, ...], path: Path) -> None:
-    """A folder inside a recursive one would be scanned twice, each time with its own options."""
-    for index, folder in enumerate(folders):
-        for outer in folders:
-            if outer.recursive and outer.path in folder.path.parents:
-                raise ManifestError(
-                    f"the folder {folder.path} (line {folder.line}) is inside {outer.path} "
-                    f"(line {outer.line}), which is recursive: its photos would be found twice, "
-                    "with two sets of options, and each set would be paid for. Drop one of the "
-                    f"two entries, or set recursive: false on {outer.path}",
-                    path=path,
-                    line=folder.line,
-                    key=f"folders[{index}].path",
-                )
+def _refuse_twice(entries: list[Written], path: Path) -> None:
+    """The same folder written twice is a slip; a pattern and a path may overlap on purpose."""
+    seen: dict[Path, int] = {}
+    for entry in entries:
+        if entry.pattern or not entry.matched:
+            continue
+        folder = entry.matched[0]
+        if folder in seen:
+            raise ManifestError(
+                f"the folder {shorten(folder)} is listed twice (lines {seen[folder]} and "
+                f"{entry.line}): list each folder once",
+                path=path,
+                line=entry.line,
+                key=f"folders[{entry.index}].path",
+            )
+        seen[folder] = entry.line
 
 
-def _folder(model: ManifestModel, index: int, base: Path, path: Path, lines: LineMap) -> FolderSpec:
-    """One folder entry with the defaults applied; its folder must exist."""
-    entry, defaults = model.folders[index], model.defaults
+def _photo_roots(
+    entries: list[Written], base: Path, path: Path, lines: LineMap
+) -> tuple[tuple[Path, str], ...]:
+    """Every folder a pattern or path matched, and each pattern's literal start, with its line."""
+    roots: list[tuple[Path, str]] = []
+    for entry in entries:
+        where = f"folders[{entry.index}], line {entry.line}"
+        roots += [(folder, where) for folder in entry.matched]
+        if entry.pattern:
+            literal, _ = split_pattern(entry.path)
+            key: KeyPath = ("folders", entry.index, "path")
+            roots.append((_absolute(literal, base, path, lines, key), where))
+    return tuple(roots)
+
+
+def output_conflict(output: Path, roots: tuple[tuple[Path, str], ...]) -> str | None:
+    """Why results in ``output`` would land among the originals, or None."""
+    inside = {output, *output.parents}  # output is, or lies inside, any of these
+    for root, where in roots:
+        if root in inside or output in root.parents:
+            how = "is" if root == output else "lies inside" if root in inside else "contains"
+            return (
+                f"the output folder {shorten(output)} {how} the photo folder {shorten(root)} "
+                f"({where}): results would overwrite the originals or be ordered again as "
+                "photos. Choose an output folder outside every photo folder, e.g. ../enhanced"
+            )
+    return None
+
+
+def refuse_output_over_photos(output: Path, manifest: Manifest, *, where: str) -> None:
+    """``collect --output DIR`` obeys the same rule as the manifest's ``output:``."""
+    conflict = output_conflict(output, manifest.photo_roots)
+    if conflict is not None:
+        raise UsageError(f"{where} {shorten(output)}: {conflict}")
+
+
+def _entry(
+    model: ManifestModel,
+    index: int,
+    base: Path,
+    path: Path,
+    lines: LineMap,
+    strict: bool,
+    warnings: list[str],
+) -> Written:
+    """One folder entry as written, with the folders it matches now."""
+    entry = model.folders[index]
     where: KeyPath = ("folders", index)
-    line = lines[where]
-    resolved = _absolute(entry.path, base)
-    if not resolved.exists():
-        raise ManifestError(
-            f"folder not found: {resolved} (relative paths start at {base}): fix the path or "
-            "create the folder",
-            path=path,
-            line=_line(lines, (*where, "path")),
-            key=f"folders[{index}].path",
-        )
-    if not resolved.is_dir():
-        raise ManifestError(
-            f"{resolved} is a file, not a folder: give the folder that holds the photos",
-            path=path,
-            line=_line(lines, (*where, "path")),
-            key=f"folders[{index}].path",
-        )
-    enhancements = entry.enhancements if entry.enhancements is not None else defaults.enhancements
-    patterns = entry.patterns if entry.patterns is not None else defaults.patterns
-    return FolderSpec(
-        path=resolved,
-        name=entry.path.rstrip("/\\") or entry.path,
-        space=entry.space if entry.space is not None else defaults.space,
-        enhancements=_unique(enhancements),
-        recursive=entry.recursive if entry.recursive is not None else defaults.recursive,
-        patterns=tuple(dict.fromkeys(patterns)),
-        line=line,
-        space_line=_written_line(lines, where, "space", line),
-        enhancements_line=_written_line(lines, where, "enhancements", line),
+    path_line = _line(lines, (*where, "path"))
+    key = f"folders[{index}].path"
+    written = Written(
+        index=index,
+        line=lines[where],
+        path=entry.path,
+        pattern=is_pattern(entry.path),
+        space=entry.space,
+        space_line=lines.get((*where, "space"), 0),
+        enhancements=_unique(entry.enhancements) if entry.enhancements is not None else None,
+        enhancements_line=lines.get((*where, "enhancements"), 0),
+        recursive=entry.recursive,
+        patterns=tuple(dict.fromkeys(entry.patterns)) if entry.patterns is not None else None,
+        exclude=tuple(dict.fromkeys(entry.exclude)) if entry.exclude is not None else None,
     )
+    if written.pattern:
+        literal, parts = split_pattern(entry.path)
+        root = _absolute(literal, base, path, lines, (*where, "path"))
+        written.matched = [_resolved(m, path, path_line, key) for m in expand(root, parts)]
+        if not written.matched:
+            _missing(f"the pattern {entry.path!r} matches no folder", path, path_line, key, strict,
+                     warnings)  # fmt: skip
+        return written
+    resolved = _absolute(entry.path, base, path, lines, (*where, "path"))
+    if not _is(resolved.exists):
+        _missing(
+            f"folder not found: {shorten(resolved)} (relative paths start at {shorten(base)})",
+            path, path_line, key, strict, warnings,
+        )  # fmt: skip
+        return written
+    if not _is(resolved.is_dir):
+        raise ManifestError(
+            f"{shorten(resolved)} is a file, not a folder: give the folder that holds the photos",
+            path=path,
+            line=path_line,
+            key=key,
+        )
+    written.matched = [resolved]
+    return written
 
 
-def _written_line(lines: LineMap, where: KeyPath, key: str, fallback: int) -> int:
-    """Where a folder's value was written: on the folder, else under defaults, else the folder."""
-    return lines.get((*where, key)) or lines.get(("defaults", key)) or fallback
+def _missing(
+    message: str, path: Path, line: int, key: str, strict: bool, warnings: list[str]
+) -> None:
+    """A folder gone (a listing archived) skips that folder only, unless --strict."""
+    if strict:
+        raise ManifestError(
+            f"{message}: fix the path or create the folder (--strict refuses a missing folder)",
+            path=path,
+            line=line,
+            key=key,
+        )
+    warnings.append(f"{path}:{line}: {key}: {message}: skipped")
+
+
+def _relative(folder: Path, base: Path) -> str:
+    try:
+        return folder.relative_to(base).as_posix()
+    except ValueError:
+        return str(folder)
+
+
+def _resolved(folder: Path, path: Path, line: int, key: str) -> Path:
+    try:
+        return folder.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise ManifestError(
+            f"cannot use the folder {shorten(folder)}: {_why(exc)}", path=path, line=line, key=key
+        ) from None
+
+
+def _is(check: Callable[[], bool]) -> bool:
+    """A Path check that is False for a name the system cannot look up (too long, a loop)."""
+    try:
+        return check()
+    except OSError:
+        return False
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+        return "it is a loop of symbolic links; point the manifest at the real folder"
+    if getattr(exc, "errno", None) == errno.ENAMETOOLONG:
+        return "the path is too long for this system; shorten it"
+    return str(getattr(exc, "strerror", None) or exc)
 
 
 def _unique(names: list[str]) -> tuple[str, ...]:
@@ -301,6 +449,20 @@ def _unique(names: list[str]) -> tuple[str, ...]:
     return tuple(kept.values())
 
 
-def _absolute(written: str, base: Path) -> Path:
+def _absolute(written: str, base: Path, path: Path, lines: LineMap, where: KeyPath) -> Path:
     """A path as written in the manifest, made absolute against the manifest's folder."""
-    return (base / Path(written).expanduser()).resolve()
+    try:
+        resolved = (base / Path(written).expanduser()).resolve()
+        os.stat(resolved)  # a name too long, or a loop, says so here, not later in a run
+    except FileNotFoundError:
+        return resolved
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+            return resolved
+        raise ManifestError(
+            f"cannot use {shorten(written)}: {_why(exc)}",
+            path=path,
+            line=_line(lines, where),
+            key=dotted_key(where),
+        ) from None
+    return resolved

@@ -89,6 +89,9 @@ class Runner:
         # takes the photo, so it also sees the row as it is then.
         self._queue: asyncio.Queue[int | None] = asyncio.Queue()
         self._seen_ids: set[int] = set()  # counted in the progress (and queued when open)
+        # Failed before this run and found unchanged: exit 1 is for the run that found them.
+        self._known_failed: set[int] = set()
+        self._known_broken: set[tuple[str, int, int]] = set()
         backoff = Backoff(attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff)
         self._flow = OrderFlow(
             client,
@@ -107,11 +110,16 @@ class Runner:
         resolved = resolve_folders(self.manifest, await Catalog.fetch(self.client))
         for _, options in resolved:
             self._options[_key(api.SERVICE, options)] = options
+        # The ledger keys titles casefolded (identity); export shows them as the catalog does.
+        self.ledger.remember_titles({e.title for _, o in resolved for e in o.enhancements})
         return resolved
 
     async def run(self, started: float) -> RunSummary:
         folders = await self.resolve_catalog()
         self.ledger.reset_failed(include_permanent=self.limits.retry_failed)
+        self._known_broken = {
+            (r.path, r.size, r.mtime_ns) for r in self.ledger.photos([State.FAILED]) if not r.sha256
+        }
         # Orders a killed run left in flight come first: they may already be paid.
         for row in self.ledger.photos([State.SUBMITTING], current_only=False):
             self.progress.add_found(self._admit(row.id, row.state)[0])
@@ -146,7 +154,7 @@ class Runner:
         return summarize(
             self.ledger,
             {folder.name for folder in self.manifest.folders},
-            self._seen_ids,
+            self._seen_ids - self._known_failed,
             self.counters,
             stop_reason=self.stop.reason,
             seconds=time.monotonic() - started,
@@ -155,13 +163,16 @@ class Runner:
     # -- scanning -----------------------------------------------------------------------------
 
     async def _scan(self, folders: Sequence[tuple[FolderSpec, ResolvedOptions]]) -> None:
+        ignored = self.ledger.ignored_paths()  # `aihd ignore`
         for folder, options in folders:
             found_options = photo_options(options)
             # Listed, looked up and hashed a batch at a time: 100,000 photos (or the ledger's
             # facts about them) never sit in memory at once, and the first orders go out while
             # the rest of the folder is still being read.
-            files = list_folder(folder.path, folder.patterns, folder.recursive)
+            files = _files(folder)
             while batch := await asyncio.to_thread(_take, files):
+                if ignored:
+                    batch = [st for st in batch if st.path not in ignored]
                 known = self.ledger.known_files([st.path for st in batch])
                 checked = await asyncio.to_thread(_check_batch, batch, known)
                 await self._record(folder, found_options, checked, known)
@@ -194,7 +205,11 @@ class Runner:
                 )
                 self._seen_ids.add(row.id)
                 broken += 1
-                log.warning("%s: %s", st.path, reason)
+                if (st.path, st.size, st.mtime_ns) in self._known_broken:
+                    self._known_failed.add(row.id)  # reported the night it was found
+                    log.info("%s: %s (failed before; `aihd ignore` leaves it out)", st.path, reason)
+                else:
+                    log.warning("%s: %s", st.path, reason)
                 continue
             found.append(
                 FoundPhoto(st.path, folder.name, st.size, st.mtime_ns, photo.sha256, options)
@@ -211,6 +226,8 @@ class Runner:
         if photo_id in self._seen_ids:
             return 0, 0
         self._seen_ids.add(photo_id)
+        if state is State.FAILED:
+            self._known_failed.add(photo_id)  # failed in an earlier run, left as it was
         if state in _OPEN_STATES:
             self._queue.put_nowait(photo_id)
             return 1, 0
@@ -287,7 +304,19 @@ def _key(service: str, options: ResolvedOptions) -> tuple[str, str, tuple[str, .
 
 
 def _list(folder: FolderSpec) -> list[FileStat]:
-    return list(list_folder(folder.path, folder.patterns, folder.recursive))
+    return list(_files(folder))
+
+
+def _files(folder: FolderSpec) -> Iterator[FileStat]:
+    """The folder's photos: its own, not those of folders below with entries of their own."""
+    return list_folder(
+        folder.path,
+        folder.patterns,
+        folder.recursive,
+        exclude=folder.exclude,
+        claimed=folder.claimed,
+        through=folder.through,
+    )
 
 
 def _take(files: Iterator[FileStat]) -> list[FileStat]:
