@@ -91,7 +91,7 @@ def shorten(path: Path | str) -> str:
 
 
 def is_pattern(written: str) -> bool:
-    return any(c in GLOB_CHARS for c in written)
+    return not GLOB_CHARS.isdisjoint(written)
 
 
 def split_pattern(written: str) -> tuple[str, list[str]]:
@@ -161,22 +161,26 @@ def assign(
     for entry in entries:
         for folder in entry.matched:
             direct.setdefault(folder, []).append(entry)
-    merged: dict[Path, Options] = {}
-    claimed: dict[Path, set[str]] = {}
-    through: dict[Path, set[str]] = {}
+    # Strings, not Paths: a Path's parents are built one object at a time.
+    merged: dict[str, Options] = {}
+    claimed: dict[str, set[str]] = {}
+    through: dict[str, set[str]] = {}
     owners: list[tuple[Path, Options, Written]] = []
-    for folder in sorted(direct, key=lambda p: len(p.parts)):
+    for folder in sorted(direct, key=lambda p: str(p).count(os.sep)):
+        text = str(folder)
         options, walker = defaults, None
-        for parent in folder.parents:
+        parent, child = os.path.dirname(text), text
+        while parent != child:
             above = merged.get(parent)
             if above is not None and above.recursive:
                 options, walker = above, parent
                 break
+            parent, child = os.path.dirname(parent), parent
         for entry in direct[folder]:
             options = entry.apply(options)
-        merged[folder] = options
+        merged[text] = options
         if walker is not None:
-            (claimed if options.recursive else through).setdefault(walker, set()).add(str(folder))
+            (claimed if options.recursive else through).setdefault(walker, set()).add(text)
         owners.append((folder, options, direct[folder][-1]))
     owned = []
     for folder, options, last in sorted(owners, key=lambda o: (o[2].index, o[0])):
@@ -186,8 +190,8 @@ def assign(
                 name=_name(folder, direct[folder], base),
                 line=last.line,
                 options=options,
-                claimed=frozenset(claimed.get(folder, ())),
-                through=frozenset(through.get(folder, ())),
+                claimed=frozenset(claimed.get(str(folder), ())),
+                through=frozenset(through.get(str(folder), ())),
             )
         )
     return owned, direct
@@ -198,7 +202,12 @@ def _name(folder: Path, entries: Sequence[Written], base: Path) -> str:
     for entry in reversed(entries):
         if not entry.pattern:
             return entry.path.rstrip("/\\") or entry.path
-    try:
-        return folder.relative_to(base).as_posix()
-    except ValueError:
-        return str(folder)
+    return relative(folder, base)
+
+
+def relative(folder: Path, base: Path) -> str:
+    """``folder`` below ``base`` as a/b/c, or absolute when it is not below it."""
+    text, prefix = str(folder), str(base).rstrip(os.sep) + os.sep
+    if text.startswith(prefix):
+        return text[len(prefix) :].replace(os.sep, "/")
+    return text

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import difflib
 import errno
+import functools
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from pipeline._manifest_folders import (
     assign,
     expand,
     is_pattern,
+    relative,
     shorten,
     split_pattern,
 )
@@ -106,7 +109,7 @@ class Manifest:
     folders: tuple[FolderSpec, ...]
     warnings: tuple[str, ...] = ()  # folders gone or patterns matching none: skipped tonight
     matches: tuple[tuple[str, int, tuple[str, ...]], ...] = ()  # (path as written, line, folders)
-    photo_roots: tuple[tuple[Path, str], ...] = ()  # where results must never go, and why
+    photo_roots: tuple[tuple[Path, int, int], ...] = ()  # never output here: (folder, entry, line)
 
 
 def load_manifest(path: Path, *, strict: bool = False) -> Manifest:
@@ -115,6 +118,7 @@ def load_manifest(path: Path, *, strict: bool = False) -> Manifest:
     A folder that is gone, or a pattern that matches none, is a warning in
     ``Manifest.warnings`` (that folder is skipped), or an error when ``strict``.
     """
+    _real_folder.cache_clear()
     raw, lines = load_yaml(path)
     if not isinstance(raw, dict):
         kind = "a list" if isinstance(raw, list) else "a single value"
@@ -269,7 +273,11 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
     roots = _photo_roots(entries, base, path, lines)
     conflict = output_conflict(output, roots)
     if conflict is not None:
-        raise ManifestError(conflict, path=path, line=_line(lines, ("output",)), key="output")
+        message, folder_line = conflict
+        if ("output",) in lines:
+            raise ManifestError(message, path=path, line=lines[("output",)], key="output")
+        # The default output: the folder entry is what to change (or write an output: key).
+        raise ManifestError(message, path=path, line=folder_line)
     return Manifest(
         path=path.resolve(),
         version=model.version,
@@ -283,7 +291,7 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
         warnings=tuple(warnings),
         photo_roots=roots,
         matches=tuple(
-            (e.path, e.line, tuple(_relative(m, base) for m in e.matched)) for e in entries
+            (e.path, e.line, tuple(relative(m, base) for m in e.matched)) for e in entries
         ),
     )
 
@@ -308,30 +316,39 @@ def _refuse_twice(entries: list[Written], path: Path) -> None:
 
 def _photo_roots(
     entries: list[Written], base: Path, path: Path, lines: LineMap
-) -> tuple[tuple[Path, str], ...]:
-    """Every folder a pattern or path matched, and each pattern's literal start, with its line."""
-    roots: list[tuple[Path, str]] = []
+) -> tuple[tuple[Path, int, int], ...]:
+    """Every folder a pattern or path matched, and each pattern's literal start: with the
+    index and line of its entry."""
+    roots: list[tuple[Path, int, int]] = []
     for entry in entries:
-        where = f"folders[{entry.index}], line {entry.line}"
-        roots += [(folder, where) for folder in entry.matched]
+        roots += [(folder, entry.index, entry.line) for folder in entry.matched]
         if entry.pattern:
             literal, _ = split_pattern(entry.path)
             key: KeyPath = ("folders", entry.index, "path")
-            roots.append((_absolute(literal, base, path, lines, key), where))
+            roots.append((_absolute(literal, base, path, lines, key), entry.index, entry.line))
     return tuple(roots)
 
 
-def output_conflict(output: Path, roots: tuple[tuple[Path, str], ...]) -> str | None:
-    """Why results in ``output`` would land among the originals, or None."""
-    inside = {output, *output.parents}  # output is, or lies inside, any of these
-    for root, where in roots:
-        if root in inside or output in root.parents:
-            how = "is" if root == output else "lies inside" if root in inside else "contains"
-            return (
-                f"the output folder {shorten(output)} {how} the photo folder {shorten(root)} "
-                f"({where}): results would overwrite the originals or be ordered again as "
-                "photos. Choose an output folder outside every photo folder, e.g. ../enhanced"
-            )
+def output_conflict(
+    output: Path, roots: tuple[tuple[Path, int, int], ...]
+) -> tuple[str, int] | None:
+    """Why results in ``output`` would land among the originals (and the entry's line)."""
+    out = str(output)
+    for root, index, line in roots:
+        text = str(root)
+        if text == out or out.startswith(text.rstrip(os.sep) + os.sep):
+            how = "is" if text == out else "lies inside"
+        elif text.startswith(out.rstrip(os.sep) + os.sep):
+            how = "contains"
+        else:
+            continue
+        return (
+            f"the output folder {shorten(output)} {how} the photo folder {shorten(root)} "
+            f"(folders[{index}], line {line}): results would overwrite the originals or be "
+            "ordered again as photos. Choose an output folder outside every photo folder, "
+            "e.g. output: ../enhanced",
+            line,
+        )
     return None
 
 
@@ -339,7 +356,7 @@ def refuse_output_over_photos(output: Path, manifest: Manifest, *, where: str) -
     """``collect --output DIR`` obeys the same rule as the manifest's ``output:``."""
     conflict = output_conflict(output, manifest.photo_roots)
     if conflict is not None:
-        raise UsageError(f"{where} {shorten(output)}: {conflict}")
+        raise UsageError(f"{where} {shorten(output)}: {conflict[0]}")
 
 
 def _entry(
@@ -377,14 +394,14 @@ def _entry(
             _missing(f"the pattern {entry.path!r} matches no folder", path, path_line, key, strict,
                      warnings)  # fmt: skip
         return written
-    resolved = _absolute(entry.path, base, path, lines, (*where, "path"))
-    if not _is(resolved.exists):
+    resolved, status = _resolve(entry.path, base, path, lines, (*where, "path"))
+    if status is None:  # gone: a loop or a name too long was refused already
         _missing(
             f"folder not found: {shorten(resolved)} (relative paths start at {shorten(base)})",
             path, path_line, key, strict, warnings,
         )  # fmt: skip
         return written
-    if not _is(resolved.is_dir):
+    if not stat.S_ISDIR(status.st_mode):
         raise ManifestError(
             f"{shorten(resolved)} is a file, not a folder: give the folder that holds the photos",
             path=path,
@@ -407,13 +424,6 @@ def _missing(
             key=key,
         )
     warnings.append(f"{path}:{line}: {key}: {message}: skipped")
-
-
-def _relative(folder: Path, base: Path) -> str:
-    try:
-        return folder.relative_to(base).as_posix()
-    except ValueError:
-        return str(folder)
 
 
 def _resolved(folder: Path, path: Path, line: int, key: str) -> Path:
@@ -451,18 +461,40 @@ def _unique(names: list[str]) -> tuple[str, ...]:
 
 def _absolute(written: str, base: Path, path: Path, lines: LineMap, where: KeyPath) -> Path:
     """A path as written in the manifest, made absolute against the manifest's folder."""
+    return _resolve(written, base, path, lines, where)[0]
+
+
+def _resolve(
+    written: str, base: Path, path: Path, lines: LineMap, where: KeyPath
+) -> tuple[Path, os.stat_result | None]:
+    """The real path of what is written, and its stat (None if it does not exist)."""
+    resolved = base
     try:
-        resolved = (base / Path(written).expanduser()).resolve()
-        os.stat(resolved)  # a name too long, or a loop, says so here, not later in a run
-    except FileNotFoundError:
-        return resolved
+        resolved = Path(_realpath(os.path.join(base, os.path.expanduser(written))))
+        # A name too long, or a loop, says so here, not later in a run.
+        return resolved, os.stat(resolved)
     except (OSError, RuntimeError) as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
-            return resolved
+            return resolved, None
         raise ManifestError(
             f"cannot use {shorten(written)}: {_why(exc)}",
             path=path,
             line=_line(lines, where),
             key=dotted_key(where),
         ) from None
-    return resolved
+
+
+def _realpath(text: str) -> str:
+    """os.path.realpath, with the folders above shared between entries looked up once."""
+    parent, name = os.path.split(text)
+    parts = text.split(os.sep)
+    if not name or ".." in parts or "." in parts or len(parts) > 64:
+        return os.path.realpath(text)
+    candidate = os.path.join(_real_folder(parent), name)
+    return os.path.realpath(candidate) if os.path.islink(candidate) else candidate
+
+
+@functools.lru_cache(maxsize=65536)
+def _real_folder(folder: str) -> str:
+    # Cached within a load only: load_manifest clears it, as folders may move between loads.
+    return _realpath(folder) if os.path.dirname(folder) != folder else folder
