@@ -104,7 +104,8 @@ def _finish(summary: _Summary, as_json: bool, quiet: bool = False) -> None:
         if quiet:
             import logging
 
-            logging.getLogger("aihd").info("%s", summary.render())
+            for line in summary.render().splitlines():  # each line stamped, as in the log
+                logging.getLogger("aihd").info("%s", line.strip())
         else:
             click.echo(summary.render(), err=True)
     else:
@@ -417,17 +418,52 @@ def catalog(manifest: Path | None, sandbox: bool, as_json: bool) -> None:
     show_default=True,
     help="Multiply each order's eta by this (0.01: a 30 s eta takes 0.3 s).",
 )
+@click.option(
+    "--latency", type=click.FloatRange(0.0), default=0.0, help="Seconds added to each answer."
+)
+@click.option(
+    "--error-rate", type=click.FloatRange(0.0, 1.0), default=0.0, help="Fraction answered 5xx."
+)
+@click.option(
+    "--reset-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    help="Fraction whose connection is reset.",
+)
+@click.option(
+    "--lost-after-charge-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    help="Fraction of order posts charged, then their answer lost.",
+)
+@click.option("--seed", type=int, help="Seed the faults, to replay a night exactly.")
 @_guard
-def sandbox(host: str, port: int, key: str | None, window: str, time_scale: float) -> None:
+def sandbox(
+    host: str,
+    port: int,
+    key: str | None,
+    window: str,
+    time_scale: float,
+    latency: float,
+    error_rate: float,
+    reset_rate: float,
+    lost_after_charge_rate: float,
+    seed: int | None,
+) -> None:
     """Serve the local emulator of the API (not the real service) for demos and tests.
+
+    Point aihd at it with AIHD_BASE_URL and the key it prints (or --key). The fault
+    options make it misbehave as a real network might, each a fraction of requests.
 
     \b
     Example:
-      aihd sandbox --port 8787 --window 10/60 --time-scale 0.1
+      aihd sandbox --port 8787 --key sandbox-key-123 --window 10/60 --time-scale 0.1
+      AIHD_BASE_URL=http://127.0.0.1:8787 AIHD_API_KEY=sandbox-key-123 aihd run listings.yaml
+      aihd sandbox --error-rate 0.05 --lost-after-charge-rate 0.05 --seed 1
     """
     import secrets
 
-    from pipeline.sandbox import SandboxConfig, run_forever
+    from pipeline.sandbox import Faults, SandboxConfig, run_forever
 
     try:
         orders_text, seconds_text = window.split("/")
@@ -439,6 +475,13 @@ def sandbox(host: str, port: int, key: str | None, window: str, time_scale: floa
         orders_per_window=orders,
         window_seconds=seconds,
         time_scale=time_scale,
+        faults=Faults(
+            latency=latency,
+            error_rate=error_rate,
+            reset_rate=reset_rate,
+            lost_after_charge_rate=lost_after_charge_rate,
+            seed=seed,
+        ),
     )
     run_forever(config, host=host, port=port)
 
@@ -494,7 +537,7 @@ def status(target: Path, folder_patterns: tuple[str, ...]) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="File (default: stdout).")
 @_guard
 def export(target: Path, fmt: str, output: Path | None) -> None:
-    """Write one row per photo (path, state, order_id, image_id, eta, error, ...).
+    """Write one row per photo (path, state, order_id, image_id, eta_seconds, error, ...).
 
     \b
     Example:
