@@ -57,7 +57,7 @@ class _StrictLoader(yaml.SafeLoader):
 def load_yaml(path: Path) -> tuple[object, LineMap]:
     """Read a manifest's YAML into plain data and a map from key path to 1-based line."""
     text = _read_text(path)
-    if _FastLoader is not None:
+    if _FastLoader is not None and _DIFFERENT_IN_LIBYAML.isdisjoint(text):
         try:
             return _load_fast(text, path)
         except (yaml.YAMLError, _Refused):
@@ -90,6 +90,9 @@ def load_yaml(path: Path) -> tuple[object, LineMap]:
 # anything is composed, so it builds nothing the strict loader would refuse.
 _FastLoader: type[Any] | None = getattr(yaml, "CSafeLoader", None)
 _ANCHOR_OR_TAG_MARKS = frozenset("&*!")  # text without any of these has no anchor, alias or tag
+# Where libyaml and PyYAML disagree (tabs in values, unusual line breaks, block scalar headers,
+# "?" keys), only the strict loader reads the text: either way, one result.
+_DIFFERENT_IN_LIBYAML = frozenset("\t\r\x85\u2028\u2029\ufeff|>?")
 
 
 def _load_fast(text: str, path: Path) -> tuple[object, LineMap]:

@@ -204,3 +204,43 @@ def test_a_symlinked_subfolder_is_not_walked_so_a_loop_inside_cannot_hang(tmp_pa
     )
     (folder,) = load_manifest(manifest).folders
     assert _found(folder) == ["a.jpg"]
+
+
+def test_libyaml_and_the_strict_loader_read_any_text_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast parser (for 10,000-folder manifests) gives the strict loader's result on
+    seeded random YAML-like text and bytes: the same data, or the same error."""
+    import random
+
+    from pipeline import _yaml
+
+    fast = _yaml._FastLoader
+    if fast is None:
+        pytest.skip("PyYAML without libyaml here")
+    path = tmp_path / "m.yaml"
+
+    def outcome(data: bytes) -> tuple[str, str]:
+        path.write_bytes(data)
+        try:
+            return "data", repr(_yaml.load_yaml(path))
+        except ManifestError as exc:
+            return "error", str(exc)
+        except Exception as exc:  # a control character: the strict loader's own to map
+            return type(exc).__name__, ""
+
+    alphabet = (
+        "version: 1\nfolders:\n  - path: [a]{}&*!|>'\"#%@`\x00\t\r\ufeff\u2028\x85é0.5e3~-?,:\\ "
+        "\n\n  yes no null ~ 0x1f 1e308 .inf"
+    )
+    rnd = random.Random(20261128)
+    for n in range(1500):
+        size = rnd.randint(0, 80)
+        if n % 5 == 0:
+            data = bytes(rnd.getrandbits(8) for _ in range(size))
+        else:
+            data = "".join(rnd.choice(alphabet) for _ in range(size)).encode()
+        monkeypatch.setattr(_yaml, "_FastLoader", fast)
+        with_libyaml = outcome(data)
+        monkeypatch.setattr(_yaml, "_FastLoader", None)
+        assert with_libyaml == outcome(data), data

@@ -299,3 +299,19 @@ def test_help_imports_no_http_database_or_schema_code() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_symlink_loop_or_a_5000_character_path_exits_2_in_one_line(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Each is one line on stderr naming file:line, exit 2, no traceback, nothing spent."""
+    (tmp_path / "studio" / "a").mkdir(parents=True)
+    (tmp_path / "studio" / "loop").symlink_to(tmp_path / "studio" / "loop")
+    long_path = "/".join(["abcdefghij"] * 455)
+    for folder, phrase in (("loop", "loop of symbolic links"), (long_path, "too long")):
+        manifest = _manifest(tmp_path, f"version: 1\nfolders:\n  - path: a\n  - path: {folder}\n")
+        done = aihd(["run", str(manifest), *FAST], sandbox)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "listings.yaml:4: " in done.stderr
+        assert phrase in done.stderr and "Traceback" not in done.stderr
+    assert sandbox.stats().uploads == 0
