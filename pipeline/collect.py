@@ -10,6 +10,7 @@ completed row without its files.
 from __future__ import annotations
 
 import asyncio
+import filecmp
 import fnmatch
 import heapq
 import json
@@ -305,7 +306,7 @@ class _Collector:
             for n, image in enumerate(images, 1):
                 temps.append(directory / f".{stem[:120]}_{n}{PART_MARK}{secrets.token_hex(6)}")
                 exts.append(await self._fetch(image.src, temps[-1], row, n))
-            finals = self._claim(row, directory, exts)
+            finals = self._claim(row, directory, exts, temps)
             await asyncio.to_thread(commit_files, list(zip(temps, finals, strict=True)), directory)
         except OSError as exc:
             # The local disk, not the photo: every other photo would meet it too.
@@ -343,30 +344,42 @@ class _Collector:
         ensure_inside(directory, self.output)
         return directory
 
-    def _claim(self, row: PhotoRow, directory: Path, exts: Sequence[str]) -> list[Path]:
+    def _claim(
+        self, row: PhotoRow, directory: Path, exts: Sequence[str], contents: Sequence[Path] = ()
+    ) -> list[Path]:
         """Final names: <stem>.<ext>, _2, _3...; another photo's name is never overwritten,
         nor a file aihd did not write (one on disk that no photo of the ledger claims)."""
         photo = Path(row.path)
         bases = [photo.stem, photo.name, f"{photo.stem}-{row.id}"]
         bases += (f"{photo.stem}-{row.id}-{n}" for n in range(2, 1000))
+        # A file already there with the very bytes about to be written is ours from an earlier
+        # collect the ledger did not hear of (killed before it recorded them; a duplicate's
+        # copies): writing it again destroys nothing.
+        sources = [str(p) for p in contents]
+        if not sources and row.state is State.DUPLICATE and row.duplicate_of is not None:
+            sources = list(self.ledger.get(row.duplicate_of).output_paths)
+        sources += [""] * len(exts)
         for base in bases:
             finals = [
                 directory / f"{base}{'' if n == 1 else f'_{n}'}.{ext}"
                 for n, ext in enumerate(exts, 1)
             ]
-            if all(self._ours(p, row.path) for p in finals):
+            if all(self._ours(p, row.path, s) for p, s in zip(finals, sources, strict=False)):
                 break
         for final in finals:
             ensure_inside(final, self.output)
             self.claims[str(final)] = row.path
         return finals
 
-    def _ours(self, final: Path, photo_path: str) -> bool:
-        """May this photo's result be written at ``final``?"""
+    def _ours(self, final: Path, photo_path: str, content: str = "") -> bool:
+        """May this photo's result be written at ``final``? Never over a file aihd did not
+        write: one no photo claims, unless it already holds exactly ``content``'s bytes."""
         owner = self.claims.get(str(final))
         if owner is not None:
             return owner == photo_path
-        return not final.exists() and not final.is_symlink()
+        if not final.exists() and not final.is_symlink():
+            return True
+        return bool(content) and _same_bytes(final, Path(content))
 
     async def copy_duplicates(self) -> int:
         """Give each duplicate of a completed photo its own copy of the results."""
@@ -385,6 +398,13 @@ class _Collector:
             except (ResultRejected, OSError) as exc:
                 log.warning("%s: no copy of its original's results: %s", row.path, exc)
         return copied
+
+
+def _same_bytes(one: Path, other: Path) -> bool:
+    try:
+        return not one.is_symlink() and filecmp.cmp(one, other, shallow=False)
+    except OSError:
+        return False
 
 
 def _chosen(folder: str, patterns: Sequence[str]) -> bool:

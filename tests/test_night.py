@@ -86,6 +86,8 @@ def test_a_simulated_night_with_listings_added_archived_and_a_broken_file_ignore
         plan.stdout
     )
     assert "scan.jpg" not in plan.stdout
+    status = aihd(["status", str(manifest)], None)
+    assert "ignored (aihd ignore): 1 paths" in status.stdout
 
 
 def test_a_failure_turns_exit_1_only_in_the_run_that_found_it(
