@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline._migrations import SCHEMA_VERSION
 from pipeline.errors import LedgerBusy, LedgerError
 from pipeline.ledger import FoundPhoto, PhotoOptions, State, open_ledger
 from pipeline.sqlite_ledger import SqliteLedger
@@ -287,7 +288,7 @@ def test_empty_file_and_missing_folders_become_a_ledger(tmp_path: Path) -> None:
         opened.close()
         conn = sqlite3.connect(path)
         try:
-            assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         finally:
             conn.close()

@@ -317,3 +317,32 @@ def test_a_symlink_loop_or_a_5000_character_path_exits_2_in_one_line(
         assert done.stderr.count("\n") == 1 and "listings.yaml:4: " in done.stderr
         assert phrase in done.stderr and "Traceback" not in done.stderr
     assert sandbox.stats().uploads == 0
+
+
+def test_a_ledger_of_the_previous_schema_gains_ignored_paths_and_titles(tmp_path: Path) -> None:
+    """An existing (version 1) ledger is migrated in place; ignoring a path twice counts once,
+    and catalog spellings are kept beside the casefolded identities."""
+    import sqlite3
+
+    from pipeline import _migrations
+    from pipeline.ledger import open_ledger
+
+    path = tmp_path / "old.ledger.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA application_id = {_migrations.APPLICATION_ID}")
+    _migrations.MIGRATIONS[0](conn)
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    ledger = open_ledger(path)
+    try:
+        assert ledger.ignore_paths(["/p/a.jpg", "/p/b.jpg"], "broken") == 2
+        assert ledger.ignore_paths(["/p/a.jpg"], "again") == 0
+        assert ledger.ignored_paths() == {"/p/a.jpg", "/p/b.jpg"}
+        ledger.remember_titles(["Add Fire to Fireplace", "ADD SCREEN TO TV"])
+        ledger.remember_titles(["Add Screen to TV"])
+        assert ledger.titles() == {
+            "add fire to fireplace": "Add Fire to Fireplace",
+            "add screen to tv": "Add Screen to TV",
+        }
+    finally:
+        ledger.close()
