@@ -166,16 +166,18 @@ def assign(
     claimed: dict[str, set[str]] = {}
     through: dict[str, set[str]] = {}
     owners: list[tuple[Path, Options, Written]] = []
-    for folder in sorted(direct, key=lambda p: str(p).count(os.sep)):
-        text = str(folder)
+    texts = {folder: str(folder) for folder in direct}
+    shortest = min((len(t) for t in texts.values()), default=0)
+    for folder in sorted(direct, key=lambda p: texts[p].count(os.sep)):
+        text = texts[folder]
         options, walker = defaults, None
-        parent, child = os.path.dirname(text), text
-        while parent != child:
+        parent = _parent(text)
+        while parent is not None and len(parent) >= shortest:  # none with entries higher up
             above = merged.get(parent)
             if above is not None and above.recursive:
                 options, walker = above, parent
                 break
-            parent, child = os.path.dirname(parent), parent
+            parent = _parent(parent)
         for entry in direct[folder]:
             options = entry.apply(options)
         merged[text] = options
@@ -195,6 +197,13 @@ def assign(
             )
         )
     return owned, direct
+
+
+def _parent(text: str) -> str | None:
+    """The folder above an absolute path, as text (cheaper than Path.parents); None at /."""
+    if text == os.sep:
+        return None
+    return text.rpartition(os.sep)[0] or os.sep
 
 
 def _name(folder: Path, entries: Sequence[Written], base: Path) -> str:

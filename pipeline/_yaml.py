@@ -23,6 +23,9 @@ _PLAIN_TAGS = frozenset(
 )
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 class _Refused(Exception):
     """A YAML feature a manifest may not use; carries the 1-based line."""
 
@@ -178,6 +181,8 @@ class _Builder:
                 items.append(self.build(item, (*where, index)))
             return items
         assert isinstance(node, ScalarNode)
+        if node.tag == _STR_TAG:
+            return node.value  # what the constructor would return, without its bookkeeping
         if node.tag in _PLAIN_TAGS:
             return self._loader.construct_object(node)
         return node.value
