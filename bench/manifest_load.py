@@ -2,7 +2,9 @@
 
 The folder check was quadratic (1,000 recursive folders took 20 s, 10,000 did not finish in
 300 s); it now looks each folder's parents up in a dict. The figure is the median of three
-loads in this process (the manifest's own work, interpreter start-up excluded).
+loads in this process (the manifest's own work, interpreter start-up excluded), as CPU
+seconds of this process (what the code costs, whatever else the shared machine runs) beside
+the wall-clock seconds.
 """
 
 from __future__ import annotations
@@ -42,35 +44,35 @@ def _glob(root: Path) -> Path:
     return manifest
 
 
-def _median_seconds(manifest: Path) -> tuple[float, int]:
-    times, count = [], 0
+def _median_seconds(manifest: Path) -> tuple[float, float, int]:
+    """Median CPU seconds, median wall seconds, and the folders loaded."""
+    cpu, wall, count = [], [], 0
     for _ in range(3):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         count = len(load_manifest(manifest).folders)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), count
+        cpu.append(time.process_time() - started_cpu)
+        wall.append(time.perf_counter() - started)
+    return statistics.median(cpu), statistics.median(wall), count
 
 
 def run() -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        listed, listed_count = _median_seconds(_tree(root))
-        globbed, glob_count = _median_seconds(_glob(root))
-    print(
-        f"  {listed_count} folders listed one by one: {listed:.2f} s (target < {TARGET_SECONDS} s)"
-    )
-    print(f"  a glob matching {glob_count - 1} folders under a recursive parent: {globbed:.2f} s")
+        listed, listed_wall, listed_count = _median_seconds(_tree(root))
+        globbed, globbed_wall, glob_count = _median_seconds(_glob(root))
+    print(f"  {listed_count} folders one by one: {listed:.2f} s CPU, {listed_wall:.2f} s wall")
+    print(f"  a glob matching {glob_count - 1}: {globbed:.2f} s CPU, {globbed_wall:.2f} s wall")
     return [
         Figure(
             "manifest load: 10,000 folder entries (5,000 recursive, each with an override)",
-            f"{listed:.2f} s",
+            f"{listed:.2f} s CPU ({listed_wall:.2f} s wall)",
             f"< {TARGET_SECONDS:g} s",
             listed < TARGET_SECONDS,
             COMMAND,
         ),
         Figure(
             "manifest load: one glob matching 5,000 folders under a recursive parent",
-            f"{globbed:.2f} s",
+            f"{globbed:.2f} s CPU ({globbed_wall:.2f} s wall)",
             f"< {TARGET_SECONDS:g} s",
             globbed < TARGET_SECONDS,
             COMMAND,
