@@ -150,9 +150,7 @@ def _subfolders(folder: Path) -> Iterator[Path]:
         yield folder / name
 
 
-def assign(
-    entries: Sequence[Written], defaults: Options, base: Path
-) -> tuple[list[Owned], dict[Path, list[Written]]]:
+def assign(entries: Sequence[Written], defaults: Options, base: Path) -> list[Owned]:
     """Each matched folder's options and name, and what each recursive walk must skip.
 
     Linear in the number of folders (times their depth): each folder looks up its parents.
@@ -196,7 +194,7 @@ def assign(
                 through=frozenset(through.get(str(folder), ())),
             )
         )
-    return owned, direct
+    return owned
 
 
 def _parent(text: str) -> str | None:

@@ -7,11 +7,7 @@ Space and enhancement names are not checked here: the catalog resolves them agai
 from __future__ import annotations
 
 import difflib
-import errno
-import functools
-import os
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +22,16 @@ from pipeline._manifest_folders import (
     relative,
     shorten,
     split_pattern,
+)
+from pipeline._manifest_paths import (
+    absolute,
+    clear_cache,
+    is_,
+    line_of,
+    output_conflict,
+    photo_roots,
+    resolve,
+    resolve_match,
 )
 from pipeline._manifest_schema import (
     DEFAULT_PATTERNS,
@@ -118,7 +124,7 @@ def load_manifest(path: Path, *, strict: bool = False) -> Manifest:
     A folder that is gone, or a pattern that matches none, is a warning in
     ``Manifest.warnings`` (that folder is skipped), or an error when ``strict``.
     """
-    _real_folder.cache_clear()
+    clear_cache()
     raw, lines = load_yaml(path)
     if not isinstance(raw, dict):
         kind = "a list" if isinstance(raw, list) else "a single value"
@@ -142,13 +148,6 @@ def manifest_json_schema() -> dict[str, object]:
     schema: dict[str, object] = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     schema.update(ManifestModel.model_json_schema())
     return schema
-
-
-def _line(lines: LineMap, where: KeyPath) -> int:
-    """The line of a key path, or of its closest written parent (for a missing key)."""
-    while where not in lines:
-        where = where[:-1]
-    return lines[where]
 
 
 def _refuse_api_keys(value: object, where: KeyPath, lines: LineMap, path: Path) -> None:
@@ -207,7 +206,7 @@ def _first_error(exc: ValidationError, lines: LineMap, path: Path) -> ManifestEr
     """Translate the earliest (by line) validation error into a ManifestError."""
     errors = exc.errors(include_url=False, include_input=True)
     located = sorted(
-        ((_line(lines, tuple(error["loc"])), n, error) for n, error in enumerate(errors)),
+        ((line_of(lines, tuple(error["loc"])), n, error) for n, error in enumerate(errors)),
         key=lambda entry: (entry[0], entry[1]),
     )
     line, _, error = located[0]
@@ -222,20 +221,20 @@ def _first_error(exc: ValidationError, lines: LineMap, path: Path) -> ManifestEr
 def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Manifest:
     """Turn a validated model into records with absolute paths, checking them on disk."""
     base = path.resolve().parent
-    ledger = _absolute(model.ledger or f"{path.stem}.ledger.sqlite", base, path, lines, ("ledger",))
-    if _is(ledger.is_dir):
+    ledger = absolute(model.ledger or f"{path.stem}.ledger.sqlite", base, path, lines, ("ledger",))
+    if is_(ledger.is_dir):
         raise ManifestError(
             f"{shorten(ledger)} is a folder: name a file for the ledger (e.g. ledger.sqlite)",
             path=path,
-            line=_line(lines, ("ledger",)),
+            line=line_of(lines, ("ledger",)),
             key="ledger",
         )
-    output = _absolute(model.output, base, path, lines, ("output",))
-    if _is(output.exists) and not _is(output.is_dir):
+    output = absolute(model.output, base, path, lines, ("output",))
+    if is_(output.exists) and not is_(output.is_dir):
         raise ManifestError(
             f"{shorten(output)} is a file: name a folder to collect results into",
             path=path,
-            line=_line(lines, ("output",)),
+            line=line_of(lines, ("output",)),
             key="output",
         )
     warnings: list[str] = []
@@ -252,7 +251,7 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
         recursive=model.defaults.recursive,
         patterns=tuple(dict.fromkeys(model.defaults.patterns)),
     )
-    owned, _ = assign(entries, defaults, base)
+    owned = assign(entries, defaults, base)
     folders = tuple(
         FolderSpec(
             path=o.path,
@@ -270,7 +269,7 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
         )
         for o in owned
     )
-    roots = _photo_roots(entries, base, path, lines)
+    roots = photo_roots(entries, base, path, lines)
     conflict = output_conflict(output, roots)
     if conflict is not None:
         message, folder_line = conflict
@@ -314,44 +313,6 @@ def _refuse_twice(entries: list[Written], path: Path) -> None:
         seen[folder] = entry.line
 
 
-def _photo_roots(
-    entries: list[Written], base: Path, path: Path, lines: LineMap
-) -> tuple[tuple[Path, int, int], ...]:
-    """Every folder a pattern or path matched, and each pattern's literal start: with the
-    index and line of its entry."""
-    roots: list[tuple[Path, int, int]] = []
-    for entry in entries:
-        roots += [(folder, entry.index, entry.line) for folder in entry.matched]
-        if entry.pattern:
-            literal, _ = split_pattern(entry.path)
-            key: KeyPath = ("folders", entry.index, "path")
-            roots.append((_absolute(literal, base, path, lines, key), entry.index, entry.line))
-    return tuple(roots)
-
-
-def output_conflict(
-    output: Path, roots: tuple[tuple[Path, int, int], ...]
-) -> tuple[str, int] | None:
-    """Why results in ``output`` would land among the originals (and the entry's line)."""
-    out = str(output)
-    for root, index, line in roots:
-        text = str(root)
-        if text == out or out.startswith(text.rstrip(os.sep) + os.sep):
-            how = "is" if text == out else "lies inside"
-        elif text.startswith(out.rstrip(os.sep) + os.sep):
-            how = "contains"
-        else:
-            continue
-        return (
-            f"the output folder {shorten(output)} {how} the photo folder {shorten(root)} "
-            f"(folders[{index}], line {line}): results would overwrite the originals or be "
-            "ordered again as photos. Choose an output folder outside every photo folder, "
-            "e.g. output: ../enhanced",
-            line,
-        )
-    return None
-
-
 def refuse_output_over_photos(output: Path, manifest: Manifest, *, where: str) -> None:
     """``collect --output DIR`` obeys the same rule as the manifest's ``output:``."""
     conflict = output_conflict(output, manifest.photo_roots)
@@ -371,7 +332,7 @@ def _entry(
     """One folder entry as written, with the folders it matches now."""
     entry = model.folders[index]
     where: KeyPath = ("folders", index)
-    path_line = _line(lines, (*where, "path"))
+    path_line = line_of(lines, (*where, "path"))
     key = f"folders[{index}].path"
     written = Written(
         index=index,
@@ -388,13 +349,13 @@ def _entry(
     )
     if written.pattern:
         literal, parts = split_pattern(entry.path)
-        root = _absolute(literal, base, path, lines, (*where, "path"))
-        written.matched = [_resolved(m, path, path_line, key) for m in expand(root, parts)]
+        root = absolute(literal, base, path, lines, (*where, "path"))
+        written.matched = [resolve_match(m, path, path_line, key) for m in expand(root, parts)]
         if not written.matched:
             _missing(f"the pattern {entry.path!r} matches no folder", path, path_line, key, strict,
                      warnings)  # fmt: skip
         return written
-    resolved, status = _resolve(entry.path, base, path, lines, (*where, "path"))
+    resolved, status = resolve(entry.path, base, path, lines, (*where, "path"))
     if status is None:  # gone: a loop or a name too long was refused already
         _missing(
             f"folder not found: {shorten(resolved)} (relative paths start at {shorten(base)})",
@@ -426,75 +387,9 @@ def _missing(
     warnings.append(f"{path}:{line}: {key}: {message}: skipped")
 
 
-def _resolved(folder: Path, path: Path, line: int, key: str) -> Path:
-    try:
-        return folder.resolve()
-    except (OSError, RuntimeError) as exc:
-        raise ManifestError(
-            f"cannot use the folder {shorten(folder)}: {_why(exc)}", path=path, line=line, key=key
-        ) from None
-
-
-def _is(check: Callable[[], bool]) -> bool:
-    """A Path check that is False for a name the system cannot look up (too long, a loop)."""
-    try:
-        return check()
-    except OSError:
-        return False
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
-        return "it is a loop of symbolic links; point the manifest at the real folder"
-    if getattr(exc, "errno", None) == errno.ENAMETOOLONG:
-        return "the path is too long for this system; shorten it"
-    return str(getattr(exc, "strerror", None) or exc)
-
-
 def _unique(names: list[str]) -> tuple[str, ...]:
     """Drop repeats (any case), keeping the first spelling and the order."""
     kept: dict[str, str] = {}
     for name in names:
         kept.setdefault(name.casefold(), name)
     return tuple(kept.values())
-
-
-def _absolute(written: str, base: Path, path: Path, lines: LineMap, where: KeyPath) -> Path:
-    """A path as written in the manifest, made absolute against the manifest's folder."""
-    return _resolve(written, base, path, lines, where)[0]
-
-
-def _resolve(
-    written: str, base: Path, path: Path, lines: LineMap, where: KeyPath
-) -> tuple[Path, os.stat_result | None]:
-    """The real path of what is written, and its stat (None if it does not exist)."""
-    resolved = base
-    try:
-        resolved = Path(_realpath(os.path.join(base, os.path.expanduser(written))))
-        # A name too long, or a loop, says so here, not later in a run.
-        return resolved, os.stat(resolved)
-    except (OSError, RuntimeError) as exc:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
-            return resolved, None
-        raise ManifestError(
-            f"cannot use {shorten(written)}: {_why(exc)}",
-            path=path,
-            line=_line(lines, where),
-            key=dotted_key(where),
-        ) from None
-
-
-def _realpath(text: str) -> str:
-    """os.path.realpath, with the folders above shared between entries looked up once."""
-    parent, name = os.path.split(text)
-    parts = text.split(os.sep)
-    if not name or ".." in parts or "." in parts or len(parts) > 64:
-        return os.path.realpath(text)
-    candidate = os.path.join(_real_folder(parent), name)
-    return os.path.realpath(candidate) if os.path.islink(candidate) else candidate
-
-
-@functools.lru_cache(maxsize=65536)
-def _real_folder(folder: str) -> str:
-    # Cached within a load only: load_manifest clears it, as folders may move between loads.
-    return _realpath(folder) if os.path.dirname(folder) != folder else folder
