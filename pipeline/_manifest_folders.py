@@ -82,6 +82,16 @@ class Owned:
     # skipped, subfolders still ours
 
 
+def folder_matches(name: str, patterns: Sequence[str]) -> bool:
+    """``--folder``: a folder name matches a glob, or lies below a folder a pattern names.
+
+    No patterns: every folder.
+    """
+    return not patterns or any(
+        fnmatch.fnmatchcase(name, p) or name.startswith(p.rstrip("/") + "/") for p in patterns
+    )
+
+
 def shorten(path: Path | str) -> str:
     """A path for a one-line message: long ones keep their start and end."""
     text = str(path)

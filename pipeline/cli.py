@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import click
 
 from pipeline import __version__
+from pipeline._manifest_folders import folder_matches
 from pipeline.errors import PipelineError, UsageError
 
 # `aihd --help` imports none of these: each command imports what it needs when it runs, so
@@ -127,7 +128,7 @@ def _load(path: Path, *, strict: bool = False, folder_patterns: Sequence[str] = 
         click.echo(f"aihd: warning: {warning}", err=True)
     if not folder_patterns:
         return manifest
-    chosen = tuple(f for f in manifest.folders if _folder_matches(f.name, folder_patterns))
+    chosen = tuple(f for f in manifest.folders if folder_matches(f.name, folder_patterns))
     if not chosen:
         names = ", ".join(f.name for f in manifest.folders[:20]) or "none"
         raise UsageError(
@@ -135,15 +136,6 @@ def _load(path: Path, *, strict: bool = False, folder_patterns: Sequence[str] = 
             f"({names})"
         )
     return replace(manifest, folders=chosen)
-
-
-def _folder_matches(name: str, patterns: Sequence[str]) -> bool:
-    """A folder name matches a glob, or lies below a folder the pattern names."""
-    import fnmatch
-
-    return any(
-        fnmatch.fnmatchcase(name, p) or name.startswith(p.rstrip("/") + "/") for p in patterns
-    )
 
 
 def _duration(option: str, text: str | None) -> float | None:
@@ -523,7 +515,7 @@ def status(target: Path, folder_patterns: tuple[str, ...]) -> None:
 
     ledger = open_ledger(_ledger_path(target))
     try:
-        chosen = (lambda name: _folder_matches(name, folder_patterns)) if folder_patterns else None
+        chosen = (lambda name: folder_matches(name, folder_patterns)) if folder_patterns else None
         click.echo(render_status(ledger, chosen))
     finally:
         ledger.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import filecmp
-import fnmatch
 import heapq
 import json
 import logging
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline._manifest_folders import folder_matches
 from pipeline.client import ApiClient, GeneratedImage, OrderDetails
 from pipeline.errors import (
     AuthRefused,
@@ -133,7 +133,7 @@ async def collect(
     started = time.monotonic()
     output = await asyncio.to_thread(output.resolve)
     await asyncio.to_thread(remove_leftovers, output)
-    rows = [r for r in ledger.photos([State.SUBMITTED]) if _chosen(r.folder, folders)]
+    rows = [r for r in ledger.photos([State.SUBMITTED]) if folder_matches(r.folder, folders)]
     collector = _Collector(ledger, client, output, folder_roots, backoff, len(rows), on_progress)
     collector.folders = tuple(folders)
     schedule = _Schedule()
@@ -385,7 +385,7 @@ class _Collector:
         """Give each duplicate of a completed photo its own copy of the results."""
         copied = 0
         for row in self.ledger.photos([State.DUPLICATE]):
-            if not _chosen(row.folder, self.folders):
+            if not folder_matches(row.folder, self.folders):
                 continue
             original = self.ledger.get(row.duplicate_of) if row.duplicate_of else None
             if original is None or original.state is not State.COMPLETED:
@@ -405,13 +405,6 @@ def _same_bytes(one: Path, other: Path) -> bool:
         return not one.is_symlink() and filecmp.cmp(one, other, shallow=False)
     except OSError:
         return False
-
-
-def _chosen(folder: str, patterns: Sequence[str]) -> bool:
-    """--folder: the folder's name matches a glob, or lies below a folder a pattern names."""
-    return not patterns or any(
-        fnmatch.fnmatchcase(folder, p) or folder.startswith(p.rstrip("/") + "/") for p in patterns
-    )
 
 
 def _due_at(row: PhotoRow, eta_scale: float, now: float) -> float:
