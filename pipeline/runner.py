@@ -111,7 +111,9 @@ class Runner:
         for _, options in resolved:
             self._options[_key(api.SERVICE, options)] = options
         # The ledger keys titles casefolded (identity); export shows them as the catalog does.
-        self.ledger.remember_titles({e.title for _, o in resolved for e in o.enhancements})
+        titles = {e.title for _, o in resolved for e in o.enhancements}
+        if not titles <= set(self.ledger.titles().values()):
+            self.ledger.remember_titles(titles)  # a write (and fsync) only when one is new
         return resolved
 
     async def run(self, started: float) -> RunSummary:
