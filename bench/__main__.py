@@ -15,6 +15,8 @@ from bench import (
     beside_baseline,
     big_photo,
     client_cost,
+    help_time,
+    manifest_load,
     open_pipe,
     review_page,
     shared_window,
@@ -30,6 +32,8 @@ BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "client-cost": client_cost.run,
     "big-photo": big_photo.run,
     "baseline": beside_baseline.run,
+    "manifest-load": manifest_load.run,
+    "help": help_time.run,
 }
 USAGE = f"usage: python -m bench {{{'|'.join(BENCHMARKS)}|all}}... [--results FILE]"
 

@@ -64,7 +64,12 @@ class DefaultsModel(_Strict):
 class FolderModel(_Strict):
     """One folder of photos; keys left out come from `defaults`."""
 
-    path: Text = Field(description="The folder, relative to the manifest's folder.")
+    path: Text = Field(
+        description=(
+            "The folder, relative to the manifest's folder, or a glob of folders matched at "
+            "each run (listings/*/inside, listings/**/exterior)."
+        )
+    )
     space: Text | None = Field(
         default=None, description="indoor, outdoor, or a catalog space name."
     )
@@ -79,6 +84,12 @@ class FolderModel(_Strict):
         default=None,
         description="The listing this folder's photos belong to, for `aihd deliver` "
         "(default: the folder above it, e.g. 12-oak-st for listings/12-oak-st/inside).",
+    )
+
+    exclude: list[Text] | None = Field(
+        default=None,
+        description="Globs of files to leave out: a name (broken.jpg) or a path below the "
+        "folder (drafts/*).",
     )
 
 
@@ -144,6 +155,7 @@ _MISSING = {
 _LIST_EXAMPLES = {
     "enhancements": '["Add Fire to Fireplace", "Add Screen to TV"]',
     "patterns": '["*.jpg", "*.png"]',
+    "exclude": '["broken.jpg", "drafts/*"]',
     "folders": "one '- path: ...' entry per folder",
 }
 _MAPPING_EXAMPLES = {

@@ -6,22 +6,24 @@ code from the spec, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
-from pipeline import __version__, eventloop
+from pipeline import __version__
+from pipeline._manifest_folders import folder_matches
 from pipeline.errors import PipelineError, UsageError
-from pipeline.logs import setup_logging
-from pipeline.manifest import Manifest, load_manifest, manifest_json_schema
-from pipeline.runner import StopSwitch
-from pipeline.session import ApiSettings, parse_duration
+
+# `aihd --help` imports none of these: each command imports what it needs when it runs, so
+# help, and a typo's usage error, come back at once (no aiohttp, SQLite or pydantic).
+if TYPE_CHECKING:
+    from pipeline.manifest import Manifest
+    from pipeline.runner import StopSwitch
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -59,6 +61,21 @@ def _unattended_options(fn: F) -> F:
                 "--log-file", type=click.Path(path_type=Path), help="Append timestamped logs here."
             ),
             click.option(
+                "--quiet",
+                "-q",
+                is_flag=True,
+                help="Only warnings and errors on stderr (the default with --log-file when "
+                "stderr is not a terminal, as under cron or systemd).",
+            ),
+            click.option(
+                "--folder",
+                "folder_patterns",
+                multiple=True,
+                metavar="PATTERN",
+                help="Only the manifest's folders whose name matches this glob "
+                "(e.g. 'listings/12-oak-st/*'); repeatable.",
+            ),
+            click.option(
                 "--request-timeout",
                 type=click.FloatRange(0.1),
                 default=60.0,
@@ -78,12 +95,61 @@ class _Summary(Protocol):
     def render(self) -> str: ...
 
 
-def _finish(summary: _Summary, as_json: bool) -> None:
-    """JSON on stdout for machines (and the human lines on stderr), or the lines on stdout."""
+def _finish(summary: _Summary, as_json: bool, quiet: bool = False) -> None:
+    """JSON on stdout for machines (and the human lines on stderr), or the lines on stdout.
+
+    Quiet, the human lines go to the log (file) only: stderr keeps warnings and errors.
+    """
     if as_json:
         click.echo(summary.to_json())
-    click.echo(summary.render(), err=as_json)
+        if quiet:
+            import logging
+
+            for line in summary.render().splitlines():  # each line stamped, as in the log
+                logging.getLogger("aihd").info("%s", line.strip())
+        else:
+            click.echo(summary.render(), err=True)
+    else:
+        click.echo(summary.render())
     sys.exit(summary.exit_code)
+
+
+def _is_quiet(quiet: bool, log_file: Path | None) -> bool:
+    """--quiet, or a log file and no one watching stderr (cron mails whatever it gets)."""
+    return quiet or (log_file is not None and not sys.stderr.isatty())
+
+
+def _load(path: Path, *, strict: bool = False, folder_patterns: Sequence[str] = ()) -> Manifest:
+    """The manifest, its warnings on stderr, and only the folders --folder asks for."""
+    from pipeline.manifest import load_manifest
+
+    manifest = load_manifest(path, strict=strict)
+    for warning in manifest.warnings:
+        click.echo(f"aihd: warning: {warning}", err=True)
+    if not folder_patterns:
+        return manifest
+    chosen = tuple(f for f in manifest.folders if folder_matches(f.name, folder_patterns))
+    if not chosen:
+        names = ", ".join(f.name for f in manifest.folders[:20]) or "none"
+        raise UsageError(
+            f"--folder {' '.join(folder_patterns)}: matches none of the manifest's folders "
+            f"({names})"
+        )
+    return replace(manifest, folders=chosen)
+
+
+def _duration(option: str, text: str | None) -> float | None:
+    """A duration with its unit: a bare "6" is refused (seconds or hours?)."""
+    from pipeline.session import parse_duration
+
+    if text is None:
+        return None
+    if text.strip().replace(".", "", 1).isdigit():
+        raise UsageError(
+            f"{option} {text}: give a unit, e.g. {text.strip()}h, {text.strip()}m or "
+            f"{text.strip()}s"
+        )
+    return parse_duration(text)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,6 +177,7 @@ def main() -> None:
 @click.option("--retry-failed", is_flag=True, help="Also retry photos that failed for good.")
 @click.option("--collect", "then_collect", is_flag=True, help="Then collect the results.")
 @click.option("--sandbox", is_flag=True, help="Run against an in-process local emulator.")
+@click.option("--strict", is_flag=True, help="Refuse a folder that is gone (default: skip it).")
 @_unattended_options
 @click.option(
     "--settle",
@@ -129,9 +196,12 @@ def run(
     retry_failed: bool,
     then_collect: bool,
     sandbox: bool,
+    strict: bool,
     no_progress: bool,
     as_json: bool,
     log_file: Path | None,
+    quiet: bool,
+    folder_patterns: tuple[str, ...],
     request_timeout: float,
     settle: float,
 ) -> None:
@@ -142,18 +212,21 @@ def run(
       aihd run listings.yaml --max-duration 6h --no-progress --json
       aihd run sample_manifests/demo.yaml --sandbox --collect
     """
-    from pipeline.session import RunRequest, run_manifest
+    from pipeline.logs import setup_logging
+    from pipeline.session import ApiSettings, RunRequest, run_manifest
 
-    loaded = load_manifest(manifest)
+    loaded = _load(manifest, strict=strict, folder_patterns=folder_patterns)
     bar = not no_progress and sys.stderr.isatty()
+    quiet = _is_quiet(quiet, log_file)
     settings = ApiSettings.from_env(loaded.api_key_env, sandbox=sandbox)
-    setup_logging(log_file, verbose=not bar, secret=settings.api_key)
+    max_seconds = _duration("--max-duration", max_duration)
+    setup_logging(log_file, verbose=not bar and not quiet, secret=settings.api_key)
     request = RunRequest(
         manifest=loaded,
         ledger_path=_chosen_ledger(loaded, ledger, sandbox=sandbox),
         concurrency=concurrency or loaded.concurrency,
         max_orders=max_orders,
-        max_duration=parse_duration(max_duration) if max_duration else None,
+        max_duration=max_seconds,
         retry_failed=retry_failed,
         collect=then_collect,
         progress_bar=bar,
@@ -161,29 +234,32 @@ def run(
         settle_seconds=settle,
         command=" ".join(["aihd", *sys.argv[1:]]),
     )
-    _finish(_run_until_signal(lambda stop: run_manifest(request, settings, stop)), as_json)
+    _finish(_run_until_signal(lambda stop: run_manifest(request, settings, stop)), as_json, quiet)
 
 
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--sandbox", is_flag=True, help="Ask an in-process local emulator.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
+@click.option("--strict", is_flag=True, help="Refuse a folder that is gone (default: skip it).")
 @_guard
-def plan(manifest: Path, sandbox: bool, as_json: bool) -> None:
+def plan(manifest: Path, sandbox: bool, as_json: bool, strict: bool) -> None:
     """Show what `aihd run` would do and spend, spending nothing.
 
-    Per folder: photos found, new, to resume, to check, done, duplicates, broken,
-    failed; then the orders a run would spend and how long the order window makes
-    that take. Names are checked against the live catalog; nothing is uploaded.
+    Per folder: photos found, new, to resume, to check, done, duplicates, failed
+    (broken files among them); which folders each pattern matched; then the orders
+    a run would spend and how long the order window makes that take. Names are
+    checked against the live catalog; nothing is uploaded.
 
     \b
     Example:
       aihd plan listings.yaml
       aihd plan listings.yaml --json | jq .orders
     """
-    from pipeline.session import plan_manifest
+    from pipeline import eventloop
+    from pipeline.session import ApiSettings, plan_manifest
 
-    loaded = load_manifest(manifest)
+    loaded = _load(manifest, strict=strict)
     settings = ApiSettings.from_env(loaded.api_key_env, sandbox=sandbox)
     planned = eventloop.run(
         plan_manifest(loaded, settings, _chosen_ledger(loaded, None, sandbox=sandbox))
@@ -195,15 +271,24 @@ def plan(manifest: Path, sandbox: bool, as_json: bool) -> None:
 @click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
 @click.option("--wait", is_flag=True, help="Keep polling until every result is downloaded.")
 @click.option("--timeout", "timeout_text", help="With --wait: give up after this long, e.g. 2h.")
+@click.option(
+    "--output",
+    "output_dir",
+    type=click.Path(path_type=Path),
+    help="Put the results here instead of the manifest's output folder.",
+)
 @_unattended_options
 @_guard
 def collect_command(
     target: Path,
     wait: bool,
     timeout_text: str | None,
+    output_dir: Path | None,
     no_progress: bool,
     as_json: bool,
     log_file: Path | None,
+    quiet: bool,
+    folder_patterns: tuple[str, ...],
     request_timeout: float,
 ) -> None:
     """Download the enhanced photos of submitted orders into the output folder.
@@ -216,12 +301,21 @@ def collect_command(
       aihd collect listings.yaml                 # the morning after a nightly run
       aihd collect listings.yaml --wait --timeout 2h
       aihd collect listings.ledger.sqlite        # output: enhanced/ beside the ledger
+      aihd collect listings.yaml --folder 'listings/12-oak-st/*' --output rush/
     """
+    from pipeline.logs import setup_logging
+    from pipeline.manifest import refuse_output_over_photos
     from pipeline.retry import Backoff
-    from pipeline.session import CollectRequest, collect_results
+    from pipeline.session import ApiSettings, CollectRequest, collect_results
 
+    if timeout_text is not None and not wait:
+        raise UsageError(
+            f"--timeout {timeout_text} only applies with --wait: add --wait, or drop --timeout "
+            "(without --wait, collect asks once and returns)"
+        )
     bar = not no_progress and sys.stderr.isatty()
-    timeout = parse_duration(timeout_text) if timeout_text else None
+    quiet = _is_quiet(quiet, log_file)
+    timeout = _duration("--timeout", timeout_text)
     common: dict[str, Any] = {
         "wait": wait,
         "timeout": timeout,
@@ -230,9 +324,11 @@ def collect_command(
         "command": " ".join(["aihd", *sys.argv[1:]]),
     }
     if target.suffix.lower() in (".yaml", ".yml"):
-        manifest = load_manifest(target)
+        manifest = _load(target)
         settings = ApiSettings.from_env(manifest.api_key_env)
         request = CollectRequest.for_manifest(manifest, ledger_path=_ledger_path(target), **common)
+        if output_dir is not None:
+            refuse_output_over_photos(output_dir.resolve(), manifest, where="--output")
     else:
         ledger_path = _ledger_path(target)
         settings = ApiSettings.from_env()
@@ -244,9 +340,15 @@ def collect_command(
             backoff=Backoff(),
             **common,
         )
-    setup_logging(log_file, verbose=not bar, secret=settings.api_key)
+    if output_dir is not None:
+        request = replace(request, output=output_dir.resolve())
+    if folder_patterns:
+        request = replace(request, folders=folder_patterns)
+    setup_logging(log_file, verbose=not bar and not quiet, secret=settings.api_key)
     _require_ledger(request.ledger_path)
-    _finish(_run_until_signal(lambda stop: collect_results(request, settings, stop)), as_json)
+    _finish(
+        _run_until_signal(lambda stop: collect_results(request, settings, stop)), as_json, quiet
+    )
 
 
 @main.command()
@@ -262,7 +364,9 @@ def catalog(manifest: Path | None, sandbox: bool, as_json: bool) -> None:
       aihd catalog            # with AIHD_API_KEY set
       aihd catalog --sandbox
     """
-    from pipeline.session import fetch_catalog
+    from pipeline import eventloop
+    from pipeline.manifest import load_manifest
+    from pipeline.session import ApiSettings, fetch_catalog
 
     env = load_manifest(manifest).api_key_env if manifest else "AIHD_API_KEY"
     settings = ApiSettings.from_env(env, sandbox=sandbox)
@@ -308,17 +412,52 @@ def catalog(manifest: Path | None, sandbox: bool, as_json: bool) -> None:
     show_default=True,
     help="Multiply each order's eta by this (0.01: a 30 s eta takes 0.3 s).",
 )
+@click.option(
+    "--latency", type=click.FloatRange(0.0), default=0.0, help="Seconds added to each answer."
+)
+@click.option(
+    "--error-rate", type=click.FloatRange(0.0, 1.0), default=0.0, help="Fraction answered 5xx."
+)
+@click.option(
+    "--reset-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    help="Fraction whose connection is reset.",
+)
+@click.option(
+    "--lost-after-charge-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    help="Fraction of order posts charged, then their answer lost.",
+)
+@click.option("--seed", type=int, help="Seed the faults, to replay a night exactly.")
 @_guard
-def sandbox(host: str, port: int, key: str | None, window: str, time_scale: float) -> None:
+def sandbox(
+    host: str,
+    port: int,
+    key: str | None,
+    window: str,
+    time_scale: float,
+    latency: float,
+    error_rate: float,
+    reset_rate: float,
+    lost_after_charge_rate: float,
+    seed: int | None,
+) -> None:
     """Serve the local emulator of the API (not the real service) for demos and tests.
+
+    Point aihd at it with AIHD_BASE_URL and the key it prints (or --key). The fault
+    options make it misbehave as a real network might, each a fraction of requests.
 
     \b
     Example:
-      aihd sandbox --port 8787 --window 10/60 --time-scale 0.1
+      aihd sandbox --port 8787 --key sandbox-key-123 --window 10/60 --time-scale 0.1
+      AIHD_BASE_URL=http://127.0.0.1:8787 AIHD_API_KEY=sandbox-key-123 aihd run listings.yaml
+      aihd sandbox --error-rate 0.05 --lost-after-charge-rate 0.05 --seed 1
     """
     import secrets
 
-    from pipeline.sandbox import SandboxConfig, run_forever
+    from pipeline.sandbox import Faults, SandboxConfig, run_forever
 
     try:
         orders_text, seconds_text = window.split("/")
@@ -330,6 +469,13 @@ def sandbox(host: str, port: int, key: str | None, window: str, time_scale: floa
         orders_per_window=orders,
         window_seconds=seconds,
         time_scale=time_scale,
+        faults=Faults(
+            latency=latency,
+            error_rate=error_rate,
+            reset_rate=reset_rate,
+            lost_after_charge_rate=lost_after_charge_rate,
+            seed=seed,
+        ),
     )
     run_forever(config, host=host, port=port)
 
@@ -350,6 +496,8 @@ def _chosen_ledger(manifest: Manifest, option: Path | None, *, sandbox: bool = F
 
 def _scope(target: Path) -> list[str] | None:
     """A manifest's folders (its photos, of an account ledger that holds others'), or None."""
+    from pipeline.manifest import load_manifest
+
     if target.suffix.lower() not in (".yaml", ".yml"):
         return None
     return [str(folder.path) for folder in load_manifest(target).folders]
@@ -357,6 +505,8 @@ def _scope(target: Path) -> list[str] | None:
 
 def _ledger_path(target: Path) -> Path:
     """A manifest (its ledger) or a ledger file; the ledger must already exist."""
+    from pipeline.manifest import load_manifest
+
     if target.suffix.lower() in (".yaml", ".yml"):
         path = _chosen_ledger(load_manifest(target), None)
     else:
@@ -370,8 +520,21 @@ def _ledger_path(target: Path) -> Path:
 @click.option("--failed", "list_failed", is_flag=True, help="List failed photos and why.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
 @click.option("--all", "everything", is_flag=True, help="Every photo of the ledger.")
+@click.option(
+    "--folder",
+    "folder_patterns",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only folders whose name matches this glob; repeatable.",
+)
 @_guard
-def status(target: Path, list_failed: bool, as_json: bool, everything: bool) -> None:
+def status(
+    target: Path,
+    list_failed: bool,
+    as_json: bool,
+    everything: bool,
+    folder_patterns: tuple[str, ...],
+) -> None:
     """Show photos per folder and state, orders spent, and the last run.
 
     \b
@@ -379,6 +542,7 @@ def status(target: Path, list_failed: bool, as_json: bool, everything: bool) -> 
       aihd status listings.yaml
       aihd status listings.yaml --failed        # each failed photo with its reason
       aihd status listings.ledger.sqlite --json
+      aihd status listings.ledger.sqlite --folder 'listings/12-oak-st/*'
     """
     from pipeline.ledger import open_ledger
     from pipeline.status import render_status, status_json
@@ -386,10 +550,11 @@ def status(target: Path, list_failed: bool, as_json: bool, everything: bool) -> 
     scope = None if everything else _scope(target)
     ledger = open_ledger(_ledger_path(target))
     try:
+        chosen = (lambda name: folder_matches(name, folder_patterns)) if folder_patterns else None
         if as_json:
             click.echo(status_json(ledger, scope))
         else:
-            click.echo(render_status(ledger, failed=list_failed, scope=scope))
+            click.echo(render_status(ledger, chosen, failed=list_failed, scope=scope))
     finally:
         ledger.close()
 
@@ -446,7 +611,7 @@ def reorder(target: Path, photos: tuple[Path, ...], yes: bool) -> None:
 @click.option("--all", "everything", is_flag=True, help="Every photo of the ledger.")
 @_guard
 def export(target: Path, fmt: str, output: Path | None, everything: bool) -> None:
-    """Write one row per photo (path, state, order_id, image_id, eta, error, ...).
+    """Write one row per photo (path, state, order_id, image_id, eta_seconds, error, ...).
 
     \b
     Example:
@@ -485,6 +650,7 @@ def ledger() -> None:
 
 def _target_ledger(manifest: Path | None, into: Path | None) -> Path:
     from pipeline.accounts import base_url_from_env, chosen_ledger
+    from pipeline.manifest import load_manifest
 
     if manifest is not None:
         return _chosen_ledger(load_manifest(manifest), into)
@@ -535,6 +701,39 @@ def ledger_import(source: Path, manifest: Path | None, into: Path | None) -> Non
 
 
 @main.command()
+@click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
+@click.argument(
+    "paths", metavar="PATH...", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
+@click.option("--reason", default="ignored by the operator", help="Why, for the ledger.")
+@_guard
+def ignore(target: Path, paths: tuple[Path, ...], reason: str) -> None:
+    """Leave photos out of every later run (a broken file that would fail each night).
+
+    The photos stay in the ledger as they are; `aihd plan` and `aihd run` no longer find
+    them. To leave out a pattern of files, use `exclude:` on the folder in the manifest.
+
+    \b
+    Example:
+      aihd ignore listings.yaml listings/12-oak-st/inside/corrupt.jpg
+    """
+    from pipeline.ledger import open_ledger
+
+    # As a run finds them: the folder's real path, then the file's own name (not followed).
+    absolute = [str(p.expanduser().absolute().parent.resolve() / p.name) for p in paths]
+    ledger = open_ledger(_ledger_path(target))
+    try:
+        added = ledger.ignore_paths(absolute, reason)
+        known = {row.path for row in ledger.photos(current_only=False)}
+    finally:
+        ledger.close()
+    for path in absolute:
+        if path not in known and not Path(path).exists():
+            click.echo(f"aihd: warning: {path}: no such file, and no photo of the ledger", err=True)
+    click.echo(f"aihd ignore: {added} path(s) newly ignored; later runs leave them out", err=True)
+
+
+@main.command()
 @_guard
 def schema() -> None:
     """Print the manifest's JSON Schema, for editors that check YAML as it is typed.
@@ -543,6 +742,8 @@ def schema() -> None:
     Example:
       aihd schema > aihd-manifest.schema.json
     """
+    from pipeline.manifest import manifest_json_schema
+
     click.echo(json.dumps(manifest_json_schema(), indent=2))
 
 
@@ -578,6 +779,7 @@ def review(manifest: Path, output: Path | None, apply_file: Path | None) -> None
     """
     from pipeline.decisions import apply_decisions, manifest_rows, read_decisions_file
     from pipeline.ledger import Decision, open_ledger
+    from pipeline.manifest import load_manifest
     from pipeline.review import write_review
 
     loaded = load_manifest(manifest)
@@ -608,6 +810,7 @@ def review(manifest: Path, output: Path | None, apply_file: Path | None) -> None
 def _decide(manifest: Path, paths: tuple[Path, ...], folder: str | None, verdict: str) -> None:
     from pipeline.decisions import REORDER_HINT, manifest_rows, record_decision, select_photos
     from pipeline.ledger import Decision, open_ledger
+    from pipeline.manifest import load_manifest
 
     if bool(paths) == (folder is not None):
         raise UsageError(f"aihd {verdict}: give photo paths or --folder FOLDER (one of the two)")
@@ -687,6 +890,7 @@ def deliver(manifest: Path, profile_name: str, output: Path | None) -> None:
     """
     from pipeline.deliver import deliver as deliver_photos
     from pipeline.ledger import open_ledger
+    from pipeline.manifest import load_manifest
     from pipeline.profiles import find_profile
 
     loaded = load_manifest(manifest)
@@ -718,6 +922,12 @@ def deliver(manifest: Path, profile_name: str, output: Path | None) -> None:
 
 def _run_until_signal(start: Callable[[StopSwitch], Awaitable[T]]) -> T:
     """Run the coroutine; the first SIGINT/SIGTERM asks it to stop cleanly, a second cuts."""
+    import asyncio
+    import signal
+
+    from pipeline import eventloop
+    from pipeline.runner import StopSwitch
+
     stop = StopSwitch()
 
     async def runner() -> T:

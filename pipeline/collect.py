@@ -10,6 +10,7 @@ completed row without its files.
 from __future__ import annotations
 
 import asyncio
+import filecmp
 import heapq
 import json
 import logging
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline._manifest_folders import folder_matches
 from pipeline.client import ApiClient, GeneratedImage, OrderDetails
 from pipeline.errors import (
     AuthRefused,
@@ -121,10 +123,12 @@ async def collect(
     min_poll_seconds: float = 5.0,
     on_progress: Callable[[int, int], None] | None = None,
     eta_scale: float = 1.0,
+    folders: Sequence[str] = (),
 ) -> CollectSummary:
     """Poll every submitted photo's order (not before its eta) and place its results.
 
     ``eta_scale``: real seconds per eta second (the local emulator's ``time_scale``).
+    ``folders``: globs of folder names (``--folder``); only their photos are collected.
     """
     started = time.monotonic()
     output = await asyncio.to_thread(output.resolve)
@@ -136,15 +140,17 @@ async def collect(
     rows = [
         row
         for row in ledger.photos([State.SUBMITTED, State.FAILED], scope=scope)
-        if row.state is State.SUBMITTED or row.charged
+        if (row.state is State.SUBMITTED or row.charged) and folder_matches(row.folder, folders)
     ]
     collector = _Collector(ledger, client, output, folder_roots, backoff, len(rows), on_progress)
+    collector.folders = tuple(folders)
     schedule = _Schedule()
     now = time.monotonic()
     for row in rows:
         due = _due_at(row, eta_scale, now)
-        if wait or due <= now:  # without --wait an order before its eta is simply waiting
-            schedule.push(due, row)
+        # Without --wait each order is asked once, now: an eta is an estimate, and a result
+        # that is ready early is not left for tomorrow.
+        schedule.push(due if wait else now, row)
     stopped = await _drive(collector, schedule, stop, wait, timeout, concurrency, min_poll_seconds)
     copies = 0 if stopped else await collector.copy_duplicates()
     return CollectSummary(
@@ -258,6 +264,7 @@ class _Collector:
     polls: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     claims: dict[str, str] = field(default_factory=dict)  # output file -> photo path owning it
+    folders: tuple[str, ...] = ()  # --folder globs; empty: every folder
 
     def __post_init__(self) -> None:
         for row in self.ledger.photos([State.COMPLETED], current_only=False):
@@ -307,7 +314,7 @@ class _Collector:
             for n, image in enumerate(images, 1):
                 temps.append(directory / f".{stem[:120]}_{n}{PART_MARK}{secrets.token_hex(6)}")
                 exts.append(await self._fetch(image.src, temps[-1], row, n))
-            finals = self._claim(row, directory, exts)
+            finals = self._claim(row, directory, exts, temps)
             await asyncio.to_thread(commit_files, list(zip(temps, finals, strict=True)), directory)
         except OSError as exc:
             # The local disk, not the photo: every other photo would meet it too.
@@ -354,26 +361,50 @@ class _Collector:
         ensure_inside(directory, self.output)
         return directory
 
-    def _claim(self, row: PhotoRow, directory: Path, exts: Sequence[str]) -> list[Path]:
-        """Final names: <stem>.<ext>, _2, _3...; another photo's name is never overwritten."""
+    def _claim(
+        self, row: PhotoRow, directory: Path, exts: Sequence[str], contents: Sequence[Path] = ()
+    ) -> list[Path]:
+        """Final names: <stem>.<ext>, _2, _3...; another photo's name is never overwritten,
+        nor a file aihd did not write (one on disk that no photo of the ledger claims)."""
         photo = Path(row.path)
-        for base in (photo.stem, photo.name, f"{photo.stem}-{row.id}"):
+        bases = [photo.stem, photo.name, f"{photo.stem}-{row.id}"]
+        bases += (f"{photo.stem}-{row.id}-{n}" for n in range(2, 1000))
+        # A file already there with the very bytes about to be written is ours from an earlier
+        # collect the ledger did not hear of (killed before it recorded them; a duplicate's
+        # copies): writing it again destroys nothing.
+        sources = [str(p) for p in contents]
+        if not sources and row.state is State.DUPLICATE and row.duplicate_of is not None:
+            sources = list(self.ledger.get(row.duplicate_of).output_paths)
+        sources += [""] * len(exts)
+        for base in bases:
             finals = [
                 directory / f"{base}{'' if n == 1 else f'_{n}'}.{ext}"
                 for n, ext in enumerate(exts, 1)
             ]
-            if all(self.claims.get(str(p), row.path) == row.path for p in finals):
+            if all(self._ours(p, row.path, s) for p, s in zip(finals, sources, strict=False)):
                 break
         for final in finals:
             ensure_inside(final, self.output)
             self.claims[str(final)] = row.path
         return finals
 
+    def _ours(self, final: Path, photo_path: str, content: str = "") -> bool:
+        """May this photo's result be written at ``final``? Never over a file aihd did not
+        write: one no photo claims, unless it already holds exactly ``content``'s bytes."""
+        owner = self.claims.get(str(final))
+        if owner is not None:
+            return owner == photo_path
+        if not final.exists() and not final.is_symlink():
+            return True
+        return bool(content) and _same_bytes(final, Path(content))
+
     async def copy_duplicates(self) -> int:
         """Give each duplicate of a completed photo its own copy of the results."""
         copied = 0
         scope = None if self.folder_roots is None else [str(r) for r in self.folder_roots.values()]
         for row in self.ledger.photos([State.DUPLICATE], scope=scope):
+            if not folder_matches(row.folder, self.folders):
+                continue
             original = self.ledger.get(row.duplicate_of) if row.duplicate_of else None
             if original is None or original.state is not State.COMPLETED:
                 continue
@@ -390,6 +421,13 @@ class _Collector:
             if list(row.output_paths) != paths and all(map(Path.is_file, finals)):
                 self.ledger.set_output_paths(row.id, paths)  # `aihd export` shows them
         return copied
+
+
+def _same_bytes(one: Path, other: Path) -> bool:
+    try:
+        return not one.is_symlink() and filecmp.cmp(one, other, shallow=False)
+    except OSError:
+        return False
 
 
 def _due_at(row: PhotoRow, eta_scale: float, now: float) -> float:

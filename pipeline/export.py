@@ -20,7 +20,7 @@ COLUMNS = (
     "state",
     "order_id",
     "image_id",
-    "eta",
+    "eta_seconds",
     "submitted_at",
     "result_url",
     "result_urls",
@@ -49,12 +49,16 @@ def export_rows(
             original_paths[photo_id] = ledger.get(photo_id).path
         return original_paths[photo_id]
 
+    # The ledger keys titles casefolded (part of a photo's identity); the spelling the catalog
+    # gave them was kept apart by the runs that resolved them.
+    spelled = ledger.titles()
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(COLUMNS)
     written = 0
     for row in ledger.photos(scope=scope):
         record = _record(row, original_path(row.duplicate_of))
+        record["enhancements"] = [spelled.get(t, t) for t in row.enhancements]
         if writer is not None:
             writer.writerow(_csv_cell(record[c]) for c in COLUMNS)
         else:
@@ -73,7 +77,7 @@ def _record(row: PhotoRow, duplicate_of: str | None) -> dict[str, object]:
         "state": row.state.value,
         "order_id": row.order_id,
         "image_id": row.image_id,
-        "eta": row.eta,
+        "eta_seconds": row.eta,
         "submitted_at": row.submitted_at,
         "result_url": row.result_urls[0] if row.result_urls else None,
         "result_urls": list(row.result_urls),

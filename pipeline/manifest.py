@@ -7,12 +7,33 @@ Space and enhancement names are not checked here: the catalog resolves them agai
 from __future__ import annotations
 
 import difflib
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from pipeline._manifest_folders import (
+    Options,
+    Written,
+    assign,
+    expand,
+    is_pattern,
+    relative,
+    shorten,
+    split_pattern,
+)
+from pipeline._manifest_paths import (
+    absolute,
+    clear_cache,
+    is_,
+    line_of,
+    output_conflict,
+    photo_roots,
+    resolve,
+    resolve_match,
+)
 from pipeline._manifest_schema import (
     DEFAULT_PATTERNS,
     DefaultsModel,
@@ -24,7 +45,7 @@ from pipeline._manifest_schema import (
     explain,
 )
 from pipeline._yaml import KeyPath, LineMap, dotted_key, load_yaml
-from pipeline.errors import ManifestError
+from pipeline.errors import ManifestError, UsageError
 from pipeline.profiles import DeliveryProfile
 
 __all__ = [
@@ -35,6 +56,8 @@ __all__ = [
     "RetryPolicy",
     "load_manifest",
     "manifest_json_schema",
+    "output_conflict",
+    "refuse_output_over_photos",
 ]
 
 # Key names that would hold the API key itself; compared after lower-casing and "-" -> "_".
@@ -75,6 +98,9 @@ class FolderSpec:
     line: int
     space_line: int
     enhancements_line: int
+    exclude: tuple[str, ...] = ()  # globs of files (name, or path below the folder) to skip
+    claimed: frozenset[str] = frozenset()  # folders below with entries of their own: skipped
+    through: frozenset[str] = frozenset()  # likewise but not recursive: their subfolders are ours
     listing: str = ""  # the listing `aihd deliver` groups it under (see listings.py)
 
 
@@ -91,6 +117,9 @@ class Manifest:
     retry: RetryPolicy
     api_key_env: str
     folders: tuple[FolderSpec, ...]
+    warnings: tuple[str, ...] = ()  # folders gone or patterns matching none: skipped tonight
+    matches: tuple[tuple[str, int, tuple[str, ...]], ...] = ()  # (path as written, line, folders)
+    photo_roots: tuple[tuple[Path, int, int], ...] = ()  # never output here: (folder, entry, line)
     account: str = "default"
     delivery_profiles: Mapping[str, DeliveryProfile] = field(default_factory=dict)
 
@@ -100,8 +129,13 @@ class Manifest:
         return self.path.with_name(f"{self.path.stem}.ledger.sqlite")
 
 
-def load_manifest(path: Path) -> Manifest:
-    """Load and check a manifest; raise ManifestError naming the file, line and key."""
+def load_manifest(path: Path, *, strict: bool = False) -> Manifest:
+    """Load and check a manifest; raise ManifestError naming the file, line and key.
+
+    A folder that is gone, or a pattern that matches none, is a warning in
+    ``Manifest.warnings`` (that folder is skipped), or an error when ``strict``.
+    """
+    clear_cache()
     raw, lines = load_yaml(path)
     if not isinstance(raw, dict):
         kind = "a list" if isinstance(raw, list) else "a single value"
@@ -117,7 +151,7 @@ def load_manifest(path: Path) -> Manifest:
     except ValidationError as exc:
         # Not chained: pydantic's own text repeats the values, and one of them may be a secret.
         raise _first_error(exc, lines, path) from None
-    return _build(model, path, lines)
+    return _build(model, path, lines, strict)
 
 
 def manifest_json_schema() -> dict[str, object]:
@@ -125,13 +159,6 @@ def manifest_json_schema() -> dict[str, object]:
     schema: dict[str, object] = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     schema.update(ManifestModel.model_json_schema())
     return schema
-
-
-def _line(lines: LineMap, where: KeyPath) -> int:
-    """The line of a key path, or of its closest written parent (for a missing key)."""
-    while where not in lines:
-        where = where[:-1]
-    return lines[where]
 
 
 def _refuse_api_keys(value: object, where: KeyPath, lines: LineMap, path: Path) -> None:
@@ -193,7 +220,7 @@ def _first_error(exc: ValidationError, lines: LineMap, path: Path) -> ManifestEr
     """Translate the earliest (by line) validation error into a ManifestError."""
     errors = exc.errors(include_url=False, include_input=True)
     located = sorted(
-        ((_line(lines, tuple(error["loc"])), n, error) for n, error in enumerate(errors)),
+        ((line_of(lines, tuple(error["loc"])), n, error) for n, error in enumerate(errors)),
         key=lambda entry: (entry[0], entry[1]),
     )
     line, _, error = located[0]
@@ -205,38 +232,69 @@ def _first_error(exc: ValidationError, lines: LineMap, path: Path) -> ManifestEr
     return ManifestError(message, path=path, line=line, key=dotted_key(where))
 
 
-def _build(model: ManifestModel, path: Path, lines: LineMap) -> Manifest:
+def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Manifest:
     """Turn a validated model into records with absolute paths, checking them on disk."""
     base = path.resolve().parent
-    ledger = None if model.ledger is None else _absolute(model.ledger, base)
-    if ledger is not None and ledger.is_dir():
+    ledger = None
+    if model.ledger is not None:
+        ledger = absolute(model.ledger, base, path, lines, ("ledger",))
+    if ledger is not None and is_(ledger.is_dir):
         raise ManifestError(
-            f"{ledger} is a folder: name a file for the ledger (e.g. ledger.sqlite)",
+            f"{shorten(ledger)} is a folder: name a file for the ledger (e.g. ledger.sqlite)",
             path=path,
-            line=_line(lines, ("ledger",)),
+            line=line_of(lines, ("ledger",)),
             key="ledger",
         )
-    output = _absolute(model.output, base)
-    if output.exists() and not output.is_dir():
+    output = absolute(model.output, base, path, lines, ("output",))
+    if is_(output.exists) and not is_(output.is_dir):
         raise ManifestError(
-            f"{output} is a file: name a folder to collect results into",
+            f"{shorten(output)} is a file: name a folder to collect results into",
             path=path,
-            line=_line(lines, ("output",)),
+            line=line_of(lines, ("output",)),
             key="output",
         )
-    folders = tuple(_folder(model, index, base, path, lines) for index in range(len(model.folders)))
-    seen: dict[Path, int] = {}
-    for index, folder in enumerate(folders):
-        if folder.path in seen:
-            raise ManifestError(
-                f"the folder {folder.path} is listed twice (lines {seen[folder.path]} and "
-                f"{folder.line}): list each folder once",
-                path=path,
-                line=folder.line,
-                key=f"folders[{index}].path",
-            )
-        seen[folder.path] = folder.line
-    _refuse_nested(folders, path)
+    warnings: list[str] = []
+    entries = [
+        _entry(model, index, base, path, lines, strict, warnings)
+        for index in range(len(model.folders))
+    ]
+    _refuse_twice(entries, path)
+    defaults = Options(
+        space=model.defaults.space,
+        space_line=lines.get(("defaults", "space"), 0),
+        enhancements=_unique(model.defaults.enhancements),
+        enhancements_line=lines.get(("defaults", "enhancements"), 0),
+        recursive=model.defaults.recursive,
+        patterns=tuple(dict.fromkeys(model.defaults.patterns)),
+    )
+    owned = assign(entries, defaults, base)
+    listings = {e.line: model.folders[e.index].listing or "" for e in entries}
+    folders = tuple(
+        FolderSpec(
+            path=o.path,
+            name=o.name,
+            space=o.options.space,
+            enhancements=o.options.enhancements,
+            recursive=o.options.recursive,
+            patterns=o.options.patterns,
+            line=o.line,
+            space_line=o.options.space_line or o.line,
+            enhancements_line=o.options.enhancements_line or o.line,
+            exclude=o.options.exclude,
+            claimed=o.claimed,
+            through=o.through,
+            listing=listings.get(o.line, ""),
+        )
+        for o in owned
+    )
+    roots = photo_roots(entries, base, path, lines)
+    conflict = output_conflict(output, roots)
+    if conflict is not None:
+        message, folder_line = conflict
+        if ("output",) in lines:
+            raise ManifestError(message, path=path, line=lines[("output",)], key="output")
+        # The default output: the folder entry is what to change (or write an output: key).
+        raise ManifestError(message, path=path, line=folder_line)
     return Manifest(
         path=path.resolve(),
         version=model.version,
@@ -247,8 +305,13 @@ def _build(model: ManifestModel, path: Path, lines: LineMap) -> Manifest:
         retry=RetryPolicy(model.retry.attempts, float(model.retry.max_backoff)),
         api_key_env=model.api_key_env,
         folders=folders,
+        warnings=tuple(warnings),
+        photo_roots=roots,
         account=model.account,
         delivery_profiles=_profiles(model, path, lines),
+        matches=tuple(
+            (e.path, e.line, tuple(relative(m, base) for m in e.matched)) for e in entries
+        ),
     )
 
 
@@ -263,7 +326,7 @@ def _profiles(model: ManifestModel, path: Path, lines: LineMap) -> dict[str, Del
                 f"({entry.long_edge}): no photo could meet both; lower the minimum or raise "
                 "long_edge",
                 path=path,
-                line=_line(lines, where),
+                line=line_of(lines, where),
                 key=dotted_key(where),
             )
         if entry.min_quality > entry.quality:
@@ -271,7 +334,7 @@ def _profiles(model: ManifestModel, path: Path, lines: LineMap) -> dict[str, Del
                 f"min_quality ({entry.min_quality}) is above quality ({entry.quality}): "
                 "lower min_quality",
                 path=path,
-                line=_line(lines, where),
+                line=line_of(lines, where),
                 key=dotted_key(where),
             )
         profiles[name] = DeliveryProfile(
@@ -287,62 +350,96 @@ def _profiles(model: ManifestModel, path: Path, lines: LineMap) -> dict[str, Del
     return profiles
 
 
-def _refuse_nested(folders: tuple[FolderSpec, ...], path: Path) -> None:
-    """A folder inside a recursive one would be scanned twice, each time with its own options."""
-    for index, folder in enumerate(folders):
-        for outer in folders:
-            if outer.recursive and outer.path in folder.path.parents:
-                raise ManifestError(
-                    f"the folder {folder.path} (line {folder.line}) is inside {outer.path} "
-                    f"(line {outer.line}), which is recursive: its photos would be found twice, "
-                    "with two sets of options, and each set would be paid for. Drop one of the "
-                    f"two entries, or set recursive: false on {outer.path}",
-                    path=path,
-                    line=folder.line,
-                    key=f"folders[{index}].path",
-                )
+def _refuse_twice(entries: list[Written], path: Path) -> None:
+    """The same folder written twice is a slip; a pattern and a path may overlap on purpose."""
+    seen: dict[Path, int] = {}
+    for entry in entries:
+        if entry.pattern or not entry.matched:
+            continue
+        folder = entry.matched[0]
+        if folder in seen:
+            raise ManifestError(
+                f"the folder {shorten(folder)} is listed twice (lines {seen[folder]} and "
+                f"{entry.line}): list each folder once",
+                path=path,
+                line=entry.line,
+                key=f"folders[{entry.index}].path",
+            )
+        seen[folder] = entry.line
 
 
-def _folder(model: ManifestModel, index: int, base: Path, path: Path, lines: LineMap) -> FolderSpec:
-    """One folder entry with the defaults applied; its folder must exist."""
-    entry, defaults = model.folders[index], model.defaults
+def refuse_output_over_photos(output: Path, manifest: Manifest, *, where: str) -> None:
+    """``collect --output DIR`` obeys the same rule as the manifest's ``output:``."""
+    conflict = output_conflict(output, manifest.photo_roots)
+    if conflict is not None:
+        raise UsageError(f"{where} {shorten(output)}: {conflict[0]}")
+
+
+def _entry(
+    model: ManifestModel,
+    index: int,
+    base: Path,
+    path: Path,
+    lines: LineMap,
+    strict: bool,
+    warnings: list[str],
+) -> Written:
+    """One folder entry as written, with the folders it matches now."""
+    entry = model.folders[index]
     where: KeyPath = ("folders", index)
-    line = lines[where]
-    resolved = _absolute(entry.path, base)
-    if not resolved.exists():
-        raise ManifestError(
-            f"folder not found: {resolved} (relative paths start at {base}): fix the path or "
-            "create the folder",
-            path=path,
-            line=_line(lines, (*where, "path")),
-            key=f"folders[{index}].path",
-        )
-    if not resolved.is_dir():
-        raise ManifestError(
-            f"{resolved} is a file, not a folder: give the folder that holds the photos",
-            path=path,
-            line=_line(lines, (*where, "path")),
-            key=f"folders[{index}].path",
-        )
-    enhancements = entry.enhancements if entry.enhancements is not None else defaults.enhancements
-    patterns = entry.patterns if entry.patterns is not None else defaults.patterns
-    return FolderSpec(
-        path=resolved,
-        name=entry.path.rstrip("/\\") or entry.path,
-        space=entry.space if entry.space is not None else defaults.space,
-        enhancements=_unique(enhancements),
-        recursive=entry.recursive if entry.recursive is not None else defaults.recursive,
-        patterns=tuple(dict.fromkeys(patterns)),
-        line=line,
-        space_line=_written_line(lines, where, "space", line),
-        enhancements_line=_written_line(lines, where, "enhancements", line),
-        listing=entry.listing or "",
+    path_line = line_of(lines, (*where, "path"))
+    key = f"folders[{index}].path"
+    written = Written(
+        index=index,
+        line=lines[where],
+        path=entry.path,
+        pattern=is_pattern(entry.path),
+        space=entry.space,
+        space_line=lines.get((*where, "space"), 0),
+        enhancements=_unique(entry.enhancements) if entry.enhancements is not None else None,
+        enhancements_line=lines.get((*where, "enhancements"), 0),
+        recursive=entry.recursive,
+        patterns=tuple(dict.fromkeys(entry.patterns)) if entry.patterns is not None else None,
+        exclude=tuple(dict.fromkeys(entry.exclude)) if entry.exclude is not None else None,
     )
+    if written.pattern:
+        literal, parts = split_pattern(entry.path)
+        root = absolute(literal, base, path, lines, (*where, "path"))
+        written.matched = [resolve_match(m, path, path_line, key) for m in expand(root, parts)]
+        if not written.matched:
+            _missing(f"the pattern {entry.path!r} matches no folder", path, path_line, key, strict,
+                     warnings)  # fmt: skip
+        return written
+    resolved, status = resolve(entry.path, base, path, lines, (*where, "path"))
+    if status is None:  # gone: a loop or a name too long was refused already
+        _missing(
+            f"folder not found: {shorten(resolved)} (relative paths start at {shorten(base)})",
+            path, path_line, key, strict, warnings,
+        )  # fmt: skip
+        return written
+    if not stat.S_ISDIR(status.st_mode):
+        raise ManifestError(
+            f"{shorten(resolved)} is a file, not a folder: give the folder that holds the photos",
+            path=path,
+            line=path_line,
+            key=key,
+        )
+    written.matched = [resolved]
+    return written
 
 
-def _written_line(lines: LineMap, where: KeyPath, key: str, fallback: int) -> int:
-    """Where a folder's value was written: on the folder, else under defaults, else the folder."""
-    return lines.get((*where, key)) or lines.get(("defaults", key)) or fallback
+def _missing(
+    message: str, path: Path, line: int, key: str, strict: bool, warnings: list[str]
+) -> None:
+    """A folder gone (a listing archived) skips that folder only, unless --strict."""
+    if strict:
+        raise ManifestError(
+            f"{message}: fix the path or create the folder (--strict refuses a missing folder)",
+            path=path,
+            line=line,
+            key=key,
+        )
+    warnings.append(f"{path}:{line}: {key}: {message}: skipped")
 
 
 def _unique(names: list[str]) -> tuple[str, ...]:
@@ -351,8 +448,3 @@ def _unique(names: list[str]) -> tuple[str, ...]:
     for name in names:
         kept.setdefault(name.casefold(), name)
     return tuple(kept.values())
-
-
-def _absolute(written: str, base: Path) -> Path:
-    """A path as written in the manifest, made absolute against the manifest's folder."""
-    return (base / Path(written).expanduser()).resolve()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +40,28 @@ class CheckedPhoto:
     broken: str | None  # the reason, for the ledger and the user
 
 
-def list_folder(folder: Path, patterns: Sequence[str], recursive: bool) -> Iterator[FileStat]:
-    """Files in ``folder`` whose names match a pattern (any case), in a stable order."""
+def list_folder(
+    folder: Path,
+    patterns: Sequence[str],
+    recursive: bool,
+    *,
+    exclude: Sequence[str] = (),
+    claimed: Set[str] = frozenset(),
+    through: Set[str] = frozenset(),
+) -> Iterator[FileStat]:
+    """Files in ``folder`` whose names match a pattern (any case), in a stable order.
+
+    ``exclude``: globs (any case) of names or of paths below ``folder`` to leave out.
+    ``claimed``: subfolders that belong to other manifest entries, skipped whole; ``through``:
+    subfolders whose own files belong to another entry, but whose subfolders are still ours.
+    """
     lowered = [p.lower() for p in patterns]
+    excluded = [p.lower() for p in exclude]
+    root = str(folder)
     dirs = [folder]
     while dirs:
         current = dirs.pop()
+        own_files = str(current) not in through
         # Only matching names are kept, then sorted: a folder of 100,000 photos costs its
         # names, not 100,000 directory entries with their cached stat results.
         names: list[str] = []
@@ -56,15 +72,19 @@ def list_folder(folder: Path, patterns: Sequence[str], recursive: bool) -> Itera
                     if entry.name.startswith("."):
                         continue  # hidden files and our own temporary files
                     if entry.is_dir(follow_symlinks=False):
-                        if recursive:
+                        if recursive and entry.path not in claimed:
                             subdirs.append(entry.name)
-                    elif any(fnmatch.fnmatchcase(entry.name.lower(), p) for p in lowered):
+                    elif own_files and any(
+                        fnmatch.fnmatchcase(entry.name.lower(), p) for p in lowered
+                    ):
                         names.append(entry.name)
         except OSError:
             continue
         names.sort()
         for name in names:
             path = os.path.join(current, name)
+            if excluded and _excluded(path, root, excluded):
+                continue
             try:
                 st = os.stat(path)
             except OSError:
@@ -72,6 +92,12 @@ def list_folder(folder: Path, patterns: Sequence[str], recursive: bool) -> Itera
             else:
                 yield FileStat(path, st.st_size, st.st_mtime_ns)
         dirs.extend(Path(current, d) for d in sorted(subdirs, reverse=True))
+
+
+def _excluded(path: str, root: str, excluded: Sequence[str]) -> bool:
+    below = os.path.relpath(path, root).replace(os.sep, "/").lower()
+    name = below.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(below, p) for p in excluded)
 
 
 def check(stat: FileStat) -> CheckedPhoto:

@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipeline._text import pad, width
 from pipeline.catalog import Catalog
 from pipeline.client import ApiClient
 from pipeline.ledger import PhotoRow, State, open_ledger
@@ -51,6 +52,7 @@ class Plan:
     orders: int
     window_orders: int
     window_seconds: float
+    matches: tuple[tuple[str, int, tuple[str, ...]], ...] = ()  # (pattern, line, folders)
     paid: int = 0  # photos of the ledger the API charged already (as `aihd status` counts)
 
     @property
@@ -73,27 +75,37 @@ class Plan:
                 "paid": self.paid,
                 "seconds": round(self.seconds, 1),
                 "window": {"orders": self.window_orders, "per_seconds": self.window_seconds},
+                "patterns": [
+                    {"path": path, "line": line, "folders": list(found)}
+                    for path, line, found in self.matches
+                ],
             },
             indent=2,
         )
 
     def render(self) -> str:
+        # One word per state, as `aihd status` says it: a broken file is a failed photo.
+        cells = max([len("folder"), *(width(f.folder) for f in self.folders)])
         lines = [
-            f"{'folder':<30} {'found':>6} {'new':>6} {'resume':>6} {'check':>6} {'done':>6} "
-            f"{'dup':>6} {'broken':>6} {'failed':>6}"
+            f"{pad('folder', cells)} {'found':>6} {'new':>6} {'resume':>6} {'check':>6} "
+            f"{'done':>6} {'dup':>6} {'failed':>6}"
         ]
         for f in self.folders:
             lines.append(
-                f"{f.folder:<30} {f.found:>6} {f.new:>6} {f.resume:>6} {f.check:>6} "
-                f"{f.done:>6} {f.duplicates:>6} {len(f.broken):>6} {f.failed + f.result_failed:>6}"
+                f"{pad(f.folder, cells)} {f.found:>6} {f.new:>6} {f.resume:>6} {f.check:>6} "
+                f"{f.done:>6} {f.duplicates:>6} {len(f.broken) + f.failed + f.result_failed:>6}"
             )
         for f in self.folders:
-            lines += [f"  broken: {b['path']}: {b['reason']}" for b in f.broken]
+            lines += [f"  failed: {b['path']}: {b['reason']}" for b in f.broken]
         if result_failed := sum(f.result_failed for f in self.folders):
             lines.append(
                 f"{result_failed} paid photos whose results failed (counted in 'failed'): "
                 "`aihd collect` retries their results; no order is spent on them"
             )
+        for path, line, found in self.matches:
+            if len(found) != 1 or found[0] != path.rstrip("/"):
+                shown = ", ".join(found[:10]) + (f", ... ({len(found)})" if len(found) > 10 else "")
+                lines.append(f"  {path} (line {line}) matched: {shown or 'no folder'}")
         per = _duration(self.window_seconds)
         lines.append(
             f"{self.orders} orders, {_about(self.seconds)} at {self.window_orders} per {per}; "
@@ -112,11 +124,13 @@ async def make_plan(manifest: Manifest, client: ApiClient, ledger_path: Path) ->
     folders = resolve_folders(manifest, await Catalog.fetch(client))
     rows: list[PhotoRow] = []
     cached: dict[str, tuple[int, int, str]] = {}
+    ignored: set[str] = set()
     if await asyncio.to_thread(ledger_path.is_file):
         ledger = open_ledger(ledger_path)
         try:
             rows = ledger.photos(current_only=False)
             cached = ledger.cached_hashes()
+            ignored = ledger.ignored_paths()
         finally:
             ledger.close()
     by_path = {(r.path, r.identity): r for r in rows}
@@ -126,8 +140,10 @@ async def make_plan(manifest: Manifest, client: ApiClient, ledger_path: Path) ->
         plan = FolderPlan(folder.name)
         identity_of = photo_options(options).identity
         for photo in await asyncio.to_thread(list_and_check, folder, cached):
-            plan.found += 1
             path = photo.stat.path
+            if path in ignored:
+                continue  # `aihd ignore`: left out of every run
+            plan.found += 1
             if photo.sha256 is None:
                 plan.broken.append({"path": path, "reason": photo.broken or "unreadable"})
                 continue
@@ -151,11 +167,13 @@ async def make_plan(manifest: Manifest, client: ApiClient, ledger_path: Path) ->
             else:
                 plan.failed += 1
         plans.append(plan)
+    plans.sort(key=lambda p: p.folder)  # name order, as `aihd status` lists them
     return Plan(
         plans,
         sum(p.orders for p in plans),
         manifest.rate_limit.orders,
         manifest.rate_limit.per_seconds,
+        manifest.matches,
         paid=sum(r.charged for r in rows if _inside(r.path, manifest)),
     )
 

@@ -115,6 +115,9 @@ class Runner:
         self._folders: dict[str, tuple[FolderSpec, ResolvedOptions]] = {}
         self._manifest_path = str(manifest.path)
         self._held_elsewhere = 0
+        # Failed before this run and found unchanged: exit 1 is for the run that found them.
+        self._known_failed: set[int] = set()
+        self._known_broken: set[tuple[str, int, int]] = set()
         self.backoff = Backoff(
             attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff
         )
@@ -145,11 +148,18 @@ class Runner:
         for folder, options in resolved:
             self._options[_key(api.SERVICE, options)] = options
             self._folders[folder.name] = (folder, options)
+        # The ledger keys titles casefolded (identity); export shows them as the catalog does.
+        titles = {e.title for _, o in resolved for e in o.enhancements}
+        if not titles <= set(self.ledger.titles().values()):
+            self.ledger.remember_titles(titles)  # a write (and fsync) only when one is new
         return resolved
 
     async def run(self, started: float) -> RunSummary:
         folders = await self.resolve_catalog()
         self.ledger.reset_failed(include_permanent=self.limits.retry_failed)
+        self._known_broken = {
+            (r.path, r.size, r.mtime_ns) for r in self.ledger.photos([State.FAILED]) if not r.sha256
+        }
         # Orders a killed run left in flight come first: they may already be paid.
         for row in self.ledger.photos([State.SUBMITTING], current_only=False):
             self.progress.add_found(self._admit(row.id, row.state)[0])
@@ -195,7 +205,7 @@ class Runner:
         return summarize(
             self.ledger,
             [str(folder.path) for folder in self.manifest.folders],
-            self._seen_ids,
+            self._seen_ids - self._known_failed,
             self.counters,
             stop_reason=self.stop.reason,
             seconds=time.monotonic() - started,
@@ -206,13 +216,16 @@ class Runner:
     # -- scanning -----------------------------------------------------------------------------
 
     async def _scan(self, folders: Sequence[tuple[FolderSpec, ResolvedOptions]]) -> None:
+        ignored = self.ledger.ignored_paths()  # `aihd ignore`
         for folder, options in folders:
             found_options = photo_options(options)
             # Listed, looked up and hashed a batch at a time: 100,000 photos (or the ledger's
             # facts about them) never sit in memory at once, and the first orders go out while
             # the rest of the folder is still being read.
-            files = list_folder(folder.path, folder.patterns, folder.recursive)
+            files = _files(folder)
             while batch := await asyncio.to_thread(_take, files):
+                if ignored:
+                    batch = [st for st in batch if st.path not in ignored]
                 known = self.ledger.known_files([st.path for st in batch])
                 checked = await asyncio.to_thread(_check_batch, batch, known)
                 await self._record(folder, found_options, checked, known)
@@ -267,7 +280,11 @@ class Runner:
                 )
                 self._seen_ids.add(row.id)
                 broken += 1
-                log.warning("%s: %s", st.path, reason)
+                if (st.path, st.size, st.mtime_ns) in self._known_broken:
+                    self._known_failed.add(row.id)  # reported the night it was found
+                    log.info("%s: %s (failed before; `aihd ignore` leaves it out)", st.path, reason)
+                else:
+                    log.warning("%s: %s", st.path, reason)
                 continue
             found.append(
                 FoundPhoto(
@@ -307,6 +324,8 @@ class Runner:
         if photo_id in self._seen_ids:
             return 0, 0
         self._seen_ids.add(photo_id)
+        if state is State.FAILED:
+            self._known_failed.add(photo_id)  # failed in an earlier run, left as it was
         if state in _OPEN_STATES:
             self._open += 1
             self._queue.put_nowait(photo_id)
@@ -438,7 +457,19 @@ def _key(service: str, options: ResolvedOptions) -> tuple[str, str, tuple[str, .
 
 
 def _list(folder: FolderSpec) -> list[FileStat]:
-    return list(list_folder(folder.path, folder.patterns, folder.recursive))
+    return list(_files(folder))
+
+
+def _files(folder: FolderSpec) -> Iterator[FileStat]:
+    """The folder's photos: its own, not those of folders below with entries of their own."""
+    return list_folder(
+        folder.path,
+        folder.patterns,
+        folder.recursive,
+        exclude=folder.exclude,
+        claimed=folder.claimed,
+        through=folder.through,
+    )
 
 
 def _stat(path: str) -> FileStat:

@@ -110,6 +110,7 @@ class CollectRequest:
     progress_bar: bool
     request_timeout: float
     command: str
+    folders: tuple[str, ...] = ()  # --folder: only photos of folders matching these globs
 
     @classmethod
     def for_manifest(cls, manifest: Manifest, *, ledger_path: Path, **kw: Any) -> CollectRequest:
@@ -334,6 +335,7 @@ async def _collect(
             stop=stop,
             on_progress=on_progress,
             eta_scale=SANDBOX_TIME_SCALE if settings.sandbox else 1.0,
+            folders=request.folders,
         )
     finally:
         if bar is not None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from pipeline._text import pad, width
 from pipeline.ledger import Ledger, State
 
 _COLUMNS = (
@@ -19,21 +20,28 @@ _COLUMNS = (
 
 
 def render_status(
-    ledger: Ledger, *, failed: bool = False, scope: Sequence[str] | None = None
+    ledger: Ledger,
+    chosen: Callable[[str], bool] | None = None,
+    *,
+    failed: bool = False,
+    scope: Sequence[str] | None = None,
 ) -> str:
-    """``scope``: only the photos in these folders (a manifest's); None: the whole ledger."""
-    by_folder = ledger.counts_by_folder(scope)
-    width = max([len("folder"), *(len(f) for f in by_folder)])
-    header = f"{'folder':<{width}}  " + "  ".join(f"{s.value:>10}" for s in _COLUMNS)
+    """Folders in name order (as `aihd plan` lists them); ``chosen``: --folder's filter;
+    ``scope``: only the photos in these folders (a manifest's); None: the whole ledger."""
+    by_folder = {
+        f: c for f, c in ledger.counts_by_folder(scope).items() if chosen is None or chosen(f)
+    }
+    cells = max([len("folder"), *(width(f) for f in by_folder)])
+    header = f"{pad('folder', cells)}  " + "  ".join(f"{s.value:>10}" for s in _COLUMNS)
     lines = [header]
     totals = dict.fromkeys(_COLUMNS, 0)
     for folder in sorted(by_folder):
         counts = by_folder[folder]
         for state in _COLUMNS:
             totals[state] += counts.get(state, 0)
-        cells = "  ".join(f"{counts.get(s, 0):>10}" for s in _COLUMNS)
-        lines.append(f"{folder:<{width}}  {cells}")
-    lines.append(f"{'total':<{width}}  " + "  ".join(f"{totals[s]:>10}" for s in _COLUMNS))
+        row = "  ".join(f"{counts.get(s, 0):>10}" for s in _COLUMNS)
+        lines.append(f"{pad(folder, cells)}  {row}")
+    lines.append(f"{pad('total', cells)}  " + "  ".join(f"{totals[s]:>10}" for s in _COLUMNS))
     charged, charged_failed = ledger.charged_counts(scope)
     lines.append(f"orders spent (charged by the API): {charged}")
     if totals[State.SUBMITTING]:
@@ -50,6 +58,8 @@ def render_status(
         lines += [f"failed: {path}: {error}" for path, error in _failures(ledger, scope)]
     elif totals[State.FAILED]:
         lines.append("`aihd status --failed` lists the failed photos with their reasons")
+    if ignored := ledger.ignored_paths():
+        lines.append(f"ignored (aihd ignore): {len(ignored)} paths, left out of every run")
     last = ledger.last_run()
     if last is None:
         lines.append("last run: none yet")

@@ -167,21 +167,27 @@ def test_results_mirror_the_folders_and_a_second_collect_fetches_nothing(
     assert _files(out) == expected
 
 
-def test_orders_before_their_eta_are_waiting_and_never_polled(
-    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, ledger: Ledger
+def test_orders_before_their_eta_are_asked_once_without_wait_and_not_polled_with_it(
+    make_sandbox: Callable[..., Sandbox],
+    photo_factory: PhotoFactory,
+    tmp_path: Path,
+    ledger: Ledger,
 ) -> None:
-    """Sandbox eta is 30 s; read at full scale it has not passed, so nothing is asked."""
+    """Eta 30 s at full scale: a plain collect asks each order once (a result may be ready
+    early) and leaves it waiting; --wait does not poll before the eta."""
+    sandbox = make_sandbox(time_scale=1.0)
     _submit(
         sandbox, ledger, [(photo_factory(tmp_path / "in", f"p{n}.jpg"), "in") for n in range(2)]
     )
     out = tmp_path / "out"
 
     now = _collect(sandbox.url, sandbox.api_key, ledger, out, wait=False, eta_scale=1.0)
-    assert (now.waiting, now.polls, now.exit_code) == (2, 0, 0)
+    assert (now.waiting, now.polls, now.exit_code) == (2, 2, 0)
     assert "results not ready yet" in now.render()
 
     timed_out = _collect(sandbox.url, sandbox.api_key, ledger, out, timeout=0.3, eta_scale=1.0)
     assert (timed_out.stopped, timed_out.waiting, timed_out.exit_code) == ("timeout", 2, 4)
+    assert timed_out.polls == 0
 
     stopped = _collect(sandbox.url, sandbox.api_key, ledger, out, stop=True)
     assert (stopped.stopped, stopped.exit_code, stopped.polls) == ("interrupted", 130, 0)

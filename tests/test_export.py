@@ -57,7 +57,7 @@ def test_csv_has_every_column_and_one_row_per_current_photo(ledger: SqliteLedger
     assert done["folder"] == "listing" and done["sha256"] == "a" * 64
     assert done["space"] == "space-ie-indoor"
     assert done["enhancements"] == "sky;white balance"
-    assert (done["state"], done["order_id"], done["image_id"], done["eta"]) == (
+    assert (done["state"], done["order_id"], done["image_id"], done["eta_seconds"]) == (
         "completed",
         "order-1",
         "image-1",
@@ -95,7 +95,7 @@ def test_jsonl_has_every_column_with_lists_and_nulls(ledger: SqliteLedger) -> No
 
     done = rows["/p/kitchen.jpg"]
     assert done["enhancements"] == ["sky", "white balance"]
-    assert done["eta"] == 40 and done["attempts"] == 1
+    assert done["eta_seconds"] == 40 and done["attempts"] == 1
     assert done["result_url"] == "http://r/1.jpg"
     assert done["result_urls"] == ["http://r/1.jpg", "http://r/2.jpg"]
     assert done["output_paths"] == ["/out/listing/kitchen.jpg", "/out/listing/kitchen_2.jpg"]

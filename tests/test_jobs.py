@@ -122,3 +122,47 @@ def test_the_nightly_command_runs_without_a_terminal_and_leaves_a_trail(
     stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} [A-Z]+ ")
     assert all(stamp.match(line) for line in log.splitlines()), log
     assert sandbox.api_key not in log + done.stdout + done.stderr
+
+
+def test_the_cron_lines_run_in_crons_environment_with_stderr_empty_on_a_clean_night(
+    make_sandbox: Callable[..., Sandbox], photo_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Both cron lines, word for word, under sh with cron's bare environment: the key from
+    aihd.env, the summary in the JSON file, the trail in the log, and nothing on stderr
+    (cron mails whatever a job writes there)."""
+    sandbox = make_sandbox(eta_seconds=1, time_scale=0.2)
+    home = tmp_path / "home"
+    (home / ".config" / "aihd").mkdir(parents=True)
+    (home / ".config" / "aihd" / "aihd.env").write_text(
+        f"AIHD_API_KEY={sandbox.api_key}\nAIHD_BASE_URL={sandbox.url}\n"
+    )
+    venv_bin = home / "aihd" / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "aihd").write_text(f'#!/bin/sh\nexec {sys.executable} -m pipeline "$@"\n')
+    (venv_bin / "aihd").chmod(0o755)
+    for n in range(2):
+        photo_factory(home / "listings" / "12-oak" / "inside", f"p{n}.jpg")
+    write_manifest(home / "listings", {"12-oak/inside": ("indoor", [])}, name="listings.yaml")
+    cron_env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "SHELL": "/bin/sh", "LOGNAME": "aihd"}
+    lines = [
+        line.split(None, 5)[5]
+        for line in (JOBS / "crontab.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for line, name in zip(lines, ["nightly", "collect"], strict=True):
+        done = subprocess.run(
+            ["/bin/sh", "-c", line],
+            env=cron_env,
+            cwd=home,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == "" and done.stdout == ""
+        state = home / ".local" / "state" / "aihd"
+        summary = json.loads((state / f"{name}.json").read_text())
+        assert sandbox.api_key not in (state / f"{name}.log").read_text()
+    assert summary["completed"] == 2

@@ -73,12 +73,6 @@ BAD_MANIFESTS: list[tuple[str, str, int, str]] = [
         4,
         "needs a 'path:'",
     ),
-    (
-        "folder-not-found",
-        "version: 1\nfolders:\n  - path: inside\n  - path: backyard\n",
-        4,
-        "folder not found",
-    ),
     # /dev/null exists on every POSIX system and is not a folder.
     ("folder-is-a-file", "version: 1\nfolders:\n  - path: /dev/null\n", 3, "not a folder"),
     (
@@ -86,12 +80,6 @@ BAD_MANIFESTS: list[tuple[str, str, int, str]] = [
         "version: 1\nfolders:\n  - path: inside\n  - path: outside\n  - path: ./inside/\n",
         5,
         "listed twice (lines 3 and 5)",
-    ),
-    (
-        "folder-inside-a-recursive-one",
-        "version: 1\nfolders:\n  - path: .\n    recursive: true\n  - path: outside\n",
-        5,
-        "which is recursive: its photos would be found twice",
     ),
     ("concurrency-0", "version: 1\nconcurrency: 0\nfolders:\n  - path: inside\n", 2, "at least 1"),
     (

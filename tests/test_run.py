@@ -311,7 +311,8 @@ def test_status_and_export_show_what_the_run_did(
     assert rows["bad.jpg"]["state"] == "failed" and "not a JPEG" in rows["bad.jpg"]["error"]
     good = rows["p000.jpg"]
     assert good["state"] == "submitted" and good["order_id"] and good["image_id"]
-    assert good["enhancements"] == ["add fire to fireplace"] and good["folder"] == "inside"
+    # As the catalog writes them, though the ledger keys them casefolded (identity unchanged).
+    assert good["enhancements"] == ["Add Fire to Fireplace"] and good["folder"] == "inside"
     required = {"path", "folder", "sha256", "space", "enhancements", "state", "order_id"}
-    required |= {"image_id", "eta", "submitted_at", "result_url", "output_path", "attempts"}
+    required |= {"image_id", "eta_seconds", "submitted_at", "result_url", "output_path", "attempts"}
     assert required | {"error"} <= set(good)

@@ -126,11 +126,23 @@ def _v4_reviews(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v5_ignored(conn: sqlite3.Connection) -> None:
+    """Paths `aihd ignore` leaves out of every run; enhancement titles as the catalog writes them.
+
+    Titles live apart from photos: a photo's identity holds them casefolded, and must not change.
+    """
+    conn.execute(
+        "CREATE TABLE ignored (path TEXT PRIMARY KEY, ignored_at TEXT NOT NULL, reason TEXT)"
+    )
+    conn.execute("CREATE TABLE titles (casefolded TEXT PRIMARY KEY, title TEXT NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_initial,
     _v2_charges_and_posts,
     _v3_account,
     _v4_reviews,
+    _v5_ignored,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -334,6 +334,32 @@ class SqliteLedger:
             by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
 
+    # -- ignored paths and catalog spellings (`aihd ignore`, export) --------------------------
+
+    def ignore_paths(self, paths: Sequence[str], reason: str) -> int:
+        """Leave these paths out of every run from now on; returns how many were new."""
+        with self.atomic() as conn:
+            cur = conn.executemany(
+                "INSERT OR IGNORE INTO ignored (path, ignored_at, reason) VALUES (?, ?, ?)",
+                [(p, now_text(), reason) for p in paths],
+            )
+            return cur.rowcount
+
+    def ignored_paths(self) -> set[str]:
+        return {path for (path,) in self._read("SELECT path FROM ignored")}
+
+    def remember_titles(self, titles: Iterable[str]) -> None:
+        """Keep each enhancement title as the catalog writes it, keyed by its casefolded form."""
+        with self.atomic() as conn:
+            conn.executemany(
+                "INSERT INTO titles (casefolded, title) VALUES (?, ?) "
+                "ON CONFLICT (casefolded) DO UPDATE SET title = excluded.title",
+                [(t.casefold(), t) for t in titles],
+            )
+
+    def titles(self) -> dict[str, str]:
+        return dict(self._read("SELECT casefolded, title FROM titles"))
+
     # -- review -------------------------------------------------------------------------------
 
     def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:
