@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -21,6 +24,9 @@ LineMap: TypeAlias = dict[KeyPath, int]
 _PLAIN_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")
 )
+# YAML 1.1 (PyYAML) reads 1.0e308 and 1e3 as text: an exponent needs a dot and a sign there.
+# YAML 1.2 reads them as the numbers they look like, and so does a manifest.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$")
 
 
 class _Refused(Exception):
@@ -54,20 +60,32 @@ class _StrictLoader(yaml.SafeLoader):
         return node
 
 
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789")
+)
+
+
 def load_yaml(path: Path) -> tuple[object, LineMap]:
     """Read a manifest's YAML into plain data and a map from key path to 1-based line."""
     text = _read_text(path)
-    loader = _StrictLoader(text)
+    try:
+        loader = _StrictLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable_character(exc, text, path) from None
     try:
         try:
             root = loader.get_single_node()
+        except yaml.reader.ReaderError as exc:
+            raise _unreadable_character(exc, text, path) from None
+        except RecursionError:
+            raise _too_deep(path) from None
         except _Refused as exc:
             raise ManifestError(exc.message, path=path, line=exc.line) from None
         except yaml.MarkedYAMLError as exc:
             # Not chained: PyYAML's text quotes the offending line, which may hold a secret.
             raise ManifestError(_syntax_message(exc), path=path, line=_line_of(exc)) from None
         except yaml.YAMLError as exc:
-            raise ManifestError(f"YAML syntax error: {exc}", path=path) from exc
+            raise ManifestError(f"YAML syntax error: {exc}", path=path, line=1) from exc
         if root is None:
             raise ManifestError(
                 "the manifest is empty: start it with 'version: 1' and a 'folders:' list",
@@ -75,21 +93,63 @@ def load_yaml(path: Path) -> tuple[object, LineMap]:
                 line=1,
             )
         lines: LineMap = {(): root.start_mark.line + 1}
-        return _Builder(loader, path, lines).build(root, ()), lines
+        try:
+            return _Builder(loader, path, lines).build(root, ()), lines
+        except RecursionError:
+            raise _too_deep(path) from None
     finally:
         loader.dispose()
 
 
+def _too_deep(path: Path) -> ManifestError:
+    return ManifestError(
+        "the manifest nests lists or mappings too deeply: a manifest is a few levels deep; "
+        "check its brackets",
+        path=path,
+        line=1,
+    )
+
+
+def _unreadable_character(exc: yaml.reader.ReaderError, text: str, path: Path) -> ManifestError:
+    """A control character (NUL, BEL, ...) PyYAML will not read, named with its line."""
+    line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else 1
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+    return ManifestError(
+        f"a control character (U+{code:04X}) is not allowed in a manifest: delete it "
+        "(a manifest is plain text)",
+        path=path,
+        line=line,
+    )
+
+
 def _read_text(path: Path) -> str:
-    """Read at most the size limit, as UTF-8 text."""
+    """Read at most the size limit, as UTF-8 text, from a regular file only.
+
+    Opened without blocking and checked before any read: a FIFO (or a terminal, a device)
+    given as the manifest would otherwise hang the command waiting for a writer.
+    """
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ManifestError(
             f"cannot read the manifest ({reason}): check the path", path=path
         ) from exc
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, device or socket"
+            raise ManifestError(
+                f"the manifest is {kind}, not a file: give the path of a YAML file",
+                path=path,
+            )
+        try:
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ManifestError(
+                f"cannot read the manifest ({reason}): check the path", path=path
+            ) from exc
     if len(raw) > MAX_MANIFEST_BYTES:
         raise ManifestError(
             "the manifest is over 1 MB: a manifest lists folders, not photos; split it up",
@@ -139,7 +199,18 @@ class _Builder:
             return items
         assert isinstance(node, ScalarNode)
         if node.tag in _PLAIN_TAGS:
-            return self._loader.construct_object(node)
+            try:
+                return self._loader.construct_object(node)
+            except (ValueError, OverflowError):
+                # e.g. 2026-13-45 (a date with no such month), or an int of 5,000 digits.
+                kind = node.tag.rsplit(":", 1)[-1]
+                raise ManifestError(
+                    f"this value looks like a {kind} but is not a valid one: "
+                    "put it in quotes if it is text, or correct it",
+                    path=self._path,
+                    line=node.start_mark.line + 1,
+                    key=dotted_key(where),
+                ) from None
         return node.value
 
     def _mapping(self, node: MappingNode, where: KeyPath) -> dict[str, Any]:

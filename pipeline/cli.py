@@ -7,7 +7,9 @@ code from the spec, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,7 +20,7 @@ import click
 
 from pipeline import __version__, eventloop
 from pipeline.errors import PipelineError, UsageError
-from pipeline.logs import setup_logging
+from pipeline.logs import log_file_failure, setup_logging
 from pipeline.manifest import load_manifest, manifest_json_schema
 from pipeline.runner import StopSwitch
 from pipeline.session import ApiSettings, parse_duration
@@ -35,6 +37,7 @@ def _guard(fn: F) -> F:
             return fn(*args, **kwargs)
         except PipelineError as exc:
             click.echo(f"aihd: error: {exc}", err=True)
+            _report_log_failure()
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("aihd: interrupted", err=True)
@@ -83,7 +86,17 @@ def _finish(summary: _Summary, as_json: bool) -> None:
     if as_json:
         click.echo(summary.to_json())
     click.echo(summary.render(), err=as_json)
+    if _report_log_failure() and summary.exit_code == 0:
+        sys.exit(1)  # the work is done and recorded, but the log the user asked for is not
     sys.exit(summary.exit_code)
+
+
+def _report_log_failure() -> bool:
+    """Say in one line that the log file could not be written; True if so."""
+    failure = log_file_failure()
+    if failure is not None:
+        click.echo(f"aihd: error: {failure}; the log is incomplete", err=True)
+    return failure is not None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -329,7 +342,18 @@ def sandbox(host: str, port: int, key: str | None, window: str, time_scale: floa
         window_seconds=seconds,
         time_scale=time_scale,
     )
-    run_forever(config, host=host, port=port)
+    try:
+        run_forever(config, host=host, port=port)
+    except OSError as exc:  # raised while binding: nothing is served yet
+        hint = {
+            errno.EADDRINUSE: "another program listens there: stop it, choose another "
+            "--port, or --port 0 for a free one",
+            errno.EACCES: "ports below 1024 need privileges: choose a port above 1024",
+            errno.EADDRNOTAVAIL: "no interface of this machine has that address: use 127.0.0.1",
+        }.get(exc.errno or 0, "choose another --host or --port")
+        raise UsageError(
+            f"cannot serve on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}; {hint}"
+        ) from exc
 
 
 def _require_ledger(path: Path) -> None:
