@@ -135,14 +135,15 @@ def _read_text(path: Path) -> str:
         raise ManifestError(
             f"cannot read the manifest ({reason}): check the path", path=path
         ) from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, device or socket"
+        raise ManifestError(
+            f"cannot read the manifest (it is {kind}, not a file): give the path of a YAML file",
+            path=path,
+        )
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, device or socket"
-            raise ManifestError(
-                f"the manifest is {kind}, not a file: give the path of a YAML file",
-                path=path,
-            )
         try:
             raw = handle.read(MAX_MANIFEST_BYTES + 1)
         except OSError as exc:

@@ -69,7 +69,7 @@ class Timeouts:
     read: float = 60.0
     min_bytes_per_second: float = 64 * 1024
 
-    def whole_answer(self, size: int = MAX_JSON_BYTES) -> float:
+    def whole_answer(self, size: int) -> float:
         """Seconds allowed for a call that moves ``size`` bytes (sent or received)."""
         return self.connect + self.read + size / self.min_bytes_per_second
 
@@ -140,24 +140,27 @@ class ApiClient:
         *,
         timeouts: Timeouts = Timeouts(),
         max_connections: int = 64,
+        max_result_bytes: int = MAX_RESULT_BYTES,
     ) -> None:
         self.base_url = URL(base_url.rstrip("/"))
+        self._max_result_bytes = max_result_bytes
         self._key = _Secret(api_key)
         self._urls: dict[str, URL] = {}
         self._timeouts = timeouts
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._call_timeout = self._stream_timeout = aiohttp.ClientTimeout()
+        self._upload_timeouts: dict[int, aiohttp.ClientTimeout] = {}
 
     def __repr__(self) -> str:
         return f"ApiClient(base_url={str(self.base_url)!r})"
 
     async def __aenter__(self) -> Self:
         timeouts = self._timeouts
-        # Every call but a big upload moves at most MAX_JSON_BYTES: one whole-answer deadline.
-        # It counts from the call's start, a wait for a free connection included.
+        # Every call but an upload moves a few KB: one whole-answer deadline. It counts from
+        # the call's start, a wait for a free connection included.
         self._call_timeout = aiohttp.ClientTimeout(
-            total=timeouts.whole_answer(),
+            total=timeouts.whole_answer(0),
             sock_connect=timeouts.connect,
             sock_read=timeouts.read,
         )
@@ -217,16 +220,20 @@ class ApiClient:
             api.API_KEY_HEADER: self._key.value,
         }
         body: bytes | AsyncIterator[bytes]
-        deadline: aiohttp.ClientTimeout | None = None  # the usual one, for a small photo
         if inline is not None:
             body = head + inline + tail
             headers["Content-Length"] = str(len(body))  # what was read, even if it just grew
         else:
             body = _stream_file(photo, head, tail)
-            deadline = aiohttp.ClientTimeout(
-                total=self._timeouts.whole_answer(size + MAX_JSON_BYTES),
-                sock_connect=self._timeouts.connect,
-                sock_read=self._timeouts.read,
+        deadline = self._upload_timeouts.get(size >> 16)  # one per 64 KiB step of size
+        if deadline is None:
+            deadline = self._upload_timeouts.setdefault(
+                size >> 16,
+                aiohttp.ClientTimeout(
+                    total=self._timeouts.whole_answer(((size >> 16) + 1) << 16),
+                    sock_connect=self._timeouts.connect,
+                    sock_read=self._timeouts.read,
+                ),
             )
         answer = await self._json(
             "POST", api.UPLOAD_PATH, data=body, headers=headers, deadline=deadline
@@ -332,11 +339,11 @@ class ApiClient:
                     aiofiles.open(dest, "wb") as out,
                 ):
                     length = response.content_length
-                    if length is not None and length > MAX_RESULT_BYTES:
+                    if length is not None and length > self._max_result_bytes:
                         raise self._too_big_result(target, length)
                     async for chunk in response.content.iter_chunked(_CHUNK):
                         written += len(chunk)
-                        if written > MAX_RESULT_BYTES:
+                        if written > self._max_result_bytes:
                             raise self._too_big_result(target, written)
                         await out.write(chunk)
                         deadline.reschedule(
@@ -378,15 +385,16 @@ class ApiClient:
             return body
         return _redact_tree(body, self._redact)
 
-    def _refused_result(self, message: str, key: str) -> RequestRejected:
+    def _refused_result(self, message: str, key: str = "") -> RequestRejected:
+        """A result aihd refuses; without a ``key``, its ``reason`` (the ledger's error) is the
+        whole message, which says why."""
         message = self._redact(message)
         return RequestRejected(message, error=message, key=key, method="GET", endpoint="result")
 
     def _too_big_result(self, target: URL, size: int) -> RequestRejected:
         return self._refused_result(
-            f"refusing result from {target.host}: over {MAX_RESULT_BYTES // (1024 * 1024)} MB "
-            f"({size} bytes or more)",
-            "aihd_result_too_big",
+            f"refusing result from {target.host}: over {self._max_result_bytes:,} bytes "
+            f"({size:,} or more)"
         )
 
     async def _refuse_non_public(self, target: URL) -> None:
@@ -407,8 +415,7 @@ class ApiClient:
             if (reason := non_public_reason(address)) is not None:
                 raise self._refused_result(
                     f"refusing to fetch result URL host {host} ({address}): it is {reason}; "
-                    "results are fetched only from public addresses or the API's own origin",
-                    "aihd_result_not_public",
+                    "results are fetched only from public addresses or the API's own origin"
                 )
 
     # -- one boundary for every error ---------------------------------------------------------

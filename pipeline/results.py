@@ -79,7 +79,7 @@ def decoded_extension(path: Path) -> str:
             width, height = image.size
             if width * height > MAX_RESULT_PIXELS:
                 raise ResultTooBig(
-                    f"{width}x{height} pixels, over the limit of {MAX_RESULT_PIXELS:,}: "
+                    f"{width}x{height} pixels, over the limit of {MAX_RESULT_PIXELS:,} pixels: "
                     "not decoded (a decompression bomb, or a result no listing needs)"
                 )
             image.verify()
