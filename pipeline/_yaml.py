@@ -15,6 +15,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from pipeline.errors import ManifestError
 
 MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_DEPTH = 32  # a manifest needs 4 levels (folders, an entry, enhancements, an item)
 
 KeyPath: TypeAlias = tuple[str | int, ...]
 LineMap: TypeAlias = dict[KeyPath, int]
@@ -56,7 +57,22 @@ class _StrictLoader(yaml.SafeLoader):
                 "remove the tag and write plain values",
                 line,
             )
-        node: Node | None = super().compose_node(parent, index)
+        if isinstance(event, MappingStartEvent | SequenceStartEvent):
+            self._depth = getattr(self, "_depth", 0) + 1
+            if self._depth > MAX_DEPTH:
+                # Checked as it is composed: PyYAML's composer recurses, and its scanner slows
+                # with every open bracket, so 1 MB of "[" would take hours, then overflow.
+                raise _Refused(
+                    f"lists and mappings nested over {MAX_DEPTH} deep: a manifest is a few "
+                    "levels deep; check its brackets and indentation",
+                    line,
+                )
+            try:
+                node: Node | None = super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+            return node
+        node = super().compose_node(parent, index)
         return node
 
 
