@@ -79,12 +79,13 @@ def test_a_401_that_echoes_a_wrong_key_holds_only_a_redaction(make_hostile: Make
 
 
 def test_the_key_in_a_successful_answer_is_redacted(make_hostile: MakeHostile) -> None:
-    """Catalog titles that carry the key reach aihd (and `aihd catalog`) redacted."""
+    """Enhancement titles that carry the key reach aihd (and `aihd catalog`) redacted."""
     sandbox, _ = make_hostile(Hostility(key_in_answers=True), api_key=KEY)
 
     async def scenario() -> list[str]:
         async with ApiClient(sandbox.url, KEY) as client:
-            return [s.title for s in await client.spaces()]
+            widgets = await client.widgets((await client.spaces())[0].name)
+            return [item.title for widget in widgets for item in widget.items]
 
     titles = run(scenario())
     assert titles and all(t.endswith("<redacted>") and KEY not in t for t in titles)

@@ -60,7 +60,7 @@ class Hostility:
     """What the hostile server does; all off by default."""
 
     echo_key: bool = False  # error bodies quote the key sent; order POSTs are refused (422)
-    key_in_answers: bool = False  # the key in catalog titles and in result URLs (?sig=KEY)
+    key_in_answers: bool = False  # the key in enhancement titles and result URLs (?sig=KEY)
     huge_answer_bytes: int = 0  # polls answered with this much JSON (whitespace, then the body)
     gzip_answer_bytes: int = 0  # polls answered gzip'd: a few KB that inflate to this many bytes
     trickle_answer_seconds: float = 0.0  # polls answered one byte per this many seconds, forever
@@ -149,10 +149,12 @@ def _echo(request: web.Request, status: int) -> web.Response:
 
 
 def _with_key(response: web.Response, request: web.Request) -> web.Response:
-    """The catalog answer with the key in every title."""
+    """The catalog answer with the key in every enhancement's title (spaces keep theirs, so
+    a run still finds 'indoor')."""
     body = json.loads(response.body)  # type: ignore[arg-type]
     for record in body.get("data", []):
-        record["title"] = f"{record.get('title', '')} {_sent_key(request)}"
+        for item in record.get("items", []):
+            item["title"] = f"{item.get('title', '')} {_sent_key(request)}"
     return web.json_response(body, status=response.status)
 
 
@@ -211,6 +213,7 @@ async def _set_hostility(request: web.Request) -> web.Response:
         hostility = Hostility(**fields)
     except TypeError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
+    await asyncio.get_running_loop().run_in_executor(None, _prepare, hostility)
     request.app[_CONTROL].set(hostility)
     return web.json_response(dataclasses.asdict(hostility))
 
@@ -265,13 +268,26 @@ def _png_bomb(side: int) -> bytes:
     )
 
 
-@functools.lru_cache(maxsize=4)
 def _gzip_bomb(size: int, tail: bytes) -> bytes:
     """``size`` bytes of whitespace, then ``tail``, gzip'd into about size / 1000 bytes."""
+    prefix, state = _gzip_prefix(size)
+    compressor = state.copy()  # the whitespace is compressed once per size, not per answer
+    return prefix + compressor.compress(tail) + compressor.flush()
+
+
+@functools.lru_cache(maxsize=4)
+def _gzip_prefix(size: int) -> tuple[bytes, zlib._Compress]:
     compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     block = b" " * (1024 * 1024)
-    parts = [compressor.compress(block) for _ in range(size // len(block))]
-    return b"".join([*parts, compressor.compress(tail), compressor.flush()])
+    return b"".join(compressor.compress(block) for _ in range(size // len(block))), compressor
+
+
+def _prepare(hostility: Hostility) -> None:
+    """Build the bombs a hostility serves, so its first answer is not seconds late."""
+    if hostility.gzip_answer_bytes:
+        _gzip_prefix(hostility.gzip_answer_bytes)
+    if hostility.bomb_result_side:
+        _png_bomb(hostility.bomb_result_side)
 
 
 def main(argv: list[str]) -> int:
@@ -281,14 +297,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--key", default=None)
-    parser.add_argument("--time-scale", type=float, default=0.01)
+    parser.add_argument("--eta-seconds", type=int, default=0, help="0: results at once")
     args = parser.parse_args(argv)
     control = HostileControl(MODES[args.mode] if args.mode else Hostility())
+    _prepare(control.hostility)
     config = SandboxConfig(
         api_key=args.key or secrets.token_urlsafe(24),
         orders_per_window=1_000_000,
         window_seconds=1,
-        time_scale=args.time_scale,
+        eta_seconds=args.eta_seconds,
+        time_scale=0,
     )
     eventloop.run(_serve_until_signal(config, args.host, args.port, control))
     return 0
