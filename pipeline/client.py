@@ -21,8 +21,8 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -164,9 +164,8 @@ class ApiClient:
             sock_connect=timeouts.connect,
             sock_read=timeouts.read,
         )
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections, resolver=PublicOnlyResolver(self.base_url.host or "")
-        )
+        self._resolver = PublicOnlyResolver(self.base_url.host or "")
+        connector = aiohttp.TCPConnector(limit=self._max_connections, resolver=self._resolver)
         # A result's deadline is the download's own (it moves on with the bytes): none here.
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
@@ -185,6 +184,7 @@ class ApiClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+            await self._resolver.close()  # the connector closes only a resolver it made
 
     # -- the API's calls ----------------------------------------------------------------------
 
@@ -243,30 +243,32 @@ class ApiClient:
     async def spaces(self, service_name: str = api.SERVICE) -> list[Space]:
         params = {"service_name": service_name}
         body = await self._json("GET", api.SPACES_PATH, params=params)
-        return [
-            Space(
-                id=str(s["id"]),
-                name=str(s["name"]),
-                title=str(s.get("title", "")),
-                is_active=bool(s.get("is_active", True)),
-            )
-            for s in _data_list(body, api.SPACES_PATH)
-        ]
+        with _shape_of(api.SPACES_PATH):
+            return [
+                Space(
+                    id=str(s["id"]),
+                    name=str(s["name"]),
+                    title=str(s.get("title", "")),
+                    is_active=bool(s.get("is_active", True)),
+                )
+                for s in _data_list(body, api.SPACES_PATH)
+            ]
 
     async def widgets(self, space_name: str, service_name: str = api.SERVICE) -> list[Widget]:
         params = {"space_name": space_name, "service_name": service_name}
         body = await self._json("GET", api.ITEMS_PATH, params=params)
-        return [
-            Widget(
-                id=str(w["id"]),
-                title=str(w.get("title", "")),
-                is_optional=bool(w.get("is_optional", True)),
-                items=tuple(
-                    Item(id=str(i["id"]), title=str(i.get("title", ""))) for i in w["items"]
-                ),
-            )
-            for w in _data_list(body, api.ITEMS_PATH)
-        ]
+        with _shape_of(api.ITEMS_PATH):
+            return [
+                Widget(
+                    id=str(w["id"]),
+                    title=str(w.get("title", "")),
+                    is_optional=bool(w.get("is_optional", True)),
+                    items=tuple(
+                        Item(id=str(i["id"]), title=str(i.get("title", ""))) for i in w["items"]
+                    ),
+                )
+                for w in _data_list(body, api.ITEMS_PATH)
+            ]
 
     async def submit(
         self, order_id: str, space_name: str, selected: list[api.SelectedWidget]
@@ -292,17 +294,20 @@ class ApiClient:
         path = api.ORDER_PATH.format(order_id=order_id)
         body = await self._json("GET", path)
         images = body.get("generated_images") or []
-        return OrderDetails(
-            order_id=str(body.get("id", order_id)),
-            status=str(body.get("status", "")),
-            generated_images=tuple(
-                GeneratedImage(
-                    id=str(g.get("id", "")), src=str(g.get("src", "")), status=str(g.get("status"))
-                )
-                for g in images
-                if isinstance(g, dict) and g.get("src")
-            ),
-        )
+        with _shape_of(api.ORDER_PATH):
+            return OrderDetails(
+                order_id=str(body.get("id", order_id)),
+                status=str(body.get("status", "")),
+                generated_images=tuple(
+                    GeneratedImage(
+                        id=str(g.get("id", "")),
+                        src=str(g.get("src", "")),
+                        status=str(g.get("status")),
+                    )
+                    for g in images
+                    if isinstance(g, dict) and g.get("src")
+                ),
+            )
 
     async def download(self, url: str, dest: Path) -> int:
         """Stream a result image into ``dest`` (the caller renames it into place); returns bytes.
@@ -469,7 +474,7 @@ class ApiClient:
             )
         try:
             body = self._redact_answer(raw, json.loads(raw))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested a million deep
             cls = OutcomeUnknown if spends else TransientError
             raise cls(
                 f"{endpoint}: the answer is not JSON",
@@ -617,7 +622,7 @@ async def _error_body(
     try:
         raw = await response.content.read(64 * 1024)
         body = json.loads(raw)
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+    except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError):
         return "", ""
     if not isinstance(body, dict):
         return "", ""
@@ -635,6 +640,18 @@ def _field(body: Mapping[str, Any], name: str, endpoint: str) -> str:
     if not isinstance(value, str) or not value:
         raise TransientError(f"{endpoint}: answer has no {name!r}", endpoint=endpoint)
     return value
+
+
+@contextmanager
+def _shape_of(endpoint: str) -> Iterator[None]:
+    """A hostile or broken answer of the wrong shape, as a transient error, not a traceback."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise TransientError(
+            f"{endpoint}: the answer has an unexpected shape ({type(exc).__name__})",
+            endpoint=endpoint,
+        ) from exc
 
 
 def _data_list(body: Mapping[str, Any], endpoint: str) -> list[dict[str, Any]]:

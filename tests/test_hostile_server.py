@@ -116,6 +116,31 @@ def test_a_json_answer_over_1_mb_is_refused_unread(
         run(scenario())
 
 
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 200_000 + "]" * 200_000, '{"generated_images": 5}', '{"generated_images": {"a": 1}}'],
+    ids=["nested-deep", "images-a-number", "images-a-mapping"],
+)
+def test_a_poll_answer_of_a_hostile_shape_is_an_api_error_not_a_crash(
+    make_hostile: MakeHostile, photo_factory: PhotoFactory, tmp_path: Path, body: str
+) -> None:
+    """JSON nested 200,000 deep or of the wrong shape: a transient error, or no images."""
+    sandbox, control = make_hostile(api_key=KEY)
+    photo = photo_factory(tmp_path, "room.jpg")
+
+    async def scenario() -> object:
+        async with ApiClient(sandbox.url, KEY) as client:
+            order_id = await _charged_order(client, photo)
+            control.set(Hostility(poll_body=body))
+            try:
+                return (await client.order(order_id)).generated_images
+            except TransientError as exc:
+                return exc
+
+    outcome = run(scenario())
+    assert outcome == () or isinstance(outcome, TransientError)
+
+
 def test_a_result_over_the_size_cap_is_refused(
     make_hostile: MakeHostile, photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:

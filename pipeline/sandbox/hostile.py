@@ -69,6 +69,7 @@ class Hostility:
     bomb_result_side: int = 0  # results are PNGs this many pixels square (a few hundred KB)
     redirect_results_to: str = ""  # results answer 302 to this URL ("{port}": the server's)
     result_url: str = ""  # polls name this URL as the result ("{port}": the server's)
+    poll_body: str = ""  # polls answered with this text as JSON (a wrong shape, deep nesting)
 
 
 MODES: dict[str, Hostility] = {
@@ -169,6 +170,8 @@ async def _poll(
         if hostility.key_in_answers:
             image["src"] += f"?sig={_sent_key(request)}"
     text = json.dumps(body).encode()
+    if hostility.poll_body:
+        return web.Response(text=hostility.poll_body, content_type="application/json")
     if hostility.trickle_answer_seconds:
         return await _trickle(request, "application/json", hostility.trickle_answer_seconds)
     if hostility.gzip_answer_bytes:
