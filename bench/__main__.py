@@ -16,6 +16,7 @@ from bench import (
     big_photo,
     client_cost,
     help_time,
+    hostile,
     manifest_load,
     open_pipe,
     review_page,
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "baseline": beside_baseline.run,
     "manifest-load": manifest_load.run,
     "help": help_time.run,
+    "hostile": hostile.run,
 }
 USAGE = f"usage: python -m bench {{{'|'.join(BENCHMARKS)}|all}}... [--results FILE]"
 

@@ -27,8 +27,13 @@ class RateLimitModel(_Strict):
     """The account's order window (the API allows 10 orders per 600 s)."""
 
     orders: int = Field(default=10, ge=1, description="Orders allowed per window.")
+    # At most a day: a longer window is a typo (1.0e308 would overflow the window's clock).
     per_seconds: float = Field(
-        default=600.0, gt=0, allow_inf_nan=False, description="Length of the window in seconds."
+        default=600.0,
+        gt=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="Length of the window in seconds.",
     )
 
 

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import yaml
-from yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStartEvent
+from yaml.events import (
+    AliasEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pipeline.errors import ManifestError
 
 MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_DEPTH = 32  # a manifest needs 4 levels (folders, an entry, enhancements, an item)
 
 KeyPath: TypeAlias = tuple[str | int, ...]
 LineMap: TypeAlias = dict[KeyPath, int]
@@ -21,6 +32,9 @@ LineMap: TypeAlias = dict[KeyPath, int]
 _PLAIN_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")
 )
+# YAML 1.1 (PyYAML) reads 1.0e308 and 1e3 as text: an exponent needs a dot and a sign there.
+# YAML 1.2 reads them as the numbers they look like, and so does a manifest.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$")
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -53,8 +67,28 @@ class _StrictLoader(yaml.SafeLoader):
                 "remove the tag and write plain values",
                 line,
             )
-        node: Node | None = super().compose_node(parent, index)
+        if isinstance(event, MappingStartEvent | SequenceStartEvent):
+            self._depth = getattr(self, "_depth", 0) + 1
+            if self._depth > MAX_DEPTH:
+                # Checked as it is composed: PyYAML's composer recurses, and its scanner slows
+                # with every open bracket, so 1 MB of "[" would take hours, then overflow.
+                raise _Refused(
+                    f"lists and mappings nested over {MAX_DEPTH} deep: a manifest is a few "
+                    "levels deep; check its brackets and indentation",
+                    line,
+                )
+            try:
+                node: Node | None = super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+            return node
+        node = super().compose_node(parent, index)
         return node
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789")
+)
 
 
 def load_yaml(path: Path) -> tuple[object, LineMap]:
@@ -63,19 +97,28 @@ def load_yaml(path: Path) -> tuple[object, LineMap]:
     if _FastLoader is not None and _DIFFERENT_IN_LIBYAML.isdisjoint(text):
         try:
             return _load_fast(text, path)
-        except (yaml.YAMLError, _Refused):
+        except (yaml.YAMLError, _Refused, RecursionError, ValueError, OverflowError):
             pass  # the careful loader below refuses it in its own words, at its line
-    loader = _StrictLoader(text)
+        except ManifestError:
+            pass  # likewise: a value the builder refused is refused again, the same way
+    try:
+        loader = _StrictLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable_character(exc, text, path) from None
     try:
         try:
             root = loader.get_single_node()
+        except yaml.reader.ReaderError as exc:
+            raise _unreadable_character(exc, text, path) from None
+        except RecursionError:
+            raise _too_deep(path) from None
         except _Refused as exc:
             raise ManifestError(exc.message, path=path, line=exc.line) from None
         except yaml.MarkedYAMLError as exc:
             # Not chained: PyYAML's text quotes the offending line, which may hold a secret.
             raise ManifestError(_syntax_message(exc), path=path, line=_line_of(exc)) from None
         except yaml.YAMLError as exc:
-            raise ManifestError(f"YAML syntax error: {exc}", path=path) from exc
+            raise ManifestError(f"YAML syntax error: {exc}", path=path, line=1) from exc
         if root is None:
             raise ManifestError(
                 "the manifest is empty: start it with 'version: 1' and a 'folders:' list",
@@ -83,16 +126,46 @@ def load_yaml(path: Path) -> tuple[object, LineMap]:
                 line=1,
             )
         lines: LineMap = {(): root.start_mark.line + 1}
-        return _Builder(loader, path, lines).build(root, ()), lines
+        try:
+            return _Builder(loader, path, lines).build(root, ()), lines
+        except RecursionError:
+            raise _too_deep(path) from None
     finally:
         loader.dispose()
+
+
+def _too_deep(path: Path) -> ManifestError:
+    return ManifestError(
+        "the manifest nests lists or mappings too deeply: a manifest is a few levels deep; "
+        "check its brackets",
+        path=path,
+        line=1,
+    )
+
+
+def _unreadable_character(exc: yaml.reader.ReaderError, text: str, path: Path) -> ManifestError:
+    """A control character (NUL, BEL, ...) PyYAML will not read, named with its line."""
+    line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else 1
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+    return ManifestError(
+        f"a control character (U+{code:04X}) is not allowed in a manifest: delete it "
+        "(a manifest is plain text)",
+        path=path,
+        line=line,
+    )
 
 
 # libyaml's parser, where PyYAML has it: a manifest of 10,000 folders parses in a fraction of
 # the pure-Python parser's time. Its events are checked for anchors, aliases and tags before
 # anything is composed, so it builds nothing the strict loader would refuse.
-_FastLoader: type[Any] | None = getattr(yaml, "CSafeLoader", None)
-_ANCHOR_OR_TAG_MARKS = frozenset("&*!")  # text without any of these has no anchor, alias or tag
+_FastLoader: type[Any] | None = None
+if hasattr(yaml, "CSafeLoader"):
+
+    class _CFast(yaml.CSafeLoader):
+        """libyaml's parser, with the manifest's YAML 1.2 exponent floats."""
+
+    _CFast.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
+    _FastLoader = _CFast
 # Where libyaml and PyYAML disagree (tabs in values, unusual line breaks, block scalar headers,
 # "?" keys), only the strict loader reads the text: either way, one result.
 _DIFFERENT_IN_LIBYAML = frozenset("\t\r\x85\u2028\u2029\ufeff|>?")
@@ -100,8 +173,11 @@ _DIFFERENT_IN_LIBYAML = frozenset("\t\r\x85\u2028\u2029\ufeff|>?")
 
 def _load_fast(text: str, path: Path) -> tuple[object, LineMap]:
     assert _FastLoader is not None
-    checker = _FastLoader(text if not _ANCHOR_OR_TAG_MARKS.isdisjoint(text) else "")
+    checker = _FastLoader(text)
+    depth = 0
     try:
+        # Every event is looked at before anything is composed: anchors, aliases and tags are
+        # refused, and so is nesting deeper than a manifest needs (MAX_DEPTH).
         while checker.check_event():
             event = checker.get_event()
             if (
@@ -110,6 +186,12 @@ def _load_fast(text: str, path: Path) -> tuple[object, LineMap]:
                 or getattr(event, "tag", None)
             ):
                 raise _Refused("an anchor, alias or tag", 0)
+            if isinstance(event, MappingStartEvent | SequenceStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _Refused("too deep", 0)
+            elif isinstance(event, MappingEndEvent | SequenceEndEvent):
+                depth -= 1
     finally:
         checker.dispose()
     loader = _FastLoader(text)
@@ -124,15 +206,34 @@ def _load_fast(text: str, path: Path) -> tuple[object, LineMap]:
 
 
 def _read_text(path: Path) -> str:
-    """Read at most the size limit, as UTF-8 text."""
+    """Read at most the size limit, as UTF-8 text, from a regular file only.
+
+    Opened without blocking and checked before any read: a FIFO (or a terminal, a device)
+    given as the manifest would otherwise hang the command waiting for a writer.
+    """
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ManifestError(
             f"cannot read the manifest ({reason}): check the path", path=path
         ) from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, device or socket"
+        raise ManifestError(
+            f"cannot read the manifest (it is {kind}, not a file): give the path of a YAML file",
+            path=path,
+        )
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ManifestError(
+                f"cannot read the manifest ({reason}): check the path", path=path
+            ) from exc
     if len(raw) > MAX_MANIFEST_BYTES:
         raise ManifestError(
             "the manifest is over 1 MB: a manifest lists folders, not photos; split it up",
@@ -184,7 +285,18 @@ class _Builder:
         if node.tag == _STR_TAG:
             return node.value  # what the constructor would return, without its bookkeeping
         if node.tag in _PLAIN_TAGS:
-            return self._loader.construct_object(node)
+            try:
+                return self._loader.construct_object(node)
+            except (ValueError, OverflowError):
+                # e.g. 2026-13-45 (a date with no such month), or an int of 5,000 digits.
+                kind = node.tag.rsplit(":", 1)[-1]
+                raise ManifestError(
+                    f"this value looks like a {kind} but is not a valid one: "
+                    "put it in quotes if it is text, or correct it",
+                    path=self._path,
+                    line=node.start_mark.line + 1,
+                    key=dotted_key(where),
+                ) from None
         return node.value
 
     def _mapping(self, node: MappingNode, where: KeyPath) -> dict[str, Any]:

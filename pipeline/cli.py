@@ -6,7 +6,11 @@ code from the spec, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
+import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -37,6 +41,7 @@ def _guard(fn: F) -> F:
             return fn(*args, **kwargs)
         except PipelineError as exc:
             click.echo(f"aihd: error: {exc}", err=True)
+            _report_log_failure()
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("aihd: interrupted", err=True)
@@ -111,7 +116,19 @@ def _finish(summary: _Summary, as_json: bool, quiet: bool = False) -> None:
             click.echo(summary.render(), err=True)
     else:
         click.echo(summary.render())
+    if _report_log_failure() and summary.exit_code == 0:
+        sys.exit(1)  # the work is done and recorded, but the log the user asked for is not
     sys.exit(summary.exit_code)
+
+
+def _report_log_failure() -> bool:
+    """Say in one line that the log file could not be written; True if so."""
+    from pipeline.logs import log_file_failure
+
+    failure = log_file_failure()
+    if failure is not None:
+        click.echo(f"aihd: error: {failure}; the log is incomplete", err=True)
+    return failure is not None
 
 
 def _is_quiet(quiet: bool, log_file: Path | None) -> bool:
@@ -477,7 +494,18 @@ def sandbox(
             seed=seed,
         ),
     )
-    run_forever(config, host=host, port=port)
+    try:
+        run_forever(config, host=host, port=port)
+    except OSError as exc:  # raised while binding: nothing is served yet
+        hint = {
+            errno.EADDRINUSE: "another program listens there: stop it, choose another "
+            "--port, or --port 0 for a free one",
+            errno.EACCES: "ports below 1024 need privileges: choose a port above 1024",
+            errno.EADDRNOTAVAIL: "no interface of this machine has that address: use 127.0.0.1",
+        }.get(exc.errno or 0, "choose another --host or --port")
+        raise UsageError(
+            f"cannot serve on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}; {hint}"
+        ) from exc
 
 
 def _require_ledger(path: Path) -> None:
@@ -922,8 +950,6 @@ def deliver(manifest: Path, profile_name: str, output: Path | None) -> None:
 
 def _run_until_signal(start: Callable[[StopSwitch], Awaitable[T]]) -> T:
     """Run the coroutine; the first SIGINT/SIGTERM asks it to stop cleanly, a second cuts."""
-    import asyncio
-    import signal
 
     from pipeline import eventloop
     from pipeline.runner import StopSwitch

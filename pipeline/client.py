@@ -4,17 +4,25 @@ Every aiohttp error and every HTTP error status is mapped into ``pipeline.errors
 ``_transport_error`` and ``_status_error``. The order POST is special: once its bytes may have
 left, a lost answer is ``OutcomeUnknown``, never a plain retryable error, because the API has no
 idempotency key.
+
+This is also the one boundary where the server's text enters aihd, and the server is not
+trusted: the API key is redacted from every answer and error here (so no ledger row, summary,
+export or log downstream can hold it), JSON answers are capped at 1 MB and results at 200 MB,
+every call has a deadline for its whole answer, and results are fetched only from public
+addresses or the API's own origin (``pipeline.addresses``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +35,7 @@ from aiohttp.helpers import content_disposition_header
 from yarl import URL
 
 from pipeline import api
+from pipeline.addresses import PublicOnlyResolver, non_public_reason
 from pipeline.errors import (
     ApiError,
     AuthRefused,
@@ -41,6 +50,9 @@ _REJECTED = frozenset({400, 404, 405, 409, 413, 415, 422})
 _CHUNK = 256 * 1024
 _INLINE_BYTES = 1024 * 1024  # photos up to this size are read in one go
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # aiohttp would leave it as is
+MAX_JSON_BYTES = 1024 * 1024  # an API answer is a few KB; more is a broken or hostile server
+MAX_RESULT_BYTES = 200 * 1024 * 1024  # an enhanced photo of a 50 MB upload, with room to spare
+REDACTED = "<redacted>"
 
 
 class Digest(Protocol):
@@ -51,11 +63,22 @@ class Digest(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds allowed per API call; ``read`` is per socket read, so big uploads are not cut."""
+    """Seconds allowed per API call.
+
+    ``read`` is a deadline for a call's whole answer, not for one socket read: a server that
+    sends one byte every few seconds is cut off all the same. A call that moves many bytes
+    (a 50 MB upload, a big result) gets ``read`` plus the time to move them at
+    ``min_bytes_per_second`` (64 KiB/s, a slow uplink): a 50 MB upload may take 60 + 800 s,
+    and a download's deadline moves on as its bytes arrive, so only a stalled peer is cut.
+    """
 
     connect: float = 10.0
     read: float = 60.0
-    total: float | None = None
+    min_bytes_per_second: float = 64 * 1024
+
+    def whole_answer(self, size: int) -> float:
+        """Seconds allowed for a call that moves ``size`` bytes (sent or received)."""
+        return self.connect + self.read + size / self.min_bytes_per_second
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,26 +147,38 @@ class ApiClient:
         *,
         timeouts: Timeouts = Timeouts(),
         max_connections: int = 64,
+        max_result_bytes: int = MAX_RESULT_BYTES,
     ) -> None:
         self.base_url = URL(base_url.rstrip("/"))
+        self._max_result_bytes = max_result_bytes
         self._key = _Secret(api_key)
         self._urls: dict[str, URL] = {}
         self._timeouts = timeouts
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._call_timeout = self._stream_timeout = aiohttp.ClientTimeout()
+        self._upload_timeouts: dict[int, aiohttp.ClientTimeout] = {}
 
     def __repr__(self) -> str:
         return f"ApiClient(base_url={str(self.base_url)!r})"
 
     async def __aenter__(self) -> Self:
-        timeout = aiohttp.ClientTimeout(
-            total=self._timeouts.total,
-            sock_connect=self._timeouts.connect,
-            sock_read=self._timeouts.read,
+        timeouts = self._timeouts
+        # Every call but an upload moves a few KB: one whole-answer deadline. It counts from
+        # the call's start, a wait for a free connection included.
+        self._call_timeout = aiohttp.ClientTimeout(
+            total=timeouts.whole_answer(0),
+            sock_connect=timeouts.connect,
+            sock_read=timeouts.read,
         )
-        connector = aiohttp.TCPConnector(limit=self._max_connections)
+        self._resolver = PublicOnlyResolver(self.base_url.host or "")
+        connector = aiohttp.TCPConnector(limit=self._max_connections, resolver=self._resolver)
+        # A result's deadline is the download's own (it moves on with the bytes): none here.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+        )
         self._session = aiohttp.ClientSession(
-            timeout=timeout, connector=connector, raise_for_status=False
+            timeout=self._call_timeout, connector=connector, raise_for_status=False
         )
         return self
 
@@ -156,6 +191,7 @@ class ApiClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+            await self._resolver.close()  # the connector closes only a resolver it made
 
     # -- the API's calls ----------------------------------------------------------------------
 
@@ -201,36 +237,50 @@ class ApiClient:
             headers["Content-Length"] = str(len(body))  # what was read, even if it just grew
         else:
             body = _stream_file(photo, head, tail, sent)
-        answer = await self._json("POST", api.UPLOAD_PATH, data=body, headers=headers)
+        deadline = self._upload_timeouts.get(size >> 16)  # one per 64 KiB step of size
+        if deadline is None:
+            deadline = self._upload_timeouts.setdefault(
+                size >> 16,
+                aiohttp.ClientTimeout(
+                    total=self._timeouts.whole_answer(((size >> 16) + 1) << 16),
+                    sock_connect=self._timeouts.connect,
+                    sock_read=self._timeouts.read,
+                ),
+            )
+        answer = await self._json(
+            "POST", api.UPLOAD_PATH, data=body, headers=headers, deadline=deadline
+        )
         return _field(answer, "order_id", api.UPLOAD_PATH)
 
     async def spaces(self, service_name: str = api.SERVICE) -> list[Space]:
         params = {"service_name": service_name}
         body = await self._json("GET", api.SPACES_PATH, params=params)
-        return [
-            Space(
-                id=str(s["id"]),
-                name=str(s["name"]),
-                title=str(s.get("title", "")),
-                is_active=bool(s.get("is_active", True)),
-            )
-            for s in _data_list(body, api.SPACES_PATH)
-        ]
+        with _shape_of(api.SPACES_PATH):
+            return [
+                Space(
+                    id=str(s["id"]),
+                    name=str(s["name"]),
+                    title=str(s.get("title", "")),
+                    is_active=bool(s.get("is_active", True)),
+                )
+                for s in _data_list(body, api.SPACES_PATH)
+            ]
 
     async def widgets(self, space_name: str, service_name: str = api.SERVICE) -> list[Widget]:
         params = {"space_name": space_name, "service_name": service_name}
         body = await self._json("GET", api.ITEMS_PATH, params=params)
-        return [
-            Widget(
-                id=str(w["id"]),
-                title=str(w.get("title", "")),
-                is_optional=bool(w.get("is_optional", True)),
-                items=tuple(
-                    Item(id=str(i["id"]), title=str(i.get("title", ""))) for i in w["items"]
-                ),
-            )
-            for w in _data_list(body, api.ITEMS_PATH)
-        ]
+        with _shape_of(api.ITEMS_PATH):
+            return [
+                Widget(
+                    id=str(w["id"]),
+                    title=str(w.get("title", "")),
+                    is_optional=bool(w.get("is_optional", True)),
+                    items=tuple(
+                        Item(id=str(i["id"]), title=str(i.get("title", ""))) for i in w["items"]
+                    ),
+                )
+                for w in _data_list(body, api.ITEMS_PATH)
+            ]
 
     async def submit(
         self, order_id: str, space_name: str, selected: list[api.SelectedWidget]
@@ -256,41 +306,134 @@ class ApiClient:
         path = api.ORDER_PATH.format(order_id=order_id)
         body = await self._json("GET", path)
         images = body.get("generated_images") or []
-        return OrderDetails(
-            order_id=str(body.get("id", order_id)),
-            status=str(body.get("status", "")),
-            generated_images=tuple(
-                GeneratedImage(
-                    id=str(g.get("id", "")), src=str(g.get("src", "")), status=str(g.get("status"))
-                )
-                for g in images
-                if isinstance(g, dict) and g.get("src")
-            ),
-        )
+        with _shape_of(api.ORDER_PATH):
+            return OrderDetails(
+                order_id=str(body.get("id", order_id)),
+                status=str(body.get("status", "")),
+                generated_images=tuple(
+                    GeneratedImage(
+                        id=str(g.get("id", "")),
+                        src=str(g.get("src", "")),
+                        status=str(g.get("status")),
+                    )
+                    for g in images
+                    if isinstance(g, dict) and g.get("src")
+                ),
+            )
 
     async def download(self, url: str, dest: Path) -> int:
-        """Stream a result image into ``dest`` (the caller renames it into place); returns bytes."""
-        target = URL(url)
-        if target.scheme not in ("http", "https") or not target.host:
-            raise RequestRejected(
-                f"refusing to fetch result URL with scheme {target.scheme!r}: only http(s)",
-                error="bad result url",
-                key="aihd_bad_result_url",
-                method="GET",
-                endpoint="result",
+        """Stream a result image into ``dest`` (the caller renames it into place); returns bytes.
+
+        Refused (``RequestRejected``, so the photo's result fails, never its order): a URL that
+        is not http(s), a host that is not public (unless it is the API's own origin), a result
+        over ``MAX_RESULT_BYTES``. The deadline is ``read`` plus the time its bytes take at
+        ``min_bytes_per_second``, moved on as they arrive: a trickle is cut, a big file is not.
+        """
+        try:
+            target = URL(url)
+            scheme = target.scheme
+        except ValueError:
+            target, scheme = None, ""
+        if target is None or scheme not in ("http", "https") or not target.host:
+            raise self._refused_result(
+                f"refusing to fetch result URL with scheme {scheme!r}: "
+                "only http(s) URLs are fetched",
+                "aihd_bad_result_url",
             )
         # The key goes only to the API's own host: result links may point at a CDN or a bucket
         # (unknown 7 in the API notes), which must never see it.
         same_origin = target.origin() == self.base_url.origin()
+        if not same_origin:
+            await self._refuse_non_public(target)
+        timeouts = self._timeouts
         written = 0
-        async with (
-            self._stream(target, with_key=same_origin) as response,
-            aiofiles.open(dest, "wb") as out,
-        ):
-            async for chunk in response.content.iter_chunked(_CHUNK):
-                await out.write(chunk)
-                written += len(chunk)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout_at(started + timeouts.connect + timeouts.read) as deadline:
+                async with (
+                    self._stream(target, with_key=same_origin) as response,
+                    aiofiles.open(dest, "wb") as out,
+                ):
+                    length = response.content_length
+                    if length is not None and length > self._max_result_bytes:
+                        raise self._too_big_result(target, length)
+                    async for chunk in response.content.iter_chunked(_CHUNK):
+                        written += len(chunk)
+                        if written > self._max_result_bytes:
+                            raise self._too_big_result(target, written)
+                        await out.write(chunk)
+                        deadline.reschedule(
+                            started
+                            + timeouts.connect
+                            + timeouts.read
+                            + written / timeouts.min_bytes_per_second
+                        )
+        except TimeoutError as exc:
+            raise TransientError(
+                f"result: no whole answer from {self._redact(str(target.host))} in time "
+                f"({written} bytes so far); will try again",
+                method="GET",
+                endpoint="result",
+            ) from exc
         return written
+
+    # -- what a hostile server may not make aihd do ---------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        """The text with every exact occurrence of the API key replaced.
+
+        Only the exact key: a fragment of it is left alone, because a fragment does not open
+        the account, and hunting every substring would mangle innocent text (any short run of
+        the key's letters). Texts are redacted before they are cut to length, so a cut never
+        leaves a fragment of a key that was whole in the server's answer.
+        """
+        secret = self._key.value
+        return text.replace(secret, REDACTED) if secret and secret in text else text
+
+    def _redact_answer(self, raw: bytes, body: Any) -> Any:
+        """The parsed answer with the key redacted from every string in it.
+
+        The whole walk only when the raw bytes could hold the key: as itself, or spelled with
+        JSON escapes (a backslash) or in UTF-16/32 (NUL bytes).
+        """
+        secret = self._key.value
+        if not secret or (b"\\" not in raw and b"\x00" not in raw and secret.encode() not in raw):
+            return body
+        return _redact_tree(body, self._redact)
+
+    def _refused_result(self, message: str, key: str = "") -> RequestRejected:
+        """A result aihd refuses; without a ``key``, its ``reason`` (the ledger's error) is the
+        whole message, which says why."""
+        message = self._redact(message)
+        return RequestRejected(message, error=message, key=key, method="GET", endpoint="result")
+
+    def _too_big_result(self, target: URL, size: int) -> RequestRejected:
+        return self._refused_result(
+            f"refusing result from {target.host}: over {self._max_result_bytes:,} bytes "
+            f"({size:,} or more)"
+        )
+
+    async def _refuse_non_public(self, target: URL) -> None:
+        """Refuse a result host unless every address it resolves to is public."""
+        host = target.host or ""
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(
+                host, target.port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            raise TransientError(
+                self._redact(f"result: cannot resolve {host} ({exc.strerror or exc})"),
+                method="GET",
+                endpoint="result",
+            ) from exc
+        for *_, sockaddr in found:
+            address = str(sockaddr[0])
+            if (reason := non_public_reason(address)) is not None:
+                raise self._refused_result(
+                    f"refusing to fetch result URL host {host} ({address}): it is {reason}; "
+                    "results are fetched only from public addresses or the API's own origin"
+                )
 
     # -- one boundary for every error ---------------------------------------------------------
 
@@ -304,6 +447,7 @@ class ApiClient:
         json_body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         spends: bool = False,
+        deadline: aiohttp.ClientTimeout | None = None,
     ) -> dict[str, Any]:
         """One API call whose answer is a JSON object.
 
@@ -323,17 +467,26 @@ class ApiClient:
                 json=json_body,
                 headers=headers or {api.API_KEY_HEADER: self._key.value},
                 allow_redirects=False,
+                timeout=deadline or self._call_timeout,
             ) as response:
                 if response.status >= 300:
-                    raise await _status_error(response, method, endpoint, spends)
-                raw = await response.read()
+                    raise await _status_error(response, method, endpoint, spends, self._redact)
+                raw = await _read_capped(response, MAX_JSON_BYTES)
         except ApiError:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc, url, method, endpoint, spends) from exc
+            raise _transport_error(exc, url, method, endpoint, spends, self._redact) from exc
+        if raw is None:
+            cls = OutcomeUnknown if spends else TransientError
+            raise cls(
+                f"{endpoint}: the answer is over {MAX_JSON_BYTES // 1024} KB: not read",
+                status=response.status,
+                method=method,
+                endpoint=endpoint,
+            )
         try:
-            body = json.loads(raw)
-        except ValueError as exc:
+            body = self._redact_answer(raw, json.loads(raw))
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested a million deep
             cls = OutcomeUnknown if spends else TransientError
             raise cls(
                 f"{endpoint}: the answer is not JSON",
@@ -353,24 +506,61 @@ class ApiClient:
             raise RuntimeError("ApiClient used outside `async with`")
         headers = {api.API_KEY_HEADER: self._key.value} if with_key else {}
         try:
-            async with self._session.get(url, headers=headers, allow_redirects=False) as response:
+            async with self._session.get(
+                url, headers=headers, allow_redirects=False, timeout=self._stream_timeout
+            ) as response:
                 if response.status >= 300:
-                    raise await _status_error(response, "GET", "result", spends=False)
+                    raise await _status_error(
+                        response, "GET", "result", spends=False, redact=self._redact
+                    )
                 yield response
         except ApiError:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc, url, "GET", "result", spends=False) from exc
+            raise _transport_error(exc, url, "GET", "result", False, self._redact) from exc
+
+
+def _redact_tree(value: Any, redact: Callable[[str], str]) -> Any:
+    """A parsed JSON value with ``redact`` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_tree(v, redact) for v in value]
+    if isinstance(value, dict):
+        return {redact(k): _redact_tree(v, redact) for k, v in value.items()}
+    return value
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None once it is over ``limit`` bytes (never more is held)."""
+    length = response.content_length
+    if length is not None and length > limit:
+        return None
+    if length is not None and "Content-Encoding" not in response.headers:
+        return await response.read()  # aiohttp reads no more than Content-Length
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(limit + 1 - size):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
+    return b"".join(parts)
 
 
 def _transport_error(
-    exc: aiohttp.ClientError | TimeoutError, url: URL, method: str, endpoint: str, spends: bool
+    exc: aiohttp.ClientError | TimeoutError,
+    url: URL,
+    method: str,
+    endpoint: str,
+    spends: bool,
+    redact: Callable[[str], str],
 ) -> ApiError:
     """A request that got no HTTP answer, as the error the caller must act on."""
     if isinstance(exc, aiohttp.ClientConnectorError):
         # Nothing was sent: the connection was never made. Safe to retry, even an order POST.
         return ConnectFailed(
-            f"{endpoint}: cannot connect to {url.host}:{url.port} ({exc.strerror})",
+            redact(f"{endpoint}: cannot connect to {url.host}:{url.port} ({exc.strerror})"),
             method=method,
             endpoint=endpoint,
         )
@@ -397,10 +587,14 @@ def _image_disposition(filename: str) -> str:
 
 
 async def _status_error(
-    response: aiohttp.ClientResponse, method: str, endpoint: str, spends: bool
+    response: aiohttp.ClientResponse,
+    method: str,
+    endpoint: str,
+    spends: bool,
+    redact: Callable[[str], str],
 ) -> ApiError:
     status = response.status
-    error, key = await _error_body(response)
+    error, key = await _error_body(response, redact)
     detail = (
         f"{endpoint}: HTTP {status}"
         + (f": {error}" if error else "")
@@ -433,15 +627,18 @@ async def _status_error(
     return cls(f"{detail}: unexpected redirect, not followed", **kw)
 
 
-async def _error_body(response: aiohttp.ClientResponse) -> tuple[str, str]:
+async def _error_body(
+    response: aiohttp.ClientResponse, redact: Callable[[str], str]
+) -> tuple[str, str]:
+    """The API's ``error`` and ``key``, the API key redacted before they are cut to length."""
     try:
         raw = await response.content.read(64 * 1024)
         body = json.loads(raw)
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+    except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError):
         return "", ""
     if not isinstance(body, dict):
         return "", ""
-    return str(body.get("error", ""))[:500], str(body.get("key", ""))[:200]
+    return redact(str(body.get("error", "")))[:500], redact(str(body.get("key", "")))[:200]
 
 
 def _endpoint_name(method: str, path: str) -> str:
@@ -455,6 +652,18 @@ def _field(body: Mapping[str, Any], name: str, endpoint: str) -> str:
     if not isinstance(value, str) or not value:
         raise TransientError(f"{endpoint}: answer has no {name!r}", endpoint=endpoint)
     return value
+
+
+@contextmanager
+def _shape_of(endpoint: str) -> Iterator[None]:
+    """A hostile or broken answer of the wrong shape, as a transient error, not a traceback."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise TransientError(
+            f"{endpoint}: the answer has an unexpected shape ({type(exc).__name__})",
+            endpoint=endpoint,
+        ) from exc
 
 
 def _data_list(body: Mapping[str, Any], endpoint: str) -> list[dict[str, Any]]:

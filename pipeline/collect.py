@@ -36,6 +36,7 @@ from pipeline.ledger import Ledger, PhotoRow, State
 from pipeline.results import (
     PART_MARK,
     ResultRejected,
+    ResultTooBig,
     commit_files,
     copy_results,
     decoded_extension,
@@ -333,6 +334,9 @@ class _Collector:
             await retrying(lambda: self.client.download(src, temp), self.backoff)
             try:
                 return await asyncio.to_thread(decoded_extension, temp)
+            except ResultTooBig as exc:
+                # Its header says so: downloading it again would say the same.
+                raise ResultRejected(f"result {n} of order {row.order_id} is {exc}") from exc
             except ResultRejected as exc:
                 if attempt >= _DECODE_TRIES:
                     raise ResultRejected(
@@ -431,11 +435,20 @@ def _same_bytes(one: Path, other: Path) -> bool:
 
 
 def _due_at(row: PhotoRow, eta_scale: float, now: float) -> float:
-    """The monotonic time at which the photo's eta has passed (now if it has no eta)."""
+    """The monotonic time at which the photo's eta has passed (now if it has no eta).
+
+    The wall clock only turns the stored submission time into how long ago that was; from
+    there on polls are scheduled on the monotonic clock, and the API's status says whether
+    the result is ready. A submission time in the future means the clock was set back since:
+    nothing can be told from it, so the order is polled at once (and again every few seconds
+    with --wait) rather than after an hour's wait, or never.
+    """
     if row.eta is None or row.submitted_at is None:
         return now
     submitted = datetime.fromisoformat(row.submitted_at)
     if submitted.tzinfo is None:
         submitted = submitted.replace(tzinfo=UTC)
-    remaining = submitted.timestamp() + row.eta * eta_scale - time.time()
-    return now + max(0.0, remaining)
+    elapsed = time.time() - submitted.timestamp()
+    if elapsed < 0:
+        return now
+    return now + max(0.0, row.eta * eta_scale - elapsed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import warnings
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path, PurePosixPath
@@ -16,11 +17,21 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 PART_MARK = ".part-"
+# Decoding costs a few bytes per pixel whatever the file's size: a 300 KB PNG can ask for
+# 13000 x 13000 px (500 MB as RGB). 8192 x 8192 (67 MP) holds a 61 MP camera's photo.
+MAX_RESULT_PIXELS = 8192 * 8192
+# Pillow's own guard only warns below twice its limit (89 MP), and goes on to decode: its
+# warning is made an error, so Image.open refuses a bomb before any pixel is read.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif"}
 
 
 class ResultRejected(Exception):
     """A result that must not be placed: it does not decode, or it would land outside output."""
+
+
+class ResultTooBig(ResultRejected):
+    """A result with more pixels than ``MAX_RESULT_PIXELS``: refused from its header alone."""
 
 
 def remove_leftovers(output: Path) -> int:
@@ -57,14 +68,26 @@ def ensure_inside(path: Path, output: Path) -> None:
 
 
 def decoded_extension(path: Path) -> str:
-    """Decode the whole image (not only its header) and name its extension by its format."""
+    """Decode the whole image (not only its header) and name its extension by its format.
+
+    The size comes first, from the header (``Image.open`` reads no pixels): an image over
+    ``MAX_RESULT_PIXELS`` raises ``ResultTooBig`` and is never decoded.
+    """
     try:
         with Image.open(path) as image:
             fmt = image.format or ""
+            width, height = image.size
+            if width * height > MAX_RESULT_PIXELS:
+                raise ResultTooBig(
+                    f"{width}x{height} pixels, over the limit of {MAX_RESULT_PIXELS:,} pixels: "
+                    "not decoded (a decompression bomb, or a result no listing needs)"
+                )
             image.verify()
         with Image.open(path) as image:
             image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ResultTooBig(f"over the limit of {MAX_RESULT_PIXELS:,} pixels: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ResultRejected(str(exc) or type(exc).__name__) from exc
     return _EXTENSIONS.get(fmt, fmt.lower() if fmt.isalnum() else "img")
 

@@ -67,11 +67,35 @@ class ApiSettings:
                 f"no API key: set the environment variable {key_env} "
                 "(the key never lives in the manifest), or use --sandbox for the local emulator"
             )
+        _check_key(key, key_env)
         base_url = os.environ.get("AIHD_BASE_URL", api.DEFAULT_BASE_URL).strip()
         url = URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise UsageError(f"AIHD_BASE_URL={base_url!r} is not an http(s) URL")
         return cls(base_url, key)
+
+
+MIN_KEY_LENGTH = 8
+
+
+def _check_key(key: str, key_env: str) -> None:
+    """Refuse a key no API would issue; the message names where it is wrong, never the key.
+
+    A control character would break the request's header (an aiohttp traceback), and a key of
+    a few characters would make the log's redaction cut into paths and words.
+    """
+    for position, char in enumerate(key, 1):
+        if not char.isascii() or not char.isprintable():
+            what = "a control character" if char.isascii() else "a character that is not ASCII"
+            raise UsageError(
+                f"{key_env} holds {what} (U+{ord(char):04X}) at position {position}: "
+                "set it to the key alone, as AI HomeDesign issued it"
+            )
+    if len(key) < MIN_KEY_LENGTH:
+        raise UsageError(
+            f"{key_env} is {len(key)} characters long: an API key has at least "
+            f"{MIN_KEY_LENGTH}; set it to the whole key"
+        )
 
 
 def parse_duration(text: str) -> float:

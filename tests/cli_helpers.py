@@ -97,14 +97,15 @@ def write_manifest(
         f"retry: {{attempts: {attempts}, max_backoff: {max_backoff}}}",
         "folders:",
     ]
-    if ledger is not None:
-        lines.insert(1, f"ledger: {ledger or Path(name).stem + '.ledger.sqlite'}")
-    if account is not None:
-        lines.insert(1, f"account: {account}")
     for folder, (space, enhancements) in folders.items():
         lines.append(f"  - path: {folder}")
         lines.append(f"    space: {space}")
         lines.append(f"    enhancements: {enhancements!r}")
+    # Last, so the lines tests name in messages are where they always were.
+    if ledger is not None:
+        lines.append(f"ledger: {ledger or Path(name).stem + '.ledger.sqlite'}")
+    if account is not None:
+        lines.append(f"account: {account}")
     path = root / name
     path.write_text("\n".join(lines) + "\n")
     return path

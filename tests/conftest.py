@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from pipeline.sandbox import Sandbox, SandboxConfig, SandboxThread
+from pipeline.sandbox.hostile import HostileControl, Hostility, hostile_app
 
 # Fast defaults: a window too wide to meet by accident, and orders that finish in ~0.3 s.
 FAST_SANDBOX: dict[str, Any] = {
@@ -31,6 +32,23 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
             settings = {**FAST_SANDBOX, **config}
             settings.setdefault("api_key", secrets.token_urlsafe(24))
             return running.enter_context(SandboxThread(SandboxConfig(**settings)))
+
+        yield start
+
+
+@pytest.fixture
+def make_hostile() -> Iterator[Callable[..., tuple[Sandbox, HostileControl]]]:
+    """Start hostile emulators: start(hostility, **SandboxConfig fields) -> (sandbox, control)."""
+    with ExitStack() as running:
+
+        def start(
+            hostility: Hostility | None = None, **config: Any
+        ) -> tuple[Sandbox, HostileControl]:
+            settings = {**FAST_SANDBOX, **config}
+            settings.setdefault("api_key", secrets.token_urlsafe(24))
+            control = HostileControl(hostility or Hostility())
+            thread = SandboxThread(SandboxConfig(**settings), app_factory=hostile_app(control))
+            return running.enter_context(thread), control
 
         yield start
 

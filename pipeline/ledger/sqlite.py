@@ -144,7 +144,9 @@ class SqliteLedger:
     def acquire_run_lock(self, holder: str) -> None:
         if self._lock_fd is not None:
             raise LedgerError(f"this process already holds the run lock of ledger {self.path}")
-        lock_path = self.path + ".lock"
+        # The resolved path: a symlink to the ledger (or a path through one) takes the lock of
+        # the ledger it points at, not a lock of its own.
+        lock_path = os.path.realpath(self.path) + ".lock"
         with self._guard("lock"):
             # No O_TRUNC: a process that fails to get the lock must not wipe the holder's note.
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)

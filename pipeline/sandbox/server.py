@@ -7,7 +7,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,8 @@ from .state import Faults, SandboxConfig, SandboxState, SandboxStats
 
 # Stalled handlers would otherwise hold a stop for aiohttp's default 60 s.
 SHUTDOWN_SECONDS = 1.0
+# Builds the emulator's aiohttp app from its state; the hostile server (hostile.py) wraps it.
+AppFactory = Callable[[SandboxState], web.Application]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +49,17 @@ class Sandbox:
 
 @asynccontextmanager
 async def serve(
-    config: SandboxConfig, host: str = "127.0.0.1", port: int = 0
+    config: SandboxConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    app_factory: AppFactory = make_app,
 ) -> AsyncIterator[Sandbox]:
     """Run a local emulator in the current event loop; its files are removed when it stops."""
     workdir = Path(tempfile.mkdtemp(prefix="aihd-sandbox-"))
     try:
         state = SandboxState(config, workdir)
         runner = web.AppRunner(
-            make_app(state),
+            app_factory(state),
             access_log=None,
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_SECONDS,
@@ -74,8 +79,15 @@ async def serve(
 class SandboxThread:
     """Run a local emulator in a background thread with its own event loop (for sync callers)."""
 
-    def __init__(self, config: SandboxConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        app_factory: AppFactory = make_app,
+    ) -> None:
         self._config, self._host, self._port = config, host, port
+        self._app_factory = app_factory
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,7 +128,7 @@ class SandboxThread:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with serve(self._config, self._host, self._port) as sandbox:
+        async with serve(self._config, self._host, self._port, self._app_factory) as sandbox:
             self._sandbox = sandbox
             self._ready.set()
             await self._stop.wait()

@@ -1,0 +1,106 @@
+"""Peak memory under a hostile server stays within the normal run's peak plus 50 MB.
+
+One hostile emulator (`python -m pipeline.sandbox.hostile`, a process of its own) serves every
+case. Per case: 8 tiny photos in a fresh folder, `aihd run` with the emulator behaving (or, for
+echo-key, misbehaving), then the mode switched on through `POST /_hostile/hostility`, then
+`aihd collect`. The figure per mode is the larger of the two processes' peaks (VmHWM), beside
+the same for a normal run and collect. The modes send 1.5 GB answers and results, a gzip'd
+answer that inflates to 1 GB, results trickled a byte every 0.5 s, 13000 x 13000 px PNGs,
+redirects and internal result URLs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.common import PYTHON, Figure, Sandbox, make_photos, measure
+from pipeline.sandbox.hostile import MODES, Hostility
+
+COMMAND = "python -m bench hostile"
+PHOTOS = 8
+ALLOWANCE_MB = 50.0
+
+
+@contextmanager
+def _hostile_sandbox() -> Iterator[Sandbox]:
+    key = secrets.token_urlsafe(16)
+    command = [PYTHON, "-m", "pipeline.sandbox.hostile", "--port", "0", "--key", key]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+        if match is None:
+            raise RuntimeError(f"the hostile sandbox did not start: {line!r}")
+        yield Sandbox(match.group(1), key, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _set(box: Sandbox, hostility: Hostility) -> None:
+    request = urllib.request.Request(
+        f"{box.url}/_hostile/hostility", data=json.dumps(asdict(hostility)).encode(), method="POST"
+    )
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        answer.read()
+
+
+def _peak_mb(box: Sandbox, hostility: Hostility) -> tuple[float, str]:
+    """The larger peak of `aihd run` and `aihd collect`, and what collect reported."""
+    env = {"AIHD_BASE_URL": box.url, "AIHD_API_KEY": box.key, "PATH": "/usr/bin:/bin"}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_photos(root / "photos", PHOTOS)
+        manifest = root / "bench.yaml"
+        manifest.write_text(
+            "version: 1\nconcurrency: 4\nrate_limit: {orders: 1000, per_seconds: 1}\n"
+            "retry: {attempts: 1, max_backoff: 1}\nfolders:\n  - path: photos\n"
+        )
+        _set(box, hostility if hostility.echo_key else Hostility())
+        aihd = [PYTHON, "-m", "pipeline"]
+        ran = measure([*aihd, "run", str(manifest), "--no-progress", "--json"], env)
+        _set(box, hostility)
+        collected = measure(
+            [*aihd, "collect", str(manifest), "--no-progress", "--json", "--request-timeout", "2"],
+            env,
+        )
+    outcome = "?"
+    if collected.stdout.strip():
+        report = json.loads(collected.stdout)
+        outcome = f"completed {report['completed']}, failed {report['failed']}"
+        outcome += f", waiting {report['waiting']}"
+    return max(ran.peak_rss_mb, collected.peak_rss_mb), outcome
+
+
+def run() -> list[Figure]:
+    """Each mode's peak beside the normal peak; the target is the normal peak + 50 MB."""
+    with _hostile_sandbox() as box:
+        normal, outcome = _peak_mb(box, Hostility())
+        print(f"hostile: normal run + collect: peak {normal:.1f} MB ({outcome})")
+        peaks = {}
+        for mode, hostility in MODES.items():
+            peaks[mode], outcome = _peak_mb(box, hostility)
+            print(f"hostile: {mode}: peak {peaks[mode]:.1f} MB ({outcome})")
+    worst = max(peaks, key=peaks.__getitem__)
+    growth = peaks[worst] - normal
+    listed = ", ".join(f"{mode} {peak:.0f}" for mode, peak in peaks.items())
+    return [
+        Figure(
+            f"hostile server: peak memory of run + collect, {PHOTOS} photos, per mode (MB)",
+            f"worst {worst}: +{growth:.1f} MB over normal {normal:.0f} MB ({listed})",
+            f"<= normal + {ALLOWANCE_MB:.0f} MB",
+            growth <= ALLOWANCE_MB,
+            COMMAND,
+        )
+    ]
