@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import beside_baseline, big_photo, client_cost, open_pipe, window
+from bench import beside_baseline, big_photo, client_cost, faults, open_pipe, window
 from bench.common import TABLE_HEAD, Figure, other_load
 
 BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "client-cost": client_cost.run,
     "big-photo": big_photo.run,
     "baseline": beside_baseline.run,
+    "faults": faults.run,
 }
 USAGE = f"usage: python -m bench {{{'|'.join(BENCHMARKS)}|all}}... [--results FILE]"
 
