@@ -15,6 +15,7 @@ from bench import (
     beside_baseline,
     big_photo,
     client_cost,
+    faults,
     help_time,
     hostile,
     manifest_load,
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "manifest-load": manifest_load.run,
     "help": help_time.run,
     "hostile": hostile.run,
+    "faults": faults.run,
 }
 USAGE = f"usage: python -m bench {{{'|'.join(BENCHMARKS)}|all}}... [--results FILE]"
 

@@ -57,7 +57,7 @@ class OrderWindow:
         self._paused_until = 0.0
         self._rate_limited_in_a_row = 0
         self._turn = asyncio.Lock()  # asyncio.Lock wakes waiters in FIFO order
-        self._changed = asyncio.Event()  # replaced, never cleared: see _wait_for_change
+        self._changed: asyncio.Event | None = None  # see _wait_for_change
         self.rate_limited = 0
 
     # -- planning (used to upload just ahead of a photo's slot, and for progress) -------------
@@ -170,16 +170,20 @@ class OrderWindow:
     # -- the log ------------------------------------------------------------------------------
 
     def _tell_waiters(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     async def _wait_for_change(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if an order's answer arrives (an in-flight one frees).
 
-        Each change sets the event waiters hold and hands out a new one. Clearing a shared
-        event instead could wipe a change another waiter had not yet seen (before 3.12,
-        wait_for starts the wait a loop turn later) and leave it asleep for its whole timeout.
+        A change sets the event its waiters hold and drops it; the next waiter makes a new one.
+        Clearing a shared event instead could wipe a change another waiter had not yet seen
+        (before 3.12, wait_for starts the wait a loop turn later) and leave it asleep for its
+        whole timeout. With no one waiting, a change costs nothing.
         """
+        if self._changed is None:
+            self._changed = asyncio.Event()
         changed = self._changed
         with suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), timeout=min(seconds, 3600.0))

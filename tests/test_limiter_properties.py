@@ -192,7 +192,7 @@ def _play(scenario: Scenario) -> tuple[Run, Api]:
 
 
 PROPERTIES = settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,  # real time means nothing here: the clock is fake
     derandomize=True,  # the same examples every run: CI is never red by luck
     database=None,
@@ -293,3 +293,41 @@ def test_the_window_is_used_to_the_full_when_the_api_accepts(
         slots = runner.run(asyncio.wait_for(scenario(), timeout=NEVER))
     for n, at in enumerate(slots):
         assert at <= (n // orders) * (per_seconds + answer_seconds) + 1e-6, (n, at)
+
+
+@PROPERTIES
+@given(per_seconds=st.sampled_from([3.0, 60.0, 600.0]), lead_seconds=st.floats(0.0, 2.0))
+def test_an_answer_wakes_a_waiting_slot_even_as_an_upload_turn_starts_waiting(
+    per_seconds: float, lead_seconds: float
+) -> None:
+    """An answer in the same loop turn as another waiter's wait still wakes the slot's waiter."""
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        window = OrderWindow(1, per_seconds, clock=loop.time)
+        go = asyncio.Event()
+        granted: list[float] = []
+
+        async def next_order() -> None:  # wakes first: waits for the one in flight
+            await go.wait()
+            async with window.slot():
+                granted.append(loop.time())
+
+        async def in_flight() -> None:  # wakes second: its answer comes
+            async with window.slot():
+                await go.wait()
+
+        async def next_upload() -> None:  # wakes third: starts waiting for its upload turn
+            await go.wait()
+            await window.wait_for_upload_turn(lead_seconds=lead_seconds)
+
+        tasks = [asyncio.ensure_future(step()) for step in (next_order, in_flight, next_upload)]
+        await asyncio.sleep(0)
+        started = loop.time()
+        go.set()
+        await asyncio.gather(*tasks)
+        return granted[0] - started
+
+    with asyncio.Runner(loop_factory=FakeTimeLoop) as runner:
+        waited = runner.run(asyncio.wait_for(scenario(), timeout=NEVER))
+    assert waited <= per_seconds + 1e-6

@@ -168,7 +168,9 @@ def test_catalog_ids_are_opaque_and_differ_per_instance(
 def test_an_order_goes_idle_processing_finished_with_a_real_enhanced_result(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
-    sandbox = make_sandbox(eta_seconds=30, time_scale=0.01, results_per_order=2)
+    """An order is idle, then processing for its eta, then finished with real results."""
+    # Processing for 1.5 s: a status asked at once cannot miss it, even on a loaded machine.
+    sandbox = make_sandbox(eta_seconds=30, time_scale=0.05, results_per_order=2)
     photo = photo_factory(tmp_path, "room.jpg", size=(80, 60), color=(70, 60, 40))
 
     async def scenario(client: Api) -> tuple[list[str], Any, Any, bytes]:
@@ -178,7 +180,7 @@ def test_an_order_goes_idle_processing_finished_with_a_real_enhanced_result(
         selected = await client.selection("space-ie-indoor", ["Add Fire to Fireplace"])
         _, submitted = await client.submit(order_id, selected=selected)
         statuses.append((await client.call("GET", path))[1]["status"])
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(1.5)  # the eta: finished from now on
         _, details = await client.call("GET", path)
         statuses.append(details["status"])
         async with client.session.get(details["generated_images"][0]["src"]) as result:
@@ -256,7 +258,9 @@ def test_a_photo_beyond_the_memory_budget_is_stored_on_disk_and_still_works(
 def test_the_order_window_answers_429_with_the_documented_body(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
-    sandbox = make_sandbox(orders_per_window=2, window_seconds=0.5)
+    """The third order within the window gets 429 with the documented body; later, room again."""
+    # 2 s: three POSTs in a row cannot straddle it, even on a loaded machine.
+    sandbox = make_sandbox(orders_per_window=2, window_seconds=2.0)
     photos = [photo_factory(tmp_path, f"p{n}.jpg") for n in range(4)]
 
     async def scenario(client: Api) -> list[tuple[int, Any, str | None]]:
@@ -274,7 +278,7 @@ def test_the_order_window_answers_429_with_the_documented_body(
                 answers.append(
                     (response.status, await response.json(), response.headers.get("Retry-After"))
                 )
-        await asyncio.sleep(0.55)
+        await asyncio.sleep(2.0)  # every charge above is now 2 s old: out of the window
         status, body = await client.submit(order_ids[3])
         answers.append((status, body, None))
         return answers
@@ -315,13 +319,63 @@ def _status_after_a_failed_submit(sandbox: Sandbox, photo: Path, faults: Faults)
 
 
 def test_an_answer_lost_after_charge_is_a_connection_error_but_charged(
-    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+    make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
+    """A lost answer: the client sees a connection error, the order is charged and processing."""
+    sandbox = make_sandbox(time_scale=1.0)  # processing for 30 s: the status cannot miss it
     photo = photo_factory(tmp_path, "room.jpg")
     faults = Faults(lost_after_charge_rate=1.0, seed=1)
     assert _status_after_a_failed_submit(sandbox, photo, faults) == "processing"
     stats = sandbox.stats()
     assert (stats.orders_charged, list(stats.charges.values())) == (1, [1])
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` every 10 ms for at most 10 s."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"never {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_a_held_answer_is_charged_reported_and_dropped_when_the_client_leaves(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """hold_after_charge: the order is charged, its answer held (stats say so) until the
+    client goes away, and then nothing is left held."""
+    photo = photo_factory(tmp_path, "room.jpg")
+
+    async def scenario(client: Api) -> tuple[int, int, dict[str, int]]:
+        order_id = await client.upload(photo)
+        sandbox.set_faults(Faults(hold_after_charge_rate=1.0, seed=1))
+        posting = asyncio.ensure_future(client.submit(order_id))
+        await _until(lambda: sandbox.stats().holding == 1, "held")
+        held = sandbox.stats()
+        posting.cancel()  # the client goes away: its connection closes
+        with pytest.raises(asyncio.CancelledError):
+            await posting
+        await _until(lambda: sandbox.stats().holding == 0, "released")
+        return held.held, held.orders_charged, sandbox.stats().charges
+
+    held, charged_while_held, charges = talk(sandbox, scenario)
+    assert (held, charged_while_held, list(charges.values())) == (1, 1, [1])
+    assert json.loads(_get(sandbox.url + "/_sandbox/stats"))["held"] == 1
+
+
+def test_a_held_answer_comes_after_hold_seconds(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """A held answer is sent once hold_seconds pass, if the client is still there."""
+    photo = photo_factory(tmp_path, "room.jpg")
+
+    async def scenario(client: Api) -> int:
+        order_id = await client.upload(photo)
+        sandbox.set_faults(Faults(hold_after_charge_rate=1.0, hold_seconds=0.2, seed=1))
+        return (await client.submit(order_id))[0]
+
+    assert talk(sandbox, scenario) == 200
+    stats = sandbox.stats()
+    assert (stats.held, stats.holding, stats.orders_charged) == (1, 0, 1)
 
 
 def test_a_reset_is_a_connection_error_and_charges_nothing(
@@ -524,6 +578,8 @@ def test_stats_and_faults_are_reachable_over_http_without_a_key(sandbox: Sandbox
         "rate_limited",
         "downloads",
         "requests",
+        "held",
+        "holding",
     }
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import secrets
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -178,7 +179,7 @@ async def submit(request: web.Request) -> web.Response:
     image_id = state.charge(order, space)
     if image_id is None:
         return error(429, RATE_LIMIT_MESSAGE)
-    if request[LOST_AFTER_CHARGE]:
+    if request[LOST_AFTER_CHARGE] or (state.draw_hold() and await _client_left(request)):
         return drop_connection(request)
     body: api.SubmitResponse = {
         "order_id": order.id,
@@ -186,6 +187,19 @@ async def submit(request: web.Request) -> web.Response:
         "eta": state.config.eta_seconds,
     }
     return web.json_response(body)
+
+
+async def _client_left(request: web.Request) -> bool:
+    """Hold a charged order's answer back: True if the client went away meanwhile."""
+    state = request.app[STATE]
+    with state.holding_answer():
+        deadline = time.monotonic() + state.faults.hold_seconds
+        while time.monotonic() < deadline:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return True
+            await asyncio.sleep(0.02)
+    return False
 
 
 def _order_record(request: web.Request, order: Order) -> dict[str, Any]:

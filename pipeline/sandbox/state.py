@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import os
 import random
@@ -10,6 +11,7 @@ import secrets
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -58,6 +60,10 @@ class Faults:
     stall_seconds: float = 30.0
     order_error_rate: float = 0.0  # 5xx on order POSTs only, answered before any charge
     error_first: int = 0  # the first N /v1 requests after the faults are set answer 500
+    # A charged order's answer is held back until the client goes away or hold_seconds pass
+    # (then sent): the moment between charge and record, made certain for kill tests.
+    hold_after_charge_rate: float = 0.0
+    hold_seconds: float = 30.0
     seed: int | None = None
 
 
@@ -87,6 +93,8 @@ class SandboxStats:
     rate_limited: int
     downloads: int
     requests: dict[str, int]
+    held: int = 0  # charged order answers held back so far (Faults.hold_after_charge_rate)
+    holding: int = 0  # of them, held back right now
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +179,24 @@ class SandboxState:
         fault: Fault | None = "reset" if reset else "error" if error else "stall" if stall else None
         return fault, lost
 
+    def draw_hold(self) -> bool:
+        """Whether to hold back a charged order's answer; no draw at all when the rate is 0."""
+        with self._lock:
+            rate = self._faults.hold_after_charge_rate
+            return rate > 0 and self._rng.random() < rate
+
+    @contextlib.contextmanager
+    def holding_answer(self) -> Iterator[None]:
+        """Count a charged order's answer as held back while the block runs."""
+        with self._lock:
+            self._counts["held"] += 1
+            self._counts["holding"] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._counts["holding"] -= 1
+
     # Counters ---------------------------------------------------------------------------------
 
     def count_request(self, route: str) -> None:
@@ -191,6 +217,8 @@ class SandboxState:
                 rate_limited=self._counts["rate_limited"],
                 downloads=self._counts["downloads"],
                 requests=dict(self._requests),
+                held=self._counts["held"],
+                holding=self._counts["holding"],
             )
 
     # Photos -----------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""Faults cost a retry, not a night: 300 photos, 5% answers lost after the charge, 5% 5xx.
+
+Two fresh sandboxes, both with 50 ms added to every request and no order window, serve the same
+300 photos to `aihd run` as a user runs it (default concurrency 4, default --settle): one with
+no faults, one that answers 5% of /v1 requests 500 and drops 5% of order answers after
+charging them (`POST /_sandbox/faults`, a fixed seed). The figure is the whole-process wall time
+under faults over the fault-free one (target <= 3), beside the charges per photo from the
+sandbox's own count (target: every photo exactly 1) and both runs' exit codes (target 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from bench.common import (
+    PYTHON,
+    Figure,
+    Measured,
+    Sandbox,
+    make_photos,
+    measure,
+    sandbox,
+    write_manifest,
+)
+
+PHOTOS, LATENCY, CONCURRENCY = 300, 0.05, 4
+FAULTS = {"error_rate": 0.05, "lost_after_charge_rate": 0.05, "seed": 10}
+COMMAND = "python -m bench faults"
+
+
+def _run(faults: dict[str, float]) -> tuple[Measured, Counter[int], dict[str, object]]:
+    """`aihd run` on fresh photos and a fresh sandbox: measured, charges per photo, summary."""
+    with tempfile.TemporaryDirectory() as tmp, sandbox(latency=LATENCY) as box:
+        root = Path(tmp)
+        make_photos(root / "photos", PHOTOS)
+        manifest = write_manifest(root, orders=1_000_000, per_seconds=1, concurrency=CONCURRENCY)
+        if faults:
+            box.set_faults(latency=LATENCY, **faults)
+        command = [PYTHON, "-m", "pipeline", "run", str(manifest), "--no-progress", "--json"]
+        measured = measure(command, _env(box))
+        charges = box.stats()["charges"]
+    assert isinstance(charges, dict)
+    per_photo = Counter(int(n) for n in charges.values())
+    per_photo[0] += PHOTOS - len(charges)
+    try:
+        summary: dict[str, object] = json.loads(measured.stdout)
+    except ValueError:
+        summary = {}
+    return measured, per_photo, summary
+
+
+def _env(box: Sandbox) -> dict[str, str]:
+    return {**os.environ, "AIHD_BASE_URL": box.url, "AIHD_API_KEY": box.key}
+
+
+def run() -> list[Figure]:
+    """Fault-free, then 5% lost answers and 5% 5xx: the ratio of wall times, charges per photo."""
+    clean, clean_charges, _ = _run({})
+    faulty, faulty_charges, summary = _run(FAULTS)
+    ratio = faulty.wall / clean.wall
+    once = faulty_charges[1] == PHOTOS and clean_charges[1] == PHOTOS
+    exits = (clean.exit_code, faulty.exit_code)
+    charges = ", ".join(
+        f"{photos} photos x{n}" for n, photos in sorted(faulty_charges.items()) if photos
+    )
+    print(
+        f"faults: {PHOTOS} photos, {LATENCY * 1000:.0f} ms per request, concurrency "
+        f"{CONCURRENCY}: fault-free {clean.wall:.1f} s, under 5% lost answers + 5% 5xx "
+        f"{faulty.wall:.1f} s, ratio {ratio:.1f} (target <= 3); charges under faults: "
+        f"{charges} (target all x1); exit codes {exits} (target (0, 0)); summary: "
+        f"outcomes unknown {summary.get('outcomes_unknown', '?')}, retries "
+        f"{summary.get('retries', '?')}"
+    )
+    return [
+        Figure(
+            f"faults: {PHOTOS} photos, 5% lost answers + 5% 5xx, {LATENCY * 1000:.0f} ms per "
+            f"request, no window, concurrency {CONCURRENCY}, default --settle",
+            f"{ratio:.1f}x the fault-free time ({faulty.wall:.1f} s vs {clean.wall:.1f} s); "
+            f"charges {charges}; exit codes {exits[0]}, {exits[1]}",
+            "<= 3x, every photo charged once, exit 0",
+            ratio <= 3 and once and exits == (0, 0),
+            COMMAND,
+        )
+    ]
