@@ -618,8 +618,14 @@ async def _status_error(
         return RateLimited(detail, **kw)
     if status >= 500 or status == 408:
         # A 5xx on the order POST leaves its outcome unknown: the server may have charged first.
-        cls: type[ApiError] = OutcomeUnknown if spends else TransientError
-        return cls(detail, **kw)
+        if spends:
+            unknown = OutcomeUnknown(detail, **kw)
+            # The API's own error body ({"error", "key"}) means its handler has ended: the
+            # order's details are settled in moments. A bare 502/504 or 408 may come from a
+            # gateway while the handler still runs: the full settle time then.
+            unknown.still_running = not (error or key) or status in (502, 504, 408)
+            return unknown
+        return TransientError(detail, **kw)
     if status in _REJECTED or 400 <= status < 500:
         return RequestRejected(detail, **kw)
     # 3xx: redirects are never followed on API calls.

@@ -153,4 +153,10 @@ class ConnectFailed(TransientError):
 
 
 class OutcomeUnknown(ApiError):
-    """An order POST was sent but its answer was lost; it may have been charged."""
+    """An order POST was sent but its answer was lost; it may have been charged.
+
+    ``still_running``: the request may still be running on the server (a timeout, a dropped
+    connection, a gateway's error), so its outcome settles only after the full settle time;
+    False when the API itself answered with an error, so the outcome settles in moments."""
+
+    still_running = True

@@ -40,6 +40,10 @@ from pipeline.limiter import OrderWindow
 from pipeline.retry import Backoff, retrying
 
 _MAX_RATE_LIMITED = 20  # 429s in a row for one photo before it is left for the next run
+# After the API itself answered an order POST with an error, its handler has ended: the order's
+# details are read after this short pause (twice, this far apart, before an idle order is posted
+# again), not after the full settle time a request that may still be running needs.
+QUICK_SETTLE_SECONDS = 2.0
 
 OUTCOME_UNKNOWN = (
     "outcome unknown: the API no longer knows order {order_id}, whose answer was lost; it may "
@@ -143,12 +147,14 @@ class OrderFlow:
         self._options_for = options_for
         self.budget = _Budget(max_orders)
         self._settle_seconds = settle_seconds
+        self._quick_settle = min(QUICK_SETTLE_SECONDS, settle_seconds)
         self._upload_seconds = 1.0  # moving average, to upload just ahead of a slot
         self._rng = random.Random()
         self._in_flight: set[asyncio.Future[tuple[PhotoRow, bool]]] = set()
         self._settling: dict[asyncio.Task[None], float] = {}  # settler -> when it asks
         self._uploaded_here: set[int] = set()
         self._posts: Counter[int] = Counter()  # order POSTs per photo in this run
+        self._answered_lost: set[int] = set()  # lost answers the API itself gave (see errors)
         # The account's window as the ledger counts it, across every run sharing the ledger.
         self._account_window = account_window
         self._key_fingerprint = key_fingerprint
@@ -179,7 +185,8 @@ class OrderFlow:
             self.budget.settle(row.id, spent=False)
             raise
         if row.state is State.SUBMITTING:
-            self._settle_later(row, self._settle_seconds)
+            quick = row.id in self._answered_lost
+            self._settle_later(row, self._quick_settle if quick else self._settle_seconds)
             return False
         self.budget.settle(row.id, spent=row.state is State.SUBMITTED)
         return True
@@ -346,8 +353,12 @@ class OrderFlow:
             self._window.rate_limited_answer()
             await self._writes.call(self._ledger.mark_uploaded, row.id, order_id, refused=True)
             raise
-        except OutcomeUnknown:
+        except OutcomeUnknown as lost:
             self._counters.outcomes_unknown += 1
+            if lost.still_running:
+                self._answered_lost.discard(row.id)
+            else:
+                self._answered_lost.add(row.id)
             await self._writes.call(self._ledger.mark_lost, row.id)
             return row, True
         except (TransientError, RequestRejected, AuthRefused):
@@ -399,10 +410,13 @@ class OrderFlow:
         settler.add_done_callback(self._settling.pop)
 
     async def _settle(self, row: PhotoRow, delay: float) -> None:
+        """Read the order's details soon (a read is free); post again only if they show it
+        idle after ``delay`` (the rest of the settle time, when the request may still run)."""
         try:
-            if delay > 0:
-                await asyncio.sleep(delay)
-            row = await self._reconcile(row)
+            first = min(delay, self._quick_settle)
+            if first > 0:
+                await asyncio.sleep(first)
+            row = await self._reconcile(row, idle_wait=delay - first)
         except asyncio.CancelledError:
             raise
         except ApiError as exc:
@@ -434,17 +448,24 @@ class OrderFlow:
         self.budget.settle(row.id, spent=True)  # charged, or may have been
         self._dispatch.settled(row.id)
 
-    async def _reconcile(self, row: PhotoRow) -> PhotoRow:
-        """A POST's outcome is unknown: let the order's details decide, never a blind re-POST."""
+    async def _reconcile(self, row: PhotoRow, *, idle_wait: float) -> PhotoRow:
+        """A POST's outcome is unknown: let the order's details decide, never a blind re-POST.
+
+        Charged shows at the first read. Idle is trusted only after ``idle_wait`` more seconds
+        and a second read: at least a short pause (two idle reads apart, in case the details lag
+        behind a charge; the API notes do not say), and the full settle time when the request
+        may still be running on the server's side.
+        """
         assert row.order_id is not None
         order_id = row.order_id
-        try:
-            details: OrderDetails = await retrying(
-                lambda: self._client.order(order_id), self._backoff, on_retry=self._on_retry
-            )
-        except RequestRejected as exc:
-            if exc.status != 404:
-                raise
+        details = await self._details(order_id)
+        if details is not None and details.never_submitted:
+            answered = row.id in self._answered_lost
+            self._answered_lost.discard(row.id)
+            wait = max(idle_wait, self._quick_settle) if not answered else self._quick_settle
+            await asyncio.sleep(wait)
+            details = await self._details(order_id)
+        if details is None:
             # The API does not know the order it may have charged: never re-ordered by itself.
             self._counters.unconfirmed += 1
             return await self._fail(row, OUTCOME_UNKNOWN.format(order_id=order_id), False)
@@ -453,6 +474,17 @@ class OrderFlow:
             return await self._writes.call(self._ledger.mark_uploaded, row.id, order_id)
         self._counters.reconciled_submitted += 1
         return await self._writes.call(self._ledger.mark_submitted, row.id, None, None)
+
+    async def _details(self, order_id: str) -> OrderDetails | None:
+        """The order's details, read with retries; None when the API does not know it."""
+        try:
+            return await retrying(
+                lambda: self._client.order(order_id), self._backoff, on_retry=self._on_retry
+            )
+        except RequestRejected as exc:
+            if exc.status != 404:
+                raise
+            return None
 
     async def _fail(self, row: PhotoRow, reason: str, retryable: bool) -> PhotoRow:
         return await self._writes.call(

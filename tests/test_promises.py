@@ -157,22 +157,29 @@ def test_an_upload_of_an_earlier_run_is_checked_before_it_is_posted(
 def test_settle_time_is_measured_on_the_boot_clock_not_the_wall_clock(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
-    """A wall clock jumped forward makes a fresh intent look old; the boot clock knows better."""
-    sandbox = make_sandbox(faults=Faults(lost_after_charge_rate=1.0))
+    """A wall clock jumped forward makes a fresh intent look old; the boot clock knows better:
+    an order that looks idle is not posted again before the settle time has really passed."""
+    # The order POST's connection drops before the API charges it: from the client's side the
+    # request may still be running, and the order's details show it idle.
+    sandbox = make_sandbox(faults=Faults(order_reset_rate=1.0))
     photo_factory(tmp_path / "inside", "a.jpg")
     manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
-    first = aihd(["run", str(manifest), "--no-progress", "--settle", "60", "--max-duration",
-                  "2s", "--request-timeout", "3"], sandbox)  # fmt: skip
+    slow = ["--no-progress", "--settle", "60", "--request-timeout", "3", "--max-duration"]
+    first = aihd(["run", str(manifest), *slow, "3s"], sandbox)
     assert first.returncode == 4, first.stderr
     assert [r.state for r in ledger_rows(manifest)] == [State.SUBMITTING]
+    assert sandbox.stats().order_posts == 1
     # As the wall clock would have it after a jump: the intent a day old.
     _sql(manifest, "UPDATE photos SET updated_at = '2026-01-01T00:00:00.000+00:00'")
     _sql(manifest, "UPDATE order_posts SET intent_wall = intent_wall - 86400")
-    second = aihd(["run", str(manifest), "--no-progress", "--settle", "60", "--max-duration",
-                   "2s", "--request-timeout", "3"], sandbox)  # fmt: skip
+    sandbox.set_faults(Faults())
+    second = aihd(["run", str(manifest), *slow, "4s"], sandbox)
     assert second.returncode == 4, second.stderr
-    assert sandbox.stats().requests.get(ORDER_GETS, 0) == 0  # not asked before it settled
+    assert sandbox.stats().order_posts == 1  # not posted again before it settled
     assert [r.state for r in ledger_rows(manifest)] == [State.SUBMITTING]
+    assert _charges(sandbox) == []
+    settled = _run(manifest, sandbox, "--settle", "0")  # now let it settle: posted once
+    assert settled["_exit"] == 0, settled["_stderr"]
     assert _charges(sandbox) == [1]
 
 
@@ -180,7 +187,9 @@ def test_an_unknown_order_on_reconcile_fails_as_outcome_unknown_and_is_never_reo
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
     """A 404 for an order whose answer was lost: it may have been charged, so never re-post."""
-    lost = make_sandbox(faults=Faults(lost_after_charge_rate=1.0))
+    # The POST's connection drops: the order looks idle, so the run waits the settle time and
+    # stops first, leaving the photo "submitting" (its outcome unknown) for the next run.
+    lost = make_sandbox(faults=Faults(order_reset_rate=1.0))
     photo_factory(tmp_path / "inside", "a.jpg")
     manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
     first = aihd(["run", str(manifest), "--no-progress", "--settle", "60", "--max-duration",
@@ -196,7 +205,7 @@ def test_an_unknown_order_on_reconcile_fails_as_outcome_unknown_and_is_never_reo
         assert row.error.startswith("outcome unknown")
     assert purged.stats().charges == {} and purged.stats().order_posts == 0
     assert purged.stats().uploads == 0
-    assert _charges(lost) == [1]
+    assert lost.stats().order_posts == 1
 
 
 # -- loses photos -------------------------------------------------------------------------------
@@ -284,8 +293,9 @@ def test_max_orders_stops_when_its_last_order_is_answered_and_uploads_no_more(
 def test_a_lost_answer_holds_no_worker_while_it_settles(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
-    """With every answer lost and one worker, every photo is still posted within the run."""
-    sandbox = make_sandbox(faults=Faults(lost_after_charge_rate=1.0))
+    """Every order POST's connection drops before a charge, the details show them idle, and
+    the settle time is long: with one worker, every photo is still posted within the run."""
+    sandbox = make_sandbox(faults=Faults(order_reset_rate=1.0))
     for n in range(4):
         photo_factory(tmp_path / "inside", f"p{n}.jpg")
     manifest = write_manifest(tmp_path, {"inside": ("indoor", [])}, concurrency=1)
@@ -300,6 +310,19 @@ def test_a_lost_answer_holds_no_worker_while_it_settles(
     done = _run(manifest, sandbox, "--settle", "0")
     assert (done["_exit"], done["orders_spent"]) == (0, 4), done["_stderr"]
     assert _charges(sandbox) == [1, 1, 1, 1]
+
+
+def test_a_lost_answer_the_api_charged_is_confirmed_without_waiting_the_settle_time(
+    make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """Reading the order's details is free: a charged order is recorded at the first look."""
+    sandbox = make_sandbox(faults=Faults(lost_after_charge_rate=1.0))
+    for n in range(3):
+        photo_factory(tmp_path / "inside", f"p{n}.jpg")
+    manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
+    done = _run(manifest, sandbox, "--settle", "600", timeout=90)
+    assert (done["_exit"], done["orders_spent"], done["outcomes_unknown"]) == (0, 3, 3)
+    assert _charges(sandbox) == [1, 1, 1]
 
 
 # -- dies on a transient fault ------------------------------------------------------------------

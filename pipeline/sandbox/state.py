@@ -59,6 +59,7 @@ class Faults:
     stall_rate: float = 0.0
     stall_seconds: float = 30.0
     order_error_rate: float = 0.0  # 5xx on order POSTs only, answered before any charge
+    order_reset_rate: float = 0.0  # order POSTs whose connection drops before any charge
     error_first: int = 0  # the first N /v1 requests after the faults are set answer 500
     # A charged order's answer is held back until the client goes away or hold_seconds pass
     # (then sent): the moment between charge and record, made certain for kill tests.
@@ -173,6 +174,8 @@ class SandboxState:
             lost = is_order_post and rng.random() < faults.lost_after_charge_rate
             if is_order_post and faults.order_error_rate:
                 error = error or rng.random() < faults.order_error_rate
+            if is_order_post and faults.order_reset_rate:
+                reset = reset or rng.random() < faults.order_reset_rate
             if self._errors_left > 0:
                 self._errors_left -= 1
                 error = True
