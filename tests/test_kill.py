@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ledger import State
+from pipeline.ledger import State, open_ledger
+from pipeline.ledger.records import PhotoRow
 from pipeline.sandbox import Faults, Sandbox
 from tests.cli_helpers import aihd, ledger_rows, spawn_aihd, write_manifest
 
@@ -19,6 +20,10 @@ KILLS = 20  # every other one while the sandbox holds a charged order's answer b
 # A held answer is let go only when its client dies, so no timeout of the client's ends it.
 RUN = ["--no-progress", "--request-timeout", "30", "--settle", "1.0"]
 HELD_WITHIN_SECONDS = 60.0
+# Runs sharing a ledger count a killed run's unanswered orders in the account's window until
+# their requests must have ended (twice the request timeout, and 5 s): a short timeout here
+# keeps the next round from waiting a minute for the last round's kills.
+RUN_SHARED = ["--no-progress", "--request-timeout", "3", "--settle", "1.0"]
 
 
 def _until_held(run: subprocess.Popen[str], sandbox: Sandbox, held_before: int) -> bool:
@@ -93,3 +98,78 @@ def test_sigkills_between_charge_and_record_and_at_random_charge_every_photo_exa
     assert all(r.state is State.SUBMITTED and r.order_id for r in rows)
     charges = sandbox.stats().charges
     assert {r.sha256: charges.get(r.sha256, 0) for r in rows} == {r.sha256: 1 for r in rows}
+
+
+@pytest.mark.slow
+def test_three_runs_sharing_one_ledger_killed_at_random_charge_every_photo_exactly_once(
+    make_sandbox: Callable[..., Sandbox], photo_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Three manifests over one shared folder and one account ledger, run side by side under
+    faults and a window tighter than their sum: SIGKILLed together, half the time while the
+    sandbox holds a charged order's answer. Then every photo is charged exactly once, with no
+    429, whichever run paid for it."""
+    faults = Faults(
+        latency=0.03, reset_rate=0.03, error_rate=0.03, lost_after_charge_rate=0.2, seed=7
+    )
+    holding = dataclasses.replace(faults, hold_after_charge_rate=0.3)
+    sandbox = make_sandbox(faults=faults, orders_per_window=6, window_seconds=1.5)
+    shared = tmp_path / "shared"
+    photos = [photo_factory(shared, f"s{n:03d}.jpg") for n in range(24)]
+    ledger = tmp_path / "account.ledger.sqlite"
+    manifests = []
+    for name in ("a", "b", "c"):
+        root = tmp_path / name
+        photos += [photo_factory(root / "own", f"{name}{n}.jpg") for n in range(4)]
+        (root / "shared").symlink_to(shared)
+        manifests.append(
+            write_manifest(
+                root,
+                {"own": ("indoor", []), "shared": ("indoor", [])},
+                ledger=str(ledger),
+                orders=6,
+                per_seconds=1.5,
+                concurrency=3,
+                attempts=8,
+                max_backoff=0.1,
+            )
+        )
+    rng = random.Random(20261128)
+    for round_ in range(6):
+        at_a_held_answer = round_ % 2 == 0
+        sandbox.set_faults(
+            dataclasses.replace(holding if at_a_held_answer else faults, seed=7 + round_)
+        )
+        held_before = sandbox.stats().held
+        runs = [spawn_aihd(["run", str(m), *RUN_SHARED], sandbox) for m in manifests]
+        if at_a_held_answer:
+            deadline = time.monotonic() + HELD_WITHIN_SECONDS
+            while sandbox.stats().held <= held_before and any(r.poll() is None for r in runs):
+                assert time.monotonic() < deadline, "the sandbox never held an order's answer"
+                time.sleep(0.01)
+        else:
+            time.sleep(rng.uniform(0.5, 1.5))
+        for run in runs:
+            run.kill()
+            run.communicate()
+
+    sandbox.set_faults(faults)
+    for manifest in manifests:
+        for _ in range(5):
+            done = aihd(["run", str(manifest), *RUN_SHARED], sandbox, timeout=180)
+            if done.returncode == 0:
+                break
+        assert done.returncode == 0, done.stderr
+    rows = {r.path: r for r in ledger_rows_of(ledger)}
+    charges = sandbox.stats().charges
+    paid = {r.sha256 for r in rows.values() if r.state is State.SUBMITTED}
+    assert len(paid) == len(photos)  # every photo's content paid for...
+    assert {sha: charges.get(sha, 0) for sha in paid} == dict.fromkeys(paid, 1)  # ...once
+    assert sandbox.stats().rate_limited == 0
+
+
+def ledger_rows_of(path: Path) -> list[PhotoRow]:
+    ledger = open_ledger(path)
+    try:
+        return ledger.photos()
+    finally:
+        ledger.close()
