@@ -277,14 +277,8 @@ class OrderFlow:
         """An upload recorded by an earlier run (or a ledger restored from a backup) may have
         been submitted since: one GET decides before anything is posted."""
         assert row.order_id is not None
-        order_id = row.order_id
-        try:
-            details = await retrying(
-                lambda: self._client.order(order_id), self._backoff, on_retry=self._on_retry
-            )
-        except RequestRejected as exc:
-            if exc.status != 404:
-                raise
+        details = await self._details(row.order_id)
+        if details is None:
             # The API forgot the upload. This ledger holds no intent for it, so it was never
             # posted from here: upload the photo afresh (our reading; see the closing notes).
             return await self._writes.call(self._ledger.mark_pending, row.id)
