@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,20 +65,27 @@ def sandbox(
     window: str = NO_WINDOW, *, latency: float = 0.0, time_scale: float = 0.01
 ) -> Iterator[Sandbox]:
     """`aihd sandbox` on a free loopback port in a process of its own."""
+    options = ["--window", window, "--time-scale", str(time_scale)]
+    with child_sandbox(["pipeline", "sandbox"], options) as box:
+        if latency:
+            box.set_faults(latency=latency)
+        yield box
+
+
+@contextmanager
+def child_sandbox(module: list[str], options: Sequence[str] = ()) -> Iterator[Sandbox]:
+    """`python -m MODULE... --port 0 --key KEY OPTIONS` in a process of its own, until it
+    prints its loopback URL; terminated when the block ends."""
     key = secrets.token_urlsafe(16)
-    command = [PYTHON, "-m", "pipeline", "sandbox", "--port", "0", "--key", key]
-    command += ["--window", window, "--time-scale", str(time_scale)]
+    command = [PYTHON, "-m", *module, "--port", "0", "--key", key, *options]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
         if match is None:
-            raise RuntimeError(f"the sandbox did not start: {line!r}")
-        box = Sandbox(match.group(1), key, proc.pid)
-        if latency:
-            box.set_faults(latency=latency)
-        yield box
+            raise RuntimeError(f"{' '.join(module)} did not start: {line!r}")
+        yield Sandbox(match.group(1), key, proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -12,39 +12,17 @@ redirects and internal result URLs.
 from __future__ import annotations
 
 import json
-import re
-import secrets
-import subprocess
 import tempfile
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.common import PYTHON, Figure, Sandbox, make_photos, measure
+from bench.common import PYTHON, Figure, Sandbox, child_sandbox, make_photos, measure
 from pipeline.sandbox.hostile import MODES, Hostility
 
 COMMAND = "python -m bench hostile"
 PHOTOS = 8
 ALLOWANCE_MB = 50.0
-
-
-@contextmanager
-def _hostile_sandbox() -> Iterator[Sandbox]:
-    key = secrets.token_urlsafe(16)
-    command = [PYTHON, "-m", "pipeline.sandbox.hostile", "--port", "0", "--key", key]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-        if match is None:
-            raise RuntimeError(f"the hostile sandbox did not start: {line!r}")
-        yield Sandbox(match.group(1), key, proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _set(box: Sandbox, hostility: Hostility) -> None:
@@ -85,7 +63,7 @@ def _peak_mb(box: Sandbox, hostility: Hostility) -> tuple[float, str]:
 
 def run() -> list[Figure]:
     """Each mode's peak beside the normal peak; the target is the normal peak + 50 MB."""
-    with _hostile_sandbox() as box:
+    with child_sandbox(["pipeline.sandbox.hostile"]) as box:
         normal, outcome = _peak_mb(box, Hostility())
         print(f"hostile: normal run + collect: peak {normal:.1f} MB ({outcome})")
         peaks = {}
