@@ -23,6 +23,7 @@ from pipeline._manifest_schema import (
 )
 from pipeline._yaml import KeyPath, LineMap, dotted_key, load_yaml
 from pipeline.errors import ManifestError
+from pipeline.ledger.stores import is_url
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -80,7 +81,7 @@ class Manifest:
 
     path: Path
     version: int
-    ledger: Path | None  # None: the account's ledger (pipeline/accounts.py)
+    ledger: Path | str | None  # None: the account's; str: a postgresql:// URL
     output: Path
     concurrency: int
     rate_limit: RateLimit
@@ -200,8 +201,10 @@ def _first_error(exc: ValidationError, lines: LineMap, path: Path) -> ManifestEr
 def _build(model: ManifestModel, path: Path, lines: LineMap) -> Manifest:
     """Turn a validated model into records with absolute paths, checking them on disk."""
     base = path.resolve().parent
-    ledger = None if model.ledger is None else _absolute(model.ledger, base)
-    if ledger is not None and ledger.is_dir():
+    ledger: Path | str | None = None
+    if model.ledger is not None:
+        ledger = model.ledger if is_url(model.ledger) else _absolute(model.ledger, base)
+    if isinstance(ledger, Path) and ledger.is_dir():
         raise ManifestError(
             f"{ledger} is a folder: name a file for the ledger (e.g. ledger.sqlite)",
             path=path,

@@ -86,7 +86,7 @@ def parse_duration(text: str) -> float:
 @dataclass(frozen=True, slots=True)
 class RunRequest:
     manifest: Manifest
-    ledger_path: Path
+    ledger_path: Path | str  # a file, or a postgresql:// URL
     concurrency: int
     max_orders: int | None
     max_duration: float | None
@@ -100,7 +100,7 @@ class RunRequest:
 
 @dataclass(frozen=True, slots=True)
 class CollectRequest:
-    ledger_path: Path
+    ledger_path: Path | str
     output: Path
     folder_roots: dict[str, Path] | None  # None: collect was given a ledger, not a manifest
     concurrency: int
@@ -112,7 +112,9 @@ class CollectRequest:
     command: str
 
     @classmethod
-    def for_manifest(cls, manifest: Manifest, *, ledger_path: Path, **kw: Any) -> CollectRequest:
+    def for_manifest(
+        cls, manifest: Manifest, *, ledger_path: Path | str, **kw: Any
+    ) -> CollectRequest:
         return cls(
             ledger_path=ledger_path,
             output=manifest.output,
@@ -141,7 +143,7 @@ async def api_client(settings: ApiSettings, timeouts: Timeouts) -> AsyncIterator
         yield client
 
 
-async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: Path) -> Plan:
+async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: Path | str) -> Plan:
     async with api_client(settings, Timeouts()) as client:
         return await make_plan(manifest, client, ledger_path)
 

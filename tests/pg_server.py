@@ -44,7 +44,6 @@ class PgServer:
             self.user = "postgres"
             entry = pwd.getpwnam(self.user)  # KeyError: no such user
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        os.chmod(self.root, 0o755)
         self._as_owner(
             [str(self.bin / "initdb"), "-D", str(self.data), "-U", "aihd", "-A", "trust",
              "--no-sync", "-E", "UTF8", "--locale=C"]

@@ -101,7 +101,7 @@ class PostgresLedger(PostgresOrders):
         return self._run(body)
 
     def unpaid_originals(self, copy_ids: Sequence[int]) -> list[tuple[int, int, str, bool]]:
-        return self._run(lambda c: q.unpaid_originals(c, copy_ids), transaction=False)
+        return self._run(lambda c: q.unpaid_originals(c, copy_ids, self.owner), transaction=False)
 
     def adopt_orphans(self, copy_ids: Sequence[int], missing: Set[str]) -> list[PhotoRow]:
         """As SqliteLedger.adopt_orphans: copies take the place of an unpaid original gone."""
@@ -109,7 +109,9 @@ class PostgresLedger(PostgresOrders):
         def body(c: q.Conn) -> list[PhotoRow]:
             c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
             adopted, taken, now = [], set(), now_text()
-            for copy_id, original_id, path, stands in q.unpaid_originals(c, copy_ids):
+            for copy_id, original_id, path, stands in q.unpaid_originals(
+                c, copy_ids, self.owner, lock=True
+            ):
                 if original_id in taken or (stands and path not in missing):
                     continue
                 taken.add(original_id)

@@ -60,7 +60,12 @@ class PostgresBase:
         self._lock_conn: q.Conn | None = None
         env = os.environ.get(RETRY_ENV, "").strip()
         self.retry_seconds = retry_seconds if retry_seconds is not None else float(env or 60)
-        self._run(lambda conn: migrate(conn, self.path), transaction=False)
+        self._away = False  # it stayed away once: later calls try once, not for retry_seconds
+        try:
+            self._run(lambda conn: migrate(conn, self.path), transaction=False)
+        except BaseException:
+            self._drop()
+            raise
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -83,6 +88,7 @@ class PostgresBase:
             while True:
                 try:
                     conn = self._connect()
+                    self._away = False
                     self._depth = 1
                     try:
                         if not transaction:
@@ -95,7 +101,8 @@ class PostgresBase:
                     if self._conn is not None and not self._conn.broken and not self._conn.closed:
                         raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
                     self._drop()
-                    if time.monotonic() - started + delay > self.retry_seconds:
+                    if self._away or time.monotonic() - started + delay > self.retry_seconds:
+                        self._away = True
                         raise LedgerUnreachable(
                             f"ledger {self.path} unreachable for {self.retry_seconds:.0f} s: "
                             f"{first_line(exc)}; the run stopped with everything it recorded "

@@ -1,0 +1,156 @@
+"""The account ledger in PostgreSQL, on a real server the suite starts (tests/pg_server.py):
+the same states and commands as SQLite, claims and the window across processes, faults."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pipeline.errors import LedgerError, LedgerUnreachable, SubmitRefused
+from pipeline.ledger import (
+    FoundPhoto,
+    PhotoOptions,
+    PhotoRow,
+    State,
+    WindowFull,
+    WindowRule,
+    open_ledger,
+)
+from pipeline.ledger.postgres import PostgresLedger
+from pipeline.ledger.postgres_schema import SCHEMA_VERSION
+
+PhotoFactory = Callable[..., Path]
+INDOOR = PhotoOptions("service-image-enhancement", "space-ie-indoor", ("sky",))
+
+
+def found(path: str, sha: str = "a" * 64, folder: str = "/m") -> FoundPhoto:
+    return FoundPhoto(path, folder, 100, 1, sha, INDOOR)
+
+
+@pytest.fixture
+def ledger(pg_url: str) -> Iterator[PostgresLedger]:
+    opened = open_ledger(pg_url)
+    assert isinstance(opened, PostgresLedger)
+    yield opened
+    opened.close()
+
+
+def rows_of(url: str) -> list[PhotoRow]:
+    opened = open_ledger(url)
+    try:
+        return opened.photos(current_only=False)
+    finally:
+        opened.close()
+
+
+def sql(url: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def database(url: str) -> tuple[str, str]:
+    """(the database's name, a URL of the server's ``postgres`` database)."""
+    name = url.split("?")[0].rsplit("/", 1)[1]
+    return name, url.replace(f"/{name}?", "/postgres?", 1)
+
+
+def shut_out(url: str) -> None:
+    """The database refuses new connections and drops aihd's: it is away."""
+    name, admin = database(url)
+    sql(admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    sql(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+        "AND pid != pg_backend_pid()", (name,))  # fmt: skip
+
+
+def let_in(url: str) -> None:
+    name, admin = database(url)
+    sql(admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+# -- the store ---------------------------------------------------------------------------------
+
+
+def test_a_photo_walks_its_states_and_a_copy_elsewhere_is_one_photo(
+    ledger: PostgresLedger,
+) -> None:
+    """Same states as SQLite; the same content under another machine's path is a duplicate."""
+    first, copy = ledger.record_found([found("/m1/a.jpg", folder="/m1")])[0], None
+    (copy,) = ledger.record_found([found("/m2/a.jpg", folder="/m2")])
+    assert (copy.state, copy.duplicate_of) == (State.DUPLICATE, first.id)
+    ledger.mark_uploaded(first.id, "order-1")
+    assert ledger.mark_submitting(first.id).state is State.SUBMITTING
+    with pytest.raises(SubmitRefused, match="it is submitting, not uploaded"):
+        ledger.mark_submitting(first.id)
+    row = ledger.mark_submitted(first.id, "img-1", 30, answered=True)
+    assert (row.state, row.charged, row.image_id) == (State.SUBMITTED, True, "img-1")
+    with pytest.raises(LedgerError, match="charged already"):
+        ledger.mark_pending(first.id)
+    assert ledger.charged_counts() == (1, 0)
+    assert ledger.counts(["/m2"])[State.DUPLICATE] == 1
+    assert ledger.mark_completed(first.id, ["u"], ["/out/a.jpg"]).output_paths == ("/out/a.jpg",)
+
+
+def test_schema_is_versioned_and_another_tools_database_is_refused(pg_url: str) -> None:
+    """aihd_schema holds the version; a newer one, or foreign tables, are refused unaltered."""
+    open_ledger(pg_url).close()
+    assert sql(pg_url, "SELECT version FROM aihd_schema") == [(SCHEMA_VERSION,)]
+    sql(pg_url, "UPDATE aihd_schema SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(LedgerError, match="newer than this aihd knows"):
+        open_ledger(pg_url)
+    sql(pg_url, "DROP TABLE aihd_schema")
+    with pytest.raises(LedgerError, match="tables of another tool"):
+        open_ledger(pg_url)
+
+
+def test_claims_come_in_skip_locked_batches_and_lapse_with_their_lease(pg_url: str) -> None:
+    """One run's batch is skipped by another; once its lease lapses, the other takes over."""
+    a, b = open_ledger(pg_url), open_ledger(pg_url)
+    try:
+        rows = a.record_found([found(f"/m/{n}.jpg", sha=f"{n:064d}") for n in range(5)])
+        a.owner, b.owner = "host-a|boot|1|run", "host-b|boot|2|run"
+        a.lease_seconds = 0.5
+        assert a.claim(rows[0].id)
+        holders = sql(pg_url, "SELECT count(*) FROM photos WHERE claimed_by = 'host-a|boot|1|run'")
+        assert holders == [(5,)]  # the photo and the next open ones of its folder
+        assert not b.claim(rows[3].id)
+        time.sleep(0.6)  # the lease lapses on the database's clock
+        assert b.claim(rows[3].id)
+        a.mark_uploaded(rows[3].id, "order-3")
+        with pytest.raises(SubmitRefused, match="holds it now"):
+            a.mark_submitting(rows[3].id)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_window_refuses_a_slot_when_the_account_is_full(ledger: PostgresLedger) -> None:
+    """The intent's own transaction counts the window, on the database's clock."""
+    rows = ledger.record_found([found(f"/m/{n}.jpg", sha=f"{n:064d}") for n in range(3)])
+    rule = WindowRule(orders=2, per_seconds=60, answer_within=5)
+    for row in rows[:2]:
+        ledger.mark_submitting(row.id, f"order-{row.id}", window=rule)
+        ledger.mark_submitted(row.id, None, None, answered=True)
+    with pytest.raises(WindowFull):
+        ledger.mark_submitting(rows[2].id, "order-3", window=rule)
+    assert ledger.get(rows[2].id).state is State.PENDING
+    assert 59 < ledger.window_wait(rule) <= 60
+    assert len(ledger.recent_posts(60)) == 2
+
+
+def test_a_database_that_stays_away_raises_ledger_unreachable(pg_url: str) -> None:
+    """Connections refused past the retry time: LedgerUnreachable (exit 7)."""
+    opened = PostgresLedger(pg_url, retry_seconds=0.5)
+    try:
+        shut_out(pg_url)
+        with pytest.raises(LedgerUnreachable, match="unreachable") as caught:
+            opened.counts()
+        assert caught.value.exit_code == 7
+        let_in(pg_url)
+        assert opened.counts()[State.PENDING] == 0  # back: the same handle works again
+    finally:
+        opened.close()
