@@ -3,6 +3,7 @@ the same states and commands as SQLite, claims and the window across processes, 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +22,9 @@ from pipeline.ledger import (
     open_ledger,
 )
 from pipeline.ledger.postgres import PostgresLedger
-from pipeline.ledger.postgres_schema import SCHEMA_VERSION
+from pipeline.ledger.postgres_schema import LOCK_WINDOW, SCHEMA_VERSION
+from pipeline.sandbox import Sandbox
+from tests.cli_helpers import FAST, aihd, spawn_aihd, write_manifest
 
 PhotoFactory = Callable[..., Path]
 INDOOR = PhotoOptions("service-image-enhancement", "space-ie-indoor", ("sky",))
@@ -154,3 +157,121 @@ def test_a_database_that_stays_away_raises_ledger_unreachable(pg_url: str) -> No
         assert opened.counts()[State.PENDING] == 0  # back: the same handle works again
     finally:
         opened.close()
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+def pg_manifest(root: Path, url: str, **kw: object) -> Path:
+    """A manifest whose ledger is the PostgreSQL database at ``url``."""
+    return write_manifest(root, {"photos": ("indoor", [])}, ledger=url, **kw)  # type: ignore[arg-type]
+
+
+def test_a_run_on_a_postgresql_ledger_pays_once_and_the_commands_read_it(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, pg_url: str
+) -> None:
+    """`ledger: postgresql://...` in the manifest: run, re-run, status and export as with SQLite."""
+    for n in range(4):
+        photo_factory(tmp_path / "photos", f"p{n}.jpg")
+    manifest = pg_manifest(tmp_path, pg_url)
+    first = aihd(["run", str(manifest), *FAST], sandbox)
+    assert first.returncode == 0, first.stderr
+    again = aihd(["run", str(manifest), *FAST], sandbox)
+    assert again.returncode == 0, again.stderr
+    assert sorted(sandbox.stats().charges.values()) == [1] * 4
+    assert {r.state for r in rows_of(pg_url)} == {State.SUBMITTED}
+    status = aihd(["status", pg_url], None)
+    assert status.returncode == 0 and "submitted" in status.stdout, status.stderr
+    export = aihd(["export", pg_url, "--format", "csv"], None)
+    assert export.returncode == 0 and export.stdout.count("p") >= 4, export.stderr
+    via_env = aihd(["status", str(manifest)], None, env={"AIHD_LEDGER": pg_url})
+    assert via_env.returncode == 0, via_env.stderr
+
+
+def test_ledger_import_copies_a_sqlite_ledger_into_postgresql_once(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, pg_url: str
+) -> None:
+    """`aihd ledger import FILE --into URL`: charged photos are never ordered again."""
+    for n in range(3):
+        photo_factory(tmp_path / "photos", f"p{n}.jpg")
+    manifest = write_manifest(tmp_path, {"photos": ("indoor", [])})
+    assert aihd(["run", str(manifest), *FAST], sandbox).returncode == 0
+    old = tmp_path / "photos.ledger.sqlite"
+    done = aihd(["ledger", "import", str(old), "--into", pg_url], None)
+    assert done.returncode == 0 and "3 photos" in done.stdout, done.stderr
+    twice = aihd(["ledger", "import", str(old), "--into", pg_url], None)
+    assert "imported into" in twice.stdout and "before" in twice.stdout
+    assert aihd(["run", str(pg_manifest(tmp_path, pg_url, name="pg.yaml")), *FAST], sandbox)
+    assert sorted(sandbox.stats().charges.values()) == [1] * 3
+    assert sql(pg_url, "SELECT count(*) FROM order_posts") == [(3,)]
+    with sqlite3.connect(old) as conn:
+        assert conn.execute("SELECT count(*) FROM photos").fetchone() == (3,)
+
+
+def wait_for_intent_on_the_window_lock(
+    url: str, holder: psycopg.Connection[tuple[object, ...]]
+) -> int:
+    """Until a run's backend waits on the account's window lock: its intent is open, not
+    committed. Returns that backend's pid."""
+    name, _ = database(url)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = holder.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
+            "AND wait_event = 'advisory'",
+            (name,),
+        ).fetchall()
+        if found:
+            return int(str(found[0][0]))
+        time.sleep(0.02)
+    raise AssertionError("no run waited on the window lock")
+
+
+def test_a_connection_lost_between_intent_and_post_sends_nothing(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, pg_url: str
+) -> None:
+    """The intent's transaction is cut before COMMIT and the database stays away: no POST,
+    exit 7, the photo still unpaid; the next run orders it once."""
+    photo_factory(tmp_path / "photos", "p.jpg")
+    manifest = pg_manifest(tmp_path, pg_url, concurrency=1)
+    with psycopg.connect(pg_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_WINDOW,))  # the run's intent waits
+        run = spawn_aihd(["run", str(manifest), *FAST], sandbox,
+                         env={"AIHD_LEDGER_RETRY_SECONDS": "1"})  # fmt: skip
+        backend = wait_for_intent_on_the_window_lock(pg_url, holder)
+        shut_out(pg_url)  # terminates the run's backend mid-intent, and refuses reconnects
+        assert backend not in [
+            r[0] for r in sql(database(pg_url)[1], "SELECT pid FROM pg_stat_activity")
+        ]
+        _, err = run.communicate(timeout=60)
+    assert run.returncode == 7, err
+    assert "unreachable" in err and "Traceback" not in err
+    stats = sandbox.stats()
+    assert (stats.order_posts, stats.charges) == (0, {})
+    let_in(pg_url)
+    (row,) = rows_of(pg_url)
+    assert row.state in (State.PENDING, State.UPLOADED) and not row.charged
+    assert sql(pg_url, "SELECT count(*) FROM order_posts") == [(0,)]
+    done = aihd(["run", str(manifest), *FAST], sandbox)
+    assert done.returncode == 0, done.stderr
+    assert list(sandbox.stats().charges.values()) == [1]
+
+
+def test_a_connection_lost_for_a_moment_is_retried_and_the_run_finishes(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, pg_url: str
+) -> None:
+    """The run's backend is killed mid-intent and the database stays up: the run reconnects,
+    makes the intent again, and every photo is paid once."""
+    for n in range(3):
+        photo_factory(tmp_path / "photos", f"p{n}.jpg")
+    manifest = pg_manifest(tmp_path, pg_url, concurrency=1)
+    with psycopg.connect(pg_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_WINDOW,))
+        run = spawn_aihd(["run", str(manifest), *FAST], sandbox)
+        backend = wait_for_intent_on_the_window_lock(pg_url, holder)
+        holder.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_WINDOW,))
+        _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert sorted(sandbox.stats().charges.values()) == [1] * 3
+    assert {r.state for r in rows_of(pg_url)} == {State.SUBMITTED}
