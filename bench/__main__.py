@@ -11,7 +11,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import beside_baseline, big_photo, client_cost, open_pipe, shared_window, window
+from bench import (
+    beside_baseline,
+    big_photo,
+    client_cost,
+    open_pipe,
+    pg_ledger,
+    shared_window,
+    window,
+)
 from bench.common import TABLE_HEAD, Figure, other_load
 
 BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
@@ -21,6 +29,8 @@ BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "client-cost": client_cost.run,
     "big-photo": big_photo.run,
     "baseline": beside_baseline.run,
+    "pg-window": pg_ledger.window,
+    "pg-cost": pg_ledger.cost,
 }
 USAGE = f"usage: python -m bench {{{'|'.join(BENCHMARKS)}|all}}... [--results FILE]"
 
