@@ -17,6 +17,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
+
 from bench import shared_window
 from bench.common import Figure
 from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, open_ledger
@@ -92,6 +94,7 @@ def cost() -> list[Figure]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             results = {}
+            size_mb = 0.0
             for store, where in (
                 ("SQLite", str(Path(tmp) / "bench.ledger.sqlite")),
                 ("PostgreSQL", server.new_database()),
@@ -101,6 +104,10 @@ def cost() -> list[Figure]:
                     results[store] = _cost(ledger)
                 finally:
                     ledger.close()
+                if store == "PostgreSQL":
+                    with psycopg.connect(where) as conn:
+                        row = conn.execute("SELECT pg_database_size(current_database())")
+                        size_mb = int(str((row.fetchone() or (0,))[0])) / 1e6
     finally:
         server.stop()
     figures = []
@@ -119,4 +126,14 @@ def cost() -> list[Figure]:
                 "python -m bench pg-cost",
             )
         )
+    print(f"PostgreSQL database size with {PHOTOS:,} photos: {size_mb:.0f} MB")
+    figures.append(
+        Figure(
+            f"PostgreSQL ledger size at {PHOTOS:,} photos ({SAMPLE:,} of them ordered)",
+            f"{size_mb:.0f} MB (pg_database_size, rows and indexes)",
+            "a figure",
+            None,
+            "python -m bench pg-cost",
+        )
+    )
     return figures
