@@ -549,9 +549,11 @@ def ledger_import(source: Path, manifest: Path | None, into: Path | str | None) 
     finally:
         opened.close()
     if imported is None:
-        click.echo(f"aihd ledger import: {source} was imported into {target} before; nothing done")
+        click.echo(
+            f"aihd ledger import: {source} was imported into {opened.path} before; nothing done"
+        )
     else:
-        click.echo(f"aihd ledger import: {imported} photos from {source} into {target}")
+        click.echo(f"aihd ledger import: {imported} photos from {source} into {opened.path}")
 
 
 @main.command()

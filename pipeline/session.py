@@ -194,7 +194,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             "aihd run started: %s, %d folders, ledger %s",
             manifest.path,
             len(manifest.folders),
-            request.ledger_path,
+            ledger.path,  # a URL without its password
         )
         try:
             async with api_client(settings, timeouts) as client:
