@@ -275,3 +275,18 @@ def test_a_connection_lost_for_a_moment_is_retried_and_the_run_finishes(
     assert run.returncode == 0, err
     assert sorted(sandbox.stats().charges.values()) == [1] * 3
     assert {r.state for r in rows_of(pg_url)} == {State.SUBMITTED}
+
+
+def test_the_ledger_password_never_appears_in_output_or_log(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, pg_url: str
+) -> None:
+    """A password in the ledger URL is shown as *** in the summary, the log and messages."""
+    photo_factory(tmp_path / "photos", "p.jpg")
+    with_password = pg_url.replace("aihd@", "aihd:Sup3rSecretPw@", 1)
+    manifest = pg_manifest(tmp_path, with_password)
+    log = tmp_path / "run.log"
+    done = aihd(["run", str(manifest), *FAST, "--log-file", str(log)], sandbox)
+    assert done.returncode == 0, done.stderr
+    assert "aihd:***@" in done.stdout
+    for text in (done.stdout, done.stderr, log.read_text()):
+        assert "Sup3rSecretPw" not in text
