@@ -214,35 +214,42 @@ class PostgresBase:
             return True
 
         def body(c: q.Conn) -> bool:
-            taken = {
-                int(r[0])
-                for r in c.execute(
-                    "WITH want AS (SELECT id FROM photos WHERE (id = %(id)s OR (id > %(id)s "
-                    "AND current = 1 AND state IN ('pending', 'uploaded', 'submitting') "
-                    "AND folder = (SELECT folder FROM photos WHERE id = %(id)s))) "
-                    "AND (claimed_by IS NULL OR claimed_by = %(owner)s "
-                    "OR claim_until < extract(epoch FROM clock_timestamp())) "
-                    "ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED) "
-                    "UPDATE photos p SET claimed_by = %(owner)s, "
-                    "claim_until = extract(epoch FROM clock_timestamp()) + %(lease)s "
-                    "FROM want WHERE p.id = want.id RETURNING p.id",
-                    {"id": photo_id, "owner": owner, "n": self.claim_batch,
-                     "lease": self.lease_seconds},
-                )
-            }  # fmt: skip
+            free = "(claimed_by IS NULL OR claimed_by = %s OR claim_until < %s)"
+            clock = c.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+            assert clock is not None
+            now = float(clock[0])
+            this = c.execute(
+                f"SELECT id, folder FROM photos WHERE id = %s AND {free} FOR UPDATE SKIP LOCKED",
+                (photo_id, owner, now),
+            ).fetchone()
+            taken = {photo_id} if this is not None else set()
+            if this is not None and self.claim_batch > 1:
+                taken |= {
+                    int(r[0])
+                    for r in c.execute(
+                        "SELECT id FROM photos WHERE folder = %s AND id > %s AND current = 1 "
+                        f"AND state IN ('pending', 'uploaded', 'submitting') AND {free} "
+                        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                        (this[1], photo_id, owner, now, self.claim_batch - 1),
+                    )
+                }
             if photo_id not in taken:
-                # Held by another run: take it over only if that run is a dead process here.
+                # Locked a moment ago, or held: wait for the row, then look at its holder.
                 found = c.execute(
-                    "SELECT claimed_by FROM photos WHERE id = %s FOR UPDATE", (photo_id,)
+                    "SELECT claimed_by, claim_until FROM photos WHERE id = %s FOR UPDATE",
+                    (photo_id,),
                 ).fetchone()
-                if found is None or found[0] is None or owner_alive(str(found[0])):
-                    self._claimed |= taken
-                    return False
-                c.execute(
-                    "UPDATE photos SET claimed_by = %s, "
-                    "claim_until = extract(epoch FROM clock_timestamp()) + %s WHERE id = %s",
-                    (owner, self.lease_seconds, photo_id),
-                )
+                if found is None:
+                    raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
+                holder, until = found
+                lapsed = holder is None or holder == owner or until is None or until < now
+                if not lapsed and owner_alive(str(holder)):
+                    return False  # another live run has it
+                taken.add(photo_id)
+            c.execute(
+                "UPDATE photos SET claimed_by = %s, claim_until = %s WHERE id = ANY(%s)",
+                (owner, now + self.lease_seconds, list(taken)),
+            )
             self._claimed |= taken - {photo_id}
             return True
 

@@ -65,6 +65,11 @@ def _v1_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     conn.execute("CREATE UNIQUE INDEX photos_current_path ON photos(path) WHERE current = 1")
     conn.execute("CREATE INDEX photos_identity ON photos(identity)")
     conn.execute("CREATE INDEX photos_claims ON photos(claimed_by) WHERE claimed_by IS NOT NULL")
+    # The open photos of a folder in order: what a claim batch takes (postgres_base.claim).
+    conn.execute(
+        "CREATE INDEX photos_open ON photos(folder, id) "
+        "WHERE current = 1 AND state IN ('pending', 'uploaded', 'submitting')"
+    )
     conn.execute(
         """
         CREATE TABLE order_posts (
