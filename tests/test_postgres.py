@@ -290,3 +290,28 @@ def test_the_ledger_password_never_appears_in_output_or_log(
     assert "aihd:***@" in done.stdout
     for text in (done.stdout, done.stderr, log.read_text()):
         assert "Sup3rSecretPw" not in text
+
+
+def test_an_intent_left_by_a_dead_run_elsewhere_is_reconciled_after_its_lease(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, pg_url: str
+) -> None:
+    """A run on another host died after its POST: its photo waits for the lease, then the
+    next run here asks the API about the order and records the charge, paying nothing again."""
+    photo_factory(tmp_path / "photos", "p.jpg")
+    manifest = pg_manifest(tmp_path, pg_url)
+    assert aihd(["run", str(manifest), *FAST], sandbox).returncode == 0
+    # As the other host left it: the intent recorded, the POST charged, the answer never.
+    sql(pg_url, "UPDATE photos SET state = 'submitting', charged = 0, image_id = NULL, "
+        "claimed_by = 'elsewhere|boot|4242|run', "
+        "claim_until = extract(epoch FROM clock_timestamp()) + 3600")  # fmt: skip
+    sql(pg_url, "UPDATE order_posts SET outcome = NULL, answer_at = NULL")
+    held = aihd(["run", str(manifest), *FAST], sandbox)
+    assert held.returncode == 0, held.stderr
+    assert [r.state for r in rows_of(pg_url)] == [State.SUBMITTING]  # its lease is live
+    sql(pg_url, "UPDATE photos SET claim_until = extract(epoch FROM clock_timestamp()) - 1")
+    taken = aihd(["run", str(manifest), *FAST], sandbox)
+    assert taken.returncode == 0, taken.stderr
+    (row,) = rows_of(pg_url)
+    assert (row.state, row.charged) == (State.SUBMITTED, True)
+    assert list(sandbox.stats().charges.values()) == [1]
+    assert sandbox.stats().order_posts == 1
