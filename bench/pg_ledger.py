@@ -7,7 +7,8 @@ Both start a throwaway PostgreSQL server (tests/pg_server.py) with fsync ON, as 
   batches of 1,000, as the scanner does), then claim + intent + answer for a sample of
   photos, in groups of 16 writes per `grouped()` as the runner's group commit makes them
   (for PostgreSQL a group is no group: each write commits alone, see postgres.py). The
-  sample's photos are spread over the whole ledger, so each change meets 100,000 rows.
+  sample is 30 blocks of 100 consecutive photos (a run goes through a folder in order)
+  spread over the whole ledger, so each change meets 100,000 rows.
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ def _cost(ledger: Ledger) -> tuple[float, float, float]:
             ]
         )
     found = (time.perf_counter() - started) / PHOTOS
-    ids = [1 + n * (PHOTOS // SAMPLE) for n in range(SAMPLE)]
+    # Runs go through a folder in order: blocks of 100 consecutive photos, spread over it all.
+    ids = [
+        1 + b * (PHOTOS // (SAMPLE // 100)) + n for b in range(SAMPLE // 100) for n in range(100)
+    ]
     started = time.perf_counter()
     for at in range(0, SAMPLE, GROUP):
         with ledger.grouped():

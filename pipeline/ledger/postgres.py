@@ -2,21 +2,26 @@
 
 Same tables, states and rules as the SQLite store (sqlite.py); what the database adds:
 
-- claims: ``claim`` takes the photo and the next few open photos of its folder in one
-  ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)``, with this run as owner (host, boot,
-  pid, run) and a lease on the DATABASE's clock, renewed by the run; a killed run's claims are
-  taken over when the lease lapses (or at once when its pid is gone on this host);
+- claims: ``claim`` takes the photo and, in the same transaction, the next open photos of its
+  folder (a batch of 16, ``SELECT ... FOR UPDATE SKIP LOCKED`` on a partial index), with this
+  run as owner (host, boot, pid, run) and a lease on the DATABASE's clock, renewed by the run;
+  the batch's later photos need no round trip. A killed run's claims are taken over when the
+  lease lapses (or at once when its pid is gone on this host); a copy of a photo seen under
+  another machine's path takes an unpaid original's place only when no live claim holds it;
 - the window: ``mark_submitting(window=...)`` counts the account's intents and answers of the
   last ``per_seconds`` on the database's clock (``clock_timestamp()``), under a transaction-
   scoped advisory lock for the account, inserts this order's intent and commits, in one short
   transaction: two machines never take the last slot both, and a machine's wrong clock does
   not matter;
 - faults: every call is one transaction; a lost connection is reconnected with backoff and the
-  transaction made again from the start. Nothing is taken as written until COMMIT answered: an
-  intent whose commit was not confirmed raises, so no POST follows it (a retried intent that
-  had in fact committed is refused as "submitting" and reconciled by the next run, never
-  POSTed blind). A database that stays away ``AIHD_LEDGER_RETRY_SECONDS`` (default 60) raises
-  ``LedgerUnreachable`` (exit 7): the run stops, and what it committed stays.
+  transaction made again from the start. Nothing is taken as written until COMMIT answered, so
+  no POST leaves before its intent is committed; an intent whose COMMIT was cut is made again,
+  and if it had in fact committed the retry finds the photo "submitting" and refuses, so the
+  POST is not sent and the next run reconciles the order with the API, never POSTing blind.
+  While it retries, the process waits (the ledger's calls are synchronous). A database that
+  stays away ``AIHD_LEDGER_RETRY_SECONDS`` (default 60) raises ``LedgerUnreachable`` (exit 7):
+  the run stops, and what it committed stays. `aihd collect`'s run lock is a session advisory
+  lock on a connection of its own: lost with that connection.
 
 Driver: psycopg 3, its synchronous API, one connection per process. The runner calls the ledger
 synchronously from its event loop (through groupcommit.py), as it does SQLite; the async API
