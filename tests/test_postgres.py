@@ -315,3 +315,38 @@ def test_an_intent_left_by_a_dead_run_elsewhere_is_reconciled_after_its_lease(
     assert (row.state, row.charged) == (State.SUBMITTED, True)
     assert list(sandbox.stats().charges.values()) == [1]
     assert sandbox.stats().order_posts == 1
+
+
+def kill_backends(url: str) -> None:
+    """Terminate aihd's connections to this database, as a lost network would."""
+    name, admin = database(url)
+    sql(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+        "AND application_name = 'aihd'", (name,))  # fmt: skip
+
+
+def test_a_group_cut_mid_way_is_made_again_whole_on_a_new_connection(
+    ledger: PostgresLedger, pg_url: str
+) -> None:
+    """The writes of one group before and after a lost connection are all committed, once."""
+    rows = ledger.record_found([found(f"/m/{n}.jpg", sha=f"{n:064d}") for n in range(2)])
+    with ledger.grouped():
+        ledger.mark_uploaded(rows[0].id, "order-0")
+        kill_backends(pg_url)
+        ledger.mark_uploaded(rows[1].id, "order-1")
+    assert [r.order_id for r in rows_of(pg_url)] == ["order-0", "order-1"]
+
+
+def test_a_group_that_cannot_be_made_again_as_it_was_fails_whole(
+    ledger: PostgresLedger, pg_url: str
+) -> None:
+    """An intent whose group was cut, and whose photo another run changed meanwhile, is not
+    taken as written: the group raises, and no intent is in the ledger."""
+    (row,) = ledger.record_found([found("/m/a.jpg")])
+    ledger.mark_uploaded(row.id, "order-a")
+    with pytest.raises(LedgerError, match="could not be made again"), ledger.grouped():
+        assert ledger.mark_submitting(row.id).state is State.SUBMITTING
+        kill_backends(pg_url)
+        sql(pg_url, "UPDATE photos SET state = 'failed'")  # another run, meanwhile
+        ledger.mark_failed(row.id, "x", retryable=True)
+    assert sql(pg_url, "SELECT count(*) FROM order_posts") == [(0,)]
+    assert ledger.get(row.id).state is State.FAILED

@@ -13,22 +13,26 @@ Same tables, states and rules as the SQLite store (sqlite.py); what the database
   scoped advisory lock for the account, inserts this order's intent and commits, in one short
   transaction: two machines never take the last slot both, and a machine's wrong clock does
   not matter;
-- faults: every call is one transaction; a lost connection is reconnected with backoff and the
-  transaction made again from the start. Nothing is taken as written until COMMIT answered, so
-  no POST leaves before its intent is committed; an intent whose COMMIT was cut is made again,
-  and if it had in fact committed the retry finds the photo "submitting" and refuses, so the
-  POST is not sent and the next run reconciles the order with the API, never POSTing blind.
-  While it retries, the process waits (the ledger's calls are synchronous). A database that
-  stays away ``AIHD_LEDGER_RETRY_SECONDS`` (default 60) raises ``LedgerUnreachable`` (exit 7):
-  the run stops, and what it committed stays. `aihd collect`'s run lock is a session advisory
-  lock on a connection of its own: lost with that connection.
+- faults: every call is one transaction, or one savepoint of a group (``grouped()``: the
+  writes of one event-loop turn, one COMMIT, see groupcommit.py). A lost connection is
+  reconnected with backoff and the transaction made again from the start; a group's writes are
+  made again in order, and if one does not come out as it first did (its COMMIT had in fact
+  landed, or another machine changed its photo meanwhile) the whole group fails, none of its
+  writes believed written. Nothing is taken as written until COMMIT answered, so no POST
+  leaves before its intent is committed; an intent whose COMMIT was cut and had landed is
+  refused when made again, so its POST is not sent and the order is reconciled with the API
+  by the next run, never POSTed blind. While it retries, the process waits (the ledger's calls
+  are synchronous). A database that stays away ``AIHD_LEDGER_RETRY_SECONDS`` (default 60)
+  raises ``LedgerUnreachable`` (exit 7): the run stops, and what it committed stays.
+  `aihd collect`'s run lock is a session advisory lock on a connection of its own: lost with
+  that connection.
 
-Driver: psycopg 3, its synchronous API, one connection per process. The runner calls the ledger
-synchronously from its event loop (through groupcommit.py), as it does SQLite; the async API
-and its pool would need every ledger call of the runner made awaitable, a change across the
-runner, collect and the commands for no gain: one process makes one call at a time. So
-``grouped()`` here is no group: each write commits alone (a group cannot be retried write by
-write after a lost connection; a commit is a round trip, not an fsync of ours).
+Driver: psycopg 3, its synchronous API, one connection per process (and no pool: one process
+makes one ledger call at a time). The runner calls the ledger synchronously from its event loop
+(through groupcommit.py), as it does SQLite; psycopg's async API and pool would need every
+ledger call of the runner, collect and the commands made awaitable, a change across the code
+for no gain here. Parts: postgres_base.py (connection, retries, groups), postgres_claims.py,
+postgres_orders.py, postgres_sql.py, postgres_schema.py (migrations).
 """
 
 from __future__ import annotations

@@ -3,10 +3,8 @@ connection, the run lock of `aihd collect`, and claims (see postgres.py for the 
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,10 +13,9 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from pipeline.bootclock import owner_alive
-from pipeline.errors import LedgerBusy, LedgerError, LedgerUnreachable
+from pipeline.errors import LedgerError, LedgerUnreachable
 from pipeline.ledger import postgres_sql as q
-from pipeline.ledger.postgres_schema import LOCK_RUN, migrate
+from pipeline.ledger.postgres_schema import migrate
 from pipeline.ledger.records import PhotoRow
 from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
 
@@ -61,6 +58,8 @@ class PostgresBase:
         env = os.environ.get(RETRY_ENV, "").strip()
         self.retry_seconds = retry_seconds if retry_seconds is not None else float(env or 60)
         self._away = False  # it stayed away once: later calls try once, not for retry_seconds
+        self._group: list[tuple[Callable[[q.Conn], Any], type[BaseException] | None]] | None = None
+        self._group_error: LedgerError | None = None
         try:
             self._run(lambda conn: migrate(conn, self.path), transaction=False)
         except BaseException:
@@ -77,13 +76,14 @@ class PostgresBase:
         return self._conn
 
     def _run(self, body: Callable[[q.Conn], T], *, transaction: bool = True) -> T:
-        """``body`` in one transaction (or a savepoint of the caller's); made again from the
-        start on a fresh connection when the connection is lost, until retry_seconds pass."""
+        """``body`` in one transaction (a savepoint inside a caller's, or a group's); made again
+        from the start on a fresh connection when the connection is lost, until
+        retry_seconds pass."""
         with self._mutex:
             if self._depth:
-                assert self._conn is not None
-                with self._conn.transaction():
-                    return body(self._conn)
+                return self._savepoint(body)
+            if self._group is not None:
+                return self._in_group(body)
             started, delay = time.monotonic(), 0.05
             while True:
                 try:
@@ -98,20 +98,50 @@ class PostgresBase:
                     finally:
                         self._depth = 0
                 except psycopg.OperationalError as exc:
-                    if self._conn is not None and not self._conn.broken and not self._conn.closed:
+                    if not self._lost():
                         raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
-                    self._drop()
-                    if self._away or time.monotonic() - started + delay > self.retry_seconds:
-                        self._away = True
-                        raise LedgerUnreachable(
-                            f"ledger {self.path} unreachable for {self.retry_seconds:.0f} s: "
-                            f"{first_line(exc)}; the run stopped with everything it recorded "
-                            "kept: run again when the database is back"
-                        ) from exc
-                    time.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+                    delay = self._wait_to_reconnect(exc, started, delay)
                 except psycopg.Error as exc:
                     raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
+
+    def _lost(self) -> bool:
+        return self._conn is None or self._conn.broken or self._conn.closed
+
+    def _wait_to_reconnect(self, exc: Exception, started: float, delay: float) -> float:
+        """Drop the connection and sleep before the next try; LedgerUnreachable past the
+        retry time. Returns the next delay."""
+        self._drop()
+        if self._away or time.monotonic() - started + delay > self.retry_seconds:
+            self._away = True
+            raise LedgerUnreachable(
+                f"ledger {self.path} unreachable for {self.retry_seconds:.0f} s: "
+                f"{first_line(exc)}; the run stopped with everything it recorded "
+                "kept: run again when the database is back"
+            ) from exc
+        time.sleep(delay)
+        return min(delay * 2, 2.0)
+
+    def _savepoint(self, body: Callable[[q.Conn], T]) -> T:
+        """``body`` in a savepoint of the open transaction: its failure undoes it alone."""
+        conn = self._conn
+        assert conn is not None
+        name = f"aihd_{self._depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            result = body(conn)
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) and self._lost():
+                raise
+            conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
+        except BaseException:
+            conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            raise
+        finally:
+            self._depth -= 1
+        conn.execute(f"RELEASE SAVEPOINT {name}")
+        return result
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -122,13 +152,97 @@ class PostgresBase:
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         return self._run(lambda c: c.execute(sql, tuple(params)).fetchall(), transaction=False)
 
+    # -- groups: the writes of one event-loop turn in one transaction (groupcommit.py) --------
+
     @contextmanager
     def grouped(self) -> Iterator[None]:
-        """No group: each write commits alone (see the module's docstring)."""
-        yield
+        """Writes made inside share one transaction, each in a savepoint of its own (one that
+        fails is undone alone) and one COMMIT. A connection lost in the group, or at its
+        COMMIT, is reconnected and the group's writes made again in order; if one of them
+        does not come out as it did (a COMMIT that had in fact landed, another machine's
+        change meanwhile), every write of the group fails, none believed written."""
+        with self._mutex:
+            if self._group is not None or self._depth:
+                yield
+                return
+            self._run(lambda c: c.execute("BEGIN"), transaction=False)
+            self._group, self._group_error = [], None
+            try:
+                yield
+                if self._group_error is not None:
+                    raise self._group_error
+                self._commit_group()
+            except BaseException:
+                if not self._lost():
+                    assert self._conn is not None
+                    with suppress(psycopg.Error):
+                        self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._group, self._group_error = None, None
+
+    def _in_group(self, body: Callable[[q.Conn], T]) -> T:
+        if self._group_error is not None:
+            raise self._group_error
+        assert self._group is not None
+        while True:
+            try:
+                result = self._savepoint(body)
+            except psycopg.OperationalError as exc:
+                if not self._lost():
+                    raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
+                self._replay_group(exc)
+                continue
+            except Exception as exc:
+                self._group.append((body, type(exc)))
+                raise
+            self._group.append((body, None))
+            return result
+
+    def _commit_group(self) -> None:
+        while True:
+            assert self._conn is not None
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except psycopg.OperationalError as exc:
+                if not self._lost():
+                    raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
+                self._replay_group(exc)
+
+    def _replay_group(self, exc: Exception) -> None:
+        """On a fresh connection, BEGIN and make the group's writes again; each must come out
+        as it did, or the whole group fails (``_group_error``)."""
+        assert self._group is not None
+        started, delay = time.monotonic(), 0.05
+        while True:
+            try:
+                delay = self._wait_to_reconnect(exc, started, delay)
+            except LedgerUnreachable as away:
+                self._group_error = away
+                raise
+            try:
+                self._connect().execute("BEGIN")
+                for body, outcome in self._group:
+                    try:
+                        self._savepoint(body)
+                        again: type[BaseException] | None = None
+                    except psycopg.OperationalError:
+                        raise
+                    except Exception as other:
+                        again = type(other)
+                    if again is not outcome:
+                        self._group_error = LedgerError(
+                            f"ledger {self.path}: the connection was lost in a group of writes "
+                            "that could not be made again as they were; nothing of it is "
+                            "taken as written: run again"
+                        )
+                        raise self._group_error
+                return
+            except psycopg.OperationalError as lost:
+                exc = lost
 
     def close(self) -> None:
-        self.release_run_lock()
         with self._mutex:
             self._drop()
 
@@ -159,121 +273,6 @@ class PostgresBase:
             return row_of(found)
 
         return self._run(body)
-
-    # -- the run lock (`aihd collect`) --------------------------------------------------------
-
-    def acquire_run_lock(self, holder: str) -> None:
-        """A session-level advisory lock on a connection of its own, held until release."""
-        if self._lock_conn is not None:
-            raise LedgerError(f"this process already holds the run lock of ledger {self.path}")
-        try:
-            conn: q.Conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError as exc:
-            raise LedgerUnreachable(f"ledger {self.path}: {first_line(exc)}") from exc
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_RUN,)).fetchone()
-        if not row or not row[0]:
-            note = conn.execute("SELECT note FROM run_lock WHERE only_one = 1").fetchone()
-            conn.close()
-            held = json.loads(note[0]) if note else {}
-            raise LedgerBusy(
-                f"ledger {self.path} is in use by pid {held.get('pid', '?')} on host "
-                f"{held.get('host', '?')}: {held.get('holder', '')} since "
-                f"{held.get('since', 'an unknown time')}; wait for it to finish or stop it"
-            )
-        note_text = json.dumps(
-            {"pid": os.getpid(), "host": socket.gethostname(), "holder": holder,
-             "since": now_text()}
-        )  # fmt: skip
-        conn.execute(
-            "INSERT INTO run_lock VALUES (1, %s) ON CONFLICT (only_one) DO UPDATE SET note = %s",
-            (note_text, note_text),
-        )
-        self._lock_conn = conn
-
-    def release_run_lock(self) -> None:
-        conn, self._lock_conn = self._lock_conn, None
-        if conn is not None:
-            try:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_RUN,))
-            except psycopg.Error:
-                pass  # the connection is gone: so is its lock
-            finally:
-                conn.close()
-
-    # -- claims -------------------------------------------------------------------------------
-
-    def claim(self, photo_id: int) -> bool:
-        """Take the photo for this run (``owner``) unless another live run holds it; with it,
-        the next few open photos of its folder, in one ``FOR UPDATE SKIP LOCKED`` batch, so
-        the next calls need no round trip. Leases run on the database's clock."""
-        owner = self.owner
-        if owner is None:
-            return True
-        if photo_id in self._claimed:
-            self._claimed.discard(photo_id)
-            return True
-
-        def body(c: q.Conn) -> bool:
-            free = "(claimed_by IS NULL OR claimed_by = %s OR claim_until < %s)"
-            clock = c.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
-            assert clock is not None
-            now = float(clock[0])
-            this = c.execute(
-                f"SELECT id, folder FROM photos WHERE id = %s AND {free} FOR UPDATE SKIP LOCKED",
-                (photo_id, owner, now),
-            ).fetchone()
-            taken = {photo_id} if this is not None else set()
-            if this is not None and self.claim_batch > 1:
-                taken |= {
-                    int(r[0])
-                    for r in c.execute(
-                        "SELECT id FROM photos WHERE folder = %s AND id > %s AND current = 1 "
-                        f"AND state IN ('pending', 'uploaded', 'submitting') AND {free} "
-                        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                        (this[1], photo_id, owner, now, self.claim_batch - 1),
-                    )
-                }
-            if photo_id not in taken:
-                # Locked a moment ago, or held: wait for the row, then look at its holder.
-                found = c.execute(
-                    "SELECT claimed_by, claim_until FROM photos WHERE id = %s FOR UPDATE",
-                    (photo_id,),
-                ).fetchone()
-                if found is None:
-                    raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
-                holder, until = found
-                lapsed = holder is None or holder == owner or until is None or until < now
-                if not lapsed and owner_alive(str(holder)):
-                    return False  # another live run has it
-                taken.add(photo_id)
-            c.execute(
-                "UPDATE photos SET claimed_by = %s, claim_until = %s WHERE id = ANY(%s)",
-                (owner, now + self.lease_seconds, list(taken)),
-            )
-            self._claimed |= taken - {photo_id}
-            return True
-
-        return self._run(body)
-
-    def renew_claims(self) -> None:
-        if self.owner is not None:
-            self._run(
-                lambda c: c.execute(
-                    "UPDATE photos SET claim_until = extract(epoch FROM clock_timestamp()) + %s "
-                    "WHERE claimed_by = %s",
-                    (self.lease_seconds, self.owner),
-                )
-            )
-
-    def release_claims(self) -> None:
-        self._claimed.clear()
-        if self.owner is not None:
-            self._run(
-                lambda c: c.execute(
-                    "UPDATE photos SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = %s",
-                    (self.owner,),
-                )
-            )
 
 
 def first_line(exc: BaseException) -> str:

@@ -11,14 +11,15 @@ from pathlib import Path
 from pipeline.bootclock import Stamp
 from pipeline.errors import LedgerError, SubmitRefused
 from pipeline.ledger import postgres_sql as q
-from pipeline.ledger.postgres_base import NotEligible, PostgresBase
+from pipeline.ledger.postgres_base import NotEligible
+from pipeline.ledger.postgres_claims import PostgresClaims
 from pipeline.ledger.postgres_schema import LOCK_FIND, LOCK_WINDOW
 from pipeline.ledger.records import PhotoRow, PostTimes, WindowFull, WindowRule
 from pipeline.ledger.sqlite_import import import_rows
 from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
 
 
-class PostgresOrders(PostgresBase):
+class PostgresOrders(PostgresClaims):
     """Order changes; each is one transaction, retried whole after a lost connection."""
 
     def mark_uploaded(self, photo_id: int, order_id: str, *, refused: bool = False) -> PhotoRow:
