@@ -12,6 +12,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg.errors
 
 from pipeline.errors import LedgerError, LedgerUnreachable
 from pipeline.ledger import postgres_sql as q
@@ -20,6 +21,7 @@ from pipeline.ledger.records import PhotoRow
 from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
 
 T = TypeVar("T")
+DEADLOCK_PAUSE = 0.02  # seconds before a transaction chosen as a deadlock's victim is made again
 RETRY_ENV = "AIHD_LEDGER_RETRY_SECONDS"
 INSERT = (
     f"INSERT INTO photos ({COLUMNS}, current, created_at, manifest) "
@@ -97,6 +99,8 @@ class PostgresBase:
                             return body(conn)
                     finally:
                         self._depth = 0
+                except psycopg.errors.DeadlockDetected:
+                    time.sleep(DEADLOCK_PAUSE)  # the other transaction goes on: try again
                 except psycopg.OperationalError as exc:
                     if not self._lost():
                         raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
@@ -131,7 +135,9 @@ class PostgresBase:
         try:
             result = body(conn)
         except psycopg.Error as exc:
-            if isinstance(exc, psycopg.OperationalError) and self._lost():
+            if isinstance(exc, psycopg.errors.DeadlockDetected) or (
+                isinstance(exc, psycopg.OperationalError) and self._lost()
+            ):
                 raise
             conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
             raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
@@ -188,6 +194,13 @@ class PostgresBase:
         while True:
             try:
                 result = self._savepoint(body)
+            except psycopg.errors.DeadlockDetected as exc:
+                # Chosen as the victim of a deadlock with another machine's transaction: let
+                # it go on (roll the whole group back), then make the group again.
+                assert self._conn is not None
+                self._conn.execute("ROLLBACK")
+                self._replay_group(exc, reconnect=False)
+                continue
             except psycopg.OperationalError as exc:
                 if not self._lost():
                     raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
@@ -210,17 +223,21 @@ class PostgresBase:
                     raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
                 self._replay_group(exc)
 
-    def _replay_group(self, exc: Exception) -> None:
+    def _replay_group(self, exc: Exception, *, reconnect: bool = True) -> None:
         """On a fresh connection, BEGIN and make the group's writes again; each must come out
         as it did, or the whole group fails (``_group_error``)."""
         assert self._group is not None
         started, delay = time.monotonic(), 0.05
         while True:
-            try:
-                delay = self._wait_to_reconnect(exc, started, delay)
-            except LedgerUnreachable as away:
-                self._group_error = away
-                raise
+            if reconnect:
+                try:
+                    delay = self._wait_to_reconnect(exc, started, delay)
+                except LedgerUnreachable as away:
+                    self._group_error = away
+                    raise
+            else:
+                time.sleep(DEADLOCK_PAUSE)
+                reconnect = True  # a later failure here is a lost connection
             try:
                 self._connect().execute("BEGIN")
                 for body, outcome in self._group:
@@ -239,6 +256,10 @@ class PostgresBase:
                         )
                         raise self._group_error
                 return
+            except psycopg.errors.DeadlockDetected as again:
+                assert self._conn is not None
+                self._conn.execute("ROLLBACK")
+                exc, reconnect = again, False
             except psycopg.OperationalError as lost:
                 exc = lost
 

@@ -98,13 +98,15 @@ class PostgresClaims(PostgresBase):
                     )
                 }
             if photo_id not in taken:
-                # Locked a moment ago, or held: wait for the row, then look at its holder.
+                # Held, or locked by another transaction this moment (then it is busy: no
+                # waiting on rows, so no deadlock between machines).
                 found = c.execute(
-                    "SELECT claimed_by, claim_until FROM photos WHERE id = %s FOR UPDATE",
+                    "SELECT claimed_by, claim_until FROM photos WHERE id = %s "
+                    "FOR UPDATE SKIP LOCKED",
                     (photo_id,),
                 ).fetchone()
                 if found is None:
-                    raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
+                    return False
                 holder, until = found
                 lapsed = holder is None or holder == owner or until is None or until < now
                 if not lapsed and owner_alive(str(holder)):

@@ -80,14 +80,15 @@ def unpaid_originals(
     conn: Conn, copy_ids: Sequence[int], owner: str | None, *, lock: bool = False
 ) -> list[tuple[int, int, str, bool]]:
     """As sqlite_found.unpaid_originals, leaving out originals another run's live claim
-    holds (another machine is on it); ``lock``: lock the originals' rows until commit."""
+    holds (another machine is on it); ``lock``: lock the originals' rows until commit,
+    leaving out those another transaction holds this moment."""
     rows = conn.execute(
         "SELECT c.id, o.id, o.path, (o.current = 1 AND o.state != 'failed') FROM photos c "
         "JOIN photos o ON o.id = c.duplicate_of "
         "WHERE c.id = ANY(%s) AND c.state = 'duplicate' "
         "AND o.charged = 0 AND o.state = ANY(%s) AND (o.claimed_by IS NULL "
         "OR o.claimed_by = %s OR o.claim_until < extract(epoch FROM clock_timestamp()))"
-        + (" FOR UPDATE OF o" if lock else ""),
+        + (" FOR UPDATE OF o SKIP LOCKED" if lock else ""),
         (list(copy_ids), list(ORPHANABLE), owner or ""),
     ).fetchall()
     return [(c, o, path, bool(stands)) for c, o, path, stands in rows]
