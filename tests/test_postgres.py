@@ -4,6 +4,7 @@ the same states and commands as SQLite, claims and the window across processes, 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -350,3 +351,42 @@ def test_a_group_that_cannot_be_made_again_as_it_was_fails_whole(
         ledger.mark_failed(row.id, "x", retryable=True)
     assert sql(pg_url, "SELECT count(*) FROM order_posts") == [(0,)]
     assert ledger.get(row.id).state is State.FAILED
+
+
+def test_two_machines_deadlocked_on_the_window_and_the_finding_lock_both_get_through(
+    pg_url: str,
+) -> None:
+    """One group holds the window and wants the finding lock, the other the reverse: the
+    database picks a victim, which rolls back and makes its group again; both are written."""
+    a, b = open_ledger(pg_url), open_ledger(pg_url)
+    rule = WindowRule(orders=10, per_seconds=60, answer_within=5)
+    try:
+        x, y = a.record_found([found("/a/x.jpg", sha="1" * 64), found("/b/y.jpg", sha="2" * 64)])
+        a_has, b_has = threading.Event(), threading.Event()
+        errors: list[BaseException] = []
+
+        def machine_b() -> None:
+            try:
+                with b.grouped():
+                    b.record_found([found("/b/z.jpg", sha="3" * 64)])  # the finding lock
+                    b_has.set()
+                    a_has.wait(10)
+                    b.mark_submitting(y.id, "order-y", window=rule)  # waits for a's window
+            except BaseException as exc:
+                errors.append(exc)
+
+        other = threading.Thread(target=machine_b)
+        other.start()
+        with a.grouped():
+            a.mark_submitting(x.id, "order-x", window=rule)  # the window lock
+            a_has.set()
+            b_has.wait(10)
+            a.record_found([found("/a/w.jpg", sha="4" * 64)])  # waits for b's finding lock
+        other.join(30)
+        assert errors == []
+        assert sql(pg_url, "SELECT count(*) FROM order_posts") == [(2,)]
+        assert {r.path: r.state for r in rows_of(pg_url)}["/b/y.jpg"] is State.SUBMITTING
+        assert len(rows_of(pg_url)) == 4
+    finally:
+        a.close()
+        b.close()
