@@ -67,10 +67,12 @@ def window_wait(conn: Conn, rule: WindowRule) -> float:
 
 
 def answer_post(conn: Conn, photo_id: int, outcome: str, clock: float, wall: float) -> None:
-    """Record the answer to the photo's latest order POST, on the database's clock."""
+    """Record the answer to the photo's latest order POST, on the database's clock: when its
+    transaction began (``now()``), which is after the answer came (its write was queued then),
+    not when the group's writes before it are done."""
     conn.execute(
         "UPDATE order_posts SET answer_clock = %s, answer_wall = %s, outcome = %s, "
-        "answer_at = clock_timestamp() "
+        "answer_at = now() "
         "WHERE id = (SELECT max(id) FROM order_posts WHERE photo_id = %s) AND outcome IS NULL",
         (clock, wall, outcome, photo_id),
     )
