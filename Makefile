@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean try-postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# A throwaway PostgreSQL (initdb/pg_ctl) in a temporary folder, for the "Several machines"
+# ledger; Enter stops it and removes the folder.
+try-postgres: $(STAMP)
+	$(BIN)/python -m tests.pg_server
 
 bench: $(STAMP)
 	$(BIN)/python -m bench all

@@ -20,6 +20,7 @@ from bench import (
     hostile,
     manifest_load,
     open_pipe,
+    pg_ledger,
     review_page,
     shared_window,
     window,
@@ -38,6 +39,8 @@ BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "help": help_time.run,
     "hostile": hostile.run,
     "faults": faults.run,
+    "pg-window": pg_ledger.window,
+    "pg-cost": pg_ledger.cost,
 }
 USAGE = f"usage: python -m bench {{{'|'.join(BENCHMARKS)}|all}}... [--results FILE]"
 

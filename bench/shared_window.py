@@ -23,8 +23,9 @@ PHOTOS = SHARED + 3 * OWN
 COMMAND = "python -m bench shared-window"
 
 
-def run() -> list[Figure]:
-    """Three processes, one ledger: the combined pace against the window's bound, and 429s."""
+def run(ledger: str | None = None, store: str = "") -> list[Figure]:
+    """Three processes, one ledger: the combined pace against the window's bound, and 429s.
+    ``ledger``: a postgresql:// URL (bench/pg_ledger.py); None: a SQLite file."""
     with tempfile.TemporaryDirectory() as tmp, sandbox(f"{ORDERS}/{PER_SECONDS:g}") as box:
         root = Path(tmp)
         make_photos(root / "shared", SHARED)
@@ -39,7 +40,7 @@ def run() -> list[Figure]:
                     orders=ORDERS,
                     per_seconds=PER_SECONDS,
                     concurrency=CONCURRENCY,
-                    ledger=str(root / "account.ledger.sqlite"),
+                    ledger=ledger or str(root / "account.ledger.sqlite"),
                     folders=("own", "shared"),
                 )
             )
@@ -72,7 +73,7 @@ def run() -> list[Figure]:
     )
     return [
         Figure(
-            f"shared window: 3 processes, 3 manifests, one ledger, {PHOTOS} photos, "
+            f"shared window: 3 processes, 3 manifests, one {store}ledger, {PHOTOS} photos, "
             f"{ORDERS} orders / {PER_SECONDS:g} s",
             f"{ratio:.3f} of the bound ({span:.2f} s vs {bound:.0f} s), {rejected} 429s, "
             f"each photo charged once: {once}",

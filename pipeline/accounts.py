@@ -21,6 +21,7 @@ from pathlib import Path
 from yarl import URL
 
 from pipeline.api import DEFAULT_BASE_URL
+from pipeline.ledger.stores import is_url
 
 LEDGER_ENV = "AIHD_LEDGER"
 SANDBOX_ENDPOINT = "sandbox"  # every local emulator is one endpoint of its own
@@ -55,20 +56,21 @@ def account_ledger(
 
 
 def chosen_ledger(
-    option: Path | None,
-    manifest_ledger: Path | None,
+    option: Path | str | None,
+    manifest_ledger: Path | str | None,
     base_url: str,
     account: str,
     *,
     sandbox: bool = False,
     env: Mapping[str, str] | None = None,
-) -> Path:
-    """--ledger, else AIHD_LEDGER, else the manifest's ``ledger:``, else the account's."""
+) -> Path | str:
+    """--ledger, else AIHD_LEDGER, else the manifest's ``ledger:``, else the account's; a
+    ``postgresql://`` URL is passed through untouched (pipeline/ledger/postgres.py)."""
     env = os.environ if env is None else env
     if option is not None:
         return option
     if named := env.get(LEDGER_ENV, "").strip():
-        return Path(named).expanduser()
+        return named if is_url(named) else Path(named).expanduser()
     if manifest_ledger is not None:
         return manifest_ledger
     return account_ledger(base_url, account, sandbox=sandbox, env=env)

@@ -33,6 +33,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
+class _Location(click.ParamType):  # type: ignore[type-arg]
+    """A path, or a ``postgresql://`` URL passed through untouched (a Path would mangle it)."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Path | str:
+        from pipeline.ledger.stores import is_url
+
+        return value if isinstance(value, str) and is_url(value) else Path(value)
+
+
+LOCATION = _Location()
+
+
 def _guard(fn: F) -> F:
     """Turn PipelineError into its message and exit code; Ctrl-C into exit 130."""
 
@@ -186,7 +200,7 @@ def main() -> None:
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option(
-    "--ledger", type=click.Path(path_type=Path), help="Ledger file (default: manifest's)."
+    "--ledger", type=LOCATION, help="Ledger file or postgresql:// URL (default: manifest's)."
 )
 @click.option("--concurrency", type=click.IntRange(1, 256), help="Photos in flight.")
 @click.option("--max-orders", type=click.IntRange(0), help="Stop after this many orders (exit 4).")
@@ -285,7 +299,7 @@ def plan(manifest: Path, sandbox: bool, as_json: bool, strict: bool) -> None:
 
 
 @main.command(name="collect")
-@click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
+@click.argument("target", metavar="MANIFEST|LEDGER", type=LOCATION)
 @click.option("--wait", is_flag=True, help="Keep polling until every result is downloaded.")
 @click.option("--timeout", "timeout_text", help="With --wait: give up after this long, e.g. 2h.")
 @click.option(
@@ -297,7 +311,7 @@ def plan(manifest: Path, sandbox: bool, as_json: bool, strict: bool) -> None:
 @_unattended_options
 @_guard
 def collect_command(
-    target: Path,
+    target: Path | str,
     wait: bool,
     timeout_text: str | None,
     output_dir: Path | None,
@@ -340,7 +354,7 @@ def collect_command(
         "request_timeout": request_timeout,
         "command": " ".join(["aihd", *sys.argv[1:]]),
     }
-    if target.suffix.lower() in (".yaml", ".yml"):
+    if isinstance(target, Path) and target.suffix.lower() in (".yaml", ".yml"):
         manifest = _load(target)
         settings = ApiSettings.from_env(manifest.api_key_env)
         request = CollectRequest.for_manifest(manifest, ledger_path=_ledger_path(target), **common)
@@ -348,6 +362,11 @@ def collect_command(
             refuse_output_over_photos(output_dir.resolve(), manifest, where="--output")
     else:
         ledger_path = _ledger_path(target)
+        if isinstance(ledger_path, str):
+            raise UsageError(
+                f"{ledger_path}: name the manifest instead (its output folder is where the "
+                "results go), e.g. aihd collect listings.yaml"
+            )
         settings = ApiSettings.from_env()
         request = CollectRequest(
             ledger_path=ledger_path,
@@ -508,12 +527,16 @@ def sandbox(
         ) from exc
 
 
-def _require_ledger(path: Path) -> None:
-    if not path.is_file():
+def _require_ledger(path: Path | str) -> None:
+    from pipeline.ledger.stores import is_url
+
+    if not is_url(path) and not Path(path).is_file():
         raise UsageError(f"{path}: no ledger here yet; `aihd run` creates it")
 
 
-def _chosen_ledger(manifest: Manifest, option: Path | None, *, sandbox: bool = False) -> Path:
+def _chosen_ledger(
+    manifest: Manifest, option: Path | str | None, *, sandbox: bool = False
+) -> Path | str:
     """--ledger, AIHD_LEDGER, the manifest's ledger:, or the account's (pipeline/accounts)."""
     from pipeline.accounts import base_url_from_env, chosen_ledger
 
@@ -522,20 +545,20 @@ def _chosen_ledger(manifest: Manifest, option: Path | None, *, sandbox: bool = F
     )
 
 
-def _scope(target: Path) -> list[str] | None:
+def _scope(target: Path | str) -> list[str] | None:
     """A manifest's folders (its photos, of an account ledger that holds others'), or None."""
     from pipeline.manifest import load_manifest
 
-    if target.suffix.lower() not in (".yaml", ".yml"):
+    if isinstance(target, str) or target.suffix.lower() not in (".yaml", ".yml"):
         return None
     return [str(folder.path) for folder in load_manifest(target).folders]
 
 
-def _ledger_path(target: Path) -> Path:
-    """A manifest (its ledger) or a ledger file; the ledger must already exist."""
+def _ledger_path(target: Path | str) -> Path | str:
+    """A manifest (its ledger) or a ledger file or URL; the ledger must already exist."""
     from pipeline.manifest import load_manifest
 
-    if target.suffix.lower() in (".yaml", ".yml"):
+    if isinstance(target, Path) and target.suffix.lower() in (".yaml", ".yml"):
         path = _chosen_ledger(load_manifest(target), None)
     else:
         path = target
@@ -544,7 +567,7 @@ def _ledger_path(target: Path) -> Path:
 
 
 @main.command()
-@click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
+@click.argument("target", metavar="MANIFEST|LEDGER", type=LOCATION)
 @click.option("--failed", "list_failed", is_flag=True, help="List failed photos and why.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
 @click.option("--all", "everything", is_flag=True, help="Every photo of the ledger.")
@@ -557,7 +580,7 @@ def _ledger_path(target: Path) -> Path:
 )
 @_guard
 def status(
-    target: Path,
+    target: Path | str,
     list_failed: bool,
     as_json: bool,
     everything: bool,
@@ -588,11 +611,11 @@ def status(
 
 
 @main.command()
-@click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
+@click.argument("target", metavar="MANIFEST|LEDGER", type=LOCATION)
 @click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--yes", is_flag=True, help="Really clear the charge: the next run pays again.")
 @_guard
-def reorder(target: Path, photos: tuple[Path, ...], yes: bool) -> None:
+def reorder(target: Path | str, photos: tuple[Path, ...], yes: bool) -> None:
     """Order photos the API already charged for AGAIN: the next run pays for each once more.
 
     Nothing else ever orders a charged photo again (not --retry-failed, not a
@@ -631,14 +654,14 @@ def reorder(target: Path, photos: tuple[Path, ...], yes: bool) -> None:
 
 
 @main.command()
-@click.argument("target", metavar="MANIFEST|LEDGER", type=click.Path(path_type=Path))
+@click.argument("target", metavar="MANIFEST|LEDGER", type=LOCATION)
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
 )
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="File (default: stdout).")
 @click.option("--all", "everything", is_flag=True, help="Every photo of the ledger.")
 @_guard
-def export(target: Path, fmt: str, output: Path | None, everything: bool) -> None:
+def export(target: Path | str, fmt: str, output: Path | None, everything: bool) -> None:
     """Write one row per photo (path, state, order_id, image_id, eta_seconds, error, ...).
 
     \b
@@ -676,7 +699,7 @@ def ledger() -> None:
     """
 
 
-def _target_ledger(manifest: Path | None, into: Path | None) -> Path:
+def _target_ledger(manifest: Path | None, into: Path | str | None) -> Path | str:
     from pipeline.accounts import base_url_from_env, chosen_ledger
     from pipeline.manifest import load_manifest
 
@@ -702,9 +725,9 @@ def ledger_path(manifest: Path | None) -> None:
 @ledger.command(name="import")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--manifest", type=click.Path(path_type=Path), help="Into this manifest's ledger.")
-@click.option("--into", type=click.Path(path_type=Path), help="Into this ledger file.")
+@click.option("--into", type=LOCATION, help="Into this ledger file or postgresql:// URL.")
 @_guard
-def ledger_import(source: Path, manifest: Path | None, into: Path | None) -> None:
+def ledger_import(source: Path, manifest: Path | None, into: Path | str | None) -> None:
     """Copy an older ledger (e.g. a per-manifest one) into the account's ledger, once.
 
     Nothing is lost: every photo, order and run is copied; a photo charged in either
@@ -723,9 +746,11 @@ def ledger_import(source: Path, manifest: Path | None, into: Path | None) -> Non
     finally:
         opened.close()
     if imported is None:
-        click.echo(f"aihd ledger import: {source} was imported into {target} before; nothing done")
+        click.echo(
+            f"aihd ledger import: {source} was imported into {opened.path} before; nothing done"
+        )
     else:
-        click.echo(f"aihd ledger import: {imported} photos from {source} into {target}")
+        click.echo(f"aihd ledger import: {imported} photos from {source} into {opened.path}")
 
 
 @main.command()

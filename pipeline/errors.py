@@ -7,6 +7,7 @@ at one boundary each, with ``raise ... from exc``.
     ├── CatalogError              a space or enhancement the live catalog does not know (exit 2)
     ├── LedgerError               the ledger file cannot be used
     │   ├── LedgerBusy            another run holds the ledger (exit 5)
+    │   ├── LedgerUnreachable     the PostgreSQL ledger stayed away after retries (exit 7)
     │   └── SubmitRefused         the ledger refuses an intent: charged, or another run's
     ├── PhotoError                a photo that cannot be sent: path and reason
     │   └── PhotoChanged          its bytes changed between the scan and the upload
@@ -78,6 +79,12 @@ class LedgerBusy(LedgerError):
     """Another run holds this ledger."""
 
     exit_code = 5
+
+
+class LedgerUnreachable(LedgerError):
+    """The ledger's database could not be reached after retries: the run stopped, nothing lost."""
+
+    exit_code = 7
 
 
 class SubmitRefused(LedgerError):

@@ -46,6 +46,7 @@ from pipeline._manifest_schema import (
 )
 from pipeline._yaml import KeyPath, LineMap, dotted_key, load_yaml
 from pipeline.errors import ManifestError, UsageError
+from pipeline.ledger.stores import is_url
 from pipeline.profiles import DeliveryProfile
 
 __all__ = [
@@ -110,7 +111,7 @@ class Manifest:
 
     path: Path
     version: int
-    ledger: Path | None  # None: the account's ledger (pipeline/accounts.py)
+    ledger: Path | str | None  # None: the account's; str: a postgresql:// URL
     output: Path
     concurrency: int
     rate_limit: RateLimit
@@ -235,10 +236,14 @@ def _first_error(exc: ValidationError, lines: LineMap, path: Path) -> ManifestEr
 def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Manifest:
     """Turn a validated model into records with absolute paths, checking them on disk."""
     base = path.resolve().parent
-    ledger = None
+    ledger: Path | str | None = None
     if model.ledger is not None:
-        ledger = absolute(model.ledger, base, path, lines, ("ledger",))
-    if ledger is not None and is_(ledger.is_dir):
+        ledger = (
+            model.ledger
+            if is_url(model.ledger)
+            else absolute(model.ledger, base, path, lines, ("ledger",))
+        )
+    if isinstance(ledger, Path) and is_(ledger.is_dir):
         raise ManifestError(
             f"{shorten(ledger)} is a folder: name a file for the ledger (e.g. ledger.sqlite)",
             path=path,

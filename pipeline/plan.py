@@ -17,6 +17,7 @@ from pipeline._text import pad, width
 from pipeline.catalog import Catalog
 from pipeline.client import ApiClient
 from pipeline.ledger import PhotoRow, State, open_ledger
+from pipeline.ledger.stores import is_url
 from pipeline.manifest import Manifest
 from pipeline.runner import list_and_check, photo_options, resolve_folders
 
@@ -119,13 +120,13 @@ class Plan:
         return "\n".join(lines)
 
 
-async def make_plan(manifest: Manifest, client: ApiClient, ledger_path: Path) -> Plan:
+async def make_plan(manifest: Manifest, client: ApiClient, ledger_path: Path | str) -> Plan:
     """Sort every photo as the runner would, reading the ledger (if any) and never writing."""
     folders = resolve_folders(manifest, await Catalog.fetch(client))
     rows: list[PhotoRow] = []
     cached: dict[str, tuple[int, int, str]] = {}
     ignored: set[str] = set()
-    if await asyncio.to_thread(ledger_path.is_file):
+    if is_url(ledger_path) or await asyncio.to_thread(Path(ledger_path).is_file):
         ledger = open_ledger(ledger_path)
         try:
             rows = ledger.photos(current_only=False)

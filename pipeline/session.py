@@ -110,7 +110,7 @@ def parse_duration(text: str) -> float:
 @dataclass(frozen=True, slots=True)
 class RunRequest:
     manifest: Manifest
-    ledger_path: Path
+    ledger_path: Path | str  # a file, or a postgresql:// URL
     concurrency: int
     max_orders: int | None
     max_duration: float | None
@@ -124,7 +124,7 @@ class RunRequest:
 
 @dataclass(frozen=True, slots=True)
 class CollectRequest:
-    ledger_path: Path
+    ledger_path: Path | str
     output: Path
     folder_roots: dict[str, Path] | None  # None: collect was given a ledger, not a manifest
     concurrency: int
@@ -137,7 +137,9 @@ class CollectRequest:
     folders: tuple[str, ...] = ()  # --folder: only photos of folders matching these globs
 
     @classmethod
-    def for_manifest(cls, manifest: Manifest, *, ledger_path: Path, **kw: Any) -> CollectRequest:
+    def for_manifest(
+        cls, manifest: Manifest, *, ledger_path: Path | str, **kw: Any
+    ) -> CollectRequest:
         return cls(
             ledger_path=ledger_path,
             output=manifest.output,
@@ -166,7 +168,7 @@ async def api_client(settings: ApiSettings, timeouts: Timeouts) -> AsyncIterator
         yield client
 
 
-async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: Path) -> Plan:
+async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: Path | str) -> Plan:
     async with api_client(settings, Timeouts()) as client:
         return await make_plan(manifest, client, ledger_path)
 
@@ -217,7 +219,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             "aihd run started: %s, %d folders, ledger %s",
             manifest.path,
             len(manifest.folders),
-            request.ledger_path,
+            ledger.path,  # a URL without its password
         )
         try:
             async with api_client(settings, timeouts) as client:

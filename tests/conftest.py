@@ -14,6 +14,7 @@ from PIL import Image
 
 from pipeline.sandbox import Sandbox, SandboxConfig, SandboxThread
 from pipeline.sandbox.hostile import HostileControl, Hostility, hostile_app
+from tests.pg_server import PgServer, find_bin
 
 # Fast defaults: a window too wide to meet by accident, and orders that finish in ~0.3 s.
 FAST_SANDBOX: dict[str, Any] = {
@@ -84,3 +85,25 @@ def photo_factory() -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL server for the session, in a temporary folder removed afterwards."""
+    bin_dir = find_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL found (initdb/pg_ctl): apt-get install postgresql")
+    try:
+        server = PgServer(bin_dir)
+    except KeyError:
+        pytest.skip("running as root and there is no `postgres` user to run PostgreSQL as")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A fresh, empty database on the session's PostgreSQL server: its URL."""
+    return pg_server.new_database()

@@ -12,6 +12,8 @@ every run of it. The package shows its parts:
     sqlite_window.py  the order window's store: each order POST's intent and answer
     sqlite_import.py  taking in another (older, per-manifest) ledger
     migrations.py     the schema, as an ordered list of migrations
+    postgres.py       the PostgreSQL store, one ledger for several machines (postgresql:// URL);
+                      its parts: postgres_base/_claims/_orders/_sql/_schema.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ``Ledger`` protocol: the narrow interface the runner, collect and the commands use.
 
-Each store implements it (``sqlite.py``; a PostgreSQL store shared by many machines next);
+Each store implements it (``sqlite.py``, and ``postgres.py``, shared by several machines);
 ``stores.py`` opens the right one.
 """
 

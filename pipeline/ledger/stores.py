@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.ledger.sqlite import SqliteLedger
+from pipeline.ledger.protocol import Ledger
 
-__all__ = ["open_ledger"]
+__all__ = ["is_url", "open_ledger"]
 
 
-def open_ledger(path: Path) -> SqliteLedger:
-    """Open (creating and migrating if needed) the SQLite ledger at ``path``."""
+def is_url(location: object) -> bool:
+    """A PostgreSQL ledger's location (``postgresql://...`` or ``postgres://...``)."""
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+def open_ledger(path: Path | str) -> Ledger:
+    """Open (creating and migrating if needed) the ledger at ``path``: a SQLite file, or a
+    PostgreSQL database named by a ``postgresql://`` URL (pipeline/ledger/postgres.py)."""
+    if is_url(path):
+        from pipeline.ledger.postgres import PostgresLedger
+
+        return PostgresLedger(str(path))
+    from pipeline.ledger.sqlite import SqliteLedger
+
     return SqliteLedger(Path(path))

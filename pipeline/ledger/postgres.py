@@ -1,0 +1,295 @@
+"""The ledger in PostgreSQL: one account's ledger shared by runs on several machines.
+
+Same tables, states and rules as the SQLite store (sqlite.py); what the database adds:
+
+- claims: ``claim`` takes the photo and, in the same transaction, the next open photos of its
+  folder (a batch of 16, ``SELECT ... FOR UPDATE SKIP LOCKED`` on a partial index), with this
+  run as owner (host, boot, pid, run) and a lease on the DATABASE's clock, renewed by the run;
+  the batch's later photos need no round trip. A killed run's claims are taken over when the
+  lease lapses (or at once when its pid is gone on this host); a copy of a photo seen under
+  another machine's path takes an unpaid original's place only when no live claim holds it;
+- the window: ``mark_submitting(window=...)`` counts the account's intents and answers of the
+  last ``per_seconds`` on the database's clock (``clock_timestamp()``), under a transaction-
+  scoped advisory lock for the account, inserts this order's intent and commits, in one short
+  transaction: two machines never take the last slot both, and a machine's wrong clock does
+  not matter;
+- faults: every call is one transaction, or one savepoint of a group (``grouped()``: the
+  writes of one event-loop turn, one COMMIT, see groupcommit.py). A lost connection is
+  reconnected with backoff and the transaction made again from the start; a group's writes are
+  made again in order, and if one does not come out as it first did (its COMMIT had in fact
+  landed, or another machine changed its photo meanwhile) the whole group fails, none of its
+  writes believed written. Nothing is taken as written until COMMIT answered, so no POST
+  leaves before its intent is committed; an intent whose COMMIT was cut and had landed is
+  refused when made again, so its POST is not sent and the order is reconciled with the API
+  by the next run, never POSTed blind. While it retries, the process waits (the ledger's calls
+  are synchronous). A database that stays away ``AIHD_LEDGER_RETRY_SECONDS`` (default 60)
+  raises ``LedgerUnreachable`` (exit 7): the run stops, and what it committed stays.
+  `aihd collect`'s run lock is a session advisory lock on a connection of its own: lost with
+  that connection.
+
+Driver: psycopg 3, its synchronous API, one connection per process (and no pool: one process
+makes one ledger call at a time). The runner calls the ledger synchronously from its event loop
+(through groupcommit.py), as it does SQLite; psycopg's async API and pool would need every
+ledger call of the runner, collect and the commands made awaitable, a change across the code
+for no gain here. Parts: postgres_base.py (connection, retries, groups), postgres_claims.py,
+postgres_orders.py, postgres_sql.py, postgres_schema.py (migrations).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence, Set
+
+from pipeline.errors import LedgerError
+from pipeline.ledger import postgres_sql as q
+from pipeline.ledger.postgres_base import INSERT, is_url
+from pipeline.ledger.postgres_orders import PostgresOrders
+from pipeline.ledger.postgres_schema import LOCK_FIND
+from pipeline.ledger.records import (
+    Decision,
+    FoundPhoto,
+    KnownFile,
+    PhotoRow,
+    Review,
+    RunRecord,
+    State,
+    WindowRule,
+)
+from pipeline.ledger.sqlite_found import record_found
+from pipeline.ledger.sqlite_rows import COLUMNS, STATES, encode, now_text, row_of
+
+__all__ = ["PostgresLedger", "is_url"]
+
+
+class PostgresLedger(PostgresOrders):
+    """The account's ledger in a PostgreSQL database, shared by runs on several machines."""
+
+    def __repr__(self) -> str:
+        return f"PostgresLedger({self.path!r})"
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def start_run(self, command: str) -> int:
+        found = self._run(
+            lambda c: c.execute(
+                "INSERT INTO runs (command, started_at) VALUES (%s, %s) RETURNING id",
+                (command, now_text()),
+            ).fetchone()
+        )
+        assert found is not None
+        return int(found[0])
+
+    def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, object]) -> None:
+        text = json.dumps(dict(summary), default=str)
+        self._run(
+            lambda c: c.execute(
+                "UPDATE runs SET ended_at = %s, outcome = %s, summary = %s WHERE id = %s",
+                (now_text(), outcome, text, run_id),
+            )
+        )
+
+    def last_run(self) -> RunRecord | None:
+        rows = self._read("SELECT * FROM runs ORDER BY id DESC LIMIT 1")
+        if not rows:
+            return None
+        r = rows[0]
+        return RunRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+
+    # -- finding photos -----------------------------------------------------------------------
+
+    def cached_hashes(self) -> dict[str, tuple[int, int, str]]:
+        rows = self._read(
+            "SELECT path, size, mtime_ns, sha256 FROM photos WHERE current = 1 AND sha256 != ''"
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]:
+        rows = self._read(
+            "SELECT path, size, mtime_ns, sha256, identity, state, id FROM photos "
+            "WHERE current = 1 AND sha256 != '' AND path = ANY(%s)",
+            (list(paths),),
+        )
+        return {r[0]: KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
+
+    def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]:
+        def body(c: q.Conn) -> list[PhotoRow]:
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
+            return record_found(q.SqliteStyle(c), found, now_text())  # type: ignore[arg-type]
+
+        return self._run(body)
+
+    def unpaid_originals(self, copy_ids: Sequence[int]) -> list[tuple[int, int, str, bool]]:
+        return self._run(lambda c: q.unpaid_originals(c, copy_ids, self.owner), transaction=False)
+
+    def adopt_orphans(self, copy_ids: Sequence[int], missing: Set[str]) -> list[PhotoRow]:
+        """As SqliteLedger.adopt_orphans: copies take the place of an unpaid original gone."""
+
+        def body(c: q.Conn) -> list[PhotoRow]:
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
+            adopted, taken, now = [], set(), now_text()
+            for copy_id, original_id, path, stands in q.unpaid_originals(
+                c, copy_ids, self.owner, lock=True
+            ):
+                if original_id in taken or (stands and path not in missing):
+                    continue
+                taken.add(original_id)
+                q.adopt(c, copy_id, original_id, path in missing, now)
+                adopted.append(self._one(c, copy_id))
+            return adopted
+
+        return self._run(body)
+
+    def record_broken(
+        self, path: str, folder: str, size: int, mtime_ns: int, reason: str, manifest: str = ""
+    ) -> PhotoRow:
+        identity = f"broken:{size}:{mtime_ns}"
+
+        def body(c: q.Conn) -> PhotoRow:
+            now = now_text()
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
+            c.execute(
+                "UPDATE photos SET current = 0 WHERE path = %s AND current = 1 AND identity != %s",
+                (path, identity),
+            )
+            done = c.execute(
+                "UPDATE photos SET state = 'failed', error = %s, retryable = 0, current = 1, "
+                "folder = %s, updated_at = %s WHERE path = %s AND identity = %s "
+                f"RETURNING {COLUMNS}",
+                (reason, folder, now, path, identity),
+            ).fetchone()
+            if done is not None:
+                return row_of(done)
+            (next_id,) = c.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone() or (1,)
+            row = PhotoRow(
+                next_id, path, folder, "", size, mtime_ns, "", "", (), identity, State.FAILED,
+                None, None, None, None, (), (), 0, reason, False, None, now, False,
+            )  # fmt: skip
+            c.execute(INSERT, encode(row, True, now, manifest))
+            return row
+
+        return self._run(body)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def photos(
+        self,
+        states: Iterable[State] | None = None,
+        *,
+        current_only: bool = True,
+        scope: Sequence[str] | None = None,
+    ) -> list[PhotoRow]:
+        clause, params = q.scope_clause(scope)
+        where = [clause]
+        if current_only:
+            where.append("current = 1")
+        if states is not None:
+            where.append("state = ANY(%s)")
+            params.append([State(s).value for s in states])
+        sql = f"SELECT {COLUMNS} FROM photos WHERE {' AND '.join(where)} ORDER BY id"
+        return [row_of(r) for r in self._read(sql, params)]
+
+    def get(self, photo_id: int) -> PhotoRow:
+        rows = self._read(f"SELECT {COLUMNS} FROM photos WHERE id = %s", (photo_id,))
+        if not rows:
+            raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
+        return row_of(rows[0])
+
+    def counts(self, scope: Sequence[str] | None = None) -> dict[State, int]:
+        clause, params = q.scope_clause(scope)
+        counts = dict.fromkeys(State, 0)
+        for state, n in self._read(
+            f"SELECT state, count(*) FROM photos WHERE current = 1 AND {clause} GROUP BY state",
+            params,
+        ):
+            counts[State(state)] = n
+        return counts
+
+    def charged_counts(self, scope: Sequence[str] | None = None) -> tuple[int, int]:
+        clause, params = q.scope_clause(scope)
+        ((charged, failed),) = self._read(
+            "SELECT count(*), count(*) FILTER (WHERE state = 'failed') FROM photos "
+            f"WHERE charged = 1 AND {clause}",
+            params,
+        )
+        return int(charged), int(failed)
+
+    def counts_by_folder(self, scope: Sequence[str] | None = None) -> dict[str, dict[State, int]]:
+        clause, params = q.scope_clause(scope)
+        by_folder: dict[str, dict[State, int]] = {}
+        for folder, state, n in self._read(
+            f"SELECT folder, state, count(*) FROM photos WHERE current = 1 AND {clause} "
+            "GROUP BY folder, state ORDER BY folder",
+            params,
+        ):
+            by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
+        return by_folder
+
+    def window_wait(self, rule: WindowRule) -> float:
+        """Seconds until the account's window has room, on the database's clock (read only:
+        ``mark_submitting`` with the same rule is the check that counts)."""
+        return self._run(lambda c: q.window_wait(c, rule), transaction=False)
+
+    # -- ignored paths and catalog spellings (`aihd ignore`, export) --------------------------
+
+    def ignore_paths(self, paths: Sequence[str], reason: str) -> int:
+        """Leave these paths out of every run from now on; returns how many were new."""
+        stamp = now_text()
+
+        def body(c: q.Conn) -> int:
+            added = 0
+            for path in paths:
+                cur = c.execute(
+                    "INSERT INTO ignored (path, ignored_at, reason) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (path) DO NOTHING",
+                    (path, stamp, reason),
+                )
+                added += cur.rowcount
+            return added
+
+        return self._run(body)
+
+    def ignored_paths(self) -> set[str]:
+        return {path for (path,) in self._read("SELECT path FROM ignored")}
+
+    def remember_titles(self, titles: Iterable[str]) -> None:
+        """Keep each enhancement title as the catalog writes it, keyed by its casefolded form."""
+        wanted = [(t.casefold(), t) for t in titles]
+
+        def body(c: q.Conn) -> None:
+            for folded, title in wanted:
+                c.execute(
+                    "INSERT INTO titles (casefolded, title) VALUES (%s, %s) "
+                    "ON CONFLICT (casefolded) DO UPDATE SET title = excluded.title",
+                    (folded, title),
+                )
+
+        self._run(body)
+
+    def titles(self) -> dict[str, str]:
+        return dict(self._read("SELECT casefolded, title FROM titles"))
+
+    # -- review -------------------------------------------------------------------------------
+
+    def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:
+        """Record ``decision`` on each completed photo (the latest replaces the last); a count."""
+        decided_at = now_text()
+        value = Decision(decision).value
+
+        def body(c: q.Conn) -> int:
+            done = 0
+            for photo_id in photo_ids:
+                cur = c.execute(
+                    "INSERT INTO reviews (photo_id, decision, decided_at, source) "
+                    "SELECT id, %s, %s, %s FROM photos WHERE id = %s AND state = 'completed' "
+                    "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
+                    "decided_at = excluded.decided_at, source = excluded.source",
+                    (value, decided_at, source, photo_id),
+                )
+                done += cur.rowcount
+            return done
+
+        return self._run(body)
+
+    def reviews(self) -> dict[int, Review]:
+        rows = self._read("SELECT photo_id, decision, decided_at, source FROM reviews")
+        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3]) for r in rows}

@@ -1,0 +1,300 @@
+"""The PostgreSQL ledger's plumbing: one connection, transactions made again after a lost
+connection, the run lock of `aihd collect`, and claims (see postgres.py for the whole)."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+
+from pipeline.errors import LedgerError, LedgerUnreachable
+from pipeline.ledger import postgres_sql as q
+from pipeline.ledger.postgres_schema import migrate
+from pipeline.ledger.records import PhotoRow
+from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
+
+T = TypeVar("T")
+DEADLOCK_PAUSE = 0.02  # seconds before a transaction chosen as a deadlock's victim is made again
+RETRY_ENV = "AIHD_LEDGER_RETRY_SECONDS"
+INSERT = (
+    f"INSERT INTO photos ({COLUMNS}, current, created_at, manifest) "
+    f"VALUES ({', '.join(['%s'] * (COLUMNS.count(',') + 4))})"
+)
+
+
+class NotEligible(Exception):
+    """A guarded UPDATE matched no row: the photo is not in the state the change needs."""
+
+
+def is_url(location: object) -> bool:
+    """A PostgreSQL ledger's location (``postgresql://...`` or ``postgres://...``)."""
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for every message and log line."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+class PostgresBase:
+    """Connection, retries, the run lock and claims of the PostgreSQL ledger."""
+
+    def __init__(self, url: str, *, retry_seconds: float | None = None) -> None:
+        self._url = url
+        self.path = redact(url)
+        self.owner: str | None = None
+        self.lease_seconds = 60.0
+        self.claim_batch = 16
+        self._claimed: set[int] = set()
+        self._mutex = threading.RLock()
+        self._depth = 0
+        self._conn: q.Conn | None = None
+        self._lock_conn: q.Conn | None = None
+        env = os.environ.get(RETRY_ENV, "").strip()
+        self.retry_seconds = retry_seconds if retry_seconds is not None else float(env or 60)
+        self._away = False  # it stayed away once: later calls try once, not for retry_seconds
+        self._group: list[tuple[Callable[[q.Conn], Any], type[BaseException] | None]] | None = None
+        self._group_error: LedgerError | None = None
+        try:
+            self._run(lambda conn: migrate(conn, self.path), transaction=False)
+        except BaseException:
+            self._drop()
+            raise
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _connect(self) -> q.Conn:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self._url, autocommit=True, connect_timeout=5, application_name="aihd"
+            )
+        return self._conn
+
+    def _run(self, body: Callable[[q.Conn], T], *, transaction: bool = True) -> T:
+        """``body`` in one transaction (a savepoint inside a caller's, or a group's); made again
+        from the start on a fresh connection when the connection is lost, until
+        retry_seconds pass."""
+        with self._mutex:
+            if self._depth:
+                return self._savepoint(body)
+            if self._group is not None:
+                return self._in_group(body)
+            started, delay = time.monotonic(), 0.05
+            while True:
+                try:
+                    conn = self._connect()
+                    self._away = False
+                    self._depth = 1
+                    try:
+                        if not transaction:
+                            return body(conn)
+                        with conn.transaction():
+                            return body(conn)
+                    finally:
+                        self._depth = 0
+                except psycopg.errors.DeadlockDetected:
+                    time.sleep(DEADLOCK_PAUSE)  # the other transaction goes on: try again
+                except psycopg.OperationalError as exc:
+                    if not self._lost():
+                        raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
+                    delay = self._wait_to_reconnect(exc, started, delay)
+                except psycopg.Error as exc:
+                    raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
+
+    def _lost(self) -> bool:
+        return self._conn is None or self._conn.broken or self._conn.closed
+
+    def _wait_to_reconnect(self, exc: Exception, started: float, delay: float) -> float:
+        """Drop the connection and sleep before the next try; LedgerUnreachable past the
+        retry time. Returns the next delay."""
+        self._drop()
+        if self._away or time.monotonic() - started + delay > self.retry_seconds:
+            self._away = True
+            raise LedgerUnreachable(
+                f"ledger {self.path} unreachable for {self.retry_seconds:.0f} s: "
+                f"{first_line(exc)}; the run stopped with everything it recorded "
+                "kept: run again when the database is back"
+            ) from exc
+        time.sleep(delay)
+        return min(delay * 2, 2.0)
+
+    def _savepoint(self, body: Callable[[q.Conn], T]) -> T:
+        """``body`` in a savepoint of the open transaction: its failure undoes it alone."""
+        conn = self._conn
+        assert conn is not None
+        name = f"aihd_{self._depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            result = body(conn)
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.errors.DeadlockDetected) or (
+                isinstance(exc, psycopg.OperationalError) and self._lost()
+            ):
+                raise
+            conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
+        except BaseException:
+            conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            raise
+        finally:
+            self._depth -= 1
+        conn.execute(f"RELEASE SAVEPOINT {name}")
+        return result
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(psycopg.Error):
+                conn.close()
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return self._run(lambda c: c.execute(sql, tuple(params)).fetchall(), transaction=False)
+
+    # -- groups: the writes of one event-loop turn in one transaction (groupcommit.py) --------
+
+    @contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Writes made inside share one transaction, each in a savepoint of its own (one that
+        fails is undone alone) and one COMMIT. A connection lost in the group, or at its
+        COMMIT, is reconnected and the group's writes made again in order; if one of them
+        does not come out as it did (a COMMIT that had in fact landed, another machine's
+        change meanwhile), every write of the group fails, none believed written."""
+        with self._mutex:
+            if self._group is not None or self._depth:
+                yield
+                return
+            self._run(lambda c: c.execute("BEGIN"), transaction=False)
+            self._group, self._group_error = [], None
+            try:
+                yield
+                if self._group_error is not None:
+                    raise self._group_error
+                self._commit_group()
+            except BaseException:
+                if not self._lost():
+                    assert self._conn is not None
+                    with suppress(psycopg.Error):
+                        self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._group, self._group_error = None, None
+
+    def _in_group(self, body: Callable[[q.Conn], T]) -> T:
+        if self._group_error is not None:
+            raise self._group_error
+        assert self._group is not None
+        while True:
+            try:
+                result = self._savepoint(body)
+            except psycopg.errors.DeadlockDetected as exc:
+                # Chosen as the victim of a deadlock with another machine's transaction: let
+                # it go on (roll the whole group back), then make the group again.
+                assert self._conn is not None
+                self._conn.execute("ROLLBACK")
+                self._replay_group(exc, reconnect=False)
+                continue
+            except psycopg.OperationalError as exc:
+                if not self._lost():
+                    raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
+                self._replay_group(exc)
+                continue
+            except Exception as exc:
+                self._group.append((body, type(exc)))
+                raise
+            self._group.append((body, None))
+            return result
+
+    def _commit_group(self) -> None:
+        while True:
+            assert self._conn is not None
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except psycopg.OperationalError as exc:
+                if not self._lost():
+                    raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
+                self._replay_group(exc)
+
+    def _replay_group(self, exc: Exception, *, reconnect: bool = True) -> None:
+        """On a fresh connection, BEGIN and make the group's writes again; each must come out
+        as it did, or the whole group fails (``_group_error``)."""
+        assert self._group is not None
+        started, delay = time.monotonic(), 0.05
+        while True:
+            if reconnect:
+                try:
+                    delay = self._wait_to_reconnect(exc, started, delay)
+                except LedgerUnreachable as away:
+                    self._group_error = away
+                    raise
+            else:
+                time.sleep(DEADLOCK_PAUSE)
+                reconnect = True  # a later failure here is a lost connection
+            try:
+                self._connect().execute("BEGIN")
+                for body, outcome in self._group:
+                    try:
+                        self._savepoint(body)
+                        again: type[BaseException] | None = None
+                    except psycopg.OperationalError:
+                        raise
+                    except Exception as other:
+                        again = type(other)
+                    if again is not outcome:
+                        self._group_error = LedgerError(
+                            f"ledger {self.path}: the connection was lost in a group of writes "
+                            "that could not be made again as they were; nothing of it is "
+                            "taken as written: run again"
+                        )
+                        raise self._group_error
+                return
+            except psycopg.errors.DeadlockDetected as again:
+                assert self._conn is not None
+                self._conn.execute("ROLLBACK")
+                exc, reconnect = again, False
+            except psycopg.OperationalError as lost:
+                exc = lost
+
+    def close(self) -> None:
+        with self._mutex:
+            self._drop()
+
+    def _one(self, c: q.Conn, photo_id: int) -> PhotoRow:
+        r = c.execute(f"SELECT {COLUMNS} FROM photos WHERE id = %s", (photo_id,)).fetchone()
+        if r is None:
+            raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
+        return row_of(r)
+
+    def _mark(
+        self,
+        photo_id: int,
+        sets: str,
+        params: Sequence[object],
+        *,
+        only_if: str = "",
+        only_if_params: Sequence[object] = (),
+    ) -> PhotoRow:
+        def body(c: q.Conn) -> PhotoRow:
+            found = c.execute(
+                f"UPDATE photos SET {sets}, updated_at = %s WHERE id = %s {only_if} "
+                f"RETURNING {COLUMNS}",
+                (*params, now_text(), photo_id, *only_if_params),
+            ).fetchone()
+            if found is None:
+                self._one(c, photo_id)  # raises for an unknown id
+                raise NotEligible
+            return row_of(found)
+
+        return self._run(body)
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -1,0 +1,142 @@
+"""The PostgreSQL ledger's claims and run lock: which run works on which photo, and the lock
+of `aihd collect` (see postgres.py for the whole)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import psycopg
+
+from pipeline.bootclock import owner_alive
+from pipeline.errors import LedgerBusy, LedgerError, LedgerUnreachable
+from pipeline.ledger import postgres_sql as q
+from pipeline.ledger.postgres_base import PostgresBase, first_line
+from pipeline.ledger.postgres_schema import LOCK_RUN
+from pipeline.ledger.sqlite_rows import now_text
+
+
+class PostgresClaims(PostgresBase):
+    """Claims with leases on the database's clock, and a session advisory lock for collect."""
+
+    def close(self) -> None:
+        self.release_run_lock()
+        super().close()
+
+    # -- the run lock (`aihd collect`) --------------------------------------------------------
+
+    def acquire_run_lock(self, holder: str) -> None:
+        """A session-level advisory lock on a connection of its own, held until release."""
+        if self._lock_conn is not None:
+            raise LedgerError(f"this process already holds the run lock of ledger {self.path}")
+        try:
+            conn: q.Conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            raise LedgerUnreachable(f"ledger {self.path}: {first_line(exc)}") from exc
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_RUN,)).fetchone()
+        if not row or not row[0]:
+            note = conn.execute("SELECT note FROM run_lock WHERE only_one = 1").fetchone()
+            conn.close()
+            held = json.loads(note[0]) if note else {}
+            raise LedgerBusy(
+                f"ledger {self.path} is in use by pid {held.get('pid', '?')} on host "
+                f"{held.get('host', '?')}: {held.get('holder', '')} since "
+                f"{held.get('since', 'an unknown time')}; wait for it to finish or stop it"
+            )
+        note_text = json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "holder": holder,
+             "since": now_text()}
+        )  # fmt: skip
+        conn.execute(
+            "INSERT INTO run_lock VALUES (1, %s) ON CONFLICT (only_one) DO UPDATE SET note = %s",
+            (note_text, note_text),
+        )
+        self._lock_conn = conn
+
+    def release_run_lock(self) -> None:
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is not None:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_RUN,))
+            except psycopg.Error:
+                pass  # the connection is gone: so is its lock
+            finally:
+                conn.close()
+
+    # -- claims -------------------------------------------------------------------------------
+
+    def claim(self, photo_id: int) -> bool:
+        """Take the photo for this run (``owner``) unless another live run holds it; with it,
+        the next few open photos of its folder, in one ``FOR UPDATE SKIP LOCKED`` batch, so
+        the next calls need no round trip. Leases run on the database's clock."""
+        owner = self.owner
+        if owner is None:
+            return True
+        if photo_id in self._claimed:
+            self._claimed.discard(photo_id)
+            return True
+
+        def body(c: q.Conn) -> bool:
+            free = "(claimed_by IS NULL OR claimed_by = %s OR claim_until < %s)"
+            clock = c.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+            assert clock is not None
+            now = float(clock[0])
+            this = c.execute(
+                f"SELECT id, folder FROM photos WHERE id = %s AND {free} FOR UPDATE SKIP LOCKED",
+                (photo_id, owner, now),
+            ).fetchone()
+            taken = {photo_id} if this is not None else set()
+            if this is not None and self.claim_batch > 1:
+                taken |= {
+                    int(r[0])
+                    for r in c.execute(
+                        "SELECT id FROM photos WHERE folder = %s AND id > %s AND current = 1 "
+                        f"AND state IN ('pending', 'uploaded', 'submitting') AND {free} "
+                        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                        (this[1], photo_id, owner, now, self.claim_batch - 1),
+                    )
+                }
+            if photo_id not in taken:
+                # Held, or locked by another transaction this moment (then it is busy: no
+                # waiting on rows, so no deadlock between machines).
+                found = c.execute(
+                    "SELECT claimed_by, claim_until FROM photos WHERE id = %s "
+                    "FOR UPDATE SKIP LOCKED",
+                    (photo_id,),
+                ).fetchone()
+                if found is None:
+                    return False
+                holder, until = found
+                lapsed = holder is None or holder == owner or until is None or until < now
+                if not lapsed and owner_alive(str(holder)):
+                    return False  # another live run has it
+                taken.add(photo_id)
+            c.execute(
+                "UPDATE photos SET claimed_by = %s, claim_until = %s WHERE id = ANY(%s)",
+                (owner, now + self.lease_seconds, list(taken)),
+            )
+            self._claimed |= taken - {photo_id}
+            return True
+
+        return self._run(body)
+
+    def renew_claims(self) -> None:
+        if self.owner is not None:
+            self._run(
+                lambda c: c.execute(
+                    "UPDATE photos SET claim_until = extract(epoch FROM clock_timestamp()) + %s "
+                    "WHERE claimed_by = %s",
+                    (self.lease_seconds, self.owner),
+                )
+            )
+
+    def release_claims(self) -> None:
+        self._claimed.clear()
+        if self.owner is not None:
+            self._run(
+                lambda c: c.execute(
+                    "UPDATE photos SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = %s",
+                    (self.owner,),
+                )
+            )

@@ -1,0 +1,239 @@
+"""The PostgreSQL ledger's order changes: the intent under the account's window, answers,
+failures, `aihd reorder`, and the import of a SQLite ledger (see postgres.py for the whole)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.bootclock import Stamp
+from pipeline.errors import LedgerError, SubmitRefused
+from pipeline.ledger import postgres_sql as q
+from pipeline.ledger.postgres_base import NotEligible
+from pipeline.ledger.postgres_claims import PostgresClaims
+from pipeline.ledger.postgres_schema import LOCK_FIND, LOCK_WINDOW
+from pipeline.ledger.records import PhotoRow, PostTimes, WindowFull, WindowRule
+from pipeline.ledger.sqlite_import import import_rows
+from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
+
+
+class PostgresOrders(PostgresClaims):
+    """Order changes; each is one transaction, retried whole after a lost connection."""
+
+    def mark_uploaded(self, photo_id: int, order_id: str, *, refused: bool = False) -> PhotoRow:
+        """Uploaded, not charged; ``refused``: an order POST was answered with a refusal."""
+
+        def body(c: q.Conn) -> PhotoRow:
+            if refused:
+                q.answer_post(c, photo_id, "refused", Stamp.now().seconds, time.time())
+            return self._mark(
+                photo_id,
+                "state = 'uploaded', order_id = %s, error = NULL, retryable = 0",
+                (order_id,),
+                only_if="AND charged = 0",
+            )
+
+        return self._run(body)
+
+    def mark_submitting(
+        self,
+        photo_id: int,
+        order_id: str | None = None,
+        *,
+        window: WindowRule | None = None,
+        key_fingerprint: str = "",
+    ) -> PhotoRow:
+        """Intent before spending, in one short transaction: under the account's advisory
+        lock, count its window on the database's clock, mark the photo, insert the intent,
+        commit. Returns only once COMMIT answered: then, and only then, may the POST leave."""
+        params: tuple[object, ...] = ()
+        if order_id is None:
+            sets = "state = 'submitting', attempts = attempts + 1"
+            only_if = "AND state = 'uploaded' AND order_id IS NOT NULL AND charged = 0"
+        else:
+            sets = "state = 'submitting', attempts = attempts + 1, order_id = %s, error = NULL"
+            params = (order_id,)
+            only_if = "AND state IN ('pending', 'uploaded') AND charged = 0"
+        owner: tuple[object, ...] = ()
+        if self.owner is not None:
+            only_if += " AND claimed_by = %s"
+            owner = (self.owner,)
+
+        def body(c: q.Conn) -> PhotoRow:
+            if window is not None:
+                c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_WINDOW,))
+                if wait := q.window_wait(c, window):
+                    raise WindowFull(wait)
+            try:
+                row = self._mark(photo_id, sets, params, only_if=only_if, only_if_params=owner)
+            except NotEligible:
+                row = self._one(c, photo_id)
+                found = c.execute("SELECT claimed_by FROM photos WHERE id = %s", (photo_id,))
+                holder = (found.fetchone() or (None,))[0]
+                paid = ", and it was charged already" if row.charged else ""
+                if self.owner is not None and holder != self.owner:
+                    paid += f", and the run {holder or 'that claimed it'} holds it now"
+                raise SubmitRefused(
+                    f"refusing to submit {row.path}: it is {row.state.value}, not uploaded"
+                    f"{paid} (ledger {self.path}, photo {photo_id})"
+                ) from None
+            stamp = Stamp.now()
+            c.execute(
+                "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall, "
+                "key_fingerprint) VALUES (%s, %s, %s, %s, %s, %s)",
+                (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint),
+            )
+            return row
+
+        return self._run(body)
+
+    def mark_submitted(
+        self, photo_id: int, image_id: str | None, eta: int | None, *, answered: bool = False
+    ) -> PhotoRow:
+        """Charged: by an answer to our POST (``answered``), or as the order's details show."""
+
+        def body(c: q.Conn) -> PhotoRow:
+            if answered:
+                q.answer_post(c, photo_id, "accepted", Stamp.now().seconds, time.time())
+            return self._mark(
+                photo_id,
+                "state = 'submitted', image_id = coalesce(%s, image_id), "
+                "eta = coalesce(%s, eta), submitted_at = %s, error = NULL, retryable = 0, "
+                "charged = 1",
+                (image_id, eta, now_text()),
+            )
+
+        return self._run(body)
+
+    def mark_lost(self, photo_id: int) -> None:
+        """The answer to the photo's order POST was lost: it may have been charged."""
+        self._run(lambda c: q.answer_post(c, photo_id, "lost", Stamp.now().seconds, time.time()))
+
+    def last_intent(self, photo_id: int) -> Stamp | None:
+        rows = self._read(
+            "SELECT boot, intent_clock FROM order_posts WHERE photo_id = %s ORDER BY id DESC "
+            "LIMIT 1",
+            (photo_id,),
+        )
+        return Stamp(rows[0][0], rows[0][1]) if rows else None
+
+    def recent_posts(self, within_seconds: float) -> list[PostTimes]:
+        """Order POSTs of the last ``within_seconds`` on the database's clock, refusals left
+        out, their times given on this machine's wall clock (ages measured by the database)."""
+        rows = self._read(
+            "SELECT extract(epoch FROM clock_timestamp() - intent_at)::float8, "
+            "extract(epoch FROM clock_timestamp() - answer_at)::float8 FROM order_posts "
+            "WHERE (outcome IS NULL OR outcome != 'refused') "
+            "AND intent_at >= clock_timestamp() - make_interval(secs => %s)",
+            (within_seconds,),
+        )
+        now = time.time()
+        return [PostTimes("", 0.0, now - i, None, None if a is None else now - a) for i, a in rows]
+
+    def reorder(self, photo_ids: Sequence[int]) -> list[PhotoRow]:
+        """Clear the charged mark: these photos are ordered again (and paid again) next run."""
+        return self._run(
+            lambda c: [
+                row_of(r)
+                for r in c.execute(
+                    "UPDATE photos SET state = 'pending', order_id = NULL, image_id = NULL, "
+                    "eta = NULL, submitted_at = NULL, charged = 0, duplicate_of = NULL, "
+                    "error = NULL, retryable = 0, failed_from = NULL, updated_at = %s "
+                    f"WHERE id = ANY(%s) AND state != 'submitting' RETURNING {COLUMNS}",
+                    (now_text(), list(photo_ids)),
+                ).fetchall()
+            ]
+        )
+
+    def set_output_paths(self, photo_id: int, output_paths: Sequence[str]) -> None:
+        self._run(
+            lambda c: c.execute(
+                "UPDATE photos SET output_paths = %s, updated_at = %s WHERE id = %s",
+                (json.dumps(list(output_paths)), now_text(), photo_id),
+            )
+        )
+
+    def mark_failed(self, photo_id: int, error: str, *, retryable: bool) -> PhotoRow:
+        return self._mark(
+            photo_id,
+            "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
+            "state = 'failed', error = %s, retryable = %s",
+            (error, int(retryable)),
+        )
+
+    def mark_pending(self, photo_id: int) -> PhotoRow:
+        """Upload afresh (the API forgot the upload); never for a charged photo."""
+        try:
+            return self._mark(
+                photo_id,
+                "state = 'pending', order_id = NULL, error = NULL, retryable = 0, "
+                "failed_from = NULL",
+                (),
+                only_if="AND charged = 0",
+            )
+        except NotEligible:
+            raise LedgerError(
+                f"refusing to upload photo {photo_id} again: it was charged already "
+                f"(ledger {self.path}); `aihd reorder` orders a photo again"
+            ) from None
+
+    def mark_completed(
+        self, photo_id: int, result_urls: Sequence[str], output_paths: Sequence[str]
+    ) -> PhotoRow:
+        return self._mark(
+            photo_id,
+            "state = 'completed', result_urls = %s, output_paths = %s, error = NULL, retryable = 0",
+            (json.dumps(list(result_urls)), json.dumps(list(output_paths))),
+        )
+
+    def reset_failed(self, *, include_permanent: bool) -> int:
+        """As SqliteLedger.reset_failed."""
+        return self._run(
+            lambda c: (
+                c.execute(
+                    "UPDATE photos SET "
+                    "state = CASE WHEN failed_from = 'submitting' THEN 'submitting' "
+                    "ELSE 'pending' END, "
+                    "order_id = CASE WHEN failed_from = 'submitting' THEN order_id END, "
+                    "error = NULL, retryable = 0, failed_from = NULL, updated_at = %s "
+                    "WHERE state = 'failed' AND current = 1 AND sha256 != '' AND charged = 0 "
+                    "AND (retryable = 1 OR %s)",
+                    (now_text(), include_permanent),
+                ).rowcount
+            )
+        )
+
+    def import_ledger(self, source: Path) -> int | None:
+        """Copy a SQLite aihd ledger into this one; None when it was imported before."""
+        from pipeline.ledger.sqlite import SqliteLedger
+
+        key = str(source.resolve())
+        if not source.is_file():
+            raise LedgerError(f"cannot import {source}: no such file")
+        other = SqliteLedger(source)  # refuses another tool's file; migrates an older one
+
+        def body(c: q.Conn) -> int | None:
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
+            if c.execute("SELECT 1 FROM imports WHERE path = %s", (key,)).fetchone():
+                return None
+            last_post = c.execute("SELECT coalesce(max(id), 0) FROM order_posts").fetchone()
+            with other.atomic() as source_conn:
+                count = import_rows(q.SqliteStyle(c), source_conn)  # type: ignore[arg-type]
+            # The imported order POSTs' times, on the database's clock from their Unix times.
+            c.execute(
+                "UPDATE order_posts SET intent_at = to_timestamp(intent_wall), "
+                "answer_at = to_timestamp(answer_wall) WHERE id > %s",
+                (last_post[0] if last_post else 0,),
+            )
+            c.execute(
+                "INSERT INTO imports (path, imported_at, photos) VALUES (%s, %s, %s)",
+                (key, now_text(), count),
+            )
+            return count
+
+        try:
+            return self._run(body)
+        finally:
+            other.close()

@@ -1,0 +1,166 @@
+"""The PostgreSQL ledger's schema, as an ordered list of migrations; ``aihd_schema`` holds its
+version.
+
+The same tables and columns as the SQLite ledger (migrations.py), so rows, states and the
+import of a SQLite ledger mean the same; two columns more on ``order_posts``: ``intent_at`` and
+``answer_at``, taken from the DATABASE's clock (``clock_timestamp()``), on which the account's
+order window is counted across machines whatever their own clocks say. Each migration runs in
+one transaction with the bump of the version, under an advisory lock, so two machines starting
+at once migrate once. Append new migrations; never edit old ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+
+from pipeline.errors import LedgerError
+
+# Transaction-scoped advisory lock keys (pg_advisory_xact_lock): 'aihd' then a purpose.
+LOCK_MIGRATE = 0x61696864_0001
+LOCK_FIND = 0x61696864_0002  # record_found and friends choose ids as max(id) + 1
+LOCK_WINDOW = 0x61696864_0003  # the account's order window (one account per database)
+LOCK_RUN = 0x61696864_0004  # the run lock of `aihd collect` (a session-level lock)
+
+
+def _v1_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Photos, order POSTs, runs and imports, as the SQLite ledger's schema version 3."""
+    conn.execute(
+        """
+        CREATE TABLE photos (
+            id           BIGINT  PRIMARY KEY,
+            path         TEXT    NOT NULL,
+            folder       TEXT    NOT NULL,
+            sha256       TEXT    NOT NULL,
+            size         BIGINT  NOT NULL,
+            mtime_ns     BIGINT  NOT NULL,
+            service      TEXT    NOT NULL,
+            space        TEXT    NOT NULL,
+            enhancements TEXT    NOT NULL,
+            identity     TEXT    NOT NULL,
+            state        TEXT    NOT NULL,
+            current      INTEGER NOT NULL DEFAULT 1,
+            order_id     TEXT,
+            image_id     TEXT,
+            eta          BIGINT,
+            submitted_at TEXT,
+            result_urls  TEXT    NOT NULL DEFAULT '[]',
+            output_paths TEXT    NOT NULL DEFAULT '[]',
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            error        TEXT,
+            retryable    INTEGER NOT NULL DEFAULT 0,
+            failed_from  TEXT,
+            duplicate_of BIGINT REFERENCES photos(id) DEFERRABLE INITIALLY DEFERRED,
+            created_at   TEXT    NOT NULL,
+            updated_at   TEXT    NOT NULL,
+            charged      INTEGER NOT NULL DEFAULT 0,
+            manifest     TEXT    NOT NULL DEFAULT '',
+            claimed_by   TEXT,
+            claim_until  DOUBLE PRECISION,               -- Unix time on the database's clock
+            UNIQUE (path, identity)
+        )
+        """
+    )
+    conn.execute("CREATE UNIQUE INDEX photos_current_path ON photos(path) WHERE current = 1")
+    conn.execute("CREATE INDEX photos_identity ON photos(identity)")
+    conn.execute("CREATE INDEX photos_claims ON photos(claimed_by) WHERE claimed_by IS NOT NULL")
+    # The open photos of a folder in order: what a claim batch takes (postgres_base.claim).
+    conn.execute(
+        "CREATE INDEX photos_open ON photos(folder, id) "
+        "WHERE current = 1 AND state IN ('pending', 'uploaded', 'submitting')"
+    )
+    conn.execute(
+        """
+        CREATE TABLE order_posts (
+            id              BIGSERIAL PRIMARY KEY,
+            photo_id        BIGINT NOT NULL REFERENCES photos(id),
+            order_id        TEXT   NOT NULL,
+            boot            TEXT   NOT NULL,
+            intent_clock    DOUBLE PRECISION NOT NULL,
+            intent_wall     DOUBLE PRECISION NOT NULL,
+            answer_clock    DOUBLE PRECISION,
+            answer_wall     DOUBLE PRECISION,
+            outcome         TEXT,
+            key_fingerprint TEXT NOT NULL DEFAULT '',
+            intent_at       TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+            answer_at       TIMESTAMPTZ
+        )
+        """
+    )
+    conn.execute("CREATE INDEX order_posts_photo ON order_posts(photo_id, id)")
+    conn.execute("CREATE INDEX order_posts_intent_at ON order_posts(intent_at)")
+    conn.execute(
+        """
+        CREATE TABLE runs (
+            id         BIGSERIAL PRIMARY KEY,
+            command    TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            ended_at   TEXT,
+            outcome    TEXT,
+            summary    TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    conn.execute(
+        "CREATE TABLE imports (path TEXT PRIMARY KEY, imported_at TEXT NOT NULL, "
+        "photos INTEGER NOT NULL)"
+    )
+    conn.execute("CREATE TABLE run_lock (only_one INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+
+
+def _v2_reviews_ignored_titles(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's migrations 4 and 5: review decisions, ignored paths, catalog spellings."""
+    conn.execute(
+        "CREATE TABLE reviews (photo_id BIGINT PRIMARY KEY REFERENCES photos(id), "
+        "decision TEXT NOT NULL, decided_at TEXT NOT NULL, source TEXT)"
+    )
+    conn.execute(
+        "CREATE TABLE ignored (path TEXT PRIMARY KEY, ignored_at TEXT NOT NULL, reason TEXT)"
+    )
+    conn.execute("CREATE TABLE titles (casefolded TEXT PRIMARY KEY, title TEXT NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
+    _v1_initial,
+    _v2_reviews_ignored_titles,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: psycopg.Connection[tuple[object, ...]], where: str) -> None:
+    """Bring the database to SCHEMA_VERSION; refuse one that is another tool's, or newer."""
+    while True:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_MIGRATE,))
+            version = _version(conn, where)
+            if version >= SCHEMA_VERSION:
+                break
+            if version == 0:
+                conn.execute("CREATE TABLE aihd_schema (version INTEGER NOT NULL)")
+                conn.execute("INSERT INTO aihd_schema VALUES (0)")
+            MIGRATIONS[version](conn)
+            conn.execute("UPDATE aihd_schema SET version = %s", (version + 1,))
+    if version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"ledger {where} has schema version {version}, newer than this aihd knows "
+            f"({SCHEMA_VERSION}); upgrade aihd, or use another database"
+        )
+
+
+def _version(conn: psycopg.Connection[tuple[object, ...]], where: str) -> int:
+    tables = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    }
+    if "aihd_schema" in tables:
+        row = conn.execute("SELECT version FROM aihd_schema").fetchone()
+        return int(str(row[0])) if row else 0
+    if tables:
+        raise LedgerError(
+            f"cannot open ledger {where}: the database holds tables of another tool, not an "
+            "aihd ledger; name an empty database (createdb aihd) for the ledger"
+        )
+    return 0

@@ -1,0 +1,134 @@
+"""The PostgreSQL store's SQL that differs from SQLite's: the order window on the database's
+clock, orphans and copies, and a small adapter that lets the SQLite store's finding and import
+code (sqlite_found.py, sqlite_import.py) run unchanged on a PostgreSQL connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+
+from pipeline.ledger.records import WindowRule
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+IN_FLIGHT_POLL_SECONDS = 0.1  # as sqlite_window.py
+ORPHANABLE = ("pending", "uploaded", "failed")  # as sqlite_found.py
+
+
+class SqliteStyle:
+    """``execute``/``executemany`` with SQLite's ``?`` and ``json_each(?)`` on a psycopg
+    connection: only for the fixed SQL of sqlite_found.record_found and sqlite_import."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[tuple[Any, ...]]:
+        return self._conn.execute(_pg(sql), tuple(params))
+
+    def executemany(
+        self, sql: str, seq: Iterable[Sequence[Any]]
+    ) -> psycopg.Cursor[tuple[Any, ...]]:
+        cur = self._conn.cursor()
+        rows = [tuple(p) for p in seq]
+        if rows:
+            cur.executemany(_pg(sql), rows)
+        return cur
+
+
+def _pg(sql: str) -> str:
+    return sql.replace("json_each(?)", "json_array_elements_text(?::json)").replace("?", "%s")
+
+
+def window_wait(conn: Conn, rule: WindowRule) -> float:
+    """Seconds until the account's window has room (0: room now), counted on the database's
+    clock: each order POST counts from its answer (or, unanswered, its intent plus the longest
+    a request may take) until ``per_seconds`` later, refusals excepted. As sqlite_window.py."""
+    horizon = rule.per_seconds + rule.answer_within
+    rows = conn.execute(
+        "SELECT extract(epoch FROM clock_timestamp() - coalesce(answer_at, "
+        "intent_at + make_interval(secs => %s)))::float8 FROM order_posts "
+        "WHERE intent_at >= clock_timestamp() - make_interval(secs => %s) "
+        "AND (outcome IS NULL OR outcome != 'refused')",
+        (rule.answer_within, horizon),
+    ).fetchall()
+    expiries = []
+    in_flight = False
+    for (age,) in rows:
+        if (left := rule.per_seconds - age) > 0:
+            expiries.append(left)
+            in_flight = in_flight or age < 0
+    if len(expiries) < rule.orders:
+        return 0.0
+    expiries.sort(reverse=True)
+    wait = float(expiries[rule.orders - 1])
+    return min(wait, IN_FLIGHT_POLL_SECONDS) if in_flight else wait
+
+
+def answer_post(conn: Conn, photo_id: int, outcome: str, clock: float, wall: float) -> None:
+    """Record the answer to the photo's latest order POST, on the database's clock: when its
+    transaction began (``now()``), which is after the answer came (its write was queued then),
+    not when the group's writes before it are done."""
+    conn.execute(
+        "UPDATE order_posts SET answer_clock = %s, answer_wall = %s, outcome = %s, "
+        "answer_at = now() "
+        "WHERE id = (SELECT max(id) FROM order_posts WHERE photo_id = %s) AND outcome IS NULL",
+        (clock, wall, outcome, photo_id),
+    )
+
+
+def unpaid_originals(
+    conn: Conn, copy_ids: Sequence[int], owner: str | None, *, lock: bool = False
+) -> list[tuple[int, int, str, bool]]:
+    """As sqlite_found.unpaid_originals, leaving out originals another run's live claim
+    holds (another machine is on it); ``lock``: lock the originals' rows until commit,
+    leaving out those another transaction holds this moment."""
+    rows = conn.execute(
+        "SELECT c.id, o.id, o.path, (o.current = 1 AND o.state != 'failed') FROM photos c "
+        "JOIN photos o ON o.id = c.duplicate_of "
+        "WHERE c.id = ANY(%s) AND c.state = 'duplicate' "
+        "AND o.charged = 0 AND o.state = ANY(%s) AND (o.claimed_by IS NULL "
+        "OR o.claimed_by = %s OR o.claim_until < extract(epoch FROM clock_timestamp()))"
+        + (" FOR UPDATE OF o SKIP LOCKED" if lock else ""),
+        (list(copy_ids), list(ORPHANABLE), owner or ""),
+    ).fetchall()
+    return [(c, o, path, bool(stands)) for c, o, path, stands in rows]
+
+
+def adopt(conn: Conn, copy_id: int, original_id: int, gone: bool, now: str) -> None:
+    """As sqlite_found.adopt: the copy takes the unpaid original's place (and its upload)."""
+    found = conn.execute(
+        "SELECT state, order_id FROM photos WHERE id = %s", (original_id,)
+    ).fetchone()
+    assert found is not None
+    state, order_id = found
+    keeps_upload = state == "uploaded" and order_id is not None
+    conn.execute(
+        "UPDATE photos SET state = %s, order_id = %s, duplicate_of = NULL, error = NULL, "
+        "retryable = 0, failed_from = NULL, updated_at = %s WHERE id = %s",
+        ("uploaded" if keeps_upload else "pending", order_id if keeps_upload else None, now,
+         copy_id),
+    )  # fmt: skip
+    conn.execute(
+        "UPDATE photos SET state = 'duplicate', duplicate_of = %s, order_id = NULL, "
+        "current = CASE WHEN %s THEN 0 ELSE current END, updated_at = %s WHERE id = %s",
+        (copy_id, gone, now, original_id),
+    )
+    conn.execute(
+        "UPDATE photos SET duplicate_of = %s WHERE duplicate_of = %s AND id != %s",
+        (copy_id, original_id, copy_id),
+    )
+
+
+def scope_clause(folders: Sequence[str] | None) -> tuple[str, list[object]]:
+    """SQL that keeps photos in these folders or below them (exact, case-sensitive)."""
+    if folders is None:
+        return "TRUE", []
+    if not folders:
+        return "FALSE", []
+    params: list[object] = []
+    for folder in folders:
+        prefix = folder.rstrip("/") + "/"
+        params += [len(prefix), prefix]
+    return "(" + " OR ".join(["substr(path, 1, %s) = %s"] * len(folders)) + ")", params
