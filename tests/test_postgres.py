@@ -63,12 +63,13 @@ def database(url: str) -> tuple[str, str]:
     return name, url.replace(f"/{name}?", "/postgres?", 1)
 
 
-def shut_out(url: str) -> None:
-    """The database refuses new connections and drops aihd's: it is away."""
+def shut_out(url: str, *, keep: int = 0) -> None:
+    """The database refuses new connections and drops aihd's (all but the backend ``keep``,
+    a test's own connection, whose locks stay held): it is away."""
     name, admin = database(url)
     sql(admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
     sql(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-        "AND pid != pg_backend_pid()", (name,))  # fmt: skip
+        "AND pid != pg_backend_pid() AND pid != %s", (name, keep))  # fmt: skip
 
 
 def let_in(url: str) -> None:
@@ -240,7 +241,10 @@ def test_a_connection_lost_between_intent_and_post_sends_nothing(
         run = spawn_aihd(["run", str(manifest), *FAST], sandbox,
                          env={"AIHD_LEDGER_RETRY_SECONDS": "1"})  # fmt: skip
         backend = wait_for_intent_on_the_window_lock(pg_url, holder)
-        shut_out(pg_url)  # terminates the run's backend mid-intent, and refuses reconnects
+        # The holder keeps the window lock until the run has exited: were it dropped with
+        # the run's backend, the run could take the lock and commit its intent in the moment
+        # before its own backend's turn to be terminated (seen on a busy machine).
+        shut_out(pg_url, keep=holder.info.backend_pid)  # the run's backend, mid-intent
         assert backend not in [
             r[0] for r in sql(database(pg_url)[1], "SELECT pid FROM pg_stat_activity")
         ]
