@@ -8,6 +8,7 @@ at one boundary each, with ``raise ... from exc``.
     ├── LedgerError               the ledger file cannot be used
     │   ├── LedgerBusy            another run holds the ledger (exit 5)
     │   ├── LedgerUnreachable     the PostgreSQL ledger stayed away after retries (exit 7)
+    │   ├── GroupRolledBack       a group of writes was rolled back whole: make it again
     │   └── SubmitRefused         the ledger refuses an intent: charged, or another run's
     ├── PhotoError                a photo that cannot be sent: path and reason
     │   └── PhotoChanged          its bytes changed between the scan and the upload
@@ -85,6 +86,12 @@ class LedgerUnreachable(LedgerError):
     """The ledger's database could not be reached after retries: the run stopped, nothing lost."""
 
     exit_code = 7
+
+
+class GroupRolledBack(LedgerError):
+    """A group of writes (``Ledger.grouped``) was rolled back whole before its COMMIT (chosen as
+    a deadlock's victim, or its connection lost): none of it was written, and the results its
+    writes gave are void. The group is made again from the start (groupcommit.py)."""
 
 
 class SubmitRefused(LedgerError):

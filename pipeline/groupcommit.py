@@ -11,19 +11,26 @@ still on disk before the order POST leaves. A write that fails (a refusal such a
 uploaded") fails alone: its UPDATE changed nothing and the others commit. If the transaction
 itself is lost (a full disk), every caller of the batch gets the error and none believes its
 write is on disk. A queued write is made even if its caller is cancelled meanwhile, as it would
-have been had the call been synchronous.
+have been had the call been synchronous. A group the store rolls back whole before its COMMIT
+(GroupRolledBack: a deadlock with another machine, a lost connection) is made again from the
+start, every write giving its new result: its first results were never written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from pipeline.errors import GroupRolledBack
 from pipeline.ledger import Ledger
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+MAX_GROUP_ATTEMPTS = 20  # a group rolled back whole is made again this many times at most
+GROUP_RETRY_PAUSE = 0.01  # seconds, times the attempt: let the other transaction finish
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 
@@ -48,19 +55,28 @@ class GroupCommit:
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            with self._ledger.grouped():
-                for fn, args, kwargs, _ in batch:
-                    try:
-                        outcomes.append((True, fn(*args, **kwargs)))
-                    except Exception as exc:  # handed to that write's caller
-                        outcomes.append((False, exc))
-        except Exception as exc:  # the commit failed: every caller hears it
-            outcomes = [(False, exc)] * len(batch)
-        else:
-            self.commits += 1
-            self.writes += len(batch)
+        for attempt in range(1, MAX_GROUP_ATTEMPTS + 1):
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                with self._ledger.grouped():
+                    for fn, args, kwargs, _ in batch:
+                        try:
+                            outcomes.append((True, fn(*args, **kwargs)))
+                        except Exception as exc:  # handed to that write's caller
+                            outcomes.append((False, exc))
+            except GroupRolledBack as exc:
+                # Nothing of the group was written and its results are void: make it again
+                # (PostgreSQL: a deadlock with another machine, a connection lost mid-group).
+                outcomes = [(False, exc)] * len(batch)
+                if attempt < MAX_GROUP_ATTEMPTS:
+                    time.sleep(GROUP_RETRY_PAUSE * attempt)
+                    continue
+            except Exception as exc:  # the commit failed: every caller hears it
+                outcomes = [(False, exc)] * len(batch)
+            else:
+                self.commits += 1
+                self.writes += len(batch)
+            break
         for (*_, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.cancelled():
                 continue  # its caller is gone; the write itself was made

@@ -3,6 +3,8 @@ the same states and commands as SQLite, claims and the window across processes, 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import sqlite3
 import threading
 import time
@@ -13,8 +15,10 @@ import psycopg
 import pytest
 
 from pipeline.errors import LedgerError, LedgerUnreachable, SubmitRefused
+from pipeline.groupcommit import GroupCommit
 from pipeline.ledger import (
     FoundPhoto,
+    Ledger,
     PhotoOptions,
     PhotoRow,
     State,
@@ -329,32 +333,101 @@ def kill_backends(url: str) -> None:
         "AND application_name = 'aihd'", (name,))  # fmt: skip
 
 
+def in_one_group(ledger: Ledger, *writes: tuple[Callable[..., object], ...]) -> list[object]:
+    """Make ``writes`` (a function, then its arguments) as the runner does: queued in one turn
+    of an event loop, one group commit; each one's result or exception, in order."""
+
+    async def queue_all() -> list[object]:
+        group = GroupCommit(ledger)
+        return await asyncio.gather(
+            *(group.call(fn, *args) for fn, *args in writes), return_exceptions=True
+        )
+
+    return asyncio.run(queue_all())
+
+
+def once(action: Callable[[], object]) -> Callable[[], None]:
+    """``action`` the first time the group is made, nothing when it is made again."""
+    done: list[bool] = []
+
+    def write() -> None:
+        if not done:
+            done.append(True)
+            action()
+
+    return write
+
+
 def test_a_group_cut_mid_way_is_made_again_whole_on_a_new_connection(
     ledger: PostgresLedger, pg_url: str
 ) -> None:
     """The writes of one group before and after a lost connection are all committed, once."""
     rows = ledger.record_found([found(f"/m/{n}.jpg", sha=f"{n:064d}") for n in range(2)])
-    with ledger.grouped():
-        ledger.mark_uploaded(rows[0].id, "order-0")
-        kill_backends(pg_url)
-        ledger.mark_uploaded(rows[1].id, "order-1")
+    outcomes = in_one_group(
+        ledger,
+        (ledger.mark_uploaded, rows[0].id, "order-0"),
+        (once(lambda: kill_backends(pg_url)),),
+        (ledger.mark_uploaded, rows[1].id, "order-1"),
+    )
+    assert not any(isinstance(o, BaseException) for o in outcomes), outcomes
     assert [r.order_id for r in rows_of(pg_url)] == ["order-0", "order-1"]
 
 
-def test_a_group_that_cannot_be_made_again_as_it_was_fails_whole(
+def test_an_intent_whose_group_was_cut_and_whose_photo_changed_meanwhile_is_refused(
     ledger: PostgresLedger, pg_url: str
 ) -> None:
-    """An intent whose group was cut, and whose photo another run changed meanwhile, is not
-    taken as written: the group raises, and no intent is in the ledger."""
+    """The group is made again from the start on the ledger as it now is: the intent is
+    refused (its POST is never sent), the other writes are made, no intent is in the ledger."""
     (row,) = ledger.record_found([found("/m/a.jpg")])
     ledger.mark_uploaded(row.id, "order-a")
-    with pytest.raises(LedgerError, match="could not be made again"), ledger.grouped():
-        assert ledger.mark_submitting(row.id).state is State.SUBMITTING
+
+    def cut_and_change() -> None:
         kill_backends(pg_url)
         sql(pg_url, "UPDATE photos SET state = 'failed'")  # another run, meanwhile
-        ledger.mark_failed(row.id, "x", retryable=True)
+
+    intent, _, failed = in_one_group(
+        ledger,
+        (ledger.mark_submitting, row.id),
+        (once(cut_and_change),),
+        (functools.partial(ledger.mark_failed, retryable=True), row.id, "x"),
+    )
+    assert isinstance(intent, SubmitRefused) and "it is failed, not uploaded" in str(intent)
+    assert isinstance(failed, PhotoRow) and failed.state is State.FAILED
     assert sql(pg_url, "SELECT count(*) FROM order_posts") == [(0,)]
-    assert ledger.get(row.id).state is State.FAILED
+
+
+def test_a_claim_refused_in_a_group_that_was_cut_is_granted_when_it_is_made_again(
+    ledger: PostgresLedger, pg_url: str
+) -> None:
+    """What a write answered in a group that was rolled back is void: a claim refused then,
+    granted when the group is made again, reaches its caller as granted (were the first answer
+    kept, the run would skip a photo the ledger says it holds, and nobody would order it)."""
+    row, other = ledger.record_found([found("/m/a.jpg"), found("/n/b.jpg", sha="b" * 64)])
+    ledger.owner = "host-a|boot|1|run"
+    ledger.claim_batch = 1
+    sql(pg_url, "UPDATE photos SET claimed_by = 'host-b|boot|2|run', "
+        "claim_until = extract(epoch FROM clock_timestamp()) + 600")  # fmt: skip
+
+    def cut_then_release() -> None:
+        kill_backends(pg_url)  # first: the group's transaction holds the photo's row
+        sql(pg_url, "UPDATE photos SET claimed_by = NULL, claim_until = NULL")  # b ends
+
+    claimed, *_ = in_one_group(
+        ledger,
+        (ledger.claim, row.id),
+        (once(cut_then_release),),
+        (ledger.mark_uploaded, other.id, "order-b"),  # finds the connection lost: made again
+    )
+    assert claimed is True
+    assert sql(pg_url, "SELECT claimed_by FROM photos WHERE id = %s", (row.id,)) == [
+        ("host-a|boot|1|run",)
+    ]
+    # Cut at its COMMIT (which may have landed), the group is made again only if every write
+    # answers as it did: a claim that now answers otherwise fails the group, never the old no.
+    sql(pg_url, "UPDATE photos SET claimed_by = 'host-b|boot|2|run', "
+        "claim_until = extract(epoch FROM clock_timestamp()) + 600")  # fmt: skip
+    (at_commit, _) = in_one_group(ledger, (ledger.claim, row.id), (once(cut_then_release),))
+    assert isinstance(at_commit, LedgerError) and "could not be made again" in str(at_commit)
 
 
 def test_two_machines_deadlocked_on_the_window_and_the_finding_lock_both_get_through(
@@ -370,23 +443,29 @@ def test_two_machines_deadlocked_on_the_window_and_the_finding_lock_both_get_thr
         errors: list[BaseException] = []
 
         def machine_b() -> None:
-            try:
-                with b.grouped():
-                    b.record_found([found("/b/z.jpg", sha="3" * 64)])  # the finding lock
-                    b_has.set()
-                    a_has.wait(10)
-                    b.mark_submitting(y.id, "order-y", window=rule)  # waits for a's window
-            except BaseException as exc:
-                errors.append(exc)
+            errors.extend(
+                o
+                for o in in_one_group(
+                    b,
+                    (b.record_found, [found("/b/z.jpg", sha="3" * 64)]),  # the finding lock
+                    (b_has.set,),
+                    (a_has.wait, 10),
+                    (functools.partial(b.mark_submitting, window=rule), y.id, "order-y"),
+                )
+                if isinstance(o, BaseException)
+            )
 
         other = threading.Thread(target=machine_b)
         other.start()
-        with a.grouped():
-            a.mark_submitting(x.id, "order-x", window=rule)  # the window lock
-            a_has.set()
-            b_has.wait(10)
-            a.record_found([found("/a/w.jpg", sha="4" * 64)])  # waits for b's finding lock
+        outcomes = in_one_group(
+            a,
+            (functools.partial(a.mark_submitting, window=rule), x.id, "order-x"),  # the window
+            (a_has.set,),
+            (b_has.wait, 10),
+            (a.record_found, [found("/a/w.jpg", sha="4" * 64)]),  # then b's finding lock
+        )
         other.join(30)
+        errors.extend(o for o in outcomes if isinstance(o, BaseException))
         assert errors == []
         assert sql(pg_url, "SELECT count(*) FROM order_posts") == [(2,)]
         assert {r.path: r.state for r in rows_of(pg_url)}["/b/y.jpg"] is State.SUBMITTING

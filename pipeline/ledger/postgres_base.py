@@ -9,12 +9,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 import psycopg.errors
 
-from pipeline.errors import LedgerError, LedgerUnreachable
+from pipeline.errors import GroupRolledBack, LedgerError, LedgerUnreachable
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger.postgres_schema import migrate
 from pipeline.ledger.records import PhotoRow
@@ -60,7 +60,7 @@ class PostgresBase:
         env = os.environ.get(RETRY_ENV, "").strip()
         self.retry_seconds = retry_seconds if retry_seconds is not None else float(env or 60)
         self._away = False  # it stayed away once: later calls try once, not for retry_seconds
-        self._group: list[tuple[Callable[[q.Conn], Any], type[BaseException] | None]] | None = None
+        self._group: list[tuple[Callable[[q.Conn], Any], object]] | None = None
         self._group_error: LedgerError | None = None
         try:
             self._run(lambda conn: migrate(conn, self.path), transaction=False)
@@ -163,10 +163,12 @@ class PostgresBase:
     @contextmanager
     def grouped(self) -> Iterator[None]:
         """Writes made inside share one transaction, each in a savepoint of its own (one that
-        fails is undone alone) and one COMMIT. A connection lost in the group, or at its
-        COMMIT, is reconnected and the group's writes made again in order; if one of them
-        does not come out as it did (a COMMIT that had in fact landed, another machine's
-        change meanwhile), every write of the group fails, none believed written."""
+        fails is undone alone) and one COMMIT. A deadlock or a lost connection before COMMIT
+        rolls the whole group back: GroupRolledBack, for the caller to make it again. A
+        connection lost AT its COMMIT (which may have landed) is reconnected and the group's
+        writes made again in order; if one of them does not come out as it did (the COMMIT
+        had landed, another machine's change meanwhile), every write of the group fails,
+        none believed written."""
         with self._mutex:
             if self._group is not None or self._depth:
                 yield
@@ -191,26 +193,35 @@ class PostgresBase:
         if self._group_error is not None:
             raise self._group_error
         assert self._group is not None
-        while True:
-            try:
-                result = self._savepoint(body)
-            except psycopg.errors.DeadlockDetected as exc:
-                # Chosen as the victim of a deadlock with another machine's transaction: let
-                # it go on (roll the whole group back), then make the group again.
-                assert self._conn is not None
-                self._conn.execute("ROLLBACK")
-                self._replay_group(exc, reconnect=False)
-                continue
-            except psycopg.OperationalError as exc:
-                if not self._lost():
-                    raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
-                self._replay_group(exc)
-                continue
-            except Exception as exc:
-                self._group.append((body, type(exc)))
-                raise
-            self._group.append((body, None))
-            return result
+        try:
+            result = self._savepoint(body)
+        except psycopg.errors.DeadlockDetected as exc:
+            # Chosen as the victim of a deadlock with another machine's transaction: the whole
+            # group is rolled back (grouped() does it) and made again from the start.
+            self._abandon_group(exc)
+        except psycopg.OperationalError as exc:
+            if not self._lost():
+                raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
+            self._abandon_group(exc)  # the server rolled it back with the connection
+        except Exception as exc:
+            self._group.append((body, _outcome(exc)))
+            raise
+        self._group.append((body, _outcome(result)))
+        return result
+
+    def _abandon_group(self, exc: Exception) -> NoReturn:
+        """Before COMMIT, the group's transaction is certainly rolled back: what its earlier
+        writes returned is void (a claim refused then may be granted now, an intent granted
+        then may find the window full now), so the group is made again from the start by its
+        caller, each write getting its new result (GroupRolledBack, groupcommit.py). Replaying
+        the writes here and keeping their first results once handed a run a claim it did not
+        hold, and kept from it one it did: a photo nobody ordered that night."""
+        self._claimed.clear()  # the batch claims it cached may be among the rolled back
+        self._group_error = GroupRolledBack(
+            f"ledger {self.path}: a group of writes was rolled back ({first_line(exc)}); "
+            "nothing of it was written: make it again"
+        )
+        raise self._group_error from exc
 
     def _commit_group(self) -> None:
         while True:
@@ -242,13 +253,12 @@ class PostgresBase:
                 self._connect().execute("BEGIN")
                 for body, outcome in self._group:
                     try:
-                        self._savepoint(body)
-                        again: type[BaseException] | None = None
+                        again = _outcome(self._savepoint(body))
                     except psycopg.OperationalError:
                         raise
                     except Exception as other:
-                        again = type(other)
-                    if again is not outcome:
+                        again = _outcome(other)
+                    if again != outcome:
                         self._group_error = LedgerError(
                             f"ledger {self.path}: the connection was lost in a group of writes "
                             "that could not be made again as they were; nothing of it is "
@@ -294,6 +304,14 @@ class PostgresBase:
             return row_of(found)
 
         return self._run(body)
+
+
+def _outcome(result: object) -> object:
+    """What a write of a group must give again when the group is made again after a cut
+    COMMIT: its exception's type, or its answer when that is a yes or no (a claim)."""
+    if isinstance(result, BaseException):
+        return type(result)
+    return result if isinstance(result, bool) else None
 
 
 def first_line(exc: BaseException) -> str:
