@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from pipeline import api
-from pipeline.client import ApiClient
+from pipeline.api.v1 import ApiClient
 from pipeline.sandbox import Faults, Sandbox, SandboxConfig, SandboxThread
 
 T = TypeVar("T")
