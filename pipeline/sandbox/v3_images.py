@@ -16,9 +16,9 @@ from PIL import Image, ImageDraw, ImageFilter, UnidentifiedImageError
 from .enhance import PLACEHOLDER_GREY, PLACEHOLDER_SIZE, enhance
 
 THUMBNAIL_SIZE = (256, 256)
-DUSK_TOP = (40, 30, 90)  # deep violet sky
+DUSK_TOP = (35, 35, 110)  # deep blue-violet sky
 DUSK_BOTTOM = (230, 120, 50)  # warm horizon glow
-DUSK_STRENGTH = 0.45
+DUSK_STRENGTH = 0.5
 SOFA = (120, 80, 50)
 
 
@@ -32,7 +32,7 @@ def _dusk(photo: Image.Image) -> Image.Image:
             tuple(round(t + (b - t) * share) for t, b in zip(DUSK_TOP, DUSK_BOTTOM, strict=True)),
         )
     sky = gradient.resize((width, height))
-    darker = photo.point(lambda value: round(value * 0.7))
+    darker = photo.point(lambda value: round(value * 0.6))
     return Image.blend(darker, sky, DUSK_STRENGTH)
 
 
