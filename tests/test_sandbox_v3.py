@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,6 +19,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from pipeline.sandbox import Faults, Sandbox, V3Readings
+from tests.cli_helpers import aihd
 
 T = TypeVar("T")
 PhotoFactory = Callable[..., Path]
@@ -866,3 +871,43 @@ def test_readings_are_set_and_read_over_http_without_a_key(sandbox: Sandbox) -> 
     assert bad_value[0] == bad_name[0] == 400
     assert "naked" in bad_value[1]["error"] and "envlope" in bad_name[1]["error"]
     assert current == (200, readings)
+
+
+def test_aihd_sandbox_plays_the_readings_named_by_its_v3_options() -> None:
+    """`aihd sandbox --v3 NAME=VALUE` serves those readings (read back at /_sandbox/v3)."""
+    options = ["--v3", "envelope=bare", "--v3", "result_src=false", "--v3", "temp_link_seconds=9"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "sandbox", "--port", "0", "--key", "k-1", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().rsplit(" ", 1)[1].strip()
+
+        async def read() -> Any:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(url + "/_sandbox/v3") as response,
+            ):
+                return await response.json()
+
+        readings = asyncio.run(read())
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+    finally:
+        server.kill()
+        server.communicate()
+    expected = V3Readings(envelope="bare", result_src=False, temp_link_seconds=9)
+    assert readings == dataclasses.asdict(expected)
+
+
+def test_aihd_sandbox_refuses_an_unknown_reading_in_one_line() -> None:
+    """A bad --v3 value is a usage error (exit 2) naming the reading and its choices."""
+    result = aihd(["sandbox", "--port", "0", "--v3", "envelope=naked"], None)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "aihd: error: --v3: envelope must be one of ['wrapped', 'bare'], not 'naked'"
+    ]
