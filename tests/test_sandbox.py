@@ -580,6 +580,9 @@ def test_stats_and_faults_are_reachable_over_http_without_a_key(sandbox: Sandbox
         "requests",
         "held",
         "holding",
+        "process_posts",
+        "processes_charged",
+        "v3_orders",
     }
 
 
