@@ -173,7 +173,7 @@ def load_manifest(path: Path, *, strict: bool = False) -> Manifest:
                 "manifest's api:)",
                 path=path,
             )
-        model.api = chosen  # type: ignore[assignment]
+        model = model.model_copy(update={"api": chosen})
     return _build(model, path, lines, strict)
 
 

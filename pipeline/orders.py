@@ -45,6 +45,7 @@ _MAX_RATE_LIMITED = 20  # 429s in a row for one photo before it is left for the 
 # details are read after this short pause (twice, this far apart, before an idle order is posted
 # again), not after the full settle time a request that may still be running needs.
 QUICK_SETTLE_SECONDS = 2.0
+_PACED_LEAD = 0.005  # seconds an upload counted in the window may start before its slot
 
 OUTCOME_UNKNOWN = (
     "outcome unknown: the API no longer knows order {order_id}, whose answer was lost; it may "
@@ -243,9 +244,12 @@ class OrderFlow:
     async def _upload(self, row: PhotoRow, options: ResolvedOptions) -> tuple[PhotoRow, str | None]:
         """Upload; the new order id is recorded now if the photo must wait for its slot,
         else returned, to be recorded with the intent to submit in one commit."""
-        # An upload the API may count in its window (v3's order) waits for its own slot.
+        # An upload the API may count in its window (v3's order) waits for its own slot: a
+        # lead of a few ms (not 0: the window reads its clock again, a moment later), far less
+        # than an upload and a process POST take, so the order is still created after the
+        # slot's previous holder was answered.
         paced = self._client.paces_uploads(row.service)
-        lead = 0.0 if paced else 2 * self._upload_seconds + 0.5
+        lead = _PACED_LEAD if paced else 2 * self._upload_seconds + 0.5
         await self._window.wait_for_upload_turn(lead_seconds=lead)
         spec = options.spec
         started = time.monotonic()
@@ -290,7 +294,8 @@ class OrderFlow:
         if details.never_submitted:
             return row
         self._counters.found_charged += 1
-        return await self._writes.call(self._ledger.mark_submitted, row.id, None, None)
+        adopted = details.processes[-1] if details.processes else None
+        return await self._writes.call(self._ledger.mark_submitted, row.id, adopted, None)
 
     async def _submit(
         self,
@@ -472,7 +477,9 @@ class OrderFlow:
             self._counters.reconciled_idle += 1
             return await self._writes.call(self._ledger.mark_uploaded, row.id, order_id)
         self._counters.reconciled_submitted += 1
-        return await self._writes.call(self._ledger.mark_submitted, row.id, None, None)
+        # v3: the order shows the process it was charged for; its id is adopted (v1: none).
+        adopted = details.processes[-1] if details.processes else None
+        return await self._writes.call(self._ledger.mark_submitted, row.id, adopted, None)
 
     async def _details(self, order_id: str, service: str) -> OrderDetails | None:
         """The order's details, read with retries; None when the API does not know it."""

@@ -165,7 +165,8 @@ def test_aihd_api_version_overrides_the_manifest_and_a_bad_one_is_refused(
     bad = aihd(["run", str(manifest), *FAST], sandbox, env={"AIHD_API_VERSION": "v2"})
     assert bad.returncode == 2 and "AIHD_API_VERSION='v2'" in bad.stderr
     done = _run(manifest, sandbox, env={"AIHD_API_VERSION": "v3"})
-    assert (done["_exit"], done["orders_spent"]) == (0, 1), done["_stderr"]
+    assert done["_exit"] == 0, done["_stderr"]
+    assert done["orders_spent"] == 1
     assert sandbox.stats().process_posts == 1 and sandbox.stats().order_posts == 0
 
 
