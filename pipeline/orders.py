@@ -251,6 +251,10 @@ class OrderFlow:
         paced = self._client.paces_uploads(row.service)
         lead = _PACED_LEAD if paced else 2 * self._upload_seconds + 0.5
         await self._window.wait_for_upload_turn(lead_seconds=lead)
+        if paced and self._account_window is not None:
+            # Other runs of the account may fill its window meanwhile: wait for room there too.
+            while (wait := self._ledger.window_wait(self._account_window)) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(wait)
         spec = options.spec
         started = time.monotonic()
 

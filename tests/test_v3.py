@@ -16,7 +16,7 @@ import pytest
 from pipeline.api.v3_slugs import ROOMS, STYLES
 from pipeline.ledger import PhotoOptions, State
 from pipeline.sandbox import Faults, Sandbox
-from tests.cli_helpers import FAST, aihd, ledger_rows, write_manifest
+from tests.cli_helpers import FAST, aihd, ledger_rows, spawn_aihd, write_manifest
 
 PhotoFactory = Callable[..., Path]
 INSIDE: dict[str, tuple[str, list[str]]] = {"12-oak-st/inside": ("indoor", [])}
@@ -234,3 +234,29 @@ def test_a_v3_project_made_elsewhere_is_found_by_its_address_not_made_again(
     assert _run(one, sandbox)["_exit"] == 0
     assert _run(two, sandbox)["_exit"] == 0
     assert _projects(one)[0][2] == _projects(two)[0][2]
+
+
+def test_v1_and_v3_runs_sharing_an_account_ledger_share_one_window_and_meet_no_429(
+    make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """A v1 run and a v3 run of one account, side by side, under one window of 3 per 2 s
+    (the emulator counts v1 orders and v3 processes together): 0 429s, each photo paid once."""
+    sandbox = make_sandbox(orders_per_window=3, window_seconds=2.0)
+    ledger = tmp_path / "account.ledger.sqlite"
+    manifests = []
+    for version in ("v1", "v3"):
+        root = tmp_path / version
+        for n in range(4):
+            photo_factory(root / "12-oak-st" / "inside", f"{version}-{n}.jpg")
+        manifests.append(
+            write_manifest(root, INSIDE, orders=3, per_seconds=2.0, ledger=str(ledger), api=version)
+        )
+    runs = [spawn_aihd(["run", str(m), *FAST, "--json"], sandbox) for m in manifests]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    for run, (out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err
+        assert json.loads(out)["rate_limited"] == 0
+    stats = sandbox.stats()
+    assert stats.rate_limited == 0
+    assert sorted(stats.charges.values()) == [1] * 8
+    assert (stats.orders_charged, stats.processes_charged) == (4, 4)

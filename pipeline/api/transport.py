@@ -342,6 +342,7 @@ class Transport:
         deadline: aiohttp.ClientTimeout | None = None,
         endpoint: str = "",
         absolute: URL | None = None,
+        lists: bool = False,
     ) -> dict[str, Any]:
         """One API call whose answer is a JSON object.
 
@@ -390,6 +391,8 @@ class Transport:
                 method=method,
                 endpoint=endpoint,
             ) from exc
+        if lists and isinstance(body, list):
+            return {"data": body}  # a bare list answer (``lists``: the caller reads ``data``)
         if not isinstance(body, dict):
             cls = OutcomeUnknown if spends else TransientError
             raise cls(f"{endpoint}: expected a JSON object", method=method, endpoint=endpoint)

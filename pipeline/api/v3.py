@@ -26,7 +26,7 @@ from yarl import URL
 from pipeline.api import v3_shapes as v3
 from pipeline.api.records import GeneratedImage, OrderDetails, OrderSpec, SubmittedOrder
 from pipeline.api.transport import Digest, Timeouts, Transport, _shape_of
-from pipeline.errors import RequestRejected, TransientError
+from pipeline.errors import AuthRefused, RequestRejected, TransientError
 
 log = logging.getLogger("aihd")
 
@@ -104,6 +104,7 @@ class V3Client(Transport):
             absolute=url,
             headers=None if same_origin else {"accept": "application/json"},
             endpoint=f"GET {v3.TOOLS_PATH}",
+            lists=True,
         )
         with _shape_of(v3.TOOLS_PATH):
             data = _unwrap(body)
@@ -132,7 +133,9 @@ class V3Client(Transport):
 
     async def _find_project(self, address: str) -> str | None:
         params = {"s": address, "page": "1", "limit": "30"}
-        body = await self._json("GET", v3.PROJECTS_PATH, params=params, endpoint="GET project")
+        body = await self._json(
+            "GET", v3.PROJECTS_PATH, params=params, endpoint="GET project", lists=True
+        )
         data = _unwrap(body)
         rows = data if isinstance(data, list) else []
         wanted = address.strip().casefold()
@@ -257,7 +260,8 @@ class V3Client(Transport):
         del service
         try:
             return await self.download(image.src, dest)
-        except RequestRejected as exc:
+        except (RequestRejected, AuthRefused) as exc:
+            # A refused link (403 "request has expired", 404, 410) is not the key's fault.
             if exc.status not in _EXPIRED or not image.process_id:
                 raise
         _, fresh = await self._process(image.process_id)
