@@ -260,3 +260,36 @@ def test_v1_and_v3_runs_sharing_an_account_ledger_share_one_window_and_meet_no_4
     assert stats.rate_limited == 0
     assert sorted(stats.charges.values()) == [1] * 8
     assert (stats.orders_charged, stats.processes_charged) == (4, 4)
+
+
+def test_a_v3_run_with_a_refused_key_exits_3_and_spends_nothing(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """The tools list needs no key, the project search does: a wrong key stops the run, exit 3,
+    with the key nowhere in its output and nothing uploaded or charged."""
+    photo_factory(tmp_path / "12-oak-st" / "inside", "a.jpg")
+    manifest = write_manifest(tmp_path, INSIDE, api="v3")
+    wrong = "not-the-key-0123456789"
+    done = aihd(["run", str(manifest), *FAST, "--json"], sandbox, key=wrong)
+    assert done.returncode == 3, done.stderr
+    assert wrong not in done.stdout + done.stderr and "Traceback" not in done.stderr
+    stats = sandbox.stats()
+    assert (stats.uploads, stats.charges) == (0, {})
+
+
+def test_plan_of_a_v3_manifest_checks_the_tools_and_spends_nothing(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """`aihd plan` on api: v3 counts the orders a run would spend; no project, order or
+    process is created."""
+    for n in range(2):
+        photo_factory(tmp_path / "12-oak-st" / "inside", f"p{n}.jpg")
+    manifest = write_manifest(
+        tmp_path, INSIDE, api="v3", folder_keys={"12-oak-st/inside": {"tool": "item-removal"}}
+    )
+    done = aihd(["plan", str(manifest), "--json"], sandbox)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["orders"] == 2
+    stats = sandbox.stats()
+    assert (stats.uploads, stats.v3_orders, stats.charges) == (0, 0, {})
+    assert not [r for r in stats.requests if "project" in r]

@@ -337,13 +337,16 @@ def _id_of(data: Any, names: Sequence[str], endpoint: str) -> str:
 
 
 def _first_asset(data: Any) -> str:
+    """The order's photo: its primary_angle asset (the role, when shown), else the first."""
     assets = data.get("assets") if isinstance(data, dict) else None
-    for asset in assets or []:
+    found = []
+    for asset in assets if isinstance(assets, list) else []:
         if isinstance(asset, dict):
             value = asset.get("id") or asset.get("asset_id")
             if isinstance(value, str | int) and str(value):
-                return str(value)
-    return ""
+                primary = asset.get("role", v3.PRIMARY_ANGLE) == v3.PRIMARY_ANGLE
+                found.append((not primary, str(value)))
+    return min(found)[1] if found else ""
 
 
 def _process_id(entry: Any) -> str:
