@@ -10,6 +10,11 @@ or bare; ``process_id`` or a ``process_ids`` list; a ``processes[]`` entry's ``i
 ``process_id`` (or a bare id); ``final_assets[].src`` else ``temp_src``; a 400 about the role
 field (send ``asset_role``, then ``asset_roles``); an expired result link (read the process
 again for a fresh one).
+
+The ledger's columns for a v3 photo: ``order_id`` is the v3 order, ``image_id`` the process
+(the credit's), ``service`` is ``v3:<tool slug>``, ``space`` the area or room item's value and
+``enhancements`` every widget item slug; ``eta`` is empty (v3 gives none). The asset id is not
+kept: the order shows it (``GET /v3/order/{id}``) when a later run needs it.
 """
 
 from __future__ import annotations
