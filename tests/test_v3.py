@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.api.v3_slugs import ROOMS, STYLES
+from pipeline.api.v3_slugs import ROOMS, STYLES, ToolOptionError, build_spec, check_live
 from pipeline.ledger import PhotoOptions, State
 from pipeline.sandbox import Faults, Sandbox
 from tests.cli_helpers import FAST, aihd, ledger_rows, spawn_aihd, write_manifest
@@ -293,3 +293,41 @@ def test_plan_of_a_v3_manifest_checks_the_tools_and_spends_nothing(
     stats = sandbox.stats()
     assert (stats.uploads, stats.v3_orders, stats.charges) == (0, 0, {})
     assert not [r for r in stats.requests if "project" in r]
+
+
+def test_v3_slugs_follow_the_documented_rule_and_the_vendors_own_body() -> None:
+    """Image enhancement indoor builds exactly the body of the vendor's own client (notes 3);
+    staging and day to dusk follow widget-<purpose>-<tool> / item-<value>-<widget>."""
+    ie = build_spec("Image Enhancement", space="Indoor")
+    assert (ie.service, ie.tool, ie.slot) == (
+        "v3:tool-image-enhancement",
+        "tool-image-enhancement",
+        "tool-image-enhancement-input-image",
+    )
+    assert ie.widgets == (
+        ("widget-area-tool-image-enhancement", ("item-indoor-widget-area-tool-image-enhancement",)),
+    )
+    staging = build_spec("virtual staging", room="Living Room", style="scandinavian")
+    assert staging.widgets == (
+        (
+            "widget-space-tool-virtual-staging",
+            ("item-living-room-widget-space-tool-virtual-staging",),
+        ),
+        (
+            "widget-style-tool-virtual-staging",
+            ("item-scandinavian-widget-style-tool-virtual-staging",),
+        ),
+    )
+    dusk = build_spec("tool-day-to-dusk", enhancements=["Lawn Touch-Up"])
+    assert dusk.widgets == (
+        (
+            "widget-day-to-dusk-options-tool-day-to-dusk",
+            ("item-lawn-touch-up-widget-day-to-dusk-options-tool-day-to-dusk",),
+        ),
+    )
+
+
+def test_a_tool_the_live_tools_list_lacks_is_refused_with_the_offered_ones() -> None:
+    """A tool not offered (active) by GET /api/tools: refused, listing those that are."""
+    with pytest.raises(ToolOptionError, match="offered: image-enhancement, item-removal"):
+        check_live("tool-day-to-dusk", ["tool-image-enhancement", "tool-item-removal"])
