@@ -911,3 +911,42 @@ def test_aihd_sandbox_refuses_an_unknown_reading_in_one_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "aihd: error: --v3: envelope must be one of ['wrapped', 'bare'], not 'naked'"
     ]
+
+
+@pytest.mark.parametrize(
+    "faults", [Faults(error_rate=1.0), Faults(reset_rate=1.0)], ids=["error", "reset"]
+)
+def test_request_faults_apply_to_every_v3_route_but_the_tools_list(
+    make_sandbox: MakeSandbox, faults: Faults
+) -> None:
+    """error_rate and reset_rate hit /v3 calls as /v1 ones; the tools list is not the API's."""
+    sandbox = make_sandbox(faults=faults)
+
+    async def scenario(v3: V3) -> tuple[list[str], int]:
+        outcomes = []
+        for method, path in [("GET", "/v3/project"), ("GET", "/v3/order/x")]:
+            try:
+                outcomes.append(str((await v3.call(method, path))[0]))
+            except aiohttp.ClientError:
+                outcomes.append("reset")
+        return outcomes, (await v3.call("GET", "/api/tools"))[0]
+
+    outcomes, tools = talk(sandbox, scenario)
+    assert outcomes == ["500" if faults.error_rate else "reset"] * 2
+    assert tools == 200
+
+
+def test_an_asset_over_50_mb_is_streamed_and_refused(sandbox: Sandbox, tmp_path: Path) -> None:
+    """POST /v3/order with a file over 50 MB is a 400 naming the file; no order is made."""
+    big = tmp_path / "huge.jpg"
+    with big.open("wb") as sparse:
+        sparse.truncate(50 * 1024 * 1024 + 1)  # a hole on disk, nothing in memory
+
+    async def scenario(v3: V3) -> tuple[int, Any]:
+        form = aiohttp.FormData()
+        form.add_field("asset_file", big.open("rb"), filename=big.name)
+        return await v3.call("POST", "/v3/order", data=form)
+
+    status, body = talk(sandbox, scenario)
+    assert (status, body["error"]) == (400, "huge.jpg: image larger than 50 MB")
+    assert sandbox.stats().v3_orders == 0

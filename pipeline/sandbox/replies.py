@@ -45,7 +45,7 @@ def drop_connection(request: web.Request) -> web.Response:
 
 
 async def client_left(request: web.Request) -> bool:
-    """Hold a charged order's answer back: True if the client went away meanwhile."""
+    """Hold a charged order's (or process's) answer back: True if the client left meanwhile."""
     state = request.app[STATE]
     with state.holding_answer():
         deadline = time.monotonic() + state.faults.hold_seconds

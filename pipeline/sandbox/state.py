@@ -53,7 +53,7 @@ def _opaque_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Faults:
-    """Misbehaviour to inject, each a fraction of /v1 requests; all zero by default."""
+    """Misbehaviour to inject, each a fraction of /v1 and /v3 requests; all zero by default."""
 
     latency: float = 0.0
     error_rate: float = 0.0
@@ -61,7 +61,7 @@ class Faults:
     lost_after_charge_rate: float = 0.0
     stall_rate: float = 0.0
     stall_seconds: float = 30.0
-    order_error_rate: float = 0.0  # 5xx on order POSTs only, answered before any charge
+    order_error_rate: float = 0.0  # 5xx on order (v3: process) POSTs only, before any charge
     order_reset_rate: float = 0.0  # order POSTs whose connection drops before any charge
     error_first: int = 0  # the first N /v1 requests after the faults are set answer 500
     # A charged order's answer is held back until the client goes away or hold_seconds pass
@@ -85,9 +85,8 @@ class SandboxConfig:
     plan_allows_service: bool = True
     faults: Faults = Faults()
     photo_memory_bytes: int = PHOTO_MEMORY_BYTES
-    v3: V3Readings = field(
-        default_factory=V3Readings
-    )  # which reading of each v3 unknown to play (v3_readings.py)
+    # Which reading of each v3 unknown to play (v3_readings.py).
+    v3: V3Readings = field(default_factory=V3Readings)
 
 
 @dataclass(frozen=True, slots=True)
