@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/aihd run sample_manifests/demo.yaml --sandbox --collect
+	$(BIN)/aihd run sample_manifests/demo-v3.yaml --sandbox --collect
 	$(BIN)/aihd review sample_manifests/demo.yaml
 
 lint: $(STAMP)

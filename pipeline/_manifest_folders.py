@@ -32,6 +32,7 @@ class Options:
     recursive: bool
     patterns: tuple[str, ...]
     exclude: tuple[str, ...] = ()
+    tools: tuple[tuple[str, str, int], ...] = ()  # (key, value, line): tool, room, style
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ class Written:
     patterns: tuple[str, ...] | None
     exclude: tuple[str, ...] | None
     matched: list[Path] = field(default_factory=list)
+    tools: tuple[tuple[str, str, int], ...] = ()  # (key, value, line) written here
 
     def apply(self, options: Options) -> Options:
         return Options(
@@ -66,7 +68,18 @@ class Written:
             recursive=self.recursive if self.recursive is not None else options.recursive,
             patterns=self.patterns if self.patterns is not None else options.patterns,
             exclude=self.exclude if self.exclude is not None else options.exclude,
+            tools=_merge(options.tools, self.tools),
         )
+
+
+def _merge(
+    below: tuple[tuple[str, str, int], ...], over: tuple[tuple[str, str, int], ...]
+) -> tuple[tuple[str, str, int], ...]:
+    if not over:
+        return below
+    merged = {key: (key, value, line) for key, value, line in below}
+    merged.update({key: (key, value, line) for key, value, line in over})
+    return tuple(merged.values())
 
 
 @dataclass(frozen=True, slots=True)

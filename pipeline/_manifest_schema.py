@@ -58,6 +58,17 @@ class DefaultsModel(_Strict):
     enhancements: list[Text] = Field(
         default_factory=list, description="Enhancement titles (any case) or item ids."
     )
+    tool: Text | None = Field(
+        default=None,
+        description="api: v3 only: image-enhancement (default), day-to-dusk, item-removal or "
+        "virtual-staging.",
+    )
+    room: Text | None = Field(
+        default=None, description="virtual-staging: the room type (bedroom, living-room, ...)."
+    )
+    style: Text | None = Field(
+        default=None, description="virtual-staging: the style (modern, farmhouse, ...)."
+    )
     recursive: bool = Field(default=False, description="Also take photos from subfolders.")
     patterns: list[FilePattern] = Field(
         default_factory=lambda: list(DEFAULT_PATTERNS),
@@ -96,6 +107,22 @@ class FolderModel(_Strict):
         description="Globs of files to leave out: a name (broken.jpg) or a path below the "
         "folder (drafts/*).",
     )
+    tool: Text | None = Field(
+        default=None,
+        description="api: v3 only: image-enhancement (default), day-to-dusk, item-removal or "
+        "virtual-staging.",
+    )
+    room: Text | None = Field(
+        default=None, description="virtual-staging: the room type (bedroom, living-room, ...)."
+    )
+    style: Text | None = Field(
+        default=None, description="virtual-staging: the style (modern, farmhouse, ...)."
+    )
+    project: Text | None = Field(
+        default=None,
+        description="api: v3 only: the address of the listing's project (default: the "
+        "listing's name).",
+    )
 
 
 class DeliveryProfileModel(_Strict):
@@ -129,6 +156,11 @@ class ManifestModel(_Strict):
         "and order window.",
     )
     output: Text = Field(default="enhanced", description="Folder `collect` writes results into.")
+    api: Literal["v1", "v3"] = Field(
+        default="v1",
+        description="Which AI HomeDesign API to order through: v1 or v3 (AIHD_API_VERSION "
+        "overrides it).",
+    )
     concurrency: int = Field(default=4, ge=1, le=256, description="Photos in flight at once.")
     rate_limit: RateLimitModel = Field(default_factory=RateLimitModel)
     retry: RetryModel = Field(default_factory=RetryModel)

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline import api
-from pipeline.client import ApiClient, Item, Space, Widget
+from pipeline.api import v3_slugs
+from pipeline.api.records import OrderSpec
+from pipeline.api.v1 import ApiClient, Item, Space, Widget
 from pipeline.errors import CatalogError
 
 
@@ -28,6 +30,19 @@ class ResolvedOptions:
 
     space: Space
     enhancements: tuple[Enhancement, ...]
+    v3: OrderSpec | None = None  # a v3 photo's tool, widgets and project (pipeline.api.v3_slugs)
+
+    @property
+    def spec(self) -> OrderSpec:
+        """What the client sends for a photo of these options."""
+        if self.v3 is not None:
+            return self.v3
+        return OrderSpec(api.SERVICE, self.space.name, tuple(self.selected_widgets))
+
+    @property
+    def service(self) -> str:
+        """The ledger's service: v1's service name, or ``v3:<tool slug>``."""
+        return api.SERVICE if self.v3 is None else self.v3.service
 
     @property
     def selected_widgets(self) -> list[api.SelectedWidget]:
@@ -107,3 +122,45 @@ def _find_item(widgets: Sequence[Widget], wanted: str) -> tuple[Widget, Item] | 
             if key in (item.title.casefold(), item.id.casefold()):
                 return widget, item
     return None
+
+
+def v3_options(spec: OrderSpec) -> ResolvedOptions:
+    """A v3 photo's options as the runner keeps them: its area or room as the space, and
+    every widget item slug as an enhancement (with ``v3:<tool slug>``, its identity)."""
+    space, items = v3_slugs.identity_parts(spec)
+    enhancements = tuple(Enhancement(w, i, i) for w, slugs in spec.widgets for i in slugs)
+    assert {e.item_id for e in enhancements} == set(items)
+    return ResolvedOptions(
+        Space(id=space, name=space, title=space, is_active=True), enhancements, spec
+    )
+
+
+def resolve_v3(
+    folders: Sequence[tuple[str, str, Sequence[str], str | None, str | None, str]],
+    live: Sequence[str] | None,
+    wheres: Sequence[str],
+) -> list[ResolvedOptions]:
+    """Each folder's v3 options: (tool, space, enhancements, room, style, project address).
+
+    ``live``: the tools list's active slugs, or None when it could not be had (then the
+    documented slugs are trusted). A tool the list lacks is a CatalogError listing those it has.
+    """
+    resolved = []
+    for (tool, space, enhancements, room, style, project), where in zip(
+        folders, wheres, strict=True
+    ):
+        try:
+            spec = v3_slugs.build_spec(
+                tool,
+                space=space,
+                enhancements=enhancements,
+                room=room,
+                style=style,
+                project=project,
+            )
+            if live is not None:
+                v3_slugs.check_live(spec.tool, live)
+        except v3_slugs.ToolOptionError as exc:
+            raise CatalogError(f"{where}{exc}") from None
+        resolved.append(v3_options(spec))
+    return resolved

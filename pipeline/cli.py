@@ -467,6 +467,14 @@ def catalog(manifest: Path | None, sandbox: bool, as_json: bool) -> None:
     help="Fraction of order posts charged, then their answer lost.",
 )
 @click.option("--seed", type=int, help="Seed the faults, to replay a night exactly.")
+@click.option(
+    "--v3",
+    "v3_readings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Play this reading of a v3 unknown, e.g. envelope=bare (repeat; names and values: "
+    "pipeline/sandbox/v3_readings.py).",
+)
 @_guard
 def sandbox(
     host: str,
@@ -479,6 +487,7 @@ def sandbox(
     reset_rate: float,
     lost_after_charge_rate: float,
     seed: int | None,
+    v3_readings: tuple[str, ...],
 ) -> None:
     """Serve the local emulator of the API (not the real service) for demos and tests.
 
@@ -490,16 +499,22 @@ def sandbox(
       aihd sandbox --port 8787 --key sandbox-key-123 --window 10/60 --time-scale 0.1
       AIHD_BASE_URL=http://127.0.0.1:8787 AIHD_API_KEY=sandbox-key-123 aihd run listings.yaml
       aihd sandbox --error-rate 0.05 --lost-after-charge-rate 0.05 --seed 1
+      aihd sandbox --v3 envelope=bare --v3 process_id_field=process_id
     """
     import secrets
 
     from pipeline.sandbox import Faults, SandboxConfig, run_forever
+    from pipeline.sandbox.v3_readings import readings_from_pairs
 
     try:
         orders_text, seconds_text = window.split("/")
         orders, seconds = int(orders_text), float(seconds_text)
     except ValueError:
         raise UsageError(f"--window {window!r}: expected ORDERS/SECONDS, e.g. 10/600") from None
+    try:
+        readings = readings_from_pairs(v3_readings)
+    except ValueError as exc:
+        raise UsageError(f"--v3: {exc}") from None
     config = SandboxConfig(
         api_key=key or secrets.token_urlsafe(24),
         orders_per_window=orders,
@@ -512,6 +527,7 @@ def sandbox(
             lost_after_charge_rate=lost_after_charge_rate,
             seed=seed,
         ),
+        v3=readings,
     )
     try:
         run_forever(config, host=host, port=port)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline._manifest_folders import folder_matches
-from pipeline.client import ApiClient, GeneratedImage, OrderDetails
+from pipeline.api.interface import PhotoApi
+from pipeline.api.records import GeneratedImage, OrderDetails
 from pipeline.errors import (
     AuthRefused,
     PipelineError,
@@ -112,7 +113,7 @@ class CollectSummary:
 
 async def collect(
     ledger: Ledger,
-    client: ApiClient,
+    client: PhotoApi,
     output: Path,
     folder_roots: Mapping[str, Path] | None,
     *,
@@ -254,7 +255,7 @@ class _Collector:
     """Polls one photo's order at a time and places its results; keeps the counts."""
 
     ledger: Ledger
-    client: ApiClient
+    client: PhotoApi
     output: Path
     folder_roots: Mapping[str, Path] | None
     backoff: Backoff
@@ -276,7 +277,9 @@ class _Collector:
         try:
             if row.order_id is None:
                 raise ResultRejected("charged without an order id: cannot be collected")
-            details = await retrying(lambda: self._poll(str(row.order_id)), self.backoff)
+            details = await retrying(
+                lambda: self._poll(str(row.order_id), row.service), self.backoff
+            )
             if not details.generated_images:
                 if details.status.casefold() in _FAILED_STATUSES:
                     raise ResultRejected(f"the API reports order {row.order_id} {details.status}")
@@ -300,9 +303,9 @@ class _Collector:
             self.on_progress(self.completed + len(self.failures), self.total)
         return True
 
-    async def _poll(self, order_id: str) -> OrderDetails:
+    async def _poll(self, order_id: str, service: str) -> OrderDetails:
         self.polls += 1
-        return await self.client.order(order_id)
+        return await self.client.order(order_id, service)
 
     async def _place(self, row: PhotoRow, images: Sequence[GeneratedImage]) -> list[str]:
         directory = self._directory(row)
@@ -314,7 +317,7 @@ class _Collector:
             exts = []
             for n, image in enumerate(images, 1):
                 temps.append(directory / f".{stem[:120]}_{n}{PART_MARK}{secrets.token_hex(6)}")
-                exts.append(await self._fetch(image.src, temps[-1], row, n))
+                exts.append(await self._fetch(image, temps[-1], row, n))
             finals = self._claim(row, directory, exts, temps)
             await asyncio.to_thread(commit_files, list(zip(temps, finals, strict=True)), directory)
         except OSError as exc:
@@ -328,10 +331,10 @@ class _Collector:
         self.downloads += len(finals)
         return [str(p) for p in finals]
 
-    async def _fetch(self, src: str, temp: Path, row: PhotoRow, n: int) -> str:
+    async def _fetch(self, image: GeneratedImage, temp: Path, row: PhotoRow, n: int) -> str:
         attempt = 1
         while True:
-            await retrying(lambda: self.client.download(src, temp), self.backoff)
+            await retrying(lambda: self.client.fetch_result(image, temp, row.service), self.backoff)
             try:
                 return await asyncio.to_thread(decoded_extension, temp)
             except ResultTooBig as exc:

@@ -23,8 +23,8 @@ at one boundary each, with ``raise ... from exc``.
 
 ``OutcomeUnknown`` is deliberately not a ``TransientError``: retrying it blindly could pay twice.
 No message here ever holds the API key: the client never puts headers into an exception, and
-it redacts the key from every text a server sends (``pipeline.client``), so an API that echoes
-the key in an error body cannot get it into a message, a ledger row or an export.
+it redacts the key from every text a server sends (``pipeline.api.transport``), so an API that
+echoes the key in an error body cannot get it into a message, a ledger row or an export.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ Space and enhancement names are not checked here: the catalog resolves them agai
 from __future__ import annotations
 
 import difflib
+import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -45,6 +47,7 @@ from pipeline._manifest_schema import (
     explain,
 )
 from pipeline._yaml import KeyPath, LineMap, dotted_key, load_yaml
+from pipeline.api.v3_slugs import DEFAULT_TOOL, ToolOptionError, build_spec, tool_name
 from pipeline.errors import ManifestError, UsageError
 from pipeline.ledger.stores import is_url
 from pipeline.profiles import DeliveryProfile
@@ -103,6 +106,16 @@ class FolderSpec:
     claimed: frozenset[str] = frozenset()  # folders below with entries of their own: skipped
     through: frozenset[str] = frozenset()  # likewise but not recursive: their subfolders are ours
     listing: str = ""  # the listing `aihd deliver` groups it under (see listings.py)
+    # api: v3 only (pipeline.api.v3_slugs): the tool and its options, each with its line
+    tool: str = DEFAULT_TOOL
+    room: str | None = None
+    style: str | None = None
+    project: str = ""  # the listing project's address ("" : the listing's name)
+    option_lines: tuple[tuple[str, int], ...] = ()  # tool, room, style, project -> line
+
+    def line_of(self, key: str) -> int:
+        """The line that wrote ``key`` for this folder (the folder's own line if none did)."""
+        return dict(self.option_lines).get(key, self.line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +136,7 @@ class Manifest:
     photo_roots: tuple[tuple[Path, int, int], ...] = ()  # never output here: (folder, entry, line)
     account: str = "default"
     delivery_profiles: Mapping[str, DeliveryProfile] = field(default_factory=dict)
+    api: str = "v1"  # which API orders the photos: v1 or v3 (AIHD_API_VERSION overrides it)
 
     @property
     def legacy_ledger(self) -> Path:
@@ -152,7 +166,19 @@ def load_manifest(path: Path, *, strict: bool = False) -> Manifest:
     except ValidationError as exc:
         # Not chained: pydantic's own text repeats the values, and one of them may be a secret.
         raise _first_error(exc, lines, path) from None
+    chosen = os.environ.get(API_VERSION_ENV, "").strip()
+    if chosen:
+        if chosen not in ("v1", "v3"):
+            raise ManifestError(
+                f"{API_VERSION_ENV}={chosen!r}: expected v1 or v3 (or unset it to use the "
+                "manifest's api:)",
+                path=path,
+            )
+        model = model.model_copy(update={"api": chosen})
     return _build(model, path, lines, strict)
+
+
+API_VERSION_ENV = "AIHD_API_VERSION"
 
 
 def manifest_json_schema() -> dict[str, object]:
@@ -271,6 +297,7 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
         enhancements_line=lines.get(("defaults", "enhancements"), 0),
         recursive=model.defaults.recursive,
         patterns=tuple(dict.fromkeys(model.defaults.patterns)),
+        tools=_tool_keys(model.defaults, ("defaults",), lines),
     )
     owned = assign(entries, defaults, base)
     listings = {e.line: model.folders[e.index].listing or "" for e in entries}
@@ -289,9 +316,12 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
             claimed=o.claimed,
             through=o.through,
             listing=listings.get(o.line, ""),
+            **_tool_options(o.options.tools),
         )
         for o in owned
     )
+    for folder in folders:
+        _check_tool(folder, model.api, path, lines)
     roots = photo_roots(entries, base, path, lines)
     conflict = output_conflict(output, roots)
     if conflict is not None:
@@ -313,6 +343,7 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
         warnings=tuple(warnings),
         photo_roots=roots,
         account=model.account,
+        api=model.api,
         delivery_profiles=_profiles(model, path, lines),
         matches=tuple(
             (e.path, e.line, tuple(relative(m, base) for m in e.matched)) for e in entries
@@ -406,6 +437,7 @@ def _entry(
         recursive=entry.recursive,
         patterns=tuple(dict.fromkeys(entry.patterns)) if entry.patterns is not None else None,
         exclude=tuple(dict.fromkeys(entry.exclude)) if entry.exclude is not None else None,
+        tools=_tool_keys(entry, where, lines),
     )
     if written.pattern:
         literal, parts = split_pattern(entry.path)
@@ -431,6 +463,62 @@ def _entry(
         )
     written.matched = [resolved]
     return written
+
+
+_TOOL_KEYS = ("tool", "room", "style", "project")
+
+
+def _tool_keys(entry: object, where: KeyPath, lines: LineMap) -> tuple[tuple[str, str, int], ...]:
+    """The v3 tool keys an entry (or ``defaults``) wrote, with their lines."""
+    return tuple(
+        (key, value, lines.get((*where, key), 0))
+        for key in _TOOL_KEYS
+        if isinstance(value := getattr(entry, key, None), str)
+    )
+
+
+def _tool_options(tools: tuple[tuple[str, str, int], ...]) -> dict[str, Any]:
+    written = {key: value for key, value, _ in tools}
+    return {
+        "tool": written.get("tool", DEFAULT_TOOL),
+        "room": written.get("room"),
+        "style": written.get("style"),
+        "project": written.get("project", ""),
+        "option_lines": tuple((key, line) for key, _, line in tools if line),
+    }
+
+
+def _check_tool(folder: FolderSpec, version: str, path: Path, lines: LineMap) -> None:
+    """A folder's tool and its options, checked before anything is spent (pure: no API)."""
+    written = dict(folder.option_lines)
+    if version != "v3":
+        v3_only = [k for k in _TOOL_KEYS if k in written and k != "tool"]
+        if tool_name(folder.tool) != DEFAULT_TOOL or v3_only:
+            key = "tool" if tool_name(folder.tool) != DEFAULT_TOOL else v3_only[0]
+            raise ManifestError(
+                f"folder {folder.name!r}: {key}: {folder.tool if key == 'tool' else ''} is an "
+                "option of the v3 API only: add 'api: v3' at the top of the manifest (or set "
+                f"{API_VERSION_ENV}=v3); v1 orders image enhancement only",
+                path=path,
+                line=folder.line_of(key),
+                key=key,
+            )
+        return
+    try:
+        build_spec(
+            folder.tool,
+            space=folder.space,
+            enhancements=folder.enhancements,
+            room=folder.room,
+            style=folder.style,
+        )
+    except ToolOptionError as exc:
+        line = {"space": folder.space_line, "enhancements": folder.enhancements_line}.get(
+            exc.key, folder.line_of(exc.key)
+        )
+        raise ManifestError(
+            f"folder {folder.name!r}: {exc}", path=path, line=line, key=exc.key
+        ) from None
 
 
 def _missing(

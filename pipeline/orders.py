@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.api.interface import PhotoApi
+from pipeline.api.records import OrderDetails
 from pipeline.catalog import ResolvedOptions
-from pipeline.client import ApiClient, OrderDetails
 from pipeline.errors import (
     ApiError,
     AuthRefused,
@@ -44,6 +45,7 @@ _MAX_RATE_LIMITED = 20  # 429s in a row for one photo before it is left for the 
 # details are read after this short pause (twice, this far apart, before an idle order is posted
 # again), not after the full settle time a request that may still be running needs.
 QUICK_SETTLE_SECONDS = 2.0
+_PACED_LEAD = 0.005  # seconds an upload counted in the window may start before its slot
 
 OUTCOME_UNKNOWN = (
     "outcome unknown: the API no longer knows order {order_id}, whose answer was lost; it may "
@@ -123,7 +125,7 @@ class OrderFlow:
 
     def __init__(
         self,
-        client: ApiClient,
+        client: PhotoApi,
         ledger: Ledger,
         writes: GroupCommit,
         window: OrderWindow,
@@ -202,7 +204,7 @@ class OrderFlow:
             fresh: str | None = None
             uploaded_now = row.state is State.PENDING or row.order_id is None
             if uploaded_now:
-                row, fresh = await self._upload(row)
+                row, fresh = await self._upload(row, options)
             try:
                 row, lost = await self._submit(
                     row, options, fresh_order_id=fresh, queued=uploaded_now
@@ -239,15 +241,26 @@ class OrderFlow:
                 return await self._fail(row, failure.reason, False)
         return row
 
-    async def _upload(self, row: PhotoRow) -> tuple[PhotoRow, str | None]:
+    async def _upload(self, row: PhotoRow, options: ResolvedOptions) -> tuple[PhotoRow, str | None]:
         """Upload; the new order id is recorded now if the photo must wait for its slot,
         else returned, to be recorded with the intent to submit in one commit."""
-        await self._window.wait_for_upload_turn(lead_seconds=2 * self._upload_seconds + 0.5)
+        # An upload the API may count in its window (v3's order) waits for its own slot: a
+        # lead of a few ms (not 0: the window reads its clock again, a moment later), far less
+        # than an upload and a process POST take, so the order is still created after the
+        # slot's previous holder was answered.
+        paced = self._client.paces_uploads(row.service)
+        lead = _PACED_LEAD if paced else 2 * self._upload_seconds + 0.5
+        await self._window.wait_for_upload_turn(lead_seconds=lead)
+        if paced and self._account_window is not None:
+            # Other runs of the account may fill its window meanwhile: wait for room there too.
+            while (wait := self._ledger.window_wait(self._account_window)) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(wait)
+        spec = options.spec
         started = time.monotonic()
 
         async def once() -> tuple[str, str]:
             sent = hashlib.sha256()  # what this attempt sends, whatever the scan saw
-            order_id = await self._client.upload(row.path, row.service, sent=sent)
+            order_id = await self._client.send_photo(row.path, spec, sent=sent)
             return order_id, sent.hexdigest()
 
         try:
@@ -277,7 +290,7 @@ class OrderFlow:
         """An upload recorded by an earlier run (or a ledger restored from a backup) may have
         been submitted since: one GET decides before anything is posted."""
         assert row.order_id is not None
-        details = await self._details(row.order_id)
+        details = await self._details(row.order_id, row.service)
         if details is None:
             # The API forgot the upload. This ledger holds no intent for it, so it was never
             # posted from here: upload the photo afresh (our reading; see the closing notes).
@@ -285,7 +298,8 @@ class OrderFlow:
         if details.never_submitted:
             return row
         self._counters.found_charged += 1
-        return await self._writes.call(self._ledger.mark_submitted, row.id, None, None)
+        adopted = details.processes[-1] if details.processes else None
+        return await self._writes.call(self._ledger.mark_submitted, row.id, adopted, None)
 
     async def _submit(
         self,
@@ -340,7 +354,7 @@ class OrderFlow:
                 await self._writes.call(self._ledger.mark_uploaded, row.id, fresh_order_id)
             raise
         try:
-            done = await self._client.submit(order_id, options.space.name, options.selected_widgets)
+            done = await self._client.spend(order_id, options.spec)
         except RateLimited:
             # A 429 is a refusal, not a charge: the order is still only uploaded.
             self._counters.rate_limited += 1
@@ -452,13 +466,13 @@ class OrderFlow:
         """
         assert row.order_id is not None
         order_id = row.order_id
-        details = await self._details(order_id)
+        details = await self._details(order_id, row.service)
         if details is not None and details.never_submitted:
             answered = row.id in self._answered_lost
             self._answered_lost.discard(row.id)
             wait = max(idle_wait, self._quick_settle) if not answered else self._quick_settle
             await asyncio.sleep(wait)
-            details = await self._details(order_id)
+            details = await self._details(order_id, row.service)
         if details is None:
             # The API does not know the order it may have charged: never re-ordered by itself.
             self._counters.unconfirmed += 1
@@ -467,13 +481,17 @@ class OrderFlow:
             self._counters.reconciled_idle += 1
             return await self._writes.call(self._ledger.mark_uploaded, row.id, order_id)
         self._counters.reconciled_submitted += 1
-        return await self._writes.call(self._ledger.mark_submitted, row.id, None, None)
+        # v3: the order shows the process it was charged for; its id is adopted (v1: none).
+        adopted = details.processes[-1] if details.processes else None
+        return await self._writes.call(self._ledger.mark_submitted, row.id, adopted, None)
 
-    async def _details(self, order_id: str) -> OrderDetails | None:
+    async def _details(self, order_id: str, service: str) -> OrderDetails | None:
         """The order's details, read with retries; None when the API does not know it."""
         try:
             return await retrying(
-                lambda: self._client.order(order_id), self._backoff, on_retry=self._on_retry
+                lambda: self._client.order(order_id, service),
+                self._backoff,
+                on_retry=self._on_retry,
             )
         except RequestRejected as exc:
             if exc.status != 404:

@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline._text import pad, width
-from pipeline.catalog import Catalog
-from pipeline.client import ApiClient
+from pipeline.api.factory import AnyVersion
+from pipeline.api.v1 import ApiClient
 from pipeline.ledger import PhotoRow, State, open_ledger
 from pipeline.ledger.stores import is_url
 from pipeline.manifest import Manifest
-from pipeline.runner import list_and_check, photo_options, resolve_folders
+from pipeline.retry import Backoff
+from pipeline.runner import list_and_check, photo_options, resolve_live
 
 _DONE = (State.SUBMITTED, State.COMPLETED)
 _COSTS_AN_ORDER = (State.PENDING, State.UPLOADED)
@@ -120,9 +121,11 @@ class Plan:
         return "\n".join(lines)
 
 
-async def make_plan(manifest: Manifest, client: ApiClient, ledger_path: Path | str) -> Plan:
+async def make_plan(
+    manifest: Manifest, client: AnyVersion | ApiClient, ledger_path: Path | str
+) -> Plan:
     """Sort every photo as the runner would, reading the ledger (if any) and never writing."""
-    folders = resolve_folders(manifest, await Catalog.fetch(client))
+    folders = await resolve_live(manifest, client, Backoff(attempts=1))
     rows: list[PhotoRow] = []
     cached: dict[str, tuple[int, int, str]] = {}
     ignored: set[str] = set()

@@ -17,9 +17,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
-from pipeline import api
-from pipeline.catalog import Catalog, ResolvedOptions
-from pipeline.client import ApiClient
+from pipeline.api.factory import AnyVersion
+from pipeline.api.v1 import ApiClient
+from pipeline.catalog import Catalog, ResolvedOptions, resolve_v3
 from pipeline.errors import (
     ApiError,
     ApiUnreachable,
@@ -27,6 +27,7 @@ from pipeline.errors import (
     ConnectFailed,
     PhotoChanged,
     PhotoError,
+    RequestRejected,
     SubmitRefused,
     TransientError,
 )
@@ -41,6 +42,7 @@ from pipeline.ledger import (
     WindowRule,
 )
 from pipeline.limiter import OrderWindow
+from pipeline.listings import listing_name
 from pipeline.manifest import FolderSpec, Manifest
 from pipeline.orders import Dispatch, OrderBudgetSpent, OrderFlow, RunCounters
 from pipeline.photos import CheckedPhoto, FileStat, check, list_folder
@@ -86,7 +88,7 @@ class Runner:
         self,
         manifest: Manifest,
         ledger: Ledger,
-        client: ApiClient,
+        client: AnyVersion,
         limits: RunLimits,
         *,
         window: OrderWindow,
@@ -144,9 +146,9 @@ class Runner:
 
     async def resolve_catalog(self) -> list[tuple[FolderSpec, ResolvedOptions]]:
         """Resolve every folder's space and toggles; CatalogError names file:line."""
-        resolved = resolve_folders(self.manifest, await fetch_catalog(self.client, self.backoff))
+        resolved = await resolve_live(self.manifest, self.client, self.backoff)
         for folder, options in resolved:
-            self._options[_key(api.SERVICE, options)] = options
+            self._options.setdefault(_key(options.service, options), options)
             self._folders[folder.name] = (folder, options)
         # The ledger keys titles casefolded (identity); export shows them as the catalog does.
         titles = {e.title for _, o in resolved for e in o.enhancements}
@@ -411,7 +413,44 @@ class Runner:
                 await self.writes.call(self.ledger.renew_claims)
 
     def _options_for(self, row: PhotoRow) -> ResolvedOptions | None:
-        return self._options.get((row.service, row.space, row.enhancements))
+        key = (row.service, row.space, row.enhancements)
+        # The photo's own folder first: a v3 folder also names its listing's project.
+        entry = self._folders.get(row.folder)
+        if entry is not None and _key(entry[1].service, entry[1]) == key:
+            return entry[1]
+        return self._options.get(key)
+
+
+async def resolve_live(
+    manifest: Manifest, client: AnyVersion | ApiClient, backoff: Backoff
+) -> list[tuple[FolderSpec, ResolvedOptions]]:
+    """Each folder's options, checked against the live API of the manifest's version: v1's
+    catalog, or v3's tools list (where it can be had); errors at file:line, nothing spent."""
+    if manifest.api != "v3" or not isinstance(client, AnyVersion):
+        v1 = client.v1 if isinstance(client, AnyVersion) else client
+        return resolve_folders(manifest, await fetch_catalog(v1, backoff))
+    live: list[str] | None
+    try:
+        live = await retrying(client.v3.tools, backoff)
+    except (TransientError, ConnectFailed, RequestRejected) as exc:
+        log.warning("the v3 tools list could not be read (%s): the documented slugs are used", exc)
+        live = None
+    wheres = [
+        f"{manifest.path}:{folder.line_of('tool')}: folder {folder.name!r}: "
+        for folder in manifest.folders
+    ]
+    chosen = [
+        (
+            f.tool,
+            f.space,
+            f.enhancements,
+            f.room,
+            f.style,
+            f.project or listing_name(f),
+        )
+        for f in manifest.folders
+    ]
+    return list(zip(manifest.folders, resolve_v3(chosen, live, wheres), strict=True))
 
 
 async def fetch_catalog(client: ApiClient, backoff: Backoff) -> Catalog:
@@ -442,7 +481,7 @@ def resolve_folders(
 
 def photo_options(options: ResolvedOptions) -> PhotoOptions:
     """The options part of a photo's identity in the ledger."""
-    return PhotoOptions(api.SERVICE, options.space.name, options.enhancement_titles)
+    return PhotoOptions(options.service, options.space.name, options.enhancement_titles)
 
 
 def list_and_check(

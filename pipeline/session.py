@@ -25,9 +25,11 @@ from yarl import URL
 
 from pipeline import api
 from pipeline.accounts import account_ledger, key_fingerprint
+from pipeline.api.factory import AnyVersion, LedgerProjects
+from pipeline.api.v1 import Space, Timeouts, Widget
+from pipeline.api.v3 import ProjectBook
 from pipeline.bootclock import boot_id, boot_seconds, new_owner
 from pipeline.catalog import Catalog
-from pipeline.client import ApiClient, Space, Timeouts, Widget
 from pipeline.errors import ApiUnreachable, AuthRefused, UsageError
 from pipeline.ledger import Ledger, PostTimes, open_ledger
 from pipeline.limiter import OrderWindow
@@ -151,10 +153,23 @@ class CollectRequest:
 
 
 @asynccontextmanager
-async def api_client(settings: ApiSettings, timeouts: Timeouts) -> AsyncIterator[ApiClient]:
-    """A client of the real API, or of a local emulator started for this process."""
+async def api_client(
+    settings: ApiSettings,
+    timeouts: Timeouts,
+    *,
+    projects: ProjectBook | None = None,
+    max_in_flight: int | None = None,
+) -> AsyncIterator[AnyVersion]:
+    """A client of the real API, or of a local emulator started for this process; it speaks
+    v1 and v3 (each photo through the version that orders it)."""
     if not settings.sandbox:
-        async with ApiClient(settings.base_url, settings.api_key, timeouts=timeouts) as client:
+        async with AnyVersion(
+            settings.base_url,
+            settings.api_key,
+            timeouts=timeouts,
+            projects=projects,
+            max_in_flight=max_in_flight,
+        ) as client:
             yield client
         return
     from pipeline.sandbox import SandboxConfig, serve
@@ -163,7 +178,13 @@ async def api_client(settings: ApiSettings, timeouts: Timeouts) -> AsyncIterator
     config = SandboxConfig(api_key=settings.api_key, time_scale=SANDBOX_TIME_SCALE)
     async with (
         serve(config) as emulator,
-        ApiClient(emulator.url, settings.api_key, timeouts=timeouts) as client,
+        AnyVersion(
+            emulator.url,
+            settings.api_key,
+            timeouts=timeouts,
+            projects=projects,
+            max_in_flight=max_in_flight,
+        ) as client,
     ):
         yield client
 
@@ -175,7 +196,7 @@ async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: 
 
 async def fetch_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
     async with api_client(settings, Timeouts()) as client:
-        return (await Catalog.fetch(client)).describe()
+        return (await Catalog.fetch(client.v1)).describe()
 
 
 async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwitch) -> RunSummary:
@@ -222,7 +243,11 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             ledger.path,  # a URL without its password
         )
         try:
-            async with api_client(settings, timeouts) as client:
+            projects = LedgerProjects(ledger, manifest.account)
+            # v3: at most a window's worth of processes running at once (notes 13.8).
+            async with api_client(
+                settings, timeouts, projects=projects, max_in_flight=manifest.rate_limit.orders
+            ) as client:
                 runner = Runner(
                     manifest,
                     ledger,
@@ -332,7 +357,7 @@ async def collect_results(
 async def _collect(
     request: CollectRequest,
     ledger: Ledger,
-    client: ApiClient,
+    client: AnyVersion,
     settings: ApiSettings,
     stop: StopSwitch,
 ) -> CollectSummary:

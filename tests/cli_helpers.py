@@ -85,11 +85,15 @@ def write_manifest(
     name: str = "photos.yaml",
     ledger: str | None = "",
     account: str | None = None,
+    api: str | None = None,
+    folder_keys: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Path:
     """folders: name -> (space, enhancements); each folder must exist under root.
 
     ``ledger``: "" (the default) writes `ledger: <name>.ledger.sqlite` beside the manifest,
-    as most tests read it; None leaves the key out, so the account's ledger is used."""
+    as most tests read it; None leaves the key out, so the account's ledger is used.
+    ``api``: writes `api: <api>` last; ``folder_keys``: more keys of a folder's entry (tool,
+    room, style, project), written after its enhancements."""
     lines = [
         "version: 1",
         f"concurrency: {concurrency}",
@@ -101,11 +105,15 @@ def write_manifest(
         lines.append(f"  - path: {folder}")
         lines.append(f"    space: {space}")
         lines.append(f"    enhancements: {enhancements!r}")
+        for key, value in (folder_keys or {}).get(folder, {}).items():
+            lines.append(f"    {key}: {value}")
     # Last, so the lines tests name in messages are where they always were.
     if ledger is not None:
         lines.append(f"ledger: {ledger or Path(name).stem + '.ledger.sqlite'}")
     if account is not None:
         lines.append(f"account: {account}")
+    if api is not None:
+        lines.append(f"api: {api}")
     path = root / name
     path.write_text("\n".join(lines) + "\n")
     return path

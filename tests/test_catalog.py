@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from pipeline.api.v1 import ApiClient
 from pipeline.catalog import Catalog
-from pipeline.client import ApiClient
 from pipeline.errors import CatalogError
 from pipeline.sandbox import Sandbox
 

@@ -14,8 +14,8 @@ from aiohttp.helpers import content_disposition_header
 from PIL import Image
 
 from pipeline import api
+from pipeline.api.v1 import ApiClient, Timeouts, _image_disposition
 from pipeline.catalog import Catalog
-from pipeline.client import ApiClient, Timeouts, _image_disposition
 from pipeline.errors import (
     AuthRefused,
     OutcomeUnknown,

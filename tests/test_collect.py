@@ -20,8 +20,8 @@ from aiohttp import web
 from PIL import Image
 
 from pipeline import api
+from pipeline.api.v1 import ApiClient, Timeouts
 from pipeline.catalog import Catalog
-from pipeline.client import ApiClient, Timeouts
 from pipeline.collect import CollectSummary, collect
 from pipeline.errors import AuthRefused
 from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, PhotoRow, State, open_ledger
@@ -198,7 +198,7 @@ def test_orders_before_their_eta_are_asked_once_without_wait_and_not_polled_with
 _KILLABLE = """
 import asyncio, sys
 from pathlib import Path
-from pipeline.client import ApiClient
+from pipeline.api.v1 import ApiClient
 from pipeline.collect import collect
 from pipeline.ledger import open_ledger
 from pipeline.retry import Backoff

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.client import ApiClient, Timeouts
+from pipeline.api.v1 import ApiClient, Timeouts
 from pipeline.errors import ApiError, AuthRefused, RequestRejected, TransientError
 from pipeline.ledger import State
 from pipeline.sandbox import Sandbox

@@ -39,12 +39,16 @@ def _until_held(run: subprocess.Popen[str], sandbox: Sandbox, held_before: int) 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("api", ["v1", "v3"])
 def test_sigkills_between_charge_and_record_and_at_random_charge_every_photo_exactly_once(
-    make_sandbox: Callable[..., Sandbox], photo_factory: Callable[..., Path], tmp_path: Path
+    make_sandbox: Callable[..., Sandbox],
+    photo_factory: Callable[..., Path],
+    tmp_path: Path,
+    api: str,
 ) -> None:
     """20 SIGKILLs under resets, 5xx and lost answers: half at random moments, half while the
-    sandbox holds a charged order's answer (charged, not yet recorded). Then every photo is
-    submitted and charged exactly once."""
+    sandbox holds a charged order's (v3: process's) answer (charged, not yet recorded). Then
+    every photo is submitted and charged exactly once, on either API version."""
     faults = Faults(
         latency=0.05, reset_rate=0.05, error_rate=0.05, lost_after_charge_rate=0.3, seed=11
     )
@@ -53,7 +57,7 @@ def test_sigkills_between_charge_and_record_and_at_random_charge_every_photo_exa
     folder = tmp_path / "inside"
     photos = [photo_factory(folder, f"p{n:03d}.jpg") for n in range(40)]
     manifest = write_manifest(
-        tmp_path, {"inside": ("indoor", [])}, concurrency=2, attempts=8, max_backoff=0.1
+        tmp_path, {"inside": ("indoor", [])}, concurrency=2, attempts=8, max_backoff=0.1, api=api
     )
     rng = random.Random(20261127)
     kills = runs = 0
@@ -101,8 +105,12 @@ def test_sigkills_between_charge_and_record_and_at_random_charge_every_photo_exa
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("api", ["v1", "v3"])
 def test_three_runs_sharing_one_ledger_killed_at_random_charge_every_photo_exactly_once(
-    make_sandbox: Callable[..., Sandbox], photo_factory: Callable[..., Path], tmp_path: Path
+    make_sandbox: Callable[..., Sandbox],
+    photo_factory: Callable[..., Path],
+    tmp_path: Path,
+    api: str,
 ) -> None:
     """Three manifests over one shared folder and one account ledger, run side by side under
     faults and a window tighter than their sum: SIGKILLed together, half the time while the
@@ -131,6 +139,7 @@ def test_three_runs_sharing_one_ledger_killed_at_random_charge_every_photo_exact
                 concurrency=3,
                 attempts=8,
                 max_backoff=0.1,
+                api=api,
             )
         )
     rng = random.Random(20261128)

@@ -13,7 +13,7 @@ _PROBE = textwrap.dedent(
     """
     import asyncio, resource, secrets, sys
     from pathlib import Path
-    from pipeline.client import ApiClient
+    from pipeline.api.v1 import ApiClient
     from pipeline.sandbox import SandboxConfig, SandboxThread
 
     big, small = Path(sys.argv[1]), Path(sys.argv[2])

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import eventloop
-from pipeline.client import ApiClient
+from pipeline.api.v1 import ApiClient
 from pipeline.ledger import State, open_ledger
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import FAST, aihd, write_manifest

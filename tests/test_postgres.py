@@ -28,6 +28,7 @@ from pipeline.ledger import (
 )
 from pipeline.ledger.postgres import PostgresLedger
 from pipeline.ledger.postgres_schema import LOCK_WINDOW, SCHEMA_VERSION
+from pipeline.ledger.sqlite import SqliteLedger
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import FAST, aihd, spawn_aihd, write_manifest
 
@@ -473,3 +474,36 @@ def test_two_machines_deadlocked_on_the_window_and_the_finding_lock_both_get_thr
     finally:
         a.close()
         b.close()
+
+
+def test_a_v3_run_on_a_postgresql_ledger_keeps_its_project_and_pays_once(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, pg_url: str
+) -> None:
+    """`api: v3` with a PostgreSQL ledger: one project per listing kept in the database, one
+    process per photo, nothing paid again on a re-run; a SQLite ledger's projects import."""
+    for n in range(2):
+        photo_factory(tmp_path / "12-oak-st" / "inside", f"p{n}.jpg")
+    manifest = write_manifest(
+        tmp_path, {"12-oak-st/inside": ("indoor", [])}, ledger=pg_url, api="v3"
+    )  # type: ignore[arg-type]
+    for _ in range(2):
+        done = aihd(["run", str(manifest), *FAST], sandbox)
+        assert done.returncode == 0, done.stderr
+    assert sorted(sandbox.stats().charges.values()) == [1, 1]
+    assert {(r.state, r.service) for r in rows_of(pg_url)} == {
+        (State.SUBMITTED, "v3:tool-image-enhancement")
+    }
+    (project,) = sql(pg_url, "SELECT address, project_id FROM v3_projects")
+    assert project[0] == "12-oak-st"
+    old = tmp_path / "old.ledger.sqlite"
+    source = SqliteLedger(old)
+    source.save_v3_project("default", "9 Elm St", "p-elm")
+    source.close()
+    assert aihd(["ledger", "import", str(old), "--into", pg_url], None).returncode == 0
+    opened = open_ledger(pg_url)
+    try:
+        assert opened.v3_project("default", "9 ELM ST ") == "p-elm"
+        opened.save_v3_project("default", "9 elm st", "p-other")  # the first one kept stays
+        assert opened.v3_project("default", "9 elm st") == "p-elm"
+    finally:
+        opened.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import eventloop
-from pipeline.client import ApiClient
+from pipeline.api.v1 import ApiClient
 from pipeline.ledger import State, open_ledger
 from pipeline.sandbox import Faults, Sandbox
 from tests.cli_helpers import FAST, aihd, ledger_rows, spawn_aihd, write_manifest

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from pipeline import api
-from pipeline.client import ApiClient
+from pipeline.api.v1 import ApiClient
 from pipeline.sandbox import Faults, Sandbox, SandboxConfig, SandboxThread
 
 T = TypeVar("T")
@@ -580,6 +580,9 @@ def test_stats_and_faults_are_reachable_over_http_without_a_key(sandbox: Sandbox
         "requests",
         "held",
         "holding",
+        "process_posts",
+        "processes_charged",
+        "v3_orders",
     }
 
 

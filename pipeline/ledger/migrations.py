@@ -137,12 +137,21 @@ def _v5_ignored(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE titles (casefolded TEXT PRIMARY KEY, title TEXT NOT NULL)")
 
 
+def _v6_v3_projects(conn: sqlite3.Connection) -> None:
+    """The v3 API's listing projects: one per account and address, created once, ever."""
+    conn.execute(
+        "CREATE TABLE v3_projects (account TEXT NOT NULL, address TEXT NOT NULL, "
+        "project_id TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (account, address))"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_initial,
     _v2_charges_and_posts,
     _v3_account,
     _v4_reviews,
     _v5_ignored,
+    _v6_v3_projects,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -268,6 +268,27 @@ class PostgresLedger(PostgresOrders):
     def titles(self) -> dict[str, str]:
         return dict(self._read("SELECT casefolded, title FROM titles"))
 
+    # -- the v3 API's listing projects (one per account and address) ---------------------------
+
+    def v3_project(self, account: str, address: str) -> str | None:
+        """The id of the account's v3 project for ``address`` (any case), if one was made."""
+        rows = self._read(
+            "SELECT project_id FROM v3_projects WHERE account = %s AND address = %s",
+            (account, address.strip().casefold()),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def save_v3_project(self, account: str, address: str, project_id: str) -> None:
+        """Keep the account's v3 project for ``address``; the first one kept stays (two
+        machines creating one at once: the second's project is left empty, never used)."""
+        self._run(
+            lambda c: c.execute(
+                "INSERT INTO v3_projects (account, address, project_id, created_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (account, address) DO NOTHING",
+                (account, address.strip().casefold(), project_id, now_text()),
+            )
+        )
+
     # -- review -------------------------------------------------------------------------------
 
     def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:

@@ -121,9 +121,18 @@ def _v2_reviews_ignored_titles(conn: psycopg.Connection[tuple[object, ...]]) -> 
     conn.execute("CREATE TABLE titles (casefolded TEXT PRIMARY KEY, title TEXT NOT NULL)")
 
 
+def _v3_v3_projects(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's migration 6: the v3 API's listing projects, one per account and address."""
+    conn.execute(
+        "CREATE TABLE v3_projects (account TEXT NOT NULL, address TEXT NOT NULL, "
+        "project_id TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (account, address))"
+    )
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
+    _v3_v3_projects,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

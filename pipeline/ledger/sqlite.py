@@ -362,6 +362,25 @@ class SqliteLedger:
     def titles(self) -> dict[str, str]:
         return dict(self._read("SELECT casefolded, title FROM titles"))
 
+    # -- the v3 API's listing projects ----------------------------------------------------------
+
+    def v3_project(self, account: str, address: str) -> str | None:
+        """The id of the account's v3 project for ``address`` (any case), if one was made."""
+        rows = self._read(
+            "SELECT project_id FROM v3_projects WHERE account = ? AND address = ?",
+            (account, address.strip().casefold()),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def save_v3_project(self, account: str, address: str, project_id: str) -> None:
+        """Keep the account's v3 project for ``address``; the first one kept stays."""
+        with self.atomic() as conn:
+            conn.execute(
+                "INSERT INTO v3_projects (account, address, project_id, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (account, address) DO NOTHING",
+                (account, address.strip().casefold(), project_id, now_text()),
+            )
+
     # -- review -------------------------------------------------------------------------------
 
     def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:

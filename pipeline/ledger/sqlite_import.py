@@ -80,6 +80,15 @@ def import_rows(conn: sqlite3.Connection, source: sqlite3.Connection) -> int:
             "VALUES (?, ?, ?, ?, ?)",
             run,
         )
+    # The v3 API's projects: the photos' listings, so they are not made again (first one stays).
+    for project in source.execute(
+        "SELECT account, address, project_id, created_at FROM v3_projects"
+    ):
+        conn.execute(
+            "INSERT INTO v3_projects (account, address, project_id, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (account, address) DO NOTHING",
+            project,
+        )
     return len(inserted)
 
 

@@ -1,4 +1,4 @@
-"""A local emulator of the AI HomeDesign v1 API for the demo, tests and benchmarks.
+"""A local emulator of the AI HomeDesign v1 and v3 APIs for the demo, tests and benchmarks.
 
 It is never the real service: orders are charged only in its own stats, and its results are a
 local Pillow enhancement served from its own URLs.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .server import Sandbox, SandboxThread, run_forever, serve
 from .state import Faults, SandboxConfig, SandboxStats
+from .v3_readings import V3Readings
 
 __all__ = [
     "Faults",
@@ -15,6 +16,7 @@ __all__ = [
     "SandboxConfig",
     "SandboxStats",
     "SandboxThread",
+    "V3Readings",
     "run_forever",
     "serve",
 ]

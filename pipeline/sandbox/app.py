@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-import socket
-import struct
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,7 +13,7 @@ from aiohttp import web
 from pipeline import api
 
 from .enhance import write_enhanced
-from .replies import STATE, error
+from .replies import LOST_AFTER_CHARGE, STATE, client_left, drop_connection, error
 from .state import (
     DOC_SERVICES,
     ENHANCEMENT_WIDGET_TITLE,
@@ -28,22 +25,9 @@ from .state import (
     stats_json,
 )
 from .uploads import upload
+from .v3 import PROCESS_POST_PATH, add_v3_routes
 
-LOST_AFTER_CHARGE = web.RequestKey("lost_after_charge", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def drop_connection(request: web.Request) -> web.Response:
-    """Reset the TCP connection so the client sees a connection error, not a status."""
-    transport = request.transport
-    if transport is not None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # Linger 0 turns the close into an RST, like a proxy or NAT dropping the flow.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-    # aiohttp fails to write this to the aborted transport and treats it as a client disconnect.
-    return web.Response()
 
 
 def _origin(request: web.Request) -> str:
@@ -52,21 +36,22 @@ def _origin(request: web.Request) -> str:
 
 @web.middleware
 async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count requests; on /v1 apply latency and faults, then check the key and plan."""
+    """Count requests; on /v1 and /v3 apply latency and faults, then check the key and plan."""
     state = request.app[STATE]
     match = request.match_info
     if match.http_exception is not None:
         return error(match.http_exception.status, "not found", "api_error_not_found")
     state.count_request(f"{request.method} {match.route.resource.canonical}")  # type: ignore[union-attr]
-    if not request.path.startswith("/v1/"):
+    if not request.path.startswith(("/v1/", "/v3/")):
         return await handler(request)
     is_order_post = request.method == "POST" and request.path == api.SUBMIT_PATH
-    if is_order_post:
-        state.count("order_posts")  # every one received, whatever happens to it next
+    is_process_post = request.method == "POST" and request.path == PROCESS_POST_PATH
+    if is_order_post or is_process_post:  # every one received, whatever happens to it next
+        state.count("order_posts" if is_order_post else "process_posts")
     faults = state.faults
     if faults.latency > 0:
         await asyncio.sleep(faults.latency)
-    fault, lost = state.draw_faults(is_order_post)
+    fault, lost = state.draw_faults(is_order_post or is_process_post)
     if fault == "reset":
         return drop_connection(request)
     if fault == "error":
@@ -179,7 +164,7 @@ async def submit(request: web.Request) -> web.Response:
     image_id = state.charge(order, space)
     if image_id is None:
         return error(429, RATE_LIMIT_MESSAGE)
-    if request[LOST_AFTER_CHARGE] or (state.draw_hold() and await _client_left(request)):
+    if request[LOST_AFTER_CHARGE] or (state.draw_hold() and await client_left(request)):
         return drop_connection(request)
     body: api.SubmitResponse = {
         "order_id": order.id,
@@ -187,19 +172,6 @@ async def submit(request: web.Request) -> web.Response:
         "eta": state.config.eta_seconds,
     }
     return web.json_response(body)
-
-
-async def _client_left(request: web.Request) -> bool:
-    """Hold a charged order's answer back: True if the client went away meanwhile."""
-    state = request.app[STATE]
-    with state.holding_answer():
-        deadline = time.monotonic() + state.faults.hold_seconds
-        while time.monotonic() < deadline:
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                return True
-            await asyncio.sleep(0.02)
-    return False
 
 
 def _order_record(request: web.Request, order: Order) -> dict[str, Any]:
@@ -293,4 +265,5 @@ def make_app(state: SandboxState) -> web.Application:
     app.router.add_get("/_sandbox/before/{order_id}", before_image)
     app.router.add_get("/_sandbox/stats", stats)
     app.router.add_post("/_sandbox/faults", set_faults)
+    add_v3_routes(app)
     return app

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeAlias
 
+from .v3_readings import V3Readings
+from .v3_state import V3Store
+
 DOC_SERVICES = frozenset(
     {
         "service-creative-designer",
@@ -50,7 +53,7 @@ def _opaque_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Faults:
-    """Misbehaviour to inject, each a fraction of /v1 requests; all zero by default."""
+    """Misbehaviour to inject, each a fraction of /v1 and /v3 requests; all zero by default."""
 
     latency: float = 0.0
     error_rate: float = 0.0
@@ -58,13 +61,14 @@ class Faults:
     lost_after_charge_rate: float = 0.0
     stall_rate: float = 0.0
     stall_seconds: float = 30.0
-    order_error_rate: float = 0.0  # 5xx on order POSTs only, answered before any charge
+    order_error_rate: float = 0.0  # 5xx on order (v3: process) POSTs only, before any charge
     order_reset_rate: float = 0.0  # order POSTs whose connection drops before any charge
     error_first: int = 0  # the first N /v1 requests after the faults are set answer 500
     # A charged order's answer is held back until the client goes away or hold_seconds pass
     # (then sent): the moment between charge and record, made certain for kill tests.
     hold_after_charge_rate: float = 0.0
     hold_seconds: float = 30.0
+    process_failure_rate: float = 0.0  # v3 processes that end "failed" (charged all the same)
     seed: int | None = None
 
 
@@ -81,6 +85,8 @@ class SandboxConfig:
     plan_allows_service: bool = True
     faults: Faults = Faults()
     photo_memory_bytes: int = PHOTO_MEMORY_BYTES
+    # Which reading of each v3 unknown to play (v3_readings.py).
+    v3: V3Readings = field(default_factory=V3Readings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +102,9 @@ class SandboxStats:
     requests: dict[str, int]
     held: int = 0  # charged order answers held back so far (Faults.hold_after_charge_rate)
     holding: int = 0  # of them, held back right now
+    process_posts: int = 0  # POST /v3/process received (order_posts counts POST /v1/order)
+    processes_charged: int = 0  # v3 processes charged (orders_charged counts v1 orders)
+    v3_orders: int = 0  # v3 orders created (uploads counts them too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +159,7 @@ class SandboxState:
         self._counts: collections.Counter[str] = collections.Counter()
         self._photos: dict[str, bytes] = {}  # sha256 -> bytes of a small photo kept in memory
         self._photo_bytes = 0
+        self.v3 = V3Store(config.v3)
 
     # Faults -----------------------------------------------------------------------------------
 
@@ -181,6 +191,12 @@ class SandboxState:
                 error = True
         fault: Fault | None = "reset" if reset else "error" if error else "stall" if stall else None
         return fault, lost
+
+    def draw_process_failure(self) -> bool:
+        """Whether a new v3 process will fail; no draw at all when the rate is 0."""
+        with self._lock:
+            rate = self._faults.process_failure_rate
+            return rate > 0 and self._rng.random() < rate
 
     def draw_hold(self) -> bool:
         """Whether to hold back a charged order's answer; no draw at all when the rate is 0."""
@@ -222,6 +238,9 @@ class SandboxState:
                 requests=dict(self._requests),
                 held=self._counts["held"],
                 holding=self._counts["holding"],
+                process_posts=self._counts["process_posts"],
+                processes_charged=self._counts["processes_charged"],
+                v3_orders=self._counts["v3_orders"],
             )
 
     # Photos -----------------------------------------------------------------------------------
@@ -265,12 +284,8 @@ class SandboxState:
         now = time.monotonic()
         config = self.config
         with self._lock:
-            while self._window and now - self._window[0] >= config.window_seconds:
-                self._window.popleft()
-            if len(self._window) >= config.orders_per_window:
-                self._counts["rate_limited"] += 1
+            if not self._admit(now):
                 return None
-            self._window.append(now)
             self._charges[order.sha256] += 1
             self._counts["orders_charged"] += 1
             # A re-post is a new generation: new image and result ids, a new eta.
@@ -281,6 +296,31 @@ class SandboxState:
             for generated_id in order.generated_ids:
                 self._results[generated_id] = order
             return order.image_id
+
+    def _admit(self, now: float, in_flight: int = 0) -> bool:
+        """Take a place in the account's window (v1 and v3 share it), under the lock."""
+        config = self.config
+        while self._window and now - self._window[0] >= config.window_seconds:
+            self._window.popleft()
+        if max(len(self._window), in_flight) >= config.orders_per_window:
+            self._counts["rate_limited"] += 1
+            return False
+        self._window.append(now)
+        return True
+
+    def admit(self, in_flight: int = 0) -> bool:
+        """A v3 call the window counts takes a place: False means 429 (counted)."""
+        with self._lock:
+            return self._admit(time.monotonic(), in_flight)
+
+    def charge_process(self, sha256: str, *, in_window: bool, in_flight: int = 0) -> bool:
+        """Charge one v3 process of this photo, in the window if it counts processes."""
+        with self._lock:
+            if in_window and not self._admit(time.monotonic(), in_flight):
+                return False
+            self._charges[sha256] += 1
+            self._counts["processes_charged"] += 1
+            return True
 
     def status(self, order: Order) -> tuple[str, list[str]]:
         """The order's status now, and its generated image ids once finished."""

@@ -1,9 +1,9 @@
-"""The async client of the AI HomeDesign v1 API: one aiohttp session per run.
+"""The HTTP boundary both API clients share (v1 and v3): one aiohttp session per run.
 
 Every aiohttp error and every HTTP error status is mapped into ``pipeline.errors`` in one place,
-``_transport_error`` and ``_status_error``. The order POST is special: once its bytes may have
-left, a lost answer is ``OutcomeUnknown``, never a plain retryable error, because the API has no
-idempotency key.
+``_transport_error`` and ``_status_error``. The call that spends a credit (v1's order POST, v3's
+process POST) is special: once its bytes may have left, a lost answer is ``OutcomeUnknown``,
+never a plain retryable error, because the API has no idempotency key.
 
 This is also the one boundary where the server's text enters aihd, and the server is not
 trusted: the API key is redacted from every answer and error here (so no ledger row, summary,
@@ -21,21 +21,21 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, cast
+from typing import Any, Protocol, Self
 
 import aiofiles
 import aiohttp
 from aiohttp.helpers import content_disposition_header
 from yarl import URL
 
-from pipeline import api
 from pipeline.addresses import PublicOnlyResolver, non_public_reason
+from pipeline.api import v1_shapes as api
 from pipeline.errors import (
     ApiError,
     AuthRefused,
@@ -81,54 +81,6 @@ class Timeouts:
         return self.connect + self.read + size / self.min_bytes_per_second
 
 
-@dataclass(frozen=True, slots=True)
-class Space:
-    id: str
-    name: str
-    title: str
-    is_active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    id: str
-    title: str
-
-
-@dataclass(frozen=True, slots=True)
-class Widget:
-    id: str
-    title: str
-    is_optional: bool
-    items: tuple[Item, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SubmittedOrder:
-    order_id: str
-    image_id: str
-    eta: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class GeneratedImage:
-    id: str
-    src: str
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class OrderDetails:
-    order_id: str
-    status: str
-    generated_images: tuple[GeneratedImage, ...]
-
-    @property
-    def never_submitted(self) -> bool:
-        """True only when the API shows the order untouched: safe to submit it."""
-        return self.status == api.STATUS_IDLE and not self.generated_images
-
-
 @dataclass(frozen=True)
 class _Secret:
     value: str = field(repr=False)
@@ -137,8 +89,11 @@ class _Secret:
         return "<redacted>"
 
 
-class ApiClient:
-    """Calls of the v1 API. Use as ``async with ApiClient(base_url, key) as client``."""
+class Transport:
+    """The session, its deadlines and guards; each version's client adds its calls.
+
+    Use a client as ``async with Client(base_url, key) as client``.
+    """
 
     def __init__(
         self,
@@ -160,7 +115,7 @@ class ApiClient:
         self._upload_timeouts: dict[int, aiohttp.ClientTimeout] = {}
 
     def __repr__(self) -> str:
-        return f"ApiClient(base_url={str(self.base_url)!r})"
+        return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
 
     async def __aenter__(self) -> Self:
         timeouts = self._timeouts
@@ -193,13 +148,21 @@ class ApiClient:
             self._session = None
             await self._resolver.close()  # the connector closes only a resolver it made
 
-    # -- the API's calls ----------------------------------------------------------------------
+    # -- a photo, sent as multipart ------------------------------------------------------------
 
-    async def upload(
-        self, photo: str | Path, service_name: str = api.SERVICE, *, sent: Digest | None = None
-    ) -> str:
-        """Upload one photo; returns the new order's id. ``sent`` is fed the photo's bytes as
-        they are sent, so the caller knows what was uploaded, whatever the file holds later.
+    async def _post_file(
+        self,
+        path: str,
+        photo: str | Path,
+        fields: Sequence[tuple[str, str]],
+        file_field: str,
+        *,
+        sent: Digest | None = None,
+    ) -> dict[str, Any]:
+        """POST one photo as multipart ``file_field`` after the plain ``fields``; the answer.
+
+        ``sent`` is fed the photo's bytes as they are sent, so the caller knows what was
+        uploaded, whatever the file holds later.
 
         The multipart body is framed here rather than by aiohttp.FormData, which costs more
         CPU than the rest of a photo's work. A small photo is sent from one read; a larger one
@@ -214,12 +177,13 @@ class ApiClient:
             inline = file.read() if size <= _INLINE_BYTES else None
         name = os.path.basename(photo)  # a str path is taken as is: no Path built per photo
         boundary = secrets.token_hex(16)
-        disposition = _image_disposition(name)
+        disposition = _file_disposition(file_field, name)
         head = (
-            f"--{boundary}\r\n"
-            'Content-Disposition: form-data; name="service_name"\r\n\r\n'
-            f"{service_name}\r\n"
-            f"--{boundary}\r\n"
+            "".join(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
+                for key, value in fields
+            )
+            + f"--{boundary}\r\n"
             f"Content-Disposition: {disposition}\r\n"
             f"Content-Type: {_content_type(name)}\r\n\r\n"
         ).encode()
@@ -247,79 +211,7 @@ class ApiClient:
                     sock_read=self._timeouts.read,
                 ),
             )
-        answer = await self._json(
-            "POST", api.UPLOAD_PATH, data=body, headers=headers, deadline=deadline
-        )
-        return _field(answer, "order_id", api.UPLOAD_PATH)
-
-    async def spaces(self, service_name: str = api.SERVICE) -> list[Space]:
-        params = {"service_name": service_name}
-        body = await self._json("GET", api.SPACES_PATH, params=params)
-        with _shape_of(api.SPACES_PATH):
-            return [
-                Space(
-                    id=str(s["id"]),
-                    name=str(s["name"]),
-                    title=str(s.get("title", "")),
-                    is_active=bool(s.get("is_active", True)),
-                )
-                for s in _data_list(body, api.SPACES_PATH)
-            ]
-
-    async def widgets(self, space_name: str, service_name: str = api.SERVICE) -> list[Widget]:
-        params = {"space_name": space_name, "service_name": service_name}
-        body = await self._json("GET", api.ITEMS_PATH, params=params)
-        with _shape_of(api.ITEMS_PATH):
-            return [
-                Widget(
-                    id=str(w["id"]),
-                    title=str(w.get("title", "")),
-                    is_optional=bool(w.get("is_optional", True)),
-                    items=tuple(
-                        Item(id=str(i["id"]), title=str(i.get("title", ""))) for i in w["items"]
-                    ),
-                )
-                for w in _data_list(body, api.ITEMS_PATH)
-            ]
-
-    async def submit(
-        self, order_id: str, space_name: str, selected: list[api.SelectedWidget]
-    ) -> SubmittedOrder:
-        """Submit an uploaded order. This spends a credit.
-
-        A lost answer raises OutcomeUnknown: the caller must ask ``order()`` before trying again.
-        """
-        payload: api.SubmitRequest = {
-            "order_id": order_id,
-            "space_name": space_name,
-            "selected_widgets": selected,
-        }
-        body = await self._json("POST", api.SUBMIT_PATH, json_body=payload, spends=True)
-        eta = body.get("eta")
-        return SubmittedOrder(
-            order_id=str(body.get("order_id", order_id)),
-            image_id=str(body.get("image_id", "")),
-            eta=eta if isinstance(eta, int) and not isinstance(eta, bool) else None,
-        )
-
-    async def order(self, order_id: str) -> OrderDetails:
-        path = api.ORDER_PATH.format(order_id=order_id)
-        body = await self._json("GET", path)
-        images = body.get("generated_images") or []
-        with _shape_of(api.ORDER_PATH):
-            return OrderDetails(
-                order_id=str(body.get("id", order_id)),
-                status=str(body.get("status", "")),
-                generated_images=tuple(
-                    GeneratedImage(
-                        id=str(g.get("id", "")),
-                        src=str(g.get("src", "")),
-                        status=str(g.get("status")),
-                    )
-                    for g in images
-                    if isinstance(g, dict) and g.get("src")
-                ),
-            )
+        return await self._json("POST", path, data=body, headers=headers, deadline=deadline)
 
     async def download(self, url: str, dest: Path) -> int:
         """Stream a result image into ``dest`` (the caller renames it into place); returns bytes.
@@ -448,6 +340,9 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
         spends: bool = False,
         deadline: aiohttp.ClientTimeout | None = None,
+        endpoint: str = "",
+        absolute: URL | None = None,
+        lists: bool = False,
     ) -> dict[str, Any]:
         """One API call whose answer is a JSON object.
 
@@ -455,9 +350,11 @@ class ApiClient:
         cost more CPU than the rest of the call's own code.
         """
         if self._session is None:
-            raise RuntimeError("ApiClient used outside `async with`")
-        endpoint = _endpoint_name(method, path)
-        url = self._urls.get(path) or self._urls.setdefault(path, self.base_url.with_path(path))
+            raise RuntimeError(f"{type(self).__name__} used outside `async with`")
+        endpoint = endpoint or _endpoint_name(method, path)
+        url = absolute or (
+            self._urls.get(path) or self._urls.setdefault(path, self.base_url.with_path(path))
+        )
         try:
             async with self._session.request(
                 method,
@@ -494,6 +391,8 @@ class ApiClient:
                 method=method,
                 endpoint=endpoint,
             ) from exc
+        if lists and isinstance(body, list):
+            return {"data": body}  # a bare list answer (``lists``: the caller reads ``data``)
         if not isinstance(body, dict):
             cls = OutcomeUnknown if spends else TransientError
             raise cls(f"{endpoint}: expected a JSON object", method=method, endpoint=endpoint)
@@ -503,7 +402,7 @@ class ApiClient:
     async def _stream(self, url: URL, *, with_key: bool) -> AsyncIterator[aiohttp.ClientResponse]:
         """GET a result as a stream, its errors mapped as ``_json`` maps them."""
         if self._session is None:
-            raise RuntimeError("ApiClient used outside `async with`")
+            raise RuntimeError(f"{type(self).__name__} used outside `async with`")
         headers = {api.API_KEY_HEADER: self._key.value} if with_key else {}
         try:
             async with self._session.get(
@@ -579,11 +478,16 @@ def _content_type(filename: str) -> str:
     return mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
-def _image_disposition(filename: str) -> str:
-    """The image part's Content-Disposition; aiohttp's quoting only for names that need it."""
+def _file_disposition(field_name: str, filename: str) -> str:
+    """A file part's Content-Disposition; aiohttp's quoting only for names that need it."""
     if _PLAIN_NAME.fullmatch(filename):
-        return f'form-data; name="image"; filename="{filename}"'
-    return content_disposition_header("form-data", name="image", filename=filename)
+        return f'form-data; name="{field_name}"; filename="{filename}"'
+    return content_disposition_header("form-data", name=field_name, filename=filename)
+
+
+def _image_disposition(filename: str) -> str:
+    """The v1 upload's image part's Content-Disposition."""
+    return _file_disposition("image", filename)
 
 
 async def _status_error(
@@ -670,13 +574,6 @@ def _shape_of(endpoint: str) -> Iterator[None]:
             f"{endpoint}: the answer has an unexpected shape ({type(exc).__name__})",
             endpoint=endpoint,
         ) from exc
-
-
-def _data_list(body: Mapping[str, Any], endpoint: str) -> list[dict[str, Any]]:
-    data = body.get("data")
-    if not isinstance(data, list):
-        raise TransientError(f"{endpoint}: answer has no 'data' list", endpoint=endpoint)
-    return [cast(dict[str, Any], d) for d in data if isinstance(d, dict)]
 
 
 async def _stream_file(

@@ -1,0 +1,61 @@
+"""The AI HomeDesign API, one module per part (see STYLE.md "Packages that show the parts").
+
+- ``v1_shapes`` / ``v3_shapes``: paths, names and JSON records of each version, shared with the
+  sandbox (which shares nothing else with the client);
+- ``records``: what a client answers with, whichever version it speaks;
+- ``errors``: the API's errors (``pipeline.errors`` holds the whole tree);
+- ``transport``: the one HTTP boundary both clients share (key redaction, size caps, deadlines,
+  public-only result hosts, error mapping);
+- ``v1`` / ``v3``: one client per version; ``interface``: the ``PhotoApi`` protocol the runner,
+  plan and collect use; ``factory``: opens the client a manifest asks for;
+- ``v3_slugs``: the v3 tools and their widgets, named by the documented rule.
+
+This module re-exports the v1 shapes, so ``from pipeline import api; api.SUBMIT_PATH`` keeps
+working (the sandbox uses it). It imports nothing heavy: the sandbox and ``--help`` load it.
+"""
+
+from pipeline.api.v1_shapes import (
+    API_KEY_HEADER,
+    DEFAULT_BASE_URL,
+    ITEMS_PATH,
+    MAX_PHOTO_BYTES,
+    ORDER_PATH,
+    SERVICE,
+    SPACES_PATH,
+    STATUS_IDLE,
+    SUBMIT_PATH,
+    UPLOAD_PATH,
+    ErrorBody,
+    GeneratedImageRecord,
+    ItemRecord,
+    OrderRecord,
+    SelectedWidget,
+    SpaceRecord,
+    SubmitRequest,
+    SubmitResponse,
+    UploadResponse,
+    WidgetRecord,
+)
+
+__all__ = [
+    "API_KEY_HEADER",
+    "DEFAULT_BASE_URL",
+    "ITEMS_PATH",
+    "MAX_PHOTO_BYTES",
+    "ORDER_PATH",
+    "SERVICE",
+    "SPACES_PATH",
+    "STATUS_IDLE",
+    "SUBMIT_PATH",
+    "UPLOAD_PATH",
+    "ErrorBody",
+    "GeneratedImageRecord",
+    "ItemRecord",
+    "OrderRecord",
+    "SelectedWidget",
+    "SpaceRecord",
+    "SubmitRequest",
+    "SubmitResponse",
+    "UploadResponse",
+    "WidgetRecord",
+]
