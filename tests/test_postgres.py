@@ -138,6 +138,28 @@ def test_claims_come_in_skip_locked_batches_and_lapse_with_their_lease(pg_url: s
         b.close()
 
 
+def test_a_claims_batch_takes_only_photos_of_its_own_directory(pg_url: str) -> None:
+    """Another manifest's folder of the same name (another listing, or a subfolder) is left
+    to the run that goes through it: claiming one photo never holds photos it will not visit."""
+    a, b = open_ledger(pg_url), open_ledger(pg_url)
+    try:
+        mine = a.record_found([found(f"/a/own/{n}.jpg", sha=f"1{n:063d}", folder="own")
+                               for n in range(3)])  # fmt: skip
+        theirs = a.record_found(
+            [found(f"/b/own/{n}.jpg", sha=f"2{n:063d}", folder="own") for n in range(3)]
+            + [found("/a/own/sub/x.jpg", sha="3" * 64, folder="own")]
+        )
+        a.owner, b.owner = "host-a|boot|1|run", "host-b|boot|2|run"
+        assert a.claim(mine[0].id)
+        held = sql(pg_url, "SELECT path FROM photos WHERE claimed_by = 'host-a|boot|1|run' "
+                   "ORDER BY path")  # fmt: skip
+        assert held == [(f"/a/own/{n}.jpg",) for n in range(3)]
+        assert all(b.claim(row.id) for row in theirs)
+    finally:
+        a.close()
+        b.close()
+
+
 def test_the_window_refuses_a_slot_when_the_account_is_full(ledger: PostgresLedger) -> None:
     """The intent's own transaction counts the window, on the database's clock."""
     rows = ledger.record_found([found(f"/m/{n}.jpg", sha=f"{n:064d}") for n in range(3)])

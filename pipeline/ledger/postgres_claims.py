@@ -83,18 +83,34 @@ class PostgresClaims(PostgresBase):
             assert clock is not None
             now = float(clock[0])
             this = c.execute(
-                f"SELECT id, folder FROM photos WHERE id = %s AND {free} FOR UPDATE SKIP LOCKED",
+                "SELECT id, folder, path FROM photos "
+                f"WHERE id = %s AND {free} FOR UPDATE SKIP LOCKED",
                 (photo_id, owner, now),
             ).fetchone()
             taken = {photo_id} if this is not None else set()
             if this is not None and self.claim_batch > 1:
+                # Only photos of the same directory, which this run is going through: a
+                # folder's name is the manifest's, and another manifest's folder of that name
+                # (another listing) is another run's work. Claimed here, its photos were
+                # skipped by their own run as held, and never ordered that night.
+                directory = str(this[2]).rsplit("/", 1)[0] + "/"
                 taken |= {
                     int(r[0])
                     for r in c.execute(
                         "SELECT id FROM photos WHERE folder = %s AND id > %s AND current = 1 "
                         f"AND state IN ('pending', 'uploaded', 'submitting') AND {free} "
+                        "AND left(path, %s) = %s AND strpos(substr(path, %s), '/') = 0 "
                         "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                        (this[1], photo_id, owner, now, self.claim_batch - 1),
+                        (
+                            this[1],
+                            photo_id,
+                            owner,
+                            now,
+                            len(directory),
+                            directory,
+                            len(directory) + 1,
+                            self.claim_batch - 1,
+                        ),
                     )
                 }
             if photo_id not in taken:
