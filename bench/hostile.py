@@ -1,6 +1,6 @@
 """Peak memory under a hostile server stays within the normal run's peak plus 50 MB.
 
-One hostile emulator (`python -m pipeline.sandbox.hostile`, a process of its own) serves every
+One hostile emulator (`python -m tests.hostile_server`, a process of its own) serves every
 case. Per case: 8 tiny photos in a fresh folder, `aihd run` with the emulator behaving (or, for
 echo-key, misbehaving), then the mode switched on through `POST /_hostile/hostility`, then
 `aihd collect`. The figure per mode is the larger of the two processes' peaks (VmHWM), beside
@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.common import PYTHON, Figure, Sandbox, child_sandbox, make_photos, measure
-from pipeline.sandbox.hostile import MODES, Hostility
+from tests.hostile_server import MODES, Hostility
 
 COMMAND = "python -m bench hostile"
 PHOTOS = 8
@@ -63,7 +63,7 @@ def _peak_mb(box: Sandbox, hostility: Hostility) -> tuple[float, str]:
 
 def run() -> list[Figure]:
     """Each mode's peak beside the normal peak; the target is the normal peak + 50 MB."""
-    with child_sandbox(["pipeline.sandbox.hostile"]) as box:
+    with child_sandbox(["tests.hostile_server"]) as box:
         normal, outcome = _peak_mb(box, Hostility())
         print(f"hostile: normal run + collect: peak {normal:.1f} MB ({outcome})")
         peaks = {}

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench.common import Figure
-from pipeline.manifest import load_manifest
+from pipeline.manifest.loader import load_manifest
 
 FOLDERS = 10_000
 TARGET_SECONDS = 2.0

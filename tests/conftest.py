@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pipeline.sandbox import Sandbox, SandboxConfig, SandboxThread
-from pipeline.sandbox.hostile import HostileControl, Hostility, hostile_app
+from tests.hostile_server import HostileControl, Hostility, hostile_app
 from tests.pg_server import PgServer, find_bin
 
 # Fast defaults: a window too wide to meet by accident, and orders that finish in ~0.3 s.

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from pipeline.sandbox import Sandbox
-from pipeline.sandbox.hostile import INTERNAL_PATH, HostileControl
+from tests.hostile_server import INTERNAL_PATH, HostileControl
 
 MakeHostile: TypeAlias = Callable[..., tuple[Sandbox, HostileControl]]
 

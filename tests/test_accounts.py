@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.accounts import account_ledger
 from pipeline.ledger import FoundPhoto, PhotoOptions, open_ledger
+from pipeline.manifest.accounts import account_ledger
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import FAST, aihd, spawn_aihd, write_manifest
 

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from pipeline.api.v1 import ApiClient
-from pipeline.catalog import Catalog
 from pipeline.errors import CatalogError
+from pipeline.ordering.catalog import Catalog
 from pipeline.sandbox import Sandbox
 
 

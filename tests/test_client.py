@@ -15,7 +15,6 @@ from PIL import Image
 
 from pipeline import api
 from pipeline.api.v1 import ApiClient, Timeouts, _image_disposition
-from pipeline.catalog import Catalog
 from pipeline.errors import (
     AuthRefused,
     OutcomeUnknown,
@@ -23,6 +22,7 @@ from pipeline.errors import (
     RequestRejected,
     TransientError,
 )
+from pipeline.ordering.catalog import Catalog
 from pipeline.sandbox import Faults, Sandbox
 
 

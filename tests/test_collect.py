@@ -21,12 +21,12 @@ from PIL import Image
 
 from pipeline import api
 from pipeline.api.v1 import ApiClient, Timeouts
-from pipeline.catalog import Catalog
-from pipeline.collect import CollectSummary, collect
+from pipeline.collect.collector import CollectSummary, collect
 from pipeline.errors import AuthRefused
 from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, PhotoRow, State, open_ledger
+from pipeline.ordering.catalog import Catalog
+from pipeline.ordering.runner import StopSwitch
 from pipeline.retry import Backoff
-from pipeline.runner import StopSwitch
 from pipeline.sandbox import Faults, Sandbox
 
 PhotoFactory = Callable[..., Path]
@@ -199,10 +199,10 @@ _KILLABLE = """
 import asyncio, sys
 from pathlib import Path
 from pipeline.api.v1 import ApiClient
-from pipeline.collect import collect
+from pipeline.collect.collector import collect
 from pipeline.ledger import open_ledger
 from pipeline.retry import Backoff
-from pipeline.runner import StopSwitch
+from pipeline.ordering.runner import StopSwitch
 
 async def main(url, key, ledger_path, output):
     ledger = open_ledger(Path(ledger_path))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.manifest import manifest_json_schema
+from pipeline.manifest.loader import manifest_json_schema
 from tests.readme_reference import README, current, render
 
 

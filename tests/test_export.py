@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.export import COLUMNS, export_rows
+from pipeline.app.export import COLUMNS, export_rows
 from pipeline.ledger import FoundPhoto, PhotoOptions, open_ledger
 from pipeline.ledger.sqlite import SqliteLedger
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ManifestError
-from pipeline.manifest import FolderSpec, load_manifest
-from pipeline.runner import list_and_check
+from pipeline.manifest.loader import FolderSpec, load_manifest
+from pipeline.ordering.runner import list_and_check
 
 
 def _write(root: Path, text: str) -> Path:
@@ -213,7 +213,7 @@ def test_libyaml_and_the_strict_loader_read_any_text_alike(
     seeded random YAML-like text and bytes: the same data, or the same error."""
     import random
 
-    from pipeline import _yaml
+    from pipeline.manifest import safe_yaml as _yaml
 
     fast = _yaml._FastLoader
     if fast is None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import LedgerError
-from pipeline.groupcommit import GroupCommit
 from pipeline.ledger import FoundPhoto, PhotoOptions, PhotoRow, State, open_ledger
+from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.ledger.sqlite import SqliteLedger
 
 OPTIONS = PhotoOptions("service-image-enhancement", "space-ie-indoor", ())

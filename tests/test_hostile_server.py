@@ -15,9 +15,9 @@ from pipeline.api.v1 import ApiClient, Timeouts
 from pipeline.errors import ApiError, AuthRefused, RequestRejected, TransientError
 from pipeline.ledger import State
 from pipeline.sandbox import Sandbox
-from pipeline.sandbox.hostile import INTERNAL_PATH, HostileControl, Hostility
 from tests.cli_helpers import FAST, aihd, ledger_rows, write_manifest
 from tests.hostile_helpers import MakeHostile, internal_hits
+from tests.hostile_server import INTERNAL_PATH, HostileControl, Hostility
 
 PhotoFactory = Callable[..., Path]
 KEY = "hostile-canary-key-7c1e9a2b"

@@ -1,6 +1,6 @@
 """The key canary: under every hostile mode, no output and no file aihd writes holds the key.
 
-The hostile emulator (pipeline/sandbox/hostile.py) echoes the key in error bodies, puts it in
+The hostile emulator (tests/hostile_server.py) echoes the key in error bodies, puts it in
 catalog titles and result URLs, and answers with huge, gzip'd or trickled JSON, huge, trickled
 or bomb results, redirects and internal URLs. After `aihd run`, `aihd collect`, `aihd export`
 (CSV to a file, JSON lines to stdout), `aihd status` and `aihd catalog`, the key must be in none
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sandbox.hostile import MODES, Hostility
 from tests.cli_helpers import FAST, aihd, write_manifest
 from tests.hostile_helpers import MakeHostile
+from tests.hostile_server import MODES, Hostility
 
 PhotoFactory = Callable[..., Path]
 CANARY = "CANARY-hostile-5e2d8f0a41"

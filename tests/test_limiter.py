@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 
-from pipeline.limiter import OrderWindow
+from pipeline.ordering.window import OrderWindow
 
 
 def _in_any_window(times: list[float], per_seconds: float) -> int:

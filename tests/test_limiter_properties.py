@@ -1,7 +1,7 @@
 """Properties of the order window under any interleaving, on a fake clock (tests/fake_time.py).
 
 A simulated API keeps the real one's sliding window of charges. Photos go through the window
-as pipeline/orders.py sends them (upload turn, upload, slot, POST), with answers that come,
+as pipeline/ordering/flow.py sends them (upload turn, upload, slot, POST), with answers that come,
 come late, are lost after the charge, fail with a 5xx or a 429 when another client on the
 account took the room. Whatever Hypothesis draws, the window must keep three promises:
 never more than ``orders`` slots in any ``per_seconds``, never a pause without end, and every
@@ -17,7 +17,7 @@ from typing import Literal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.limiter import OrderWindow
+from pipeline.ordering.window import OrderWindow
 from tests.fake_time import FakeTimeLoop
 
 Outcome = Literal["answered", "lost", "5xx", "upload fails"]

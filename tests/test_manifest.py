@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ManifestError
-from pipeline.manifest import (
+from pipeline.manifest.loader import (
     FolderSpec,
     RateLimit,
     RetryPolicy,

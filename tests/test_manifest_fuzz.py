@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import ManifestError
-from pipeline.manifest import load_manifest
+from pipeline.manifest.loader import load_manifest
 
 # Pieces of manifests and of YAML that has gone wrong: keys, flow and block syntax, anchors,
 # tags, directives, control and odd Unicode characters, values PyYAML resolves oddly.

@@ -282,7 +282,7 @@ def test_plan_and_status_share_order_words_and_alignment(
 
 
 def _cells(line: str) -> int:
-    from pipeline._text import width
+    from pipeline.columns import width
 
     return width(line)
 
@@ -291,13 +291,14 @@ def test_help_imports_no_http_database_or_schema_code() -> None:
     """`aihd --help` and `aihd run --help` load neither aiohttp, sqlite3 nor pydantic."""
     probe = (
         "import sys\n"
-        "from pipeline.cli import main\n"
+        "from pipeline.cli.commands import main\n"
         "for args in (['--help'], ['run', '--help'], ['collect', '--help']):\n"
         "    try:\n"
         "        main(args)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = {'aiohttp', 'sqlite3', 'pydantic', 'yarl', 'PIL', 'tqdm', 'pipeline.runner'}\n"
+        "heavy = {'aiohttp', 'sqlite3', 'pydantic', 'yarl', 'PIL', 'tqdm',"
+        " 'pipeline.ordering.runner'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
     done = subprocess.run(

@@ -15,7 +15,6 @@ import psycopg
 import pytest
 
 from pipeline.errors import LedgerError, LedgerUnreachable, SubmitRefused
-from pipeline.groupcommit import GroupCommit
 from pipeline.ledger import (
     FoundPhoto,
     Ledger,
@@ -26,6 +25,7 @@ from pipeline.ledger import (
     WindowRule,
     open_ledger,
 )
+from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.ledger.postgres import PostgresLedger
 from pipeline.ledger.postgres_schema import LOCK_WINDOW, SCHEMA_VERSION
 from pipeline.ledger.sqlite import SqliteLedger

@@ -1,6 +1,6 @@
 """The ledger: what has been found, uploaded, paid for and downloaded, safe across crashes.
 
-It belongs to the account (see pipeline/accounts.py), and is shared by every manifest and
+It belongs to the account (see pipeline/manifest/accounts.py), and is shared by every manifest and
 every run of it. The package shows its parts:
 
     records.py        the records: states, a photo's identity and row, order POST times, runs

@@ -23,7 +23,7 @@ from .v3_readings import V3Readings
 
 # Stalled handlers would otherwise hold a stop for aiohttp's default 60 s.
 SHUTDOWN_SECONDS = 1.0
-# Builds the emulator's aiohttp app from its state; the hostile server (hostile.py) wraps it.
+# Builds the emulator's aiohttp app from its state; tests/hostile_server.py wraps it.
 AppFactory = Callable[[SandboxState], web.Application]
 
 

@@ -14,9 +14,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline._manifest_folders import Written, shorten, split_pattern
-from pipeline._yaml import KeyPath, LineMap, dotted_key
 from pipeline.errors import ManifestError
+from pipeline.manifest.folders import Written, shorten, split_pattern
+from pipeline.manifest.safe_yaml import KeyPath, LineMap, dotted_key
 
 __all__ = [
     "absolute",

@@ -7,7 +7,7 @@ from collections.abc import Sequence, Set
 from dataclasses import asdict, dataclass
 
 from pipeline.ledger import Ledger, State
-from pipeline.orders import RunCounters
+from pipeline.ordering.flow import RunCounters
 
 # The codes a finished or stopped run decides; 2, 3 and 5 belong to the errors that cause
 # them (pipeline.errors: exit_code).

@@ -19,7 +19,6 @@ from itertools import islice
 
 from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import ApiClient
-from pipeline.catalog import Catalog, ResolvedOptions, resolve_v3
 from pipeline.errors import (
     ApiError,
     ApiUnreachable,
@@ -31,7 +30,6 @@ from pipeline.errors import (
     SubmitRefused,
     TransientError,
 )
-from pipeline.groupcommit import GroupCommit
 from pipeline.ledger import (
     FoundPhoto,
     KnownFile,
@@ -41,14 +39,16 @@ from pipeline.ledger import (
     State,
     WindowRule,
 )
-from pipeline.limiter import OrderWindow
-from pipeline.listings import listing_name
-from pipeline.manifest import FolderSpec, Manifest
-from pipeline.orders import Dispatch, OrderBudgetSpent, OrderFlow, RunCounters
-from pipeline.photos import CheckedPhoto, FileStat, check, list_folder
-from pipeline.progress import Progress
+from pipeline.ledger.groupcommit import GroupCommit
+from pipeline.manifest.listings import listing_name
+from pipeline.manifest.loader import FolderSpec, Manifest
+from pipeline.ordering.catalog import Catalog, ResolvedOptions, resolve_v3
+from pipeline.ordering.flow import Dispatch, OrderBudgetSpent, OrderFlow, RunCounters
+from pipeline.ordering.progress import Progress
+from pipeline.ordering.scan import CheckedPhoto, FileStat, check, list_folder
+from pipeline.ordering.summary import RunSummary, summarize
+from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff, retrying
-from pipeline.summary import RunSummary, summarize
 
 log = logging.getLogger("aihd")
 

@@ -11,7 +11,7 @@ Polls (``GET /v1/order/{id}``) and result downloads misbehave; uploads and order
 spends what it would and the hostility meets ``collect``. ``echo_key`` alone also refuses every
 order POST (422), so a run has errors to echo.
 
-Run one: ``python -m pipeline.sandbox.hostile --mode huge-answer --port 0 --key KEY``.
+Run one: ``python -m tests.hostile_server --mode huge-answer --port 0 --key KEY``.
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from pipeline import api, eventloop
-
-from .app import Handler, make_app
-from .replies import STATE
-from .server import AppFactory, serve
-from .state import SandboxConfig, SandboxState
+from pipeline.sandbox.app import Handler, make_app
+from pipeline.sandbox.replies import STATE
+from pipeline.sandbox.server import AppFactory, serve
+from pipeline.sandbox.state import SandboxConfig, SandboxState
 
 __all__ = ["INTERNAL_PATH", "MODES", "HostileControl", "Hostility", "hostile_app"]
 
@@ -295,7 +294,7 @@ def _prepare(hostility: Hostility) -> None:
 
 def main(argv: list[str]) -> int:
     """Serve a hostile emulator until SIGINT or SIGTERM, after printing its URL."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.sandbox.hostile")
+    parser = argparse.ArgumentParser(prog="python -m tests.hostile_server")
     parser.add_argument("--mode", choices=sorted(MODES), help="start misbehaving at once")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

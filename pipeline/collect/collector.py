@@ -23,18 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline._manifest_folders import folder_matches
 from pipeline.api.interface import PhotoApi
 from pipeline.api.records import GeneratedImage, OrderDetails
-from pipeline.errors import (
-    AuthRefused,
-    PipelineError,
-    RateLimited,
-    RequestRejected,
-    TransientError,
-)
-from pipeline.ledger import Ledger, PhotoRow, State
-from pipeline.results import (
+from pipeline.collect.results import (
     PART_MARK,
     ResultRejected,
     ResultTooBig,
@@ -47,11 +38,20 @@ from pipeline.results import (
     safe_parts,
     unlink_all,
 )
+from pipeline.errors import (
+    AuthRefused,
+    PipelineError,
+    RateLimited,
+    RequestRejected,
+    TransientError,
+)
+from pipeline.ledger import Ledger, PhotoRow, State
+from pipeline.manifest.folders import folder_matches
+from pipeline.ordering.summary import EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 from pipeline.retry import Backoff, retrying
-from pipeline.summary import EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 
 if TYPE_CHECKING:  # runner may import this module for `aihd run --collect`
-    from pipeline.runner import StopSwitch
+    from pipeline.ordering.runner import StopSwitch
 
 __all__ = ["CollectSummary", "collect", "remove_leftovers"]
 

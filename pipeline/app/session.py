@@ -24,25 +24,25 @@ from tqdm import tqdm
 from yarl import URL
 
 from pipeline import api
-from pipeline.accounts import account_ledger, key_fingerprint
 from pipeline.api.factory import AnyVersion, LedgerProjects
 from pipeline.api.v1 import Space, Timeouts, Widget
 from pipeline.api.v3 import ProjectBook
 from pipeline.bootclock import boot_id, boot_seconds, new_owner
-from pipeline.catalog import Catalog
 from pipeline.errors import ApiUnreachable, AuthRefused, UsageError
 from pipeline.ledger import Ledger, PostTimes, open_ledger
-from pipeline.limiter import OrderWindow
-from pipeline.manifest import Manifest
-from pipeline.orders import RunCounters
-from pipeline.plan import Plan, make_plan
-from pipeline.progress import Progress
+from pipeline.manifest.accounts import account_ledger, key_fingerprint
+from pipeline.manifest.loader import Manifest
+from pipeline.ordering.catalog import Catalog
+from pipeline.ordering.flow import RunCounters
+from pipeline.ordering.plan import Plan, make_plan
+from pipeline.ordering.progress import Progress
+from pipeline.ordering.runner import RunLimits, Runner, StopSwitch
+from pipeline.ordering.summary import EXIT_OK, EXIT_SOME_FAILED, RunSummary
+from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff
-from pipeline.runner import RunLimits, Runner, StopSwitch
-from pipeline.summary import EXIT_OK, EXIT_SOME_FAILED, RunSummary
 
 if TYPE_CHECKING:  # collecting is imported when asked for: a run alone does not load it
-    from pipeline.collect import CollectSummary
+    from pipeline.collect.collector import CollectSummary
 
 SANDBOX_TIME_SCALE = 0.1  # the in-process emulator's orders finish in a tenth of their eta
 log = logging.getLogger("aihd")
@@ -371,7 +371,7 @@ async def _collect(
             bar.n = done
             bar.refresh()
 
-    from pipeline.collect import collect
+    from pipeline.collect.collector import collect
 
     try:
         return await collect(

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import click
 
 from pipeline import __version__
-from pipeline._manifest_folders import folder_matches
 from pipeline.errors import PipelineError, UsageError
+from pipeline.manifest.folders import folder_matches
 
 # `aihd --help` imports none of these: each command imports what it needs when it runs, so
 # help, and a typo's usage error, come back at once (no aiohttp, SQLite or pydantic).
 if TYPE_CHECKING:
-    from pipeline.manifest import Manifest
-    from pipeline.runner import StopSwitch
+    from pipeline.manifest.loader import Manifest
+    from pipeline.ordering.runner import StopSwitch
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -152,7 +152,7 @@ def _is_quiet(quiet: bool, log_file: Path | None) -> bool:
 
 def _load(path: Path, *, strict: bool = False, folder_patterns: Sequence[str] = ()) -> Manifest:
     """The manifest, its warnings on stderr, and only the folders --folder asks for."""
-    from pipeline.manifest import load_manifest
+    from pipeline.manifest.loader import load_manifest
 
     manifest = load_manifest(path, strict=strict)
     for warning in manifest.warnings:
@@ -171,7 +171,7 @@ def _load(path: Path, *, strict: bool = False, folder_patterns: Sequence[str] = 
 
 def _duration(option: str, text: str | None) -> float | None:
     """A duration with its unit: a bare "6" is refused (seconds or hours?)."""
-    from pipeline.session import parse_duration
+    from pipeline.app.session import parse_duration
 
     if text is None:
         return None
@@ -243,8 +243,8 @@ def run(
       aihd run listings.yaml --max-duration 6h --no-progress --json
       aihd run sample_manifests/demo.yaml --sandbox --collect
     """
+    from pipeline.app.session import ApiSettings, RunRequest, run_manifest
     from pipeline.logs import setup_logging
-    from pipeline.session import ApiSettings, RunRequest, run_manifest
 
     loaded = _load(manifest, strict=strict, folder_patterns=folder_patterns)
     bar = not no_progress and sys.stderr.isatty()
@@ -288,7 +288,7 @@ def plan(manifest: Path, sandbox: bool, as_json: bool, strict: bool) -> None:
       aihd plan listings.yaml --json | jq .orders
     """
     from pipeline import eventloop
-    from pipeline.session import ApiSettings, plan_manifest
+    from pipeline.app.session import ApiSettings, plan_manifest
 
     loaded = _load(manifest, strict=strict)
     settings = ApiSettings.from_env(loaded.api_key_env, sandbox=sandbox)
@@ -334,10 +334,10 @@ def collect_command(
       aihd collect listings.ledger.sqlite        # output: enhanced/ beside the ledger
       aihd collect listings.yaml --folder 'listings/12-oak-st/*' --output rush/
     """
+    from pipeline.app.session import ApiSettings, CollectRequest, collect_results
     from pipeline.logs import setup_logging
-    from pipeline.manifest import refuse_output_over_photos
+    from pipeline.manifest.loader import refuse_output_over_photos
     from pipeline.retry import Backoff
-    from pipeline.session import ApiSettings, CollectRequest, collect_results
 
     if timeout_text is not None and not wait:
         raise UsageError(
@@ -401,8 +401,8 @@ def catalog(manifest: Path | None, sandbox: bool, as_json: bool) -> None:
       aihd catalog --sandbox
     """
     from pipeline import eventloop
-    from pipeline.manifest import load_manifest
-    from pipeline.session import ApiSettings, fetch_catalog
+    from pipeline.app.session import ApiSettings, fetch_catalog
+    from pipeline.manifest.loader import load_manifest
 
     env = load_manifest(manifest).api_key_env if manifest else "AIHD_API_KEY"
     settings = ApiSettings.from_env(env, sandbox=sandbox)
@@ -554,7 +554,7 @@ def _chosen_ledger(
     manifest: Manifest, option: Path | str | None, *, sandbox: bool = False
 ) -> Path | str:
     """--ledger, AIHD_LEDGER, the manifest's ledger:, or the account's (pipeline/accounts)."""
-    from pipeline.accounts import base_url_from_env, chosen_ledger
+    from pipeline.manifest.accounts import base_url_from_env, chosen_ledger
 
     return chosen_ledger(
         option, manifest.ledger, base_url_from_env(), manifest.account, sandbox=sandbox
@@ -563,7 +563,7 @@ def _chosen_ledger(
 
 def _scope(target: Path | str) -> list[str] | None:
     """A manifest's folders (its photos, of an account ledger that holds others'), or None."""
-    from pipeline.manifest import load_manifest
+    from pipeline.manifest.loader import load_manifest
 
     if isinstance(target, str) or target.suffix.lower() not in (".yaml", ".yml"):
         return None
@@ -572,7 +572,7 @@ def _scope(target: Path | str) -> list[str] | None:
 
 def _ledger_path(target: Path | str) -> Path | str:
     """A manifest (its ledger) or a ledger file or URL; the ledger must already exist."""
-    from pipeline.manifest import load_manifest
+    from pipeline.manifest.loader import load_manifest
 
     if isinstance(target, Path) and target.suffix.lower() in (".yaml", ".yml"):
         path = _chosen_ledger(load_manifest(target), None)
@@ -611,8 +611,8 @@ def status(
       aihd status listings.ledger.sqlite --json
       aihd status listings.ledger.sqlite --folder 'listings/12-oak-st/*'
     """
+    from pipeline.app.status import render_status, status_json
     from pipeline.ledger import open_ledger
-    from pipeline.status import render_status, status_json
 
     scope = None if everything else _scope(target)
     ledger = open_ledger(_ledger_path(target))
@@ -644,7 +644,7 @@ def reorder(target: Path | str, photos: tuple[Path, ...], yes: bool) -> None:
       aihd run listings.yaml
     """
     from pipeline.ledger import open_ledger
-    from pipeline.reorder import plan_reorder
+    from pipeline.ordering.reorder import plan_reorder
 
     ledger = open_ledger(_ledger_path(target))
     try:
@@ -685,7 +685,7 @@ def export(target: Path | str, fmt: str, output: Path | None, everything: bool) 
       aihd export listings.yaml --format csv -o orders.csv
       aihd export listings.ledger.sqlite --format jsonl | jq .state
     """
-    from pipeline.export import export_rows
+    from pipeline.app.export import export_rows
     from pipeline.ledger import open_ledger
 
     scope = None if everything else _scope(target)
@@ -716,8 +716,8 @@ def ledger() -> None:
 
 
 def _target_ledger(manifest: Path | None, into: Path | str | None) -> Path | str:
-    from pipeline.accounts import base_url_from_env, chosen_ledger
-    from pipeline.manifest import load_manifest
+    from pipeline.manifest.accounts import base_url_from_env, chosen_ledger
+    from pipeline.manifest.loader import load_manifest
 
     if manifest is not None:
         return _chosen_ledger(load_manifest(manifest), into)
@@ -811,7 +811,7 @@ def schema() -> None:
     Example:
       aihd schema > aihd-manifest.schema.json
     """
-    from pipeline.manifest import manifest_json_schema
+    from pipeline.manifest.loader import manifest_json_schema
 
     click.echo(json.dumps(manifest_json_schema(), indent=2))
 
@@ -846,10 +846,10 @@ def review(manifest: Path, output: Path | None, apply_file: Path | None) -> None
       aihd review listings.yaml                  # prints the page's file:// link
       aihd review listings.yaml --apply ~/Downloads/aihd-decisions.json
     """
-    from pipeline.decisions import apply_decisions, manifest_rows, read_decisions_file
     from pipeline.ledger import Decision, open_ledger
-    from pipeline.manifest import load_manifest
-    from pipeline.review import write_review
+    from pipeline.manifest.loader import load_manifest
+    from pipeline.review.decisions import apply_decisions, manifest_rows, read_decisions_file
+    from pipeline.review.page import write_review
 
     loaded = load_manifest(manifest)
     ledger = open_ledger(_ledger_path(manifest))
@@ -877,9 +877,14 @@ def review(manifest: Path, output: Path | None, apply_file: Path | None) -> None
 
 
 def _decide(manifest: Path, paths: tuple[Path, ...], folder: str | None, verdict: str) -> None:
-    from pipeline.decisions import REORDER_HINT, manifest_rows, record_decision, select_photos
     from pipeline.ledger import Decision, open_ledger
-    from pipeline.manifest import load_manifest
+    from pipeline.manifest.loader import load_manifest
+    from pipeline.review.decisions import (
+        REORDER_HINT,
+        manifest_rows,
+        record_decision,
+        select_photos,
+    )
 
     if bool(paths) == (folder is not None):
         raise UsageError(f"aihd {verdict}: give photo paths or --folder FOLDER (one of the two)")
@@ -957,10 +962,10 @@ def deliver(manifest: Path, profile_name: str, output: Path | None) -> None:
       aihd deliver listings.yaml --profile mls-default
       aihd deliver listings.yaml --profile crmls -o /srv/uploads
     """
-    from pipeline.deliver import deliver as deliver_photos
     from pipeline.ledger import open_ledger
-    from pipeline.manifest import load_manifest
-    from pipeline.profiles import find_profile
+    from pipeline.manifest.loader import load_manifest
+    from pipeline.manifest.profiles import find_profile
+    from pipeline.review.deliver import deliver as deliver_photos
 
     loaded = load_manifest(manifest)
     profile = find_profile(profile_name, loaded.delivery_profiles)
@@ -993,7 +998,7 @@ def _run_until_signal(start: Callable[[StopSwitch], Awaitable[T]]) -> T:
     """Run the coroutine; the first SIGINT/SIGTERM asks it to stop cleanly, a second cuts."""
 
     from pipeline import eventloop
-    from pipeline.runner import StopSwitch
+    from pipeline.ordering.runner import StopSwitch
 
     stop = StopSwitch()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from pipeline._text import pad, width
+from pipeline.columns import pad, width
 from pipeline.ledger import Ledger, State
 
 _COLUMNS = (

@@ -15,8 +15,8 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.errors import PhotoError
-from pipeline.imaging import SRGB_ICC, open_upright_rgb
-from pipeline.profiles import DeliveryProfile
+from pipeline.manifest.profiles import DeliveryProfile
+from pipeline.review.imaging import SRGB_ICC, open_upright_rgb
 
 __all__ = ["MlsJpeg", "render_for_mls"]
 

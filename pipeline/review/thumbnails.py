@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from pipeline.errors import PhotoError
-from pipeline.imaging import open_upright_rgb
+from pipeline.review.imaging import open_upright_rgb
 
 __all__ = ["THUMBNAIL_LONG_EDGE", "Thumbnails"]
 

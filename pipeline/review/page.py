@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from pipeline.decisions import REORDER_HINT, manifest_rows
 from pipeline.ledger import Ledger, PhotoRow, Review, State
-from pipeline.listings import is_exterior, listing_name, listings
-from pipeline.manifest import Manifest
-from pipeline.thumbnails import Thumbnails
+from pipeline.manifest.listings import is_exterior, listing_name, listings
+from pipeline.manifest.loader import Manifest
+from pipeline.review.decisions import REORDER_HINT, manifest_rows
+from pipeline.review.thumbnails import Thumbnails
 
 __all__ = ["ReviewPage", "write_review"]
 
@@ -54,7 +54,7 @@ def write_review(manifest: Manifest, ledger: Ledger, folder: Path) -> ReviewPage
         ],
     }
     for name in _ASSETS:
-        source = resources.files("pipeline") / "review_assets" / name
+        source = resources.files("pipeline.review") / "assets" / name
         with resources.as_file(source) as path:
             shutil.copyfile(path, folder / name)
     # A script, not a .json: a page opened from file:// may not fetch() files beside it.

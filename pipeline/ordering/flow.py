@@ -24,7 +24,6 @@ from pathlib import Path
 
 from pipeline.api.interface import PhotoApi
 from pipeline.api.records import OrderDetails
-from pipeline.catalog import ResolvedOptions
 from pipeline.errors import (
     ApiError,
     AuthRefused,
@@ -35,9 +34,10 @@ from pipeline.errors import (
     RequestRejected,
     TransientError,
 )
-from pipeline.groupcommit import GroupCommit
 from pipeline.ledger import Ledger, PhotoRow, State, WindowFull, WindowRule
-from pipeline.limiter import OrderWindow
+from pipeline.ledger.groupcommit import GroupCommit
+from pipeline.ordering.catalog import ResolvedOptions
+from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff, retrying
 
 _MAX_RATE_LIMITED = 20  # 429s in a row for one photo before it is left for the next run

@@ -16,7 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline._manifest_folders import (
+from pipeline.api.v3_slugs import DEFAULT_TOOL, ToolOptionError, build_spec, tool_name
+from pipeline.errors import ManifestError, UsageError
+from pipeline.ledger.stores import is_url
+from pipeline.manifest.folders import (
     Options,
     Written,
     assign,
@@ -26,7 +29,7 @@ from pipeline._manifest_folders import (
     shorten,
     split_pattern,
 )
-from pipeline._manifest_paths import (
+from pipeline.manifest.paths import (
     absolute,
     clear_cache,
     is_,
@@ -36,7 +39,9 @@ from pipeline._manifest_paths import (
     resolve,
     resolve_match,
 )
-from pipeline._manifest_schema import (
+from pipeline.manifest.profiles import DeliveryProfile
+from pipeline.manifest.safe_yaml import KeyPath, LineMap, dotted_key, load_yaml
+from pipeline.manifest.schema import (
     DEFAULT_PATTERNS,
     DefaultsModel,
     DeliveryProfileModel,
@@ -46,11 +51,6 @@ from pipeline._manifest_schema import (
     RetryModel,
     explain,
 )
-from pipeline._yaml import KeyPath, LineMap, dotted_key, load_yaml
-from pipeline.api.v3_slugs import DEFAULT_TOOL, ToolOptionError, build_spec, tool_name
-from pipeline.errors import ManifestError, UsageError
-from pipeline.ledger.stores import is_url
-from pipeline.profiles import DeliveryProfile
 
 __all__ = [
     "DEFAULT_PATTERNS",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.errors import UsageError
 from pipeline.ledger import Decision, Ledger, PhotoRow, State
-from pipeline.manifest import Manifest
+from pipeline.manifest.loader import Manifest
 
 __all__ = [
     "DECISIONS_FORMAT",

@@ -9,8 +9,8 @@ from typing import Any, Protocol, TextIO
 
 from tqdm import tqdm
 
-from pipeline.limiter import OrderWindow
-from pipeline.orders import RunCounters
+from pipeline.ordering.flow import RunCounters
+from pipeline.ordering.window import OrderWindow
 
 log = logging.getLogger("aihd")
 

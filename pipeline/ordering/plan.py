@@ -13,14 +13,14 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline._text import pad, width
 from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import ApiClient
+from pipeline.columns import pad, width
 from pipeline.ledger import PhotoRow, State, open_ledger
 from pipeline.ledger.stores import is_url
-from pipeline.manifest import Manifest
+from pipeline.manifest.loader import Manifest
+from pipeline.ordering.runner import list_and_check, photo_options, resolve_live
 from pipeline.retry import Backoff
-from pipeline.runner import list_and_check, photo_options, resolve_live
 
 _DONE = (State.SUBMITTED, State.COMPLETED)
 _COSTS_AN_ORDER = (State.PENDING, State.UPLOADED)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.manifest import FolderSpec, Manifest
+from pipeline.manifest.loader import FolderSpec, Manifest
 
 __all__ = ["Listing", "is_exterior", "listing_name", "listings"]
 

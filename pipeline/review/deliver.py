@@ -16,13 +16,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.decisions import manifest_rows
 from pipeline.errors import PhotoError
 from pipeline.ledger import Decision, Ledger, PhotoRow, State
-from pipeline.listings import Listing, listings
-from pipeline.manifest import Manifest
-from pipeline.mls_photo import MlsJpeg, render_for_mls
-from pipeline.profiles import DeliveryProfile
+from pipeline.manifest.listings import Listing, listings
+from pipeline.manifest.loader import Manifest
+from pipeline.manifest.profiles import DeliveryProfile
+from pipeline.review.decisions import manifest_rows
+from pipeline.review.mls import MlsJpeg, render_for_mls
 
 __all__ = ["DISCLOSURE_COLUMNS", "DeliveryReport", "deliver"]
 

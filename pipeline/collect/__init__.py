@@ -1,0 +1,1 @@
+"""Collect: poll submitted orders and download each result, once, without half-written files."""

@@ -1,0 +1,1 @@
+"""The manifest: strict YAML into frozen records; its folders, paths, profiles, listings."""

@@ -1,0 +1,1 @@
+"""Review and delivery: the before/after page, decisions, thumbnails, MLS-ready photos."""
