@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from pipeline.bootclock import Stamp, owner_alive
@@ -46,6 +47,7 @@ class _NotEligible(Exception):
 
 
 _BUSY_TIMEOUT_MS = 5000
+_DB_ERRORS = (sqlite3.Error, OSError)  # what becomes a LedgerError
 
 
 class SqliteLedger:
@@ -58,6 +60,9 @@ class SqliteLedger:
         self.lease_seconds = 60.0
         self._mutex = threading.RLock()  # one transaction at a time if threads share the handle
         self._depth = 0
+        # The context managers of atomic() and grouped(): their state is the handle's.
+        self._transaction = _Transaction(self)
+        self._group = _Group(self)
         if path.is_dir():
             raise LedgerError(f"cannot open ledger {path}: it is a folder; name a file instead")
         with self._guard("open"):
@@ -84,55 +89,41 @@ class SqliteLedger:
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
-        """The one place sqlite3 and file errors become a LedgerError."""
+        """The one place sqlite3 and file errors become a LedgerError (``_error`` words it)."""
         try:
             yield
         except (sqlite3.Error, OSError) as exc:
-            raise LedgerError(
-                f"cannot {action} ledger {self.path}: {exc}; check the path is writable "
-                "and is an aihd ledger, not a file of another tool"
-            ) from exc
+            raise self._error(action, exc) from exc
 
-    @contextmanager
-    def atomic(self) -> Iterator[sqlite3.Connection]:
+    def _error(self, action: str, exc: BaseException) -> LedgerError:
+        return LedgerError(
+            f"cannot {action} ledger {self.path}: {exc}; check the path is writable "
+            "and is an aihd ledger, not a file of another tool"
+        )
+
+    def atomic(self) -> _Transaction:
         """One write transaction, committed (and fsynced) on exit; nested calls join it."""
-        with self._mutex, self._guard("write"):
-            if self._depth:
-                if not self._conn.in_transaction:
-                    # An error inside this group (a full disk) rolled the whole transaction
-                    # back: writing on would commit each statement alone, outside the group.
-                    raise LedgerError(
-                        f"cannot write ledger {self.path}: its transaction was rolled back"
-                    )
-                self._depth += 1
-                try:
-                    yield self._conn
-                finally:
-                    self._depth -= 1
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield self._conn
-            except BaseException:
-                # Some errors (a full disk) have already rolled back; do not mask them.
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
-            finally:
-                self._depth = 0
+        return self._transaction
 
-    @contextmanager
-    def grouped(self) -> Iterator[None]:
+    def grouped(self) -> _Group:
         """Writes made inside share one transaction and one commit (see groupcommit.py)."""
-        with self.atomic():
-            yield
+        return self._group
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        with self._mutex, self._guard("read"):
-            return self._conn.execute(sql, params).fetchall()
+        with self._mutex:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except (sqlite3.Error, OSError) as exc:
+                raise self._error("read", exc) from exc
+
+    def _end(self, *, committing: bool) -> None:
+        """End the outermost transaction: COMMIT, or ROLLBACK after an error."""
+        if committing:
+            self._conn.execute("COMMIT")
+            return
+        # Some errors (a full disk) have already rolled back; do not mask them.
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     def close(self) -> None:
         self.release_run_lock()
@@ -416,18 +407,22 @@ class SqliteLedger:
         *,
         only_if: str = "",
         only_if_params: Sequence[object] = (),
+        conn: sqlite3.Connection | None = None,
     ) -> PhotoRow:
-        """One UPDATE that returns the row (RETURNING: a run makes three of these per photo)."""
-        with self.atomic() as conn:
-            found = conn.execute(
-                f"UPDATE photos SET {sets}, updated_at = ? WHERE id = ? {only_if} "
-                f"RETURNING {COLUMNS}",
-                (*params, now_text(), photo_id, *only_if_params),
-            ).fetchone()
-            if found is None:
-                self._one(conn, "id = ?", (photo_id,))  # raises for an unknown id
-                raise _NotEligible
-            return row_of(found)
+        """One UPDATE that returns the row (RETURNING: a run makes three of these per photo);
+        ``conn``: in the caller's transaction, which it holds."""
+        if conn is None:
+            with self.atomic() as conn:
+                return self._mark(photo_id, sets, params, only_if=only_if,
+                                  only_if_params=only_if_params, conn=conn)  # fmt: skip
+        found = conn.execute(
+            f"UPDATE photos SET {sets}, updated_at = ? WHERE id = ? {only_if} RETURNING {COLUMNS}",
+            (*params, now_text(), photo_id, *only_if_params),
+        ).fetchone()
+        if found is None:
+            self._one(conn, "id = ?", (photo_id,))  # raises for an unknown id
+            raise _NotEligible
+        return row_of(found)
 
     def mark_uploaded(self, photo_id: int, order_id: str, *, refused: bool = False) -> PhotoRow:
         """Uploaded, not charged; ``refused``: an order POST was answered with a refusal."""
@@ -439,6 +434,7 @@ class SqliteLedger:
                 "state = 'uploaded', order_id = ?, error = NULL, retryable = 0",
                 (order_id,),
                 only_if="AND charged = 0",
+                conn=conn,
             )
 
     def mark_submitting(
@@ -470,7 +466,9 @@ class SqliteLedger:
             if window is not None and (wait := window_wait(conn, window, stamp, time.time())):
                 raise WindowFull(wait)
             try:
-                row = self._mark(photo_id, sets, params, only_if=only_if, only_if_params=owner)
+                row = self._mark(
+                    photo_id, sets, params, only_if=only_if, only_if_params=owner, conn=conn
+                )
             except _NotEligible:
                 row = self.get(photo_id)
                 paid = ", and it was charged already" if row.charged else ""
@@ -502,6 +500,7 @@ class SqliteLedger:
                 "state = 'submitted', image_id = coalesce(?, image_id), eta = coalesce(?, eta), "
                 "submitted_at = ?, error = NULL, retryable = 0, charged = 1",
                 (image_id, eta, now_text()),
+                conn=conn,
             )
 
     def mark_lost(self, photo_id: int) -> None:
@@ -521,8 +520,11 @@ class SqliteLedger:
     def window_wait(self, rule: WindowRule) -> float:
         """Seconds until the account's window has room (read only: ``mark_submitting`` with
         the same rule is the check that counts, in the transaction that records the intent)."""
-        with self._mutex, self._guard("read"):
-            return window_wait(self._conn, rule, Stamp.now(), time.time())
+        with self._mutex:
+            try:
+                return window_wait(self._conn, rule, Stamp.now(), time.time())
+            except (sqlite3.Error, OSError) as exc:
+                raise self._error("read", exc) from exc
 
     def claim(self, photo_id: int) -> bool:
         """Take the photo for this run (``owner``) unless another live run holds it."""
@@ -697,3 +699,63 @@ def _busy_message(path: str, note: Mapping[str, Any]) -> str:
     who = holder if f"pid {pid}" in holder else f"pid {pid} on host {host}: {holder}".rstrip(": ")
     since = note.get("since", "an unknown time")
     return f"ledger {path} is in use by {who} since {since}; wait for it to finish or stop it"
+
+
+class _Transaction:
+    """``with ledger.atomic() as conn``: one write transaction, committed on exit, rolled back
+    on an error; nested ones join the outer one. A class, not a ``@contextmanager``: a run opens
+    several per photo, and a generator's context manager cost more than their SQL."""
+
+    __slots__ = ("_ledger",)
+
+    def __init__(self, ledger: SqliteLedger) -> None:
+        self._ledger = ledger
+
+    def __enter__(self) -> sqlite3.Connection:
+        ledger = self._ledger
+        ledger._mutex.acquire()
+        conn = ledger._conn
+        try:
+            if not ledger._depth:
+                conn.execute("BEGIN IMMEDIATE")
+            elif not conn.in_transaction:
+                # An error inside this group (a full disk) rolled the whole transaction back:
+                # writing on would commit each statement alone, outside the group.
+                raise LedgerError(
+                    f"cannot write ledger {ledger.path}: its transaction was rolled back"
+                )
+        except (sqlite3.Error, OSError) as exc:
+            ledger._mutex.release()
+            raise ledger._error("write", exc) from exc
+        except BaseException:
+            ledger._mutex.release()
+            raise
+        ledger._depth += 1
+        return conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        ledger = self._ledger
+        try:
+            ledger._depth -= 1
+            if not ledger._depth:
+                ledger._end(committing=exc is None)
+        except _DB_ERRORS as failed:
+            raise ledger._error("write", failed) from failed
+        finally:
+            ledger._mutex.release()
+        if exc is not None and isinstance(exc, _DB_ERRORS):
+            raise ledger._error("write", exc) from exc
+
+
+class _Group(_Transaction):
+    """``with ledger.grouped()``: a transaction the writes inside join (groupcommit.py)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:  # type: ignore[override]  # yields nothing, as the protocol says
+        super().__enter__()
