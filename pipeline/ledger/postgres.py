@@ -227,7 +227,7 @@ class PostgresLedger(PostgresOrders):
     def window_wait(self, rule: WindowRule) -> float:
         """Seconds until the account's window has room, on the database's clock (read only:
         ``mark_submitting`` with the same rule is the check that counts)."""
-        return self._run(lambda c: q.window_wait(c, rule), transaction=False)
+        return self._run(lambda c: q.window_wait(c, self._window_log, rule), transaction=False)
 
     # -- ignored paths and catalog spellings (`aihd ignore`, export) --------------------------
 

@@ -27,7 +27,10 @@ class PostgresOrders(PostgresClaims):
 
         def body(c: q.Conn) -> PhotoRow:
             if refused:
-                q.answer_post(c, photo_id, "refused", Stamp.now().seconds, time.time())
+                self._posts_written = True
+                q.answer_post(
+                    c, self._window_log, photo_id, "refused", Stamp.now().seconds, time.time()
+                )
             return self._mark(
                 photo_id,
                 "state = 'uploaded', order_id = %s, error = NULL, retryable = 0",
@@ -62,10 +65,12 @@ class PostgresOrders(PostgresClaims):
             owner = (self.owner,)
 
         def body(c: q.Conn) -> PhotoRow:
-            if window is not None:
-                c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_WINDOW,))
-                if wait := q.window_wait(c, window):
-                    raise WindowFull(wait)
+            # Every intent is inserted under the window's lock, held to COMMIT, even without a
+            # rule to check: then order POSTs commit in the order of their ids, which is what
+            # lets each handle read only the rows after the last it read (window_log.py).
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_WINDOW,))
+            if window is not None and (wait := q.window_wait(c, self._window_log, window)):
+                raise WindowFull(wait)
             try:
                 row = self._mark(photo_id, sets, params, only_if=only_if, only_if_params=owner)
             except NotEligible:
@@ -80,6 +85,7 @@ class PostgresOrders(PostgresClaims):
                     f"{paid} (ledger {self.path}, photo {photo_id})"
                 ) from None
             stamp = Stamp.now()
+            self._posts_written = True
             c.execute(
                 "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall, "
                 "key_fingerprint) VALUES (%s, %s, %s, %s, %s, %s)",
@@ -96,7 +102,10 @@ class PostgresOrders(PostgresClaims):
 
         def body(c: q.Conn) -> PhotoRow:
             if answered:
-                q.answer_post(c, photo_id, "accepted", Stamp.now().seconds, time.time())
+                self._posts_written = True
+                q.answer_post(
+                    c, self._window_log, photo_id, "accepted", Stamp.now().seconds, time.time()
+                )
             return self._mark(
                 photo_id,
                 "state = 'submitted', image_id = coalesce(%s, image_id), "
@@ -109,7 +118,12 @@ class PostgresOrders(PostgresClaims):
 
     def mark_lost(self, photo_id: int) -> None:
         """The answer to the photo's order POST was lost: it may have been charged."""
-        self._run(lambda c: q.answer_post(c, photo_id, "lost", Stamp.now().seconds, time.time()))
+
+        def body(c: q.Conn) -> None:
+            self._posts_written = True
+            q.answer_post(c, self._window_log, photo_id, "lost", Stamp.now().seconds, time.time())
+
+        self._run(body)
 
     def last_intent(self, photo_id: int) -> Stamp | None:
         rows = self._read(
@@ -216,6 +230,8 @@ class PostgresOrders(PostgresClaims):
 
         def body(c: q.Conn) -> int | None:
             c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
+            # Its order POSTs too commit in the order of their ids (see mark_submitting).
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_WINDOW,))
             if c.execute("SELECT 1 FROM imports WHERE path = %s", (key,)).fetchone():
                 return None
             last_post = c.execute("SELECT coalesce(max(id), 0) FROM order_posts").fetchone()

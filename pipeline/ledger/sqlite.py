@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pipeline.bootclock import Stamp, owner_alive
+from pipeline.bootclock import Stamp, boot_id, boot_seconds, owner_alive
 from pipeline.errors import LedgerBusy, LedgerError, SubmitRefused
 from pipeline.ledger.migrations import migrate
 from pipeline.ledger.records import (
@@ -38,6 +38,7 @@ from pipeline.ledger.sqlite_found import adopt, record_found, unpaid_originals
 from pipeline.ledger.sqlite_import import import_rows
 from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, STATES, encode, now_text, row_of
 from pipeline.ledger.sqlite_window import answer_post, window_wait
+from pipeline.ledger.window_log import WindowLog
 
 __all__ = ["SqliteLedger"]
 
@@ -60,6 +61,10 @@ class SqliteLedger:
         self.lease_seconds = 60.0
         self._mutex = threading.RLock()  # one transaction at a time if threads share the handle
         self._depth = 0
+        # The account's recent order POSTs as this handle has read them (window_log.py), and
+        # whether the open transaction wrote any: if it rolls back, the log forgets them.
+        self._window_log = WindowLog()
+        self._posts_written = False
         # The context managers of atomic() and grouped(): their state is the handle's.
         self._transaction = _Transaction(self)
         self._group = _Group(self)
@@ -118,9 +123,16 @@ class SqliteLedger:
 
     def _end(self, *, committing: bool) -> None:
         """End the outermost transaction: COMMIT, or ROLLBACK after an error."""
+        written, self._posts_written = self._posts_written, False
         if committing:
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._window_log.forget()
+                raise
             return
+        if written:
+            self._window_log.forget()  # it may hold rows, or answers, that are not there now
         # Some errors (a full disk) have already rolled back; do not mask them.
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
@@ -428,7 +440,8 @@ class SqliteLedger:
         """Uploaded, not charged; ``refused``: an order POST was answered with a refusal."""
         with self.atomic() as conn:
             if refused:
-                answer_post(conn, photo_id, "refused")
+                self._posts_written = True
+                answer_post(conn, self._window_log, photo_id, "refused")
             return self._mark(
                 photo_id,
                 "state = 'uploaded', order_id = ?, error = NULL, retryable = 0",
@@ -463,7 +476,11 @@ class SqliteLedger:
             owner = (self.owner,)
         stamp = Stamp.now()
         with self.atomic() as conn:
-            if window is not None and (wait := window_wait(conn, window, stamp, time.time())):
+            if window is not None and (
+                wait := window_wait(
+                    conn, self._window_log, window, stamp.boot, stamp.seconds, time.time()
+                )
+            ):
                 raise WindowFull(wait)
             try:
                 row = self._mark(
@@ -481,6 +498,7 @@ class SqliteLedger:
                     f"refusing to submit {row.path}: it is {row.state.value}, not uploaded"
                     f"{paid} (ledger {self.path}, photo {photo_id})"
                 ) from None
+            self._posts_written = True
             conn.execute(
                 "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall, "
                 "key_fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
@@ -494,7 +512,8 @@ class SqliteLedger:
         """Charged: by an answer to our POST (``answered``), or as the order's details show."""
         with self.atomic() as conn:
             if answered:
-                answer_post(conn, photo_id, "accepted")
+                self._posts_written = True
+                answer_post(conn, self._window_log, photo_id, "accepted")
             return self._mark(
                 photo_id,
                 "state = 'submitted', image_id = coalesce(?, image_id), eta = coalesce(?, eta), "
@@ -506,7 +525,8 @@ class SqliteLedger:
     def mark_lost(self, photo_id: int) -> None:
         """The answer to the photo's order POST was lost: it may have been charged."""
         with self.atomic() as conn:
-            answer_post(conn, photo_id, "lost")
+            self._posts_written = True
+            answer_post(conn, self._window_log, photo_id, "lost")
 
     def last_intent(self, photo_id: int) -> Stamp | None:
         """When the photo's latest order intent was recorded, on the boot clock."""
@@ -522,7 +542,9 @@ class SqliteLedger:
         the same rule is the check that counts, in the transaction that records the intent)."""
         with self._mutex:
             try:
-                return window_wait(self._conn, rule, Stamp.now(), time.time())
+                return window_wait(
+                    self._conn, self._window_log, rule, boot_id(), boot_seconds(), time.time()
+                )
             except (sqlite3.Error, OSError) as exc:
                 raise self._error("read", exc) from exc
 

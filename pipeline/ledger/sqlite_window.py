@@ -1,66 +1,70 @@
 """The order window's store in SQLite: each order POST's intent and answer, and the count
-that decides, in the intent's own transaction, whether the account's window has room."""
+that decides, in the intent's own transaction, whether the account's window has room.
+
+The count is kept by a ``WindowLog`` per ledger handle (window_log.py): each check reads only
+the rows added since the last one.
+"""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 
-from pipeline.bootclock import Stamp
+from pipeline.bootclock import boot_seconds
 from pipeline.ledger.records import WindowRule
+from pipeline.ledger.window_log import PostRow, WindowLog
 
-IN_FLIGHT_POLL_SECONDS = 0.1
+_POSTS = (
+    "SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall, outcome "
+    "FROM order_posts "
+)
+_HORIZON = (
+    _POSTS + "WHERE id <= ? AND (intent_wall >= ? OR (boot = ? AND intent_clock >= ?)) ORDER BY id"
+)
+_SINCE = _POSTS + "WHERE id > ? ORDER BY id"
+_THESE = _POSTS + "WHERE id IN (SELECT value FROM json_each(?))"
 
 
-def window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall: float) -> float:
+def window_wait(
+    conn: sqlite3.Connection, log: WindowLog, rule: WindowRule, boot: str, clock: float, wall: float
+) -> float:
     """Seconds until the account's window has room for one more order (0: room now).
 
     Each order POST counts from its answer (or, unanswered, from its intent plus the longest a
     request may take: a killed run's POST) until ``per_seconds`` later, refusals excepted. On
-    this boot the boot clock measures; posts of another boot fall back on the wall clock.
+    this boot (``boot``, whose clock reads ``clock`` now) the boot clock measures; posts of
+    another boot fall back on the wall clock (``wall``).
     """
-    # Fewer order POSTs ever than the window holds: room, without reading them. Ids are
-    # distinct positive integers, so there are at most max(id) rows. Without this, a window
-    # far wider than a run (a plan's, or the benchmarks' "no window") read every post of the
-    # run for each order: the client's CPU per photo grew with the run (9 ms at 2,000 photos).
-    (most,) = conn.execute("SELECT coalesce(max(id), 0) FROM order_posts").fetchone()
-    if most < rule.orders:
-        return 0.0
     horizon = rule.per_seconds + rule.answer_within
-    rows = conn.execute(
-        "SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
-        "FROM order_posts WHERE intent_wall >= ? AND (outcome IS NULL OR outcome != 'refused') "
-        "UNION SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
-        "FROM order_posts WHERE boot = ? AND intent_clock >= ? "
-        "AND (outcome IS NULL OR outcome != 'refused')",
-        (wall - horizon, stamp.boot, stamp.seconds - horizon),
-    ).fetchall()
-    expiries = []
-    in_flight = False
-    for _, boot, intent_clock, intent_wall, answer_clock, answer_wall in rows:
-        if boot and boot == stamp.boot:
-            at = answer_clock if answer_clock is not None else intent_clock + rule.answer_within
-            age = stamp.seconds - at
-        else:
-            at = answer_wall if answer_wall is not None else intent_wall + rule.answer_within
-            age = wall - at
-        if (left := rule.per_seconds - age) > 0:
-            expiries.append(left)
-            in_flight = in_flight or age < 0  # its answer may come any moment
-    if len(expiries) < rule.orders:
-        return 0.0
-    expiries.sort(reverse=True)
-    wait = float(expiries[rule.orders - 1])
-    # An order in flight (another process's, most likely) ends with its answer, which no event
-    # here announces: look again soon rather than wait out the request's longest time.
-    return min(wait, IN_FLIGHT_POLL_SECONDS) if in_flight else wait
+    if log.needs_load(horizon):
+        (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM order_posts").fetchone()
+        if top < rule.orders:
+            # Fewer order POSTs ever than the window holds (ids are distinct positive
+            # integers): room, nothing read. A window far wider than a run (a plan's, or the
+            # benchmarks' "no window") stays here, its log never started.
+            return 0.0
+        # The rows of the horizon, once; every id up to ``top`` is then read. Ids commit in
+        # order (one writer at a time), so the rows up to ``top`` are all in this read's view.
+        rows = conn.execute(_HORIZON, (top, wall - horizon, boot, clock - horizon)).fetchall()
+        log.load(rows, top, horizon)
+    else:
+        log.add(conn.execute(_SINCE, (log.last_id,)).fetchall())
+
+    def reread(post_ids: list[int]) -> list[PostRow]:
+        return conn.execute(_THESE, (json.dumps(post_ids),)).fetchall()
+
+    return log.wait(rule, boot, clock, wall, reread)
 
 
-def answer_post(conn: sqlite3.Connection, photo_id: int, outcome: str) -> None:
+def answer_post(conn: sqlite3.Connection, log: WindowLog, photo_id: int, outcome: str) -> None:
     """Record the answer to the photo's latest order POST (its window entry's time)."""
-    stamp = Stamp.now()
-    conn.execute(
+    clock, wall = boot_seconds(), time.time()
+    answered = conn.execute(
         "UPDATE order_posts SET answer_clock = ?, answer_wall = ?, outcome = ? "
-        "WHERE id = (SELECT max(id) FROM order_posts WHERE photo_id = ?) AND outcome IS NULL",
-        (stamp.seconds, time.time(), outcome, photo_id),
-    )
+        "WHERE id = (SELECT max(id) FROM order_posts WHERE photo_id = ?) AND outcome IS NULL "
+        "RETURNING id",
+        (clock, wall, outcome, photo_id),
+    ).fetchone()
+    if answered is not None:
+        log.answered(answered[0], clock, wall, outcome)
