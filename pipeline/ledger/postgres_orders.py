@@ -98,7 +98,8 @@ class PostgresOrders(PostgresClaims):
     def mark_submitted(
         self, photo_id: int, image_id: str | None, eta: int | None, *, answered: bool = False
     ) -> PhotoRow:
-        """Charged: by an answer to our POST (``answered``), or as the order's details show."""
+        """Charged: by an answer to our POST (``answered``), or as the order's details show;
+        its claim ends here (as SqliteLedger.mark_submitted)."""
 
         def body(c: q.Conn) -> PhotoRow:
             if answered:
@@ -110,7 +111,7 @@ class PostgresOrders(PostgresClaims):
                 photo_id,
                 "state = 'submitted', image_id = coalesce(%s, image_id), "
                 "eta = coalesce(%s, eta), submitted_at = %s, error = NULL, retryable = 0, "
-                "charged = 1",
+                "charged = 1, claimed_by = NULL, claim_until = NULL",
                 (image_id, eta, now_text()),
             )
 

@@ -509,7 +509,11 @@ class SqliteLedger:
     def mark_submitted(
         self, photo_id: int, image_id: str | None, eta: int | None, *, answered: bool = False
     ) -> PhotoRow:
-        """Charged: by an answer to our POST (``answered``), or as the order's details show."""
+        """Charged: by an answer to our POST (``answered``), or as the order's details show.
+
+        Its claim ends here: a charged photo is never ordered again (``mark_submitting``
+        refuses it), so no run need be kept off it, and the run's claims that are renewed
+        stay those of the photos it is still working on, not all it has done."""
         with self.atomic() as conn:
             if answered:
                 self._posts_written = True
@@ -517,7 +521,8 @@ class SqliteLedger:
             return self._mark(
                 photo_id,
                 "state = 'submitted', image_id = coalesce(?, image_id), eta = coalesce(?, eta), "
-                "submitted_at = ?, error = NULL, retryable = 0, charged = 1",
+                "submitted_at = ?, error = NULL, retryable = 0, charged = 1, "
+                "claimed_by = NULL, claim_until = NULL",
                 (image_id, eta, now_text()),
                 conn=conn,
             )
@@ -553,16 +558,23 @@ class SqliteLedger:
         if self.owner is None:
             return True
         now = time.time()
+        owner, until = self.owner, now + self.lease_seconds
         with self.atomic() as conn:
-            (holder, until) = conn.execute(
+            # Free, ours, or lapsed: taken in one statement (one per photo of a run).
+            if conn.execute(
+                "UPDATE photos SET claimed_by = ?, claim_until = ? WHERE id = ? AND "
+                "(claimed_by IS NULL OR claimed_by = ? OR claim_until IS NULL OR claim_until <= ?)",
+                (owner, until, photo_id, owner, now),
+            ).rowcount:
+                return True
+            (holder, _) = conn.execute(
                 "SELECT claimed_by, claim_until FROM photos WHERE id = ?", (photo_id,)
             ).fetchone()
-            held = holder not in (None, self.owner) and until is not None and until > now
-            if held and owner_alive(holder):
-                return False
+            if owner_alive(holder):
+                return False  # another live run holds it
             conn.execute(
                 "UPDATE photos SET claimed_by = ?, claim_until = ? WHERE id = ?",
-                (self.owner, now + self.lease_seconds, photo_id),
+                (owner, until, photo_id),
             )
             return True
 
