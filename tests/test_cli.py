@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli.commands import main
+from pipeline.cli import main
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import aihd
 
