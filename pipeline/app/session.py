@@ -194,7 +194,7 @@ async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: 
         return await make_plan(manifest, client, ledger_path)
 
 
-async def fetch_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
+async def describe_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
     async with api_client(settings, Timeouts()) as client:
         return (await Catalog.fetch(client.v1)).describe()
 

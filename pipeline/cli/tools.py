@@ -28,12 +28,12 @@ def catalog(manifest: Path | None, sandbox: bool, as_json: bool) -> None:
       aihd catalog --sandbox
     """
     from pipeline import eventloop
-    from pipeline.app.session import ApiSettings, fetch_catalog
+    from pipeline.app.session import ApiSettings, describe_catalog
     from pipeline.manifest.loader import load_manifest
 
     env = load_manifest(manifest).api_key_env if manifest else "AIHD_API_KEY"
     settings = ApiSettings.from_env(env, sandbox=sandbox)
-    described = eventloop.run(fetch_catalog(settings))
+    described = eventloop.run(describe_catalog(settings))
     if as_json:
         data = [
             {

@@ -19,7 +19,8 @@ from pipeline.columns import pad, width
 from pipeline.ledger import PhotoRow, State, open_ledger
 from pipeline.ledger.stores import is_url
 from pipeline.manifest.loader import Manifest
-from pipeline.ordering.runner import list_and_check, photo_options, resolve_live
+from pipeline.ordering.catalog import photo_options, resolve_live
+from pipeline.ordering.scan import list_and_check
 from pipeline.retry import Backoff
 
 _DONE = (State.SUBMITTED, State.COMPLETED)

@@ -13,22 +13,17 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 
 from pipeline.api.factory import AnyVersion
-from pipeline.api.v1 import ApiClient
 from pipeline.errors import (
     ApiError,
-    ApiUnreachable,
     AuthRefused,
     ConnectFailed,
     PhotoChanged,
     PhotoError,
-    RequestRejected,
     SubmitRefused,
-    TransientError,
 )
 from pipeline.ledger import (
     FoundPhoto,
@@ -40,19 +35,17 @@ from pipeline.ledger import (
     WindowRule,
 )
 from pipeline.ledger.groupcommit import GroupCommit
-from pipeline.manifest.listings import listing_name
 from pipeline.manifest.loader import FolderSpec, Manifest
-from pipeline.ordering.catalog import Catalog, ResolvedOptions, resolve_v3
+from pipeline.ordering.catalog import ResolvedOptions, photo_options, resolve_live
 from pipeline.ordering.flow import Dispatch, OrderBudgetSpent, OrderFlow, RunCounters
 from pipeline.ordering.progress import Progress
-from pipeline.ordering.scan import CheckedPhoto, FileStat, check, list_folder
+from pipeline.ordering.scan import CheckedPhoto, check_batch, folder_files, stat_file, take_batch
 from pipeline.ordering.summary import RunSummary, summarize
 from pipeline.ordering.window import OrderWindow
-from pipeline.retry import Backoff, retrying
+from pipeline.retry import Backoff
 
 log = logging.getLogger("aihd")
 
-_BATCH = 256  # photos hashed per trip to the worker thread
 _OPEN_STATES = (State.PENDING, State.UPLOADED, State.SUBMITTING)
 
 
@@ -224,12 +217,12 @@ class Runner:
             # Listed, looked up and hashed a batch at a time: 100,000 photos (or the ledger's
             # facts about them) never sit in memory at once, and the first orders go out while
             # the rest of the folder is still being read.
-            files = _files(folder)
-            while batch := await asyncio.to_thread(_take, files):
+            files = folder_files(folder)
+            while batch := await asyncio.to_thread(take_batch, files):
                 if ignored:
                     batch = [st for st in batch if st.path not in ignored]
                 known = self.ledger.known_files([st.path for st in batch])
-                checked = await asyncio.to_thread(_check_batch, batch, known)
+                checked = await asyncio.to_thread(check_batch, batch, known)
                 await self._record(folder, found_options, checked, known)
 
     async def _rescan(self, row: PhotoRow) -> None:
@@ -240,8 +233,8 @@ class Runner:
             await self.writes.call(self.ledger.mark_failed, row.id, reason, retryable=True)
             return
         folder, options = entry
-        st = await asyncio.to_thread(_stat, row.path)
-        checked = await asyncio.to_thread(_check_batch, [st], {})
+        st = await asyncio.to_thread(stat_file, row.path)
+        checked = await asyncio.to_thread(check_batch, [st], {})
         await self._record(folder, photo_options(options), checked, {})
 
     async def _record(
@@ -421,117 +414,5 @@ class Runner:
         return self._options.get(key)
 
 
-async def resolve_live(
-    manifest: Manifest, client: AnyVersion | ApiClient, backoff: Backoff
-) -> list[tuple[FolderSpec, ResolvedOptions]]:
-    """Each folder's options, checked against the live API of the manifest's version: v1's
-    catalog, or v3's tools list (where it can be had); errors at file:line, nothing spent."""
-    if manifest.api != "v3" or not isinstance(client, AnyVersion):
-        v1 = client.v1 if isinstance(client, AnyVersion) else client
-        return resolve_folders(manifest, await fetch_catalog(v1, backoff))
-    live: list[str] | None
-    try:
-        live = await retrying(client.v3.tools, backoff)
-    except (TransientError, ConnectFailed, RequestRejected) as exc:
-        log.warning("the v3 tools list could not be read (%s): the documented slugs are used", exc)
-        live = None
-    wheres = [
-        f"{manifest.path}:{folder.line_of('tool')}: folder {folder.name!r}: "
-        for folder in manifest.folders
-    ]
-    chosen = [
-        (
-            f.tool,
-            f.space,
-            f.enhancements,
-            f.room,
-            f.style,
-            f.project or listing_name(f),
-        )
-        for f in manifest.folders
-    ]
-    return list(zip(manifest.folders, resolve_v3(chosen, live, wheres), strict=True))
-
-
-async def fetch_catalog(client: ApiClient, backoff: Backoff) -> Catalog:
-    """The live catalog, its reads retried; exit 6 when the API stays out of reach."""
-    try:
-        return await retrying(lambda: Catalog.fetch(client), backoff)
-    except TransientError as exc:
-        raise ApiUnreachable(
-            f"the API could not be reached at {client.base_url} after {backoff.attempts} "
-            f"tries ({exc}); nothing was spent or lost: run the same command again later"
-        ) from exc
-
-
-def resolve_folders(
-    manifest: Manifest, catalog: Catalog
-) -> list[tuple[FolderSpec, ResolvedOptions]]:
-    """Each folder's space and toggles against the live catalog, errors at file:line."""
-    resolved = []
-    for folder in manifest.folders:
-        where = f"{manifest.path}:{folder.space_line}: folder {folder.name!r}: "
-        where_enh = f"{manifest.path}:{folder.enhancements_line}: folder {folder.name!r}: "
-        options = catalog.resolve(
-            folder.space, folder.enhancements, where=where, where_enh=where_enh
-        )
-        resolved.append((folder, options))
-    return resolved
-
-
-def photo_options(options: ResolvedOptions) -> PhotoOptions:
-    """The options part of a photo's identity in the ledger."""
-    return PhotoOptions(options.service, options.space.name, options.enhancement_titles)
-
-
-def list_and_check(
-    folder: FolderSpec, cached: Mapping[str, tuple[int, int, str] | KnownFile]
-) -> list[CheckedPhoto]:
-    """A folder's photos, checked and hashed (stored hashes reused): blocking, for a thread."""
-    return _check_batch(_list(folder), cached)
-
-
 def _key(service: str, options: ResolvedOptions) -> tuple[str, str, tuple[str, ...]]:
     return (service, options.space.name, options.enhancement_titles)
-
-
-def _list(folder: FolderSpec) -> list[FileStat]:
-    return list(_files(folder))
-
-
-def _files(folder: FolderSpec) -> Iterator[FileStat]:
-    """The folder's photos: its own, not those of folders below with entries of their own."""
-    return list_folder(
-        folder.path,
-        folder.patterns,
-        folder.recursive,
-        exclude=folder.exclude,
-        claimed=folder.claimed,
-        through=folder.through,
-    )
-
-
-def _stat(path: str) -> FileStat:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return FileStat(path, -1, 0)  # vanished or unreadable: check() says which
-    return FileStat(path, st.st_size, st.st_mtime_ns)
-
-
-def _take(files: Iterator[FileStat]) -> list[FileStat]:
-    return list(islice(files, _BATCH))
-
-
-def _check_batch(
-    batch: list[FileStat], cached: Mapping[str, tuple[int, int, str] | KnownFile]
-) -> list[CheckedPhoto]:
-    """Hash what changed; trust the stored hash when size and mtime are unchanged."""
-    out = []
-    for st in batch:
-        known = cached.get(st.path)
-        if known is not None and known[0] == st.size and known[1] == st.mtime_ns:
-            out.append(CheckedPhoto(st, known[2], None))
-        else:
-            out.append(check(st))
-    return out
