@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+from pipeline.errors import WindowFull
+
 __all__ = [
     "Decision",
     "FoundPhoto",
@@ -98,14 +100,6 @@ class WindowRule:
     per_seconds: float
     answer_within: float  # an order POST unanswered this long after its intent counts as
     # answered then (its run was killed): a bound on the request, not a guess
-
-
-class WindowFull(Exception):
-    """The account's window has no room now: try again after ``wait_seconds``."""
-
-    def __init__(self, wait_seconds: float) -> None:
-        self.wait_seconds = wait_seconds
-        super().__init__(f"the account's order window is full for {wait_seconds:.1f} s")
 
 
 class PhotoRow(NamedTuple):
