@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# The exit codes of SPEC "The run": one per outcome a script or systemd can act on.
+# The exit codes of docs/SPEC.md "The run": one per outcome a script or systemd can act on.
 EXIT_OK = 0  # every photo submitted or done
 EXIT_SOME_FAILED = 1  # finished; some photos failed (each with its reason in the ledger)
 EXIT_USAGE = 2  # usage or manifest error: nothing spent

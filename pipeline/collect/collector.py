@@ -67,7 +67,7 @@ _DECODE_TRIES = 2  # a result that fails to decode twice is broken for good, not
 
 @dataclass(frozen=True, slots=True)
 class CollectSummary:
-    """What one collect did; ``exit_code`` follows the SPEC's exit codes."""
+    """What one collect did; ``exit_code`` follows the exit codes of docs/SPEC.md."""
 
     completed: int  # photos that became completed in this call
     waiting: int  # submitted photos whose results are not ready yet

@@ -30,7 +30,7 @@ __all__ = [
 
 
 class State(enum.StrEnum):
-    """Where a photo stands; see SPEC "The ledger"."""
+    """Where a photo stands; see docs/SPEC.md "The ledger"."""
 
     PENDING = "pending"
     UPLOADED = "uploaded"
@@ -42,7 +42,7 @@ class State(enum.StrEnum):
 
 
 class Decision(enum.StrEnum):
-    """A person's verdict on a completed photo (SPEC: review adds approved / rejected)."""
+    """A person's verdict on a completed photo (docs/SPEC.md: review adds approved / rejected)."""
 
     APPROVED = "approved"
     REJECTED = "rejected"

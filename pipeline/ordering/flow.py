@@ -291,7 +291,7 @@ class OrderFlow:
         details = await self._details(row.order_id, row.service)
         if details is None:
             # The API forgot the upload. This ledger holds no intent for it, so it was never
-            # posted from here: upload the photo afresh (our reading; see the closing notes).
+            # posted from here: upload the photo afresh (our reading: the API notes are silent).
             return await self._writes.call(self._ledger.mark_pending, row.id)
         if details.never_submitted:
             return row
