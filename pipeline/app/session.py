@@ -28,7 +28,16 @@ from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import Space, Timeouts, Widget
 from pipeline.api.v3 import ProjectBook
 from pipeline.bootclock import boot_id, boot_seconds, new_owner
-from pipeline.errors import EXIT_OK, EXIT_SOME_FAILED, ApiUnreachable, AuthRefused, UsageError
+from pipeline.errors import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    ApiUnreachable,
+    AuthRefused,
+    ConnectFailed,
+    RequestRejected,
+    TransientError,
+    UsageError,
+)
 from pipeline.ledger import Ledger, PostTimes, open_ledger
 from pipeline.manifest.accounts import account_ledger, key_fingerprint
 from pipeline.manifest.loader import Manifest
@@ -199,6 +208,16 @@ async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: 
 async def describe_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
     async with api_client(settings, Timeouts()) as client:
         return (await Catalog.fetch(client.v1)).describe()
+
+
+async def live_tools(settings: ApiSettings) -> list[str] | None:
+    """The v3 tools list's active slugs, or None (logged) when it cannot be read."""
+    async with api_client(settings, Timeouts()) as client:
+        try:
+            return await client.v3.tools()
+        except (TransientError, ConnectFailed, RequestRejected) as exc:
+            log.warning("the v3 tools list could not be read: %s", exc)
+            return None
 
 
 async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwitch) -> RunSummary:

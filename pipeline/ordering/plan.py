@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.api.factory import AnyVersion
+from pipeline.api.tools import describe
 from pipeline.api.v1 import ApiClient
 from pipeline.columns import pad, width
 from pipeline.ledger import PhotoRow, State, open_ledger
@@ -32,6 +33,8 @@ class FolderPlan:
     """One folder's photos, counted by what a run would do with each (filled in as found)."""
 
     folder: str
+    tool: str = ""  # the tool and its options, as a person reads them (pipeline.api.tools)
+    options: list[str] = field(default_factory=list)
     found: int = 0
     new: int = 0  # never seen: one order each
     resume: int = 0  # pending, uploaded or retryable failures: one order each
@@ -57,6 +60,7 @@ class Plan:
     window_seconds: float
     matches: tuple[tuple[str, int, tuple[str, ...]], ...] = ()  # (pattern, line, folders)
     paid: int = 0  # photos of the ledger the API charged already (as `aihd status` counts)
+    api: str = "v1"  # v3: each folder's tool is shown (v1 orders image enhancement only)
 
     @property
     def to_check(self) -> int:
@@ -98,6 +102,9 @@ class Plan:
                 f"{pad(f.folder, cells)} {f.found:>6} {f.new:>6} {f.resume:>6} {f.check:>6} "
                 f"{f.done:>6} {f.duplicates:>6} {len(f.broken) + f.failed + f.result_failed:>6}"
             )
+        if self.api == "v3":
+            for f in self.folders:
+                lines.append(f"  {f.folder}: {'; '.join([f.tool, *f.options])}")
         for f in self.folders:
             lines += [f"  failed: {b['path']}: {b['reason']}" for b in f.broken]
         if result_failed := sum(f.result_failed for f in self.folders):
@@ -142,7 +149,10 @@ async def make_plan(
     owners = {r.identity: r.path for r in rows if r.state is not State.DUPLICATE}
     plans = []
     for folder, options in folders:
-        plan = FolderPlan(folder.name)
+        # v1: the catalog's title of the space ("Indoor"); v3: the area or room's value.
+        space = options.space.name if options.v3 else options.space.title or options.space.name
+        words = describe(options.service, space, [e.title for e in options.enhancements])
+        plan = FolderPlan(folder.name, words.tool, [s for s in (words.space, *words.options) if s])
         identity_of = photo_options(options).identity
         for photo in await asyncio.to_thread(list_and_check, folder, cached):
             path = photo.stat.path
@@ -180,6 +190,7 @@ async def make_plan(
         manifest.rate_limit.per_seconds,
         manifest.matches,
         paid=sum(r.charged for r in rows if _inside(r.path, manifest)),
+        api=manifest.api,
     )
 
 
