@@ -94,11 +94,12 @@ def export(target: Path | str, fmt: str, output: Path | None, everything: bool) 
 
 @main.group()
 def ledger() -> None:
-    """Find, and import into, the account's ledger (where every order is recorded).
+    """Find, create, and import into, the account's ledger (where every order is recorded).
 
     \b
     Example:
       aihd ledger path listings.yaml
+      aihd ledger init --into /srv/aihd/studio.ledger.sqlite
       aihd ledger import listings.ledger.sqlite --manifest listings.yaml
     """
 
@@ -115,6 +116,41 @@ def ledger_path(manifest: Path | None) -> None:
       sqlite3 "$(aihd ledger path listings.yaml)" 'select state, count(*) from photos group by 1'
     """
     click.echo(target_ledger(manifest, None))
+
+
+@ledger.command(name="init")
+@click.argument("manifest", required=False, type=click.Path(path_type=Path))
+@click.option("--into", type=LOCATION, help="This ledger file or postgresql:// URL.")
+@guard
+def ledger_init(manifest: Path | None, into: Path | str | None) -> None:
+    """Create a new, empty ledger: the manifest's (or the default account's), or --into's.
+
+    A run creates its ledger by itself where no file exists; an empty file at the ledger's
+    path is refused instead (a ledger emptied by a failed copy or a full disk would order
+    every photo again). When that file really is a new ledger, this makes it one. A file
+    that holds anything (another tool's, or a ledger) is never overwritten.
+
+    \b
+    Example:
+      aihd ledger init listings.yaml
+      aihd ledger init --into /srv/aihd/studio.ledger.sqlite
+    """
+    from pipeline.ledger import open_ledger
+    from pipeline.ledger.stores import is_url
+
+    target = target_ledger(manifest, into)
+    fresh = not is_url(target) and (not Path(target).exists() or Path(target).stat().st_size == 0)
+    opened = open_ledger(target, init=True)
+    try:
+        photos = sum(opened.counts().values())
+    finally:
+        opened.close()
+    if fresh:
+        click.echo(f"aihd ledger init: created the ledger {opened.path}")
+    else:
+        click.echo(
+            f"aihd ledger init: {opened.path} is an aihd ledger ({photos} photos): nothing to do"
+        )
 
 
 @ledger.command(name="import")

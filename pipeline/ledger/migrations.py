@@ -6,10 +6,11 @@ mid-migration leaves the previous version intact. Append new migrations; never e
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 from collections.abc import Callable
 
-from pipeline.errors import LedgerError
+from pipeline.errors import LedgerError, NotALedger
 
 # 'aihd' in ASCII: marks the file as ours so another tool's SQLite file is refused, not altered.
 APPLICATION_ID = 0x61696864
@@ -184,14 +185,28 @@ def _version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _check_ours(conn: sqlite3.Connection, where: str) -> None:
+def _check_ours(conn: sqlite3.Connection, where: str, *, new: bool) -> None:
     app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
     foreign = app_id not in (0, APPLICATION_ID)
-    if app_id == 0 and _version(conn) == 0:
+    unmarked = app_id == 0 and _version(conn) == 0
+    if unmarked:
         # A fresh file has no tables; one with tables but no mark belongs to something else.
         foreign = conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
     if foreign:
-        raise LedgerError(
+        raise NotALedger(
             f"cannot open ledger {where}: it is an SQLite file of another tool, not an aihd "
-            "ledger; name a new file for the ledger"
+            "ledger; nothing was spent: name a new file for the ledger"
         )
+    if unmarked and not new:
+        # Empty: a ledger emptied by a failed copy or a full disk looks just like this, and
+        # taken as new it would order every photo again.
+        raise NotALedger(empty_message(where))
+
+
+def empty_message(where: str) -> str:
+    """Why an empty file at a ledger's path is refused, and the two ways on."""
+    return (
+        f"ledger {where} is an empty file, not a ledger (a failed copy or a full disk?); "
+        "nothing was spent: restore it from a backup, or if it really is a new ledger: "
+        f"aihd ledger init --into {shlex.quote(where)}"
+    )

@@ -33,6 +33,7 @@ from pipeline.ledger.records import (
     WindowFull,
     WindowRule,
 )
+from pipeline.ledger.sqlite_file import make_ledger_file, not_a_database, refuse_empty
 from pipeline.ledger.sqlite_found import adopt, record_found, unpaid_originals
 from pipeline.ledger.sqlite_import import import_rows
 from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, STATES, encode, now_text, row_of
@@ -51,7 +52,9 @@ _BUSY_TIMEOUT_MS = 5000
 class SqliteLedger:
     """The ledger in one SQLite file, with a sidecar ``.lock`` file for the run lock."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, init: bool = False) -> None:
+        """Open the ledger at ``path``, creating it only where no file exists; ``init``
+        (`aihd ledger init`): an empty file there may be made a ledger too."""
         self.path = str(path)
         self._lock_fd: int | None = None
         self.owner: str | None = None  # the run whose claims this handle takes (see claim)
@@ -61,14 +64,23 @@ class SqliteLedger:
         if path.is_dir():
             raise LedgerError(f"cannot open ledger {path}: it is a folder; name a file instead")
         with self._guard("open"):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            real = Path(os.path.realpath(path))  # a symlink's target is where the file is
+            if not real.exists():
+                make_ledger_file(real, _BUSY_TIMEOUT_MS / 1000)
+            elif not init:
+                refuse_empty(real)
             self._conn = sqlite3.connect(
                 path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
         try:
             with self._guard("open"):
                 self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-                migrate(self._conn, self.path)
+                try:
+                    migrate(self._conn, self.path, new=init)
+                except sqlite3.DatabaseError as exc:
+                    if exc.sqlite_errorcode != sqlite3.SQLITE_NOTADB:
+                        raise
+                    raise not_a_database(path, exc) from exc
                 if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = FULL")
