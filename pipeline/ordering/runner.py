@@ -60,6 +60,7 @@ class RunLimits:
     settle_seconds: float = 120.0
     drain_seconds: float = 60.0  # at a stop, how long order POSTs already sent may finish
     key_fingerprint: str = ""  # recorded with each order: which key sent it (never the key)
+    account: str = ""  # whose order window: "<account>@<endpoint>" (manifest/accounts.py)
 
 
 @dataclass(slots=True)
@@ -134,6 +135,7 @@ class Runner:
                 manifest.rate_limit.per_seconds,
                 # The longest an order POST may wait for its answer, with room to spare.
                 answer_within=2 * limits.drain_seconds + 5,
+                account=limits.account,
             ),
             key_fingerprint=limits.key_fingerprint,
         )
