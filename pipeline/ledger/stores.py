@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.errors import UsageError
 from pipeline.ledger.protocol import Ledger
 
 __all__ = ["is_url", "open_ledger"]
@@ -21,6 +22,13 @@ def open_ledger(path: Path | str, *, init: bool = False) -> Ledger:
     A SQLite ledger is created only where no file exists: an empty or foreign file there is
     refused (NotALedger), unless ``init`` (`aihd ledger init`) and the file is empty."""
     if is_url(path):
+        try:
+            import psycopg  # noqa: F401  (an extra: only the PostgreSQL store needs it)
+        except ImportError:
+            raise UsageError(
+                "a postgresql:// ledger needs the PostgreSQL driver: "
+                "pip install 'aihd[postgres]' (or pipx inject aihd 'psycopg[binary]')"
+            ) from None
         from pipeline.ledger.postgres import PostgresLedger
 
         return PostgresLedger(str(path))  # an empty database is how a new one starts
