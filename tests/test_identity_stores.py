@@ -15,7 +15,9 @@ import pytest
 
 from pipeline import api
 from pipeline.ledger import (
+    UNSETTLED,
     ChoiceEntry,
+    Counterpart,
     FoundPhoto,
     Ledger,
     PhotoOptions,
@@ -180,3 +182,43 @@ def test_ignored_content_is_kept_once_and_imports_bring_their_entries(
     assert ledger.import_ledger(tmp_path / "other.ledger.sqlite") == 0
     assert ledger.ignored_contents() == {"c" * 64, "d" * 64, "e" * 64}
     assert [e.key for e in ledger.catalog_choices()] == ["space-x"]
+
+
+def test_a_charged_counterpart_makes_a_copy_and_an_unsure_or_unsettled_one_holds(
+    ledger: Ledger,
+) -> None:
+    """A v3 photo whose v1 counterpart was charged is a copy of that order; one that differs
+    by a toggle without a counterpart is held; one whose v1 order is unsettled is held too;
+    --retry-failed frees none of them."""
+    plain = PhotoOptions(api.SERVICE, "space-ie-indoor", ())
+    extra = PhotoOptions(api.SERVICE, "space-ie-indoor", ("remove extra objects",))
+    v3 = PhotoOptions("v3:tool-image-enhancement", "indoor", ("item-indoor-widget-area",))
+    shas = [f"{n:064d}" for n in (1, 2, 3)]
+    v1_rows = ledger.record_found(
+        [
+            FoundPhoto("/v1/a.jpg", "/v1", 1, 1, shas[0], plain),
+            FoundPhoto("/v1/b.jpg", "/v1", 1, 1, shas[1], extra),
+            FoundPhoto("/v1/c.jpg", "/v1", 1, 1, shas[2], plain),
+        ]
+    )
+    for row in v1_rows:
+        ledger.mark_submitting(row.id, f"order-{row.id}")
+    for row in v1_rows[:2]:
+        ledger.mark_submitted(row.id, None, None, answered=True)
+    counterparts = (Counterpart(plain), Counterpart(extra, "paid through v1 with 'X'"))
+    found = [
+        FoundPhoto(f"/v3/{n}.jpg", "/v3", 1, 1, sha, v3, "/m/v3.yaml", counterparts)
+        for n, sha in enumerate(shas)
+    ]
+    copy, held, unsettled = ledger.record_found(found)
+    assert (copy.state, copy.duplicate_of) == (State.DUPLICATE, v1_rows[0].id)
+    assert (held.state, held.duplicate_of) == (State.FAILED, v1_rows[1].id)
+    assert held.error is not None and held.error.startswith("held: paid through v1 with 'X'")
+    assert "`aihd reorder /m/v3.yaml /v3/1.jpg --yes`" in held.error
+    assert (unsettled.state, unsettled.duplicate_of) == (State.FAILED, v1_rows[2].id)
+    assert unsettled.error is not None and UNSETTLED in unsettled.error
+    assert ledger.reset_failed(include_permanent=True) == 0
+    again = ledger.record_found(
+        [FoundPhoto("/v3/x.jpg", "/v3", 1, 1, shas[1], v3, "", counterparts)]
+    )
+    assert again[0].state is State.FAILED  # a held photo is never an original for a copy

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from pipeline.ledger.protocol import Ledger
 from pipeline.ledger.records import (
+    UNSETTLED,
     ChoiceEntry,
     Counterpart,
     Decision,
@@ -39,6 +40,7 @@ from pipeline.ledger.records import (
 from pipeline.ledger.stores import open_ledger
 
 __all__ = [
+    "UNSETTLED",
     "ChoiceEntry",
     "Counterpart",
     "Decision",

@@ -15,6 +15,7 @@ from typing import NamedTuple
 from pipeline.errors import WindowFull
 
 __all__ = [
+    "UNSETTLED",
     "ChoiceEntry",
     "Counterpart",
     "Decision",
@@ -103,6 +104,13 @@ class Counterpart:
 
     options: PhotoOptions
     held: str = ""
+
+
+# Why a photo is held whose counterpart's order is not settled: it may have been charged.
+UNSETTLED = (
+    "ordered through the other API version, and that order's outcome is not settled yet (it "
+    "may have been charged): run that manifest again to settle it"
+)
 
 
 @dataclass(frozen=True, slots=True)

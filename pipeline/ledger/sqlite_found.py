@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.ledger.records import FoundPhoto, PhotoRow, State
+from pipeline.ledger.records import UNSETTLED, FoundPhoto, PhotoRow, State
 from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, encode, new_row, row_of
 
 # An original in these states was never charged and holds no open intent: a copy may take its
@@ -133,15 +133,9 @@ def _paid_through_other_version(
         for other, held in pairs:
             if other in paid:
                 photo_id, charged = paid[other]
-                crossed[identity] = (photo_id, held if charged else _UNSETTLED)
+                crossed[identity] = (photo_id, held if charged else UNSETTLED)
                 break
     return crossed
-
-
-_UNSETTLED = (
-    "ordered through the other API version, and that order's outcome is not settled yet (it "
-    "may have been charged): run that manifest again to settle it"
-)
 
 
 def _held_reason(held: str, photo: FoundPhoto) -> str:

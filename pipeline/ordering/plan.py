@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import ApiClient
 from pipeline.columns import pad, width
-from pipeline.ledger import PhotoRow, State, open_ledger
+from pipeline.ledger import UNSETTLED, PhotoRow, State, open_ledger
 from pipeline.ledger.stores import is_url
 from pipeline.manifest.loader import Manifest
 from pipeline.ordering.catalog import ResolvedOptions, photo_options
@@ -165,7 +165,8 @@ async def make_plan(
         for r in rows
         if r.state is not State.DUPLICATE and not (r.state is State.FAILED and r.duplicate_of)
     }
-    charged = {r.identity: r for r in rows if r.charged}
+    # Charged, or maybe: an order whose outcome is unsettled holds its counterparts too.
+    charged = {r.identity: r for r in rows if r.charged or r.state is State.SUBMITTING}
     plans = []
     for folder, options in folders:
         plan = FolderPlan(folder.name)
@@ -227,7 +228,7 @@ def _paid_through(
     for counterpart in options.counterparts:
         row = charged.get(counterpart.options.identity(sha256))
         if row is not None:
-            return row, counterpart.held
+            return row, counterpart.held if row.charged else UNSETTLED
     return None
 
 
