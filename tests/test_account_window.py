@@ -38,10 +38,11 @@ class Post:
     answer_clock: float | None = None
     answer_wall: float | None = None
     outcome: str | None = None
+    account: str = ""
 
     def row(self, post_id: int) -> tuple[Any, ...]:
         return (post_id, self.boot, self.intent_clock, self.intent_wall, self.answer_clock,
-                self.answer_wall, self.outcome)  # fmt: skip
+                self.answer_wall, self.outcome, self.account)  # fmt: skip
 
 
 @dataclass
@@ -75,6 +76,8 @@ class Table:
             )
             if not recent or p.outcome == "refused":
                 continue
+            if rule.account and p.account not in ("", rule.account):
+                continue  # another account's window
             if p.boot == BOOT:
                 at = (
                     p.answer_clock
@@ -98,9 +101,14 @@ class Table:
         return min(wait, IN_FLIGHT_POLL_SECONDS) if in_flight else wait
 
 
+ACCOUNTS = ["a", "a", "b", ""]  # '': recorded before posts named their account
 STEPS = st.lists(
     st.one_of(
-        st.tuples(st.just("post"), st.sampled_from([BOOT, BOOT, BOOT, OTHER_BOOT])),
+        st.tuples(
+            st.just("post"),
+            st.sampled_from([BOOT, BOOT, BOOT, OTHER_BOOT]),
+            st.sampled_from(ACCOUNTS),
+        ),
         st.tuples(
             st.just("answer"),
             st.integers(0, 60),
@@ -124,9 +132,11 @@ STEPS = st.lists(
 def test_reading_only_new_posts_counts_what_reading_them_all_counted(
     orders: int, per_seconds: float, answer_within: float, steps: list[tuple[Any, ...]]
 ) -> None:
-    """Three handles (processes) check the window as posts come, are answered or refused and
-    time passes: each gets exactly what a read of the whole horizon gives."""
-    rule = WindowRule(orders, per_seconds, answer_within)
+    """Three handles (processes; of account a, of b, of no account named) share a ledger and
+    check their windows as posts come, are answered or refused and time passes: each gets
+    exactly what a read of the whole horizon gives."""
+    rules = [WindowRule(orders, per_seconds, answer_within, account) for account in "ab"]
+    rules.append(WindowRule(orders, per_seconds, answer_within))
     table = Table()
     logs = [WindowLog() for _ in range(3)]
     clock = 1000.0
@@ -135,7 +145,7 @@ def test_reading_only_new_posts_counts_what_reading_them_all_counted(
         if step[0] == "post":
             # Another boot's post was stamped on its own boot clock: only its wall time counts.
             intent_clock = clock if step[1] == BOOT else clock - 400.0
-            table.posts[len(table.posts) + 1] = Post(step[1], intent_clock, wall)
+            table.posts[len(table.posts) + 1] = Post(step[1], intent_clock, wall, account=step[2])
         elif step[0] == "answer":
             unanswered = [p for p in table.posts.values() if p.outcome is None]
             if unanswered:
@@ -147,9 +157,10 @@ def test_reading_only_new_posts_counts_what_reading_them_all_counted(
         elif step[0] == "forget":
             logs[step[1]].forget()
         else:
+            rule = rules[step[1]]
             got = table.check(logs[step[1]], rule, clock, wall)
             assert got == table.full_read(rule, clock, wall), (step, clock)
-    for log in logs:
+    for log, rule in zip(logs, rules, strict=True):
         wall = clock + WALL_OFFSET
         assert table.check(log, rule, clock, wall) == table.full_read(rule, clock, wall)
 

@@ -45,7 +45,7 @@ def _pg(sql: str) -> str:
 # A post's row as window_log.py reads it: the database's clock stands for the wall clock.
 _POSTS = (
     "SELECT p.id, NULL, NULL, extract(epoch FROM p.intent_at)::float8, NULL, "
-    "extract(epoch FROM p.answer_at)::float8, p.outcome"
+    "extract(epoch FROM p.answer_at)::float8, p.outcome, p.account"
 )
 _DB_NOW = "extract(epoch FROM clock_timestamp())::float8"
 

@@ -16,7 +16,7 @@ from pipeline.ledger.records import WindowRule
 from pipeline.ledger.window_log import PostRow, WindowLog
 
 _POSTS = (
-    "SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall, outcome "
+    "SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall, outcome, account "
     "FROM order_posts "
 )
 _HORIZON = (

@@ -27,8 +27,8 @@ REREAD_SECONDS = 1.0  # at most this often, the oldest post in flight is read ag
 _TIDY_SLACK = 64  # the log is tidied when it holds this many more than after the last tidying
 
 # A post as the stores read it: (id, boot, intent_clock, intent_wall, answer_clock, answer_wall,
-# outcome), kept as read (one per order POST of the account, on the run's hot path). On
-# PostgreSQL the database's clock gives the wall times, and boot and boot clock are NULL.
+# outcome, account), kept as read (one per order POST, on the run's hot path). On PostgreSQL the
+# database's clock gives the wall times, and boot and boot clock are NULL.
 PostRow = Sequence[Any]
 Reread = Callable[[list[int]], Sequence[PostRow]]
 
@@ -84,7 +84,7 @@ class WindowLog:
         if outcome == "refused":
             del self._posts[post_id]
         else:
-            self._posts[post_id] = (*post[:4], answer_clock, answer_wall, outcome)
+            self._posts[post_id] = (*post[:4], answer_clock, answer_wall, outcome, post[7])
 
     def wait(
         self, rule: WindowRule, boot: str | None, clock: float, wall: float, reread: Reread
@@ -95,6 +95,9 @@ class WindowLog:
         a request may take: a killed run's POST) until ``per_seconds`` later, refusals excepted.
         On this ``boot`` its clock measures; posts of another boot fall back on the wall clock
         (PostgreSQL's posts are all measured on the database's clock, passed as ``wall``).
+        The rule's account's posts count, and those recorded before posts named their account
+        (''); a rule of no account ('') counts every post: the safe side, never a 429. The log
+        keeps every account's posts (one ledger file may serve several accounts).
         ``reread`` reads again the rows of these ids (those still in flight here).
         """
         posts = self._posts
@@ -107,9 +110,12 @@ class WindowLog:
         unanswered = [post_id for post_id, post in posts.items() if post[6] is None]
         if unanswered:
             self._reread(unanswered, reread)
+        account = rule.account
         expiries = []
         in_flight = False
         for post in posts.values():
+            if account and post[7] and post[7] != account:
+                continue  # another account's window
             if not _in_horizon(post, horizon, boot, clock, wall):
                 continue
             age = _age(post, rule, boot, clock, wall)
@@ -193,7 +199,7 @@ def _in_horizon(post: PostRow, horizon: float, boot: str | None, clock: float, w
 
 def _age(post: PostRow, rule: WindowRule, boot: str | None, clock: float, wall: float) -> float:
     """Seconds since the moment the post counts from (negative: an answer still to come)."""
-    _, post_boot, intent_clock, intent_wall, answer_clock, answer_wall, _ = post
+    _, post_boot, intent_clock, intent_wall, answer_clock, answer_wall, *_ = post
     if post_boot and post_boot == boot:
         at = answer_clock if answer_clock is not None else intent_clock + rule.answer_within
         return float(clock - at)
