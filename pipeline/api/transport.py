@@ -14,6 +14,13 @@ addresses or the API's own origin (``pipeline.addresses``).
 
 from __future__ import annotations
 
+# isort: off
+# First of all: aiohttp without its two loads of the CA certificates at import (deferred_ca.py),
+# before anything below can import it.
+from pipeline.api.deferred_ca import aiohttp
+from aiohttp.helpers import content_disposition_header
+
+# isort: on
 import asyncio
 import json
 import mimetypes
@@ -30,8 +37,6 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 import aiofiles
-import aiohttp
-from aiohttp.helpers import content_disposition_header
 from yarl import URL
 
 from pipeline.addresses import PublicOnlyResolver, non_public_reason
