@@ -16,11 +16,14 @@ from pipeline.sandbox import Sandbox, SandboxConfig, SandboxThread
 from tests.hostile_server import HostileControl, Hostility, hostile_app
 from tests.pg_server import PgServer, find_bin
 
-# Fast defaults: a window too wide to meet by accident, and orders that finish in ~0.3 s.
+# Fast defaults: a window too wide to meet by accident, and orders that finish in ~0.3 s
+# (eta 1 s x 0.3). The eta the sandbox reports is what `collect --wait` waits out before its
+# first poll: 1 s, not the API's 30 s. A test that passes time_scale alone says eta_seconds too.
 FAST_SANDBOX: dict[str, Any] = {
     "orders_per_window": 1000,
     "window_seconds": 600,
-    "time_scale": 0.01,
+    "eta_seconds": 1,
+    "time_scale": 0.3,
 }
 
 
