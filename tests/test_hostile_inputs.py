@@ -14,7 +14,7 @@ import pytest
 from pipeline.errors import LedgerBusy
 from pipeline.ledger import open_ledger
 from pipeline.sandbox import Sandbox
-from tests.cli_helpers import FAST, aihd, write_manifest
+from tests.cli_helpers import FAST, aihd, aihd_process, write_manifest
 
 PhotoFactory = Callable[..., Path]
 
@@ -111,7 +111,7 @@ def test_a_fifo_given_as_the_manifest_is_refused_without_waiting_for_a_writer(
     """`aihd plan FIFO` does not hang: exit 2, the path named."""
     fifo = tmp_path / "manifest.yaml"
     os.mkfifo(fifo)
-    done = aihd(["plan", str(fifo), "--sandbox"], None, timeout=60)
+    done = aihd_process(["plan", str(fifo), "--sandbox"], None, timeout=60)  # a hang ends here
     line = _one_clear_line(done, 2)
     assert str(fifo) in line and "not a file" in line
 
