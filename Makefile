@@ -1,11 +1,11 @@
-# Two entry points for a newcomer: `make demo` and `make test`.
+# Two entry points for a newcomer: `make demo` and `make test` (`make check` while working).
 # Each creates .venv when it is missing and reuses it otherwise.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean try-postgres
+.PHONY: demo test check lint typecheck pytest pytest-quick bench clean try-postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict pipeline
 
+# The tests mostly wait (on loopback servers, windows, processes): two workers (pytest-xdist)
+# by default, PYTEST_WORKERS=0 for one process. Tests are handed out one at a time, the slow
+# ones first (tests/conftest.py), so no worker is left with a long tail.
+PYTEST_WORKERS ?= 2
+PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1
+
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_XDIST)
+
+# The tests not marked slow (kill tests, hostile servers, big files): a developer's loop.
+pytest-quick: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) -m "not slow"
 
 test: lint typecheck pytest
+
+check: lint typecheck pytest-quick
 
 # A throwaway PostgreSQL (initdb/pg_ctl) in a temporary folder, for the "Several machines"
 # ledger; Enter stops it and removes the folder.

@@ -27,6 +27,12 @@ FAST_SANDBOX: dict[str, Any] = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: `make test` hands tests out one at a time to its workers, and
+    a long test started last would keep one worker busy while the other has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
     """Start local emulators with the given SandboxConfig fields; each stops at teardown."""
