@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -10,11 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from PIL import Image
 
 from pipeline.sandbox import Sandbox, SandboxConfig, SandboxThread
 from tests.hostile_server import HostileControl, Hostility, hostile_app
 from tests.pg_server import PgServer, find_bin
+
+# Property tests: a developer's run tries a few examples of each, CI many (.ci/run sets
+# CI=true); HYPOTHESIS_PROFILE=ci asks for CI's number on any run.
+hypothesis_settings.register_profile("dev", max_examples=50)
+hypothesis_settings.register_profile("ci", max_examples=300)
+_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _CI else "dev"))
 
 # Fast defaults: a window too wide to meet by accident, and orders that finish in ~0.3 s
 # (eta 1 s x 0.3). The eta the sandbox reports is what `collect --wait` waits out before its
