@@ -17,6 +17,7 @@ from PIL import Image
 from pipeline.sandbox import Sandbox, SandboxConfig, SandboxThread
 from tests.hostile_server import HostileControl, Hostility, hostile_app
 from tests.pg_server import PgServer, find_bin
+from tests.pg_shared import shared_server, stop_left_over
 
 # Property tests: a developer's run tries a few examples of each, CI many (.ci/run sets
 # CI=true); HYPOTHESIS_PROFILE=ci asks for CI's number on any run.
@@ -106,19 +107,32 @@ def photo_factory() -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """A real PostgreSQL server for the session, in a temporary folder removed afterwards."""
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """A real PostgreSQL server for the session, in a temporary folder removed afterwards;
+    the xdist workers of a run share one (tests/pg_shared.py)."""
     bin_dir = find_bin()
     if bin_dir is None:
         pytest.skip("no PostgreSQL found (initdb/pg_ctl): apt-get install postgresql")
-    try:
-        server = PgServer(bin_dir)
-    except KeyError:
-        pytest.skip("running as root and there is no `postgres` user to run PostgreSQL as")
-    try:
+    with ExitStack() as running:
+        try:
+            if os.environ.get("PYTEST_XDIST_WORKER"):
+                run_folder = tmp_path_factory.getbasetemp().parent  # the workers' common one
+                server = running.enter_context(shared_server(run_folder, bin_dir))
+            else:
+                server = PgServer(bin_dir)
+                running.callback(server.stop)
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run PostgreSQL as")
         yield server
-    finally:
-        server.stop()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """In xdist's controller: stop a shared PostgreSQL server a crashed worker left running."""
+    if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") == "no":
+        return
+    factory = getattr(config, "_tmp_path_factory", None)  # private; xdist itself reads it
+    if factory is not None:
+        stop_left_over(factory.getbasetemp())
 
 
 @pytest.fixture

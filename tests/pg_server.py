@@ -62,6 +62,14 @@ class PgServer:
              "-o", options, "-w", "-t", "60", "start"]
         )  # fmt: skip
 
+    @classmethod
+    def attach(cls, bin_dir: Path, root: Path) -> PgServer:
+        """The server another process started in ``root`` (tests/pg_shared.py)."""
+        server = cls.__new__(cls)
+        server.bin, server.root, server.data = bin_dir, root, root / "data"
+        server.user = "postgres" if os.geteuid() == 0 else None
+        return server
+
     def _as_owner(self, argv: list[str]) -> None:
         if self.user is not None:
             argv = ["runuser", "-u", self.user, "--", *argv]
