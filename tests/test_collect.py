@@ -241,6 +241,7 @@ def _parts(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*") if ".part-" in p.name]
 
 
+@pytest.mark.slow
 def test_a_collect_killed_midway_leaves_no_partial_file_and_the_next_one_finishes(
     make_sandbox: Callable[..., Sandbox],
     photo_factory: PhotoFactory,
@@ -356,6 +357,7 @@ def test_hostile_result_links_cannot_write_outside_output_or_name_the_file(
     assert "bath.jpg" in summary.render() and "does not decode" in summary.to_json()
 
 
+@pytest.mark.slow
 def test_a_download_killed_midway_leaves_only_a_temporary_that_the_next_collect_removes(
     photo_factory: PhotoFactory, tmp_path: Path, ledger: Ledger
 ) -> None:

@@ -105,6 +105,7 @@ def test_a_collect_through_a_symlinked_ledger_exits_5_while_the_ledger_is_held(
 # Item 9: a FIFO manifest, a full disk under the log, 1.0e308 -------------------------------------
 
 
+@pytest.mark.slow
 def test_a_fifo_given_as_the_manifest_is_refused_without_waiting_for_a_writer(
     tmp_path: Path,
 ) -> None:
@@ -162,6 +163,7 @@ def test_a_control_character_in_the_manifest_is_exit_2_with_its_line(
 # Item 12: a taken port ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_aihd_sandbox_on_a_taken_port_is_exit_2_and_says_so() -> None:
     """The port is held by another socket: one line naming it and the way out."""
     with socket.socket() as taken:

@@ -402,6 +402,7 @@ def test_lock_held_by_another_process_names_it_and_dies_with_it(tmp_path: Path) 
 # -- speed ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_record_found_handles_large_folders_in_one_call(ledger: Ledger) -> None:
     """20,000 photos in one call, then again unchanged: same rows, nothing new.
 

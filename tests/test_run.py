@@ -76,6 +76,7 @@ def test_a_copy_of_a_paid_photo_is_a_duplicate_not_paid_again(
     assert states == {"p000.jpg": State.SUBMITTED, "copy.jpg": State.DUPLICATE}
 
 
+@pytest.mark.slow
 def test_sixty_photos_under_a_short_window_meet_no_429(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
