@@ -21,7 +21,7 @@ from pipeline.errors import LedgerError
 LOCK_MIGRATE = 0x61696864_0001
 LOCK_FIND = 0x61696864_0002  # record_found and friends choose ids as max(id) + 1
 LOCK_WINDOW = 0x61696864_0003  # the account's order window (one account per database)
-LOCK_RUN = 0x61696864_0004  # the run lock of `aihd collect` (a session-level lock)
+LOCK_RUN = 0x61696864_0004  # the run lock (a session-level lock; collect claims instead)
 
 
 def _v1_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
@@ -129,10 +129,29 @@ def _v3_v3_projects(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
+def _v4_collect_claims(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's migration 7: collect's claims on a charged photo's results."""
+    conn.execute(
+        "CREATE TABLE collect_claims (photo_id BIGINT PRIMARY KEY REFERENCES photos(id), "
+        "owner TEXT NOT NULL, claim_until DOUBLE PRECISION NOT NULL)"
+    )
+    conn.execute("CREATE INDEX collect_claims_owner ON collect_claims(owner)")
+
+
+def _v5_delivered_files(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's migration 8: the content of every file `aihd deliver` wrote."""
+    conn.execute(
+        "CREATE TABLE delivered_files (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
+        "written_at TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
     _v3_v3_projects,
+    _v4_collect_claims,
+    _v5_delivered_files,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
