@@ -203,7 +203,7 @@ async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: 
 
 async def describe_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
     async with api_client(settings, Timeouts()) as client:
-        return (await Catalog.fetch(client.v1)).describe()
+        return (await Catalog.fetch(client.v1, backoff=Backoff())).describe()
 
 
 async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwitch) -> RunSummary:
