@@ -102,3 +102,28 @@ def test_a_remembered_emulator_keeps_its_catalog_ids_orders_and_window(
         with pytest.raises(RateLimited):
             _charge(second.url, config.api_key, photos[2])  # the window is still full
         assert second.stats().orders_charged == 0
+
+
+def test_a_v3_run_then_collect_each_with_its_own_emulator(
+    photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """v3 too: the project made by the first process is the next one's, and its processes'
+    results are collected by a third."""
+    for n in range(3):
+        photo_factory(tmp_path / "inside", f"room{n}.jpg")
+    manifest = write_manifest(
+        tmp_path,
+        {"inside": ("indoor", [])},
+        api="v3",
+        folder_keys={"inside": {"project": "12 Oak St"}},
+    )
+    assert aihd(["run", str(manifest), "--sandbox", *FAST], None).returncode == 0
+    photo_factory(tmp_path / "inside", "room3.jpg")
+    done = aihd(["run", str(manifest), "--sandbox", *FAST, "--json"], None)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["orders_spent"] == 1
+    done = aihd(["collect", str(manifest), "--sandbox", "--wait", "--no-progress"], None)
+    assert done.returncode == 0, done.stderr
+    assert "completed: 4; waiting: 0; failed: 0" in done.stdout
+    rows = ledger_rows(manifest)
+    assert {r.state for r in rows} == {State.COMPLETED} and len(rows) == 4

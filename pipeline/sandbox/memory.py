@@ -1,4 +1,5 @@
-"""The local emulator's memory between processes: its catalog ids, orders and uploaded photos.
+"""The local emulator's memory between processes: its catalog ids, orders and uploaded photos
+(v1's here; v3's records through ``save_record``, see v3_memory.py).
 
 ``aihd run --sandbox`` starts an emulator in its own process; ``aihd collect --sandbox`` (or
 ``run --sandbox --collect`` the next night) starts another. The real API remembers its orders,
@@ -20,6 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS catalog (kind TEXT NOT NULL, name TEXT NOT NULL, "
@@ -29,6 +31,9 @@ _SCHEMA = (
     "image_id TEXT NOT NULL, charged_wall REAL, generated_ids TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS results (generated_id TEXT PRIMARY KEY, order_id TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS orders_charged ON orders(charged_wall)",
+    # v3's records (v3_memory.py), each a JSON object: projects, orders, processes, results.
+    "CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, id TEXT NOT NULL, "
+    "body TEXT NOT NULL, PRIMARY KEY (kind, id))",
 )
 
 
@@ -168,6 +173,28 @@ class SandboxMemory:
                 "SELECT order_id FROM results WHERE generated_id = ?", (generated_id,)
             ).fetchone()
         return None if row is None else str(row[0])
+
+    def save_record(self, kind: str, record_id: str, body: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO records (kind, id, body) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
+                (kind, record_id, json.dumps(body)),
+            )
+
+    def record(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT body FROM records WHERE kind = ? AND id = ?", (kind, record_id)
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT body FROM records WHERE kind = ? ORDER BY rowid", (kind,)
+            ).fetchall()
+        return [dict(json.loads(body)) for (body,) in rows]
 
     def charges_within(self, seconds: float) -> list[float]:
         """This account's charges of the last ``seconds``, on this process's monotonic clock:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 from .memory import SandboxMemory, StoredOrder
+from .v3_memory import RememberingV3Store
 from .v3_readings import V3Readings
 from .v3_state import V3Store
 
@@ -177,7 +178,11 @@ class SandboxState:
         self._counts: collections.Counter[str] = collections.Counter()
         self._photos: dict[str, bytes] = {}  # sha256 -> bytes of a small photo kept in memory
         self._photo_bytes = 0
-        self.v3 = V3Store(config.v3)
+        self.v3 = (
+            V3Store(config.v3)
+            if self.memory is None
+            else RememberingV3Store(config.v3, self.memory)
+        )
 
     def _ids(self, kind: str, fresh: dict[str, str]) -> dict[str, str]:
         """Catalog ids: drawn for this emulator, or as the account's emulator drew them before."""
