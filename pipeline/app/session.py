@@ -23,11 +23,11 @@ from tqdm import tqdm
 from yarl import URL
 
 from pipeline import api
-from pipeline.api.factory import AnyVersion, LedgerProjects
+from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import Space, Timeouts, Widget
 from pipeline.api.v3 import ProjectBook
 from pipeline.bootclock import boot_id, boot_seconds, new_owner
-from pipeline.errors import ApiUnreachable, AuthRefused, UsageError
+from pipeline.errors import EXIT_OK, EXIT_SOME_FAILED, ApiUnreachable, AuthRefused, UsageError
 from pipeline.ledger import Ledger, PostTimes, open_ledger
 from pipeline.manifest.accounts import account_ledger, emulator_state, key_fingerprint
 from pipeline.manifest.loader import Manifest
@@ -35,10 +35,12 @@ from pipeline.ordering.catalog import Catalog
 from pipeline.ordering.flow import RunCounters
 from pipeline.ordering.plan import Plan, make_plan
 from pipeline.ordering.progress import Progress
-from pipeline.ordering.runner import RunLimits, Runner, StopSwitch
-from pipeline.ordering.summary import EXIT_OK, EXIT_SOME_FAILED, RunSummary
+from pipeline.ordering.projects import LedgerProjects
+from pipeline.ordering.runner import RunLimits, Runner
+from pipeline.ordering.summary import RunSummary
 from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff
+from pipeline.stopping import StopSwitch
 
 if TYPE_CHECKING:  # collecting is imported when asked for: a run alone does not load it
     from pipeline.collect.collector import CollectSummary

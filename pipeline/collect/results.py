@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 from pipeline.bootclock import boot_id
+from pipeline.errors import ResultRejected, ResultTooBig
 
 PART_MARK = ".part-"
 _STALE_SECONDS = 600.0  # a temporary of another boot or machine untouched this long is left over
@@ -28,14 +29,6 @@ MAX_RESULT_PIXELS = 8192 * 8192
 # warning is made an error, so Image.open refuses a bomb before any pixel is read.
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif"}
-
-
-class ResultRejected(Exception):
-    """A result that must not be placed: it does not decode, or it would land outside output."""
-
-
-class ResultTooBig(ResultRejected):
-    """A result with more pixels than ``MAX_RESULT_PIXELS``: refused from its header alone."""
 
 
 def part_name(base: str) -> str:
