@@ -199,7 +199,8 @@ async def api_client(
 
 
 async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: Path | str) -> Plan:
-    async with api_client(settings, Timeouts(), ledger_path=ledger_path) as client:
+    # A plan orders nothing: its emulator (--sandbox) has nothing to remember, and writes none.
+    async with api_client(settings, Timeouts()) as client:
         return await make_plan(manifest, client, ledger_path)
 
 

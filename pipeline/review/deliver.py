@@ -177,6 +177,10 @@ def _write_listing(
         file_name = _file_name(len(disclosure) + 1, len(photos), photo)
         _write_recorded(stage / file_name, jpeg.data, target / file_name, ledger)
         disclosure.append(_disclosure_row(file_name, photo, result, jpeg, approved_at[photo.id]))
+    if not disclosure:
+        # Not one photo could be made: the listing's last delivery stays as it was.
+        clear_folder(stage, aside_folder(target.parent, target.name), ledger, report.clearing)
+        return
     data = _disclosure_bytes(disclosure)
     _write_recorded(stage / DISCLOSURE_NAME, data, target / DISCLOSURE_NAME, ledger)
     replaced = swap_in(stage, target)
