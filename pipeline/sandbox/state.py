@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeAlias
 
+from .catalog import SandboxCatalog
 from .memory import SandboxMemory, StoredOrder
 from .v3_memory import RememberingV3Store
 from .v3_readings import V3Readings
@@ -30,15 +31,6 @@ DOC_SERVICES = frozenset(
         "service-image-enhancement",
     }
 )
-ENHANCEMENT_WIDGET_TITLE = "Enhancement Options"
-# Space name -> (title, item titles it offers); ids are drawn per sandbox instance.
-SPACES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "space-ie-indoor": (
-        "Indoor",
-        ("Add Fire to Fireplace", "Add Screen to TV", "Remove Extra Objects"),
-    ),
-    "space-ie-outdoor": ("Outdoor", ("Remove Extra Objects",)),
-}
 RATE_LIMIT_MESSAGE = "rate-limit exceeded, 10 generates per 10 minutes only"
 
 Fault = Literal["reset", "error", "stall"]
@@ -119,14 +111,6 @@ class SandboxStats:
     v3_orders: int = 0  # v3 orders created (uploads counts them too)
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogWidget:
-    """The one Enhancement Options widget of a space, with its item ids by title."""
-
-    id: str
-    items: dict[str, str]
-
-
 @dataclass(slots=True)
 class Order:
     """One uploaded photo's order; mutated only under the state's lock."""
@@ -154,14 +138,7 @@ class SandboxState:
         for folder in (self.photos_dir, self.results_dir, self.uploads_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.memory = SandboxMemory(config.state_path) if config.state_path else None
-        self.space_ids = self._ids("space", {name: _opaque_id() for name in SPACES})
-        self.widgets = {
-            name: CatalogWidget(
-                self._ids("widget", {name: _opaque_id()})[name],
-                self._ids(f"item:{name}", {title: _opaque_id() for title in titles}),
-            )
-            for name, (_, titles) in SPACES.items()
-        }
+        self.catalog = SandboxCatalog(None if self.memory is None else self.memory.ids)
         self._lock = threading.Lock()
         self.api_key = config.api_key  # the account's key now (rotate_key replaces it)
         self._faults = config.faults
@@ -183,10 +160,6 @@ class SandboxState:
             if self.memory is None
             else RememberingV3Store(config.v3, self.memory)
         )
-
-    def _ids(self, kind: str, fresh: dict[str, str]) -> dict[str, str]:
-        """Catalog ids: drawn for this emulator, or as the account's emulator drew them before."""
-        return self.memory.ids(kind, fresh) if self.memory is not None else fresh
 
     def close(self) -> None:
         if self.memory is not None:
