@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.errors import ManifestError
 from pipeline.manifest.loader import FolderSpec, load_manifest
-from pipeline.ordering.runner import list_and_check
+from pipeline.ordering.scan import list_and_check
 
 
 def _write(root: Path, text: str) -> Path:

@@ -291,7 +291,7 @@ def test_help_imports_no_http_database_or_schema_code() -> None:
     """`aihd --help` and `aihd run --help` load neither aiohttp, sqlite3 nor pydantic."""
     probe = (
         "import sys\n"
-        "from pipeline.cli.commands import main\n"
+        "from pipeline.cli import main\n"
         "for args in (['--help'], ['run', '--help'], ['collect', '--help']):\n"
         "    try:\n"
         "        main(args)\n"

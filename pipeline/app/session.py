@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import secrets
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -24,22 +23,38 @@ from tqdm import tqdm
 from yarl import URL
 
 from pipeline import api
-from pipeline.api.factory import AnyVersion, LedgerProjects
+from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import Space, Timeouts, Widget
 from pipeline.api.v3 import ProjectBook
 from pipeline.bootclock import boot_id, boot_seconds, new_owner
-from pipeline.errors import ApiUnreachable, AuthRefused, UsageError
+from pipeline.errors import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    ApiUnreachable,
+    AuthRefused,
+    ConnectFailed,
+    RequestRejected,
+    TransientError,
+    UsageError,
+)
 from pipeline.ledger import Ledger, PostTimes, open_ledger
-from pipeline.manifest.accounts import account_ledger, key_fingerprint
+from pipeline.manifest.accounts import (
+    account_ledger,
+    emulator_state,
+    key_fingerprint,
+    window_account,
+)
 from pipeline.manifest.loader import Manifest
 from pipeline.ordering.catalog import Catalog
 from pipeline.ordering.flow import RunCounters
 from pipeline.ordering.plan import Plan, make_plan
 from pipeline.ordering.progress import Progress
-from pipeline.ordering.runner import RunLimits, Runner, StopSwitch
-from pipeline.ordering.summary import EXIT_OK, EXIT_SOME_FAILED, RunSummary
+from pipeline.ordering.projects import LedgerProjects
+from pipeline.ordering.runner import RunLimits, Runner
+from pipeline.ordering.summary import RunSummary
 from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff
+from pipeline.stopping import StopSwitch
 
 if TYPE_CHECKING:  # collecting is imported when asked for: a run alone does not load it
     from pipeline.collect.collector import CollectSummary
@@ -137,6 +152,7 @@ class CollectRequest:
     request_timeout: float
     command: str
     folders: tuple[str, ...] = ()  # --folder: only photos of folders matching these globs
+    again: str = ""  # the command that collects what is left, for the summary's hint
 
     @classmethod
     def for_manifest(
@@ -159,9 +175,12 @@ async def api_client(
     *,
     projects: ProjectBook | None = None,
     max_in_flight: int | None = None,
+    ledger_path: Path | str | None = None,
 ) -> AsyncIterator[AnyVersion]:
     """A client of the real API, or of a local emulator started for this process; it speaks
-    v1 and v3 (each photo through the version that orders it)."""
+    v1 and v3 (each photo through the version that orders it). The emulator of a sandbox
+    ledger remembers its orders beside it (``ledger_path``), so the next command's finds
+    them."""
     if not settings.sandbox:
         async with AnyVersion(
             settings.base_url,
@@ -175,7 +194,11 @@ async def api_client(
     from pipeline.sandbox import SandboxConfig, serve
 
     # A demo-friendly emulator: the API's window, and orders that finish in a few seconds.
-    config = SandboxConfig(api_key=settings.api_key, time_scale=SANDBOX_TIME_SCALE)
+    config = SandboxConfig(
+        api_key=settings.api_key,
+        time_scale=SANDBOX_TIME_SCALE,
+        state_path=None if ledger_path is None else emulator_state(ledger_path),
+    )
     async with (
         serve(config) as emulator,
         AnyVersion(
@@ -190,13 +213,24 @@ async def api_client(
 
 
 async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: Path | str) -> Plan:
+    # A plan orders nothing: its emulator (--sandbox) has nothing to remember, and writes none.
     async with api_client(settings, Timeouts()) as client:
         return await make_plan(manifest, client, ledger_path)
 
 
-async def fetch_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
+async def describe_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
     async with api_client(settings, Timeouts()) as client:
-        return (await Catalog.fetch(client.v1)).describe()
+        return (await Catalog.fetch(client.v1, backoff=Backoff())).describe()
+
+
+async def live_tools(settings: ApiSettings) -> list[str] | None:
+    """The v3 tools list's active slugs, or None (logged) when it cannot be read."""
+    async with api_client(settings, Timeouts()) as client:
+        try:
+            return await client.v3.tools()
+        except (TransientError, ConnectFailed, RequestRejected) as exc:
+            log.warning("the v3 tools list could not be read: %s", exc)
+            return None
 
 
 async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwitch) -> RunSummary:
@@ -215,9 +249,12 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         # Start from the orders the account spent lately (a run stopped a minute ago), not
         # from an empty window that would burst into 429s.
         answer_within = 2 * request.request_timeout + 5
+        # The window is the account's: endpoint and account name, as its ledger is named
+        # (accounts sharing one `ledger:` file each have their own; see accounts.py).
+        account = window_account(settings.base_url, manifest.account, sandbox=settings.sandbox)
         window.remember(
             _window_history(
-                ledger.recent_posts(manifest.rate_limit.per_seconds + answer_within),
+                ledger.recent_posts(manifest.rate_limit.per_seconds + answer_within, account),
                 answer_within,
             )
         )
@@ -232,6 +269,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             settle_seconds=request.settle_seconds,
             drain_seconds=request.request_timeout,
             key_fingerprint=key_fingerprint(settings.api_key),
+            account=account,
         )
         timeouts = Timeouts(read=request.request_timeout)
         outcome = "crashed"
@@ -246,7 +284,11 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             projects = LedgerProjects(ledger, manifest.account)
             # v3: at most a window's worth of processes running at once (notes 13.8).
             async with api_client(
-                settings, timeouts, projects=projects, max_in_flight=manifest.rate_limit.orders
+                settings,
+                timeouts,
+                projects=projects,
+                max_in_flight=manifest.rate_limit.orders,
+                ledger_path=request.ledger_path,
             ) as client:
                 runner = Runner(
                     manifest,
@@ -296,6 +338,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             if outcome in ("crashed", "key-refused", "api-unreachable"):
                 ledger.finish_run(run_id, outcome, reason)
             ledger.release_claims()
+            ledger.release_result_claims()
     finally:
         ledger.close()
 
@@ -337,19 +380,27 @@ def _import_legacy_ledger(ledger: Ledger, request: RunRequest, settings: ApiSett
 async def collect_results(
     request: CollectRequest, settings: ApiSettings, stop: StopSwitch
 ) -> CollectSummary:
-    """``aihd collect``: hold the ledger's lock, poll and download, release."""
+    """``aihd collect``: poll and download, beside any other run or collect of the account.
+
+    No lock: each photo's results are claimed before they are downloaded (as runs claim
+    photos), so collects of other manifests or folders go on at once, and two collects of one
+    order download it once.
+    """
     ledger = open_ledger(request.ledger_path)
     try:
-        holder = f"pid {os.getpid()} on {socket.gethostname()}: `{request.command}`"
-        ledger.acquire_run_lock(holder)
+        ledger.owner = new_owner()
         try:
             run_id = ledger.start_run(request.command)
-            async with api_client(settings, Timeouts(read=request.request_timeout)) as client:
+            async with api_client(
+                settings,
+                Timeouts(read=request.request_timeout),
+                ledger_path=request.ledger_path,
+            ) as client:
                 summary = await _collect(request, ledger, client, settings, stop)
             ledger.finish_run(run_id, "collected", json.loads(summary.to_json()))
             return summary
         finally:
-            ledger.release_run_lock()
+            ledger.release_result_claims()
     finally:
         ledger.close()
 
@@ -374,7 +425,7 @@ async def _collect(
     from pipeline.collect.collector import collect
 
     try:
-        return await collect(
+        summary = await collect(
             ledger,
             client,
             request.output,
@@ -388,6 +439,7 @@ async def _collect(
             eta_scale=SANDBOX_TIME_SCALE if settings.sandbox else 1.0,
             folders=request.folders,
         )
+        return replace(summary, again=request.again)
     finally:
         if bar is not None:
             bar.close()

@@ -15,13 +15,14 @@ from collections.abc import Callable
 
 import psycopg
 
-from pipeline.errors import LedgerError
+from pipeline.errors import LedgerError, NotALedger
+from pipeline.ledger.migrations import SEED_CHOICES, SEED_IGNORED
 
 # Transaction-scoped advisory lock keys (pg_advisory_xact_lock): 'aihd' then a purpose.
 LOCK_MIGRATE = 0x61696864_0001
 LOCK_FIND = 0x61696864_0002  # record_found and friends choose ids as max(id) + 1
 LOCK_WINDOW = 0x61696864_0003  # the account's order window (one account per database)
-LOCK_RUN = 0x61696864_0004  # the run lock of `aihd collect` (a session-level lock)
+LOCK_RUN = 0x61696864_0004  # the run lock (a session-level lock; collect claims instead)
 
 
 def _v1_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
@@ -129,10 +130,57 @@ def _v3_v3_projects(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
+def _catalog_choices(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's: each catalog entry a photo's identity names, with every spelling seen."""
+    conn.execute(
+        "CREATE TABLE catalog_choices (kind TEXT NOT NULL, scope TEXT NOT NULL, "
+        "key TEXT NOT NULL, entry_id TEXT, name TEXT, title TEXT, seen_at TEXT NOT NULL, "
+        "PRIMARY KEY (kind, scope, key))"
+    )
+    for sql in SEED_CHOICES:
+        conn.execute(sql)
+
+
+def _ignored_by_content(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's: `aihd ignore` by content, paths for files that cannot be read."""
+    conn.execute(
+        "CREATE TABLE ignored_content (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
+        "ignored_at TEXT NOT NULL, reason TEXT)"
+    )
+    conn.execute(SEED_IGNORED)
+
+
+def _window_per_account(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's: each order POST's account, so each account has its own window."""
+    conn.execute("ALTER TABLE order_posts ADD COLUMN account TEXT NOT NULL DEFAULT ''")
+
+
+def _collect_claims(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's _collect_claims: collect's claims on a charged photo's results."""
+    conn.execute(
+        "CREATE TABLE collect_claims (photo_id BIGINT PRIMARY KEY REFERENCES photos(id), "
+        "owner TEXT NOT NULL, claim_until DOUBLE PRECISION NOT NULL)"
+    )
+    conn.execute("CREATE INDEX collect_claims_owner ON collect_claims(owner)")
+
+
+def _delivered_files(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's _delivered_files: the content of every file `aihd deliver` wrote."""
+    conn.execute(
+        "CREATE TABLE delivered_files (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
+        "written_at TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
     _v3_v3_projects,
+    _catalog_choices,
+    _ignored_by_content,
+    _window_per_account,
+    _collect_claims,
+    _delivered_files,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -168,8 +216,8 @@ def _version(conn: psycopg.Connection[tuple[object, ...]], where: str) -> int:
         row = conn.execute("SELECT version FROM aihd_schema").fetchone()
         return int(str(row[0])) if row else 0
     if tables:
-        raise LedgerError(
+        raise NotALedger(
             f"cannot open ledger {where}: the database holds tables of another tool, not an "
-            "aihd ledger; name an empty database (createdb aihd) for the ledger"
+            "aihd ledger; nothing was spent: name an empty database (createdb aihd) for the ledger"
         )
     return 0

@@ -55,6 +55,13 @@ def account_ledger(
     return state_folder(env) / name
 
 
+def window_account(base_url: str, account: str, *, sandbox: bool = False) -> str:
+    """The account whose order window an order takes a place in: the API endpoint and the
+    account name, as the default ledger is named. Not the key: a rotated key is the same
+    account, and its window must count the old key's orders."""
+    return f"{account}@{endpoint_name(base_url, sandbox=sandbox)}"
+
+
 def chosen_ledger(
     option: Path | str | None,
     manifest_ledger: Path | str | None,
@@ -74,6 +81,16 @@ def chosen_ledger(
     if manifest_ledger is not None:
         return manifest_ledger
     return account_ledger(base_url, account, sandbox=sandbox, env=env)
+
+
+def emulator_state(ledger: Path | str) -> Path:
+    """Where the in-process local emulator of ``--sandbox`` keeps its orders between runs:
+    beside the sandbox ledger (a ``postgresql://`` one: under the state folder, by its URL)."""
+    if is_url(ledger):
+        tag = hashlib.sha256(str(ledger).encode()).hexdigest()[:12]
+        return state_folder() / f"sandbox-{tag}.emulator"
+    path = Path(ledger)
+    return path.with_name(f"{path.name}.emulator")
 
 
 def base_url_from_env(env: Mapping[str, str] | None = None) -> str:

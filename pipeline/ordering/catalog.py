@@ -7,14 +7,30 @@ finds them, in any case, or says which names are valid. Fetched once per run.
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline import api
 from pipeline.api import v3_slugs
+from pipeline.api.factory import AnyVersion
 from pipeline.api.records import OrderSpec
 from pipeline.api.v1 import ApiClient, Item, Space, Widget
-from pipeline.errors import CatalogError
+from pipeline.errors import (
+    ApiUnreachable,
+    CatalogError,
+    ConnectFailed,
+    RequestRejected,
+    ToolOptionError,
+    TransientError,
+)
+from pipeline.ledger import Counterpart, PhotoOptions
+from pipeline.manifest.listings import listing_name
+from pipeline.manifest.loader import FolderSpec, Manifest
+from pipeline.retry import Backoff, retrying
+
+log = logging.getLogger("aihd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +47,10 @@ class ResolvedOptions:
     space: Space
     enhancements: tuple[Enhancement, ...]
     v3: OrderSpec | None = None  # a v3 photo's tool, widgets and project (pipeline.api.v3_slugs)
+    # The options part of its identity, as the ledger keys the catalog's entries (choices.py);
+    # None: the catalog's spellings of today.
+    choice: PhotoOptions | None = None
+    counterparts: tuple[Counterpart, ...] = ()  # the same product through the other version
 
     @property
     def spec(self) -> OrderSpec:
@@ -67,9 +87,18 @@ class Catalog:
         self.widgets = widgets  # space name -> widgets
 
     @classmethod
-    async def fetch(cls, client: ApiClient, service: str = api.SERVICE) -> Catalog:
-        spaces = [s for s in await client.spaces(service) if s.is_active]
-        widgets = {s.name: await client.widgets(s.name, service) for s in spaces}
+    async def fetch(
+        cls, client: ApiClient, service: str = api.SERVICE, backoff: Backoff | None = None
+    ) -> Catalog:
+        """Spaces, then each space's widgets; each call retried on its own (``backoff``),
+        so a catalog that fails now and then is read whole: retrying the read as one unit
+        would need every call of one try to succeed at once."""
+        tries = backoff or Backoff(attempts=1)
+        spaces = [s for s in await retrying(lambda: client.spaces(service), tries) if s.is_active]
+        widgets: dict[str, list[Widget]] = {}
+        for space in spaces:
+            read = functools.partial(client.widgets, space.name, service)
+            widgets[space.name] = await retrying(read, tries)
         return cls(service, spaces, widgets)
 
     def resolve_space(self, name: str, *, where: str = "") -> Space:
@@ -136,31 +165,83 @@ def v3_options(spec: OrderSpec) -> ResolvedOptions:
 
 
 def resolve_v3(
-    folders: Sequence[tuple[str, str, Sequence[str], str | None, str | None, str]],
+    folders: Sequence[tuple[str, str, Sequence[str], Sequence[tuple[str, str]], str]],
     live: Sequence[str] | None,
     wheres: Sequence[str],
 ) -> list[ResolvedOptions]:
-    """Each folder's v3 options: (tool, space, enhancements, room, style, project address).
+    """Each folder's v3 options: (tool, space, enhancements, choices, project address), where
+    choices are the folder's room, style, sky, ... as written (``FolderSpec.choices``).
 
     ``live``: the tools list's active slugs, or None when it could not be had (then the
-    documented slugs are trusted). A tool the list lacks is a CatalogError listing those it has.
+    documented slugs are trusted, but for a tool the API is known not to find). A tool the list
+    lacks is a CatalogError listing those it has.
     """
     resolved = []
-    for (tool, space, enhancements, room, style, project), where in zip(
-        folders, wheres, strict=True
-    ):
+    for (tool, space, enhancements, choices, project), where in zip(folders, wheres, strict=True):
         try:
             spec = v3_slugs.build_spec(
-                tool,
-                space=space,
-                enhancements=enhancements,
-                room=room,
-                style=style,
-                project=project,
+                tool, space=space, enhancements=enhancements, project=project, **dict(choices)
             )
-            if live is not None:
-                v3_slugs.check_live(spec.tool, live)
-        except v3_slugs.ToolOptionError as exc:
+            v3_slugs.check_live(spec.tool, live)
+        except ToolOptionError as exc:
             raise CatalogError(f"{where}{exc}") from None
         resolved.append(v3_options(spec))
     return resolved
+
+
+async def resolve_live(
+    manifest: Manifest, client: AnyVersion | ApiClient, backoff: Backoff
+) -> list[tuple[FolderSpec, ResolvedOptions]]:
+    """Each folder's options, checked against the live API of the manifest's version: v1's
+    catalog, or v3's tools list (where it can be had); errors at file:line, nothing spent."""
+    if manifest.api != "v3" or not isinstance(client, AnyVersion):
+        v1 = client.v1 if isinstance(client, AnyVersion) else client
+        return resolve_folders(manifest, await read_catalog(v1, backoff))
+    live: list[str] | None
+    try:
+        live = await retrying(client.v3.tools, backoff)
+    except (TransientError, ConnectFailed, RequestRejected) as exc:
+        log.warning("the v3 tools list could not be read (%s): the documented slugs are used", exc)
+        live = None
+    wheres = [
+        f"{manifest.path}:{folder.line_of('tool')}: folder {folder.name!r}: "
+        for folder in manifest.folders
+    ]
+    chosen = [
+        (f.tool, f.space, f.enhancements, f.choices, f.project or listing_name(f))
+        for f in manifest.folders
+    ]
+    return list(zip(manifest.folders, resolve_v3(chosen, live, wheres), strict=True))
+
+
+async def read_catalog(client: ApiClient, backoff: Backoff) -> Catalog:
+    """The live catalog, each read retried; exit 6 when the API stays out of reach."""
+    try:
+        return await Catalog.fetch(client, backoff=backoff)
+    except TransientError as exc:
+        raise ApiUnreachable(
+            f"the API could not be reached at {client.base_url} after {backoff.attempts} "
+            f"tries ({exc}); nothing was spent or lost: run the same command again later"
+        ) from exc
+
+
+def resolve_folders(
+    manifest: Manifest, catalog: Catalog
+) -> list[tuple[FolderSpec, ResolvedOptions]]:
+    """Each folder's space and toggles against the live catalog, errors at file:line."""
+    resolved = []
+    for folder in manifest.folders:
+        where = f"{manifest.path}:{folder.space_line}: folder {folder.name!r}: "
+        where_enh = f"{manifest.path}:{folder.enhancements_line}: folder {folder.name!r}: "
+        options = catalog.resolve(
+            folder.space, folder.enhancements, where=where, where_enh=where_enh
+        )
+        resolved.append((folder, options))
+    return resolved
+
+
+def photo_options(options: ResolvedOptions) -> PhotoOptions:
+    """The options part of a photo's identity in the ledger."""
+    if options.choice is not None:
+        return options.choice
+    return PhotoOptions(options.service, options.space.name, options.enhancement_titles)

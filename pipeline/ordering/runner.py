@@ -12,25 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from itertools import islice
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from pipeline.api.factory import AnyVersion
-from pipeline.api.v1 import ApiClient
 from pipeline.errors import (
     ApiError,
-    ApiUnreachable,
     AuthRefused,
     ConnectFailed,
+    OrderBudgetSpent,
     PhotoChanged,
     PhotoError,
-    RequestRejected,
     SubmitRefused,
-    TransientError,
 )
 from pipeline.ledger import (
+    Counterpart,
     FoundPhoto,
     KnownFile,
     Ledger,
@@ -40,19 +38,19 @@ from pipeline.ledger import (
     WindowRule,
 )
 from pipeline.ledger.groupcommit import GroupCommit
-from pipeline.manifest.listings import listing_name
 from pipeline.manifest.loader import FolderSpec, Manifest
-from pipeline.ordering.catalog import Catalog, ResolvedOptions, resolve_v3
-from pipeline.ordering.flow import Dispatch, OrderBudgetSpent, OrderFlow, RunCounters
+from pipeline.ordering.catalog import ResolvedOptions, photo_options
+from pipeline.ordering.choices import resolve_chosen
+from pipeline.ordering.flow import Dispatch, OrderFlow, RunCounters
 from pipeline.ordering.progress import Progress
-from pipeline.ordering.scan import CheckedPhoto, FileStat, check, list_folder
+from pipeline.ordering.scan import CheckedPhoto, check_batch, folder_files, stat_file, take_batch
 from pipeline.ordering.summary import RunSummary, summarize
 from pipeline.ordering.window import OrderWindow
-from pipeline.retry import Backoff, retrying
+from pipeline.retry import Backoff
+from pipeline.stopping import StopSwitch
 
 log = logging.getLogger("aihd")
 
-_BATCH = 256  # photos hashed per trip to the worker thread
 _OPEN_STATES = (State.PENDING, State.UPLOADED, State.SUBMITTING)
 
 
@@ -65,20 +63,7 @@ class RunLimits:
     settle_seconds: float = 120.0
     drain_seconds: float = 60.0  # at a stop, how long order POSTs already sent may finish
     key_fingerprint: str = ""  # recorded with each order: which key sent it (never the key)
-
-
-@dataclass(slots=True)
-class StopSwitch:
-    """Why the run should stop: "budget", "interrupted" (a signal) or "auth"; first one wins."""
-
-    reason: str | None = None
-    error: BaseException | None = None
-    event: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def set(self, reason: str, error: BaseException | None = None) -> None:
-        if self.reason is None:
-            self.reason, self.error = reason, error
-        self.event.set()
+    account: str = ""  # whose order window: "<account>@<endpoint>" (manifest/accounts.py)
 
 
 class Runner:
@@ -139,6 +124,7 @@ class Runner:
                 manifest.rate_limit.per_seconds,
                 # The longest an order POST may wait for its answer, with room to spare.
                 answer_within=2 * limits.drain_seconds + 5,
+                account=limits.account,
             ),
             key_fingerprint=limits.key_fingerprint,
         )
@@ -146,7 +132,9 @@ class Runner:
 
     async def resolve_catalog(self) -> list[tuple[FolderSpec, ResolvedOptions]]:
         """Resolve every folder's space and toggles; CatalogError names file:line."""
-        resolved = await resolve_live(self.manifest, self.client, self.backoff)
+        resolved = await resolve_chosen(
+            self.manifest, self.client, self.backoff, self.ledger, record=True
+        )
         for folder, options in resolved:
             self._options.setdefault(_key(options.service, options), options)
             self._folders[folder.name] = (folder, options)
@@ -218,19 +206,22 @@ class Runner:
     # -- scanning -----------------------------------------------------------------------------
 
     async def _scan(self, folders: Sequence[tuple[FolderSpec, ResolvedOptions]]) -> None:
-        ignored = self.ledger.ignored_paths()  # `aihd ignore`
+        # `aihd ignore`: photos by content wherever they are, unreadable files by path.
+        ignored, ignored_contents = self.ledger.ignored_paths(), self.ledger.ignored_contents()
         for folder, options in folders:
             found_options = photo_options(options)
             # Listed, looked up and hashed a batch at a time: 100,000 photos (or the ledger's
             # facts about them) never sit in memory at once, and the first orders go out while
             # the rest of the folder is still being read.
-            files = _files(folder)
-            while batch := await asyncio.to_thread(_take, files):
+            files = folder_files(folder)
+            while batch := await asyncio.to_thread(take_batch, files):
                 if ignored:
                     batch = [st for st in batch if st.path not in ignored]
                 known = self.ledger.known_files([st.path for st in batch])
-                checked = await asyncio.to_thread(_check_batch, batch, known)
-                await self._record(folder, found_options, checked, known)
+                checked = await asyncio.to_thread(check_batch, batch, known)
+                if ignored_contents:
+                    checked = [c for c in checked if c.sha256 not in ignored_contents]
+                await self._record(folder, found_options, checked, known, options.counterparts)
 
     async def _rescan(self, row: PhotoRow) -> None:
         """A photo that changed after its scan is checked again and recorded as it is now."""
@@ -240,9 +231,9 @@ class Runner:
             await self.writes.call(self.ledger.mark_failed, row.id, reason, retryable=True)
             return
         folder, options = entry
-        st = await asyncio.to_thread(_stat, row.path)
-        checked = await asyncio.to_thread(_check_batch, [st], {})
-        await self._record(folder, photo_options(options), checked, {})
+        st = await asyncio.to_thread(stat_file, row.path)
+        checked = await asyncio.to_thread(check_batch, [st], {})
+        await self._record(folder, photo_options(options), checked, {}, options.counterparts)
 
     async def _record(
         self,
@@ -250,6 +241,7 @@ class Runner:
         options: PhotoOptions,
         checked: list[CheckedPhoto],
         known: Mapping[str, KnownFile],
+        counterparts: tuple[Counterpart, ...] = (),
     ) -> None:
         found: list[FoundPhoto] = []
         copies: list[int] = []  # copies known unchanged from an earlier run
@@ -284,7 +276,8 @@ class Runner:
                 broken += 1
                 if (st.path, st.size, st.mtime_ns) in self._known_broken:
                     self._known_failed.add(row.id)  # reported the night it was found
-                    log.info("%s: %s (failed before; `aihd ignore` leaves it out)", st.path, reason)
+                    ignore = shlex.join(["aihd", "ignore", self._manifest_path, st.path])
+                    log.info("%s: %s (failed before; `%s` leaves it out)", st.path, reason, ignore)
                 else:
                     log.warning("%s: %s", st.path, reason)
                 continue
@@ -297,18 +290,29 @@ class Runner:
                     photo.sha256,
                     options,
                     self._manifest_path,
+                    counterparts,
                 )
             )
         rows = await self.writes.call(self.ledger.record_found, found) if found else []
-        states = [(row.id, row.state) for row in rows] + [(i, State.DUPLICATE) for i in copies]
+        for row in rows:
+            stored = known.get(row.path)
+            if _held(row) and (stored is None or stored.identity != row.identity):
+                # Held tonight (paid through the other API version, the choices not told
+                # apart for sure): a failure of this run, told once, as a broken file is.
+                self._seen_ids.add(row.id)
+                fresh, settled = fresh + 1, settled + 1
+                log.warning("%s: %s", row.path, row.error)
+        states = [(row.id, row.state) for row in rows if row.id not in self._seen_ids]
+        states += [(i, State.DUPLICATE) for i in copies]
         if any(state is State.DUPLICATE for _, state in states):
             adopted = await self._adopt_orphans([i for i, s in states if s is State.DUPLICATE])
             states = [(i, adopted.get(i, state)) for i, state in states]
         for photo_id, state in states:
             counted, done = self._admit(photo_id, state)
             fresh, settled = fresh + counted, settled + done
-        self.progress.add_found(broken + fresh)
-        self.progress.settle(broken + settled)
+        # Photos done before this run are shown apart: the bar counts this run's work.
+        self.progress.add_found(broken + fresh, done_before=settled)
+        self.progress.settle(broken)
 
     async def _adopt_orphans(self, copies: list[int]) -> dict[int, State]:
         """A copy whose unpaid original vanished takes its place and is ordered itself."""
@@ -421,117 +425,11 @@ class Runner:
         return self._options.get(key)
 
 
-async def resolve_live(
-    manifest: Manifest, client: AnyVersion | ApiClient, backoff: Backoff
-) -> list[tuple[FolderSpec, ResolvedOptions]]:
-    """Each folder's options, checked against the live API of the manifest's version: v1's
-    catalog, or v3's tools list (where it can be had); errors at file:line, nothing spent."""
-    if manifest.api != "v3" or not isinstance(client, AnyVersion):
-        v1 = client.v1 if isinstance(client, AnyVersion) else client
-        return resolve_folders(manifest, await fetch_catalog(v1, backoff))
-    live: list[str] | None
-    try:
-        live = await retrying(client.v3.tools, backoff)
-    except (TransientError, ConnectFailed, RequestRejected) as exc:
-        log.warning("the v3 tools list could not be read (%s): the documented slugs are used", exc)
-        live = None
-    wheres = [
-        f"{manifest.path}:{folder.line_of('tool')}: folder {folder.name!r}: "
-        for folder in manifest.folders
-    ]
-    chosen = [
-        (
-            f.tool,
-            f.space,
-            f.enhancements,
-            f.room,
-            f.style,
-            f.project or listing_name(f),
-        )
-        for f in manifest.folders
-    ]
-    return list(zip(manifest.folders, resolve_v3(chosen, live, wheres), strict=True))
-
-
-async def fetch_catalog(client: ApiClient, backoff: Backoff) -> Catalog:
-    """The live catalog, its reads retried; exit 6 when the API stays out of reach."""
-    try:
-        return await retrying(lambda: Catalog.fetch(client), backoff)
-    except TransientError as exc:
-        raise ApiUnreachable(
-            f"the API could not be reached at {client.base_url} after {backoff.attempts} "
-            f"tries ({exc}); nothing was spent or lost: run the same command again later"
-        ) from exc
-
-
-def resolve_folders(
-    manifest: Manifest, catalog: Catalog
-) -> list[tuple[FolderSpec, ResolvedOptions]]:
-    """Each folder's space and toggles against the live catalog, errors at file:line."""
-    resolved = []
-    for folder in manifest.folders:
-        where = f"{manifest.path}:{folder.space_line}: folder {folder.name!r}: "
-        where_enh = f"{manifest.path}:{folder.enhancements_line}: folder {folder.name!r}: "
-        options = catalog.resolve(
-            folder.space, folder.enhancements, where=where, where_enh=where_enh
-        )
-        resolved.append((folder, options))
-    return resolved
-
-
-def photo_options(options: ResolvedOptions) -> PhotoOptions:
-    """The options part of a photo's identity in the ledger."""
-    return PhotoOptions(options.service, options.space.name, options.enhancement_titles)
-
-
-def list_and_check(
-    folder: FolderSpec, cached: Mapping[str, tuple[int, int, str] | KnownFile]
-) -> list[CheckedPhoto]:
-    """A folder's photos, checked and hashed (stored hashes reused): blocking, for a thread."""
-    return _check_batch(_list(folder), cached)
+def _held(row: PhotoRow) -> bool:
+    """Held: failed as paid through the other API version (sqlite_found.HELD)."""
+    return row.state is State.FAILED and row.duplicate_of is not None
 
 
 def _key(service: str, options: ResolvedOptions) -> tuple[str, str, tuple[str, ...]]:
-    return (service, options.space.name, options.enhancement_titles)
-
-
-def _list(folder: FolderSpec) -> list[FileStat]:
-    return list(_files(folder))
-
-
-def _files(folder: FolderSpec) -> Iterator[FileStat]:
-    """The folder's photos: its own, not those of folders below with entries of their own."""
-    return list_folder(
-        folder.path,
-        folder.patterns,
-        folder.recursive,
-        exclude=folder.exclude,
-        claimed=folder.claimed,
-        through=folder.through,
-    )
-
-
-def _stat(path: str) -> FileStat:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return FileStat(path, -1, 0)  # vanished or unreadable: check() says which
-    return FileStat(path, st.st_size, st.st_mtime_ns)
-
-
-def _take(files: Iterator[FileStat]) -> list[FileStat]:
-    return list(islice(files, _BATCH))
-
-
-def _check_batch(
-    batch: list[FileStat], cached: Mapping[str, tuple[int, int, str] | KnownFile]
-) -> list[CheckedPhoto]:
-    """Hash what changed; trust the stored hash when size and mtime are unchanged."""
-    out = []
-    for st in batch:
-        known = cached.get(st.path)
-        if known is not None and known[0] == st.size and known[1] == st.mtime_ns:
-            out.append(CheckedPhoto(st, known[2], None))
-        else:
-            out.append(check(st))
-    return out
+    chosen = photo_options(options)  # as the ledger's rows hold them (choices.py)
+    return (service, chosen.space, chosen.enhancements)

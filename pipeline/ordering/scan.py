@@ -11,11 +11,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-from collections.abc import Iterator, Sequence, Set
+from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from pipeline.api import MAX_PHOTO_BYTES
+from pipeline.ledger import KnownFile
+from pipeline.manifest.loader import FolderSpec
 
 _CHUNK = 1024 * 1024
 _TIFF_RAW = (b"II*\x00", b"MM\x00*", b"IIRO", b"IIU\x00")  # DNG, NEF, ARW, CR2, ORF, RW2
@@ -137,3 +140,55 @@ def _format_problem(head: bytes, tail: bytes, size: int) -> str | None:
     if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc"):
         return "HEIC is not among the API's formats (JPEG, PNG, WEBP, RAW); convert it to JPEG"
     return "not a JPEG, PNG, WEBP or RAW image (by its first bytes)"
+
+
+_BATCH = 256  # photos hashed per trip to the worker thread
+
+
+def list_and_check(
+    folder: FolderSpec, cached: Mapping[str, tuple[int, int, str] | KnownFile]
+) -> list[CheckedPhoto]:
+    """A folder's photos, checked and hashed (stored hashes reused): blocking, for a thread."""
+    return check_batch(_list(folder), cached)
+
+
+def _list(folder: FolderSpec) -> list[FileStat]:
+    return list(folder_files(folder))
+
+
+def folder_files(folder: FolderSpec) -> Iterator[FileStat]:
+    """The folder's photos: its own, not those of folders below with entries of their own."""
+    return list_folder(
+        folder.path,
+        folder.patterns,
+        folder.recursive,
+        exclude=folder.exclude,
+        claimed=folder.claimed,
+        through=folder.through,
+    )
+
+
+def stat_file(path: str) -> FileStat:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return FileStat(path, -1, 0)  # vanished or unreadable: check() says which
+    return FileStat(path, st.st_size, st.st_mtime_ns)
+
+
+def take_batch(files: Iterator[FileStat]) -> list[FileStat]:
+    return list(islice(files, _BATCH))
+
+
+def check_batch(
+    batch: list[FileStat], cached: Mapping[str, tuple[int, int, str] | KnownFile]
+) -> list[CheckedPhoto]:
+    """Hash what changed; trust the stored hash when size and mtime are unchanged."""
+    out = []
+    for st in batch:
+        known = cached.get(st.path)
+        if known is not None and known[0] == st.size and known[1] == st.mtime_ns:
+            out.append(CheckedPhoto(st, known[2], None))
+        else:
+            out.append(check(st))
+    return out

@@ -1,5 +1,6 @@
 // aihd review page: before/after cards from data.js, decisions kept in this browser until
-// exported for `aihd review MANIFEST --apply FILE`. No network, no libraries.
+// exported for `aihd review MANIFEST --apply FILE`. No network, no libraries. The hints it
+// shows are whole commands data.js carries, quoted for a shell by aihd.
 "use strict";
 (function () {
   const data = window.AIHD_REVIEW;
@@ -35,10 +36,6 @@
     }
   }
 
-  function quoted(path) {
-    return /^[A-Za-z0-9_.\/-]+$/.test(path) ? path : "'" + path.replace(/'/g, "'\\''") + "'";
-  }
-
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
@@ -67,7 +64,7 @@
       box.style.setProperty("--pos", "100%");
       const why = photo.state === "failed" ? "failed: " + (photo.error || "no reason recorded")
         : photo.state === "duplicate" ? "a copy of a photo already ordered: its results follow it"
-        : photo.state + ": not collected yet (aihd collect)";
+        : photo.state + ": not collected yet (" + data.collect_command + ")";
       box.append(el("div", { class: "waiting" }, why));
     }
     return box;
@@ -91,7 +88,7 @@
     const toggles = photo.enhancements.length ? photo.enhancements.join(", ") : "no toggles";
     meta.append(
       el("a", { class: "name", href: photo.result_url || photo.original_url }, photo.name),
-      el("span", {}, photo.space + " · " + toggles),
+      el("span", {}, [photo.tool, photo.space, toggles].filter(Boolean).join(" · ")),
       el("span", {}, "order " + (photo.order_id || "none") + " · " + photo.cost + " credit"
         + (photo.cost === 1 ? "" : "s")),
       el("span", {}, "state: "),
@@ -137,7 +134,7 @@
     node.dataset.decision = decision;
     node.querySelector(".verdict").textContent = decision ? "decision: " + decision : "";
     node.querySelector(".hint").textContent = decision === "rejected"
-      ? "Not delivered. To order it again (1 credit): aihd reorder " + quoted(photo.path) + " --yes"
+      ? "Not delivered. To order it again (1 credit): " + photo.reorder_command
       : "";
   }
 
@@ -229,8 +226,9 @@
       if (photo.folder !== heading) {
         heading = photo.folder;
         const folder = folders.get(photo.folder) || { listing: "", space: photo.space };
+        const about = [folder.tool, folder.space, folder.exterior ? "exterior" : ""];
         fragment.append(el("h2", {}, (folder.listing ? folder.listing + " / " : "") + photo.folder
-          + " (" + folder.space + (folder.exterior ? ", exterior" : "") + ")"));
+          + " (" + about.filter(Boolean).join(", ") + ")"));
         grid = el("section", { class: "grid" });
         fragment.append(grid);
       }
