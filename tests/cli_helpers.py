@@ -24,7 +24,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import pipeline
-from pipeline.cli.commands import main
+from pipeline.cli import main  # what `python -m pipeline` runs
 from pipeline.ledger import PhotoRow, open_ledger
 from pipeline.sandbox import Sandbox
 
