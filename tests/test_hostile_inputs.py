@@ -86,11 +86,14 @@ def test_a_symlinked_ledger_takes_the_lock_of_the_ledger_it_names(tmp_path: Path
 
 
 def test_a_collect_through_a_symlinked_ledger_meets_the_claims_made_on_the_real_path(
-    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+    make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
     """Two names for one ledger are one ledger: while a collect on the real path holds a
     photo's results (collects share a ledger through claims, with no lock), a collect of
     `link` leaves it to that collect and downloads nothing; once it is let go, it goes on."""
+    # Results ready the moment the order is: the first collect meets the claim, never an
+    # order still processing (which a collect started at once would find).
+    sandbox = make_sandbox(eta_seconds=0, time_scale=0)
     manifest = _manifest(tmp_path, photo_factory)
     assert aihd(["run", str(manifest), *FAST], sandbox).returncode == 0
     real = manifest.with_name("photos.ledger.sqlite")
