@@ -36,6 +36,7 @@ def _finish(process: subprocess.Popen[str], timeout: float = 120) -> dict[str, o
     return report
 
 
+@pytest.mark.slow
 def test_a_waiting_collect_of_one_manifest_does_not_block_another_manifests(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
@@ -76,6 +77,7 @@ def test_a_waiting_collect_of_one_manifest_does_not_block_another_manifests(
     ]
 
 
+@pytest.mark.slow
 def test_two_collects_of_the_same_orders_download_each_once(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
