@@ -165,6 +165,7 @@ async def collect(
         for row in ledger.photos([State.SUBMITTED, State.FAILED], scope=scope)
         if _still_to_collect(row) and folder_matches(row.folder, folders)
     ]
+    log.info("collect: %d photos with results to fetch", len(rows))
     collector = _Collector(ledger, client, output, folder_roots, backoff, len(rows), on_progress)
     collector.folders = tuple(folders)
     schedule = _Schedule()
