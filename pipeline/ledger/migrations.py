@@ -145,6 +145,11 @@ def _v6_v3_projects(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v7_review_reasons(conn: sqlite3.Connection) -> None:
+    """Why a person rejected a photo (the review desk asks), kept beside the decision."""
+    conn.execute("ALTER TABLE reviews ADD COLUMN reason TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_initial,
     _v2_charges_and_posts,
@@ -152,6 +157,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v4_reviews,
     _v5_ignored,
     _v6_v3_projects,
+    _v7_review_reasons,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -129,10 +129,16 @@ def _v3_v3_projects(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
+def _v4_review_reasons(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's migration 7: why a person rejected a photo, beside the decision."""
+    conn.execute("ALTER TABLE reviews ADD COLUMN reason TEXT")
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
     _v3_v3_projects,
+    _v4_review_reasons,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
