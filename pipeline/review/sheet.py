@@ -141,7 +141,7 @@ class Sheet:
             "listing": place.listing,
             "manifest_index": m,
             "tool": words.tool,
-            "space": space_label(words.space),
+            "space": _space_words(words.space),
             "enhancements": list(words.options),
             "state": row.state.value,
             "order_id": row.order_id,
@@ -174,7 +174,7 @@ class Sheet:
             "name": place.folder.name,
             "listing": place.listing,
             "tool": words.tool,
-            "space": words.space,
+            "space": _space_words(words.space),
             "exterior": is_exterior(place.folder),
             "enhancements": list(words.options),
         }
@@ -188,6 +188,12 @@ def _folder_words(manifest: Manifest, folder: FolderSpec) -> Described:
         folder.tool, space=folder.space, enhancements=folder.enhancements, **dict(folder.choices)
     )
     return describe(spec.service, *identity_parts(spec))
+
+
+def _space_words(space: str) -> str:
+    """ "space-ie-indoor" and "indoor" alike read "Indoor"."""
+    words = space_label(space)
+    return words[:1].upper() + words[1:]
 
 
 def progress_counts(rows: Sequence[PhotoRow]) -> dict[str, int]:

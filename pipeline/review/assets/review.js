@@ -541,6 +541,7 @@
         answered = true;
         askDialog.removeEventListener("close", onClose);
         if (askDialog.open) askDialog.close();
+        for (const id of ["ask-title", "ask-text", "ask-code"]) byId(id).textContent = "";
         resolve(value);
       };
       const onClose = () => answer(false);
