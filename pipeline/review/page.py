@@ -39,12 +39,12 @@ class _PageImages:
     def __init__(self, thumbnails: Thumbnails) -> None:
         self.thumbnails = thumbnails
 
-    def thumb(self, manifest: int, row: PhotoRow, source: Path, side: str) -> str | None:
-        name = self.thumbnails.of(source)
+    def thumb(self, manifest: int, row: PhotoRow, source: str, side: str) -> str | None:
+        name = self.thumbnails.of(Path(source))
         return f"thumbs/{name}" if name is not None else None
 
-    def full(self, manifest: int, row: PhotoRow, source: Path, side: str) -> str | None:
-        return source.as_uri()
+    def full(self, manifest: int, row: PhotoRow, source: str, side: str) -> str | None:
+        return Path(source).as_uri()
 
 
 def write_review(manifest: Manifest, ledger: Ledger, folder: Path) -> ReviewPage:

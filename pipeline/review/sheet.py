@@ -8,11 +8,12 @@ caller's (``Images``): thumbnails beside a static page, or the desk's own URLs.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 from pipeline.api.tools import V1_SERVICE, Described, describe, space_label
@@ -32,8 +33,8 @@ _TO_ORDER = frozenset({State.PENDING, State.UPLOADED})
 class Images(Protocol):
     """Where a photo's images are for the page: ``side`` is "before" or "after"."""
 
-    def thumb(self, manifest: int, row: PhotoRow, source: Path, side: str) -> str | None: ...
-    def full(self, manifest: int, row: PhotoRow, source: Path, side: str) -> str | None: ...
+    def thumb(self, manifest: int, row: PhotoRow, source: str, side: str) -> str | None: ...
+    def full(self, manifest: int, row: PhotoRow, source: str, side: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +48,15 @@ class _Place:
 
 
 class Sheet:
-    """The sheet of ``manifests`` (one ledger: one account's), its images from ``images``."""
+    """The sheet of ``manifests`` (one ledger: one account's), its images from ``images``;
+    ``offline`` for the static page (the desk leaves out what only an export needs)."""
 
-    def __init__(self, manifests: Sequence[Manifest], images: Images) -> None:
+    def __init__(
+        self, manifests: Sequence[Manifest], images: Images, *, offline: bool = True
+    ) -> None:
         self.manifests = tuple(manifests)
         self.images = images
+        self.offline = offline  # the static page: what its export and hints need too
         ordered = sorted(
             (
                 (m, listing)
@@ -88,7 +93,7 @@ class Sheet:
         """The folder's place, then the photo's path below its folder, read naturally."""
         place = self._places[m, row.folder]
         below = row.path.removeprefix(str(place.folder.path)).lstrip("/")
-        return (place.rank, natural_key(below), row.id)
+        return (place.rank, _natural(below), row.id)
 
     def document(self, ledger: Ledger, **extra: object) -> dict[str, object]:
         """Everything a page shows, as JSON-ready values."""
@@ -128,35 +133,40 @@ class Sheet:
     ) -> dict[str, object]:
         """One photo as the page shows it."""
         place = self._places[m, row.folder]
-        original = Path(row.path)
-        result = Path(row.output_paths[0]) if row.output_paths else None
-        words = describe(row.service, row.space, [spelled.get(e, e) for e in row.enhancements])
+        result = row.output_paths[0] if row.output_paths else None
+        tool, space, options = _words(
+            row.service, row.space, tuple(spelled.get(e, e) for e in row.enhancements)
+        )
         images = self.images
-        return {
+        photo: dict[str, object] = {
             "id": row.id,
-            "name": original.name,
+            "name": os.path.basename(row.path),
             "path": row.path,
-            "sha256": row.sha256,
             "folder": row.folder,
             "listing": place.listing,
             "manifest_index": m,
-            "tool": words.tool,
-            "space": _space_words(words.space),
-            "enhancements": list(words.options),
+            "tool": tool,
+            "space": space,
+            "enhancements": options,
             "state": row.state.value,
             "order_id": row.order_id,
             "cost": 1 if row.state in _PAID else 0,  # credits: one per order (service.credit: 1)
             "error": row.error,
-            "before": images.thumb(m, row, original, "before"),
+            "before": images.thumb(m, row, row.path, "before"),
             "after": images.thumb(m, row, result, "after") if result is not None else None,
-            "original_url": images.full(m, row, original, "before"),
+            "original_url": images.full(m, row, row.path, "before"),
             "result_url": images.full(m, row, result, "after") if result is not None else None,
             "decision": review.decision.value if review is not None else None,
             "reason": review.reason if review is not None else None,
             "decided_at": review.decided_at if review is not None else None,
-            "reorder_command": reorder_command(self.manifests[m], [row.path]),
             "version": row.updated_at,
         }
+        if self.offline:
+            # The export's check that a decision is this ledger's photo, and the hint a
+            # static page can only show (the desk orders again itself).
+            photo["sha256"] = row.sha256
+            photo["reorder_command"] = reorder_command(self.manifests[m], [row.path])
+        return photo
 
     def _manifest(self, manifest: Manifest) -> dict[str, object]:
         where = str(manifest.path)
@@ -180,6 +190,18 @@ class Sheet:
         }
 
 
+@lru_cache(maxsize=4096)
+def _words(service: str, space: str, enhancements: tuple[str, ...]) -> tuple[str, str, list[str]]:
+    """A photo's tool, space and options in words: few kinds per sheet, so asked once each."""
+    words = describe(service, space, enhancements)
+    return words.tool, _space_words(words.space), list(words.options)
+
+
+@lru_cache(maxsize=200_000)
+def _natural(text: str) -> tuple[tuple[tuple[int, int, str], ...], str]:
+    return natural_key(text)
+
+
 def _folder_words(manifest: Manifest, folder: FolderSpec) -> Described:
     """A folder's tool and options in words (the manifest was checked when it was loaded)."""
     if manifest.api != "v3":
@@ -199,7 +221,7 @@ def _space_words(space: str) -> str:
 def progress_counts(rows: Sequence[PhotoRow]) -> dict[str, int]:
     """The day's progress: photos ordered today, waiting for results, collected, failed, and
     still to order (all of them now, but "ordered today")."""
-    today = datetime.now().astimezone().date()
+    today = _today_in_utc()
     counts = {"ordered_today": 0, "waiting": 0, "collected": 0, "failed": 0, "to_order": 0}
     for row in rows:
         if row.state in _WAITING:
@@ -210,16 +232,27 @@ def progress_counts(rows: Sequence[PhotoRow]) -> dict[str, int]:
             counts["failed"] += 1
         elif row.state in _TO_ORDER:
             counts["to_order"] += 1
-        if row.submitted_at and _local_date(row.submitted_at) == today:
+        if row.submitted_at and _within(row.submitted_at, today):
             counts["ordered_today"] += 1
     return counts
 
 
-def _local_date(stamp: str) -> object:
+def _today_in_utc() -> tuple[str, str]:
+    """Today, here, from midnight to midnight, as the ledger writes times (ISO, in UTC)."""
+    midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+    start = midnight.astimezone(UTC)
+    end = (midnight + timedelta(days=1)).astimezone(UTC)
+    return start.isoformat(timespec="milliseconds"), end.isoformat(timespec="milliseconds")
+
+
+def _within(stamp: str, day: tuple[str, str]) -> bool:
+    if stamp.endswith("+00:00") and len(stamp) == len(day[0]):
+        return day[0] <= stamp < day[1]  # the ledger's own form: text compares as time
     try:
         moment = datetime.fromisoformat(stamp)
     except ValueError:
-        return None
+        return False
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # the ledger writes UTC
-    return moment.astimezone().date()
+        moment = moment.replace(tzinfo=UTC)
+    start, end = (datetime.fromisoformat(edge) for edge in day)
+    return start <= moment < end

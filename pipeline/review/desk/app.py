@@ -20,6 +20,7 @@ from pipeline.review.desk.images import DeskImages, Renditions
 from pipeline.review.desk.live import Live
 from pipeline.review.desk.routes import add_routes
 from pipeline.review.desk.settings import DeskSettings
+from pipeline.review.desk.state import StateDocument
 from pipeline.review.desk.worker import LedgerWorker
 from pipeline.review.sheet import Sheet
 from pipeline.review.templating import render
@@ -38,13 +39,14 @@ class ReviewDesk:
         self.settings = settings
         self.logins = Logins()
         self.images = DeskImages()
-        self.sheet = Sheet(settings.manifests, self.images)
+        self.sheet = Sheet(settings.manifests, self.images, offline=False)
         self.renditions = Renditions(settings.manifests)
         self.reader = LedgerWorker(settings.open_ledger, "read")
         self.writer = LedgerWorker(
             settings.open_ledger, "write"
         )  # decisions never queue behind reads
         self.live = Live(self.reader, self.sheet, settings.poll_seconds)
+        self.document = StateDocument(self.sheet)
 
     def login_url(self, base_url: str) -> str:
         """A one-time login link on ``base_url`` (``http://127.0.0.1:8787``): it lets one

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import quote
 
 from pipeline.ledger import PhotoRow
 from pipeline.manifest.loader import Manifest
@@ -22,6 +21,7 @@ __all__ = ["SIDES", "SIZES", "DeskImages", "Renditions"]
 SIDES = ("before", "after")
 SIZES = {"thumb": THUMBNAIL_LONG_EDGE, "large": LARGE_LONG_EDGE}
 _LARGE_QUALITY = 85
+_VERSION = str.maketrans("", "", "-:.+T")  # 2026-12-02T08:39:37.859+00:00 -> digits
 _MAKERS = 2  # threads making images: Pillow decodes without the GIL; the machine's cores
 
 
@@ -39,12 +39,13 @@ class DeskImages:
 
     def _url(self, manifest: int, row: PhotoRow, side: str, size: str) -> str:
         self.note(manifest, row)
-        return f"photos/{row.id}/{side}/{size}?v={quote(row.updated_at, safe='')}"
+        # The photo's version: a new result (or file) is a new URL, so a browser may keep each.
+        return f"photos/{row.id}/{side}/{size}?v={row.updated_at.translate(_VERSION)}"
 
-    def thumb(self, manifest: int, row: PhotoRow, source: Path, side: str) -> str | None:
+    def thumb(self, manifest: int, row: PhotoRow, source: str, side: str) -> str | None:
         return self._url(manifest, row, side, "thumb")
 
-    def full(self, manifest: int, row: PhotoRow, source: Path, side: str) -> str | None:
+    def full(self, manifest: int, row: PhotoRow, source: str, side: str) -> str | None:
         return self._url(manifest, row, side, "large")
 
 

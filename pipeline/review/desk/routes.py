@@ -35,7 +35,7 @@ from pipeline.review.deliver import deliver as deliver_photos
 from pipeline.review.desk.auth import COOKIE
 from pipeline.review.desk.guards import session_of
 from pipeline.review.desk.images import SIDES, SIZES
-from pipeline.review.desk.live import take_snapshot
+from pipeline.review.desk.live import Snapshot, take_snapshot
 from pipeline.review.templating import ASSETS, asset_bytes, render
 
 if TYPE_CHECKING:
@@ -139,24 +139,22 @@ class _Routes:
     # -- reading ---------------------------------------------------------------------------
 
     async def state(self, request: web.Request) -> web.StreamResponse:
-        sheet = self.desk.sheet
+        sheet, document = self.desk.sheet, self.desk.document
 
-        def read(ledger: Ledger) -> tuple[dict[str, object], object]:
+        def read(ledger: Ledger) -> tuple[str, Snapshot]:
             snapshot = take_snapshot(sheet, ledger)
-            entries = list(snapshot.photos.values())
-            document = sheet.compose(
-                ledger.path,
-                entries,
-                ledger.titles(),
+            text = document.text(
+                ledger,
+                snapshot,
                 served=True,
                 reordered_by=self._reordered_by(0),
                 delivery_profile=self.settings.delivery_profile,
             )
-            return document, snapshot
+            return text, snapshot
 
-        document, snapshot = await self.desk.reader.call(read)
-        self.desk.live.offer(snapshot)  # type: ignore[arg-type]
-        response = _json(document)
+        text, snapshot = await self.desk.reader.call(read)
+        self.desk.live.offer(snapshot)
+        response = web.Response(text=text, content_type="application/json")
         response.enable_compression()
         return response
 
