@@ -81,7 +81,7 @@ def test_a_ledger_from_before_reasons_gains_the_column(tmp_path: Path) -> None:
     made.mark_completed(row.id, ["http://r/a"], ["/out/a.jpg"])
     made.record_reviews([row.id], Decision.APPROVED, "aihd approve")
     made.close()
-    before = sqlite_migrations.MIGRATIONS.index(sqlite_migrations._v7_review_reasons)
+    before = sqlite_migrations.MIGRATIONS.index(sqlite_migrations._review_reasons)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("ALTER TABLE reviews DROP COLUMN reason")  # as the ledger was before it
     conn.execute(f"PRAGMA user_version = {before}")

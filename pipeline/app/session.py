@@ -39,7 +39,7 @@ from pipeline.errors import (
     UsageError,
 )
 from pipeline.ledger import Ledger, PostTimes, open_ledger
-from pipeline.manifest.accounts import account_ledger, key_fingerprint
+from pipeline.manifest.accounts import account_ledger, key_fingerprint, window_account
 from pipeline.manifest.loader import Manifest
 from pipeline.ordering.catalog import Catalog
 from pipeline.ordering.flow import RunCounters
@@ -236,9 +236,12 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         # Start from the orders the account spent lately (a run stopped a minute ago), not
         # from an empty window that would burst into 429s.
         answer_within = 2 * request.request_timeout + 5
+        # The window is the account's: endpoint and account name, as its ledger is named
+        # (accounts sharing one `ledger:` file each have their own; see accounts.py).
+        account = window_account(settings.base_url, manifest.account, sandbox=settings.sandbox)
         window.remember(
             _window_history(
-                ledger.recent_posts(manifest.rate_limit.per_seconds + answer_within),
+                ledger.recent_posts(manifest.rate_limit.per_seconds + answer_within, account),
                 answer_within,
             )
         )
@@ -253,6 +256,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             settle_seconds=request.settle_seconds,
             drain_seconds=request.request_timeout,
             key_fingerprint=key_fingerprint(settings.api_key),
+            account=account,
         )
         timeouts = Timeouts(read=request.request_timeout)
         outcome = "crashed"

@@ -24,7 +24,7 @@ from pipeline.errors import (
     ToolOptionError,
     TransientError,
 )
-from pipeline.ledger import PhotoOptions
+from pipeline.ledger import Counterpart, PhotoOptions
 from pipeline.manifest.listings import listing_name
 from pipeline.manifest.loader import FolderSpec, Manifest
 from pipeline.retry import Backoff, retrying
@@ -46,6 +46,10 @@ class ResolvedOptions:
     space: Space
     enhancements: tuple[Enhancement, ...]
     v3: OrderSpec | None = None  # a v3 photo's tool, widgets and project (pipeline.api.v3_slugs)
+    # The options part of its identity, as the ledger keys the catalog's entries (choices.py);
+    # None: the catalog's spellings of today.
+    choice: PhotoOptions | None = None
+    counterparts: tuple[Counterpart, ...] = ()  # the same product through the other version
 
     @property
     def spec(self) -> OrderSpec:
@@ -228,4 +232,6 @@ def resolve_folders(
 
 def photo_options(options: ResolvedOptions) -> PhotoOptions:
     """The options part of a photo's identity in the ledger."""
+    if options.choice is not None:
+        return options.choice
     return PhotoOptions(options.service, options.space.name, options.enhancement_titles)
