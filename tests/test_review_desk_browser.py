@@ -5,7 +5,10 @@ run nothing, ordering again and delivering, and a collect beside it showing up b
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ from pipeline.ledger import State, open_ledger
 from pipeline.sandbox import Sandbox
 from tests.browser_helpers import CHROMIUM, MISSING, chromium_browser, watch
 from tests.cli_helpers import aihd
-from tests.desk_helpers import listing_photos, reviews_by_name, served_desk
+from tests.desk_helpers import listing_photos, photo_ids, reviews_by_name, served_desk
 from tests.review_helpers import PhotoFactory, collected_listing
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING)
@@ -236,3 +239,60 @@ def test_a_collect_beside_the_desk_shows_up_by_itself(
         _saved(page)
         assert problems == []
     assert list(reviews_by_name(manifest).values()) == [("approved", None, "review desk")]
+
+
+EVIL_PAGE = """<!doctype html>
+<title>another site</title>
+<form id="form" method="post" action="{desk}/review/api/decisions">
+  <input name="photo_ids" value="{photo}"><input name="decision" value="rejected">
+</form>
+<script>
+  fetch("{desk}/review/api/decisions", {{
+    method: "POST", credentials: "include", headers: {{"Content-Type": "text/plain"}},
+    body: JSON.stringify({{photo_ids: [{photo}], decision: "rejected"}}),
+  }}).catch(() => null).then(() => {{
+    document.title = "fetched";
+    setTimeout(() => document.getElementById("form").submit(), 100);
+  }});
+</script>
+"""
+
+
+@pytest.fixture
+def another_site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A page on another port of this machine: another origin, but the same site, so the
+    browser sends the desk's SameSite=Strict cookie along with what it posts."""
+    root = tmp_path / "evil"
+    root.mkdir()
+    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_page_of_another_origin_cannot_decide_even_with_the_cookie(
+    tmp_path: Path, browser: Browser, another_site: tuple[str, Path]
+) -> None:
+    """Logged in, the browser visits a page on another port: its fetch and its form post to
+    the desk (the cookie goes along: same site) are refused, and the ledger holds nothing."""
+    manifest = listing_photos(tmp_path, {INSIDE: ["kitchen.jpg"]})
+    kitchen = photo_ids(manifest)["kitchen.jpg"]
+    site, root = another_site
+    with served_desk(manifest) as desk:
+        (root / "evil.html").write_text(EVIL_PAGE.format(desk=desk.origin, photo=kitchen))
+        page, _ = _page(browser)
+        _open(page, desk.login_url)
+        with page.expect_navigation(url=f"{desk.origin}/review/api/decisions") as posted:
+            page.goto(f"{site}/evil.html")
+        answer = posted.value
+        assert answer is not None and answer.status == 403
+        # Refused for its Origin, a check made after the session's: the cookie went along.
+        assert "another site" in answer.text()
+        _open(page, f"{desk.origin}/review/")  # still logged in, nothing decided
+        assert "1 to review · 0 approved · 0 rejected" in page.inner_text("#counts")
+    assert reviews_by_name(manifest) == {}
