@@ -69,8 +69,14 @@ class ReviewDesk:
     async def require_photos(self, photo_ids: list[int]) -> None:
         """Refuse (UsageError) a photo that is not one of the desk's manifests'."""
         for photo_id in photo_ids:
-            if await self.source(photo_id) is None:
-                raise UsageError(f"photo {photo_id} is not a photo of this desk's manifests")
+            await self.manifest_of(photo_id)
+
+    async def manifest_of(self, photo_id: int) -> int:
+        """The number of the desk's manifest that holds the photo; UsageError if none."""
+        found = await self.source(photo_id)
+        if found is None:
+            raise UsageError(f"photo {photo_id} is not a photo of this desk's manifests")
+        return found[0]
 
     def refused(self, reason: str, status: int = 403) -> web.Response:
         """The page a browser that may not come in sees: why, and how to log in."""

@@ -228,8 +228,7 @@ class _Routes:
     async def reorder(self, request: web.Request) -> web.StreamResponse:
         body = await _body(request)
         photo_id = _photo_id(body.get("photo_id"))
-        await self.desk.require_photos([photo_id])
-        manifest_number = (await self.desk.source(photo_id) or (0, "", None))[0]
+        manifest_number = await self.desk.manifest_of(photo_id)
         manifest = self.settings.manifests[manifest_number]
         plan_reorder = self.settings.plan_reorder
 
