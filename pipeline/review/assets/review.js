@@ -480,6 +480,7 @@
         answered = true;
         reasonDialog.removeEventListener("keydown", onKey);
         reasonDialog.removeEventListener("close", onClose);
+        input.blur(); // the keys are the desk's again at once
         if (reasonDialog.open) reasonDialog.close();
         resolve(value);
       };
@@ -709,8 +710,11 @@
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (reasonDialog.open || askDialog.open) return;
     const target = event.target;
+    // Typing in a field, unless the field's dialog is closed: Chrome may leave the focus on
+    // a hidden field until its next rendering, and a key pressed then is the desk's.
     const typing = target && (target.tagName === "TEXTAREA"
-      || (target.tagName === "INPUT" && target.type === "text"));
+      || (target.tagName === "INPUT" && target.type === "text"))
+      && !target.closest("dialog:not([open])");
     if (typing) return;
     const key = event.key;
     if (key === "ArrowRight" || key === "ArrowDown" || key === "j") move(1);
