@@ -40,7 +40,7 @@ _FIRST_SCREEN_DECODED = """() => {
 
 
 def _listing_manifest(root: Path) -> Path:
-    lines = ["version: 1", "folders:"]
+    lines = ["version: 1", "ledger: bench.ledger.sqlite", "folders:"]  # beside it
     per_folder = PHOTOS // (LISTINGS * 2)
     options = {
         "outside": PhotoOptions(api.SERVICE, "space-ie-outdoor", ("remove extra objects",)),
