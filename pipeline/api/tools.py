@@ -47,6 +47,7 @@ __all__ = [
     "find",
     "label",
     "slugify",
+    "space_label",
     "v3_item_of_v1",
 ]
 
@@ -166,6 +167,15 @@ def describe(service: str, space: str, enhancements: Iterable[str]) -> Described
         else:
             options.append(f"{found.widget.label}: {found.item.label}")
     return Described(label(service), shown_space, tuple(options), changed, what)
+
+
+def space_label(space: str) -> str:
+    """A v1 catalog space as a person reads it ("space-ie-indoor" -> "Indoor",
+    "space-living-room" -> "Living room"); any other text as it is."""
+    if not space.startswith("space-"):
+        return space
+    words = space.removeprefix("space-").removeprefix("ie-").strip("-").replace("-", " ")
+    return words[:1].upper() + words[1:] if words else space
 
 
 def v3_item_of_v1(title: str) -> str | None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from pipeline.cli.common import existing_ledger, guard
+from pipeline.cli.common import existing_ledger, guard, load_with_warnings
 from pipeline.cli.main import main
 from pipeline.errors import UsageError
+
+DEFAULT_LISTEN = "127.0.0.1:8787"
 
 
 @main.command()
@@ -26,24 +29,55 @@ from pipeline.errors import UsageError
     type=click.Path(path_type=Path),
     help="Record the decisions a review page exported, instead of writing the page.",
 )
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Serve the review desk instead: decisions go straight into the ledger.",
+)
+@click.option(
+    "--listen",
+    default=DEFAULT_LISTEN,
+    show_default=True,
+    metavar="HOST:PORT",
+    help="With --serve: where the desk listens (port 0: any free one; 0.0.0.0: every "
+    "address, still behind its login link).",
+)
 @guard
-def review(manifest: Path, output: Path | None, apply_file: Path | None) -> None:
-    """Write a static before/after review page of MANIFEST's photos, or record its decisions.
+def review(
+    manifest: Path, output: Path | None, apply_file: Path | None, serve: bool, listen: str
+) -> None:
+    """Write a static before/after review page of MANIFEST's photos, or record its decisions;
+    or, with --serve, serve the review desk.
 
     The page (index.html, its assets and thumbnails) opens from file:// with no server:
     before/after slider, filters, keys a / r to approve / reject. It cannot write the
     ledger: export its decisions and record them with --apply.
 
+    The desk (--serve) is the same page served: each decision is saved in the ledger at
+    once, progress updates by itself, and it orders again and delivers. It prints a login
+    link that lets one browser in, once; Ctrl-C stops it.
+
     \b
     Example:
       aihd review listings.yaml                  # prints the page's file:// link
       aihd review listings.yaml --apply ~/Downloads/aihd-decisions.json
+      aihd review listings.yaml --serve          # prints the desk's login link
     """
     from pipeline.ledger import Decision, open_ledger
     from pipeline.manifest.loader import load_manifest
     from pipeline.review.decisions import apply_decisions, manifest_rows, read_decisions_file
     from pipeline.review.page import write_review
 
+    if serve:
+        if apply_file is not None or output is not None:
+            raise UsageError(
+                "--serve takes neither --apply nor --output: the desk writes the ledger"
+            )
+        _serve_desk(manifest, listen)
+        return
+    if listen != DEFAULT_LISTEN:
+        again = shlex.join(["aihd", "review", str(manifest), "--serve", "--listen", listen])
+        raise UsageError(f"--listen goes with --serve: {again}")
     loaded = load_manifest(manifest)
     ledger = open_ledger(existing_ledger(manifest))
     try:
@@ -67,6 +101,43 @@ def review(manifest: Path, output: Path | None, apply_file: Path | None) -> None
         f"aihd review: {page.photos} photos, {page.thumbnails_made} new thumbnails", err=True
     )
     click.echo(page.index.resolve().as_uri())
+
+
+def _serve_desk(manifest: Path, listen: str) -> None:
+    from pipeline.app.desk import desk_settings, serve_desk
+    from pipeline.cli.common import run_until_signal
+    from pipeline.review.desk.guards import is_loopback
+
+    loaded = load_with_warnings(manifest)
+    ledger = existing_ledger(manifest)
+    host, port = _listen_address(listen)
+    settings = desk_settings([loaded], ledger, listen_host=host)
+
+    def on_listening(url: str, login_url: str) -> None:
+        click.echo(
+            f"aihd review: the review desk of {loaded.path.name} on {url}{settings.prefix}/ "
+            "(Ctrl-C stops it); open this link to log in (it works once):",
+            err=True,
+        )
+        if not is_loopback(host):
+            click.echo(
+                f"aihd review: warning: listening on {host}: other machines can reach the desk "
+                "over plain HTTP, where the login link and its cookie can be read on the way; "
+                "prefer 127.0.0.1 behind an HTTPS proxy (README: Always on)",
+                err=True,
+            )
+        click.echo(login_url)
+
+    run_until_signal(lambda stop: serve_desk(settings, (host, port), stop, on_listening))
+    click.echo("aihd review: the desk stopped", err=True)
+
+
+def _listen_address(listen: str) -> tuple[str, int]:
+    host, colon, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise UsageError(f"--listen {listen!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
+    return host, int(port_text)
 
 
 def _decide(

@@ -231,6 +231,11 @@ def _delivered_files(conn: sqlite3.Connection) -> None:
     )
 
 
+def _review_reasons(conn: sqlite3.Connection) -> None:
+    """Why a person rejected a photo (the review desk asks), kept beside the decision."""
+    conn.execute("ALTER TABLE reviews ADD COLUMN reason TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_initial,
     _v2_charges_and_posts,
@@ -243,6 +248,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _window_per_account,
     _collect_claims,
     _delivered_files,
+    _review_reasons,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

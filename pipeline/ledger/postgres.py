@@ -333,8 +333,11 @@ class PostgresLedger(PostgresOrders):
 
     # -- review -------------------------------------------------------------------------------
 
-    def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:
-        """Record ``decision`` on each completed photo (the latest replaces the last); a count."""
+    def record_reviews(
+        self, photo_ids: Sequence[int], decision: Decision, source: str, reason: str | None = None
+    ) -> int:
+        """Record ``decision`` (and why) on each completed photo, the latest replacing the last;
+        return how many were recorded."""
         decided_at = now_text()
         value = Decision(decision).value
 
@@ -342,17 +345,28 @@ class PostgresLedger(PostgresOrders):
             done = 0
             for photo_id in photo_ids:
                 cur = c.execute(
-                    "INSERT INTO reviews (photo_id, decision, decided_at, source) "
-                    "SELECT id, %s, %s, %s FROM photos WHERE id = %s AND state = 'completed' "
+                    "INSERT INTO reviews (photo_id, decision, decided_at, source, reason) "
+                    "SELECT id, %s, %s, %s, %s FROM photos WHERE id = %s AND state = 'completed' "
                     "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
-                    "decided_at = excluded.decided_at, source = excluded.source",
-                    (value, decided_at, source, photo_id),
+                    "decided_at = excluded.decided_at, source = excluded.source, "
+                    "reason = excluded.reason",
+                    (value, decided_at, source, reason, photo_id),
                 )
                 done += cur.rowcount
             return done
 
         return self._run(body)
 
+    def clear_reviews(self, photo_ids: Sequence[int]) -> int:
+        """Take back the decisions on these photos (undecided again); return how many."""
+        return self._run(
+            lambda c: (
+                c.execute(
+                    "DELETE FROM reviews WHERE photo_id = ANY(%s)", (list(photo_ids),)
+                ).rowcount
+            )
+        )
+
     def reviews(self) -> dict[int, Review]:
-        rows = self._read("SELECT photo_id, decision, decided_at, source FROM reviews")
-        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3]) for r in rows}
+        rows = self._read("SELECT photo_id, decision, decided_at, source, reason FROM reviews")
+        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3], r[4]) for r in rows}

@@ -135,9 +135,11 @@ class PostgresOrders(PostgresClaims):
         return [PostTimes("", 0.0, now - i, None, None if a is None else now - a) for i, a in rows]
 
     def reorder(self, photo_ids: Sequence[int]) -> list[PhotoRow]:
-        """Clear the charged mark: these photos are ordered again (and paid again) next run."""
-        return self._run(
-            lambda c: [
+        """Clear the charged mark: these photos are ordered again (and paid again) next run.
+        Their decisions go: the new result is another photo to look at."""
+
+        def body(c: q.Conn) -> list[PhotoRow]:
+            reordered = [
                 row_of(r)
                 for r in c.execute(
                     "UPDATE photos SET state = 'pending', order_id = NULL, image_id = NULL, "
@@ -147,7 +149,10 @@ class PostgresOrders(PostgresClaims):
                     (now_text(), list(photo_ids)),
                 ).fetchall()
             ]
-        )
+            c.execute("DELETE FROM reviews WHERE photo_id = ANY(%s)", ([r.id for r in reordered],))
+            return reordered
+
+        return self._run(body)
 
     def set_output_paths(self, photo_id: int, output_paths: Sequence[str]) -> None:
         self._run(

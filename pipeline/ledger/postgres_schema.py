@@ -172,6 +172,11 @@ def _delivered_files(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
+def _review_reasons(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's _review_reasons: why a person rejected a photo, beside the decision."""
+    conn.execute("ALTER TABLE reviews ADD COLUMN reason TEXT")
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
@@ -181,6 +186,7 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _window_per_account,
     _collect_claims,
     _delivered_files,
+    _review_reasons,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

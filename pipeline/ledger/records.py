@@ -52,12 +52,14 @@ class Decision(enum.StrEnum):
 
 
 class Review(NamedTuple):
-    """The latest decision on one photo, when and where it was made."""
+    """The latest decision on one photo, when and where it was made (and, for a rejection,
+    why, when the person said)."""
 
     photo_id: int
     decision: Decision
     decided_at: str
     source: str | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -415,22 +415,36 @@ class SqliteLedger:
 
     # -- review -------------------------------------------------------------------------------
 
-    def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:
-        """Record ``decision`` on each completed photo (the latest replaces the last); a count."""
+    def record_reviews(
+        self, photo_ids: Sequence[int], decision: Decision, source: str, reason: str | None = None
+    ) -> int:
+        """Record ``decision`` (and why) on each completed photo, the latest replacing the last;
+        return how many were recorded."""
         decided_at = now_text()
+        value = Decision(decision).value
         with self.atomic() as conn:
             done = conn.executemany(
-                "INSERT INTO reviews (photo_id, decision, decided_at, source) "
-                "SELECT id, ?, ?, ? FROM photos WHERE id = ? AND state = 'completed' "
+                "INSERT INTO reviews (photo_id, decision, decided_at, source, reason) "
+                "SELECT id, ?, ?, ?, ? FROM photos WHERE id = ? AND state = 'completed' "
                 "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
-                "decided_at = excluded.decided_at, source = excluded.source",
-                [(Decision(decision).value, decided_at, source, i) for i in photo_ids],
+                "decided_at = excluded.decided_at, source = excluded.source, "
+                "reason = excluded.reason",
+                [(value, decided_at, source, reason, i) for i in photo_ids],
+            )
+            return done.rowcount
+
+    def clear_reviews(self, photo_ids: Sequence[int]) -> int:
+        """Take back the decisions on these photos (undecided again); return how many."""
+        with self.atomic() as conn:
+            done = conn.execute(
+                "DELETE FROM reviews WHERE photo_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(photo_ids)),),
             )
             return done.rowcount
 
     def reviews(self) -> dict[int, Review]:
-        rows = self._read("SELECT photo_id, decision, decided_at, source FROM reviews")
-        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3]) for r in rows}
+        rows = self._read("SELECT photo_id, decision, decided_at, source, reason FROM reviews")
+        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3], r[4]) for r in rows}
 
     # -- state changes ------------------------------------------------------------------------
 
@@ -660,7 +674,8 @@ class SqliteLedger:
         return [PostTimes(*r) for r in rows]
 
     def reorder(self, photo_ids: Sequence[int]) -> list[PhotoRow]:
-        """Clear the charged mark: these photos are ordered again (and paid again) next run."""
+        """Clear the charged mark: these photos are ordered again (and paid again) next run.
+        Their decisions go: the new result is another photo to look at."""
         with self.atomic() as conn:
             rows = conn.execute(
                 "UPDATE photos SET state = 'pending', order_id = NULL, image_id = NULL, "
@@ -670,7 +685,12 @@ class SqliteLedger:
                 f"RETURNING {COLUMNS}",
                 (now_text(), json.dumps(list(photo_ids))),
             ).fetchall()
-            return [row_of(r) for r in rows]
+            reordered = [row_of(r) for r in rows]
+            conn.execute(
+                "DELETE FROM reviews WHERE photo_id IN (SELECT value FROM json_each(?))",
+                (json.dumps([r.id for r in reordered]),),
+            )
+            return reordered
 
     def set_output_paths(self, photo_id: int, output_paths: Sequence[str]) -> None:
         """Files collect wrote for a photo that keeps its state (a duplicate's copies)."""
