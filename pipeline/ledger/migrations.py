@@ -231,6 +231,12 @@ def _delivered_files(conn: sqlite3.Connection) -> None:
     )
 
 
+def _delivered_files_made_from(conn: sqlite3.Connection) -> None:
+    """What each delivered file was made from (its sources and the profile's settings): a
+    re-delivery copies a file whose sources are unchanged instead of encoding it again."""
+    conn.execute("ALTER TABLE delivered_files ADD COLUMN made_from TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_initial,
     _v2_charges_and_posts,
@@ -243,6 +249,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _window_per_account,
     _collect_claims,
     _delivered_files,
+    _delivered_files_made_from,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -172,6 +172,11 @@ def _delivered_files(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
+def _delivered_files_made_from(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's _delivered_files_made_from: what each delivered file was made from."""
+    conn.execute("ALTER TABLE delivered_files ADD COLUMN made_from TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
@@ -181,6 +186,7 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _window_per_account,
     _collect_claims,
     _delivered_files,
+    _delivered_files_made_from,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
