@@ -35,6 +35,8 @@ COLUMNS = (
     "retryable",
     "duplicate_of",
     "tool",
+    "altered",  # whether AI altered what the photo shows (the tool table's; unknown: true)
+    "alterations",  # each alteration in words, as a delivery's disclosure says it
 )
 
 
@@ -65,6 +67,7 @@ def export_rows(
         record = _record(row, original_path(row.duplicate_of))
         words = describe(row.service, row.space, [spelled.get(t, t) for t in row.enhancements])
         record.update(tool=words.tool, space=words.space, enhancements=list(words.options))
+        record.update(altered=words.alters, alterations=list(words.altered))
         if writer is not None:
             writer.writerow(_csv_cell(record[c]) for c in COLUMNS)
         else:
