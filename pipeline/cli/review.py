@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.cli.common import existing_ledger, guard
 from pipeline.cli.main import main
 from pipeline.errors import UsageError
-
-if TYPE_CHECKING:
-    from pipeline.manifest.profiles import DeliveryProfile
 
 
 @main.command()
@@ -224,13 +219,13 @@ def deliver(
 
     from pipeline.ledger import open_ledger
     from pipeline.manifest.loader import load_manifest
-    from pipeline.manifest.profiles import BUILT_IN, find_profile
+    from pipeline.manifest.profiles import BUILT_IN, find_profile, profiles_text
     from pipeline.review.deliver import deliver as deliver_photos
 
     loaded = load_manifest(manifest) if manifest is not None else None
     if list_profiles:
         mine = dict(loaded.delivery_profiles) if loaded is not None else {}
-        click.echo(_profiles_text(BUILT_IN, mine, loaded.path.name if loaded else ""))
+        click.echo(profiles_text(BUILT_IN, mine, loaded.path.name if loaded else ""))
         return
     if loaded is None or manifest is None:
         raise UsageError(
@@ -272,7 +267,7 @@ def deliver(
             )
         if not dry_run:
             for left in listing.left_out:
-                if "limit" in left.why:
+                if left.over_limit:
                     click.echo(f"aihd deliver: left out: {left.path}: {left.why}", err=True)
     for was, now in report.clearing.moved:
         click.echo(
@@ -310,38 +305,3 @@ def deliver(
     if not report.delivered and not report.undecided:
         click.echo("aihd deliver: no approved photos to deliver", err=True)
     sys.exit(report.exit_code)
-
-
-def _profiles_text(
-    built_in: Mapping[str, DeliveryProfile], mine: Mapping[str, DeliveryProfile], where: str
-) -> str:
-    """``--list-profiles``: each profile's settings, the rule it follows and its source."""
-    blocks = [_profile_text(p, "built in") for name, p in built_in.items() if name not in mine]
-    blocks += [_profile_text(p, f"{where}, extends {p.extends}") for p in mine.values()]
-    note = (
-        "The rules were read from public pages (issue 26): check each before relying on it; "
-        "MLS rules change."
-    )
-    return "\n\n".join([*blocks, note])
-
-
-def _profile_text(profile: DeliveryProfile, origin: str) -> str:
-    mb = f"{profile.max_bytes / 1e6:g}"
-    size = f"long edge {profile.long_edge} px, at most {mb} MB, at least "
-    size += f"{profile.min_width}x{profile.min_height}, aspect {profile.aspect}"
-    mark = f"watermark {profile.watermark}"
-    if profile.stamps:
-        mark += f" '{profile.watermark_text}' ({profile.watermark_corner})"
-    count = profile.max_photos or "no limit"
-    remarks = f"'{profile.remarks_prefix}'" if profile.remarks_prefix else "none"
-    return "\n".join(
-        [
-            f"{profile.name}  ({origin})",
-            f"  {size}; EXIF {profile.exif}; names {profile.file_name}",
-            f"  altered photos: caption '{profile.description}'; {mark}; "
-            f"originals {profile.originals}",
-            f"  remarks prefix: {remarks}; photos per listing: {count}",
-            f"  rule: {profile.rule or '-'}",
-            f"  source: {profile.source or '-'}",
-        ]
-    )

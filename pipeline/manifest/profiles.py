@@ -30,6 +30,7 @@ __all__ = [
     "extend",
     "find_profile",
     "profile_problem",
+    "profiles_text",
 ]
 
 Aspect = Literal["keep", "pad-4:3"]
@@ -244,3 +245,38 @@ def find_profile(name: str, manifest_profiles: Mapping[str, DeliveryProfile]) ->
             "manifest)"
         )
     return known[name]
+
+
+def profiles_text(
+    built_in: Mapping[str, DeliveryProfile], mine: Mapping[str, DeliveryProfile], where: str
+) -> str:
+    """``--list-profiles``: each profile's settings, the rule it follows and its source."""
+    blocks = [_profile_text(p, "built in") for name, p in built_in.items() if name not in mine]
+    blocks += [_profile_text(p, f"{where}, extends {p.extends}") for p in mine.values()]
+    note = (
+        "The rules were read from public pages (issue 26): check each before relying on it; "
+        "MLS rules change."
+    )
+    return "\n\n".join([*blocks, note])
+
+
+def _profile_text(profile: DeliveryProfile, origin: str) -> str:
+    mb = f"{profile.max_bytes / 1e6:g}"
+    size = f"long edge {profile.long_edge} px, at most {mb} MB, at least "
+    size += f"{profile.min_width}x{profile.min_height}, aspect {profile.aspect}"
+    mark = f"watermark {profile.watermark}"
+    if profile.stamps:
+        mark += f" '{profile.watermark_text}' ({profile.watermark_corner})"
+    count = profile.max_photos or "no limit"
+    remarks = f"'{profile.remarks_prefix}'" if profile.remarks_prefix else "none"
+    return "\n".join(
+        [
+            f"{profile.name}  ({origin})",
+            f"  {size}; EXIF {profile.exif}; names {profile.file_name}",
+            f"  altered photos: caption '{profile.description}'; {mark}; "
+            f"originals {profile.originals}",
+            f"  remarks prefix: {remarks}; photos per listing: {count}",
+            f"  rule: {profile.rule or '-'}",
+            f"  source: {profile.source or '-'}",
+        ]
+    )

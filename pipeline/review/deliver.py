@@ -21,7 +21,7 @@ import io
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -35,7 +35,6 @@ from pipeline.manifest.profiles import DeliveryProfile
 from pipeline.review.decisions import manifest_rows
 from pipeline.review.delivery_folder import (
     STAGE_PREFIX,
-    Clearing,
     aside_folder,
     clear_folder,
     our_files,
@@ -54,6 +53,7 @@ from pipeline.review.delivery_plan import (
     plan_listing,
     select_listings,
 )
+from pipeline.review.delivery_report import DeliveryReport, ListingReport
 from pipeline.review.disclosure import (
     DISCLOSURE_COLUMNS,
     DISCLOSURE_NAME,
@@ -74,81 +74,6 @@ __all__ = [
 ]
 
 _READ_BYTES = 1 << 20
-
-
-@dataclass(slots=True)
-class ListingReport:
-    """One listing's delivery: what went in, how many files were encoded or copied unchanged,
-    and which photos were left out and why."""
-
-    listing: str  # as the user knows it
-    folder: str
-    photos: int = 0  # image files, placed originals included
-    originals: int = 0
-    altered: int = 0
-    encoded: int = 0  # files made by encoding
-    reused: int = 0  # files copied from the last delivery: nothing they come from changed
-    left_out: list[LeftOut] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class DeliveryReport:
-    """What ``deliver`` wrote (or, in a dry run, would write), and what it could not."""
-
-    folder: Path
-    delivered: dict[str, int] = field(default_factory=dict)  # listing folder -> photos
-    failed: list[str] = field(default_factory=list)  # "path: reason"
-    not_approved: int = 0  # completed photos rejected, in the listings considered
-    undecided: list[tuple[str, int, int]] = field(default_factory=list)  # left out: (listing,
-    # photos not decided yet, completed photos)
-    withdrawn: list[str] = field(default_factory=list)  # listings delivered before, none now
-    clearing: Clearing = field(default_factory=Clearing)
-    planned: list[str] = field(default_factory=list)  # --dry-run: what would be done
-    listings: list[ListingReport] = field(default_factory=list)
-    dry_run: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
-
-    @property
-    def encoded(self) -> int:
-        return sum(listing.encoded for listing in self.listings)
-
-    @property
-    def reused(self) -> int:
-        return sum(listing.reused for listing in self.listings)
-
-    def summary(self) -> dict[str, object]:
-        """The report as plain JSON data (``aihd deliver --json``)."""
-        return {
-            "folder": str(self.folder),
-            "dry_run": self.dry_run,
-            "encoded": self.encoded,
-            "reused": self.reused,
-            "listings": [
-                {
-                    "listing": r.listing,
-                    "folder": r.folder,
-                    "photos": r.photos,
-                    "originals": r.originals,
-                    "altered": r.altered,
-                    "encoded": r.encoded,
-                    "reused": r.reused,
-                    "left_out": [{"photo": o.path, "why": o.why} for o in r.left_out],
-                }
-                for r in self.listings
-            ],
-            "failed": self.failed,
-            "not_approved": self.not_approved,
-            "undecided": [
-                {"listing": label, "undecided": n, "completed": of}
-                for label, n, of in self.undecided
-            ],
-            "withdrawn": self.withdrawn,
-            "removed": [str(p) for p in self.clearing.removed],
-            "moved_aside": [{"was": str(a), "now": str(b)} for a, b in self.clearing.moved],
-        }
 
 
 def deliver(
@@ -246,6 +171,8 @@ class _Delivery:
             extra = ", remarks.txt" if self._remarks() is not None else ""
             self.report.planned[at] = (
                 f"would write {target}/: {self.listing.photos} photos and {DISCLOSURE_NAME}{extra}"
+                if self.listing.photos
+                else f"would leave {target}/ as it is: not one photo of it could be made"
             )
             self.report.planned += [f"  left out: {o.path}: {o.why}" for o in self.listing.left_out]
             if self.listing.photos:
@@ -274,7 +201,7 @@ class _Delivery:
         if limit and self.listing.photos + len(files) > limit:
             what = "with its original " if len(files) > 1 else ""
             why = f"{what}over profile {self.profile.name}'s {limit}-photo limit"
-            self._leave_out(planned, why)
+            self._leave_out(planned, why, over_limit=True)
             return
         try:
             made = [self._make(planned, role, source) for role, source in files]
@@ -391,8 +318,9 @@ class _Delivery:
         self.ledger.record_delivered([(sha, str(final))], {sha: made_from} if made_from else None)
         (self.stage / name).write_bytes(data)
 
-    def _leave_out(self, planned: Planned, why: str) -> None:
-        self.listing.left_out.append(LeftOut(relative(planned.original, self.plan.base), why))
+    def _leave_out(self, planned: Planned, why: str, *, over_limit: bool = False) -> None:
+        shown = relative(planned.original, self.plan.base)
+        self.listing.left_out.append(LeftOut(shown, why, over_limit))
 
 
 def _plan_clearing(target: Path, ledger: Ledger, report: DeliveryReport) -> None:

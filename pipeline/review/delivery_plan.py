@@ -64,6 +64,7 @@ class LeftOut:
 
     path: str  # as the manifest's folders name it
     why: str
+    over_limit: bool = False  # the profile's photo limit: said even when not a dry run
 
 
 @dataclass(slots=True)
