@@ -16,6 +16,7 @@ from pipeline import api
 from pipeline.ledger import FoundPhoto, PhotoOptions, open_ledger
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import aihd, ledger_rows
+from tests.deliver_helpers import hashes
 from tests.review_helpers import INSIDE, OUTSIDE, PhotoFactory, collected_listing
 
 EXIF_ORIENTATION, EXIF_MAKE, EXIF_SOFTWARE = 0x0112, 0x010F, 0x0131
@@ -109,8 +110,10 @@ def _disclosure(folder: Path) -> list[dict[str, str]]:
 def test_every_kind_of_photo_meets_the_default_profile(tmp_path: Path) -> None:
     """Portrait, EXIF-rotated, PNG with alpha, CMYK, 16-bit: upright sRGB JPEGs in bounds."""
     manifest = _completed(tmp_path, _results_of_every_kind(tmp_path))
+    sources = hashes(tmp_path / "listings", tmp_path / "enhanced")
     done = aihd(["deliver", str(manifest), "--profile", "mls-default"], None)
     assert done.returncode == 0, done.stderr
+    assert hashes(tmp_path / "listings", tmp_path / "enhanced") == sources
     folder = tmp_path / "delivery" / "9-elm"
     assert f"{folder}: 5 photos" in done.stdout
     names = sorted(p.name for p in folder.iterdir())
@@ -224,8 +227,10 @@ def test_quality_steps_down_to_fit_a_manifest_profile_that_keeps_exif(tmp_path: 
     noisy.save(out / "noisy.jpg", quality=100, exif=exif.tobytes())
     profiles = "delivery_profiles:\n  tight:\n    max_megabytes: 0.4\n    exif: keep\n"
     manifest = _completed(tmp_path, {"noisy": out / "noisy.jpg"}, profiles=profiles)
+    sources = hashes(tmp_path / "listings", tmp_path / "enhanced")
     done = aihd(["deliver", str(manifest), "--profile", "tight"], None)
     assert done.returncode == 0, done.stderr
+    assert hashes(tmp_path / "listings", tmp_path / "enhanced") == sources
     delivered = tmp_path / "delivery" / "9-elm" / "01-noisy.jpg"
     assert delivered.stat().st_size <= 400_000
     with Image.open(delivered) as image:

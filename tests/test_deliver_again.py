@@ -145,6 +145,7 @@ def test_listing_picks_listings_by_name_folder_or_glob(tmp_path: Path) -> None:
     manifest = make_listing(tmp_path, front)
     make_listing(tmp_path, front, listing="listings/9-elm")
     make_listing(tmp_path, front, listing="listings/12-oak")
+    sources = hashes(tmp_path / "listings", tmp_path / "enhanced")
     done = aihd(["deliver", str(manifest), "--listing", "nope*"], None)
     assert done.returncode == 2
     assert done.stderr.strip() == (
@@ -160,6 +161,7 @@ def test_listing_picks_listings_by_name_folder_or_glob(tmp_path: Path) -> None:
         "listings/12-oak",
         "listings/7-ash",
     ]
+    assert hashes(tmp_path / "listings", tmp_path / "enhanced") == sources
 
 
 def test_a_profiles_photo_limit_keeps_an_altered_photo_with_its_original(tmp_path: Path) -> None:
@@ -171,6 +173,7 @@ def test_a_profiles_photo_limit_keeps_an_altered_photo_with_its_original(tmp_pat
         "  three:\n    extends: smartmls\n    max_photos: 3\n"
     )
     manifest = make_listing(tmp_path, profiles=profiles)
+    sources = hashes(tmp_path / "listings", tmp_path / "enhanced")
     code, _summary, err = deliver_json(manifest, "--profile", "four")
     assert code == 0, err  # the panorama (no size fits it) is not even tried: over the limit
     folder = tmp_path / FOLDER
@@ -194,3 +197,4 @@ def test_a_profiles_photo_limit_keeps_an_altered_photo_with_its_original(tmp_pat
     (listing,) = summary["listings"]  # type: ignore[misc]
     assert len(listing["left_out"]) == 4
     assert {o["why"] for o in listing["left_out"]} == {"over profile three's 3-photo limit"}
+    assert hashes(tmp_path / "listings", tmp_path / "enhanced") == sources

@@ -156,8 +156,10 @@ def test_a_listing_of_exempt_edits_only_gets_no_remarks_and_no_marks(tmp_path: P
     """Stellar's remarks sentence would be untrue of a listing with no altered photo."""
     exempt = [k for k in KINDS if not k.altered]
     manifest = make_listing(tmp_path, exempt)
+    sources = hashes(tmp_path / "listings", tmp_path / "enhanced")
     code, _summary, err = deliver_json(manifest, "--profile", "stellar")
     assert code == 0, err
+    assert hashes(tmp_path / "listings", tmp_path / "enhanced") == sources
     folder = tmp_path / FOLDER
     assert sorted(p.name for p in folder.iterdir()) == [
         "01-b-front.jpg",
