@@ -261,7 +261,10 @@ def test_no_internal_slug_reaches_a_user(night: Night) -> None:
         assert not SLUG.findall(text), (where, SLUG.findall(text)[:5])
     assert "Day to Dusk" in shown["export"] and "Sky: Golden Hour" in shown["review"]
     assert "AI HomeDesign Day to Dusk" in shown["disclosure"]
-    assert "AI day to dusk (daylight turned to dusk); Sky: Golden Hour" in shown["disclosure"]
+    assert (
+        "What AI changed: Day to Dusk (daylight turned to dusk); Sky: Golden Hour"
+        in (shown["disclosure"])
+    )
 
 
 def test_every_tool_of_the_vendor_catalog_is_known_with_a_label() -> None:
