@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from pipeline.ledger import open_ledger
@@ -24,6 +25,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_a_changed_decision_encodes_one_photo_again(tmp_path: Path) -> None:
     """Counted, not timed: the summary says how many files were encoded and how many were
     copied from the last delivery because nothing they are made from changed."""

@@ -64,6 +64,7 @@ def _inside(box: tuple[int, int, int, int], area: tuple[int, int, int, int]) -> 
     return area[0] <= box[0] and area[1] <= box[1] and box[2] <= area[2] and box[3] <= area[3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(BUILT_IN))
 def test_a_built_in_profile_on_every_kind_of_photo(tmp_path: Path, name: str) -> None:
     profile = BUILT_IN[name]
