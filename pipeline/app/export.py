@@ -38,6 +38,8 @@ COLUMNS = (
     "decision",  # the review's: approved, rejected, or empty (not decided)
     "decision_reason",
     "decided_at",
+    "altered",  # whether AI altered what the photo shows (the tool table's; unknown: true)
+    "alterations",  # each alteration in words, as a delivery's disclosure says it
 )
 
 
@@ -75,6 +77,7 @@ def export_rows(
             decision_reason=review.reason if review is not None else None,
             decided_at=review.decided_at if review is not None else None,
         )
+        record.update(altered=words.alters, alterations=list(words.altered))
         if writer is not None:
             writer.writerow(_csv_cell(record[c]) for c in COLUMNS)
         else:

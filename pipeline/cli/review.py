@@ -217,13 +217,14 @@ def reject(manifest: Path, paths: tuple[Path, ...], folders: tuple[str, ...]) ->
 
 
 @main.command()
-@click.argument("manifest", type=click.Path(path_type=Path))
+@click.argument("manifest", type=click.Path(path_type=Path), required=False)
 @click.option(
     "--profile",
     "profile_name",
     default="mls-default",
     show_default=True,
-    help="A delivery profile: built-in mls-default, or one under delivery_profiles: in MANIFEST.",
+    help="A delivery profile: built in (mls-default, crmls, stellar, smartmls, california, "
+    "no-text) or one under delivery_profiles: in MANIFEST.",
 )
 @click.option(
     "-o",
@@ -232,65 +233,123 @@ def reject(manifest: Path, paths: tuple[Path, ...], folders: tuple[str, ...]) ->
     help="Folder to deliver into (default: delivery/ beside the manifest); never a photo folder.",
 )
 @click.option(
+    "--listing",
+    "only",
+    multiple=True,
+    metavar="NAME",
+    help="Only this listing (its name, folder or a glob, e.g. '12-oak-*'); repeatable.",
+)
+@click.option(
     "--partial",
     is_flag=True,
     help="Also deliver listings whose photos are not all decided yet (their approved ones).",
 )
-@click.option("--dry-run", is_flag=True, help="Say what would be written, moved or removed.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Say what would be written, moved or removed, and why each photo is left out.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option(
+    "--list-profiles",
+    is_flag=True,
+    help="Show the delivery profiles (MANIFEST's too, if given), their rules and sources.",
+)
 @guard
 def deliver(
-    manifest: Path, profile_name: str, output: Path | None, partial: bool, dry_run: bool
+    manifest: Path | None,
+    profile_name: str,
+    output: Path | None,
+    only: tuple[str, ...],
+    partial: bool,
+    dry_run: bool,
+    as_json: bool,
+    list_profiles: bool,
 ) -> None:
     """Write MANIFEST's approved photos, ready for an MLS, into DELIVERY/<listing>/.
 
-    Each photo: JPEG in sRGB, upright, long edge and file size within the profile, at
-    least its minimum size, numbered in the manifest's order with exteriors first.
-    Each listing gets disclosure.csv: every photo, its original, and what AI changed.
-    A listing is delivered once every completed photo of it is approved or rejected
-    (--partial: its approved ones now). Deliver deletes only files it wrote: anything
-    else in a listing's folder is moved aside, and a folder that is, holds or lies in
-    a photo folder is refused.
+    Each photo: JPEG in sRGB, upright, shaped, sized and weighed as the profile says,
+    numbered in the manifest's order with exteriors first. A photo AI altered (anything
+    beyond exposure, colour, sharpness, straightening) gets the profile's caption, its
+    watermark and its original beside it where the profile asks. Each listing gets
+    disclosure.csv (RESO Media-like: every photo and what AI altered in it, in words) and
+    remarks.txt when the profile has a remarks prefix. Only photos whose result, decision or
+    profile changed are encoded again. A listing is delivered once every completed photo of
+    it is approved or rejected (--partial: its approved ones now). Deliver deletes only
+    files it wrote: anything else in a listing's folder is moved aside, and a folder that
+    is, holds or lies in a photo folder is refused.
 
     \b
     Example:
-      aihd deliver listings.yaml --profile mls-default
-      aihd deliver listings.yaml --profile crmls -o /srv/uploads --dry-run
+      aihd deliver --list-profiles
+      aihd deliver listings.yaml --profile crmls --listing 12-oak-st --dry-run
+      aihd deliver listings.yaml --profile stellar -o /srv/uploads --json
     """
+    import json
     import shlex
 
     from pipeline.ledger import open_ledger
     from pipeline.manifest.loader import load_manifest
-    from pipeline.manifest.profiles import find_profile
+    from pipeline.manifest.profiles import BUILT_IN, find_profile, profiles_text
     from pipeline.review.deliver import deliver as deliver_photos
 
-    loaded = load_manifest(manifest)
+    loaded = load_manifest(manifest) if manifest is not None else None
+    if list_profiles:
+        mine = dict(loaded.delivery_profiles) if loaded is not None else {}
+        click.echo(profiles_text(BUILT_IN, mine, loaded.path.name if loaded else ""))
+        return
+    if loaded is None or manifest is None:
+        raise UsageError(
+            "aihd deliver: give the MANIFEST to deliver, e.g. `aihd deliver listings.yaml`; "
+            "to see the profiles: `aihd deliver --list-profiles`"
+        )
     profile = find_profile(profile_name, loaded.delivery_profiles)
     folder = output or loaded.path.parent / "delivery"
     where = "-o" if output is not None else "the default delivery folder"
     ledger = open_ledger(existing_ledger(manifest))
     try:
         report = deliver_photos(
-            loaded, ledger, profile, folder, partial=partial, dry_run=dry_run, where=where
+            loaded,
+            ledger,
+            profile,
+            folder,
+            partial=partial,
+            dry_run=dry_run,
+            where=where,
+            only=only,
         )
     except OSError as exc:
         raise UsageError(f"{folder}: cannot write the delivery: {exc.strerror}") from None
     finally:
         ledger.close()
-    for line in report.planned:
-        click.echo(line)
+    if as_json:
+        click.echo(json.dumps(report.summary(), indent=2))
+    else:
+        for line in report.planned:
+            click.echo(line)
     for failure in report.failed:
         click.echo(f"aihd deliver: not delivered: {failure}", err=True)
-    if not dry_run:
-        for target, count in report.delivered.items():
-            click.echo(f"{target}: {count} photos")
+    for listing in report.listings:
+        if not as_json and not dry_run and listing.folder in report.delivered:
+            originals = f"{listing.originals} originals among them; " if listing.originals else ""
+            click.echo(
+                f"{listing.folder}: {listing.photos} photos ({originals}{listing.encoded} "
+                f"encoded, {listing.reused} unchanged)"
+            )
+        if not dry_run:
+            for left in listing.left_out:
+                if left.over_limit:
+                    click.echo(f"aihd deliver: left out: {left.path}: {left.why}", err=True)
     for was, now in report.clearing.moved:
         click.echo(
             f"aihd deliver: warning: {was} was not written by aihd: moved to {now}, not deleted",
             err=True,
         )
-    for listing in report.withdrawn:
+    for listing_name in report.withdrawn:
         done = "would be removed" if dry_run else "removed"
-        click.echo(f"aihd deliver: {listing}: no approved photo now; delivery {done}", err=True)
+        click.echo(
+            f"aihd deliver: {listing_name}: no approved photo now; delivery {done}", err=True
+        )
     for label, undecided, count in report.undecided:
         click.echo(
             f"aihd deliver: {label}: {undecided} of {count} photos not decided yet; "
@@ -299,7 +358,10 @@ def deliver(
         )
     if report.undecided:
         again = ["aihd", "deliver", str(loaded.path), "--profile", profile.name]
-        again += ["-o", str(report.folder), "--partial"]
+        again += ["-o", str(report.folder)]
+        for pattern in only:
+            again += ["--listing", pattern]
+        again.append("--partial")
         click.echo(
             f"aihd deliver: to decide: `aihd review {shlex.quote(str(loaded.path))}`; to "
             f"deliver the approved photos anyway: `{shlex.join(again)}`",

@@ -236,6 +236,12 @@ def _review_reasons(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE reviews ADD COLUMN reason TEXT")
 
 
+def _delivered_files_made_from(conn: sqlite3.Connection) -> None:
+    """What each delivered file was made from (its sources and the profile's settings): a
+    re-delivery copies a file whose sources are unchanged instead of encoding it again."""
+    conn.execute("ALTER TABLE delivered_files ADD COLUMN made_from TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_initial,
     _v2_charges_and_posts,
@@ -249,6 +255,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _collect_claims,
     _delivered_files,
     _review_reasons,
+    _delivered_files_made_from,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

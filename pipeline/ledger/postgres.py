@@ -319,9 +319,17 @@ class PostgresLedger(PostgresOrders):
 
     # -- deliver's files, and where photos are (after_order.py) --------------------------------
 
-    def record_delivered(self, files: Sequence[tuple[str, str]]) -> None:
+    def record_delivered(
+        self, files: Sequence[tuple[str, str]], made_from: Mapping[str, str] | None = None
+    ) -> None:
         stamp = now_text()
-        self._run(lambda c: after_order.record_delivered(q.SqliteStyle(c), files, stamp))
+        self._run(lambda c: after_order.record_delivered(q.SqliteStyle(c), files, stamp, made_from))
+
+    def delivered_made_from(self, hashes: Sequence[str]) -> dict[str, str]:
+        return self._run(
+            lambda c: after_order.delivered_made_from(q.SqliteStyle(c), hashes),
+            transaction=False,
+        )
 
     def delivered(self, hashes: Sequence[str]) -> set[str]:
         return self._run(

@@ -177,6 +177,11 @@ def _review_reasons(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     conn.execute("ALTER TABLE reviews ADD COLUMN reason TEXT")
 
 
+def _delivered_files_made_from(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's _delivered_files_made_from: what each delivered file was made from."""
+    conn.execute("ALTER TABLE delivered_files ADD COLUMN made_from TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
@@ -187,6 +192,7 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _collect_claims,
     _delivered_files,
     _review_reasons,
+    _delivered_files_made_from,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -626,9 +626,15 @@ class SqliteLedger:
             with self.atomic() as conn:
                 after_order.release_result_claims(conn, self.owner)
 
-    def record_delivered(self, files: Sequence[tuple[str, str]]) -> None:
+    def record_delivered(
+        self, files: Sequence[tuple[str, str]], made_from: Mapping[str, str] | None = None
+    ) -> None:
         with self.atomic() as conn:
-            after_order.record_delivered(conn, files, now_text())
+            after_order.record_delivered(conn, files, now_text(), made_from)
+
+    def delivered_made_from(self, hashes: Sequence[str]) -> dict[str, str]:
+        with self._mutex, self._guard("read"):
+            return after_order.delivered_made_from(self._conn, hashes)
 
     def delivered(self, hashes: Sequence[str]) -> set[str]:
         with self._mutex, self._guard("read"):
