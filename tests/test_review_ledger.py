@@ -83,7 +83,8 @@ def test_a_ledger_from_before_reasons_gains_the_column(tmp_path: Path) -> None:
     made.close()
     before = sqlite_migrations.MIGRATIONS.index(sqlite_migrations._review_reasons)
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("ALTER TABLE reviews DROP COLUMN reason")  # as the ledger was before it
+    conn.execute("ALTER TABLE reviews DROP COLUMN reason")  # as the ledger was before it,
+    conn.execute("ALTER TABLE delivered_files DROP COLUMN made_from")  # and before later ones
     conn.execute(f"PRAGMA user_version = {before}")
     conn.close()
     ledger = open_ledger(path)
