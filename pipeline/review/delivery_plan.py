@@ -15,7 +15,7 @@ from pipeline.api.tools import Described, describe
 from pipeline.errors import UsageError
 from pipeline.ledger import Decision, PhotoRow, Review, State
 from pipeline.manifest.folders import relative
-from pipeline.manifest.listings import Listing
+from pipeline.manifest.listings import Listing, natural_key
 from pipeline.manifest.loader import Manifest
 from pipeline.manifest.profiles import DeliveryProfile
 
@@ -113,9 +113,12 @@ def plan_listing(
     root: Path,
 ) -> ListingPlan:
     """The listing's approved photos in order (exterior folders first, then the others, each
-    in the manifest's order; photos by name), and the rest with the reason each is left out."""
+    in the manifest's order; photos by name, numbers as numbers), and the rest with the
+    reason each is left out."""
     rank = {spec.name: n for n, spec in enumerate(listing.folders)}
-    mine = sorted((r for r in rows if r.folder in rank), key=lambda r: (rank[r.folder], r.path))
+    mine = sorted(
+        (r for r in rows if r.folder in rank), key=lambda r: (rank[r.folder], natural_key(r.path))
+    )
     base = manifest.path.parent
     label = listing_label(listing, manifest)
     plan = ListingPlan(listing, label, root / safe_name(listing.name), base)
