@@ -37,9 +37,10 @@ from pipeline.ledger import (
 from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.manifest.loader import FolderSpec, Manifest
 from pipeline.ordering.catalog import ResolvedOptions, photo_options, resolve_live
-from pipeline.ordering.flow import Dispatch, OrderBudgetSpent, OrderFlow, RunCounters
+from pipeline.ordering.flow import OrderBudgetSpent, OrderFlow, RunCounters
 from pipeline.ordering.progress import Progress
 from pipeline.ordering.scan import CheckedPhoto, check_batch, folder_files, stat_file, take_batch
+from pipeline.ordering.settling import Dispatch
 from pipeline.ordering.summary import RunSummary, summarize
 from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff
