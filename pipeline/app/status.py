@@ -6,12 +6,13 @@ import json
 from collections.abc import Callable, Sequence
 
 from pipeline.columns import pad, width
-from pipeline.ledger import Ledger, State
+from pipeline.ledger import Ledger, PhotoRow, State
 
 _COLUMNS = (
     State.PENDING,
     State.UPLOADED,
     State.SUBMITTING,
+    State.UNKNOWN,
     State.SUBMITTED,
     State.COMPLETED,
     State.DUPLICATE,
@@ -43,11 +44,15 @@ def render_status(
         lines.append(f"{pad(folder, cells)}  {row}")
     lines.append(f"{pad('total', cells)}  " + "  ".join(f"{totals[s]:>10}" for s in _COLUMNS))
     charged, charged_failed = ledger.charged_counts(scope)
-    lines.append(f"orders spent (charged by the API): {charged}")
-    if totals[State.SUBMITTING]:
+    unsettled = _unsettled(ledger, scope)
+    lines.append(
+        f"orders spent: {charged + len(unsettled)} (charged by the API: {charged}; may have "
+        f"been charged, outcome unknown: {len(unsettled)})"
+    )
+    if unsettled:
         lines.append(
-            f"  and up to {totals[State.SUBMITTING]} more: orders whose answer was lost, "
-            "settled by the next run from the order's details"
+            f"  {len(unsettled)} photos held as unknown: their order POST may have been charged; "
+            "never ordered again by itself, a run reads their orders' details and settles them"
         )
     if charged_failed:
         lines.append(
@@ -56,8 +61,11 @@ def render_status(
         )
     if failed:
         lines += [f"failed: {path}: {error}" for path, error in _failures(ledger, scope)]
-    elif totals[State.FAILED]:
-        lines.append("`aihd status --failed` lists the failed photos with their reasons")
+        lines += [f"unknown: {row.path}: {row.error or 'outcome unknown'}" for row in unsettled]
+    elif totals[State.FAILED] or unsettled:
+        lines.append(
+            "`aihd status --failed` lists the failed and unknown photos with their reasons"
+        )
     if ignored := ledger.ignored_paths():
         lines.append(f"ignored (aihd ignore): {len(ignored)} paths, left out of every run")
     last = ledger.last_run()
@@ -75,6 +83,7 @@ def render_status(
 def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
     """The same facts for machines: counts per folder and state, charges, failures, last run."""
     charged, charged_failed = ledger.charged_counts(scope)
+    unsettled = _unsettled(ledger, scope)
     last = ledger.last_run()
     return json.dumps(
         {
@@ -83,10 +92,22 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
                 for folder, counts in sorted(ledger.counts_by_folder(scope).items())
             },
             "states": {state.value: n for state, n in ledger.counts(scope).items()},
-            "orders_spent": charged,
+            # Every order POST that may have charged: confirmed, or not settled either way.
+            "orders_spent": charged + len(unsettled),
+            "orders_charged": charged,
+            "orders_unknown": len(unsettled),
             "failed_after_charge": charged_failed,
             "failures": [
                 {"path": path, "error": error} for path, error in _failures(ledger, scope)
+            ],
+            "unknown": [
+                {
+                    "path": row.path,
+                    "state": row.state.value,
+                    "order_id": row.order_id,
+                    "error": row.error or "outcome unknown",
+                }
+                for row in unsettled
             ],
             "last_run": None
             if last is None
@@ -99,6 +120,13 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
         },
         indent=2,
     )
+
+
+def _unsettled(ledger: Ledger, scope: Sequence[str] | None) -> list[PhotoRow]:
+    """Photos whose order POST may have charged, not confirmed either way (unknown, or an
+    intent a run left in flight), whichever their file is now."""
+    states = [State.UNKNOWN, State.SUBMITTING]
+    return [r for r in ledger.photos(states, current_only=False, scope=scope) if not r.charged]
 
 
 def _failures(ledger: Ledger, scope: Sequence[str] | None) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import psycopg
 
 from pipeline.errors import LedgerError
+from pipeline.ledger.migrations import UNKNOWN_FROM_FAILED, UNKNOWN_FROM_TRUSTED_5XX
 
 # Transaction-scoped advisory lock keys (pg_advisory_xact_lock): 'aihd' then a purpose.
 LOCK_MIGRATE = 0x61696864_0001
@@ -129,10 +130,22 @@ def _v3_v3_projects(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
+def _v4_unknown_state_and_claim_fences(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's migration 7: the state ``unknown``, claim fencing tokens, each order POST's
+    time allowed to leave; photos an older aihd failed that may have been charged: unknown."""
+    conn.execute("ALTER TABLE photos ADD COLUMN claim_fence BIGINT NOT NULL DEFAULT 0")
+    conn.execute(
+        "ALTER TABLE order_posts ADD COLUMN send_within DOUBLE PRECISION NOT NULL DEFAULT 0"
+    )
+    conn.execute(UNKNOWN_FROM_FAILED)
+    conn.execute(UNKNOWN_FROM_TRUSTED_5XX)  # no parameters: "%" is sent as it is
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
     _v3_v3_projects,
+    _v4_unknown_state_and_claim_fences,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -25,6 +25,7 @@ from pipeline.retry import Backoff
 
 _DONE = (State.SUBMITTED, State.COMPLETED)
 _COSTS_AN_ORDER = (State.PENDING, State.UPLOADED)
+_UNSETTLED = (State.SUBMITTING, State.UNKNOWN)  # may have been charged: orders spent, at most
 
 
 @dataclass(slots=True)
@@ -36,6 +37,7 @@ class FolderPlan:
     new: int = 0  # never seen: one order each
     resume: int = 0  # pending, uploaded or retryable failures: one order each
     check: int = 0  # submitting: its outcome is asked of the API first, no new order
+    unknown: int = 0  # held: its order may have been charged; asked of the API, no new order
     done: int = 0
     duplicates: int = 0
     failed: int = 0  # failed for good: left alone unless --retry-failed
@@ -57,11 +59,13 @@ class Plan:
     window_seconds: float
     matches: tuple[tuple[str, int, tuple[str, ...]], ...] = ()  # (pattern, line, folders)
     paid: int = 0  # photos of the ledger the API charged already (as `aihd status` counts)
+    unsettled: int = 0  # photos whose order may have been charged, not confirmed either way
 
     @property
     def to_check(self) -> int:
-        """Orders whose POST outcome is unknown: asked first, re-ordered only if never sent."""
-        return sum(f.check for f in self.folders)
+        """Orders whose POST outcome is unknown: asked first, ordered again only if their
+        details said "not received" for the whole settle time."""
+        return sum(f.check + f.unknown for f in self.folders)
 
     @property
     def seconds(self) -> float:
@@ -76,6 +80,9 @@ class Plan:
                 "orders": self.orders,
                 "orders_at_most": self.orders + self.to_check,
                 "paid": self.paid,
+                # Every order POST that may have charged (as `aihd status` counts them).
+                "orders_spent": self.paid + self.unsettled,
+                "unknown": self.unsettled,
                 "seconds": round(self.seconds, 1),
                 "window": {"orders": self.window_orders, "per_seconds": self.window_seconds},
                 "patterns": [
@@ -95,11 +102,18 @@ class Plan:
         ]
         for f in self.folders:
             lines.append(
-                f"{pad(f.folder, cells)} {f.found:>6} {f.new:>6} {f.resume:>6} {f.check:>6} "
+                f"{pad(f.folder, cells)} {f.found:>6} {f.new:>6} {f.resume:>6} "
+                f"{f.check + f.unknown:>6} "
                 f"{f.done:>6} {f.duplicates:>6} {len(f.broken) + f.failed + f.result_failed:>6}"
             )
         for f in self.folders:
             lines += [f"  failed: {b['path']}: {b['reason']}" for b in f.broken]
+        if self.unsettled:
+            lines.append(
+                f"{self.unsettled} photos held as unknown: their order may have been charged "
+                "(counted in 'check'); a run reads their orders' details first and never orders "
+                "them again blindly"
+            )
         if result_failed := sum(f.result_failed for f in self.folders):
             lines.append(
                 f"{result_failed} paid photos whose results failed (counted in 'failed'): "
@@ -165,6 +179,8 @@ async def make_plan(
                 plan.duplicates += 1
             elif row.state is State.SUBMITTING:
                 plan.check += 1
+            elif row.state is State.UNKNOWN:
+                plan.unknown += 1
             elif row.charged:
                 plan.result_failed += 1
             elif row.state in _COSTS_AN_ORDER or row.retryable:
@@ -180,6 +196,9 @@ async def make_plan(
         manifest.rate_limit.per_seconds,
         manifest.matches,
         paid=sum(r.charged for r in rows if _inside(r.path, manifest)),
+        unsettled=sum(
+            r.state in _UNSETTLED and not r.charged for r in rows if _inside(r.path, manifest)
+        ),
     )
 
 

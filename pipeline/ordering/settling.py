@@ -1,13 +1,25 @@
-"""Settling lost answers: an order POST whose answer was lost is settled by the order's details.
+"""Settling lost answers: an order POST whose answer may have followed a charge is settled by
+the order's own details, never by a blind re-POST.
 
-The part of ``OrderFlow`` (flow.py) that waits for a lost answer to settle, reads the order's
-details and decides: charged, never submitted (post it again), or unknown. A settler is a task
-of its own, not a worker: a lost answer holds no worker and no slot but its own.
+The part of ``OrderFlow`` (flow.py) that decides what became of a POST answered with a 5xx (of
+any body), a reset or a timeout, or left by a killed run: the photo is ``unknown`` meanwhile.
+The order's details are read soon (a read is free: a charge they show is recorded at once),
+then every few seconds. The order is posted again only once they said "not received" (idle,
+no generated images, no process) at every read for the whole settle time, counted on the boot
+clock from the latest moment the POST may have left (its intent plus ``send_within``): the
+details may lag a charge, and a request may still run on the server's side. An order the API
+does not know, or whose details cannot be read, stays ``unknown``: held, shown, never ordered
+again by itself; the next run reads it again.
+
+No answer is trusted as "nothing was done" sooner: the API notes document no 5xx that means
+so (see transport.py). A settler is a task of its own, not a worker: a lost answer holds no
+worker and no slot but its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,22 +27,34 @@ from typing import TYPE_CHECKING
 
 from pipeline.api.interface import PhotoApi
 from pipeline.api.records import OrderDetails
-from pipeline.errors import ApiError, AuthRefused, RateLimited, RequestRejected
-from pipeline.ledger import Ledger, PhotoRow, State
+from pipeline.bootclock import boot_seconds
+from pipeline.errors import (
+    ApiError,
+    AuthRefused,
+    ClaimLost,
+    RateLimited,
+    RequestRejected,
+    SubmitRefused,
+)
+from pipeline.ledger import LastPost, Ledger, PhotoRow, State
 from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.retry import Backoff, retrying
 
 if TYPE_CHECKING:
     from pipeline.ordering.flow import RunCounters, _Budget
 
-# After the API itself answered an order POST with an error, its handler has ended: the order's
-# details are read after this short pause (twice, this far apart, before an idle order is posted
-# again), not after the full settle time a request that may still be running needs.
-QUICK_SETTLE_SECONDS = 2.0
+log = logging.getLogger("aihd")
+
+FIRST_LOOK_SECONDS = 2.0  # a read is free: a charge the details show is recorded this soon
+LOOK_EVERY_SECONDS = 5.0  # then a read this often (the API notes: poll an order every 5 s)
 
 OUTCOME_UNKNOWN = (
     "outcome unknown: the API no longer knows order {order_id}, whose answer was lost; it may "
     "have been charged. Check with AI HomeDesign's support; `aihd reorder` orders it again"
+)
+UNREADABLE = (
+    "outcome unknown: the details of order {order_id} could not be read ({error}); it may have "
+    "been charged: the next run reads them again"
 )
 
 
@@ -59,10 +83,10 @@ class Settling:
     _dispatch: Dispatch
     budget: _Budget
     _settle_seconds: float
-    _quick_settle: float
     _settling: dict[asyncio.Task[None], float]
     _posts: Counter[int]
-    _answered_lost: set[int]
+    _fences: dict[int, int | None]
+    _unconfirmed: set[int]
 
     # -- settling lost answers ------------------------------------------------------------------
 
@@ -75,34 +99,43 @@ class Settling:
             return None
         return max(0.0, min(self._settling.values()) - time.monotonic())
 
-    def _settle_left(self, row: PhotoRow) -> float:
-        """What remains of the settle time since the photo's intent; all of it when the
-        intent's age cannot be told on this boot's clock (a reboot, an older ledger)."""
-        intent = self._ledger.last_intent(row.id)
-        age = None if intent is None else intent.age()
-        return self._settle_seconds if age is None else max(0.0, self._settle_seconds - age)
+    def _settle_left(self, last: LastPost | None) -> float | None:
+        """What remains of the settle time since the latest moment the photo's last POST may
+        have left; None when that cannot be told on this boot's clock (a reboot, another
+        machine, an older ledger): then the whole settle time is waited from now."""
+        age = None if last is None else last.sent_by.age()
+        return None if age is None else max(0.0, self._settle_seconds - age)
 
-    def _settle_later(self, row: PhotoRow, delay: float) -> None:
-        settler = asyncio.create_task(self._settle(row, delay), name=f"settle-{row.id}")
-        self._settling[settler] = time.monotonic() + delay
+    def _settle_later(self, row: PhotoRow) -> None:
+        settler = asyncio.create_task(self._settle(row), name=f"settle-{row.id}")
+        left = self._settle_left(self._ledger.last_post(row.id))
+        self._settling[settler] = time.monotonic() + (
+            self._settle_seconds if left is None else left
+        )
         settler.add_done_callback(self._settling.pop)
 
-    async def _settle(self, row: PhotoRow, delay: float) -> None:
-        """Read the order's details soon (a read is free); post again only if they show it
-        idle after ``delay`` (the rest of the settle time, when the request may still run)."""
+    async def _settle(self, row: PhotoRow) -> None:
+        """Settle the photo's POST from its order's details; then hand the photo back to the
+        workers (never received: post it again) or close it (charged, or still unknown)."""
         try:
-            first = min(delay, self._quick_settle)
-            if first > 0:
-                await asyncio.sleep(first)
-            row = await self._reconcile(row, idle_wait=delay - first)
+            row = await self._reconcile(row)
         except asyncio.CancelledError:
             raise
+        except SubmitRefused as exc:
+            # Another run holds the photo now (this run was paused past its lease), or it
+            # moved on: settling it, and any order of it, is that run's.
+            log.info("%s", exc)
+            self.budget.settle(row.id, spent=True)
+            self._dispatch.settled(row.id)
+            return
         except ApiError as exc:
             if isinstance(exc, AuthRefused):
                 self._dispatch.fatal(exc)
                 return
-            # The order's details could not be read: still unknown, asked again next run.
-            await self._fail(row, f"outcome not confirmed yet: {exc}", True)
+            # The order's details could not be read: still unknown, read again next run.
+            assert row.order_id is not None
+            reason = UNREADABLE.format(order_id=row.order_id, error=exc)
+            await self._writes.call(self._ledger.mark_unknown, row.id, reason)
             self.budget.settle(row.id, spent=True)
             self._dispatch.settled(row.id)
             return
@@ -110,12 +143,15 @@ class Settling:
             self._dispatch.fatal(exc)
             return
         if row.state is State.UPLOADED:
+            self._confirmed(row.id)
             if self._posts[row.id] >= self._backoff.attempts:
-                # Answered with errors (5xx, 3xx) and never charged, again and again.
+                # Answered with errors (5xx, 3xx), and "not received" for the whole settle
+                # time after each: the API did not take it, again and again.
                 await self._fail(
                     row,
                     f"the API did not take the order after {self._posts[row.id]} tries; "
-                    "nothing was charged; the next run tries again",
+                    "its details showed it not received each time, so nothing was charged; "
+                    "the next run tries again",
                     True,
                 )
                 self.budget.settle(row.id, spent=False)
@@ -126,34 +162,50 @@ class Settling:
         self.budget.settle(row.id, spent=True)  # charged, or may have been
         self._dispatch.settled(row.id)
 
-    async def _reconcile(self, row: PhotoRow, *, idle_wait: float) -> PhotoRow:
+    async def _reconcile(self, row: PhotoRow) -> PhotoRow:
         """A POST's outcome is unknown: let the order's details decide, never a blind re-POST.
 
-        Charged shows at the first read. Idle is trusted only after ``idle_wait`` more seconds
-        and a second read: at least a short pause (two idle reads apart, in case the details lag
-        behind a charge; the API notes do not say), and the full settle time when the request
-        may still be running on the server's side.
+        A charge shows at any read. "Not received" is trusted only when every read said so and
+        the last one came the whole settle time after the POST may have left.
         """
         assert row.order_id is not None
         order_id = row.order_id
-        details = await self._details(order_id, row.service)
-        if details is not None and details.never_submitted:
-            answered = row.id in self._answered_lost
-            self._answered_lost.discard(row.id)
-            wait = max(idle_wait, self._quick_settle) if not answered else self._quick_settle
-            await asyncio.sleep(wait)
+        last = self._ledger.last_post(row.id)
+        # Where the POST's time cannot be told on this boot's clock, the settle time counts
+        # from now (on this boot's clock, which counts a suspend: a laptop's sleep too).
+        fallback = boot_seconds() + self._settle_seconds
+
+        def left() -> float:
+            remaining = self._settle_left(last)
+            return max(0.0, fallback - boot_seconds()) if remaining is None else remaining
+
+        wait = min(FIRST_LOOK_SECONDS, left())
+        while True:
+            if wait > 0:
+                await asyncio.sleep(wait)
             details = await self._details(order_id, row.service)
-        if details is None:
-            # The API does not know the order it may have charged: never re-ordered by itself.
-            self._counters.unconfirmed += 1
-            return await self._fail(row, OUTCOME_UNKNOWN.format(order_id=order_id), False)
-        if details.never_submitted:
-            self._counters.reconciled_idle += 1
-            return await self._writes.call(self._ledger.mark_uploaded, row.id, order_id)
-        self._counters.reconciled_submitted += 1
-        # v3: the order shows the process it was charged for; its id is adopted (v1: none).
-        adopted = details.processes[-1] if details.processes else None
-        return await self._writes.call(self._ledger.mark_submitted, row.id, adopted, None)
+            if details is None:
+                # The API does not know the order it may have charged: held, never re-ordered.
+                reason = OUTCOME_UNKNOWN.format(order_id=order_id)
+                return await self._writes.call(self._ledger.mark_unknown, row.id, reason)
+            if not details.never_submitted:
+                self._counters.reconciled_submitted += 1
+                self._confirmed(row.id)
+                # v3: the order shows the process it was charged for; its id is adopted.
+                adopted = details.processes[-1] if details.processes else None
+                return await self._writes.call(self._ledger.mark_submitted, row.id, adopted, None)
+            if (remaining := left()) <= 0:
+                self._counters.reconciled_idle += 1
+                post_id = None if last is None else last.id
+                return await self._writes.call(
+                    self._ledger.mark_not_received, row.id, post_id, fence=self._fences.get(row.id)
+                )
+            wait = min(LOOK_EVERY_SECONDS, remaining)
+
+    def _confirmed(self, photo_id: int) -> None:
+        """This run's POST of the photo is settled either way: no longer "may have charged"."""
+        self._unconfirmed.discard(photo_id)
+        self._counters.unconfirmed = len(self._unconfirmed)
 
     async def _details(self, order_id: str, service: str) -> OrderDetails | None:
         """The order's details, read with retries; None when the API does not know it."""
@@ -169,9 +221,18 @@ class Settling:
             return None
 
     async def _fail(self, row: PhotoRow, reason: str, retryable: bool) -> PhotoRow:
-        return await self._writes.call(
-            self._ledger.mark_failed, row.id, reason, retryable=retryable
-        )
+        """Fail the photo, if this run's claim on it still holds (else it is another run's)."""
+        try:
+            return await self._writes.call(
+                self._ledger.mark_failed,
+                row.id,
+                reason,
+                retryable=retryable,
+                fence=self._fences.get(row.id),
+            )
+        except ClaimLost as exc:
+            log.info("%s", exc)
+            return self._ledger.get(row.id)
 
     def _on_retry(self, exc: ApiError, attempt: int, wait: float) -> None:
         self._counters.retries += 1

@@ -24,7 +24,7 @@ from pipeline.review.thumbnails import Thumbnails
 __all__ = ["ReviewPage", "write_review"]
 
 _ASSETS = ("review.css", "review.js")
-_PAID = frozenset({State.SUBMITTING, State.SUBMITTED, State.COMPLETED})
+_PAID = frozenset({State.SUBMITTING, State.UNKNOWN, State.SUBMITTED, State.COMPLETED})
 
 
 @dataclass(frozen=True, slots=True)
