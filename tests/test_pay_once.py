@@ -29,10 +29,12 @@ import pytest
 from pipeline import eventloop
 from pipeline.errors import ClaimLost
 from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, PhotoRow, State, open_ledger
-from pipeline.ledger.migrations import APPLICATION_ID, _v7_unknown_state_and_claim_fences
+from pipeline.ledger.migrations import APPLICATION_ID, _unknown_state_and_claim_fences
 from pipeline.ledger.migrations import MIGRATIONS as SQLITE_MIGRATIONS
 from pipeline.ledger.postgres_schema import MIGRATIONS as PG_MIGRATIONS
-from pipeline.ledger.postgres_schema import _v4_unknown_state_and_claim_fences
+from pipeline.ledger.postgres_schema import (
+    _unknown_state_and_claim_fences as _pg_unknown_state_and_claim_fences,
+)
 from pipeline.ledger.stores import is_url
 from pipeline.sandbox import Faults, Sandbox
 from tests.cli_helpers import FAST, aihd, aihd_env, ledger_rows, spawn_aihd, write_manifest
@@ -458,7 +460,9 @@ def _older_copy(current: Path, upto: int) -> None:
         conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.execute("ATTACH DATABASE ? AS now", (str(current),))
-    for table in ("photos", "order_posts"):
+    tables = [name for (name,) in conn.execute("SELECT name FROM main.sqlite_master "
+                                               "WHERE type = 'table'")]  # fmt: skip
+    for table in tables:
         columns = ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
         conn.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM now.{table}")
     conn.commit()
@@ -497,7 +501,7 @@ def test_an_older_ledgers_possibly_charged_failures_are_unknown_and_settled_by_e
     sandbox.set_faults(Faults())
     assert _charges(sandbox) == [1]
     ledger = manifest.with_name("photos.ledger.sqlite")
-    _older_copy(ledger, SQLITE_MIGRATIONS.index(_v7_unknown_state_and_claim_fences))
+    _older_copy(ledger, SQLITE_MIGRATIONS.index(_unknown_state_and_claim_fences))
     with sqlite3.connect(ledger) as conn:
         conn.execute(
             "UPDATE photos SET state = 'failed', failed_from = 'uploaded', retryable = 1, "
@@ -539,7 +543,7 @@ def _post_order(sandbox: Sandbox, body: dict[str, object]) -> int:
 def test_an_older_postgres_ledgers_possibly_charged_failures_become_unknown(pg_url: str) -> None:
     """As on SQLite: the PostgreSQL ledger's migration holds them as unknown."""
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        upto = PG_MIGRATIONS.index(_v4_unknown_state_and_claim_fences)
+        upto = PG_MIGRATIONS.index(_pg_unknown_state_and_claim_fences)
         conn.execute("CREATE TABLE aihd_schema (version INTEGER NOT NULL)")
         conn.execute("INSERT INTO aihd_schema VALUES (%s)", (upto,))
         for migration in PG_MIGRATIONS[:upto]:

@@ -16,6 +16,8 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from pipeline.errors import ResultRejected, ResultTooBig
+
 PART_MARK = ".part-"
 # Decoding costs a few bytes per pixel whatever the file's size: a 300 KB PNG can ask for
 # 13000 x 13000 px (500 MB as RGB). 8192 x 8192 (67 MP) holds a 61 MP camera's photo.
@@ -24,14 +26,6 @@ MAX_RESULT_PIXELS = 8192 * 8192
 # warning is made an error, so Image.open refuses a bomb before any pixel is read.
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif"}
-
-
-class ResultRejected(Exception):
-    """A result that must not be placed: it does not decode, or it would land outside output."""
-
-
-class ResultTooBig(ResultRejected):
-    """A result with more pixels than ``MAX_RESULT_PIXELS``: refused from its header alone."""
 
 
 def remove_leftovers(output: Path) -> int:

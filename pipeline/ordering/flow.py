@@ -29,6 +29,7 @@ from pipeline.errors import (
     ApiError,
     AuthRefused,
     ClaimLost,
+    OrderBudgetSpent,
     OutcomeUnknown,
     PhotoChanged,
     PhotoError,
@@ -36,8 +37,9 @@ from pipeline.errors import (
     RequestRejected,
     SubmitRefused,
     TransientError,
+    WindowFull,
 )
-from pipeline.ledger import Ledger, PhotoRow, State, WindowFull, WindowRule
+from pipeline.ledger import Ledger, PhotoRow, State, WindowRule
 from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.ordering.catalog import ResolvedOptions
 from pipeline.ordering.settling import Dispatch, Settling
@@ -62,10 +64,6 @@ class _NotSent(Exception):
 
 class _Stopping(Exception):
     """The run is stopping: no new intent is recorded, nothing is sent."""
-
-
-class OrderBudgetSpent(Exception):
-    """``--max-orders``: no order may be reserved for this photo in this run."""
 
 
 @dataclass(slots=True)
@@ -300,7 +298,7 @@ class OrderFlow(Settling):
         details = await self._details(row.order_id, row.service)
         if details is None:
             # The API forgot the upload. This ledger holds no intent for it, so it was never
-            # posted from here: upload the photo afresh (our reading; see the closing notes).
+            # posted from here: upload the photo afresh (our reading: the API notes are silent).
             fence = self._fences.get(row.id)
             return await self._writes.call(self._ledger.mark_pending, row.id, fence=fence)
         if details.never_submitted:
