@@ -565,3 +565,26 @@ def test_an_older_postgres_ledgers_possibly_charged_failures_become_unknown(pg_u
     finally:
         opened.close()
     assert states == [(State.UNKNOWN, False), (State.UNKNOWN, False), (State.FAILED, True)]
+
+
+def test_an_imported_order_whose_outcome_is_unknown_is_held_not_ordered_again(
+    tmp_path: Path,
+) -> None:
+    """An older per-manifest ledger left a photo's order POST unsettled; the account's ledger
+    knows the photo only as pending. Imported, it holds that order as unknown."""
+    photo = FoundPhoto("/p/a.jpg", "/p", 1, 1, "a" * 64, INDOOR)
+    older = open_ledger(tmp_path / "older.sqlite")
+    try:
+        (row,) = older.record_found([photo])
+        older.mark_uploaded(row.id, "order-1")
+        older.mark_submitting(row.id)  # killed before its answer
+    finally:
+        older.close()
+    account = open_ledger(tmp_path / "account.sqlite")
+    try:
+        (ours,) = account.record_found([photo])
+        assert account.import_ledger(tmp_path / "older.sqlite") is not None
+        held = account.get(ours.id)
+    finally:
+        account.close()
+    assert (held.state, held.order_id, held.charged) == (State.UNKNOWN, "order-1", False)
