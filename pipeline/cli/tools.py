@@ -138,6 +138,19 @@ def _v3_catalog(settings: ApiSettings, as_json: bool) -> None:
 )
 @click.option("--seed", type=int, help="Seed the faults, to replay a night exactly.")
 @click.option(
+    "--error-every",
+    type=click.IntRange(0),
+    default=0,
+    help="Answer every Nth request 500 (2: every other one); certain, not a rate.",
+)
+@click.option(
+    "--fault-path",
+    "fault_paths",
+    multiple=True,
+    metavar="PREFIX",
+    help="Faults only on paths starting with this, e.g. /v1/catalog/ (repeatable).",
+)
+@click.option(
     "--v3",
     "v3_readings",
     multiple=True,
@@ -159,6 +172,8 @@ def sandbox(
     error_after_charge_rate: float,
     details_lag: float,
     seed: int | None,
+    error_every: int,
+    fault_paths: tuple[str, ...],
     v3_readings: tuple[str, ...],
 ) -> None:
     """Serve the local emulator of the API (not the real service) for demos and tests.
@@ -172,6 +187,7 @@ def sandbox(
       AIHD_BASE_URL=http://127.0.0.1:8787 AIHD_API_KEY=sandbox-key-123 aihd run listings.yaml
       aihd sandbox --error-rate 0.05 --lost-after-charge-rate 0.05 --seed 1
       aihd sandbox --error-after-charge-rate 1 --details-lag 5
+      aihd sandbox --error-every 2 --fault-path /v1/catalog/
       aihd sandbox --v3 envelope=bare --v3 process_id_field=process_id
     """
     import secrets
@@ -201,6 +217,8 @@ def sandbox(
             error_after_charge_rate=error_after_charge_rate,
             details_lag_seconds=details_lag,
             seed=seed,
+            error_every=error_every,
+            paths=fault_paths,
         ),
         v3=readings,
     )

@@ -50,7 +50,7 @@ LOOK_EVERY_SECONDS = 5.0  # then a read this often (the API notes: poll an order
 
 OUTCOME_UNKNOWN = (
     "outcome unknown: the API no longer knows order {order_id}, whose answer was lost; it may "
-    "have been charged. Check with AI HomeDesign's support; `aihd reorder` orders it again"
+    "have been charged. Check with AI HomeDesign's support; the reorder command orders it again"
 )
 UNREADABLE = (
     "outcome unknown: the details of order {order_id} could not be read ({error}); it may have "
