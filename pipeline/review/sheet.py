@@ -25,7 +25,7 @@ from pipeline.review.decisions import manifest_rows, reorder_command
 
 __all__ = ["Images", "Sheet", "progress_counts"]
 
-_PAID = frozenset({State.SUBMITTING, State.SUBMITTED, State.COMPLETED})
+_PAID = frozenset({State.SUBMITTING, State.UNKNOWN, State.SUBMITTED, State.COMPLETED})
 _WAITING = frozenset({State.SUBMITTING, State.SUBMITTED})
 _TO_ORDER = frozenset({State.PENDING, State.UPLOADED})
 
