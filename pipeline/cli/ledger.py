@@ -22,7 +22,9 @@ from pipeline.manifest.folders import folder_matches
 
 @main.command()
 @click.argument("target", metavar="MANIFEST|LEDGER", type=LOCATION)
-@click.option("--failed", "list_failed", is_flag=True, help="List failed photos and why.")
+@click.option(
+    "--failed", "list_failed", is_flag=True, help="List failed and unknown photos, and why."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
 @click.option("--all", "everything", is_flag=True, help="Every photo of the ledger.")
 @click.option(
@@ -59,7 +61,9 @@ def status(
         if as_json:
             click.echo(status_json(ledger, scope))
         else:
-            click.echo(render_status(ledger, chosen, failed=list_failed, scope=scope))
+            # Hints name the target (a URL's password never goes into a hint: none then).
+            shown = "" if isinstance(target, str) else str(target.absolute())
+            click.echo(render_status(ledger, chosen, failed=list_failed, scope=scope, target=shown))
     finally:
         ledger.close()
 

@@ -13,6 +13,7 @@ every run of it. The package shows its parts:
     sqlite_window.py  the order window's store: each order POST's intent and answer
     window_log.py     the account's window as a handle counts it: the POSTs it has read, by id
     sqlite_import.py  taking in another (older, per-manifest) ledger
+    after_order.py    one SQL for both stores: collect's claims, the files deliver wrote
     migrations.py     the schema, as an ordered list of migrations
     identity_sql.py   SQL both stores run: catalog entries of identities, ignored content
     postgres.py       the PostgreSQL store, one ledger for several machines (postgresql:// URL);
@@ -29,6 +30,7 @@ from pipeline.ledger.records import (
     Decision,
     FoundPhoto,
     KnownFile,
+    LastPost,
     PhotoOptions,
     PhotoRow,
     PostTimes,
@@ -47,6 +49,7 @@ __all__ = [
     "Decision",
     "FoundPhoto",
     "KnownFile",
+    "LastPost",
     "Ledger",
     "PhotoOptions",
     "PhotoRow",

@@ -24,8 +24,10 @@ Same tables, states and rules as the SQLite store (sqlite.py); what the database
   by the next run, never POSTed blind. While it retries, the process waits (the ledger's calls
   are synchronous). A database that stays away ``AIHD_LEDGER_RETRY_SECONDS`` (default 60)
   raises ``LedgerUnreachable`` (exit 7): the run stops, and what it committed stays.
-  `aihd collect`'s run lock is a session advisory lock on a connection of its own: lost with
-  that connection.
+  `aihd collect` takes no lock: it claims each photo's results (after_order.py, leases on
+  the database's clock), so collects on several machines run at once and download once. The
+  run lock, a session advisory lock on a connection of its own, is kept for callers that
+  want one.
 
 Driver: psycopg 3, its synchronous API, one connection per process (and no pool: one process
 makes one ledger call at a time). The runner calls the ledger synchronously from its event loop
@@ -41,6 +43,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence, Set
 
 from pipeline.errors import LedgerError
+from pipeline.ledger import after_order
 from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger.postgres_base import INSERT, is_url
@@ -314,10 +317,35 @@ class PostgresLedger(PostgresOrders):
             )
         )
 
+    # -- deliver's files, and where photos are (after_order.py) --------------------------------
+
+    def record_delivered(
+        self, files: Sequence[tuple[str, str]], made_from: Mapping[str, str] | None = None
+    ) -> None:
+        stamp = now_text()
+        self._run(lambda c: after_order.record_delivered(q.SqliteStyle(c), files, stamp, made_from))
+
+    def delivered_made_from(self, hashes: Sequence[str]) -> dict[str, str]:
+        return self._run(
+            lambda c: after_order.delivered_made_from(q.SqliteStyle(c), hashes),
+            transaction=False,
+        )
+
+    def delivered(self, hashes: Sequence[str]) -> set[str]:
+        return self._run(
+            lambda c: after_order.delivered(q.SqliteStyle(c), hashes), transaction=False
+        )
+
+    def photo_folders(self) -> list[tuple[str, str, str]]:
+        return self._run(lambda c: after_order.photo_folders(q.SqliteStyle(c)), transaction=False)
+
     # -- review -------------------------------------------------------------------------------
 
-    def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:
-        """Record ``decision`` on each completed photo (the latest replaces the last); a count."""
+    def record_reviews(
+        self, photo_ids: Sequence[int], decision: Decision, source: str, reason: str | None = None
+    ) -> int:
+        """Record ``decision`` (and why) on each completed photo, the latest replacing the last;
+        return how many were recorded."""
         decided_at = now_text()
         value = Decision(decision).value
 
@@ -325,17 +353,28 @@ class PostgresLedger(PostgresOrders):
             done = 0
             for photo_id in photo_ids:
                 cur = c.execute(
-                    "INSERT INTO reviews (photo_id, decision, decided_at, source) "
-                    "SELECT id, %s, %s, %s FROM photos WHERE id = %s AND state = 'completed' "
+                    "INSERT INTO reviews (photo_id, decision, decided_at, source, reason) "
+                    "SELECT id, %s, %s, %s, %s FROM photos WHERE id = %s AND state = 'completed' "
                     "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
-                    "decided_at = excluded.decided_at, source = excluded.source",
-                    (value, decided_at, source, photo_id),
+                    "decided_at = excluded.decided_at, source = excluded.source, "
+                    "reason = excluded.reason",
+                    (value, decided_at, source, reason, photo_id),
                 )
                 done += cur.rowcount
             return done
 
         return self._run(body)
 
+    def clear_reviews(self, photo_ids: Sequence[int]) -> int:
+        """Take back the decisions on these photos (undecided again); return how many."""
+        return self._run(
+            lambda c: (
+                c.execute(
+                    "DELETE FROM reviews WHERE photo_id = ANY(%s)", (list(photo_ids),)
+                ).rowcount
+            )
+        )
+
     def reviews(self) -> dict[int, Review]:
-        rows = self._read("SELECT photo_id, decision, decided_at, source FROM reviews")
-        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3]) for r in rows}
+        rows = self._read("SELECT photo_id, decision, decided_at, source, reason FROM reviews")
+        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3], r[4]) for r in rows}

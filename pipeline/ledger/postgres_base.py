@@ -1,5 +1,5 @@
 """The PostgreSQL ledger's plumbing: one connection, transactions made again after a lost
-connection, the run lock of `aihd collect`, and claims (see postgres.py for the whole)."""
+connection, the run lock, and claims (see postgres.py for the whole)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ class PostgresBase:
         self.lease_seconds = 60.0
         self.claim_batch = 16
         self._claimed: set[int] = set()
+        self._fences: dict[int, int] = {}  # photo -> the fencing token of this run's claim
         self._mutex = threading.RLock()
         self._depth = 0
         self._conn: q.Conn | None = None

@@ -53,9 +53,9 @@ _DB_NOW = "extract(epoch FROM clock_timestamp())::float8"
 def window_wait(conn: Conn, log: WindowLog, rule: WindowRule) -> float:
     """Seconds until the account's window has room (0: room now), counted on the database's
     clock: each order POST counts from its answer (or, unanswered, its intent plus the longest
-    a request may take) until ``per_seconds`` later, refusals excepted. As sqlite_window.py:
-    the handle's ``log`` is given the rows added since it last read, with the database's
-    clock in the same round trip."""
+    a request may take) until ``per_seconds`` later, refusals and intents never sent excepted.
+    As sqlite_window.py: the handle's ``log`` is given the rows added since it last read, with
+    the database's clock in the same round trip."""
     horizon = rule.per_seconds + rule.answer_within
     if log.needs_load(horizon):
         top_row = conn.execute("SELECT coalesce(max(id), 0) FROM order_posts").fetchone()

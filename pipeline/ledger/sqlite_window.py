@@ -32,9 +32,10 @@ def window_wait(
     """Seconds until the account's window has room for one more order (0: room now).
 
     Each order POST counts from its answer (or, unanswered, from its intent plus the longest a
-    request may take: a killed run's POST) until ``per_seconds`` later, refusals excepted. On
-    this boot (``boot``, whose clock reads ``clock`` now) the boot clock measures; posts of
-    another boot fall back on the wall clock (``wall``).
+    request may take: a killed run's POST) until ``per_seconds`` later, refusals and intents
+    never sent excepted (an intent is sent at once or never: see LastPost). On this boot
+    (``boot``, whose clock reads ``clock`` now) the boot clock measures; posts of another boot
+    fall back on the wall clock (``wall``).
     """
     horizon = rule.per_seconds + rule.answer_within
     if log.needs_load(horizon):

@@ -25,6 +25,8 @@ from pipeline.ledger.records import WindowRule
 IN_FLIGHT_POLL_SECONDS = 0.1
 REREAD_SECONDS = 1.0  # at most this often, the oldest post in flight is read again
 _TIDY_SLACK = 64  # the log is tidied when it holds this many more than after the last tidying
+# Answers whose post never counts: a refusal, and an intent never sent (see LastPost).
+NOT_COUNTED = frozenset(("refused", "unsent"))
 
 # A post as the stores read it: (id, boot, intent_clock, intent_wall, answer_clock, answer_wall,
 # outcome, account), kept as read (one per order POST, on the run's hot path). On PostgreSQL the
@@ -70,7 +72,7 @@ class WindowLog:
         if rows:
             posts = self._posts
             for row in rows:
-                if row[6] != "refused":
+                if row[6] not in NOT_COUNTED:
                     posts[row[0]] = row
             self.last_id = rows[-1][0]
 
@@ -81,7 +83,7 @@ class WindowLog:
         post = self._posts.get(post_id)
         if post is None:
             return  # not read yet: it will be read as it is, answer included
-        if outcome == "refused":
+        if outcome in NOT_COUNTED:
             del self._posts[post_id]
         else:
             self._posts[post_id] = (*post[:4], answer_clock, answer_wall, outcome, post[7])
@@ -92,7 +94,8 @@ class WindowLog:
         """Seconds until the account's window has room for one more order (0: room now).
 
         Each order POST counts from its answer (or, unanswered, from its intent plus the longest
-        a request may take: a killed run's POST) until ``per_seconds`` later, refusals excepted.
+        a request may take: a killed run's POST) until ``per_seconds`` later, refusals and
+        intents never sent excepted.
         On this ``boot`` its clock measures; posts of another boot fall back on the wall clock
         (PostgreSQL's posts are all measured on the database's clock, passed as ``wall``).
         The rule's account's posts count, and those recorded before posts named their account
@@ -172,7 +175,8 @@ class WindowLog:
             del posts[post_id]
 
     def _reread(self, post_ids: list[int], reread: Reread) -> None:
-        """The rows of these ids as they stand now: answered, refused (dropped), or still not."""
+        """The rows of these ids as they stand now: answered, refused or never sent (dropped), or
+        still not."""
         posts = self._posts
         found = set()
         for row in reread(post_ids):
@@ -180,7 +184,7 @@ class WindowLog:
             found.add(post_id)
             if post_id not in posts:
                 continue  # not asked for: an entry added here would be out of id order
-            if row[6] == "refused":
+            if row[6] in NOT_COUNTED:
                 del posts[post_id]
             else:
                 posts[post_id] = row

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from pipeline.retry import Backoff
 
 _DONE = (State.SUBMITTED, State.COMPLETED)
 _COSTS_AN_ORDER = (State.PENDING, State.UPLOADED)
+_UNSETTLED = (State.SUBMITTING, State.UNKNOWN)  # may have been charged: orders spent, at most
 
 
 @dataclass(slots=True)
@@ -42,6 +44,7 @@ class FolderPlan:
     new: int = 0  # never seen: one order each
     resume: int = 0  # pending, uploaded or retryable failures: one order each
     check: int = 0  # submitting: its outcome is asked of the API first, no new order
+    unknown: int = 0  # held: its order may have been charged; asked of the API, no new order
     done: int = 0
     duplicates: int = 0
     failed: int = 0  # failed for good: left alone unless --retry-failed
@@ -65,13 +68,22 @@ class Plan:
     window_orders: int
     window_seconds: float
     matches: tuple[tuple[str, int, tuple[str, ...]], ...] = ()  # (pattern, line, folders)
-    paid: int = 0  # photos of the ledger the API charged already (as `aihd status` counts)
+    paid: int = 0  # photos of the manifest the API charged already (as `aihd status` counts)
+    manifest: str = ""
+    # Where the plan read what is paid: a plan under another HOME or account reads another
+    # ledger, and says "nothing paid" for photos paid elsewhere: the user must see which.
+    ledger: str = ""  # its path (a URL without its password)
+    account: str = "default"
+    ledger_exists: bool = False
+    paid_in_ledger: int = 0  # charged photos of every manifest of the account in this ledger
+    unsettled: int = 0  # the manifest's photos whose order may have been charged, unconfirmed
     api: str = "v1"  # v3: each folder's tool is shown (v1 orders image enhancement only)
 
     @property
     def to_check(self) -> int:
-        """Orders whose POST outcome is unknown: asked first, re-ordered only if never sent."""
-        return sum(f.check for f in self.folders)
+        """Orders whose POST outcome is unknown: asked first, ordered again only if their
+        details said "not received" for the whole settle time."""
+        return sum(f.check + f.unknown for f in self.folders)
 
     @property
     def seconds(self) -> float:
@@ -86,6 +98,15 @@ class Plan:
                 "orders": self.orders,
                 "orders_at_most": self.orders + self.to_check,
                 "paid": self.paid,
+                # Every order POST that may have charged (as `aihd status` counts them).
+                "orders_spent": self.paid + self.unsettled,
+                "unknown": self.unsettled,
+                "ledger": {
+                    "path": self.ledger,
+                    "account": self.account,
+                    "exists": self.ledger_exists,
+                    "paid": self.paid_in_ledger,
+                },
                 "seconds": round(self.seconds, 1),
                 "window": {"orders": self.window_orders, "per_seconds": self.window_seconds},
                 "patterns": [
@@ -105,7 +126,8 @@ class Plan:
         ]
         for f in self.folders:
             lines.append(
-                f"{pad(f.folder, cells)} {f.found:>6} {f.new:>6} {f.resume:>6} {f.check:>6} "
+                f"{pad(f.folder, cells)} {f.found:>6} {f.new:>6} {f.resume:>6} "
+                f"{f.check + f.unknown:>6} "
                 f"{f.done:>6} {f.duplicates + sum(f.paid_through.values()):>6} "
                 f"{len(f.broken) + len(f.held) + f.failed + f.result_failed:>6}"
             )
@@ -119,18 +141,26 @@ class Plan:
             paid = sum(f.paid_through.get(version, 0) for f in self.folders)
             lines.append(
                 f"{paid} photos paid through {version} (the same photo and choice; counted in "
-                "'dup'): not ordered again; `aihd reorder` orders one again, at a cost"
+                "'dup'): not ordered again; the reorder command orders one again, at a cost"
+            )
+        if self.unsettled:
+            lines.append(
+                f"{self.unsettled} photos held as unknown: their order may have been charged "
+                "(counted in 'check'); a run reads their orders' details first and never orders "
+                "them again blindly"
             )
         if result_failed := sum(f.result_failed for f in self.folders):
+            collect = shlex.join(["aihd", "collect", self.manifest])
             lines.append(
                 f"{result_failed} paid photos whose results failed (counted in 'failed'): "
-                "`aihd collect` retries their results; no order is spent on them"
+                f"`{collect}` retries their results; no order is spent on them"
             )
         for path, line, found in self.matches:
             if len(found) != 1 or found[0] != path.rstrip("/"):
                 shown = ", ".join(found[:10]) + (f", ... ({len(found)})" if len(found) > 10 else "")
                 lines.append(f"  {path} (line {line}) matched: {shown or 'no folder'}")
         per = _duration(self.window_seconds)
+        lines.append(self._where())
         lines.append(
             f"{self.orders} orders, {_about(self.seconds)} at {self.window_orders} per {per}; "
             "names checked against the live catalog; nothing was spent"
@@ -142,21 +172,35 @@ class Plan:
             )
         return "\n".join(lines)
 
+    def _where(self) -> str:
+        if not self.ledger_exists:
+            return (
+                f"ledger: {self.ledger} (account {self.account}): not created yet, so no photo "
+                "is paid in it; already paid in this ledger: 0"
+            )
+        return (
+            f"ledger: {self.ledger} (account {self.account}); already paid in this ledger: "
+            f"{self.paid} of this manifest's photos ({self.paid_in_ledger} in all)"
+        )
+
 
 async def make_plan(
     manifest: Manifest, client: AnyVersion | ApiClient, ledger_path: Path | str
 ) -> Plan:
     """Sort every photo as the runner would, reading the ledger (if any) and never writing."""
+    backoff = Backoff(manifest.retry.attempts, wait_max=manifest.retry.max_backoff)
     rows: list[PhotoRow] = []
     cached: dict[str, tuple[int, int, str]] = {}
     ignored: set[str] = set()
     ignored_contents: set[str] = set()
     ledger = None
+    shown, exists = str(ledger_path), False
     if is_url(ledger_path) or await asyncio.to_thread(Path(ledger_path).is_file):
         ledger = open_ledger(ledger_path)
+        shown, exists = ledger.path, True  # a URL without its password
     try:
         # The ledger's keys for the catalog's entries (choices.py), read, never recorded.
-        folders = await resolve_chosen(manifest, client, Backoff(attempts=1), ledger, record=False)
+        folders = await resolve_chosen(manifest, client, backoff, ledger, record=False)
         if ledger is not None:
             rows = ledger.photos(current_only=False)
             cached = ledger.cached_hashes()
@@ -173,7 +217,7 @@ async def make_plan(
         if r.state is not State.DUPLICATE and not (r.state is State.FAILED and r.duplicate_of)
     }
     # Charged, or maybe: an order whose outcome is unsettled holds its counterparts too.
-    charged = {r.identity: r for r in rows if r.charged or r.state is State.SUBMITTING}
+    charged = {r.identity: r for r in rows if r.charged or r.state in _UNSETTLED}
     plans = []
     for folder, options in folders:
         # v1: the catalog's title of the space ("Indoor"); v3: the area or room's value.
@@ -213,6 +257,8 @@ async def make_plan(
                     plan.failed += 1
             elif row.state is State.SUBMITTING:
                 plan.check += 1
+            elif row.state is State.UNKNOWN:
+                plan.unknown += 1
             elif row.charged:
                 plan.result_failed += 1
             elif row.state in _COSTS_AN_ORDER or row.retryable:
@@ -228,6 +274,14 @@ async def make_plan(
         manifest.rate_limit.per_seconds,
         manifest.matches,
         paid=sum(r.charged for r in rows if _inside(r.path, manifest)),
+        unsettled=sum(
+            r.state in _UNSETTLED and not r.charged for r in rows if _inside(r.path, manifest)
+        ),
+        manifest=str(manifest.path),
+        ledger=shown,
+        account=manifest.account,
+        ledger_exists=exists,
+        paid_in_ledger=sum(r.charged for r in rows),
         api=manifest.api,
     )
 

@@ -1,14 +1,16 @@
 """Approve / reject: a person's decisions on completed photos, recorded in the ledger.
 
 Decisions come from ``aihd approve`` / ``aihd reject`` (photo paths or a folder) or from the file
-a review page exports (``aihd review --apply FILE``): a static page cannot write the ledger. Only
-a completed photo can be decided on. A rejected photo is never ordered again by itself: the
-explicit ``aihd reorder PATH... --yes`` does that, and spends a credit.
+a review page exports (``aihd review MANIFEST --apply FILE``): a static page cannot write the
+ledger. Only a completed photo can be decided on. A rejected photo is never ordered again by
+itself: the explicit ``aihd reorder MANIFEST PATH... --yes`` does that, and spends a credit.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,21 +18,25 @@ from pathlib import Path
 
 from pipeline.errors import UsageError
 from pipeline.ledger import Decision, Ledger, PhotoRow, State
+from pipeline.manifest.folders import folder_matches
 from pipeline.manifest.loader import Manifest
 
 __all__ = [
     "DECISIONS_FORMAT",
+    "REASON_MAX_CHARS",
     "FileDecision",
     "apply_decisions",
+    "clean_reason",
     "decisions_document",
     "manifest_rows",
     "read_decisions_file",
     "record_decision",
+    "reorder_command",
     "select_photos",
 ]
 
 DECISIONS_FORMAT = "aihd-review-decisions"
-REORDER_HINT = "to order a rejected photo again: aihd reorder PATH... --yes (1 credit each)"
+REASON_MAX_CHARS = 300  # a rejection's reason: a sentence, not a letter
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,7 @@ class FileDecision:
     path: str
     sha256: str
     decision: Decision
+    reason: str | None = None
 
 
 def manifest_rows(manifest: Manifest, ledger: Ledger) -> list[PhotoRow]:
@@ -50,11 +57,12 @@ def manifest_rows(manifest: Manifest, ledger: Ledger) -> list[PhotoRow]:
 
 
 def select_photos(
-    manifest: Manifest, rows: Sequence[PhotoRow], paths: Sequence[Path], folder: str | None
+    manifest: Manifest, rows: Sequence[PhotoRow], paths: Sequence[Path], folders: Sequence[str]
 ) -> list[PhotoRow]:
-    """The completed photos named by path (original or result) or by a manifest folder."""
-    if folder is not None:
-        return _folder_photos(manifest, rows, folder)
+    """The completed photos named by path (original or result) or by manifest folders
+    (``--folder``, repeatable: a folder's name or path, or a glob of names, as ``run`` takes)."""
+    if folders:
+        return _folder_photos(manifest, rows, folders)
     by_path: dict[str, PhotoRow] = {}
     for row in rows:
         by_path[row.path] = row
@@ -72,22 +80,51 @@ def select_photos(
         if row.state is not State.COMPLETED:
             raise UsageError(
                 f"{given}: is {row.state.value}, not completed: only a collected result can be "
-                "approved or rejected (run `aihd collect` first)"
+                f"approved or rejected (first `aihd collect {shlex.quote(str(manifest.path))}`)"
             )
         chosen[row.id] = row
     return list(chosen.values())
 
 
-def _folder_photos(manifest: Manifest, rows: Sequence[PhotoRow], folder: str) -> list[PhotoRow]:
-    wanted = folder.rstrip("/\\")
-    resolved = str(Path(folder).expanduser().resolve())
-    for spec in manifest.folders:
-        if wanted == spec.name or resolved == str(spec.path):
-            return [r for r in rows if r.folder == spec.name and r.state is State.COMPLETED]
-    names = ", ".join(spec.name for spec in manifest.folders)
-    raise UsageError(
-        f"--folder {folder}: not a folder of {manifest.path.name}; its folders: {names}"
-    )
+def _folder_photos(
+    manifest: Manifest, rows: Sequence[PhotoRow], patterns: Sequence[str]
+) -> list[PhotoRow]:
+    names: set[str] = set()
+    for pattern in patterns:
+        resolved = str(Path(pattern).expanduser().resolve())
+        matched = {
+            spec.name
+            for spec in manifest.folders
+            if folder_matches(spec.name, [pattern.rstrip("/\\") or pattern])
+            or resolved == str(spec.path)
+            or str(spec.path).startswith(resolved.rstrip("/") + "/")
+        }
+        if not matched:
+            known = ", ".join(spec.name for spec in manifest.folders[:20]) or "none"
+            raise UsageError(
+                f"--folder {pattern}: matches none of the folders of {manifest.path.name} ({known})"
+            )
+        names |= matched
+    return [r for r in rows if r.folder in names and r.state is State.COMPLETED]
+
+
+def reorder_command(manifest: Manifest, paths: Sequence[str]) -> str:
+    """The command that orders these photos again (1 credit each), ready to paste."""
+    return shlex.join(["aihd", "reorder", str(manifest.path), *paths, "--yes"])
+
+
+def clean_reason(text: object) -> str | None:
+    """A rejection's reason as kept: one line of printable text, at most REASON_MAX_CHARS;
+    None for none. Anything else than text is a UsageError."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise UsageError("a reason must be text")
+    printable = "".join(
+        " " if unicodedata.category(c)[0] in "CZ" else c for c in text
+    )  # control characters, line breaks and odd spaces become plain spaces
+    words = " ".join(printable.split())
+    return words[:REASON_MAX_CHARS] or None
 
 
 def record_decision(
@@ -106,7 +143,13 @@ def decisions_document(manifest: Manifest, decisions: Sequence[FileDecision]) ->
             "manifest": str(manifest.path),
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "decisions": [
-                {"photo_id": d.photo_id, "path": d.path, "sha256": d.sha256, "decision": d.decision}
+                {
+                    "photo_id": d.photo_id,
+                    "path": d.path,
+                    "sha256": d.sha256,
+                    "decision": d.decision,
+                    **({"reason": d.reason} if d.reason else {}),
+                }
                 for d in decisions
             ],
         },
@@ -150,7 +193,12 @@ def _entry(path: Path, index: int, entry: object) -> FileDecision:
         raise UsageError(f"{where}: path and sha256 must be text")
     if decision not in {d.value for d in Decision}:
         raise UsageError(f'{where}: decision must be "approved" or "rejected"')
-    return FileDecision(photo_id, photo_path, sha256, Decision(decision))
+    reason = entry.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise UsageError(f"{where}: reason must be text")
+    said = Decision(decision)
+    why = clean_reason(reason) if said is Decision.REJECTED else None  # only a "no" has a why
+    return FileDecision(photo_id, photo_path, sha256, said, why)
 
 
 def apply_decisions(
@@ -170,11 +218,14 @@ def apply_decisions(
             raise UsageError(
                 f"{source}: decisions[{index}]: {entry.path} is {row.state.value}, not completed"
             )
-    latest = {d.photo_id: d.decision for d in decisions}  # the last word on each photo counts
+    # The last word on each photo counts; photos said the same of, for the same reason, are
+    # recorded together.
+    latest = {d.photo_id: (d.decision, d.reason) for d in decisions}
+    together: dict[tuple[Decision, str | None], list[int]] = {}
+    for photo_id, said in latest.items():
+        together.setdefault(said, []).append(photo_id)
     counts = dict.fromkeys(Decision, 0)
     with ledger.grouped():
-        for decision in Decision:
-            ids = [photo_id for photo_id, said in latest.items() if said is decision]
-            if ids:
-                counts[decision] = ledger.record_reviews(ids, decision, source)
+        for (decision, reason), ids in together.items():
+            counts[decision] += ledger.record_reviews(ids, decision, source, reason)
     return counts
