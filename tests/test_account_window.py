@@ -2,9 +2,10 @@
 
 A handle reads only the order POSTs added since its last check. First, on given times, that
 this gives exactly what reading every POST of the horizon gave, whatever the interleaving of
-intents, answers, refusals and handles. Then, on both stores (a SQLite file and a real
-PostgreSQL), that handles of one ledger see each other's posts, answers and refusals, and that
-a rolled-back transaction leaves nothing counted that is not there.
+intents, answers, refusals, intents never sent and handles. Then, on both stores (a SQLite
+file and a real PostgreSQL), that handles of one ledger see each other's posts, answers,
+refusals and intents never sent, and that a rolled-back transaction leaves nothing counted
+that is not there.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class Table:
             recent = p.intent_wall >= wall - horizon or (
                 p.boot == BOOT and p.intent_clock >= clock - horizon
             )
-            if not recent or p.outcome == "refused":
+            if not recent or p.outcome in ("refused", "unsent"):
                 continue
             if rule.account and p.account not in ("", rule.account):
                 continue  # another account's window
@@ -112,7 +113,7 @@ STEPS = st.lists(
         st.tuples(
             st.just("answer"),
             st.integers(0, 60),
-            st.sampled_from(["accepted", "accepted", "lost", "refused"]),
+            st.sampled_from(["accepted", "accepted", "lost", "refused", "unsent"]),
         ),
         st.tuples(st.just("wait"), st.floats(0.0, 8.0, allow_nan=False)),
         st.tuples(st.just("check"), st.integers(0, 2)),
@@ -133,8 +134,8 @@ def test_reading_only_new_posts_counts_what_reading_them_all_counted(
     orders: int, per_seconds: float, answer_within: float, steps: list[tuple[Any, ...]]
 ) -> None:
     """Three handles (processes; of account a, of b, of no account named) share a ledger and
-    check their windows as posts come, are answered or refused and time passes: each gets
-    exactly what a read of the whole horizon gives."""
+    check their windows as posts come, are answered, refused or never sent and time passes:
+    each gets exactly what a read of the whole horizon gives."""
     rules = [WindowRule(orders, per_seconds, answer_within, account) for account in "ab"]
     rules.append(WindowRule(orders, per_seconds, answer_within))
     table = Table()
@@ -226,6 +227,21 @@ def test_handles_see_each_others_posts_answers_and_refusals(two: tuple[Ledger, L
     b.mark_submitting(third, "order-3", window=RULE)
     b.mark_submitted(third, None, None, answered=True)
     assert 59.0 < a.window_wait(RULE) <= 60.0  # two answered: full until the first expires
+
+
+def test_an_intent_never_sent_leaves_every_handles_window(two: tuple[Ledger, Ledger]) -> None:
+    """A's intent that was never sent (no longer fresh when its turn came) frees its slot in
+    B's window, though B had read it in flight, as it does in A's own."""
+    a, b = two
+    first, second, third = _photos(a, 3)
+    a.mark_submitting(first, "order-1", window=RULE)
+    a.mark_submitting(second, "order-2", window=RULE)
+    assert b.window_wait(RULE) == IN_FLIGHT_POLL_SECONDS  # full, in flight: B has read both
+    a.mark_unsent(second)
+    assert a.window_wait(RULE) == 0.0
+    assert b.window_wait(RULE) == 0.0
+    b.mark_submitting(third, "order-3", window=RULE)
+    assert a.window_wait(RULE) == IN_FLIGHT_POLL_SECONDS  # full again: the first and B's
 
 
 def test_a_rolled_back_transaction_leaves_nothing_counted_that_is_not_there(
