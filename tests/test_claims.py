@@ -70,17 +70,25 @@ def _dead_owner() -> str:
 def test_a_live_runs_claim_is_refused_and_a_lapsed_or_dead_runs_is_taken(
     two: tuple[Ledger, Ledger],
 ) -> None:
+    """Each claim taken anew raises the photo's fencing token by one; its live holder's claim
+    taken again keeps it (the token the holder's writes carry)."""
     a, b = two
     first, second = _photos(a, 2)
     a.owner, b.owner = ELSEWHERE, "host-b|boot|2|run"
     a.lease_seconds = 0.5
-    assert a.claim(first) and a.claim(first)  # taken, and taken again by its holder
+    assert a.claim(first)
+    token = a.fence(first)
+    assert token is not None
+    assert a.claim(first) and a.fence(first) == token  # taken again by its live holder
     assert not b.claim(first)
     time.sleep(0.6)  # the lease lapses: the run elsewhere stopped renewing it
-    assert b.claim(first)
+    assert b.claim(first) and b.fence(first) == token + 1
     a.owner, a.lease_seconds = _dead_owner(), 60.0
     assert a.claim(second)
+    token = a.fence(second)
+    assert token is not None
     assert b.claim(second)  # its holder's process is gone, however long its lease
+    assert b.fence(second) == token + 1
 
 
 def test_a_charged_photos_claim_ends_with_its_charge(
