@@ -108,3 +108,17 @@ def test_a_charged_photos_claim_ends_with_its_charge(
     assert not b.claim(open_one)
     a.release_claims()
     assert _holders(location) == {charged: None, open_one: None}
+
+
+def test_claim_row_takes_the_photo_and_gives_it_as_it_stands(two: tuple[Ledger, Ledger]) -> None:
+    """A run's claim and its read of the photo in one call: the row, or None while another
+    live run holds it; the fencing token is the claim's, as with ``claim``."""
+    a, b = two
+    (photo,) = _photos(a, 1)
+    a.owner, b.owner = ELSEWHERE, "host-b|boot|2|run"
+    a.mark_uploaded(photo, "order-1")
+    row = a.claim_row(photo)
+    assert row is not None and (row.id, row.order_id) == (photo, "order-1")
+    assert a.fence(photo) is not None
+    assert b.claim_row(photo) is None
+    assert b.fence(photo) is None

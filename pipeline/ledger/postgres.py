@@ -193,6 +193,11 @@ class PostgresLedger(PostgresOrders):
         sql = f"SELECT {COLUMNS} FROM photos WHERE {' AND '.join(where)} ORDER BY id"
         return [row_of(r) for r in self._read(sql, params)]
 
+    def claim_row(self, photo_id: int) -> PhotoRow | None:
+        """``claim``, and the photo as it stands now that it is this run's (None: another
+        live run holds it); see SqliteLedger.claim_row."""
+        return self.get(photo_id) if self.claim(photo_id) else None
+
     def get(self, photo_id: int) -> PhotoRow:
         rows = self._read(f"SELECT {COLUMNS} FROM photos WHERE id = %s", (photo_id,))
         if not rows:

@@ -716,19 +716,32 @@ class SqliteLedger:
         """Take the photo for this run (``owner``) unless another live run holds it. Taking
         it anew (from another run, or after this run's own claim lapsed) increments its
         fencing token: a write made with an older token is refused (``fence``)."""
+        return self.owner is None or self._claim(photo_id, "") is not None
+
+    def claim_row(self, photo_id: int) -> PhotoRow | None:
+        """``claim``, and the photo as it stands now that it is this run's (None: another
+        live run holds it): the row comes back from the claim's own UPDATE, so a run's claim
+        and read of a photo are one statement, not two."""
         if self.owner is None:
-            return True
+            return self.get(photo_id)
+        taken = self._claim(photo_id, f", {COLUMNS}")
+        return None if taken is None else row_of(taken[1:])
+
+    def _claim(self, photo_id: int, returning: str) -> Sequence[Any] | None:
+        """The claim's statement: the row's fencing token then ``returning``'s columns, or
+        None when another live run holds the photo."""
+        assert self.owner is not None
         now = time.time()
         owner, until = self.owner, now + self.lease_seconds
         with self.atomic() as conn:
             # Free, ours, or lapsed: taken in one statement (one per photo of a run). Taken
             # anew (not this run's live claim) its fencing token goes up: SET reads the row
             # as it was before the UPDATE.
-            taken = conn.execute(
+            taken: Sequence[Any] | None = conn.execute(
                 "UPDATE photos SET claimed_by = ?, claim_until = ?, claim_fence = claim_fence + "
                 "CASE WHEN claimed_by = ? AND claim_until > ? THEN 0 ELSE 1 END WHERE id = ? "
                 "AND (claimed_by IS NULL OR claimed_by = ? OR claim_until IS NULL "
-                "OR claim_until <= ?) RETURNING claim_fence",
+                f"OR claim_until <= ?) RETURNING claim_fence{returning}",
                 (owner, until, owner, now, photo_id, owner, now),
             ).fetchone()
             if taken is None:
@@ -736,15 +749,16 @@ class SqliteLedger:
                     "SELECT claimed_by FROM photos WHERE id = ?", (photo_id,)
                 ).fetchone()
                 if owner_alive(holder):
-                    return False  # another live run holds it
+                    return None  # another live run holds it
                 # Its run is gone (its lease had not run out): taken over, fenced anew.
                 taken = conn.execute(
                     "UPDATE photos SET claimed_by = ?, claim_until = ?, "
-                    "claim_fence = claim_fence + 1 WHERE id = ? RETURNING claim_fence",
+                    f"claim_fence = claim_fence + 1 WHERE id = ? RETURNING claim_fence{returning}",
                     (owner, until, photo_id),
                 ).fetchone()
+            assert taken is not None
             self._fences[photo_id] = taken[0]
-            return True
+            return taken
 
     def fence(self, photo_id: int) -> int | None:
         """The fencing token of this run's latest claim on the photo (None: no claim)."""
