@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
 from yarl import URL
 
 from pipeline import api
@@ -58,6 +57,8 @@ from pipeline.retry import Backoff
 from pipeline.stopping import StopSwitch
 
 if TYPE_CHECKING:  # collecting is imported when asked for: a run alone does not load it
+    from tqdm import tqdm
+
     from pipeline.collect.collector import CollectSummary
 
 SANDBOX_TIME_SCALE = 0.1  # the in-process emulator's orders finish in a tenth of their eta
@@ -434,6 +435,8 @@ async def _collect(
 ) -> CollectSummary:
     bar: tqdm[Any] | None = None
     if request.progress_bar:
+        from tqdm import tqdm  # only for a bar (see progress.py)
+
         bar = tqdm(total=0, unit="photo", desc="collect", file=sys.stderr, dynamic_ncols=True)
 
     def on_progress(done: int, total: int) -> None:
