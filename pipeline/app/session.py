@@ -21,16 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
-from yarl import URL
 
-from pipeline import api
 from pipeline.api.factory import AnyVersion, LedgerProjects
 from pipeline.api.v1 import Space, Timeouts, Widget
 from pipeline.api.v3 import ProjectBook
 from pipeline.bootclock import boot_id, boot_seconds, new_owner
 from pipeline.errors import ApiUnreachable, AuthRefused, UsageError
 from pipeline.ledger import Ledger, PostTimes, open_ledger
-from pipeline.manifest.accounts import account_ledger, key_fingerprint
+from pipeline.manifest.accounts import account_ledger, base_url_from_env, key_fingerprint
 from pipeline.manifest.loader import Manifest
 from pipeline.ordering.catalog import Catalog
 from pipeline.ordering.flow import RunCounters
@@ -70,11 +68,7 @@ class ApiSettings:
                 "(the key never lives in the manifest), or use --sandbox for the local emulator"
             )
         _check_key(key, key_env)
-        base_url = os.environ.get("AIHD_BASE_URL", api.DEFAULT_BASE_URL).strip()
-        url = URL(base_url)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise UsageError(f"AIHD_BASE_URL={base_url!r} is not an http(s) URL")
-        return cls(base_url, key)
+        return cls(base_url_from_env(), key)
 
 
 MIN_KEY_LENGTH = 8

@@ -11,6 +11,8 @@ import click
 
 from pipeline.cli.common import (
     LOCATION,
+    SECONDS_A_DAY,
+    Bounded,
     duration_option,
     existing_ledger,
     finish,
@@ -41,10 +43,11 @@ from pipeline.errors import UsageError
 @unattended_options
 @click.option(
     "--settle",
-    type=click.FloatRange(0.0),
+    type=Bounded(0.0, SECONDS_A_DAY, example=120.0),
     default=120.0,
     show_default=True,
-    help="Seconds to let the API settle before checking an order whose answer was lost.",
+    help="Seconds (0 to 86400) to let the API settle before checking an order whose answer "
+    "was lost.",
 )
 @guard
 def run(

@@ -26,7 +26,7 @@ class _Strict(BaseModel):
 class RateLimitModel(_Strict):
     """The account's order window (the API allows 10 orders per 600 s)."""
 
-    orders: int = Field(default=10, ge=1, description="Orders allowed per window.")
+    orders: int = Field(default=10, ge=1, le=100_000, description="Orders allowed per window.")
     # At most a day: a longer window is a typo (1.0e308 would overflow the window's clock).
     per_seconds: float = Field(
         default=600.0,
@@ -43,9 +43,11 @@ class RetryModel(_Strict):
     attempts: int = Field(
         default=5, ge=1, le=20, description="Tries per request, the first included."
     )
+    # At most an hour: a wait longer than that is a typo (1.0e308 would overflow the clock).
     max_backoff: float = Field(
         default=60.0,
         gt=0,
+        le=3600,
         allow_inf_nan=False,
         description="Longest wait between tries, in seconds.",
     )
@@ -130,10 +132,18 @@ class DeliveryProfileModel(_Strict):
 
     long_edge: int = Field(default=2048, ge=64, le=20000, description="Longest side, px, at most.")
     max_megabytes: float = Field(
-        default=10.0, gt=0, allow_inf_nan=False, description="Largest file, in MB (10^6 bytes)."
+        default=10.0,
+        gt=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="Largest file, in MB (10^6 bytes).",
     )
-    min_width: int = Field(default=1024, ge=1, description="Smallest width (landscape), px.")
-    min_height: int = Field(default=768, ge=1, description="Smallest height (landscape), px.")
+    min_width: int = Field(
+        default=1024, ge=1, le=20000, description="Smallest width (landscape), px."
+    )
+    min_height: int = Field(
+        default=768, ge=1, le=20000, description="Smallest height (landscape), px."
+    )
     quality: int = Field(default=92, ge=30, le=100, description="First JPEG quality tried.")
     min_quality: int = Field(default=60, ge=10, le=100, description="Lowest JPEG quality.")
     exif: Literal["strip", "keep"] = Field(default="strip", description="Camera metadata.")
