@@ -205,6 +205,12 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         ledger.owner = new_owner()
         run_id = ledger.start_run(request.command)
         counters = RunCounters()
+        if capped := ledger.cap_future_posts():
+            log.warning(
+                "%d order times in the ledger were ahead of this clock (another machine's, "
+                "or a clock set back): the order window counts them from now",
+                capped,
+            )
         window = OrderWindow(manifest.rate_limit.orders, manifest.rate_limit.per_seconds)
         # Start from the orders the account spent lately (a run stopped a minute ago), not
         # from an empty window that would burst into 429s.

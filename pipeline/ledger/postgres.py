@@ -224,6 +224,10 @@ class PostgresLedger(PostgresOrders):
             by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
 
+    def cap_future_posts(self) -> int:
+        """Order times ahead of the database's clock become now (a count)."""
+        return self._run(q.cap_future_posts)
+
     def window_wait(self, rule: WindowRule) -> float:
         """Seconds until the account's window has room, on the database's clock (read only:
         ``mark_submitting`` with the same rule is the check that counts)."""

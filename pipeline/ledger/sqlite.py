@@ -36,7 +36,7 @@ from pipeline.ledger.records import (
 from pipeline.ledger.sqlite_found import adopt, record_found, unpaid_originals
 from pipeline.ledger.sqlite_import import import_rows
 from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, STATES, encode, now_text, row_of
-from pipeline.ledger.sqlite_window import answer_post, window_wait
+from pipeline.ledger.sqlite_window import answer_post, cap_future_posts, window_wait
 
 __all__ = ["SqliteLedger"]
 
@@ -517,6 +517,11 @@ class SqliteLedger:
             (photo_id,),
         )
         return Stamp(rows[0][0], rows[0][1]) if rows else None
+
+    def cap_future_posts(self) -> int:
+        """Order times of another machine or boot ahead of this clock become now (a count)."""
+        with self.atomic() as conn:
+            return cap_future_posts(conn, Stamp.now(), time.time())
 
     def window_wait(self, rule: WindowRule) -> float:
         """Seconds until the account's window has room (read only: ``mark_submitting`` with

@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import ApiClient
 from pipeline.columns import pad, width
-from pipeline.ledger import PhotoRow, State, open_ledger
+from pipeline.ledger import PhotoRow, State, WindowRule, open_ledger
 from pipeline.ledger.stores import is_url
 from pipeline.manifest.loader import Manifest
 from pipeline.ordering.catalog import photo_options, resolve_live
@@ -24,6 +24,9 @@ from pipeline.ordering.scan import list_and_check
 from pipeline.retry import Backoff
 
 _DONE = (State.SUBMITTED, State.COMPLETED)
+# How long an unanswered order POST may count as in flight: as a run with the default
+# --request-timeout (60 s) counts it (app/session.py).
+_ANSWER_WITHIN = 2 * 60.0 + 5
 _COSTS_AN_ORDER = (State.PENDING, State.UPLOADED)
 
 
@@ -57,6 +60,7 @@ class Plan:
     window_seconds: float
     matches: tuple[tuple[str, int, tuple[str, ...]], ...] = ()  # (pattern, line, folders)
     paid: int = 0  # photos of the ledger the API charged already (as `aihd status` counts)
+    window_wait: float = 0.0  # seconds until the account's window, as the ledger holds it, has room
 
     @property
     def to_check(self) -> int:
@@ -65,8 +69,11 @@ class Plan:
 
     @property
     def seconds(self) -> float:
-        """At the window's steady pace: each order takes one slot's share of the window."""
-        return self.orders * self.window_seconds / self.window_orders
+        """At the window's steady pace (each order takes one slot's share of the window), after
+        the orders already in the window leave room, as the run waits for them."""
+        if not self.orders:
+            return 0.0
+        return self.window_wait + self.orders * self.window_seconds / self.window_orders
 
     def to_json(self) -> str:
         folders = [{**asdict(f), "orders": f.orders} for f in self.folders]
@@ -114,6 +121,11 @@ class Plan:
             f"{self.orders} orders, {_about(self.seconds)} at {self.window_orders} per {per}; "
             "names checked against the live catalog; nothing was spent"
         )
+        if self.orders and self.window_wait > 0:
+            lines.append(
+                f"  the account's window is full now: its first order can go in "
+                f"{self.window_wait:.0f} s (counted in the time above)"
+            )
         if self.to_check:
             lines.append(
                 f"  and up to {self.to_check} more: orders a stopped run left unconfirmed are "
@@ -130,12 +142,18 @@ async def make_plan(
     rows: list[PhotoRow] = []
     cached: dict[str, tuple[int, int, str]] = {}
     ignored: set[str] = set()
+    window_wait = 0.0
+    rule = manifest.rate_limit
     if is_url(ledger_path) or await asyncio.to_thread(Path(ledger_path).is_file):
         ledger = open_ledger(ledger_path)
         try:
             rows = ledger.photos(current_only=False)
             cached = ledger.cached_hashes()
             ignored = ledger.ignored_paths()
+            # As the run counts it: orders of every run of the account, none from the future.
+            window_wait = ledger.window_wait(
+                WindowRule(rule.orders, rule.per_seconds, answer_within=_ANSWER_WITHIN)
+            )
         finally:
             ledger.close()
     by_path = {(r.path, r.identity): r for r in rows}
@@ -180,6 +198,7 @@ async def make_plan(
         manifest.rate_limit.per_seconds,
         manifest.matches,
         paid=sum(r.charged for r in rows if _inside(r.path, manifest)),
+        window_wait=window_wait,
     )
 
 
