@@ -43,6 +43,9 @@ class LedgerProjects:
     def put(self, address: str, project_id: str) -> None:
         self._ledger.save_v3_project(self._account, address, project_id)
 
+    def replace(self, address: str, gone: str, project_id: str) -> str:
+        return self._ledger.replace_v3_project(self._account, address, gone, project_id)
+
 
 class AnyVersion:
     """Both clients behind one ``PhotoApi``; ``v1`` and ``v3`` for each version's own calls

@@ -293,6 +293,28 @@ class PostgresLedger(PostgresOrders):
             )
         )
 
+    def replace_v3_project(self, account: str, address: str, gone: str, project_id: str) -> str:
+        """``project_id`` takes the place of ``gone`` (deleted on the server), unless another
+        run replaced it first; returns the id kept."""
+        key = address.strip().casefold()
+
+        def body(c: q.Conn) -> str:
+            c.execute(
+                "INSERT INTO v3_projects (account, address, project_id, created_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (account, address) DO UPDATE "
+                "SET project_id = excluded.project_id, created_at = excluded.created_at "
+                "WHERE v3_projects.project_id = %s",
+                (account, key, project_id, now_text(), gone),
+            )
+            found = c.execute(
+                "SELECT project_id FROM v3_projects WHERE account = %s AND address = %s",
+                (account, key),
+            ).fetchone()
+            assert found is not None
+            return str(found[0])
+
+        return self._run(body)
+
     # -- review -------------------------------------------------------------------------------
 
     def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:

@@ -381,6 +381,24 @@ class SqliteLedger:
                 (account, address.strip().casefold(), project_id, now_text()),
             )
 
+    def replace_v3_project(self, account: str, address: str, gone: str, project_id: str) -> str:
+        """``project_id`` takes the place of ``gone`` (deleted on the server), unless another
+        run replaced it first; returns the id kept."""
+        key = address.strip().casefold()
+        with self.atomic() as conn:
+            conn.execute(
+                "INSERT INTO v3_projects (account, address, project_id, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (account, address) DO UPDATE "
+                "SET project_id = excluded.project_id, created_at = excluded.created_at "
+                "WHERE v3_projects.project_id = ?",
+                (account, key, project_id, now_text(), gone),
+            )
+            (kept,) = conn.execute(
+                "SELECT project_id FROM v3_projects WHERE account = ? AND address = ?",
+                (account, key),
+            ).fetchone()
+            return str(kept)
+
     # -- review -------------------------------------------------------------------------------
 
     def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:

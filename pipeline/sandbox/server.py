@@ -47,6 +47,10 @@ class Sandbox:
         """Replace the injected faults (and restart their random draws from faults.seed)."""
         self._state.set_faults(faults)
 
+    def delete_v3_project(self, project_id: str) -> bool:
+        """Delete a v3 project, as its owner may between two nights; False if none had it."""
+        return self._state.v3.delete_project(project_id)
+
     def set_v3_readings(self, readings: V3Readings) -> None:
         """Play these readings of the v3 unknowns from now on."""
         self._state.v3.set_readings(readings)
