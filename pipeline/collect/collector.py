@@ -10,11 +10,11 @@ completed row without its files.
 from __future__ import annotations
 
 import asyncio
+import errno
 import filecmp
 import heapq
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from pipeline.api.interface import PhotoApi
 from pipeline.api.records import GeneratedImage, OrderDetails
 from pipeline.collect.results import (
-    PART_MARK,
     ResultRejected,
     ResultTooBig,
     commit_files,
@@ -34,8 +33,11 @@ from pipeline.collect.results import (
     decoded_extension,
     derived_root,
     ensure_inside,
+    fitted_directory,
     remove_leftovers,
+    result_stem,
     safe_parts,
+    temp_name,
     unlink_all,
 )
 from pipeline.errors import (
@@ -309,18 +311,21 @@ class _Collector:
 
     async def _place(self, row: PhotoRow, images: Sequence[GeneratedImage]) -> list[str]:
         directory = self._directory(row)
-        stem = Path(row.path).stem
+        stem = result_stem(Path(row.path).stem)
         temps: list[Path] = []
         try:
             await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
             ensure_inside(directory, self.output)
             exts = []
             for n, image in enumerate(images, 1):
-                temps.append(directory / f".{stem[:120]}_{n}{PART_MARK}{secrets.token_hex(6)}")
+                temps.append(directory / temp_name(stem, f"_{n}"))
                 exts.append(await self._fetch(image, temps[-1], row, n))
             finals = self._claim(row, directory, exts, temps)
             await asyncio.to_thread(commit_files, list(zip(temps, finals, strict=True)), directory)
         except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                # This photo's path only (fitted_directory keeps within the usual limits).
+                raise ResultRejected(f"its result's path is too long for the disk: {exc}") from exc
             # The local disk, not the photo: every other photo would meet it too.
             raise PipelineError(
                 f"cannot write results into {directory}: {exc}; "
@@ -366,7 +371,7 @@ class _Collector:
             below = ()
         directory = self.output.joinpath(*safe_parts(folder), *below)
         ensure_inside(directory, self.output)
-        return directory
+        return fitted_directory(directory, self.output)
 
     def _claim(
         self, row: PhotoRow, directory: Path, exts: Sequence[str], contents: Sequence[Path] = ()
@@ -374,8 +379,9 @@ class _Collector:
         """Final names: <stem>.<ext>, _2, _3...; another photo's name is never overwritten,
         nor a file aihd did not write (one on disk that no photo of the ledger claims)."""
         photo = Path(row.path)
-        bases = [photo.stem, photo.name, f"{photo.stem}-{row.id}"]
-        bases += (f"{photo.stem}-{row.id}-{n}" for n in range(2, 1000))
+        stem, name = result_stem(photo.stem), result_stem(photo.name)
+        bases = [stem, name, f"{stem}-{row.id}"]
+        bases += (f"{stem}-{row.id}-{n}" for n in range(2, 1000))
         # A file already there with the very bytes about to be written is ours from an earlier
         # collect the ledger did not hear of (killed before it recorded them; a duplicate's
         # copies): writing it again destroys nothing.
