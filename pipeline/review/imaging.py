@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image, ImageCms, ImageOps
 
 from pipeline.errors import PhotoError
+from pipeline.files import open_regular
 
 __all__ = ["SRGB_ICC", "open_upright_rgb"]
 
@@ -23,7 +24,8 @@ _WHITE = (255, 255, 255)
 def open_upright_rgb(path: Path) -> Image.Image:
     """The photo at ``path``, EXIF orientation applied, as 8-bit RGB in sRGB."""
     try:
-        with Image.open(path) as opened:
+        # A photo's folder may hold a FIFO under its name by now: never waited on.
+        with open_regular(path) as file, Image.open(file) as opened:
             opened.load()
             image = ImageOps.exif_transpose(opened) or opened
             return _to_srgb(image)

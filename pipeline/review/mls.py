@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.errors import PhotoError
+from pipeline.files import open_regular
 from pipeline.manifest.profiles import DeliveryProfile
 from pipeline.review.imaging import SRGB_ICC, open_upright_rgb
 
@@ -84,7 +85,7 @@ def _kept_exif(source: Path, original: Path | None) -> bytes | None:
         if path is None:
             continue
         try:
-            with Image.open(path) as opened:
+            with open_regular(path) as file, Image.open(file) as opened:
                 exif = opened.getexif()
         except OSError:
             continue

@@ -63,6 +63,7 @@ class Faults:
     stall_seconds: float = 30.0
     order_error_rate: float = 0.0  # 5xx on order (v3: process) POSTs only, before any charge
     order_reset_rate: float = 0.0  # order POSTs whose connection drops before any charge
+    upload_stall_rate: float = 0.0  # uploads (v1 image, v3 order) held stall_seconds unanswered
     error_first: int = 0  # the first N /v1 requests after the faults are set answer 500
     # A charged order's answer is held back until the client goes away or hold_seconds pass
     # (then sent): the moment between charge and record, made certain for kill tests.
@@ -174,7 +175,9 @@ class SandboxState:
             self._rng = random.Random(faults.seed)
             self._errors_left = faults.error_first
 
-    def draw_faults(self, is_order_post: bool) -> tuple[Fault | None, bool]:
+    def draw_faults(
+        self, is_order_post: bool, is_upload: bool = False
+    ) -> tuple[Fault | None, bool]:
         """One draw per fault kind, in a fixed order, so a seed replays the same story."""
         with self._lock:
             faults, rng = self._faults, self._rng
@@ -186,6 +189,8 @@ class SandboxState:
                 error = error or rng.random() < faults.order_error_rate
             if is_order_post and faults.order_reset_rate:
                 reset = reset or rng.random() < faults.order_reset_rate
+            if is_upload and faults.upload_stall_rate:
+                stall = stall or rng.random() < faults.upload_stall_rate
             if self._errors_left > 0:
                 self._errors_left -= 1
                 error = True
@@ -344,6 +349,9 @@ def stats_json(stats: SandboxStats) -> dict[str, object]:
     return dataclasses.asdict(stats)
 
 
+MAX_FAULT_NUMBER = 86400  # a rate or a number of seconds; nan and inf fail the range too
+
+
 def faults_from_json(fields: object) -> Faults:
     """Faults from a JSON object of its fields; ValueError names what is wrong."""
     if not isinstance(fields, dict):
@@ -356,6 +364,6 @@ def faults_from_json(fields: object) -> Faults:
         if name == "seed":
             if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
                 raise ValueError("seed must be an integer or null")
-        elif not is_number or value < 0:
-            raise ValueError(f"{name} must be a number >= 0")
+        elif not is_number or not 0 <= value <= MAX_FAULT_NUMBER:
+            raise ValueError(f"{name} must be a number from 0 to {MAX_FAULT_NUMBER}")
     return Faults(**fields)
