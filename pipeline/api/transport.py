@@ -45,6 +45,7 @@ from pipeline.errors import (
     RequestRejected,
     TransientError,
 )
+from pipeline.filenames import shown
 from pipeline.files import open_regular
 
 _REJECTED = frozenset({400, 404, 405, 409, 413, 415, 422})
@@ -177,7 +178,9 @@ class Transport:
         with open_regular(photo) as file:
             size = os.fstat(file.fileno()).st_size
             inline = file.read() if size <= _INLINE_BYTES else None
-            name = os.path.basename(photo)  # a str path is taken as is: no Path built per photo
+            # A str path is taken as is (no Path built per photo); a name that is not UTF-8 is
+            # sent as shown (\xNN): the API takes the name as a label only.
+            name = shown(os.path.basename(photo))
             boundary = secrets.token_hex(16)
             disposition = _file_disposition(file_field, name)
             head = (

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 
 from pipeline.columns import pad, width
+from pipeline.filenames import shown
 from pipeline.ledger import Ledger, State
 
 _COLUMNS = (
@@ -29,7 +30,9 @@ def render_status(
     """Folders in name order (as `aihd plan` lists them); ``chosen``: --folder's filter;
     ``scope``: only the photos in these folders (a manifest's); None: the whole ledger."""
     by_folder = {
-        f: c for f, c in ledger.counts_by_folder(scope).items() if chosen is None or chosen(f)
+        shown(f): c
+        for f, c in ledger.counts_by_folder(scope).items()
+        if chosen is None or chosen(f)
     }
     cells = max([len("folder"), *(width(f) for f in by_folder)])
     header = f"{pad('folder', cells)}  " + "  ".join(f"{s.value:>10}" for s in _COLUMNS)
@@ -79,7 +82,7 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
     return json.dumps(
         {
             "folders": {
-                folder: {state.value: n for state, n in counts.items()}
+                shown(folder): {state.value: n for state, n in counts.items()}
                 for folder, counts in sorted(ledger.counts_by_folder(scope).items())
             },
             "states": {state.value: n for state, n in ledger.counts(scope).items()},
@@ -103,4 +106,4 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
 
 def _failures(ledger: Ledger, scope: Sequence[str] | None) -> list[tuple[str, str]]:
     rows = ledger.photos([State.FAILED], scope=scope)
-    return [(row.path, row.error or "unknown") for row in rows]
+    return [(shown(row.path), row.error or "unknown") for row in rows]

@@ -165,6 +165,7 @@ def ignore(target: Path, paths: tuple[Path, ...], reason: str) -> None:
     Example:
       aihd ignore listings.yaml listings/12-oak-st/inside/corrupt.jpg
     """
+    from pipeline.filenames import shown
     from pipeline.ledger import open_ledger
 
     # As a run finds them: the folder's real path, then the file's own name (not followed).
@@ -177,5 +178,7 @@ def ignore(target: Path, paths: tuple[Path, ...], reason: str) -> None:
         ledger.close()
     for path in absolute:
         if path not in known and not Path(path).exists():
-            click.echo(f"aihd: warning: {path}: no such file, and no photo of the ledger", err=True)
+            click.echo(
+                f"aihd: warning: {shown(path)}: no such file, and no photo of the ledger", err=True
+            )
     click.echo(f"aihd ignore: {added} path(s) newly ignored; later runs leave them out", err=True)

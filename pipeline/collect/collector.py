@@ -47,6 +47,7 @@ from pipeline.errors import (
     RequestRejected,
     TransientError,
 )
+from pipeline.filenames import shown
 from pipeline.ledger import Ledger, PhotoRow, State
 from pipeline.manifest.folders import folder_matches
 from pipeline.ordering.summary import EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
@@ -290,7 +291,7 @@ class _Collector:
         except (ResultRejected, RequestRejected) as exc:
             reason = exc.reason if isinstance(exc, RequestRejected) else str(exc)
             self.ledger.mark_failed(row.id, reason, retryable=False)
-            self.failures.append((row.path, reason))
+            self.failures.append((shown(row.path), reason))
             log.warning("%s: result failed for good: %s", row.path, reason)
         except (TransientError, RateLimited, AuthRefused) as exc:
             if isinstance(exc, AuthRefused) and exc.endpoint != "result":

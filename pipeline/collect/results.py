@@ -3,11 +3,13 @@
 Every path stays inside the output folder (names come from the ledger, with anchors, ``.`` and
 ``..`` dropped); files are written as dot ``.part-`` temporaries, decoded, fsynced and renamed.
 
-A path the disk cannot hold (a name over 255 bytes, a path over 4095: a photo deep in a tree of
-long folder names) is shortened, never refused: a long name keeps its start and gains ``~``
-and 12 hex digits of a hash of the whole (so it stays unique, and the same every collect), and
-folders too deep for the output become one such name below the photo's manifest folder. Only
-an output folder too long to hold any result fails a photo, with that reason.
+A name that is not UTF-8 is written as shown to people (``caf\\xe9.jpg``, see
+``pipeline.filenames``). A path the disk cannot hold (a name over 255 bytes, a path over 4095:
+a photo deep in a tree of long folder names) is shortened, never refused: a long name keeps
+its start and gains ``~`` and 12 hex digits of a hash of the whole (so it stays unique, and the
+same every collect), and folders too deep for the output become one such name below the
+photo's manifest folder. Only an output folder too long to hold any result fails a photo, with
+that reason.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from contextlib import suppress
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
+
+from pipeline.filenames import shown
 
 PART_MARK = ".part-"
 # Decoding costs a few bytes per pixel whatever the file's size: a 300 KB PNG can ask for
@@ -105,8 +109,9 @@ def shortened(text: str, max_bytes: int) -> str:
 
 
 def result_stem(stem: str) -> str:
-    """The stem of a photo's result names: its own, or shortened (see the module docstring)."""
-    return shortened(stem, STEM_BYTES)
+    """The stem of a photo's result names: its own (bytes that are not UTF-8 written \\xNN),
+    or shortened (see the module docstring)."""
+    return shortened(shown(stem), STEM_BYTES)
 
 
 def temp_name(stem: str, suffix: str = "") -> str:
@@ -119,7 +124,7 @@ def fitted_directory(directory: Path, output: Path) -> Path:
     result's path in it: each name over the limit shortened, then, still too deep, the
     folders below the first one replaced by one name. ResultRejected when even that fails."""
     name_max, path_max = disk_limits(output)
-    below = directory.relative_to(output).parts
+    below = [shown(part) for part in directory.relative_to(output).parts]
     parts = [shortened(part, name_max) for part in below]
 
     def fits(candidate: Path) -> bool:

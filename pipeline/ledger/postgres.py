@@ -41,6 +41,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence, Set
 
 from pipeline.errors import LedgerError
+from pipeline.filenames import shown, stored, unstored
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger.postgres_base import INSERT, is_url
 from pipeline.ledger.postgres_orders import PostgresOrders
@@ -73,7 +74,7 @@ class PostgresLedger(PostgresOrders):
         found = self._run(
             lambda c: c.execute(
                 "INSERT INTO runs (command, started_at) VALUES (%s, %s) RETURNING id",
-                (command, now_text()),
+                (shown(command), now_text()),
             ).fetchone()
         )
         assert found is not None
@@ -101,15 +102,15 @@ class PostgresLedger(PostgresOrders):
         rows = self._read(
             "SELECT path, size, mtime_ns, sha256 FROM photos WHERE current = 1 AND sha256 != ''"
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {unstored(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]:
         rows = self._read(
             "SELECT path, size, mtime_ns, sha256, identity, state, id FROM photos "
             "WHERE current = 1 AND sha256 != '' AND path = ANY(%s)",
-            (list(paths),),
+            ([stored(p) for p in paths],),
         )
-        return {r[0]: KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
+        return {unstored(r[0]): KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
 
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]:
         def body(c: q.Conn) -> list[PhotoRow]:
@@ -143,19 +144,20 @@ class PostgresLedger(PostgresOrders):
         self, path: str, folder: str, size: int, mtime_ns: int, reason: str, manifest: str = ""
     ) -> PhotoRow:
         identity = f"broken:{size}:{mtime_ns}"
+        key, reason = stored(path), shown(reason)
 
         def body(c: q.Conn) -> PhotoRow:
             now = now_text()
             c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
             c.execute(
                 "UPDATE photos SET current = 0 WHERE path = %s AND current = 1 AND identity != %s",
-                (path, identity),
+                (key, identity),
             )
             done = c.execute(
                 "UPDATE photos SET state = 'failed', error = %s, retryable = 0, current = 1, "
                 "folder = %s, updated_at = %s WHERE path = %s AND identity = %s "
                 f"RETURNING {COLUMNS}",
-                (reason, folder, now, path, identity),
+                (reason, stored(folder), now, key, identity),
             ).fetchone()
             if done is not None:
                 return row_of(done)
@@ -221,7 +223,7 @@ class PostgresLedger(PostgresOrders):
             "GROUP BY folder, state ORDER BY folder",
             params,
         ):
-            by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
+            by_folder.setdefault(unstored(folder), dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
 
     def cap_future_posts(self) -> int:
@@ -245,7 +247,7 @@ class PostgresLedger(PostgresOrders):
                 cur = c.execute(
                     "INSERT INTO ignored (path, ignored_at, reason) VALUES (%s, %s, %s) "
                     "ON CONFLICT (path) DO NOTHING",
-                    (path, stamp, reason),
+                    (stored(path), stamp, shown(reason)),
                 )
                 added += cur.rowcount
             return added
@@ -253,7 +255,7 @@ class PostgresLedger(PostgresOrders):
         return self._run(body)
 
     def ignored_paths(self) -> set[str]:
-        return {path for (path,) in self._read("SELECT path FROM ignored")}
+        return {unstored(path) for (path,) in self._read("SELECT path FROM ignored")}
 
     def remember_titles(self, titles: Iterable[str]) -> None:
         """Keep each enhancement title as the catalog writes it, keyed by its casefolded form."""
@@ -330,7 +332,7 @@ class PostgresLedger(PostgresOrders):
                     "SELECT id, %s, %s, %s FROM photos WHERE id = %s AND state = 'completed' "
                     "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
                     "decided_at = excluded.decided_at, source = excluded.source",
-                    (value, decided_at, source, photo_id),
+                    (value, decided_at, shown(source), photo_id),
                 )
                 done += cur.rowcount
             return done

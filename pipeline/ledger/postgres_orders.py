@@ -10,13 +10,14 @@ from pathlib import Path
 
 from pipeline.bootclock import Stamp
 from pipeline.errors import LedgerError, SubmitRefused
+from pipeline.filenames import stored
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger.postgres_base import NotEligible
 from pipeline.ledger.postgres_claims import PostgresClaims
 from pipeline.ledger.postgres_schema import LOCK_FIND, LOCK_WINDOW
 from pipeline.ledger.records import PhotoRow, PostTimes, WindowFull, WindowRule
 from pipeline.ledger.sqlite_import import import_rows
-from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
+from pipeline.ledger.sqlite_rows import COLUMNS, error_text, now_text, row_of
 
 
 class PostgresOrders(PostgresClaims):
@@ -160,7 +161,7 @@ class PostgresOrders(PostgresClaims):
             photo_id,
             "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
             "state = 'failed', error = %s, retryable = %s",
-            (error, int(retryable)),
+            (error_text(error), int(retryable)),
         )
 
     def mark_pending(self, photo_id: int) -> PhotoRow:
@@ -209,7 +210,7 @@ class PostgresOrders(PostgresClaims):
         """Copy a SQLite aihd ledger into this one; None when it was imported before."""
         from pipeline.ledger.sqlite import SqliteLedger
 
-        key = str(source.resolve())
+        key = stored(str(source.resolve()))
         if not source.is_file():
             raise LedgerError(f"cannot import {source}: no such file")
         other = SqliteLedger(source)  # refuses another tool's file; migrates an older one

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from pipeline.filenames import stored, unstored
 from pipeline.ledger.records import WindowRule
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -112,7 +113,7 @@ def unpaid_originals(
         + (" FOR UPDATE OF o SKIP LOCKED" if lock else ""),
         (list(copy_ids), list(ORPHANABLE), owner or ""),
     ).fetchall()
-    return [(c, o, path, bool(stands)) for c, o, path, stands in rows]
+    return [(c, o, unstored(path), bool(stands)) for c, o, path, stands in rows]
 
 
 def adopt(conn: Conn, copy_id: int, original_id: int, gone: bool, now: str) -> None:
@@ -148,6 +149,6 @@ def scope_clause(folders: Sequence[str] | None) -> tuple[str, list[object]]:
         return "FALSE", []
     params: list[object] = []
     for folder in folders:
-        prefix = folder.rstrip("/") + "/"
+        prefix = stored(folder.rstrip("/") + "/")  # a prefix of its photos' stored paths
         params += [len(prefix), prefix]
     return "(" + " OR ".join(["substr(path, 1, %s) = %s"] * len(folders)) + ")", params

@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.bootclock import Stamp, owner_alive
 from pipeline.errors import LedgerBusy, LedgerError, SubmitRefused
+from pipeline.filenames import shown, stored, unstored
 from pipeline.ledger.migrations import migrate
 from pipeline.ledger.records import (
     Decision,
@@ -35,7 +36,15 @@ from pipeline.ledger.records import (
 )
 from pipeline.ledger.sqlite_found import adopt, record_found, unpaid_originals
 from pipeline.ledger.sqlite_import import import_rows
-from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, STATES, encode, now_text, row_of
+from pipeline.ledger.sqlite_rows import (
+    COLUMNS,
+    INSERT,
+    STATES,
+    encode,
+    error_text,
+    now_text,
+    row_of,
+)
 from pipeline.ledger.sqlite_window import answer_post, cap_future_posts, window_wait
 
 __all__ = ["SqliteLedger"]
@@ -184,7 +193,7 @@ class SqliteLedger:
     def start_run(self, command: str) -> int:
         with self.atomic() as conn:
             cur = conn.execute(
-                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, now_text())
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (shown(command), now_text())
             )
             return int(cur.lastrowid or 0)
 
@@ -208,16 +217,16 @@ class SqliteLedger:
         rows = self._read(
             "SELECT path, size, mtime_ns, sha256 FROM photos WHERE current = 1 AND sha256 != ''"
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {unstored(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]:
         """These photos' file facts and states, if current, in one query, for a fast re-run."""
         rows = self._read(
             "SELECT path, size, mtime_ns, sha256, identity, state, id FROM photos "
             "WHERE current = 1 AND sha256 != '' AND path IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(paths)),),
+            (json.dumps([stored(p) for p in paths]),),
         )
-        return {r[0]: KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
+        return {unstored(r[0]): KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
 
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]:
         with self.atomic() as conn:
@@ -255,15 +264,16 @@ class SqliteLedger:
         # Broken files are not hashed: size and mtime stand in for content in the identity.
         identity = f"broken:{size}:{mtime_ns}"
         now = now_text()
+        key = stored(path)
         with self.atomic() as conn:
             conn.execute(
                 "UPDATE photos SET current = 0 WHERE path = ? AND current = 1 AND identity != ?",
-                (path, identity),
+                (key, identity),
             )
             done = conn.execute(
                 "UPDATE photos SET state = 'failed', error = ?, retryable = 0, current = 1, "
                 "folder = ?, updated_at = ? WHERE path = ? AND identity = ?",
-                (reason, folder, now, path, identity),
+                (error_text(reason), stored(folder), now, key, identity),
             )
             if not done.rowcount:
                 (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone()
@@ -272,7 +282,7 @@ class SqliteLedger:
                     None, None, None, None, (), (), 0, reason, False, None, now, False,
                 )  # fmt: skip
                 conn.execute(INSERT, encode(row, True, now, manifest))
-            return self._one(conn, "path = ? AND identity = ?", (path, identity))
+            return self._one(conn, "path = ? AND identity = ?", (key, identity))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -333,7 +343,7 @@ class SqliteLedger:
             "GROUP BY folder, state ORDER BY folder",
             params,
         ):
-            by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
+            by_folder.setdefault(unstored(folder), dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
 
     # -- ignored paths and catalog spellings (`aihd ignore`, export) --------------------------
@@ -343,12 +353,12 @@ class SqliteLedger:
         with self.atomic() as conn:
             cur = conn.executemany(
                 "INSERT OR IGNORE INTO ignored (path, ignored_at, reason) VALUES (?, ?, ?)",
-                [(p, now_text(), reason) for p in paths],
+                [(stored(p), now_text(), shown(reason)) for p in paths],
             )
             return cur.rowcount
 
     def ignored_paths(self) -> set[str]:
-        return {path for (path,) in self._read("SELECT path FROM ignored")}
+        return {unstored(path) for (path,) in self._read("SELECT path FROM ignored")}
 
     def remember_titles(self, titles: Iterable[str]) -> None:
         """Keep each enhancement title as the catalog writes it, keyed by its casefolded form."""
@@ -410,7 +420,7 @@ class SqliteLedger:
                 "SELECT id, ?, ?, ? FROM photos WHERE id = ? AND state = 'completed' "
                 "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
                 "decided_at = excluded.decided_at, source = excluded.source",
-                [(Decision(decision).value, decided_at, source, i) for i in photo_ids],
+                [(Decision(decision).value, decided_at, shown(source), i) for i in photo_ids],
             )
             return done.rowcount
 
@@ -583,8 +593,8 @@ class SqliteLedger:
 
     def import_ledger(self, source: Path) -> int | None:
         """Copy another aihd ledger into this one; None when it was imported before."""
-        key = str(source.resolve())
-        if key == str(Path(self.path).resolve()):
+        key = stored(str(source.resolve()))
+        if key == stored(str(Path(self.path).resolve())):
             raise LedgerError(f"{source} is this ledger: nothing to import")
         if not source.is_file():
             raise LedgerError(f"cannot import {source}: no such file")
@@ -642,7 +652,7 @@ class SqliteLedger:
             photo_id,
             "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
             "state = 'failed', error = ?, retryable = ?",
-            (error, int(retryable)),
+            (error_text(error), int(retryable)),
         )
 
     def mark_pending(self, photo_id: int) -> PhotoRow:
@@ -695,7 +705,7 @@ def _scope(folders: Sequence[str]) -> tuple[str, list[object]]:
         return "0", []
     params: list[object] = []
     for folder in folders:
-        prefix = folder.rstrip("/") + "/"
+        prefix = stored(folder.rstrip("/") + "/")  # a prefix of its photos' stored paths
         params += [len(prefix), prefix]
     clause = " OR ".join(["substr(path, 1, ?) = ?"] * len(folders))
     return f"({clause})", params

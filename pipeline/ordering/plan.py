@@ -16,6 +16,7 @@ from pathlib import Path
 from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import ApiClient
 from pipeline.columns import pad, width
+from pipeline.filenames import shown
 from pipeline.ledger import PhotoRow, State, WindowRule, open_ledger
 from pipeline.ledger.stores import is_url
 from pipeline.manifest.loader import Manifest
@@ -160,7 +161,7 @@ async def make_plan(
     owners = {r.identity: r.path for r in rows if r.state is not State.DUPLICATE}
     plans = []
     for folder, options in folders:
-        plan = FolderPlan(folder.name)
+        plan = FolderPlan(shown(folder.name))
         identity_of = photo_options(options).identity
         for photo in await asyncio.to_thread(list_and_check, folder, cached):
             path = photo.stat.path
@@ -168,7 +169,7 @@ async def make_plan(
                 continue  # `aihd ignore`: left out of every run
             plan.found += 1
             if photo.sha256 is None:
-                plan.broken.append({"path": path, "reason": photo.broken or "unreadable"})
+                plan.broken.append({"path": shown(path), "reason": photo.broken or "unreadable"})
                 continue
             identity = identity_of(photo.sha256)
             row = by_path.get((path, identity))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipeline.filenames import shown
 from pipeline.ledger import Ledger, PhotoRow, State
 
 _NOT_CHARGED = {
@@ -20,13 +21,14 @@ def plan_reorder(ledger: Ledger, paths: Sequence[str]) -> tuple[list[str], list[
     photo_ids: list[int] = []
     for path in paths:
         row = by_path.get(path)
+        name = shown(path)
         if row is None:
-            lines.append(f"{path}: not in this ledger (check the path)")
+            lines.append(f"{name}: not in this ledger (check the path)")
         elif row.state in _NOT_CHARGED:
-            lines.append(f"{path}: {_NOT_CHARGED[row.state]}")
+            lines.append(f"{name}: {_NOT_CHARGED[row.state]}")
         else:
             # Failed ones too: an order whose outcome is unknown may have been charged.
             was = f"order {row.order_id}" if row.order_id else "a copy of a paid photo"
-            lines.append(f"{path}: {row.state.value}, {was}: 1 more order")
+            lines.append(f"{name}: {row.state.value}, {was}: 1 more order")
             photo_ids.append(row.id)
     return lines, photo_ids

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence, Set
 from dataclasses import asdict, dataclass
 
+from pipeline.filenames import shown
 from pipeline.ledger import Ledger, State
 from pipeline.ordering.flow import RunCounters
 
@@ -106,7 +107,8 @@ def summarize(
         row for row in ledger.photos([State.FAILED]) if row.id in seen_ids and not row.charged
     ]
     failures = [
-        {"path": row.path, "error": row.error or "unknown"} for row in failed[:_MAX_LISTED_FAILURES]
+        {"path": shown(row.path), "error": row.error or "unknown"}
+        for row in failed[:_MAX_LISTED_FAILURES]
     ]
     if stop_reason == "interrupted":
         outcome, code = "interrupted", EXIT_INTERRUPTED

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import PhotoError
+from pipeline.filenames import shown
 from pipeline.ledger import Decision, Ledger, PhotoRow, State
 from pipeline.manifest.listings import Listing, listings
 from pipeline.manifest.loader import Manifest
@@ -133,9 +134,9 @@ def _disclosure_row(
         changes.append(f"resized from {jpeg.source_size[0]}x{jpeg.source_size[1]}")
     return {
         "file": file_name,
-        "original": photo.path,
-        "enhanced_result": str(result),
-        "folder": photo.folder,
+        "original": shown(photo.path),
+        "enhanced_result": shown(str(result)),
+        "folder": shown(photo.folder),
         "space": photo.space,
         "ai_altered": "yes",
         "tool": f"AI HomeDesign {photo.service}",

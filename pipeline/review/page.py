@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
+from pipeline.filenames import shown
 from pipeline.ledger import Ledger, PhotoRow, Review, State
 from pipeline.manifest.listings import is_exterior, listing_name, listings
 from pipeline.manifest.loader import Manifest
@@ -44,7 +45,7 @@ def write_review(manifest: Manifest, ledger: Ledger, folder: Path) -> ReviewPage
     reviews = ledger.reviews()
     generated_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     data = {
-        "manifest": str(manifest.path),
+        "manifest": shown(str(manifest.path)),
         "ledger": ledger.path,
         "generated_at": generated_at,
         "reorder_hint": REORDER_HINT,
@@ -77,8 +78,8 @@ def _ordered(manifest: Manifest, rows: list[PhotoRow]) -> list[PhotoRow]:
 def _folders(manifest: Manifest) -> list[dict[str, object]]:
     return [
         {
-            "name": folder.name,
-            "listing": listing_name(folder),
+            "name": shown(folder.name),
+            "listing": shown(listing_name(folder)),
             "space": folder.space,
             "exterior": is_exterior(folder),
             "enhancements": list(folder.enhancements),
@@ -93,10 +94,10 @@ def _photo(row: PhotoRow, review: Review | None, thumbnails: Thumbnails) -> dict
     result = Path(row.output_paths[0]) if row.output_paths else None
     return {
         "id": row.id,
-        "name": original.name,
-        "path": row.path,
+        "name": shown(original.name),
+        "path": shown(row.path),
         "sha256": row.sha256,
-        "folder": row.folder,
+        "folder": shown(row.folder),
         "space": row.space,
         "enhancements": list(row.enhancements),
         "state": row.state.value,
@@ -118,7 +119,8 @@ def _thumb(thumbnails: Thumbnails, source: Path) -> str | None:
 
 
 def _html(manifest: Manifest) -> str:
-    title = html.escape(f"aihd review: {manifest.path.name}")
+    name = html.escape(shown(manifest.path.name))
+    title = f"aihd review: {name}"
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -143,7 +145,7 @@ def _html(manifest: Manifest) -> str:
   <button type="button" id="export">Export decisions</button>
   <p class="keys">Keys: <kbd>&larr;</kbd> <kbd>&rarr;</kbd> previous / next photo,
     <kbd>a</kbd> approve, <kbd>r</kbd> reject, <kbd>u</kbd> undecide. Then record the
-    exported file: <code>aihd review {html.escape(manifest.path.name)} --apply FILE</code></p>
+    exported file: <code>aihd review {name} --apply FILE</code></p>
 </header>
 <main id="photos"></main>
 <script src="data.js"></script>

@@ -1,0 +1,58 @@
+"""File names as the disk holds them: any bytes, kept losslessly, shown escaped.
+
+On Linux a file name is bytes, UTF-8 or not (``caf\\xe9.jpg`` from an old camera or a Windows
+share). Python hands such a name over as text with each byte that is not UTF-8 as a lone
+surrogate, U+DC80 to U+DCFF (PEP 383, "surrogateescape"), and every ``os`` function takes that
+text back unchanged: inside aihd a path is that text, always. What cannot take it is anything
+that writes UTF-8: SQLite's driver, PostgreSQL's, a terminal, a log file, a CSV, a web page.
+So, at those edges:
+
+- ``stored`` / ``unstored``: the ledger's form, in both stores. Valid text is stored as itself,
+  so nothing a ledger already holds changes or needs migrating. A lone surrogate, and the
+  character U+FFFF itself, are stored as U+FFFF and four hex digits of the code point: U+FFFF
+  is a Unicode noncharacter (reserved for uses like this one, never typed into a name) and
+  valid UTF-8 for both drivers. The form is made character by character, so a folder's stored
+  form is a prefix of its photos' (the ledger scopes commands by folder prefix).
+- ``shown``: the form for people and for names aihd writes (output, logs, status, export, the
+  review page, collect's result names): each byte that is not UTF-8 as ``\\xNN``, as Python
+  writes bytes. Not reversible, and never used to find a file.
+"""
+
+from __future__ import annotations
+
+import re
+
+_STORE_MARK = "\uffff"
+# Lone surrogates (from names that are not UTF-8), and the mark itself.
+_TO_STORE = re.compile("[\ud800-\udfff\uffff]")
+_FROM_STORE = re.compile("\uffff([0-9a-f]{4})")
+
+
+def stored(text: str) -> str:
+    """``text`` as the ledger stores it: itself when valid UTF-8 without U+FFFF."""
+    if text.isascii() or _TO_STORE.search(text) is None:
+        return text
+    return _TO_STORE.sub(lambda found: f"{_STORE_MARK}{ord(found.group()):04x}", text)
+
+
+def unstored(text: str) -> str:
+    """The text ``stored`` was given (the file's own name, for the ``os`` functions)."""
+    if _STORE_MARK not in text:
+        return text
+    return _FROM_STORE.sub(lambda found: chr(int(found.group(1), 16)), text)
+
+
+def shown(text: str) -> str:
+    """``text`` with each byte of the name that is not UTF-8 written ``\\xNN``: printable,
+    writable as UTF-8 anywhere."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no file name produced: written as \udXXX
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")
+    return text

@@ -1,0 +1,144 @@
+"""Any file name the disk holds is scanned, stored, ordered and collected (issue 20, item 4).
+
+A name that is not UTF-8 (``caf\\xe9.jpg``, Latin-1 bytes on a Linux disk) is kept byte for byte
+in the ledger (both stores) and shown escaped wherever aihd prints or writes it; one odd name
+never stops the others, and plan and run agree. Names that are valid UTF-8 are stored as they
+always were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.filenames import shown, stored, unstored
+from pipeline.ledger import State, open_ledger
+from pipeline.sandbox import Sandbox
+from tests.cli_helpers import FAST, aihd, write_manifest
+
+PhotoFactory = Callable[..., Path]
+# Latin-1, a stray byte, the noncharacter the ledger's form uses as its mark, and valid UTF-8.
+ODD = [b"caf\xe9.jpg", b"\xff\xfe-scan.jpg", "mark\uffff0041.jpg".encode(), "café.jpg".encode()]
+
+
+def _photo(folder: Path, name: bytes, color: int) -> bytes:
+    """A small JPEG at ``folder``/``name`` (a name of any bytes); returns its path's bytes."""
+    path = os.path.join(os.fsencode(folder), name)
+    Image.new("RGB", (40, 30), (color, 90, 160)).save(os.fsdecode(path), "JPEG")
+    return path
+
+
+def test_the_ledgers_form_keeps_any_name_and_leaves_valid_text_as_it_is() -> None:
+    for raw in [*ODD, b"\x80", "\uffff".encode(), b"plain.jpg", "日本.jpg".encode()]:
+        name = os.fsdecode(raw)
+        form = stored(name)
+        form.encode("utf-8")  # what either driver writes
+        assert unstored(form) == name and os.fsencode(unstored(form)) == raw
+        shown(name).encode("utf-8")
+    assert stored("café.jpg") == "café.jpg" and stored("/a/b.jpg") == "/a/b.jpg"
+    assert shown(os.fsdecode(b"caf\xe9.jpg")) == "caf\\xe9.jpg"
+    # Made character by character: a folder's form is a prefix of its photos' forms.
+    folder = os.fsdecode(b"/photos/r\xe9sum\xe9/")
+    assert stored(folder + "a.jpg").startswith(stored(folder))
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_photos_named_in_any_bytes_are_ordered_once_collected_and_shown_escaped(
+    make_sandbox: Callable[..., Sandbox],
+    photo_factory: PhotoFactory,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    store: str,
+) -> None:
+    sandbox = make_sandbox(eta_seconds=1, time_scale=0.5)  # collect polls after the eta
+    inside = tmp_path / "inside"
+    for n in range(2):
+        photo_factory(inside, f"p{n}.jpg")
+    odd = [_photo(inside, name, 30 * n) for n, name in enumerate(ODD)]
+    # A folder whose own name is not UTF-8, found by a glob, and a broken file named so.
+    listing = os.path.join(os.fsencode(tmp_path / "listings"), b"r\xe9sum\xe9")
+    os.makedirs(listing)
+    odd.append(_photo(Path(os.fsdecode(listing)), b"salle.jpg", 200))
+    broken = os.path.join(os.fsencode(inside), b"bad\xff.jpg")
+    Path(os.fsdecode(broken)).write_bytes(b"not an image at all")
+    ledger = "" if store == "sqlite" else request.getfixturevalue("pg_url")
+    manifest = write_manifest(
+        tmp_path, {"inside": ("indoor", []), "listings/*": ("indoor", [])}, ledger=ledger
+    )
+    log = tmp_path / "run.log"
+
+    plan = aihd(["plan", str(manifest)], sandbox)
+    assert plan.returncode == 0, plan.stderr
+    assert "7 orders" in plan.stdout
+    assert "inside/bad\\xff.jpg: not a JPEG" in plan.stdout
+
+    done = aihd(["run", str(manifest), *FAST, "--collect", "--log-file", str(log)], sandbox)
+    assert done.returncode == 1, done.stderr  # the broken file, reported; the rest ordered
+    assert "Traceback" not in done.stderr and "Logging error" not in done.stderr
+    assert "bad\\xff.jpg" in done.stdout  # the summary's failure, escaped
+    assert "bad\\xff.jpg: not a JPEG" in log.read_text(encoding="utf-8")
+    stats = sandbox.stats()
+    assert sorted(stats.charges.values()) == [1] * 7
+
+    opened = open_ledger(
+        request.getfixturevalue("pg_url") if ledger else tmp_path / "photos.ledger.sqlite"
+    )
+    try:
+        rows = {os.fsencode(r.path): r for r in opened.photos()}
+    finally:
+        opened.close()
+    # Byte for byte: the ledger names each file as the disk does.
+    for path in odd:
+        assert rows[path].state is State.COMPLETED, rows[path]
+        (result,) = rows[path].output_paths
+        assert Path(result).is_file()
+    assert rows[broken].state is State.FAILED
+    assert os.fsencode(rows[odd[-1]].folder).endswith(b"listings/r\xe9sum\xe9")
+    # Results are named as shown: escaped, valid UTF-8 (a web upload form takes them).
+    results = {Path(p).name for r in rows.values() for p in r.output_paths}
+    assert {"caf\\xe9.jpg", "\\xff\\xfe-scan.jpg", "café.jpg", "salle.jpg"} <= results
+    if not ledger:
+        # Valid UTF-8 is stored as it always was; the rest in the ledger's form.
+        with sqlite3.connect(tmp_path / "photos.ledger.sqlite") as conn:
+            names = {r[0].rsplit("/", 1)[1] for r in conn.execute("SELECT path FROM photos")}
+        assert {"café.jpg", "caf\uffffdce9.jpg", "mark\uffffffff0041.jpg"} <= names
+
+    again = aihd(["run", str(manifest), *FAST, "--json"], sandbox)
+    assert again.returncode == 0, again.stderr  # the broken file was reported by the first
+    assert json.loads(again.stdout)["orders_spent"] == 0
+    assert sorted(sandbox.stats().charges.values()) == [1] * 7
+    assert "0 orders" in aihd(["plan", str(manifest)], sandbox).stdout
+
+    status = aihd(["status", str(manifest), "--failed"], None)
+    assert status.returncode == 0, status.stderr
+    assert "listings/r\\xe9sum\\xe9" in status.stdout and "bad\\xff.jpg" in status.stdout
+    export = aihd(["export", str(manifest), "--format", "csv"], None)
+    assert export.returncode == 0, export.stderr
+    assert "inside/caf\\xe9.jpg," in export.stdout and "Traceback" not in export.stderr
+    review = aihd(["review", str(manifest)], None)
+    assert review.returncode == 0, review.stderr
+    page = (tmp_path / "review" / "data.js").read_text(encoding="utf-8")
+    assert '"name": "caf\\\\xe9.jpg"' in page and "caf%E9.jpg" in page
+
+
+def test_ignore_takes_a_name_that_is_not_utf8(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """`aihd ignore` given the name's own bytes: the next run leaves exactly that file out."""
+    inside = tmp_path / "inside"
+    photo_factory(inside, "p0.jpg")
+    odd = _photo(inside, b"caf\xe9.jpg", 10)
+    manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
+    assert aihd(["plan", str(manifest)], sandbox).returncode == 0  # no ledger yet: run first
+    assert aihd(["run", str(manifest), *FAST, "--max-orders", "0"], sandbox).returncode == 4
+    done = aihd(["ignore", str(manifest), os.fsdecode(odd)], None)
+    assert done.returncode == 0, done.stderr
+    run = aihd(["run", str(manifest), *FAST], sandbox)
+    assert run.returncode == 0, run.stderr
+    assert len(sandbox.stats().charges) == 1
