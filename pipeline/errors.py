@@ -1,17 +1,26 @@
 """One exception tree for aihd. Lower-layer errors (aiohttp, sqlite3, yaml) are mapped into it
 at one boundary each, with ``raise ... from exc``.
 
-    PipelineError                 base; ``exit_code`` is what the CLI exits with
+    PipelineError                 base; ``exit_code`` is what the CLI exits with (1 unless said)
     ├── UsageError                bad option or path on the command line (exit 2)
     ├── ManifestError             bad manifest: file, line, key (exit 2)
+    │   └── ToolOptionError       a v3 tool option that cannot be ordered (exit 2)
     ├── CatalogError              a space or enhancement the live catalog does not know (exit 2)
     ├── LedgerError               the ledger file cannot be used
     │   ├── LedgerBusy            another run holds the ledger (exit 5)
     │   ├── LedgerUnreachable     the PostgreSQL ledger stayed away after retries (exit 7)
     │   ├── GroupRolledBack       a group of writes was rolled back whole: make it again
-    │   └── SubmitRefused         the ledger refuses an intent: charged, or another run's
+    │   ├── SubmitRefused         the ledger refuses an intent: charged, or another run's
+    │   └── NotEligible           inside a store: a guarded UPDATE matched no row
+    ├── NotNow                    a step that must wait; nothing was sent (never reaches the CLI)
+    │   ├── WindowFull            the account's order window has no room: wait ``wait_seconds``
+    │   └── OrderBudgetSpent      ``--max-orders``: no order left for this photo in this run
+    ├── ResultRejected            a result that must not be placed (does not decode, outside output)
+    │   └── ResultTooBig          more pixels than the limit, refused from its header alone
     ├── PhotoError                a photo that cannot be sent: path and reason
     │   └── PhotoChanged          its bytes changed between the scan and the upload
+    ├── NotRegularFile            a FIFO, device or socket named like a photo (also an OSError)
+    ├── ScanStopped               the run stops: hashing ended mid-photo (never reaches the CLI)
     ├── ApiUnreachable            the API could not be reached after retries (exit 6)
     └── ApiError                  the API answered with an error, or not at all
         ├── AuthRefused           401/403: key missing, wrong, or plan lacks the service (exit 3)
@@ -31,23 +40,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The exit codes of docs/SPEC.md "The run": one per outcome a script or systemd can act on.
+EXIT_OK = 0  # every photo submitted or done
+EXIT_SOME_FAILED = 1  # finished; some photos failed (each with its reason in the ledger)
+EXIT_USAGE = 2  # usage or manifest error: nothing spent
+EXIT_AUTH = 3  # the API refused the key or plan
+EXIT_BUDGET = 4  # stopped by --max-orders or --max-duration: resumable
+EXIT_LEDGER_BUSY = 5  # the ledger cannot be used now (another run holds it)
+EXIT_UNREACHABLE = 6  # the API could not be reached after retries: nothing lost
+EXIT_LEDGER_UNREACHABLE = 7  # the PostgreSQL ledger stayed away after retries
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: resumable
+
 
 class PipelineError(Exception):
     """Base of every error aihd raises on purpose."""
 
-    exit_code = 1
+    exit_code = EXIT_SOME_FAILED
 
 
 class UsageError(PipelineError):
     """A bad command-line option or argument."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class ManifestError(PipelineError):
     """A manifest that cannot be used; nothing has been spent."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(
         self, message: str, *, path: Path | None = None, line: int | None = None, key: str = ""
@@ -67,25 +87,23 @@ class ManifestError(PipelineError):
 class CatalogError(PipelineError):
     """A space or enhancement name that the live catalog does not know."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class LedgerError(PipelineError):
     """The ledger cannot be opened or written."""
 
-    exit_code = 1
-
 
 class LedgerBusy(LedgerError):
     """Another run holds this ledger."""
 
-    exit_code = 5
+    exit_code = EXIT_LEDGER_BUSY
 
 
 class LedgerUnreachable(LedgerError):
     """The ledger's database could not be reached after retries: the run stopped, nothing lost."""
 
-    exit_code = 7
+    exit_code = EXIT_LEDGER_UNREACHABLE
 
 
 class GroupRolledBack(LedgerError):
@@ -97,6 +115,46 @@ class GroupRolledBack(LedgerError):
 class SubmitRefused(LedgerError):
     """The ledger refuses an order intent: the photo is charged, not uploaded, or claimed by
     another run of the account. Nothing is sent."""
+
+
+class NotEligible(LedgerError):
+    """A guarded UPDATE matched no row: the photo is not in the state the change needs.
+    Raised and caught inside a ledger store; callers see its answer, never it."""
+
+
+class ToolOptionError(ManifestError):
+    """A folder's tool option that cannot be ordered: ``key`` names it, the text says why.
+    Raised without a place (the slug rules do not know the manifest); the loader adds it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class NotNow(PipelineError):
+    """A step that must wait or give way; nothing was sent. Handled inside the run."""
+
+
+class WindowFull(NotNow):
+    """The account's window has no room now: try again after ``wait_seconds``."""
+
+    def __init__(self, wait_seconds: float) -> None:
+        self.wait_seconds = wait_seconds
+        super().__init__(f"the account's order window is full for {wait_seconds:.1f} s")
+
+
+class OrderBudgetSpent(NotNow):
+    """``--max-orders``: no order may be reserved for this photo in this run."""
+
+    exit_code = EXIT_BUDGET
+
+
+class ResultRejected(PipelineError):
+    """A result that must not be placed: it does not decode, or it would land outside output."""
+
+
+class ResultTooBig(ResultRejected):
+    """A result with more pixels than ``MAX_RESULT_PIXELS``: refused from its header alone."""
 
 
 class PhotoError(PipelineError):
@@ -112,10 +170,19 @@ class PhotoChanged(PhotoError):
     """The bytes uploaded are not the bytes scanned: the photo is scanned again, not ordered."""
 
 
+class NotRegularFile(PipelineError, OSError):
+    """The path is a FIFO, a device, a socket or a folder: nothing is read from it. An OSError
+    too (``strerror`` says what it is), so every reader's "cannot read" handling takes it."""
+
+
+class ScanStopped(PipelineError):
+    """The run is stopping: a photo's hashing ended before its last byte."""
+
+
 class ApiUnreachable(PipelineError):
     """The API could not be reached after every retry; nothing was lost."""
 
-    exit_code = 6
+    exit_code = EXIT_UNREACHABLE
 
 
 class ApiError(PipelineError):
@@ -147,7 +214,7 @@ class ApiError(PipelineError):
 class AuthRefused(ApiError):
     """401/403: stop everything, nothing more will succeed with this key."""
 
-    exit_code = 3
+    exit_code = EXIT_AUTH
 
 
 class RateLimited(ApiError):

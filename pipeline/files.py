@@ -15,11 +15,9 @@ import os
 import stat
 from typing import BinaryIO
 
+from pipeline.errors import NotRegularFile
+
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
-
-
-class NotRegularFile(OSError):
-    """The path is a FIFO, a device, a socket or a folder: nothing is read from it."""
 
 
 def kind_of(mode: int) -> str | None:

@@ -46,3 +46,16 @@ def test_status_without_a_ledger_says_how_to_get_one() -> None:
     done = aihd(["status", "/nonexistent/photos.ledger.sqlite"], None)
     assert done.returncode == 2
     assert "aihd run" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_postgresql_ledger_without_its_driver_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """psycopg is the `postgres` extra: without it, one line naming the install, exit 2."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
+    result = CliRunner().invoke(main, ["status", "postgresql://aihd@db.example.lan/aihd"])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'aihd[postgres]'" in result.output
+    assert "Traceback" not in result.output

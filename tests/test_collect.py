@@ -25,9 +25,9 @@ from pipeline.collect.collector import CollectSummary, collect
 from pipeline.errors import AuthRefused
 from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, PhotoRow, State, open_ledger
 from pipeline.ordering.catalog import Catalog
-from pipeline.ordering.runner import StopSwitch
 from pipeline.retry import Backoff
 from pipeline.sandbox import Faults, Sandbox
+from pipeline.stopping import StopSwitch
 
 PhotoFactory = Callable[..., Path]
 NO_WAITS = Backoff(attempts=3, wait_initial=0.01, wait_max=0.02)
@@ -202,7 +202,7 @@ from pipeline.api.v1 import ApiClient
 from pipeline.collect.collector import collect
 from pipeline.ledger import open_ledger
 from pipeline.retry import Backoff
-from pipeline.ordering.runner import StopSwitch
+from pipeline.stopping import StopSwitch
 
 async def main(url, key, ledger_path, output):
     ledger = open_ledger(Path(ledger_path))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.api.v3_slugs import ROOMS, STYLES, ToolOptionError, build_spec, check_live
+from pipeline.api.v3_slugs import ROOMS, STYLES, build_spec, check_live
+from pipeline.errors import ToolOptionError
 from pipeline.ledger import PhotoOptions, State
 from pipeline.sandbox import Faults, Sandbox
 from tests.cli_helpers import FAST, aihd, ledger_rows, spawn_aihd, write_manifest

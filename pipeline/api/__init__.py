@@ -1,4 +1,4 @@
-"""The AI HomeDesign API, one module per part (see STYLE.md "Packages that show the parts").
+"""The AI HomeDesign API, one module per part (docs/STYLE.md).
 
 - ``v1_shapes`` / ``v3_shapes``: paths, names and JSON records of each version, shared with the
   sandbox (which shares nothing else with the client);

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 from yarl import URL
 
@@ -24,27 +24,7 @@ from pipeline.api.transport import Digest, Timeouts
 from pipeline.api.v1 import ApiClient
 from pipeline.api.v3 import ProjectBook, V3Client
 
-if TYPE_CHECKING:
-    from pipeline.ledger import Ledger
-
 API_VERSIONS = ("v1", "v3")
-
-
-class LedgerProjects:
-    """The ledger as the v3 client's ``ProjectBook``, for one account."""
-
-    def __init__(self, ledger: Ledger, account: str) -> None:
-        self._ledger = ledger
-        self._account = account
-
-    def get(self, address: str) -> str | None:
-        return self._ledger.v3_project(self._account, address)
-
-    def put(self, address: str, project_id: str) -> None:
-        self._ledger.save_v3_project(self._account, address, project_id)
-
-    def replace(self, address: str, gone: str, project_id: str) -> str:
-        return self._ledger.replace_v3_project(self._account, address, gone, project_id)
 
 
 class AnyVersion:

@@ -1,5 +1,5 @@
 """The v1 API's shapes: paths, names and JSON records. Shared by the client and the sandbox,
-which share nothing else (see ``../shared/api/AIHOMEDESIGN_API.md``)."""
+which share nothing else (see ``docs/api/AIHOMEDESIGN_API.md``)."""
 
 from __future__ import annotations
 

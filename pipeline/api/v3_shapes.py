@@ -1,4 +1,4 @@
-"""The v3 API's shapes: paths, names and statuses (``../shared/api/AIHOMEDESIGN_V3.md``).
+"""The v3 API's shapes: paths, names and statuses (``docs/api/AIHOMEDESIGN_V3.md``).
 
 Paths are relative to the API's host, as v1's are. The tools list lives on the web app's host
 (``https://app.aihomedesign.com/api/tools``, no key); a sandbox serves it on its own host.

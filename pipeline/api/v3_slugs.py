@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.api.records import V3_PREFIX, OrderSpec
+from pipeline.errors import ToolOptionError
 
 DEFAULT_TOOL = "image-enhancement"
 SPACES = ("indoor", "outdoor")
@@ -66,14 +67,6 @@ TOOLS: dict[str, ToolRule] = {
     "item-removal": ToolRule("item-removal"),
     "virtual-staging": ToolRule("virtual-staging", staging=True),
 }
-
-
-class ToolOptionError(ValueError):
-    """A folder's tool option that cannot be ordered: ``key`` names it, the text says why."""
-
-    def __init__(self, key: str, message: str) -> None:
-        self.key = key
-        super().__init__(message)
 
 
 def slugify(text: str) -> str:

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from pipeline.api.factory import AnyVersion, LedgerProjects
+from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import Space, Timeouts, Widget
 from pipeline.api.v3 import ProjectBook
 from pipeline.bootclock import boot_id, boot_seconds, new_owner
-from pipeline.errors import ApiUnreachable, AuthRefused, UsageError
+from pipeline.errors import EXIT_OK, EXIT_SOME_FAILED, ApiUnreachable, AuthRefused, UsageError
 from pipeline.ledger import Ledger, PostTimes, open_ledger
 from pipeline.manifest.accounts import account_ledger, base_url_from_env, key_fingerprint
 from pipeline.manifest.loader import Manifest
@@ -34,10 +34,12 @@ from pipeline.ordering.catalog import Catalog
 from pipeline.ordering.flow import RunCounters
 from pipeline.ordering.plan import Plan, make_plan
 from pipeline.ordering.progress import Progress
-from pipeline.ordering.runner import RunLimits, Runner, StopSwitch
-from pipeline.ordering.summary import EXIT_OK, EXIT_SOME_FAILED, RunSummary
+from pipeline.ordering.projects import LedgerProjects
+from pipeline.ordering.runner import RunLimits, Runner
+from pipeline.ordering.summary import RunSummary
 from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff
+from pipeline.stopping import StopSwitch
 
 if TYPE_CHECKING:  # collecting is imported when asked for: a run alone does not load it
     from pipeline.collect.collector import CollectSummary

@@ -20,7 +20,7 @@ from pipeline.manifest.folders import folder_matches
 # help, and a typo's usage error, come back at once (no aiohttp, SQLite or pydantic).
 if TYPE_CHECKING:
     from pipeline.manifest.loader import Manifest
-    from pipeline.ordering.runner import StopSwitch
+    from pipeline.stopping import StopSwitch
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -278,7 +278,7 @@ def run_until_signal(start: Callable[[StopSwitch], Awaitable[T]]) -> T:
     """Run the coroutine; the first SIGINT/SIGTERM asks it to stop cleanly, a second cuts."""
 
     from pipeline import eventloop
-    from pipeline.ordering.runner import StopSwitch
+    from pipeline.stopping import StopSwitch
 
     stop = StopSwitch()
 

@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING, Any
 from pipeline.api.interface import PhotoApi
 from pipeline.api.records import GeneratedImage, OrderDetails
 from pipeline.collect.results import (
-    ResultRejected,
-    ResultTooBig,
     commit_files,
     copy_results,
     decoded_extension,
@@ -41,20 +39,25 @@ from pipeline.collect.results import (
     unlink_all,
 )
 from pipeline.errors import (
+    EXIT_BUDGET,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
     AuthRefused,
     PipelineError,
     RateLimited,
     RequestRejected,
+    ResultRejected,
+    ResultTooBig,
     TransientError,
 )
 from pipeline.filenames import shown
 from pipeline.ledger import Ledger, PhotoRow, State
 from pipeline.manifest.folders import folder_matches
-from pipeline.ordering.summary import EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 from pipeline.retry import Backoff, retrying
 
 if TYPE_CHECKING:  # runner may import this module for `aihd run --collect`
-    from pipeline.ordering.runner import StopSwitch
+    from pipeline.stopping import StopSwitch
 
 __all__ = ["CollectSummary", "collect", "remove_leftovers"]
 
@@ -67,7 +70,7 @@ _DECODE_TRIES = 2  # a result that fails to decode twice is broken for good, not
 
 @dataclass(frozen=True, slots=True)
 class CollectSummary:
-    """What one collect did; ``exit_code`` follows the SPEC's exit codes."""
+    """What one collect did; ``exit_code`` follows the exit codes of docs/SPEC.md."""
 
     completed: int  # photos that became completed in this call
     waiting: int  # submitted photos whose results are not ready yet

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from pipeline.errors import ResultRejected, ResultTooBig
 from pipeline.filenames import shown
 
 PART_MARK = ".part-"
@@ -41,14 +42,6 @@ _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF"
 STEM_BYTES = 200
 _TEMP_STEM_BYTES = 100  # a temporary's name: "." + this + "_<n>.part-" + 12 hex digits
 _TAG_CHARS = 1 + 12  # "~" and 12 hex digits
-
-
-class ResultRejected(Exception):
-    """A result that must not be placed: it does not decode, or it would land outside output."""
-
-
-class ResultTooBig(ResultRejected):
-    """A result with more pixels than ``MAX_RESULT_PIXELS``: refused from its header alone."""
 
 
 def remove_leftovers(output: Path) -> int:

@@ -15,7 +15,13 @@ from typing import Any, NoReturn, TypeVar
 import psycopg
 import psycopg.errors
 
-from pipeline.errors import GroupRolledBack, LedgerError, LedgerUnreachable, UsageError
+from pipeline.errors import (
+    GroupRolledBack,
+    LedgerError,
+    LedgerUnreachable,
+    NotEligible,
+    UsageError,
+)
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger.postgres_schema import migrate
 from pipeline.ledger.records import PhotoRow
@@ -28,10 +34,6 @@ INSERT = (
     f"INSERT INTO photos ({COLUMNS}, current, created_at, manifest) "
     f"VALUES ({', '.join(['%s'] * (COLUMNS.count(',') + 4))})"
 )
-
-
-class NotEligible(Exception):
-    """A guarded UPDATE matched no row: the photo is not in the state the change needs."""
 
 
 def is_url(location: object) -> bool:

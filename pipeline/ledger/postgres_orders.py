@@ -9,10 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.bootclock import Stamp
-from pipeline.errors import LedgerError, SubmitRefused
+from pipeline.errors import LedgerError, NotEligible, SubmitRefused
 from pipeline.filenames import stored
 from pipeline.ledger import postgres_sql as q
-from pipeline.ledger.postgres_base import NotEligible
 from pipeline.ledger.postgres_claims import PostgresClaims
 from pipeline.ledger.postgres_schema import LOCK_FIND, LOCK_WINDOW
 from pipeline.ledger.records import PhotoRow, PostTimes, WindowFull, WindowRule

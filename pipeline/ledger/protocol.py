@@ -28,7 +28,7 @@ __all__ = ["Ledger"]
 
 
 class Ledger(Protocol):
-    """The narrow interface the runner uses; a PostgreSQL ledger can implement it later."""
+    """The narrow interface the runner uses; both stores (SQLite, PostgreSQL) implement it."""
 
     path: str
     owner: str | None  # the run whose claims this handle takes; None: no claims

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+from pipeline.errors import WindowFull
+
 __all__ = [
     "Decision",
     "FoundPhoto",
@@ -28,7 +30,7 @@ __all__ = [
 
 
 class State(enum.StrEnum):
-    """Where a photo stands; see SPEC "The ledger"."""
+    """Where a photo stands; see docs/SPEC.md "The ledger"."""
 
     PENDING = "pending"
     UPLOADED = "uploaded"
@@ -40,7 +42,7 @@ class State(enum.StrEnum):
 
 
 class Decision(enum.StrEnum):
-    """A person's verdict on a completed photo (SPEC: review adds approved / rejected)."""
+    """A person's verdict on a completed photo (docs/SPEC.md: review adds approved / rejected)."""
 
     APPROVED = "approved"
     REJECTED = "rejected"
@@ -98,14 +100,6 @@ class WindowRule:
     per_seconds: float
     answer_within: float  # an order POST unanswered this long after its intent counts as
     # answered then (its run was killed): a bound on the request, not a guess
-
-
-class WindowFull(Exception):
-    """The account's window has no room now: try again after ``wait_seconds``."""
-
-    def __init__(self, wait_seconds: float) -> None:
-        self.wait_seconds = wait_seconds
-        super().__init__(f"the account's order window is full for {wait_seconds:.1f} s")
 
 
 class PhotoRow(NamedTuple):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.bootclock import Stamp, owner_alive
-from pipeline.errors import LedgerBusy, LedgerError, SubmitRefused
+from pipeline.errors import LedgerBusy, LedgerError, NotEligible, SubmitRefused
 from pipeline.filenames import shown, stored, unstored
 from pipeline.ledger.migrations import migrate
 from pipeline.ledger.records import (
@@ -48,10 +48,6 @@ from pipeline.ledger.sqlite_rows import (
 from pipeline.ledger.sqlite_window import answer_post, cap_future_posts, window_wait
 
 __all__ = ["SqliteLedger"]
-
-
-class _NotEligible(Exception):
-    """A guarded UPDATE matched no row: the photo is not in the state the change needs."""
 
 
 _BUSY_TIMEOUT_MS = 5000
@@ -454,7 +450,7 @@ class SqliteLedger:
             ).fetchone()
             if found is None:
                 self._one(conn, "id = ?", (photo_id,))  # raises for an unknown id
-                raise _NotEligible
+                raise NotEligible
             return row_of(found)
 
     def mark_uploaded(self, photo_id: int, order_id: str, *, refused: bool = False) -> PhotoRow:
@@ -499,7 +495,7 @@ class SqliteLedger:
                 raise WindowFull(wait)
             try:
                 row = self._mark(photo_id, sets, params, only_if=only_if, only_if_params=owner)
-            except _NotEligible:
+            except NotEligible:
                 row = self.get(photo_id)
                 paid = ", and it was charged already" if row.charged else ""
                 (holder,) = conn.execute(
@@ -665,7 +661,7 @@ class SqliteLedger:
                 (),
                 only_if="AND charged = 0",
             )
-        except _NotEligible:
+        except NotEligible:
             raise LedgerError(
                 f"refusing to upload photo {photo_id} again: it was charged already "
                 f"(ledger {self.path}); `aihd reorder` orders a photo again"

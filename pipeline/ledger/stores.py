@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.errors import UsageError
 from pipeline.ledger.protocol import Ledger
 
 __all__ = ["is_url", "open_ledger"]
@@ -18,6 +19,13 @@ def open_ledger(path: Path | str) -> Ledger:
     """Open (creating and migrating if needed) the ledger at ``path``: a SQLite file, or a
     PostgreSQL database named by a ``postgresql://`` URL (pipeline/ledger/postgres.py)."""
     if is_url(path):
+        try:
+            import psycopg  # noqa: F401  (an extra: only the PostgreSQL store needs it)
+        except ImportError:
+            raise UsageError(
+                "a postgresql:// ledger needs the PostgreSQL driver: "
+                "pip install 'aihd[postgres]' (or pipx inject aihd 'psycopg[binary]')"
+            ) from None
         from pipeline.ledger.postgres import PostgresLedger
 
         return PostgresLedger(str(path))

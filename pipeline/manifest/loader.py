@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline.api.v3_slugs import DEFAULT_TOOL, ToolOptionError, build_spec, tool_name
-from pipeline.errors import ManifestError, UsageError
+from pipeline.api.v3_slugs import DEFAULT_TOOL, build_spec, tool_name
+from pipeline.errors import ManifestError, ToolOptionError, UsageError
 from pipeline.ledger.stores import is_url
 from pipeline.manifest.folders import (
     Options,

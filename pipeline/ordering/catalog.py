@@ -21,6 +21,7 @@ from pipeline.errors import (
     CatalogError,
     ConnectFailed,
     RequestRejected,
+    ToolOptionError,
     TransientError,
 )
 from pipeline.ledger import PhotoOptions
@@ -174,7 +175,7 @@ def resolve_v3(
             )
             if live is not None:
                 v3_slugs.check_live(spec.tool, live)
-        except v3_slugs.ToolOptionError as exc:
+        except ToolOptionError as exc:
             raise CatalogError(f"{where}{exc}") from None
         resolved.append(v3_options(spec))
     return resolved

@@ -27,14 +27,16 @@ from pipeline.api.records import OrderDetails
 from pipeline.errors import (
     ApiError,
     AuthRefused,
+    OrderBudgetSpent,
     OutcomeUnknown,
     PhotoChanged,
     PhotoError,
     RateLimited,
     RequestRejected,
     TransientError,
+    WindowFull,
 )
-from pipeline.ledger import Ledger, PhotoRow, State, WindowFull, WindowRule
+from pipeline.ledger import Ledger, PhotoRow, State, WindowRule
 from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.ordering.catalog import ResolvedOptions
 from pipeline.ordering.window import OrderWindow
@@ -51,10 +53,6 @@ OUTCOME_UNKNOWN = (
     "outcome unknown: the API no longer knows order {order_id}, whose answer was lost; it may "
     "have been charged. Check with AI HomeDesign's support; `aihd reorder` orders it again"
 )
-
-
-class OrderBudgetSpent(Exception):
-    """``--max-orders``: no order may be reserved for this photo in this run."""
 
 
 @dataclass(slots=True)
@@ -293,7 +291,7 @@ class OrderFlow:
         details = await self._details(row.order_id, row.service)
         if details is None:
             # The API forgot the upload. This ledger holds no intent for it, so it was never
-            # posted from here: upload the photo afresh (our reading; see the closing notes).
+            # posted from here: upload the photo afresh (our reading: the API notes are silent).
             return await self._writes.call(self._ledger.mark_pending, row.id)
         if details.never_submitted:
             return row

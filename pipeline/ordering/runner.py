@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from pipeline.api.factory import AnyVersion
@@ -23,6 +23,7 @@ from pipeline.errors import (
     ApiError,
     AuthRefused,
     ConnectFailed,
+    OrderBudgetSpent,
     PhotoChanged,
     PhotoError,
     SubmitRefused,
@@ -39,12 +40,13 @@ from pipeline.ledger import (
 from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.manifest.loader import FolderSpec, Manifest
 from pipeline.ordering.catalog import ResolvedOptions, photo_options, resolve_live
-from pipeline.ordering.flow import Dispatch, OrderBudgetSpent, OrderFlow, RunCounters
+from pipeline.ordering.flow import Dispatch, OrderFlow, RunCounters
 from pipeline.ordering.progress import Progress
 from pipeline.ordering.scan import CheckedPhoto, check_batch, folder_files, stat_file, take_batch
 from pipeline.ordering.summary import RunSummary, summarize
 from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff
+from pipeline.stopping import StopSwitch
 
 log = logging.getLogger("aihd")
 T = TypeVar("T")
@@ -64,20 +66,6 @@ class RunLimits:
     settle_seconds: float = 120.0
     drain_seconds: float = 60.0  # at a stop, how long order POSTs already sent may finish
     key_fingerprint: str = ""  # recorded with each order: which key sent it (never the key)
-
-
-@dataclass(slots=True)
-class StopSwitch:
-    """Why the run should stop: "budget", "interrupted" (a signal) or "auth"; first one wins."""
-
-    reason: str | None = None
-    error: BaseException | None = None
-    event: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def set(self, reason: str, error: BaseException | None = None) -> None:
-        if self.reason is None:
-            self.reason, self.error = reason, error
-        self.event.set()
 
 
 class Runner:

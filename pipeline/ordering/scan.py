@@ -20,7 +20,8 @@ from itertools import islice
 from pathlib import Path
 
 from pipeline.api import MAX_PHOTO_BYTES
-from pipeline.files import NotRegularFile, kind_of, open_regular
+from pipeline.errors import NotRegularFile, ScanStopped
+from pipeline.files import kind_of, open_regular
 from pipeline.ledger import KnownFile
 from pipeline.manifest.loader import FolderSpec
 
@@ -37,10 +38,6 @@ class FileStat:
     size: int
     mtime_ns: int
     kind: str | None = None  # what it is, when it is not a regular file ("a FIFO ...")
-
-
-class ScanStopped(Exception):
-    """The run is stopping: hashing ended before this photo was read through."""
 
 
 @dataclass(frozen=True, slots=True)

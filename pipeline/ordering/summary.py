@@ -6,17 +6,19 @@ import json
 from collections.abc import Sequence, Set
 from dataclasses import asdict, dataclass
 
+from pipeline.errors import (
+    EXIT_BUDGET,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_UNREACHABLE,
+)
 from pipeline.filenames import shown
 from pipeline.ledger import Ledger, State
 from pipeline.ordering.flow import RunCounters
 
 # The codes a finished or stopped run decides; 2, 3 and 5 belong to the errors that cause
 # them (pipeline.errors: exit_code).
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_BUDGET = 4
-EXIT_UNREACHABLE = 6
-EXIT_INTERRUPTED = 130
 
 _MAX_LISTED_FAILURES = 20
 

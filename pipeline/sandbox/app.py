@@ -1,4 +1,4 @@
-"""The local emulator's routes: the v1 API (api/AIHOMEDESIGN_API.md 2.1-2.5, 5) plus /_sandbox."""
+"""The local emulator's routes: the v1 API (docs/api/AIHOMEDESIGN_API.md 2.1-2.5, 5), /_sandbox."""
 
 from __future__ import annotations
 

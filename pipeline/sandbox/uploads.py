@@ -1,4 +1,4 @@
-"""The upload route (api/AIHOMEDESIGN_API.md 2.1): a photo in, a new order's id out.
+"""The upload route (docs/api/AIHOMEDESIGN_API.md 2.1): a photo in, a new order's id out.
 
 Each distinct photo is stored once, by its sha256. A small upload is read whole, split in memory
 (form.py) and kept in memory; a large one is read part by part and streamed to disk.

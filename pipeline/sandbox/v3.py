@@ -1,4 +1,4 @@
-"""The local emulator's v3 API (api/AIHOMEDESIGN_V3.md): projects, orders, the tools list.
+"""The local emulator's v3 API (docs/api/AIHOMEDESIGN_V3.md): projects, orders, the tools list.
 
 Routes live beside v1's on the same app and state, so the key, faults, charges and the order
 window are the account's, shared across versions. Uploads are in v3_orders.py, processes and

@@ -1,6 +1,6 @@
 """The v3 tools the local emulator knows, their input slots and widgets, and the process check.
 
-Slugs follow the documented naming rule (api/AIHOMEDESIGN_V3.md 3): widget
+Slugs follow the documented naming rule (docs/api/AIHOMEDESIGN_V3.md 3): widget
 ``widget-<purpose>-<tool>``, item ``item-<value>-<widget>``, slot ``<tool>-input-image``. This
 table is the emulator's own ("server truth"), independent of the client's.
 

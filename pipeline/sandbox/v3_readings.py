@@ -1,4 +1,4 @@
-"""Which reading of each v3 unknown (api/AIHOMEDESIGN_V3.md 13) the local emulator plays.
+"""Which reading of each v3 unknown (docs/api/AIHOMEDESIGN_V3.md 13) the local emulator plays.
 
 The v3 notes leave several shapes open; the emulator can play either reading of each, so the
 client is tested against both. The defaults are what the official MCP server
