@@ -1,4 +1,7 @@
-"""`aihd export`: one row per current photo of the ledger, as CSV or JSON lines."""
+"""`aihd export`: one row per current photo of the ledger, as CSV or JSON lines.
+
+A photo's tool, space and enhancements are shown as a person reads them (pipeline.api.tools):
+"Day to Dusk", "Sky: Golden Hour", never the API's slugs."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Literal, TextIO
 
+from pipeline.api.tools import describe
 from pipeline.filenames import shown
 from pipeline.ledger import Ledger, PhotoRow
 
@@ -31,6 +35,7 @@ COLUMNS = (
     "error",
     "retryable",
     "duplicate_of",
+    "tool",
 )
 
 
@@ -59,7 +64,8 @@ def export_rows(
     written = 0
     for row in ledger.photos(scope=scope):
         record = _record(row, original_path(row.duplicate_of))
-        record["enhancements"] = [spelled.get(t, t) for t in row.enhancements]
+        words = describe(row.service, row.space, [spelled.get(t, t) for t in row.enhancements])
+        record.update(tool=words.tool, space=words.space, enhancements=list(words.options))
         if writer is not None:
             writer.writerow(_csv_cell(record[c]) for c in COLUMNS)
         else:

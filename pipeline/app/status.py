@@ -61,8 +61,8 @@ def render_status(
         lines += [f"failed: {path}: {error}" for path, error in _failures(ledger, scope)]
     elif totals[State.FAILED]:
         lines.append("`aihd status --failed` lists the failed photos with their reasons")
-    if ignored := ledger.ignored_paths():
-        lines.append(f"ignored (aihd ignore): {len(ignored)} paths, left out of every run")
+    if ignored := len(ledger.ignored_paths()) + len(ledger.ignored_contents()):
+        lines.append(f"ignored (aihd ignore): {ignored} paths, left out of every run")
     last = ledger.last_run()
     if last is None:
         lines.append("last run: none yet")

@@ -7,11 +7,13 @@ every run of it. The package shows its parts:
     protocol.py       the ``Ledger`` interface the runner codes against
     stores.py         ``open_ledger``: the factory above the stores (the seam for PostgreSQL)
     sqlite.py         the SQLite store: one file, WAL, synchronous=FULL, claims, the run lock
+    sqlite_file.py    a new SQLite ledger made only where no file exists; others must be ours
     sqlite_rows.py    how rows are encoded in SQLite
     sqlite_found.py   finding photos: identities, duplicates, copies taking an orphan's place
     sqlite_window.py  the order window's store: each order POST's intent and answer
     sqlite_import.py  taking in another (older, per-manifest) ledger
     migrations.py     the schema, as an ordered list of migrations
+    identity_sql.py   SQL both stores run: catalog entries of identities, ignored content
     postgres.py       the PostgreSQL store, one ledger for several machines (postgresql:// URL);
                       its parts: postgres_base/_claims/_orders/_sql/_schema.py
 """
@@ -20,6 +22,9 @@ from __future__ import annotations
 
 from pipeline.ledger.protocol import Ledger
 from pipeline.ledger.records import (
+    UNSETTLED,
+    ChoiceEntry,
+    Counterpart,
     Decision,
     FoundPhoto,
     KnownFile,
@@ -35,6 +40,9 @@ from pipeline.ledger.records import (
 from pipeline.ledger.stores import open_ledger
 
 __all__ = [
+    "UNSETTLED",
+    "ChoiceEntry",
+    "Counterpart",
     "Decision",
     "FoundPhoto",
     "KnownFile",

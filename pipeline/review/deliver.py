@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.api.tools import describe
 from pipeline.errors import PhotoError
 from pipeline.filenames import shown
 from pipeline.ledger import Decision, Ledger, PhotoRow, State
@@ -129,7 +130,8 @@ def _write_listing(
 def _disclosure_row(
     file_name: str, photo: PhotoRow, result: Path, jpeg: MlsJpeg, approved_at: str
 ) -> dict[str, object]:
-    changes = ["AI image enhancement (exposure, colour, sharpness)", *photo.enhancements]
+    words = describe(photo.service, photo.space, photo.enhancements)
+    changes = [f"AI {words.tool.lower()} ({words.what or 'unknown changes'})", *words.options]
     if (jpeg.width, jpeg.height) != jpeg.source_size:
         changes.append(f"resized from {jpeg.source_size[0]}x{jpeg.source_size[1]}")
     return {
@@ -137,9 +139,9 @@ def _disclosure_row(
         "original": shown(photo.path),
         "enhanced_result": shown(str(result)),
         "folder": shown(photo.folder),
-        "space": photo.space,
+        "space": words.space,
         "ai_altered": "yes",
-        "tool": f"AI HomeDesign {photo.service}",
+        "tool": f"AI HomeDesign {words.tool}",
         "changes": "; ".join(changes),
         "order_id": photo.order_id or "",
         "width": jpeg.width,

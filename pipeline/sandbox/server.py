@@ -18,6 +18,7 @@ from aiohttp import web
 from pipeline import eventloop
 
 from .app import make_app
+from .catalog import Kind, Spelling
 from .state import Faults, SandboxConfig, SandboxState, SandboxStats
 from .v3_readings import V3Readings
 
@@ -50,6 +51,11 @@ class Sandbox:
     def delete_v3_project(self, project_id: str) -> bool:
         """Delete a v3 project, as its owner may between two nights; False if none had it."""
         return self._state.v3.delete_project(project_id)
+
+    def rename_catalog_entry(self, kind: Kind, which: str, spelling: Spelling, new: str) -> None:
+        """Rename one spelling (id, name or title) of a space, its widget or an item, as
+        the API may between two nights; orders must name it as it is spelled now."""
+        self._state.catalog.rename(kind, which, spelling, new)
 
     def set_v3_readings(self, readings: V3Readings) -> None:
         """Play these readings of the v3 unknowns from now on."""
