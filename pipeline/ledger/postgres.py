@@ -266,7 +266,9 @@ class PostgresLedger(PostgresOrders):
         def body(c: q.Conn) -> int:
             style = q.SqliteStyle(c)
             return sum(
-                style.execute(idsql.IGNORE_CONTENT, (sha, path, stamp, reason)).rowcount
+                style.execute(
+                    idsql.IGNORE_CONTENT, (sha, stored(path), stamp, shown(reason))
+                ).rowcount
                 for sha, path in photos
             )
 

@@ -375,7 +375,8 @@ class SqliteLedger:
         wherever they are found, renamed or copied; returns how many were new."""
         with self.atomic() as conn:
             cur = conn.executemany(
-                idsql.IGNORE_CONTENT, [(sha, path, now_text(), reason) for sha, path in photos]
+                idsql.IGNORE_CONTENT,
+                [(sha, stored(path), now_text(), shown(reason)) for sha, path in photos],
             )
             return cur.rowcount
 
