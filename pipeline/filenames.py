@@ -16,11 +16,14 @@ So, at those edges:
 - ``shown``: the form for people and for names aihd writes (output, logs, status, export, the
   review page, collect's result names): each byte that is not UTF-8 as ``\\xNN``, as Python
   writes bytes. Not reversible, and never used to find a file.
+- ``shell_quoted``: a word for a hint's command that works when pasted: ``shlex.quote`` for
+  valid text, a bash/zsh ``$'...'`` word with ``\\xNN`` for a name that is not UTF-8.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 
 _STORE_MARK = "\uffff"
 # Lone surrogates (from names that are not UTF-8), and the mark itself.
@@ -56,3 +59,26 @@ def shown(text: str) -> str:
             return text.encode("utf-8", "backslashreplace").decode("utf-8")
         return raw.decode("utf-8", "backslashreplace")
     return text
+
+
+def shell_quoted(text: str) -> str:
+    """``text`` as one word of a shell command, the name's own bytes when it is pasted."""
+    if text.isascii() or shown(text) == text:
+        return shlex.quote(text)
+    raw = text.encode("utf-8", "surrogateescape")
+    out = []
+    for char in raw.decode("utf-8", "surrogateescape"):
+        if char in "\\'":
+            out.append("\\" + char)
+        elif "\udc80" <= char <= "\udcff":
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        elif char.isprintable():
+            out.append(char)
+        else:
+            out.append("".join(f"\\x{b:02x}" for b in char.encode("utf-8")))
+    return "$'" + "".join(out) + "'"
+
+
+def shell_join(words: list[str]) -> str:
+    """A command of these words that works when pasted, whatever bytes a name holds."""
+    return " ".join(shell_quoted(word) for word in words)

@@ -196,7 +196,8 @@ def test_sigterm_while_an_upload_waits_for_its_answer_ends_the_run(
 ) -> None:
     _photos(photo_factory, tmp_path / "inside", 3)
     manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
-    sandbox.set_faults(Faults(upload_stall_rate=1.0, stall_seconds=60))
+    # Uploads only: each is held a minute unanswered (the catalog reads go through).
+    sandbox.set_faults(Faults(stall_rate=1.0, stall_seconds=60, paths=("/v1/order/image",)))
     run = spawn_aihd(["run", str(manifest), *LONG], sandbox)
     _until(run, lambda: sandbox.stats().requests.get("POST /v1/order/image", 0) >= 1, "an upload")
     _stopped_cleanly(run, manifest)

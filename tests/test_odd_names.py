@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from pipeline.filenames import shown, stored, unstored
+from pipeline.filenames import shell_join, shell_quoted, shown, stored, unstored
 from pipeline.ledger import State, open_ledger
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import FAST, aihd, write_manifest
@@ -46,6 +47,18 @@ def test_the_ledgers_form_keeps_any_name_and_leaves_valid_text_as_it_is() -> Non
     # Made character by character: a folder's form is a prefix of its photos' forms.
     folder = os.fsdecode(b"/photos/r\xe9sum\xe9/")
     assert stored(folder + "a.jpg").startswith(stored(folder))
+
+
+def test_a_hint_names_the_file_by_its_bytes_when_pasted_into_a_shell(tmp_path: Path) -> None:
+    """``$'caf\\xe9.jpg'`` for a name that is not UTF-8: bash gives back the name's bytes."""
+    for raw in [*ODD, b"it's a \\ name \xe9.jpg", b"plain name.jpg"]:
+        word = shell_quoted(os.fsdecode(raw))
+        word.encode("utf-8")
+        printed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True)
+        assert printed.stdout == raw, word
+    assert shell_join(["aihd", "reorder", os.fsdecode(b"/p/caf\xe9.jpg")]) == (
+        "aihd reorder $'/p/caf\\xe9.jpg'"
+    )
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
@@ -115,9 +128,12 @@ def test_photos_named_in_any_bytes_are_ordered_once_collected_and_shown_escaped(
     assert sorted(sandbox.stats().charges.values()) == [1] * 7
     assert "0 orders" in aihd(["plan", str(manifest)], sandbox).stdout
 
-    status = aihd(["status", str(manifest), "--failed"], None)
+    status = aihd(["status", str(manifest)], None)
     assert status.returncode == 0, status.stderr
-    assert "listings/r\\xe9sum\\xe9" in status.stdout and "bad\\xff.jpg" in status.stdout
+    assert "listings/r\\xe9sum\\xe9" in status.stdout
+    failed = aihd(["status", str(manifest), "--failed"], None)
+    assert failed.returncode == 0, failed.stderr
+    assert "inside/bad\\xff.jpg: not a JPEG" in failed.stdout
     export = aihd(["export", str(manifest), "--format", "csv"], None)
     assert export.returncode == 0, export.stderr
     assert "inside/caf\\xe9.jpg," in export.stdout and "Traceback" not in export.stderr

@@ -131,6 +131,19 @@ def _v3_catalog(settings: ApiSettings, as_json: bool) -> None:
 )
 @click.option("--seed", type=int, help="Seed the faults, to replay a night exactly.")
 @click.option(
+    "--error-every",
+    type=click.IntRange(0),
+    default=0,
+    help="Answer every Nth request 500 (2: every other one); certain, not a rate.",
+)
+@click.option(
+    "--fault-path",
+    "fault_paths",
+    multiple=True,
+    metavar="PREFIX",
+    help="Faults only on paths starting with this, e.g. /v1/catalog/ (repeatable).",
+)
+@click.option(
     "--v3",
     "v3_readings",
     multiple=True,
@@ -150,6 +163,8 @@ def sandbox(
     reset_rate: float,
     lost_after_charge_rate: float,
     seed: int | None,
+    error_every: int,
+    fault_paths: tuple[str, ...],
     v3_readings: tuple[str, ...],
 ) -> None:
     """Serve the local emulator of the API (not the real service) for demos and tests.
@@ -162,6 +177,7 @@ def sandbox(
       aihd sandbox --port 8787 --key sandbox-key-123 --window 10/60 --time-scale 0.1
       AIHD_BASE_URL=http://127.0.0.1:8787 AIHD_API_KEY=sandbox-key-123 aihd run listings.yaml
       aihd sandbox --error-rate 0.05 --lost-after-charge-rate 0.05 --seed 1
+      aihd sandbox --error-every 2 --fault-path /v1/catalog/
       aihd sandbox --v3 envelope=bare --v3 process_id_field=process_id
     """
     import secrets
@@ -185,6 +201,8 @@ def sandbox(
             reset_rate=reset_rate,
             lost_after_charge_rate=lost_after_charge_rate,
             seed=seed,
+            error_every=error_every,
+            paths=fault_paths,
         ),
         v3=readings,
     )

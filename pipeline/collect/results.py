@@ -18,6 +18,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import time
 import warnings
 from collections.abc import Sequence
 from contextlib import suppress
@@ -25,10 +26,12 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from pipeline.bootclock import boot_id
 from pipeline.errors import ResultRejected, ResultTooBig
 from pipeline.filenames import shown
 
 PART_MARK = ".part-"
+_STALE_SECONDS = 600.0  # a temporary of another boot or machine untouched this long is left over
 # Decoding costs a few bytes per pixel whatever the file's size: a 300 KB PNG can ask for
 # 13000 x 13000 px (500 MB as RGB). 8192 x 8192 (67 MP) holds a 61 MP camera's photo.
 MAX_RESULT_PIXELS = 8192 * 8192
@@ -40,20 +43,52 @@ _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF"
 
 # The longest stem of a result's name: room is left for "-<id>-<n>", "_<n>" and ".<ext>".
 STEM_BYTES = 200
-_TEMP_STEM_BYTES = 100  # a temporary's name: "." + this + "_<n>.part-" + 12 hex digits
+# A temporary's name: "." + this + "_<n>.part-" + pid, boot and 12 hex digits (under 40 more).
+_TEMP_STEM_BYTES = 100
 _TAG_CHARS = 1 + 12  # "~" and 12 hex digits
 
 
+def part_name(base: str) -> str:
+    """A temporary's name: hidden, marked, and naming its process (pid and boot), so another
+    collect running at once never takes it for a leftover."""
+    return f".{base}{PART_MARK}{os.getpid()}-{boot_id()[:8]}-{secrets.token_hex(6)}"
+
+
 def remove_leftovers(output: Path) -> int:
-    """Delete ``.part-`` temporaries a killed collect left under ``output``; returns the count."""
+    """Delete ``.part-`` temporaries a killed collect left under ``output``; returns the count.
+
+    One whose process still runs on this boot is another collect's, at work: left alone.
+    One of another boot (or machine, on a shared folder) counts as left over once it has not
+    been written to for ``_STALE_SECONDS``."""
     removed = 0
+    now = time.time()
     for directory, _dirs, names in os.walk(output):
         for name in names:
-            if name.startswith(".") and PART_MARK in name:
-                with suppress(FileNotFoundError):
-                    os.unlink(os.path.join(directory, name))
-                    removed += 1
+            if not name.startswith(".") or PART_MARK not in name:
+                continue
+            path = os.path.join(directory, name)
+            with suppress(FileNotFoundError):
+                if _in_use(name.rsplit(PART_MARK, 1)[1], path, now):
+                    continue
+                os.unlink(path)
+                removed += 1
     return removed
+
+
+def _in_use(mark: str, path: str, now: float) -> bool:
+    parts = mark.split("-")
+    if len(parts) != 3 or not parts[0].isdigit():
+        return False  # an older aihd's temporary: only a killed collect leaves one
+    pid, boot = int(parts[0]), parts[1]
+    if boot != boot_id()[:8]:
+        return now - os.stat(path).st_mtime < _STALE_SECONDS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def safe_parts(name: str) -> tuple[str, ...]:
@@ -108,8 +143,8 @@ def result_stem(stem: str) -> str:
 
 
 def temp_name(stem: str, suffix: str = "") -> str:
-    """A dot ``.part-`` temporary's name for a result, whatever the length of ``stem``."""
-    return f".{clipped(stem, _TEMP_STEM_BYTES)}{suffix}{PART_MARK}{secrets.token_hex(6)}"
+    """A temporary's name (``part_name``) for a result, whatever the length of ``stem``."""
+    return part_name(clipped(stem, _TEMP_STEM_BYTES) + suffix)
 
 
 def fitted_directory(directory: Path, output: Path) -> Path:

@@ -24,8 +24,10 @@ Same tables, states and rules as the SQLite store (sqlite.py); what the database
   by the next run, never POSTed blind. While it retries, the process waits (the ledger's calls
   are synchronous). A database that stays away ``AIHD_LEDGER_RETRY_SECONDS`` (default 60)
   raises ``LedgerUnreachable`` (exit 7): the run stops, and what it committed stays.
-  `aihd collect`'s run lock is a session advisory lock on a connection of its own: lost with
-  that connection.
+  `aihd collect` takes no lock: it claims each photo's results (after_order.py, leases on
+  the database's clock), so collects on several machines run at once and download once. The
+  run lock, a session advisory lock on a connection of its own, is kept for callers that
+  want one.
 
 Driver: psycopg 3, its synchronous API, one connection per process (and no pool: one process
 makes one ledger call at a time). The runner calls the ledger synchronously from its event loop
@@ -42,6 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 
 from pipeline.errors import LedgerError
 from pipeline.filenames import shown, stored, unstored
+from pipeline.ledger import after_order
 from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger.postgres_base import INSERT, is_url
@@ -343,6 +346,20 @@ class PostgresLedger(PostgresOrders):
             return str(found[0])
 
         return self._run(body)
+
+    # -- deliver's files, and where photos are (after_order.py) --------------------------------
+
+    def record_delivered(self, files: Sequence[tuple[str, str]]) -> None:
+        stamp = now_text()
+        self._run(lambda c: after_order.record_delivered(q.SqliteStyle(c), files, stamp))
+
+    def delivered(self, hashes: Sequence[str]) -> set[str]:
+        return self._run(
+            lambda c: after_order.delivered(q.SqliteStyle(c), hashes), transaction=False
+        )
+
+    def photo_folders(self) -> list[tuple[str, str, str]]:
+        return self._run(lambda c: after_order.photo_folders(q.SqliteStyle(c)), transaction=False)
 
     # -- review -------------------------------------------------------------------------------
 

@@ -4,13 +4,12 @@ held, and copies that take the place of an unpaid original that is gone."""
 from __future__ import annotations
 
 import json
-import shlex
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.filenames import shell_join, unstored
 from pipeline.filenames import stored as store
-from pipeline.filenames import unstored
 from pipeline.ledger.records import UNSETTLED, FoundPhoto, PhotoRow, State
 from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, encode, new_row, row_of
 
@@ -144,7 +143,7 @@ def _paid_through_other_version(
 
 
 def _held_reason(held: str, photo: FoundPhoto) -> str:
-    again = f"aihd reorder {shlex.quote(photo.manifest or '?')} {shlex.quote(photo.path)} --yes"
+    again = shell_join(["aihd", "reorder", photo.manifest or "?", photo.path, "--yes"])
     return f"held: {held}; not ordered, nothing spent: `{again}` orders it, at a cost"
 
 

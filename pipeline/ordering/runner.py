@@ -28,6 +28,7 @@ from pipeline.errors import (
     PhotoError,
     SubmitRefused,
 )
+from pipeline.filenames import shell_join
 from pipeline.ledger import (
     Counterpart,
     FoundPhoto,
@@ -304,7 +305,8 @@ class Runner:
                 broken += 1
                 if (st.path, st.size, st.mtime_ns) in self._known_broken:
                     self._known_failed.add(row.id)  # reported the night it was found
-                    log.info("%s: %s (failed before; `aihd ignore` leaves it out)", st.path, reason)
+                    ignore = shell_join(["aihd", "ignore", self._manifest_path, st.path])
+                    log.info("%s: %s (failed before; `%s` leaves it out)", st.path, reason, ignore)
                 else:
                     log.warning("%s: %s", st.path, reason)
                 continue
@@ -337,8 +339,9 @@ class Runner:
         for photo_id, state in states:
             counted, done = self._admit(photo_id, state)
             fresh, settled = fresh + counted, settled + done
-        self.progress.add_found(broken + fresh)
-        self.progress.settle(broken + settled)
+        # Photos done before this run are shown apart: the bar counts this run's work.
+        self.progress.add_found(broken + fresh, done_before=settled)
+        self.progress.settle(broken)
 
     async def _adopt_orphans(self, copies: list[int]) -> dict[int, State]:
         """A copy whose unpaid original vanished takes its place and is ordered itself."""

@@ -24,7 +24,6 @@ from .state import (
 )
 from .uploads import upload
 from .v3 import PROCESS_POST_PATH, add_v3_routes
-from .v3_replies import ORDERS_PATH as V3_ORDERS_PATH
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -50,8 +49,7 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     faults = state.faults
     if faults.latency > 0:
         await asyncio.sleep(faults.latency)
-    is_upload = request.method == "POST" and request.path in (api.UPLOAD_PATH, V3_ORDERS_PATH)
-    fault, lost = state.draw_faults(is_order_post or is_process_post, is_upload)
+    fault, lost = state.draw_faults(is_order_post or is_process_post, request.path)
     if fault == "reset":
         return drop_connection(request)
     if fault == "error":
