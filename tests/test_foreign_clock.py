@@ -40,6 +40,7 @@ def _ledger_from_a_machine_a_month_ahead(
     return ledger
 
 
+@pytest.mark.slow  # runs the window's 5 s out
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_order_times_a_month_ahead_hold_the_window_for_one_window_at_most(
     make_sandbox: Callable[..., Sandbox],

@@ -21,6 +21,7 @@ from pipeline.ledger import State
 from pipeline.sandbox import Faults, Sandbox
 from tests.cli_helpers import FAST, aihd, ledger_rows, spawn_aihd, write_manifest
 
+pytestmark = pytest.mark.slow  # real processes, real signals, waits of seconds
 PhotoFactory = Callable[..., Path]
 STOP_WITHIN_SECONDS = 10.0  # the bound, from the signal to the process's exit
 # A request timeout and a settle time far longer than any wait here: a run that ends within

@@ -61,6 +61,7 @@ def test_a_hint_names_the_file_by_its_bytes_when_pasted_into_a_shell(tmp_path: P
     )
 
 
+@pytest.mark.slow  # seven photos run, collected, run again and shown by four commands
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_photos_named_in_any_bytes_are_ordered_once_collected_and_shown_escaped(
     make_sandbox: Callable[..., Sandbox],
