@@ -36,6 +36,11 @@ COLUMNS = (
     "retryable",
     "duplicate_of",
     "tool",
+    "decision",  # the review's: approved, rejected, or empty (not decided)
+    "decision_reason",
+    "decided_at",
+    "altered",  # whether AI altered what the photo shows (the tool table's; unknown: true)
+    "alterations",  # each alteration in words, as a delivery's disclosure says it
 )
 
 
@@ -58,6 +63,7 @@ def export_rows(
     # The ledger keys titles casefolded (part of a photo's identity); the spelling the catalog
     # gave them was kept apart by the runs that resolved them.
     spelled = ledger.titles()
+    reviews = ledger.reviews()
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(COLUMNS)
@@ -66,6 +72,13 @@ def export_rows(
         record = _record(row, original_path(row.duplicate_of))
         words = describe(row.service, row.space, [spelled.get(t, t) for t in row.enhancements])
         record.update(tool=words.tool, space=words.space, enhancements=list(words.options))
+        review = reviews.get(row.id)
+        record.update(
+            decision=review.decision.value if review is not None else None,
+            decision_reason=review.reason if review is not None else None,
+            decided_at=review.decided_at if review is not None else None,
+        )
+        record.update(altered=words.alters, alterations=list(words.altered))
         if writer is not None:
             writer.writerow(_csv_cell(record[c]) for c in COLUMNS)
         else:

@@ -47,8 +47,9 @@ from pipeline.errors import UsageError
     type=Bounded(0.0, SECONDS_A_DAY, example=120.0),
     default=120.0,
     show_default=True,
-    help="Seconds (0 to 86400) to let the API settle before checking an order whose answer "
-    "was lost.",
+    help="Seconds (0 to 86400) an order whose answer was lost (a 5xx, a reset, a timeout) "
+    'must read "not received" before it is posted again; keep it above the longest lag of '
+    "its details.",
 )
 @guard
 def run(

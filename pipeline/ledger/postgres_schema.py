@@ -16,7 +16,12 @@ from collections.abc import Callable
 import psycopg
 
 from pipeline.errors import LedgerError, NotALedger
-from pipeline.ledger.migrations import SEED_CHOICES, SEED_IGNORED
+from pipeline.ledger.migrations import (
+    SEED_CHOICES,
+    SEED_IGNORED,
+    UNKNOWN_FROM_FAILED,
+    UNKNOWN_FROM_TRUSTED_5XX,
+)
 
 # Transaction-scoped advisory lock keys (pg_advisory_xact_lock): 'aihd' then a purpose.
 LOCK_MIGRATE = 0x61696864_0001
@@ -172,6 +177,27 @@ def _delivered_files(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
+def _review_reasons(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's _review_reasons: why a person rejected a photo, beside the decision."""
+    conn.execute("ALTER TABLE reviews ADD COLUMN reason TEXT")
+
+
+def _delivered_files_made_from(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's _delivered_files_made_from: what each delivered file was made from."""
+    conn.execute("ALTER TABLE delivered_files ADD COLUMN made_from TEXT NOT NULL DEFAULT ''")
+
+
+def _unknown_state_and_claim_fences(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's: the state ``unknown``, claim fencing tokens, each order POST's
+    time allowed to leave; photos an older aihd failed that may have been charged: unknown."""
+    conn.execute("ALTER TABLE photos ADD COLUMN claim_fence BIGINT NOT NULL DEFAULT 0")
+    conn.execute(
+        "ALTER TABLE order_posts ADD COLUMN send_within DOUBLE PRECISION NOT NULL DEFAULT 0"
+    )
+    conn.execute(UNKNOWN_FROM_FAILED)
+    conn.execute(UNKNOWN_FROM_TRUSTED_5XX)  # no parameters: "%" is sent as it is
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
@@ -181,6 +207,9 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _window_per_account,
     _collect_claims,
     _delivered_files,
+    _review_reasons,
+    _delivered_files_made_from,
+    _unknown_state_and_claim_fences,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

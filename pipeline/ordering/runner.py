@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -22,6 +23,7 @@ from pipeline.api.factory import AnyVersion
 from pipeline.errors import (
     ApiError,
     AuthRefused,
+    ClaimLost,
     ConnectFailed,
     OrderBudgetSpent,
     PhotoChanged,
@@ -43,9 +45,10 @@ from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.manifest.loader import FolderSpec, Manifest
 from pipeline.ordering.catalog import ResolvedOptions, photo_options
 from pipeline.ordering.choices import resolve_chosen
-from pipeline.ordering.flow import Dispatch, OrderFlow, RunCounters
+from pipeline.ordering.flow import OrderFlow, RunCounters
 from pipeline.ordering.progress import Progress
 from pipeline.ordering.scan import CheckedPhoto, check_batch, folder_files, stat_file, take_batch
+from pipeline.ordering.settling import Dispatch
 from pipeline.ordering.summary import RunSummary, summarize
 from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff
@@ -54,7 +57,8 @@ from pipeline.stopping import StopSwitch
 log = logging.getLogger("aihd")
 T = TypeVar("T")
 
-_OPEN_STATES = (State.PENDING, State.UPLOADED, State.SUBMITTING)
+_OPEN_STATES = (State.PENDING, State.UPLOADED, State.SUBMITTING, State.UNKNOWN)
+_RECLAIMS = 3  # a photo whose claim this run lost is claimed again at most this often
 # At a signal, how long order POSTs already sent may take to be answered: a run ends within
 # 10 s of SIGTERM whatever it was doing (those still unanswered are settled by the next run).
 SIGNAL_DRAIN_SECONDS = 5.0
@@ -108,8 +112,11 @@ class Runner:
         self._folders: dict[str, tuple[FolderSpec, ResolvedOptions]] = {}
         self._manifest_path = str(manifest.path)
         self._held_elsewhere = 0
+        self._reclaims: Counter[int] = Counter()  # claims lost and taken again, per photo
         # Failed before this run and found unchanged: exit 1 is for the run that found them.
         self._known_failed: set[int] = set()
+        # Held as unknown before this run, with its reason then: reported the night it came.
+        self._known_unknown: dict[int, str | None] = {}
         self._known_broken: set[tuple[str, int, int]] = set()
         self._scan_stop = threading.Event()  # ends hashing in its thread when the run stops
         self.backoff = Backoff(
@@ -159,8 +166,10 @@ class Runner:
         self._known_broken = {
             (r.path, r.size, r.mtime_ns) for r in self.ledger.photos([State.FAILED]) if not r.sha256
         }
-        # Orders a killed run left in flight come first: they may already be paid.
-        for row in self.ledger.photos([State.SUBMITTING], current_only=False):
+        # Orders a killed or stopped run left unsettled come first: they may already be paid.
+        for row in self.ledger.photos([State.SUBMITTING, State.UNKNOWN], current_only=False):
+            if row.state is State.UNKNOWN:
+                self._known_unknown[row.id] = row.error
             self.progress.add_found(self._admit(row.id, row.state)[0])
         workers = [
             asyncio.create_task(self._worker(), name=f"photo-worker-{n}")
@@ -217,6 +226,7 @@ class Runner:
             seconds=time.monotonic() - started,
             settling=settling,
             held_by_other_runs=self._held_elsewhere,
+            known_unknown=self._known_unknown,
         )
 
     async def _unless_stopped(self, step: Awaitable[T]) -> T | None:
@@ -361,6 +371,7 @@ class Runner:
         self._seen_ids.add(photo_id)
         if state is State.FAILED:
             self._known_failed.add(photo_id)  # failed in an earlier run, left as it was
+
         if state in _OPEN_STATES:
             self._open += 1
             self._queue.put_nowait(photo_id)
@@ -394,12 +405,13 @@ class Runner:
                 self._held_elsewhere += 1  # another run of the account is on it
                 self._close(photo_id)
                 continue
+            fence = self.ledger.fence(photo_id)  # the token every write of it must match
             row = self.ledger.get(photo_id)  # as it stands now that it is ours
             if row.state not in _OPEN_STATES:
                 self._close(photo_id)  # done by another run meanwhile
                 continue
             try:
-                settled = await self._flow.process(row)
+                settled = await self._flow.process(row, fence)
             except OrderBudgetSpent:
                 self._deferred.append(photo_id)
             except AuthRefused as exc:
@@ -413,6 +425,14 @@ class Runner:
             except ApiError as exc:
                 # Retries are spent on a transient failure: keep the photo for the next run.
                 await self.writes.call(self.ledger.mark_failed, row.id, str(exc), retryable=True)
+            except ClaimLost as exc:
+                # This run was paused past its lease (or another run took the photo over):
+                # nothing was sent. Claimed again, it goes on here unless another run has it.
+                log.warning("%s", exc)
+                self._reclaims[photo_id] += 1
+                if self._reclaims[photo_id] <= _RECLAIMS:
+                    settled = False
+                    self._queue.put_nowait(photo_id)
             except SubmitRefused as exc:
                 log.warning("%s", exc)  # another run of the account has it: nothing was sent
             except PhotoChanged as exc:
