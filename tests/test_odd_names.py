@@ -8,6 +8,7 @@ always were.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -20,8 +21,10 @@ from PIL import Image
 
 from pipeline.filenames import shell_join, shell_quoted, shown, stored, unstored
 from pipeline.ledger import State, open_ledger
+from pipeline.review.decisions import DECISIONS_FORMAT
 from pipeline.sandbox import Sandbox
-from tests.cli_helpers import FAST, aihd, write_manifest
+from tests.cli_helpers import FAST, aihd, ledger_rows, write_manifest
+from tests.desk_helpers import served_desk
 
 PhotoFactory = Callable[..., Path]
 # Latin-1, a stray byte, the noncharacter the ledger's form uses as its mark, and valid UTF-8.
@@ -159,3 +162,111 @@ def test_ignore_takes_a_name_that_is_not_utf8(
     run = aihd(["run", str(manifest), *FAST], sandbox)
     assert run.returncode == 0, run.stderr
     assert len(sandbox.stats().charges) == 1
+
+
+def _sha256_of(paths: list[Path]) -> dict[Path, str]:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.mark.slow  # ordered, collected, reviewed on the page and the desk, delivered, exported
+def test_a_name_not_utf8_is_reviewed_on_the_page_and_the_desk_delivered_and_exported(
+    make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """``caf\\xe9.jpg`` in one listing, a listing folder ``r\\xe9sum\\xe9``: every command
+    after the order takes them, shows them escaped, and hints name them by their bytes;
+    nothing is charged again and no original changes."""
+    sandbox = make_sandbox(eta_seconds=1, time_scale=0.5)
+    oak = tmp_path / "listings" / "12-oak-st" / "inside"
+    odd_listing = tmp_path / "listings" / os.fsdecode(b"r\xe9sum\xe9") / "inside"
+    cafe = photo_factory(oak, os.fsdecode(b"caf\xe9.jpg"), size=(160, 120))
+    plain = photo_factory(oak, "p0.jpg", size=(160, 120))
+    salle = photo_factory(odd_listing, "salle.jpg", size=(160, 120))
+    before = _sha256_of([cafe, plain, salle])
+    manifest = write_manifest(tmp_path, {"listings/*/inside": ("indoor", [])})
+    done = aihd(["run", str(manifest), *FAST, "--collect"], sandbox)
+    assert done.returncode == 0, done.stderr
+    assert sorted(sandbox.stats().charges.values()) == [1] * 3
+    ids = {Path(r.path).name: r.id for r in ledger_rows(manifest)}
+
+    # The static page: names escaped, the re-order hint a command that works when pasted.
+    page = aihd(["review", str(manifest)], None)
+    assert page.returncode == 0, page.stderr
+    script = (tmp_path / "review" / "data.js").read_bytes().decode("utf-8")
+    assert '"name": "caf\\\\xe9.jpg"' in script and '"name": "r\\\\xe9sum\\\\xe9"' in script
+    assert "$'" + str(oak) + "/caf\\\\xe9.jpg'" in script  # the reorder_command's word
+    (tmp_path / "review" / "index.html").read_bytes().decode("utf-8")
+    # Its export names the photo as the page showed it: `review --apply` takes it.
+    exported = tmp_path / "aihd-decisions.json"
+    exported.write_text(
+        json.dumps(
+            {
+                "format": DECISIONS_FORMAT,
+                "decisions": [
+                    {
+                        "photo_id": ids[cafe.name],
+                        "path": shown(str(cafe)),
+                        "sha256": before[cafe],
+                        "decision": "rejected",
+                        "reason": "too dark",
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    applied = aihd(["review", str(manifest), "--apply", str(exported)], None)
+    assert applied.returncode == 0, applied.stderr
+    assert "recorded 0 approved, 1 rejected" in applied.stdout
+    # And `aihd approve` takes the name's own bytes, as a shell passes them.
+    approved = aihd(["approve", str(manifest), str(cafe)], None)
+    assert approved.returncode == 0, approved.stderr
+
+    # The desk: names escaped, images served, decisions recorded, a listing delivered.
+    with served_desk(manifest) as desk:
+        session = desk.log_in()
+        state = session.state()
+        photos = {p["name"]: p for p in state["photos"]}  # type: ignore[union-attr]
+        assert {"caf\\xe9.jpg", "p0.jpg", "salle.jpg"} == set(photos)
+        assert photos["caf\\xe9.jpg"]["path"] == shown(str(cafe))
+        assert photos["caf\\xe9.jpg"]["decision"] == "approved"
+        keys = {entry["name"]: entry["key"] for entry in state["listings"]}  # type: ignore[union-attr]
+        assert set(keys) == {"12-oak-st", "r\\xe9sum\\xe9"}
+        for side in ("before", "after"):
+            image = session.get(f"/review/photos/{ids[cafe.name]}/{side}/thumb")
+            assert image.status == 200 and image.body[:2] == b"\xff\xd8", image.text
+        again = session.post("/review/api/reorder", {"photo_id": ids[cafe.name]})
+        assert again.status == 200, again.text
+        assert "$'" in again.json()["command"]  # type: ignore[index]
+        decided = session.post(
+            "/review/api/decisions",
+            {"photo_ids": [ids["p0.jpg"], ids["salle.jpg"]], "decision": "approved"},
+        )
+        assert decided.status == 200, decided.text
+        delivered = session.post("/review/api/deliver", {"listing": keys["r\\xe9sum\\xe9"]})
+        assert delivered.status == 200, delivered.text
+        assert delivered.json()["delivered"] == [  # type: ignore[index]
+            {"into": str(tmp_path / "delivery" / "r-sum"), "photos": 1}
+        ]
+    assert not [line for line in desk.stderr_lines if "Traceback" in line]
+
+    done = aihd(["deliver", str(manifest)], None)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    folder = tmp_path / "delivery" / "12-oak-st"
+    assert sorted(p.name for p in folder.iterdir()) == ["01-caf.jpg", "02-p0.jpg", "disclosure.csv"]
+    disclosure = (folder / "disclosure.csv").read_bytes().decode("utf-8")
+    assert "01-caf.jpg" in disclosure and str(tmp_path) not in disclosure
+    for delivered_file in folder.glob("*.jpg"):
+        with Image.open(delivered_file) as image:
+            assert image.format == "JPEG"
+    summary = aihd(["deliver", str(manifest), "--json", "--dry-run"], None)
+    assert summary.returncode == 0, summary.stderr
+    listed = {entry["listing"] for entry in json.loads(summary.stdout)["listings"]}
+    assert listed == {"listings/12-oak-st", "listings/r\\xe9sum\\xe9"}
+
+    for form in ("csv", "jsonl"):
+        export = aihd(["export", str(manifest), "--format", form], None)
+        assert export.returncode == 0, export.stderr
+        assert "caf\\xe9.jpg" in export.stdout.replace("\\\\", "\\")
+    assert _sha256_of([cafe, plain, salle]) == before
+    assert sorted(sandbox.stats().charges.values()) == [1] * 3
