@@ -18,10 +18,13 @@ So, at those edges:
   writes bytes. Not reversible, and never used to find a file.
 - ``shell_quoted``: a word for a hint's command that works when pasted: ``shlex.quote`` for
   valid text, a bash/zsh ``$'...'`` word with ``\\xNN`` for a name that is not UTF-8.
+- ``SHOWN_ERRORS``: the same escaping as an encoding error handler, for the CLI's streams: a
+  name printed by a line that did not pass it through ``shown`` reads the same, never fails.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 import shlex
 
@@ -82,3 +85,22 @@ def shell_quoted(text: str) -> str:
 def shell_join(words: list[str]) -> str:
     """A command of these words that works when pasted, whatever bytes a name holds."""
     return " ".join(shell_quoted(word) for word in words)
+
+
+SHOWN_ERRORS = "aihd-shown"
+
+
+def _shown_errors(error: UnicodeError) -> tuple[str, int]:
+    """What ``shown`` writes, for the characters an encoder could not take."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    out = []
+    for char in error.object[error.start : error.end]:
+        if "\udc80" <= char <= "\udcff":  # a byte of a name that is not UTF-8
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        else:
+            out.append(char.encode("ascii", "backslashreplace").decode("ascii"))
+    return "".join(out), error.end
+
+
+codecs.register_error(SHOWN_ERRORS, _shown_errors)

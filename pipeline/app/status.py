@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Callable, Sequence
 
 from pipeline.columns import pad, width
@@ -34,7 +33,7 @@ def render_status(
     ``scope``: only the photos in these folders (a manifest's); None: the whole ledger.
     ``target``: the manifest or ledger as given, for the hints (commands ready to paste);
     ``failed``: only the failed photos, each with its reason."""
-    command = shlex.join(["aihd", "status", target]) if target else ""
+    command = shell_join(["aihd", "status", target]) if target else ""
     if failed:
         return _render_failed(ledger, chosen, scope, target)
     by_folder = {
@@ -117,7 +116,7 @@ def _render_failed(
 
 
 def _collect_hint(target: str) -> str:
-    return f"`{shlex.join(['aihd', 'collect', target])}`" if target else "collect"
+    return f"`{shell_join(['aihd', 'collect', target])}`" if target else "collect"
 
 
 def _reorder_hint(ledger: Ledger, scope: Sequence[str] | None, target: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import click
 
 from pipeline.errors import PipelineError, UsageError
+from pipeline.filenames import shell_join
 from pipeline.manifest.folders import folder_matches
 
 # `aihd --help` imports none of these: each command imports what it needs when it runs, so
@@ -240,7 +240,7 @@ def require_ledger(
                 "manifest that uses it (aihd run MANIFEST)"
             )
         run = ["aihd", "run", str(manifest.absolute()), *(["--sandbox"] if sandbox else [])]
-        raise UsageError(f"{path}: no ledger here yet; `{shlex.join(run)}` creates it")
+        raise UsageError(f"{path}: no ledger here yet; `{shell_join(run)}` creates it")
 
 
 def ledger_for(

@@ -11,6 +11,7 @@ import sys
 import click
 
 from pipeline import __version__
+from pipeline.filenames import SHOWN_ERRORS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +27,7 @@ def main() -> None:
       aihd collect listings.yaml --wait
     """
     # A file name that is not UTF-8 is shown escaped (pipeline.filenames) wherever aihd prints
-    # one on purpose; any other text a stream cannot encode is escaped too, never a traceback.
+    # one; any other text a stream cannot encode is escaped too, never a traceback.
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors=SHOWN_ERRORS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from pipeline.cli.common import (
 )
 from pipeline.cli.main import main
 from pipeline.errors import UsageError
+from pipeline.filenames import shell_join
 
 
 @main.command()
@@ -196,7 +196,7 @@ def collect_command(
         "progress_bar": bar,
         "request_timeout": request_timeout,
         "command": " ".join(["aihd", *sys.argv[1:]]),
-        "again": shlex.join(again) if isinstance(target, Path) else "",
+        "again": shell_join(again) if isinstance(target, Path) else "",
     }
     if isinstance(target, Path) and target.suffix.lower() in (".yaml", ".yml"):
         manifest = load_with_warnings(target)
@@ -252,7 +252,7 @@ def reorder(target: Path | str, photos: tuple[Path, ...], yes: bool) -> None:
     from pipeline.ordering.reorder import plan_reorder
 
     is_manifest = isinstance(target, Path) and target.suffix.lower() in (".yaml", ".yml")
-    run = shlex.join(["aihd", "run", str(Path(target).absolute())]) if is_manifest else ""
+    run = shell_join(["aihd", "run", str(Path(target).absolute())]) if is_manifest else ""
     ledger = open_ledger(existing_ledger(target))
     try:
         lines, photo_ids = plan_reorder(ledger, [str(p.resolve()) for p in photos], run)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from pipeline.api.factory import AnyVersion
 from pipeline.api.tools import describe
 from pipeline.api.v1 import ApiClient
 from pipeline.columns import pad, width
-from pipeline.filenames import shown
+from pipeline.filenames import shell_join, shown
 from pipeline.ledger import UNSETTLED, PhotoRow, State, WindowRule, open_ledger
 from pipeline.ledger.stores import is_url
 from pipeline.manifest.loader import Manifest
@@ -158,7 +157,7 @@ class Plan:
                 "them again blindly"
             )
         if result_failed := sum(f.result_failed for f in self.folders):
-            collect = shlex.join(["aihd", "collect", self.manifest])
+            collect = shell_join(["aihd", "collect", self.manifest])
             lines.append(
                 f"{result_failed} paid photos whose results failed (counted in 'failed'): "
                 f"`{collect}` retries their results; no order is spent on them"
