@@ -124,6 +124,9 @@ def test_a_bad_number_for_collect_is_one_line_naming_the_option(
         (["--error-rate", "2"], "--error-rate"),
         (["--reset-rate", "nan"], "--reset-rate"),
         (["--lost-after-charge-rate", "-0.5"], "--lost-after-charge-rate"),
+        (["--error-after-charge-rate", "nan"], "--error-after-charge-rate"),
+        (["--details-lag", "nan"], "--details-lag"),
+        (["--details-lag", "1e308"], "--details-lag"),
     ],
 )
 def test_a_bad_number_for_the_sandbox_is_one_line_before_it_serves(

@@ -438,6 +438,7 @@ def test_results_of_photos_under_paths_too_long_for_the_output_are_shortened_and
     assert ordinary == [f"p{n}.jpg" for n in range(6)]
     again = aihd(["collect", str(manifest), "--no-progress", "--json"], sandbox)
     assert again.returncode == 0 and '"downloads": 0' in again.stdout, again.stderr
+    assert sorted(sandbox.stats().charges.values()) == [1] * 8
 
 
 def test_an_output_folder_too_long_for_any_result_fails_each_photo_with_the_reason(
@@ -460,6 +461,7 @@ def test_an_output_folder_too_long_for_any_result_fails_each_photo_with_the_reas
     assert done.stderr.count("choose a shorter output folder") == 2
     assert {r.state for r in ledger_rows(manifest)} == {State.FAILED}
     assert all(r.charged for r in ledger_rows(manifest))  # paid: retried as results, never ordered
+    assert sorted(sandbox.stats().charges.values()) == [1] * 2
 
 
 def test_the_api_is_polled_every_5_s_and_a_local_emulator_every_fifth_of_a_second() -> None:

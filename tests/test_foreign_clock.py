@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ledger import WindowRule, open_ledger
+from pipeline.ledger import State, WindowRule, open_ledger
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import FAST, aihd, write_manifest
 
@@ -89,3 +89,9 @@ def test_order_times_a_month_ahead_hold_the_window_for_one_window_at_most(
     assert stats.orders_charged == charged_before + 3
     assert sorted(stats.charges.values()) == [1] * 13
     assert stats.rate_limited == 0
+    opened = open_ledger(ledger if store == "postgresql" else Path(ledger))
+    try:
+        states = [r.state for r in opened.photos()]
+    finally:
+        opened.close()
+    assert len(states) == 13 and set(states) == {State.SUBMITTED}

@@ -281,6 +281,7 @@ def test_a_v3_project_deleted_on_the_server_is_made_again_once_and_kept_in_the_l
     assert _projects(manifest) == [("default", "12-oak-st", made)]
     assert sandbox.stats().requests["POST /v3/project"] == 2
     assert _charges(sandbox) == [1] * 7
+    assert [r.state for r in ledger_rows(manifest)] == [State.SUBMITTED] * 7
 
 
 @pytest.mark.slow
