@@ -150,7 +150,7 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
             ],
             "unknown": [
                 {
-                    "path": row.path,
+                    "path": shown(row.path),
                     "state": row.state.value,
                     "order_id": row.order_id,
                     "error": row.error or "outcome unknown",

@@ -117,7 +117,7 @@ class Plan:
                 "seconds": round(self.seconds, 1),
                 "window": {"orders": self.window_orders, "per_seconds": self.window_seconds},
                 "patterns": [
-                    {"path": path, "line": line, "folders": list(found)}
+                    {"path": path, "line": line, "folders": [shown(f) for f in found]}
                     for path, line, found in self.matches
                 ],
             },

@@ -128,7 +128,11 @@ def summarize(
         row.id not in known or known[row.id] != row.error for row in held
     )
     unknown = [
-        {"path": row.path, "order_id": row.order_id or "", "error": row.error or "outcome unknown"}
+        {
+            "path": shown(row.path),
+            "order_id": row.order_id or "",
+            "error": row.error or "outcome unknown",
+        }
         for row in held
     ]
     if stop_reason == "interrupted":
