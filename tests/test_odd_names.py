@@ -64,6 +64,18 @@ def test_a_hint_names_the_file_by_its_bytes_when_pasted_into_a_shell(tmp_path: P
     )
 
 
+def test_every_hint_is_quoted_by_filenames_never_by_shlex_alone() -> None:
+    """shlex.quote gives a name that is not UTF-8 as text no shell turns back into its bytes:
+    hints quote with pipeline.filenames (``$'caf\\xe9.jpg'``), the one module using shlex."""
+    package = Path(__file__).resolve().parent.parent / "pipeline"
+    using = sorted(
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if "shlex" in p.read_text(encoding="utf-8")
+    )
+    assert using == ["filenames.py"]
+
+
 @pytest.mark.slow  # seven photos run, collected, run again and shown by four commands
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_photos_named_in_any_bytes_are_ordered_once_collected_and_shown_escaped(

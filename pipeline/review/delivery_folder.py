@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import PipelineError, UsageError
+from pipeline.filenames import shell_quoted
 from pipeline.files import open_regular
 from pipeline.ledger import Ledger
 from pipeline.manifest.folders import shorten
@@ -120,9 +121,7 @@ def _overlap(output: Path, folder: Path) -> str | None:
 
 
 def _quoted(path: Path) -> str:
-    import shlex
-
-    return shlex.quote(str(path))
+    return shell_quoted(str(path))
 
 
 # -- taking a folder apart ------------------------------------------------------------------
