@@ -19,7 +19,8 @@ import pytest
 
 from pipeline.ledger import State
 from pipeline.sandbox import Faults, Sandbox
-from tests.cli_helpers import FAST, aihd, ledger_rows, spawn_aihd, write_manifest
+from tests.cli_helpers import FAST, aihd, aihd_process, ledger_rows, spawn_aihd, write_manifest
+from tests.review_helpers import INSIDE, OUTSIDE, collected_listing
 
 pytestmark = pytest.mark.slow  # real processes, real signals, waits of seconds
 PhotoFactory = Callable[..., Path]
@@ -152,6 +153,34 @@ def test_a_photo_swapped_for_a_fifo_before_its_upload_fails_with_the_reason_and_
     assert rows["p1.jpg"].state is State.FAILED
     assert "it is a FIFO (named pipe), not a regular file" in (rows["p1.jpg"].error or "")
     assert sandbox.stats().uploads == 1 and list(sandbox.stats().charges.values()) == [1]
+
+
+def test_a_result_swapped_for_a_fifo_is_refused_by_review_and_deliver_never_waited_on(
+    make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """After collect, one result becomes a FIFO: the review page writes (no thumbnail for
+    it), and deliver fails that photo saying what it is, delivers the other four, exit 1;
+    each a process of its own, so a wait would be a timeout here, not a hang."""
+    sandbox = make_sandbox(eta_seconds=1, time_scale=0.5)
+    manifest = collected_listing(tmp_path, sandbox, photo_factory)
+    for folder in (INSIDE, OUTSIDE):
+        assert aihd(["approve", str(manifest), "--folder", folder], None).returncode == 0
+    (den,) = [r for r in ledger_rows(manifest) if Path(r.path).name == "den.jpg"]
+    result = Path(den.output_paths[0])
+    os.mkfifo(tmp_path / "swap")
+    os.replace(tmp_path / "swap", result)
+
+    page = aihd_process(["review", str(manifest)], None, timeout=60)
+    assert page.returncode == 0, page.stderr
+    assert "9 new thumbnails" in page.stderr  # 5 originals, 4 results: none of the FIFO
+    done = aihd_process(["deliver", str(manifest)], None, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "it is a FIFO (named pipe), not a regular file" in done.stderr
+    assert "Traceback" not in done.stderr
+    delivered = sorted(p.name for p in (tmp_path / "delivery" / "12-oak-st").iterdir())
+    assert len(delivered) == 5 and "disclosure.csv" in delivered
+    assert not [name for name in delivered if "den" in name]
+    assert sorted(sandbox.stats().charges.values()) == [1] * 5
 
 
 # SIGTERM ends a run within 10 s, whatever it is doing ---------------------------------------------
