@@ -6,6 +6,23 @@ run needs, hands it to the ``Runner`` and closes it all again, whatever happens.
 
 from __future__ import annotations
 
+__all__ = [
+    "LEASE_ENV",
+    "MIN_KEY_LENGTH",
+    "SANDBOX_TIME_SCALE",
+    "ApiSettings",
+    "CollectRequest",
+    "RunRequest",
+    "api_client",
+    "claim_lease_seconds",
+    "collect_results",
+    "describe_catalog",
+    "live_tools",
+    "parse_duration",
+    "plan_manifest",
+    "run_manifest",
+]
+
 import json
 import logging
 import math

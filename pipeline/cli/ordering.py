@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["collect_command", "plan", "reorder", "run"]
+
 import shlex
 import sys
 from dataclasses import replace

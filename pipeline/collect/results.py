@@ -6,6 +6,20 @@ Every path stays inside the output folder (names come from the ledger, with anch
 
 from __future__ import annotations
 
+__all__ = [
+    "MAX_RESULT_PIXELS",
+    "PART_MARK",
+    "commit_files",
+    "copy_results",
+    "decoded_extension",
+    "derived_root",
+    "ensure_inside",
+    "part_name",
+    "remove_leftovers",
+    "safe_parts",
+    "unlink_all",
+]
+
 import os
 import secrets
 import shutil

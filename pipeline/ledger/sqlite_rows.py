@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["COLUMNS", "INSERT", "STATES", "encode", "new_row", "now_text", "row_of"]
+
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime

@@ -8,6 +8,18 @@ These functions block: the runner calls them in a worker thread, away from the e
 
 from __future__ import annotations
 
+__all__ = [
+    "CheckedPhoto",
+    "FileStat",
+    "check",
+    "check_batch",
+    "folder_files",
+    "list_and_check",
+    "list_folder",
+    "stat_file",
+    "take_batch",
+]
+
 import fnmatch
 import hashlib
 import os
