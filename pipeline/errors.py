@@ -40,6 +40,46 @@ echoes the key in an error body cannot get it into a message, a ledger row or an
 
 from __future__ import annotations
 
+__all__ = [
+    "EXIT_AUTH",
+    "EXIT_BUDGET",
+    "EXIT_INTERRUPTED",
+    "EXIT_LEDGER_BUSY",
+    "EXIT_LEDGER_UNREACHABLE",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "ApiError",
+    "ApiUnreachable",
+    "AuthRefused",
+    "CatalogError",
+    "ClaimLost",
+    "ConnectFailed",
+    "GroupRolledBack",
+    "LedgerBusy",
+    "LedgerError",
+    "LedgerUnreachable",
+    "ManifestError",
+    "NotALedger",
+    "NotEligible",
+    "NotNow",
+    "OrderBudgetSpent",
+    "OutcomeUnknown",
+    "PhotoChanged",
+    "PhotoError",
+    "PipelineError",
+    "RateLimited",
+    "RequestRejected",
+    "ResultRejected",
+    "ResultTooBig",
+    "SubmitRefused",
+    "ToolOptionError",
+    "TransientError",
+    "UsageError",
+    "WindowFull",
+]
+
 from pathlib import Path
 
 # The exit codes of docs/SPEC.md "The run": one per outcome a script or systemd can act on.

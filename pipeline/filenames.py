@@ -24,6 +24,8 @@ So, at those edges:
 
 from __future__ import annotations
 
+__all__ = ["SHOWN_ERRORS", "shell_join", "shell_quoted", "shown", "stored", "unstored"]
+
 import codecs
 import re
 import shlex

@@ -10,6 +10,8 @@ moment before), and refused unless it is a regular file: FIFOs, devices and sock
 
 from __future__ import annotations
 
+__all__ = ["kind_of", "not_regular", "open_regular"]
+
 import errno
 import os
 import stat

@@ -8,6 +8,8 @@ spends anything.
 
 from __future__ import annotations
 
+__all__ = ["log_file_failure", "setup_logging"]
+
 import logging
 import sys
 from contextlib import suppress

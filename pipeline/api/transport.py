@@ -14,6 +14,18 @@ addresses or the API's own origin (``pipeline.addresses``).
 
 from __future__ import annotations
 
+__all__ = [
+    "MAX_JSON_BYTES",
+    "MAX_RESULT_BYTES",
+    "REDACTED",
+    "Digest",
+    "Timeouts",
+    "Transport",
+    "image_disposition",
+    "required_text",
+    "shape_of",
+]
+
 import asyncio
 import json
 import mimetypes
@@ -491,7 +503,7 @@ def _file_disposition(field_name: str, filename: str) -> str:
     return content_disposition_header("form-data", name=field_name, filename=filename)
 
 
-def _image_disposition(filename: str) -> str:
+def image_disposition(filename: str) -> str:
     """The v1 upload's image part's Content-Disposition."""
     return _file_disposition("image", filename)
 
@@ -562,7 +574,8 @@ def _endpoint_name(method: str, path: str) -> str:
     return f"{method} {path}"
 
 
-def _field(body: Mapping[str, Any], name: str, endpoint: str) -> str:
+def required_text(body: Mapping[str, Any], name: str, endpoint: str) -> str:
+    """The answer's text field ``name``; a transient error naming it when it is missing."""
     value = body.get(name)
     if not isinstance(value, str) or not value:
         raise TransientError(f"{endpoint}: answer has no {name!r}", endpoint=endpoint)
@@ -570,7 +583,7 @@ def _field(body: Mapping[str, Any], name: str, endpoint: str) -> str:
 
 
 @contextmanager
-def _shape_of(endpoint: str) -> Iterator[None]:
+def shape_of(endpoint: str) -> Iterator[None]:
     """A hostile or broken answer of the wrong shape, as a transient error, not a traceback."""
     try:
         yield

@@ -19,6 +19,8 @@ kept: the order shows it (``GET /v3/order/{id}``) when a later run needs it.
 
 from __future__ import annotations
 
+__all__ = ["MemoryProjects", "ProjectBook", "V3Client"]
+
 import asyncio
 import logging
 import time
@@ -31,7 +33,7 @@ from yarl import URL
 from pipeline.addresses import is_loopback
 from pipeline.api import v3_shapes as v3
 from pipeline.api.records import GeneratedImage, OrderDetails, OrderSpec, SubmittedOrder
-from pipeline.api.transport import Digest, Timeouts, Transport, _shape_of
+from pipeline.api.transport import Digest, Timeouts, Transport, shape_of
 from pipeline.errors import AuthRefused, RequestRejected, TransientError
 
 log = logging.getLogger("aihd")
@@ -128,7 +130,7 @@ class V3Client(Transport):
             endpoint=f"GET {v3.TOOLS_PATH}",
             lists=True,
         )
-        with _shape_of(v3.TOOLS_PATH):
+        with shape_of(v3.TOOLS_PATH):
             data = _unwrap(body)
             rows = data if isinstance(data, list) else []
             return [
@@ -246,7 +248,7 @@ class V3Client(Transport):
                 self._role_field = _ROLE_FIELDS[following]
                 sent = None  # the first attempt fed it the whole photo already
         data = _unwrap(body)
-        with _shape_of(v3.ORDERS_PATH):
+        with shape_of(v3.ORDERS_PATH):
             order_id = _id_of(data, ("order_id", "id"), v3.ORDERS_PATH)
             asset = _first_asset(data)
         if asset:
@@ -328,7 +330,7 @@ class V3Client(Transport):
         """The order and its photo's process: its status and, once done, its results."""
         del service
         data = await self._order_data(order_id)
-        with _shape_of(v3.ORDER_PATH):
+        with shape_of(v3.ORDER_PATH):
             status = str(data.get("status", ""))
             entries = data.get("processes") or []
             processes = tuple(p for p in (_process_id(e) for e in entries) if p)
@@ -385,7 +387,7 @@ class V3Client(Transport):
     async def _asset_of(self, order_id: str) -> str:
         """The order's photo asset (an order created by an earlier run)."""
         data = await self._order_data(order_id)
-        with _shape_of(v3.ORDER_PATH):
+        with shape_of(v3.ORDER_PATH):
             asset = _first_asset(data)
         if not asset:
             raise TransientError(
@@ -397,7 +399,7 @@ class V3Client(Transport):
         path = v3.PROCESS_PATH.format(process_id=process_id)
         body = await self._json("GET", path, endpoint="GET process")
         data = _unwrap(body)
-        with _shape_of(v3.PROCESS_PATH):
+        with shape_of(v3.PROCESS_PATH):
             if not isinstance(data, dict):
                 raise TypeError("not an object")
             status = str(data.get("status", ""))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["render_status", "status_json"]
+
 import json
 from collections.abc import Callable, Sequence
 

@@ -2,6 +2,25 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "LOCATION",
+    "F",
+    "T",
+    "duration_option",
+    "existing_ledger",
+    "finish",
+    "guard",
+    "is_quiet",
+    "ledger_for",
+    "load_with_warnings",
+    "report_log_failure",
+    "require_ledger",
+    "run_until_signal",
+    "scope_of",
+    "target_ledger",
+    "unattended_options",
+]
+
 import asyncio
 import math
 import signal

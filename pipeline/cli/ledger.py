@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["export", "ignore", "ledger", "ledger_import", "ledger_init", "ledger_path", "status"]
+
 import sys
 from pathlib import Path
 

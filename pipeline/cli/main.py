@@ -5,6 +5,8 @@ code from the spec, never a traceback (see ``common.guard``)."""
 
 from __future__ import annotations
 
+__all__ = ["main"]
+
 import io
 import sys
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["collect_command", "plan", "reorder", "run"]
+
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -178,7 +180,6 @@ def collect_command(
     from pipeline.app.session import ApiSettings, CollectRequest, collect_results
     from pipeline.logs import setup_logging
     from pipeline.manifest.loader import refuse_output_over_photos
-    from pipeline.retry import Backoff
 
     if timeout_text is not None and not wait:
         raise UsageError(
@@ -214,14 +215,7 @@ def collect_command(
                 "folder is where the results go"
             )
         settings = ApiSettings.from_env(sandbox=sandbox)
-        request = CollectRequest(
-            ledger_path=ledger_path,
-            output=ledger_path.parent / "enhanced",
-            folder_roots=None,
-            concurrency=4,
-            backoff=Backoff(),
-            **common,
-        )
+        request = CollectRequest.for_ledger(ledger_path, **common)
     if output_dir is not None:
         request = replace(request, output=output_dir.resolve())
     if folder_patterns:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["DEFAULT_LISTEN", "approve", "deliver", "reject", "review"]
+
 import sys
 from pathlib import Path
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["catalog", "sandbox", "schema"]
+
 import errno
 import json
 import math

@@ -14,6 +14,20 @@ that reason.
 
 from __future__ import annotations
 
+__all__ = [
+    "MAX_RESULT_PIXELS",
+    "PART_MARK",
+    "commit_files",
+    "copy_results",
+    "decoded_extension",
+    "derived_root",
+    "ensure_inside",
+    "part_name",
+    "remove_leftovers",
+    "safe_parts",
+    "unlink_all",
+]
+
 import hashlib
 import os
 import secrets

@@ -11,6 +11,18 @@ photo still to be ordered, a collect's on a charged photo's results; neither wai
 
 from __future__ import annotations
 
+__all__ = [
+    "Conn",
+    "Cursor",
+    "claim_result",
+    "delivered",
+    "delivered_made_from",
+    "photo_folders",
+    "record_delivered",
+    "release_result_claims",
+    "renew_result_claims",
+]
+
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol

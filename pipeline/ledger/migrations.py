@@ -6,6 +6,18 @@ mid-migration leaves the previous version intact. Append new migrations; never e
 
 from __future__ import annotations
 
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SEED_CHOICES",
+    "SEED_IGNORED",
+    "UNKNOWN_FROM_FAILED",
+    "UNKNOWN_FROM_TRUSTED_5XX",
+    "empty_message",
+    "migrate",
+]
+
 import sqlite3
 from collections.abc import Callable
 

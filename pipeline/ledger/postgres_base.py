@@ -3,6 +3,17 @@ connection, the run lock, and claims (see postgres.py for the whole)."""
 
 from __future__ import annotations
 
+__all__ = [
+    "DEADLOCK_PAUSE",
+    "INSERT",
+    "RETRY_ENV",
+    "PostgresBase",
+    "T",
+    "first_line",
+    "is_url",
+    "redact",
+]
+
 import math
 import os
 import re

@@ -3,6 +3,8 @@ failures, `aihd reorder`, and the import of a SQLite ledger (see postgres.py for
 
 from __future__ import annotations
 
+__all__ = ["PostgresOrders"]
+
 import json
 import time
 from collections.abc import Sequence

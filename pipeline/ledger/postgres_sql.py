@@ -4,6 +4,18 @@ code (sqlite_found.py, sqlite_import.py) run unchanged on a PostgreSQL connectio
 
 from __future__ import annotations
 
+__all__ = [
+    "IN_FLIGHT_POLL_SECONDS",
+    "ORPHANABLE",
+    "Conn",
+    "SqliteStyle",
+    "adopt",
+    "answer_post",
+    "scope_clause",
+    "unpaid_originals",
+    "window_wait",
+]
+
 from collections.abc import Iterable, Sequence
 from typing import Any
 

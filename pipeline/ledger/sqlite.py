@@ -809,10 +809,10 @@ class SqliteLedger:
             raise LedgerError(f"cannot import {source}: no such file")
         other = SqliteLedger(source)  # refuses another tool's file; migrates an older one
         try:
-            with self.atomic() as conn, other._mutex, other._guard("read"):
+            with self.atomic() as conn:
                 if conn.execute("SELECT 1 FROM imports WHERE path = ?", (key,)).fetchone():
                     return None
-                count = import_rows(conn, other._conn)
+                count = other.copy_rows_into(conn)
                 conn.execute(
                     "INSERT INTO imports (path, imported_at, photos) VALUES (?, ?, ?)",
                     (key, now_text(), count),
@@ -820,6 +820,12 @@ class SqliteLedger:
                 return count
         finally:
             other.close()
+
+    def copy_rows_into(self, conn: sqlite3.Connection) -> int:
+        """Copy this ledger's rows into ``conn``, another ledger's open write transaction (its
+        ``import_ledger``); the photos copied."""
+        with self._mutex, self._guard("read"):
+            return import_rows(conn, self._conn)
 
     def recent_posts(self, within_seconds: float, account: str = "") -> list[PostTimes]:
         """The account's order POSTs whose intent is at most ``within_seconds`` old by the wall

@@ -3,6 +3,8 @@ held, and copies that take the place of an unpaid original that is gone."""
 
 from __future__ import annotations
 
+__all__ = ["HELD", "ORPHANABLE", "adopt", "record_found", "unpaid_originals"]
+
 import json
 import sqlite3
 from collections.abc import Sequence

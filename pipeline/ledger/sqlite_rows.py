@@ -7,6 +7,8 @@ is stored as shown to people. PostgreSQL's store uses the same encoding.
 
 from __future__ import annotations
 
+__all__ = ["COLUMNS", "INSERT", "STATES", "encode", "new_row", "now_text", "row_of"]
+
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime

@@ -3,6 +3,8 @@ that decides, in the intent's own transaction, whether the account's window has 
 
 from __future__ import annotations
 
+__all__ = ["IN_FLIGHT_POLL_SECONDS", "answer_post", "window_wait"]
+
 import sqlite3
 import time
 

@@ -12,6 +12,19 @@ another file.
 
 from __future__ import annotations
 
+__all__ = [
+    "LEDGER_ENV",
+    "SANDBOX_ENDPOINT",
+    "account_ledger",
+    "base_url_from_env",
+    "chosen_ledger",
+    "emulator_state",
+    "endpoint_name",
+    "key_fingerprint",
+    "state_folder",
+    "window_account",
+]
+
 import hashlib
 import os
 import re

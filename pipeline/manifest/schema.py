@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "ACCOUNT_PATTERN",
+    "DEFAULT_PATTERNS",
+    "ENV_NAME_PATTERN",
+    "DefaultsModel",
+    "DeliveryProfileModel",
+    "FilePattern",
+    "FolderModel",
+    "ManifestModel",
+    "RateLimitModel",
+    "RetryModel",
+    "Text",
+    "explain",
+]
+
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator

@@ -13,6 +13,8 @@ A charged photo is never ordered again: the ledger refuses the intent (see ``mar
 
 from __future__ import annotations
 
+__all__ = ["OrderBudget", "OrderFlow", "RunCounters"]
+
 import asyncio
 import hashlib
 import random
@@ -89,7 +91,7 @@ class RunCounters:
         return self.orders_accepted + self.reconciled_submitted + self.unconfirmed
 
 
-class _Budget:
+class OrderBudget:
     """``--max-orders``: a photo reserves an order before its upload, so a run never uploads
     photos it will not order, and stops as soon as its last order is answered."""
 
@@ -143,7 +145,7 @@ class OrderFlow(Settling):
         self._counters = counters
         self._dispatch = dispatch
         self._options_for = options_for
-        self.budget = _Budget(max_orders)
+        self.budget = OrderBudget(max_orders)
         self._settle_seconds = settle_seconds
         self._send_within = min(
             max(settle_seconds / 4, _SEND_WITHIN_MIN), _SEND_WITHIN_MAX, ledger.lease_seconds / 4

@@ -7,6 +7,8 @@ no ledger created. Each photo is sorted the way the runner would treat it.
 
 from __future__ import annotations
 
+__all__ = ["FolderPlan", "Plan", "make_plan"]
+
 import asyncio
 import json
 import os

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["plan_reorder"]
+
 from collections.abc import Sequence
 
 from pipeline.filenames import shown

@@ -9,6 +9,8 @@ POST in flight is shielded and its row stays ``submitting`` for the next run to 
 
 from __future__ import annotations
 
+__all__ = ["RunLimits", "Runner"]
+
 import asyncio
 import logging
 import os

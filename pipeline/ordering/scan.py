@@ -10,6 +10,18 @@ a ``threading.Event`` it sets when the run stops ends hashing within a chunk's r
 
 from __future__ import annotations
 
+__all__ = [
+    "CheckedPhoto",
+    "FileStat",
+    "check",
+    "check_batch",
+    "folder_files",
+    "list_and_check",
+    "list_folder",
+    "stat_file",
+    "take_batch",
+]
+
 import fnmatch
 import hashlib
 import os

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["RunSummary", "summarize"]
+
 import json
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, field

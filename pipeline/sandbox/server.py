@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["SHUTDOWN_SECONDS", "AppFactory", "Sandbox", "SandboxThread", "run_forever", "serve"]
+
 import asyncio
 import shutil
 import signal

@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "DOC_SERVICES",
+    "PHOTO_MEMORY_BYTES",
+    "RATE_LIMIT_MESSAGE",
+    "Fault",
+    "Faults",
+    "Order",
+    "SandboxConfig",
+    "SandboxState",
+    "SandboxStats",
+    "StoredPhoto",
+    "faults_from_json",
+    "stats_json",
+]
+
 import collections
 import contextlib
 import dataclasses

@@ -6,6 +6,18 @@ this store holds only what v3 adds, under its own lock.
 
 from __future__ import annotations
 
+__all__ = [
+    "PENDING_SHARE",
+    "ROLES",
+    "Asset",
+    "Order",
+    "Process",
+    "Project",
+    "Role",
+    "V3Store",
+    "new_id",
+]
+
 import secrets
 import threading
 import time
