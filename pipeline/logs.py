@@ -16,6 +16,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from pipeline.errors import UsageError
+from pipeline.filenames import shown
 
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -32,6 +33,14 @@ class _Redact(logging.Filter):
             record.msg = record.getMessage().replace(self._secret, "<redacted>")
             record.args = None
         return True
+
+
+class _Shown(logging.Formatter):
+    """A log line with the bytes of file names that are not UTF-8 written ``\\xNN``: a log
+    file (UTF-8) and a terminal take it, where the raw name would be a logging error."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return shown(super().format(record))
 
 
 class _LogFile(logging.FileHandler):
@@ -80,7 +89,7 @@ def setup_logging(log_file: Path | None, *, verbose: bool, secret: str) -> None:
     redact = _Redact(secret)
     stderr = _Stderr(sys.stderr)
     stderr.setLevel(logging.INFO if verbose else logging.WARNING)
-    stderr.setFormatter(logging.Formatter(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
+    stderr.setFormatter(_Shown(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
     stderr.addFilter(redact)
     logger.addHandler(stderr)
     if log_file is not None:
@@ -88,7 +97,7 @@ def setup_logging(log_file: Path | None, *, verbose: bool, secret: str) -> None:
             handler = _LogFile(log_file, encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--log-file {log_file}: cannot write: {exc.strerror}") from exc
-        handler.setFormatter(logging.Formatter(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
+        handler.setFormatter(_Shown(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
         handler.addFilter(redact)
         # One line now, written through: a full disk is found before anything is spent.
         handler.handle(logger.makeRecord("aihd", logging.INFO, __file__, 0, "log opened", (), None))

@@ -27,6 +27,8 @@ LAYERS: dict[str, int] = {
     "addresses": 0,
     "columns": 0,
     "stopping": 0,
+    "files": 0,
+    "filenames": 0,
     # the API and the ledger: neither knows the other
     "api": 1,
     "ledger": 1,

@@ -26,6 +26,7 @@ __all__ = [
 from typing import Final
 
 PROJECTS_PATH: Final = "/v3/project"
+PROJECT_PATH: Final = "/v3/project/{project_id}"
 ORDERS_PATH: Final = "/v3/order"
 ORDER_PATH: Final = "/v3/order/{order_id}"
 PROCESSES_PATH: Final = "/v3/process"

@@ -38,9 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
-from yarl import URL
 
-from pipeline import api
 from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import Space, Timeouts, Widget
 from pipeline.api.v3 import ProjectBook
@@ -58,6 +56,7 @@ from pipeline.errors import (
 from pipeline.ledger import Ledger, PostTimes, open_ledger
 from pipeline.manifest.accounts import (
     account_ledger,
+    base_url_from_env,
     emulator_state,
     key_fingerprint,
     window_account,
@@ -104,11 +103,7 @@ class ApiSettings:
                 "(the key never lives in the manifest), or use --sandbox for the local emulator"
             )
         _check_key(key, key_env)
-        base_url = os.environ.get("AIHD_BASE_URL", api.DEFAULT_BASE_URL).strip()
-        url = URL(base_url)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise UsageError(f"AIHD_BASE_URL={base_url!r} is not an http(s) URL")
-        return cls(base_url, key)
+        return cls(base_url_from_env(), key)
 
 
 MIN_KEY_LENGTH = 8
@@ -245,9 +240,10 @@ async def api_client(
 
 
 async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: Path | str) -> Plan:
+    account = window_account(settings.base_url, manifest.account, sandbox=settings.sandbox)
     # A plan orders nothing: its emulator (--sandbox) has nothing to remember, and writes none.
     async with api_client(settings, Timeouts()) as client:
-        return await make_plan(manifest, client, ledger_path)
+        return await make_plan(manifest, client, ledger_path, window_account=account)
 
 
 async def describe_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
@@ -278,6 +274,12 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         ledger.lease_seconds = claim_lease_seconds(os.environ, ledger.lease_seconds)
         run_id = ledger.start_run(request.command)
         counters = RunCounters()
+        if capped := ledger.cap_future_posts():
+            log.warning(
+                "%d order times in the ledger were ahead of this clock (another machine's, "
+                "or a clock set back): the order window counts them from now",
+                capped,
+            )
         account = window_account(settings.base_url, manifest.account, sandbox=settings.sandbox)
         window = _account_window(ledger, request, account)
         progress = Progress(

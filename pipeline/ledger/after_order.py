@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pipeline.bootclock import owner_alive
+from pipeline.filenames import stored
 
 
 class Cursor(Protocol):
@@ -89,7 +90,7 @@ def record_delivered(
             "INSERT INTO delivered_files (sha256, path, written_at, made_from) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET made_from = "
             "excluded.made_from WHERE excluded.made_from != ''",
-            (sha256, path, written_at, source),
+            (sha256, stored(path), written_at, source),
         )
 
 

@@ -18,11 +18,11 @@ __all__ = [
     "migrate",
 ]
 
-import shlex
 import sqlite3
 from collections.abc import Callable
 
 from pipeline.errors import LedgerError, NotALedger
+from pipeline.filenames import shell_quoted
 
 # 'aihd' in ASCII: marks the file as ours so another tool's SQLite file is refused, not altered.
 APPLICATION_ID = 0x61696864
@@ -357,5 +357,5 @@ def empty_message(where: str) -> str:
     return (
         f"ledger {where} is an empty file, not a ledger (a failed copy or a full disk?); "
         "nothing was spent: restore it from a backup, or if it really is a new ledger: "
-        f"aihd ledger init --into {shlex.quote(where)}"
+        f"aihd ledger init --into {shell_quoted(where)}"
     )

@@ -435,10 +435,15 @@ class OrderFlow(Settling):
         recorded from now on."""
         self._stopping = True
         if self._in_flight:
-            done, _ = await asyncio.wait(set(self._in_flight), timeout=within_seconds)
+            done, late = await asyncio.wait(set(self._in_flight), timeout=within_seconds)
             for posting in done:
                 if not posting.cancelled():
                     posting.exception()  # seen here: its worker was stopped before it could look
+            # Unanswered in time: cut, as a kill would. Each intent is on disk (``submitting``),
+            # settled by the next run; the task must not write once the run has closed.
+            for posting in late:
+                posting.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         settlers = list(self._settling)
         for settler in settlers:
             settler.cancel()

