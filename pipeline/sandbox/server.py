@@ -20,6 +20,7 @@ from pipeline import eventloop
 from .app import make_app
 from .state import Faults, SandboxConfig, SandboxState, SandboxStats
 from .v3_readings import V3Readings
+from .webhooks import Webhooks
 
 # Stalled handlers would otherwise hold a stop for aiohttp's default 60 s.
 SHUTDOWN_SECONDS = 1.0
@@ -46,6 +47,10 @@ class Sandbox:
     def set_faults(self, faults: Faults) -> None:
         """Replace the injected faults (and restart their random draws from faults.seed)."""
         self._state.set_faults(faults)
+
+    def set_webhooks(self, webhooks: Webhooks) -> None:
+        """Send the account's webhooks so from now on (to new URLs, with other switches)."""
+        self._state.webhooks.configure(webhooks)
 
     def set_v3_readings(self, readings: V3Readings) -> None:
         """Play these readings of the v3 unknowns from now on."""

@@ -18,6 +18,7 @@ from typing import Literal, TypeAlias
 
 from .v3_readings import V3Readings
 from .v3_state import V3Store
+from .webhooks import Webhooks, WebhookSender
 
 DOC_SERVICES = frozenset(
     {
@@ -87,6 +88,13 @@ class SandboxConfig:
     photo_memory_bytes: int = PHOTO_MEMORY_BYTES
     # Which reading of each v3 unknown to play (v3_readings.py).
     v3: V3Readings = field(default_factory=V3Readings)
+    # Where the account's webhooks go (webhooks.py); none by default.
+    webhooks: Webhooks = field(default_factory=Webhooks)
+    # An upscale's webhook comes this long after its POST (None: the order's scaled eta).
+    upscale_seconds: float | None = None
+    # The API notes know the upscaled photo only from its webhook (2.7); True plays the other
+    # reading: the order's details show it too, as upscaled_image_src on its generated image.
+    upscale_in_order_details: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,10 @@ class SandboxStats:
     process_posts: int = 0  # POST /v3/process received (order_posts counts POST /v1/order)
     processes_charged: int = 0  # v3 processes charged (orders_charged counts v1 orders)
     v3_orders: int = 0  # v3 orders created (uploads counts them too)
+    upscale_posts: int = 0  # POST .../download/upscale received
+    upscales: dict[str, int] = field(default_factory=dict)  # generated image id -> upscales
+    # Webhook deliveries: sent, answered_2xx, refused (non-2xx), unanswered.
+    webhooks: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +172,10 @@ class SandboxState:
         self._photos: dict[str, bytes] = {}  # sha256 -> bytes of a small photo kept in memory
         self._photo_bytes = 0
         self.v3 = V3Store(config.v3)
+        self.user_id = _opaque_id()  # the account's user, as orders and webhooks name it
+        self.webhooks = WebhookSender(config.webhooks)
+        self._upscales: dict[str, float] = {}  # generated image id -> when it is ready
+        self._upscale_counts: collections.Counter[str] = collections.Counter()
 
     # Faults -----------------------------------------------------------------------------------
 
@@ -241,6 +257,9 @@ class SandboxState:
                 process_posts=self._counts["process_posts"],
                 processes_charged=self._counts["processes_charged"],
                 v3_orders=self._counts["v3_orders"],
+                upscale_posts=self._counts["upscale_posts"],
+                upscales=dict(self._upscale_counts),
+                webhooks=self.webhooks.snapshot(),
             )
 
     # Photos -----------------------------------------------------------------------------------
@@ -332,6 +351,33 @@ class SandboxState:
         if time.monotonic() < done_at:
             return "processing", []
         return "finished", generated
+
+    def result_order(self, generated_id: str) -> Order | None:
+        with self._lock:
+            return self._results.get(generated_id)
+
+    def upscale(self, generated_id: str) -> float | None:
+        """Start upscaling a finished result: seconds until it is ready; None if unknown."""
+        order = self.result_order(generated_id)
+        if order is None or self.status(order)[0] != "finished":
+            return None
+        config = self.config
+        seconds = config.upscale_seconds
+        if seconds is None:
+            seconds = config.eta_seconds * config.time_scale
+        with self._lock:
+            self._upscale_counts[generated_id] += 1
+            self._upscales[generated_id] = time.monotonic() + seconds
+        return seconds
+
+    def upscaled(self, generated_id: str) -> StoredPhoto | None:
+        """The photo an upscale of this result is made from, once it is ready."""
+        with self._lock:
+            ready = self._upscales.get(generated_id)
+            order = self._results.get(generated_id)
+        if ready is None or order is None or time.monotonic() < ready:
+            return None
+        return order.photo
 
     def result_photo(self, generated_id: str) -> StoredPhoto | None:
         with self._lock:
