@@ -11,6 +11,7 @@ every run of it. The package shows its parts:
     sqlite_found.py   finding photos: identities, duplicates, copies taking an orphan's place
     sqlite_window.py  the order window's store: each order POST's intent and answer
     sqlite_import.py  taking in another (older, per-manifest) ledger
+    serving.py        what `aihd serve` adds: photos by order id, upscale wishes and upscales
     migrations.py     the schema, as an ordered list of migrations
     postgres.py       the PostgreSQL store, one ledger for several machines (postgresql:// URL);
                       its parts: postgres_base/_claims/_orders/_sql/_schema.py
@@ -32,6 +33,7 @@ from pipeline.ledger.records import (
     WindowFull,
     WindowRule,
 )
+from pipeline.ledger.serving import UpscaleRow
 from pipeline.ledger.stores import open_ledger
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "Review",
     "RunRecord",
     "State",
+    "UpscaleRow",
     "WindowFull",
     "WindowRule",
     "open_ledger",

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Callable
 
 from pipeline.errors import LedgerError
+from pipeline.ledger.serving import create_tables
 
 # 'aihd' in ASCII: marks the file as ours so another tool's SQLite file is refused, not altered.
 APPLICATION_ID = 0x61696864
@@ -145,6 +146,11 @@ def _v6_v3_projects(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v7_serve(conn: sqlite3.Connection) -> None:
+    """`aihd serve`: upscale wishes and upscales, and photos found by order id (serving.py)."""
+    create_tables(conn)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_initial,
     _v2_charges_and_posts,
@@ -152,6 +158,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v4_reviews,
     _v5_ignored,
     _v6_v3_projects,
+    _v7_serve,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import psycopg
 
 from pipeline.errors import LedgerError
+from pipeline.ledger.serving import create_tables
 
 # Transaction-scoped advisory lock keys (pg_advisory_xact_lock): 'aihd' then a purpose.
 LOCK_MIGRATE = 0x61696864_0001
@@ -129,10 +130,16 @@ def _v3_v3_projects(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
+def _v4_serve(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's migration 7: upscale wishes and upscales, photos by order id."""
+    create_tables(conn, big_ids=True)
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
     _v3_v3_projects,
+    _v4_serve,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

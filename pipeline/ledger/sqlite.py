@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.bootclock import Stamp, owner_alive
 from pipeline.errors import LedgerBusy, LedgerError, NotEligible, SubmitRefused
+from pipeline.ledger import serving
 from pipeline.ledger.migrations import migrate
 from pipeline.ledger.records import (
     Decision,
@@ -33,6 +34,7 @@ from pipeline.ledger.records import (
     WindowFull,
     WindowRule,
 )
+from pipeline.ledger.serving import UpscaleRow
 from pipeline.ledger.sqlite_found import adopt, record_found, unpaid_originals
 from pipeline.ledger.sqlite_import import import_rows
 from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, STATES, encode, now_text, row_of
@@ -660,6 +662,53 @@ class SqliteLedger:
                 (now_text(), int(include_permanent)),
             )
             return cur.rowcount
+
+    # -- aihd serve (serving.py) ----------------------------------------------------------------
+
+    def photo_by_order(self, order_id: str) -> PhotoRow | None:
+        with self._mutex, self._guard("read"):
+            found = serving.photo_by_order(self._conn, COLUMNS, order_id)
+        return None if found is None else row_of(found)
+
+    def release_claim(self, photo_id: int) -> None:
+        """Let this run's claim on one photo go (a service keeps running past its work)."""
+        if self.owner is not None:
+            with self.atomic() as conn:
+                conn.execute(
+                    "UPDATE photos SET claimed_by = NULL, claim_until = NULL "
+                    "WHERE id = ? AND claimed_by = ?",
+                    (photo_id, self.owner),
+                )
+
+    def wish_upscales(self, photo_ids: Sequence[int], source: str) -> int:
+        with self.atomic() as conn:
+            return serving.wish(conn, photo_ids, source, now_text())
+
+    def upscale_work(self, scope: Sequence[str] | None = None) -> list[int]:
+        with self._mutex, self._guard("read"):
+            return serving.work(self._conn, serving.scope_sql(scope))
+
+    def upscale_intents(self, photo_id: int, generated_ids: Sequence[str]) -> list[str]:
+        with self.atomic() as conn:
+            return serving.intents(conn, photo_id, generated_ids, now_text())
+
+    def upscale_answered(self, generated_id: str, error: str | None) -> None:
+        with self.atomic() as conn:
+            serving.answered(conn, generated_id, error, now_text())
+
+    def finish_upscale(
+        self, generated_id: str, output_path: str | None, error: str | None = None
+    ) -> bool:
+        with self.atomic() as conn:
+            return serving.finish(conn, generated_id, output_path, error, now_text())
+
+    def upscale(self, generated_id: str) -> UpscaleRow | None:
+        with self._mutex, self._guard("read"):
+            return serving.one(self._conn, generated_id)
+
+    def upscales(self, scope: Sequence[str] | None = None) -> list[UpscaleRow]:
+        with self._mutex, self._guard("read"):
+            return serving.every(self._conn, serving.scope_sql(scope))
 
 
 def _scope(folders: Sequence[str]) -> tuple[str, list[object]]:
