@@ -161,9 +161,11 @@ async def api_client(
     *,
     projects: ProjectBook | None = None,
     max_in_flight: int | None = None,
+    webhook_url: str | None = None,
 ) -> AsyncIterator[AnyVersion]:
     """A client of the real API, or of a local emulator started for this process; it speaks
-    v1 and v3 (each photo through the version that orders it)."""
+    v1 and v3 (each photo through the version that orders it). ``webhook_url``: where the
+    emulator sends the account's webhooks (aihd serve --sandbox)."""
     if not settings.sandbox:
         async with AnyVersion(
             settings.base_url,
@@ -174,10 +176,14 @@ async def api_client(
         ) as client:
             yield client
         return
-    from pipeline.sandbox import SandboxConfig, serve
+    from pipeline.sandbox import SandboxConfig, Webhooks, serve
 
     # A demo-friendly emulator: the API's window, and orders that finish in a few seconds.
-    config = SandboxConfig(api_key=settings.api_key, time_scale=SANDBOX_TIME_SCALE)
+    config = SandboxConfig(
+        api_key=settings.api_key,
+        time_scale=SANDBOX_TIME_SCALE,
+        webhooks=Webhooks(urls=(webhook_url,) if webhook_url else ()),
+    )
     async with (
         serve(config) as emulator,
         AnyVersion(

@@ -56,7 +56,7 @@ from pipeline.retry import Backoff, retrying
 if TYPE_CHECKING:  # runner may import this module for `aihd run --collect`
     from pipeline.stopping import StopSwitch
 
-__all__ = ["CollectSummary", "collect", "remove_leftovers"]
+__all__ = ["CollectSummary", "PhotoCollector", "collect", "remove_leftovers"]
 
 log = logging.getLogger("aihd")
 
@@ -431,6 +431,10 @@ class _Collector:
             if list(row.output_paths) != paths and all(map(Path.is_file, finals)):
                 self.ledger.set_output_paths(row.id, paths)  # `aihd export` shows them
         return copied
+
+
+# `aihd serve` collects photo by photo as each result is ready (pipeline/serve/results.py).
+PhotoCollector = _Collector
 
 
 def _same_bytes(one: Path, other: Path) -> bool:

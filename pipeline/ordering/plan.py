@@ -40,6 +40,7 @@ class FolderPlan:
     duplicates: int = 0
     failed: int = 0  # failed for good: left alone unless --retry-failed
     result_failed: int = 0  # charged, but the result failed: collect retries it, no order
+    upscales: int = 0  # upscale: true: photos whose upscale is still to be asked (aihd serve)
     broken: list[dict[str, str]] = field(default_factory=list)
 
     @property
@@ -59,6 +60,10 @@ class Plan:
     paid: int = 0  # photos of the ledger the API charged already (as `aihd status` counts)
 
     @property
+    def upscales(self) -> int:
+        return sum(f.upscales for f in self.folders)
+
+    @property
     def to_check(self) -> int:
         """Orders whose POST outcome is unknown: asked first, re-ordered only if never sent."""
         return sum(f.check for f in self.folders)
@@ -75,6 +80,7 @@ class Plan:
                 "folders": folders,
                 "orders": self.orders,
                 "orders_at_most": self.orders + self.to_check,
+                "upscales": self.upscales,
                 "paid": self.paid,
                 "seconds": round(self.seconds, 1),
                 "window": {"orders": self.window_orders, "per_seconds": self.window_seconds},
@@ -114,6 +120,11 @@ class Plan:
             f"{self.orders} orders, {_about(self.seconds)} at {self.window_orders} per {per}; "
             "names checked against the live catalog; nothing was spent"
         )
+        if self.upscales:
+            lines.append(
+                f"{self.upscales} upscales to ask for (upscale: true): `aihd serve` asks for "
+                "each once its photo is enhanced, and receives it by webhook"
+            )
         if self.to_check:
             lines.append(
                 f"  and up to {self.to_check} more: orders a stopped run left unconfirmed are "
@@ -130,12 +141,15 @@ async def make_plan(
     rows: list[PhotoRow] = []
     cached: dict[str, tuple[int, int, str]] = {}
     ignored: set[str] = set()
+    upscaled: set[int] = set()  # photos with an upscale asked for already
     if is_url(ledger_path) or await asyncio.to_thread(Path(ledger_path).is_file):
         ledger = open_ledger(ledger_path)
         try:
             rows = ledger.photos(current_only=False)
             cached = ledger.cached_hashes()
             ignored = ledger.ignored_paths()
+            if manifest.upscales:
+                upscaled = {u.photo_id for u in ledger.upscales() if u.state != "wanted"}
         finally:
             ledger.close()
     by_path = {(r.path, r.identity): r for r in rows}
@@ -154,6 +168,7 @@ async def make_plan(
                 continue
             identity = identity_of(photo.sha256)
             row = by_path.get((path, identity))
+            paid_before = _paid(plan)
             if row is None:
                 if owners.setdefault(identity, path) != path:
                     plan.duplicates += 1
@@ -171,6 +186,9 @@ async def make_plan(
                 plan.resume += 1
             else:
                 plan.failed += 1
+            if folder.upscale and (row is None or row.id not in upscaled):
+                # Paid, or to be: its upscale is asked for once its result is in.
+                plan.upscales += _paid(plan) > paid_before
         plans.append(plan)
     plans.sort(key=lambda p: p.folder)  # name order, as `aihd status` lists them
     return Plan(
@@ -181,6 +199,11 @@ async def make_plan(
         manifest.matches,
         paid=sum(r.charged for r in rows if _inside(r.path, manifest)),
     )
+
+
+def _paid(plan: FolderPlan) -> int:
+    """The folder's photos paid for, or to be: new, resume, check, done."""
+    return plan.new + plan.resume + plan.check + plan.done
 
 
 def _inside(path: str, manifest: Manifest) -> bool:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.api.factory import AnyVersion
@@ -40,7 +40,14 @@ from pipeline.manifest.loader import FolderSpec, Manifest
 from pipeline.ordering.catalog import ResolvedOptions, photo_options, resolve_live
 from pipeline.ordering.flow import Dispatch, OrderFlow, RunCounters
 from pipeline.ordering.progress import Progress
-from pipeline.ordering.scan import CheckedPhoto, check_batch, folder_files, stat_file, take_batch
+from pipeline.ordering.scan import (
+    CheckedPhoto,
+    FileStat,
+    check_batch,
+    folder_files,
+    stat_file,
+    take_batch,
+)
 from pipeline.ordering.summary import RunSummary, summarize
 from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff
@@ -49,6 +56,7 @@ from pipeline.stopping import StopSwitch
 log = logging.getLogger("aihd")
 
 _OPEN_STATES = (State.PENDING, State.UPLOADED, State.SUBMITTING)
+_TAKE_BATCH = 16  # photos hashed per trip to the worker thread when a service takes them
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,10 @@ class RunLimits:
     settle_seconds: float = 120.0
     drain_seconds: float = 60.0  # at a stop, how long order POSTs already sent may finish
     key_fingerprint: str = ""  # recorded with each order: which key sent it (never the key)
+    # `aihd serve`: photos come from ``take`` as they are complete, and a settled photo is let
+    # go (its claim, its place in this run's memory), so a later look may bring it back.
+    serving: bool = False
+    stop_within: float | None = None  # at a stop, wait at most this for POSTs (None: drain)
 
 
 class Runner:
@@ -101,6 +113,7 @@ class Runner:
         # Failed before this run and found unchanged: exit 1 is for the run that found them.
         self._known_failed: set[int] = set()
         self._known_broken: set[tuple[str, int, int]] = set()
+        self.on_settled: Callable[[int], None] | None = None  # aihd serve: collect it next
         self.backoff = Backoff(
             attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff
         )
@@ -137,7 +150,24 @@ class Runner:
             self.ledger.remember_titles(titles)  # a write (and fsync) only when one is new
         return resolved
 
-    async def run(self, started: float) -> RunSummary:
+    async def use_manifest(self, manifest: Manifest) -> None:
+        """From now on, the folders and options of ``manifest`` (aihd serve: SIGHUP, or a new
+        folder a glob matches); a wrong name (CatalogError) keeps the manifest as it was."""
+        old, self.manifest = self.manifest, manifest
+        try:
+            await self.resolve_catalog()
+        except BaseException:
+            self.manifest = old
+            raise
+
+    async def run(
+        self,
+        started: float,
+        *,
+        feed: Callable[[Runner], Coroutine[None, None, None]] | None = None,
+    ) -> RunSummary:
+        """Order every photo once. ``feed``: instead of one scan of the folders, a source that
+        hands photos to ``take`` as they come, until the run is stopped (aihd serve)."""
         folders = await self.resolve_catalog()
         self.ledger.reset_failed(include_permanent=self.limits.retry_failed)
         self._known_broken = {
@@ -150,7 +180,8 @@ class Runner:
             asyncio.create_task(self._worker(), name=f"photo-worker-{n}")
             for n in range(self.limits.concurrency)
         ]
-        scanner = asyncio.create_task(self._scan(folders), name="scanner")
+        source = feed(self) if feed is not None else self._scan(folders)
+        scanner = asyncio.create_task(source, name="scanner")
         timer = asyncio.create_task(self._deadline(), name="deadline")
         ticker = asyncio.create_task(self._tick(), name="progress")
         stopper = asyncio.create_task(self.stop.event.wait(), name="stop")
@@ -176,7 +207,10 @@ class Runner:
                 task.cancel()
             await asyncio.gather(scanner, timer, ticker, stopper, *workers, return_exceptions=True)
             settling = self._flow.settling
-            await self._flow.drain(within_seconds=self.limits.drain_seconds)
+            within = self.limits.stop_within
+            await self._flow.drain(
+                within_seconds=self.limits.drain_seconds if within is None else within
+            )
             self.progress.close()
         if isinstance(self.stop.error, AuthRefused):
             raise self.stop.error
@@ -212,6 +246,22 @@ class Runner:
                 known = self.ledger.known_files([st.path for st in batch])
                 checked = await asyncio.to_thread(check_batch, batch, known)
                 await self._record(folder, found_options, checked, known)
+
+    async def take(self, folder_name: str, stats: Sequence[FileStat]) -> None:
+        """Photos of one of the manifest's folders, found complete (aihd serve): checked,
+        recorded and queued as a scan's are; the ledger decides what is new."""
+        entry = self._folders.get(folder_name)
+        if entry is None:
+            return
+        folder, options = entry
+        ignored = self.ledger.ignored_paths()
+        chosen = [st for st in stats if st.path not in ignored]
+        # A few at a time: a stop waits for the hashing in flight, never for a whole folder.
+        for start in range(0, len(chosen), _TAKE_BATCH):
+            batch = chosen[start : start + _TAKE_BATCH]
+            known = self.ledger.known_files([st.path for st in batch])
+            checked = await asyncio.to_thread(check_batch, batch, known)
+            await self._record(folder, photo_options(options), checked, known)
 
     async def _rescan(self, row: PhotoRow) -> None:
         """A photo that changed after its scan is checked again and recorded as it is now."""
@@ -261,13 +311,17 @@ class Runner:
                     reason,
                     self._manifest_path,
                 )
-                self._seen_ids.add(row.id)
                 broken += 1
                 if (st.path, st.size, st.mtime_ns) in self._known_broken:
                     self._known_failed.add(row.id)  # reported the night it was found
                     log.info("%s: %s (failed before; `aihd ignore` leaves it out)", st.path, reason)
                 else:
                     log.warning("%s: %s", st.path, reason)
+                if self.limits.serving:
+                    # Seen again at each rescan: said once, and kept out of the photos in work.
+                    self._known_broken.add((st.path, st.size, st.mtime_ns))
+                else:
+                    self._seen_ids.add(row.id)
                 continue
             found.append(
                 FoundPhoto(
@@ -306,6 +360,8 @@ class Runner:
         still needs its order. Returns (newly counted, already settled), each 0 or 1."""
         if photo_id in self._seen_ids:
             return 0, 0
+        if self.limits.serving and state not in _OPEN_STATES:
+            return 0, 0  # a service remembers only the photos in work (see _close)
         self._seen_ids.add(photo_id)
         if state is State.FAILED:
             self._known_failed.add(photo_id)  # failed in an earlier run, left as it was
@@ -319,6 +375,13 @@ class Runner:
         """The photo is settled for this run: charged, failed, or left for the next run."""
         self._open -= 1
         self.progress.settle()
+        if self.limits.serving:
+            # Let it go: held by another run, it may be that run's to finish, or (if that run
+            # dies) a later look's; a charged photo is never ordered again whatever comes back.
+            self._seen_ids.discard(photo_id)
+            self.writes.call(self.ledger.release_claim, photo_id).add_done_callback(_seen)
+        if self.on_settled is not None:
+            self.on_settled(photo_id)
         if self._flow.budget.spent and (
             not self._scan_done or not self._queue.empty() or self._deferred
         ):
@@ -400,6 +463,11 @@ class Runner:
         if entry is not None and _key(entry[1].service, entry[1]) == key:
             return entry[1]
         return self._options.get(key)
+
+
+def _seen(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and (error := done.exception()) is not None:
+        log.warning("could not let a photo's claim go (its lease ends it): %s", error)
 
 
 def _key(service: str, options: ResolvedOptions) -> tuple[str, str, tuple[str, ...]]:

@@ -61,6 +61,10 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error(500, "internal server error", "api_error_internal")
     if fault == "stall":
         await asyncio.sleep(faults.stall_seconds)
+    if is_order_post and faults.order_delay > 0:
+        await asyncio.sleep(faults.order_delay)
+    elif request.method == "POST" and request.path == api.UPLOAD_PATH and faults.upload_delay:
+        await asyncio.sleep(faults.upload_delay)
     key = request.headers.get(api.API_KEY_HEADER, "")
     if not secrets.compare_digest(key.encode(), state.api_key.encode()):
         return error(401, "invalid api key", "api_error_unauthorized")
@@ -227,6 +231,8 @@ async def order_details(request: web.Request) -> web.Response:
 
 async def result_image(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
+    if (delay := state.faults.download_delay) > 0:
+        await asyncio.sleep(delay)
     generated_id = request.match_info["generated_id"]
     photo = state.result_photo(generated_id)
     if photo is None:

@@ -70,6 +70,12 @@ class Faults:
     hold_after_charge_rate: float = 0.0
     hold_seconds: float = 30.0
     process_failure_rate: float = 0.0  # v3 processes that end "failed" (charged all the same)
+    # Seconds a request of one kind is held before it is handled: the moment a stop test
+    # needs, made certain (an upload in flight; an order POST sent, its intent on disk, not
+    # charged yet; a result download under way).
+    upload_delay: float = 0.0
+    order_delay: float = 0.0
+    download_delay: float = 0.0
     seed: int | None = None
 
 
