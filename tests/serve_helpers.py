@@ -22,8 +22,18 @@ from tests.cli_helpers import aihd_env
 
 SECRET = "test-webhook-secret-0123456789abcdef"  # AIHD_WEBHOOK_SECRET of every test serve
 # Fast: folders quiet for 1 s, results polled only long after a webhook had its chance.
-SERVE_FAST = ["--listen", "127.0.0.1:0", "--quiet-period", "1s", "--poll-after", "60s",
-              "--request-timeout", "10", "--settle", "0.5"]  # fmt: skip
+SERVE_FAST = [
+    "--listen",
+    "127.0.0.1:0",
+    "--quiet-period",
+    "1s",
+    "--poll-after",
+    "60s",
+    "--request-timeout",
+    "10",
+    "--settle",
+    "0.5",
+]
 STOP_LIMIT_SECONDS = 10.0  # the issue's promise: SIGTERM ends the service within 10 s
 _LISTENING = re.compile(r"listening on (http://\S+)")
 RUNNING: list[subprocess.Popen[str]] = []  # killed by `kill_leftovers` if a test fails midway
@@ -72,9 +82,11 @@ class Served:
     def post(self, body: bytes, *, secret: str = SECRET) -> tuple[int, float]:
         """POST a webhook; its status and how long the answer took."""
         request = urllib.request.Request(  # noqa: S310
-            f"{self.url}/hooks/{secret}", data=body, method="POST",
+            f"{self.url}/hooks/{secret}",
+            data=body,
+            method="POST",
             headers={"Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         started = time.monotonic()
         try:
             with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310

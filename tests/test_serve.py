@@ -184,10 +184,14 @@ def test_health_and_metrics_say_how_the_service_stands_without_its_secrets(
     status, text = served.get("/metrics")
     assert status == 200
     for name in (
-        'aihd_photos{state="completed"}', "aihd_orders_spent_total", "aihd_window_slots_used",
-        "aihd_rate_limited_total", "aihd_retries_total", 'aihd_webhooks_total{outcome="ignored"}',
+        'aihd_photos{state="completed"}',
+        "aihd_orders_spent_total",
+        "aihd_window_slots_used",
+        "aihd_rate_limited_total",
+        "aihd_retries_total",
+        'aihd_webhooks_total{outcome="ignored"}',
         "aihd_collect_backlog",
-    ):  # fmt: skip
+    ):
         assert name in text
     code, _ = served.stop()
     assert code == 0

@@ -30,6 +30,8 @@ COLUMNS = (
     "error",
     "retryable",
     "duplicate_of",
+    "upscale",  # v1 upscales (aihd serve): wanted, requesting, requested, completed, failed
+    "upscale_paths",
 )
 
 
@@ -52,6 +54,9 @@ def export_rows(
     # The ledger keys titles casefolded (part of a photo's identity); the spelling the catalog
     # gave them was kept apart by the runs that resolved them.
     spelled = ledger.titles()
+    upscales: dict[int, list[tuple[str, str | None]]] = {}
+    for upscale in ledger.upscales(scope):
+        upscales.setdefault(upscale.photo_id, []).append((upscale.state, upscale.output_path))
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(COLUMNS)
@@ -59,6 +64,9 @@ def export_rows(
     for row in ledger.photos(scope=scope):
         record = _record(row, original_path(row.duplicate_of))
         record["enhancements"] = [spelled.get(t, t) for t in row.enhancements]
+        asked = upscales.get(row.id, [])
+        record["upscale"] = ";".join(state for state, _ in asked) or None
+        record["upscale_paths"] = [path for _, path in asked if path]
         if writer is not None:
             writer.writerow(_csv_cell(record[c]) for c in COLUMNS)
         else:

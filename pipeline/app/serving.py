@@ -91,8 +91,11 @@ async def serve_account(
             log.info(
                 "aihd serve: %d folders of %d manifests, ledger %s; listening on %s "
                 "(POST /hooks/<secret>, GET /healthz, GET /metrics)",
-                folders, len(request.manifests), ledger.path, url,
-            )  # fmt: skip
+                folders,
+                len(request.manifests),
+                ledger.path,
+                url,
+            )
 
         try:
             await run_service(
@@ -133,8 +136,10 @@ def wish_upscales(manifest: Manifest, ledger_path: Path | str) -> tuple[int, int
         rows = [r for r in ledger.photos(scope=scope) if not is_v3_service(r.service)]
         done = [r.id for r in rows if r.state is State.COMPLETED]
         added = ledger.wish_upscales(done, "aihd upscale")
-        waiting = sum(r.state in (State.PENDING, State.UPLOADED, State.SUBMITTING, State.SUBMITTED)
-                      for r in rows)  # fmt: skip
+        waiting = sum(
+            r.state in (State.PENDING, State.UPLOADED, State.SUBMITTING, State.SUBMITTED)
+            for r in rows
+        )
         return added, len(done) - added, waiting
     finally:
         ledger.close()

@@ -58,6 +58,9 @@ def render_status(
         lines += [f"failed: {path}: {error}" for path, error in _failures(ledger, scope)]
     elif totals[State.FAILED]:
         lines.append("`aihd status --failed` lists the failed photos with their reasons")
+    if upscales := _upscale_counts(ledger, scope):
+        shown = ", ".join(f"{n} {state}" for state, n in upscales.items())
+        lines.append(f"upscales (aihd serve): {shown}")
     if ignored := ledger.ignored_paths():
         lines.append(f"ignored (aihd ignore): {len(ignored)} paths, left out of every run")
     last = ledger.last_run()
@@ -85,6 +88,7 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
             "states": {state.value: n for state, n in ledger.counts(scope).items()},
             "orders_spent": charged,
             "failed_after_charge": charged_failed,
+            "upscales": _upscale_counts(ledger, scope),
             "failures": [
                 {"path": path, "error": error} for path, error in _failures(ledger, scope)
             ],
@@ -99,6 +103,13 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
         },
         indent=2,
     )
+
+
+def _upscale_counts(ledger: Ledger, scope: Sequence[str] | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for upscale in ledger.upscales(scope):
+        counts[upscale.state] = counts.get(upscale.state, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _failures(ledger: Ledger, scope: Sequence[str] | None) -> list[tuple[str, str]]:

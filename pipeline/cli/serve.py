@@ -37,42 +37,56 @@ STOP_SECONDS = 5.0  # a SIGTERM lets order POSTs in flight this long; the whole 
     help="HOST:PORT for webhooks, /healthz and /metrics (port 0: any free one).",
 )
 @click.option(
-    "--quiet-period", help="Take a photo once its folder was quiet this long, e.g. 2s "
+    "--quiet-period",
+    help="Take a photo once its folder was quiet this long, e.g. 2s "
     "(default: the manifest's quiet_period, else 60s).",
-)  # fmt: skip
+)
 @click.option(
-    "--rescan", help="Look at every folder again this often, e.g. 10m (default: the "
+    "--rescan",
+    help="Look at every folder again this often, e.g. 10m (default: the "
     "manifest's rescan, else 10m).",
-)  # fmt: skip
+)
 @click.option(
-    "--poll", "poll_every", metavar="DURATION",
+    "--poll",
+    "poll_every",
+    metavar="DURATION",
     help="Watch by polling this often, e.g. 2s: for network mounts, where inotify sees no "
     "other machine's writes.",
-)  # fmt: skip
+)
 @click.option(
-    "--poll-after", default="5m", show_default=True,
+    "--poll-after",
+    default="5m",
+    show_default=True,
     help="Poll a result this long after its eta when no webhook brought it.",
-)  # fmt: skip
+)
 @click.option("--ledger", type=LOCATION, help="Ledger file or postgresql:// URL.")
 @click.option("--sandbox", is_flag=True, help="Serve against an in-process local emulator.")
 @click.option(
-    "--print-webhook-url", is_flag=True,
+    "--print-webhook-url",
+    is_flag=True,
     help="Print the URL to paste in the dashboard's webhook setting, and exit.",
-)  # fmt: skip
+)
 @click.option(
-    "--public-url", metavar="URL",
+    "--public-url",
+    metavar="URL",
     help="With --print-webhook-url: the HTTPS address your proxy serves.",
-)  # fmt: skip
+)
 @click.option("--log-file", type=click.Path(path_type=Path), help="Append timestamped logs here.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option(
-    "--request-timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
+    "--request-timeout",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
     help="Seconds to wait for an API answer before giving up on it.",
-)  # fmt: skip
+)
 @click.option(
-    "--settle", type=click.FloatRange(0.0), default=120.0, show_default=True,
+    "--settle",
+    type=click.FloatRange(0.0),
+    default=120.0,
+    show_default=True,
     help="Seconds to let the API settle before checking an order whose answer was lost.",
-)  # fmt: skip
+)
 @guard
 def serve(
     manifests: tuple[Path, ...],
@@ -115,8 +129,20 @@ def serve(
         raise UsageError("--public-url only goes with --print-webhook-url")
     if not manifests:
         raise UsageError("name at least one manifest: aihd serve listings.yaml")
-    _serve(manifests, listen, quiet_period, rescan, poll_every, poll_after, ledger, sandbox,
-           log_file, quiet, request_timeout, settle)  # fmt: skip
+    _serve(
+        manifests,
+        listen,
+        quiet_period,
+        rescan,
+        poll_every,
+        poll_after,
+        ledger,
+        sandbox,
+        log_file,
+        quiet,
+        request_timeout,
+        settle,
+    )
 
 
 def _serve(
@@ -205,8 +231,9 @@ def until_signal(begin: Callable[[StopSwitch, asyncio.Event], Awaitable[None]]) 
             nonlocal hits
             hits += 1
             if hits == 1:
-                click.echo("aihd: stopping (signal): no new photos; the ledger stays consistent",
-                           err=True)  # fmt: skip
+                click.echo(
+                    "aihd: stopping (signal): no new photos; the ledger stays consistent", err=True
+                )
                 stop.set("interrupted")
             elif task is not None:
                 task.cancel()
@@ -226,9 +253,12 @@ def until_signal(begin: Callable[[StopSwitch, asyncio.Event], Awaitable[None]]) 
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option(
-    "--folder", "folder_patterns", multiple=True, metavar="PATTERN",
+    "--folder",
+    "folder_patterns",
+    multiple=True,
+    metavar="PATTERN",
     help="Only the manifest's folders whose name matches this glob; repeatable.",
-)  # fmt: skip
+)
 @click.option("--ledger", type=LOCATION, help="Ledger file or postgresql:// URL.")
 @guard
 def upscale(manifest: Path, folder_patterns: tuple[str, ...], ledger: Path | str | None) -> None:

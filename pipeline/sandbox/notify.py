@@ -32,12 +32,12 @@ def order_finished_later(request: web.Request, order: Order) -> None:
     origin, image_id = _origin(request), order.image_id
     seconds = state.config.eta_seconds * state.config.time_scale
 
-    def payloads() -> list[dict[str, Any]]:
+    def payloads() -> list[dict[str, Any]] | None:
         if order.image_id != image_id:  # charged again meanwhile: that charge sends its own
             return []
         status, generated = state.status(order)
         if status != "finished":
-            return []
+            return None  # the timer fired a little early
         return [
             dict(
                 v1_shapes.GeneratedImageWebhook(
@@ -71,7 +71,9 @@ def upscale_ready_later(request: web.Request, generated_id: str, seconds: float)
     body = v1_shapes.UpscaleWebhook(
         generated_image_id=generated_id, upscaled_image_src=src, user_id=state.user_id
     )
-    state.webhooks.later_each(seconds, lambda: [dict(body)])
+    state.webhooks.later_each(
+        seconds, lambda: None if state.upscaled(generated_id) is None else [dict(body)]
+    )
 
 
 def process_ended_later(
@@ -80,13 +82,13 @@ def process_ended_later(
     """v3: ``process.completed`` once the process ends; ``final_assets(request)`` then."""
     state = request.app[STATE]
 
-    def payloads() -> list[dict[str, Any]]:
+    def payloads() -> list[dict[str, Any]] | None:
         process = state.v3.process(process_id)
         if process is None:
             return []
         status = process.status(time.monotonic())
         if status not in (v3_shapes.PROCESS_DONE, v3_shapes.PROCESS_FAILED):
-            return []
+            return None  # the timer fired a little early
         return [
             {
                 "event": v3_shapes.EVENT_PROCESS_COMPLETED,

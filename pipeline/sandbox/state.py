@@ -73,6 +73,7 @@ class Faults:
     # Seconds a request of one kind is held before it is handled: the moment a stop test
     # needs, made certain (an upload in flight; an order POST sent, its intent on disk, not
     # charged yet; a result download under way).
+    upscale_lost_rate: float = 0.0  # upscales taken (their webhook will come), answer lost
     upload_delay: float = 0.0
     order_delay: float = 0.0
     download_delay: float = 0.0
@@ -218,6 +219,12 @@ class SandboxState:
         """Whether a new v3 process will fail; no draw at all when the rate is 0."""
         with self._lock:
             rate = self._faults.process_failure_rate
+            return rate > 0 and self._rng.random() < rate
+
+    def draw_upscale_lost(self) -> bool:
+        """Whether to drop an upscale's answer after taking it; no draw when the rate is 0."""
+        with self._lock:
+            rate = self._faults.upscale_lost_rate
             return rate > 0 and self._rng.random() < rate
 
     def draw_hold(self) -> bool:

@@ -19,7 +19,7 @@ from pipeline.api import v1_shapes
 
 from .enhance import write_enhanced
 from .notify import UPSCALED_PATH, upscale_ready_later
-from .replies import STATE, error
+from .replies import STATE, drop_connection, error
 
 UPSCALE_FACTOR = 2
 
@@ -32,6 +32,8 @@ async def upscale(request: web.Request) -> web.Response:
     if seconds is None:
         return error(404, "generated image not found", "api_error_not_found")
     upscale_ready_later(request, generated_id, seconds)
+    if state.draw_upscale_lost():
+        return drop_connection(request)
     return web.json_response(v1_shapes.UpscaleResponse(status="processing"))
 
 

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import aiohttp
 
 Spread = Literal["round_robin", "every"]
+_NOT_READY_TRIES = 100
+_NOT_READY_PAUSE = 0.01
 Payload = dict[str, Any]
 
 
@@ -81,17 +83,22 @@ class WebhookSender:
             self._rng = random.Random(settings.seed)
             self._turn = 0
 
-    def later_each(self, delay: float, payloads: Callable[[], list[Payload]]) -> None:
+    def later_each(self, delay: float, payloads: Callable[[], list[Payload] | None]) -> None:
         """Send each of ``payloads()`` after ``delay`` seconds (call from a handler, in the
-        emulator's loop); they are made then, from the order as it stands."""
+        emulator's loop); they are made then, from the order as it stands. None: not ready
+        yet (a timer may fire a little early): asked again a moment later."""
         if not self.settings.urls:
             return
         self._keep(asyncio.ensure_future(self._after(delay, payloads)))
 
-    async def _after(self, delay: float, payloads: Callable[[], list[Payload]]) -> None:
+    async def _after(self, delay: float, payloads: Callable[[], list[Payload] | None]) -> None:
         await asyncio.sleep(max(0.0, delay))
-        for body in payloads():
-            self._start(body)
+        for _ in range(_NOT_READY_TRIES):
+            if (bodies := payloads()) is not None:
+                for body in bodies:
+                    self._start(body)
+                return
+            await asyncio.sleep(_NOT_READY_PAUSE)
 
     def _keep(self, task: asyncio.Future[Any]) -> None:
         # Kept until done, and cancelled at close: nothing is sent after the emulator stops.

@@ -20,6 +20,8 @@ from pipeline.stopping import StopSwitch
 
 __all__ = ["run_service"]
 
+LEFT_SECONDS = 1.0
+
 
 async def run_service(
     manifests: Sequence[Manifest],
@@ -54,23 +56,35 @@ async def run_service(
     try:
         async with listening(make_app(receiver, health, metrics), *listen) as url:
             on_listening(url)
-            async with open_client(f"{url}/hooks/{secret}") as client:
-                service.append(
-                    Service(
-                        manifests,
-                        open_handle,
-                        client,
-                        window,
-                        options,
-                        stop,
-                        dispatcher=dispatcher,
-                        refused=receiver.counts,
-                        reload=reload,
+            try:
+                async with open_client(f"{url}/hooks/{secret}") as client:
+                    service.append(
+                        Service(
+                            manifests,
+                            open_handle,
+                            client,
+                            window,
+                            options,
+                            stop,
+                            dispatcher=dispatcher,
+                            refused=receiver.counts,
+                            reload=reload,
+                        )
                     )
-                )
-                try:
                     await service[0].run()
-                finally:
+                # The client is closed: a POST still unanswered after the stop's drain fails
+                # now, and records its answer as lost (settled by the next start).
+                await _let_finish(LEFT_SECONDS)
+            finally:
+                if service:
                     service[0].close()
     finally:
         reader.close()
+
+
+async def _let_finish(seconds: float) -> None:
+    """Let the tasks still running (answers being recorded) finish, for a moment at most."""
+    current = asyncio.current_task()
+    left = [task for task in asyncio.all_tasks() if task is not current]
+    if left:
+        await asyncio.wait(left, timeout=seconds)

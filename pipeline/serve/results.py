@@ -114,6 +114,10 @@ class Results:
             self._hinted.add(row.id)
             self._push(now, row.id)
             return
+        if row.eta is None:
+            # Found charged by its order's details (an answer lost, a stop): its webhook may
+            # have come while no one listened. Its details are read at once.
+            grace = 0.0
         self._push(_eta_due(row, self._eta_scale, now) + grace, row.id)
 
     def _push(self, due: float, photo_id: int) -> None:

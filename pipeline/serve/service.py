@@ -95,9 +95,12 @@ class Service:
         first = self.manifests[0]
         backoff = Backoff(first.retry.attempts, wait_max=first.retry.max_backoff)
         self.upscaler = Upscaler(
-            self.collecting, client, upscale_roots=self._upscale_roots(), scope=self._scope(),
+            self.collecting,
+            client,
+            upscale_roots=self._upscale_roots(),
+            scope=self._scope(),
             backoff=backoff,
-        )  # fmt: skip
+        )
         self.results = Results(
             self.collecting,
             self._collectors(backoff),
@@ -124,13 +127,22 @@ class Service:
 
     def _runner(self, manifest: Manifest, window: OrderWindow) -> Runner:
         progress = Progress(
-            bar=False, stream=sys.stderr, window=window, counters=self.counters,
+            bar=False,
+            stream=sys.stderr,
+            window=window,
+            counters=self.counters,
             log_every_seconds=600,
-        )  # fmt: skip
+        )
         return Runner(
-            manifest, self._handle(), self.client, replace(self.options.limits, serving=True),
-            window=window, progress=progress, counters=self.counters, stop=self.stop,
-        )  # fmt: skip
+            manifest,
+            self._handle(),
+            self.client,
+            replace(self.options.limits, serving=True, stop_within=self.options.stop_within),
+            window=window,
+            progress=progress,
+            counters=self.counters,
+            stop=self.stop,
+        )
 
     def _scope(self) -> list[str]:
         return [str(f.path) for m in self.manifests for f in m.folders]
@@ -220,7 +232,7 @@ class Service:
                     last_rescan = now
                     self.results.refresh(again=True)
                     self.upscaler.wish_completed()
-                if now - last_upscale >= self.options.upscale_seconds:
+                if self.upscaler.due or now - last_upscale >= self.options.upscale_seconds:
                     last_upscale = now
                     await self.upscaler.request()
             except AuthRefused as exc:

@@ -57,6 +57,7 @@ class Upscaler:
         self._backoff = backoff
         self._posting: set[asyncio.Task[None]] = set()
         self.sent = 0
+        self.due = False  # a photo was just wished upscaled
 
     def use(self, upscale_roots: Sequence[str], scope: Sequence[str]) -> None:
         """The manifests' folders as they are now (SIGHUP)."""
@@ -69,6 +70,7 @@ class Upscaler:
         """A photo just completed: wished upscaled if its folder says so."""
         if any(row.path.startswith(root) for root in self._roots):
             self._ledger.wish_upscales([row.id], "upscale: true")
+            self.due = True  # asked for at the service's next turn, not its next pass
 
     def wish_completed(self) -> None:
         """Every completed photo of the upscale folders (collected while no one served)."""
@@ -78,6 +80,7 @@ class Upscaler:
 
     async def request(self) -> None:
         """One pass: each wished photo's upscales, an intent before each POST."""
+        self.due = False
         for photo_id in self._ledger.upscale_work(self._scope):
             row = self._ledger.get(photo_id)
             order_id = row.order_id

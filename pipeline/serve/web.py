@@ -7,12 +7,15 @@ how to put it behind Caddy or nginx for the HTTPS the vendor requires.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from pipeline.errors import UsageError
 from pipeline.serve.hooks import Receiver
 from pipeline.serve.metrics import CONTENT_TYPE, Health
 
@@ -63,9 +66,24 @@ async def listening(app: web.Application, host: str, port: int) -> AsyncIterator
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # nothing is served yet, nothing was spent
+            raise UsageError(_bind_problem(host, port, exc)) from None
         bound = runner.addresses[0]
         shown = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
         yield f"http://{shown}:{bound[1]}"
     finally:
         await runner.cleanup()
+
+
+def _bind_problem(host: str, port: int, exc: OSError) -> str:
+    hint = {
+        errno.EADDRINUSE: "another program listens there (another `aihd serve`?): stop it, or "
+        "choose another --listen port",
+        errno.EACCES: "ports below 1024 need privileges: choose a port above 1024 and let the "
+        "proxy listen on 443",
+        errno.EADDRNOTAVAIL: "no interface of this machine has that address: use 127.0.0.1",
+    }.get(exc.errno or 0, "choose another --listen address")
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"cannot listen on {host}:{port}: {reason}; {hint}"
