@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pipeline.ledger import State
-from pipeline.sandbox import Sandbox
+from pipeline.sandbox import Sandbox, Webhooks
 from tests.serve_helpers import (
     SECRET,
     all_completed,
@@ -217,3 +217,101 @@ def test_the_webhook_url_to_paste_is_printed_on_request_and_the_secret_kept_owne
     assert plain.returncode == 2 and "HTTPS" in plain.stderr
     short = aihd(args, None, env={**env, "AIHD_WEBHOOK_SECRET": "short"})
     assert short.returncode == 2 and "short" not in short.stderr.replace("--", "")
+
+
+def test_sighup_reads_the_manifests_again_and_a_bad_one_is_kept_as_it_was(
+    make_sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    """A manifest broken while serving is refused at SIGHUP, with the reason in the log, and
+    the service goes on with the manifest it had; a good change takes effect."""
+    import signal
+
+    (tmp_path / "listings/1-elm/inside").mkdir(parents=True)
+    (tmp_path / "extra").mkdir()
+    manifest = _manifest(tmp_path)
+    good = manifest.read_text()
+    sandbox = make_sandbox()
+    served = spawn_serve([manifest], sandbox)
+    manifest.write_text(good.replace("version: 1", "version: 1\nconcurency: 4"))
+    served.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: "concurency" in served.stderr(), what="the reason logged")
+    assert "serving it as it was before" in served.stderr()
+    (tmp_path / "listings/1-elm/inside/a.jpg").write_bytes(_jpeg(40))
+    ledger = tmp_path / "photos.ledger.sqlite"
+    wait_until(all_completed(ledger, 1), what="a photo of the old manifest ordered")
+    manifest.write_text(good + "  - path: extra\n    space: outdoor\n")
+    served.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: served.metric("aihd_folders_watched") == 2, what="the new folder")
+    (tmp_path / "extra/b.jpg").write_bytes(_jpeg(41))
+    wait_until(all_completed(ledger, 2), what="a photo of the new folder ordered")
+    code, _ = served.stop()
+    assert code == 0, served.stderr()
+    assert sorted(r.folder for r in rows_of(ledger)) == ["extra", "listings/1-elm/inside"]
+    assert sorted(sandbox.stats().charges.values()) == [1, 1]
+
+
+def test_serve_refuses_what_it_cannot_serve_in_one_line(
+    make_sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    from tests.cli_helpers import aihd, write_manifest
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = write_manifest(tmp_path, {"a": ("indoor", [])}, name="one.yaml")
+    other = write_manifest(tmp_path, {"b": ("indoor", [])}, name="two.yaml", account="other")
+    sandbox = make_sandbox()
+    cases = {
+        ("serve",): "name at least one manifest",
+        ("serve", str(one), "--listen", "nowhere"): "expected HOST:PORT",
+        ("serve", str(one), str(other)): "differ in account",
+        ("serve", str(one), "--quiet-period", "5"): "give a unit",
+        ("serve", "--print-webhook-url"): "needs --public-url",
+    }
+    for args, message in cases.items():
+        refused = aihd(list(args), sandbox)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert message in refused.stderr and "Traceback" not in refused.stderr
+    served = spawn_serve([one], sandbox)
+    port = served.url.rsplit(":", 1)[1]
+    taken = aihd(["serve", str(one), "--listen", f"127.0.0.1:{port}"], sandbox)
+    assert taken.returncode == 2 and "another program listens there" in taken.stderr
+    assert "Traceback" not in taken.stderr
+    assert served.stop()[0] == 0
+
+
+def test_the_api_away_for_a_while_does_not_end_the_service(
+    photo_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The API stops answering (no connection) while photos arrive: they fail as retryable,
+    the service stays up, and once the API is back the next rescan orders them, once."""
+    import secrets
+    import socket
+
+    from pipeline.sandbox import SandboxConfig, SandboxThread
+    from tests.cli_helpers import write_manifest
+    from tests.conftest import FAST_SANDBOX
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = SandboxConfig(api_key=secrets.token_urlsafe(24), **FAST_SANDBOX)
+    (tmp_path / "inside").mkdir()
+    manifest = write_manifest(tmp_path, {"inside": ("indoor", [])}, attempts=2, max_backoff=0.1)
+    with SandboxThread(config, port=port) as first:
+        served = spawn_serve([manifest], first, "--rescan", "3s")
+        wait_until(lambda: json.loads(served.get("/healthz")[1])["catalog"] == "read")
+    photos = [photo_factory(tmp_path / "inside", f"p{n}.jpg") for n in range(2)]
+    ledger = tmp_path / "photos.ledger.sqlite"
+    wait_until(
+        lambda: [r.state for r in rows_of(ledger)] == [State.FAILED] * 2,
+        what="both failed while the API is away",
+    )
+    assert served.process.poll() is None
+    assert all(r.retryable and "cannot connect" in (r.error or "") for r in rows_of(ledger))
+    with SandboxThread(config, port=port) as back:
+        back.set_webhooks(Webhooks(urls=(served.hooks,)))
+        wait_until(all_completed(ledger, 2), what="ordered once the API is back")
+        code, _ = served.stop()
+        assert code == 0, served.stderr()
+        assert sorted(back.stats().charges.values()) == [1, 1]
+    assert len(photos) == 2

@@ -38,11 +38,13 @@ STOP_SECONDS = 5.0  # a SIGTERM lets order POSTs in flight this long; the whole 
 )
 @click.option(
     "--quiet-period",
+    metavar="DURATION",
     help="Take a photo once its folder was quiet this long, e.g. 2s "
     "(default: the manifest's quiet_period, else 60s).",
 )
 @click.option(
     "--rescan",
+    metavar="DURATION",
     help="Look at every folder again this often, e.g. 10m (default: the "
     "manifest's rescan, else 10m).",
 )
@@ -55,6 +57,7 @@ STOP_SECONDS = 5.0  # a SIGTERM lets order POSTs in flight this long; the whole 
 )
 @click.option(
     "--poll-after",
+    metavar="DURATION",
     default="5m",
     show_default=True,
     help="Poll a result this long after its eta when no webhook brought it.",

@@ -419,8 +419,11 @@ class Runner:
             except ConnectFailed as exc:
                 # No connection after every retry: the API is away, not this photo's fault.
                 await self.writes.call(self.ledger.mark_failed, row.id, str(exc), retryable=True)
-                self.stop.set("unreachable", exc)
-                return
+                if not self.limits.serving:
+                    self.stop.set("unreachable", exc)
+                    return
+                # A service rides the outage out: the photo is tried again at the next rescan.
+                log.warning("%s: %s; tried again at the next rescan", row.path, exc)
             except ApiError as exc:
                 # Retries are spent on a transient failure: keep the photo for the next run.
                 await self.writes.call(self.ledger.mark_failed, row.id, str(exc), retryable=True)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from pipeline.collect.collector import PhotoCollector
 from pipeline.ledger import Ledger, PhotoRow, State
+from pipeline.ledger.groupcommit import GroupCommit
 
 __all__ = ["Results"]
 
@@ -46,6 +47,8 @@ class Results:
         on_error: Callable[[BaseException], None] = lambda error: None,
     ) -> None:
         self._ledger = ledger  # a handle of its own: its claims are this collector's
+        # Claims taken and let go for many photos at once share a commit (groupcommit.py).
+        self._writes = GroupCommit(ledger)
         self._collectors = [([r.rstrip("/") + "/" for r in roots], c) for roots, c in collectors]
         self._scope = [r for roots, _ in collectors for r in roots]
         self._poll_after = poll_after
@@ -168,7 +171,7 @@ class Results:
 
     async def _collect(self, photo_id: int) -> None:
         cause = "webhook" if photo_id in self._hinted else "poll"
-        if not self._ledger.claim(photo_id):
+        if not await self._writes.call(self._ledger.claim, photo_id):
             self._push(time.monotonic() + BUSY_RETRY_SECONDS, photo_id)
             return
         try:
@@ -182,7 +185,8 @@ class Results:
             self.reads[cause] += 1
             settled = await collector.settle(row)
         finally:
-            self._ledger.release_claim(photo_id)
+            # Not awaited: a stop must not wait for it (a lease ends an unreleased claim).
+            self._writes.call(self._ledger.release_claim, photo_id).add_done_callback(_seen)
         self._hinted.discard(photo_id)
         if not settled:
             wait = self._waits.get(photo_id, MIN_POLL_SECONDS)
@@ -200,6 +204,11 @@ class Results:
             if any(path.startswith(root) for root in roots):
                 return collector
         return None
+
+
+def _seen(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and (error := done.exception()) is not None:
+        log.warning("could not let a collected photo's claim go (its lease ends it): %s", error)
 
 
 def _eta_due(row: PhotoRow, eta_scale: float, now: float) -> float:

@@ -230,6 +230,10 @@ class Service:
                     self.collecting.renew_claims()
                 if now - last_rescan >= self.watching.rescan_seconds:
                     last_rescan = now
+                    # Failures that may mend (the API away, a 5xx) are tried again, as the
+                    # next night's run would; the rescan hands their files on again.
+                    self.collecting.reset_failed(include_permanent=False)
+                    self.watching.rescan_now()
                     self.results.refresh(again=True)
                     self.upscaler.wish_completed()
                 if self.upscaler.due or now - last_upscale >= self.options.upscale_seconds:

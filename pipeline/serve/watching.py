@@ -2,9 +2,9 @@
 
 The watcher says which folders changed; completeness.py says when to look at each and which of
 its files are complete; each complete batch goes to the queue of the manifest whose folder it
-is (its runner takes it from there). Every ``rescan`` seconds every folder counts as changed:
-the safety net for changes a watcher missed. A change under a glob's fixed root that no folder
-owns (a new listing) asks the service to read the manifests again (``on_new_folder``).
+is (its runner takes it from there). At each rescan (``rescan_now``, the service's) every
+folder counts as changed: the safety net for changes a watcher missed. A change under a glob's
+fixed root that no folder owns (a new listing) asks the service to read the manifests again.
 """
 
 from __future__ import annotations
@@ -79,7 +79,6 @@ class Watching:
         tasks = [
             asyncio.create_task(self._watch(stop), name="watch"),
             asyncio.create_task(self._look(stop), name="look"),
-            asyncio.create_task(self._rescan(stop), name="rescan"),
         ]
         try:
             await stop.wait()
@@ -136,12 +135,8 @@ class Watching:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
-    async def _rescan(self, stop: asyncio.Event) -> None:
-        while not await _sleep_or(stop, self.rescan_seconds):
-            self.completeness.changed(list(self._specs), again=True)
-            self._wake.set()
-
     def rescan_now(self) -> None:
+        """Look at every folder again (the service's rescan, every ``rescan_seconds``)."""
         self.completeness.changed(list(self._specs), again=True)
         self._wake.set()
 
