@@ -7,6 +7,7 @@ at one boundary each, with ``raise ... from exc``.
     │   └── ToolOptionError       a v3 tool option that cannot be ordered (exit 2)
     ├── CatalogError              a space or enhancement the live catalog does not know (exit 2)
     ├── LedgerError               the ledger file cannot be used
+    │   ├── NotALedger            the file at the ledger's path is not an aihd ledger (exit 2)
     │   ├── LedgerBusy            another run holds the ledger (exit 5)
     │   ├── LedgerUnreachable     the PostgreSQL ledger stayed away after retries (exit 7)
     │   ├── GroupRolledBack       a group of writes was rolled back whole: make it again
@@ -90,6 +91,13 @@ class CatalogError(PipelineError):
 
 class LedgerError(PipelineError):
     """The ledger cannot be opened or written."""
+
+
+class NotALedger(LedgerError):
+    """The file at the ledger's path is empty, not SQLite, or another tool's: nothing is
+    written to it, and nothing is spent (a 0-byte file taken as new would order all again)."""
+
+    exit_code = 2
 
 
 class LedgerBusy(LedgerError):

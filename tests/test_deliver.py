@@ -180,7 +180,7 @@ def test_names_exteriors_first_and_the_disclosure_links_originals(
         row = rows[name]
         assert entry["original"] == row.path and entry["enhanced_result"] == row.output_paths[0]
         assert entry["order_id"] == row.order_id and entry["ai_altered"] == "yes"
-        assert entry["tool"] == "AI HomeDesign service-image-enhancement"
+        assert entry["tool"] == "AI HomeDesign Image Enhancement"
         assert entry["changes"].startswith("AI image enhancement")
         fire = "add fire to fireplace" in entry["changes"].casefold()
         assert fire == (row.folder == INSIDE)

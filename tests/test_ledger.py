@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import LedgerBusy, LedgerError
+from pipeline.errors import LedgerBusy, LedgerError, NotALedger
 from pipeline.ledger import FoundPhoto, PhotoOptions, State, open_ledger
 from pipeline.ledger.migrations import SCHEMA_VERSION
 from pipeline.ledger.sqlite import SqliteLedger
@@ -279,12 +279,17 @@ def test_runs_are_recorded(ledger: SqliteLedger) -> None:
 # -- opening and migrations ----------------------------------------------------------------------
 
 
-def test_empty_file_and_missing_folders_become_a_ledger(tmp_path: Path) -> None:
+def test_missing_folders_and_an_empty_file_given_to_init_become_a_ledger(tmp_path: Path) -> None:
+    """A new ledger is made where no file exists; an empty file only through `ledger init`
+    (issue 20.5: a ledger emptied by a failed copy must not be taken as a new one)."""
     empty = tmp_path / "empty.sqlite"
     empty.touch()
+    with pytest.raises(NotALedger, match="is an empty file, not a ledger"):
+        open_ledger(empty)
+    assert empty.stat().st_size == 0
     nested = tmp_path / "state" / "deep" / "run.sqlite"
-    for path in (empty, nested):
-        opened = open_ledger(path)
+    for path, init in ((empty, True), (nested, False)):
+        opened = open_ledger(path, init=init)
         opened.close()
         conn = sqlite3.connect(path)
         try:

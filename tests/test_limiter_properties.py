@@ -41,9 +41,7 @@ class Scenario:
     orders: int
     per_seconds: float
     concurrency: int
-    upload_turns: (
-        bool  # photos ask wait_for_upload_turn() before uploading, as ordering/flow.py does
-    )
+    upload_turns: bool  # photos ask wait_for_upload_turn() before uploading, as flow.py does
     photos: list[list[Attempt]]  # after its attempts, a photo's next ones are answered at once
     others_charges: list[float]  # seconds after the start when another client charges
     remembered: list[float]  # seconds before the start when an earlier run's answers came

@@ -151,7 +151,8 @@ def test_a_photo_goes_project_order_process_result(
 
 
 def test_the_tools_list_answers_without_a_key(sandbox: Sandbox) -> None:
-    """GET /api/tools needs no key and lists the four tools the emulator knows, active."""
+    """GET /api/tools needs no key and lists, active, the vendor catalog's tools but the two
+    the vendor reports not found live, and the docs' furniture restyle in their place."""
 
     async def scenario(v3: V3) -> tuple[int, Any]:
         return await v3.call("GET", "/api/tools")
@@ -162,7 +163,17 @@ def test_the_tools_list_answers_without_a_key(sandbox: Sandbox) -> None:
         IE,
         "tool-day-to-dusk",
         "tool-item-removal",
+        "tool-item-removal-mask",
         "tool-virtual-staging",
+        "tool-virtual-restaging",
+        "tool-interior-design",
+        "tool-furniture-restyle",
+        "tool-under-construction",
+        "tool-wall-change",
+        "tool-floor-change",
+        "tool-ceiling-change",
+        "tool-backsplash-change",
+        "tool-darkness",
     }
     assert all(set(tool) == {"id", "name", "slug", "isActive"} for tool in body["data"])
     assert all(tool["isActive"] for tool in body["data"])

@@ -132,9 +132,20 @@ def test_v3_tools_day_to_dusk_item_removal_and_staging_are_ordered_with_their_wi
             f"style: (one of {', '.join(STYLES)})",
         ),
         ({"tool": "virtual-staging", "room": "garage", "style": "modern"}, "v3", ", ".join(ROOMS)),
-        ({"tool": "sky-change"}, "v3", "valid: image-enhancement, day-to-dusk, item-removal"),
+        ({"tool": "magic-eraser"}, "v3", "valid: image-enhancement, day-to-dusk, item-removal"),
+        (
+            {"tool": "day-to-dusk", "sky": "blue-hour"},
+            "v3",
+            "valid: dusk-with-cloud, clear-dusk, golden-hour",
+        ),
+        ({"tool": "item-removal", "sky": "golden-hour"}, "v3", "its options: none"),
+        ({"tool": "item-removal-mask"}, "v3", "use item-removal"),
+        ({"tool": "darkness", "darkness": "darker"}, "v3", "two images per photo"),
+        # Known, but the tools list lacks it: refused with the tools it offers.
+        ({"tool": "sky-change", "sky": "sunset-01"}, "v3", "offered: image-enhancement,"),
         ({"tool": "day-to-dusk"}, "v1", "add 'api: v3'"),
         ({"room": "bedroom"}, "v1", "add 'api: v3'"),
+        ({"sky": "golden-hour"}, "v1", "add 'api: v3'"),
     ],
 )
 def test_bad_v3_options_are_refused_at_their_line_before_anything_is_spent(

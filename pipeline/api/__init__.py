@@ -8,7 +8,9 @@
   public-only result hosts, error mapping);
 - ``v1`` / ``v3``: one client per version; ``interface``: the ``PhotoApi`` protocol the runner,
   plan and collect use; ``factory``: opens the client a manifest asks for;
-- ``v3_slugs``: the v3 tools and their widgets, named by the documented rule.
+- ``tools`` (over ``tool_table``): every tool and toggle aihd knows, each with a human label and
+  whether it alters what a photo shows (``label``, ``alters``, ``describe``);
+- ``v3_slugs``: a folder's v3 tool and options as the API's slugs (its order spec).
 
 This module re-exports the v1 shapes, so ``from pipeline import api; api.SUBMIT_PATH`` keeps
 working (the sandbox uses it). It imports nothing heavy: the sandbox and ``--help`` load it.

@@ -1,4 +1,7 @@
-"""`aihd export`: one row per current photo of the ledger, as CSV or JSON lines."""
+"""`aihd export`: one row per current photo of the ledger, as CSV or JSON lines.
+
+A photo's tool, space and enhancements are shown as a person reads them (pipeline.api.tools):
+"Day to Dusk", "Sky: Golden Hour", never the API's slugs."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Literal, TextIO
 
+from pipeline.api.tools import describe
 from pipeline.ledger import Ledger, PhotoRow
 
 __all__ = ["COLUMNS", "export_rows"]
@@ -30,6 +34,7 @@ COLUMNS = (
     "error",
     "retryable",
     "duplicate_of",
+    "tool",
     "upscale",  # v1 upscales (aihd serve): wanted, requesting, requested, completed, failed
     "upscale_paths",
 )
@@ -63,7 +68,8 @@ def export_rows(
     written = 0
     for row in ledger.photos(scope=scope):
         record = _record(row, original_path(row.duplicate_of))
-        record["enhancements"] = [spelled.get(t, t) for t in row.enhancements]
+        words = describe(row.service, row.space, [spelled.get(t, t) for t in row.enhancements])
+        record.update(tool=words.tool, space=words.space, enhancements=list(words.options))
         asked = upscales.get(row.id, [])
         record["upscale"] = ";".join(state for state, _ in asked) or None
         record["upscale_paths"] = [path for _, path in asked if path]

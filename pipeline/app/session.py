@@ -28,9 +28,18 @@ from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import Space, Timeouts, Widget
 from pipeline.api.v3 import ProjectBook
 from pipeline.bootclock import boot_id, boot_seconds, new_owner
-from pipeline.errors import EXIT_OK, EXIT_SOME_FAILED, ApiUnreachable, AuthRefused, UsageError
+from pipeline.errors import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    ApiUnreachable,
+    AuthRefused,
+    ConnectFailed,
+    RequestRejected,
+    TransientError,
+    UsageError,
+)
 from pipeline.ledger import Ledger, PostTimes, open_ledger
-from pipeline.manifest.accounts import account_ledger, key_fingerprint
+from pipeline.manifest.accounts import account_ledger, key_fingerprint, window_account
 from pipeline.manifest.loader import Manifest
 from pipeline.ordering.catalog import Catalog
 from pipeline.ordering.flow import RunCounters
@@ -207,6 +216,16 @@ async def describe_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widg
         return (await Catalog.fetch(client.v1)).describe()
 
 
+async def live_tools(settings: ApiSettings) -> list[str] | None:
+    """The v3 tools list's active slugs, or None (logged) when it cannot be read."""
+    async with api_client(settings, Timeouts()) as client:
+        try:
+            return await client.v3.tools()
+        except (TransientError, ConnectFailed, RequestRejected) as exc:
+            log.warning("the v3 tools list could not be read: %s", exc)
+            return None
+
+
 async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwitch) -> RunSummary:
     """Run the manifest on its ledger beside any other run of the account, record the run,
     and release its claims, whatever happens."""
@@ -223,9 +242,12 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         # Start from the orders the account spent lately (a run stopped a minute ago), not
         # from an empty window that would burst into 429s.
         answer_within = 2 * request.request_timeout + 5
+        # The window is the account's: endpoint and account name, as its ledger is named
+        # (accounts sharing one `ledger:` file each have their own; see accounts.py).
+        account = window_account(settings.base_url, manifest.account, sandbox=settings.sandbox)
         window.remember(
             _window_history(
-                ledger.recent_posts(manifest.rate_limit.per_seconds + answer_within),
+                ledger.recent_posts(manifest.rate_limit.per_seconds + answer_within, account),
                 answer_within,
             )
         )
@@ -240,6 +262,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             settle_seconds=request.settle_seconds,
             drain_seconds=request.request_timeout,
             key_fingerprint=key_fingerprint(settings.api_key),
+            account=account,
         )
         timeouts = Timeouts(read=request.request_timeout)
         outcome = "crashed"

@@ -61,8 +61,8 @@ def render_status(
     if upscales := _upscale_counts(ledger, scope):
         shown = ", ".join(f"{n} {state}" for state, n in upscales.items())
         lines.append(f"upscales (aihd serve): {shown}")
-    if ignored := ledger.ignored_paths():
-        lines.append(f"ignored (aihd ignore): {len(ignored)} paths, left out of every run")
+    if ignored := len(ledger.ignored_paths()) + len(ledger.ignored_contents()):
+        lines.append(f"ignored (aihd ignore): {ignored} paths, left out of every run")
     last = ledger.last_run()
     if last is None:
         lines.append("last run: none yet")

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.common import LOCATION, existing_ledger, guard, scope_of, target_ledger
+from pipeline.cli.common import (
+    LOCATION,
+    existing_ledger,
+    guard,
+    ledger_for,
+    scope_of,
+    target_ledger,
+)
 from pipeline.cli.main import main
 from pipeline.errors import UsageError
 from pipeline.manifest.folders import folder_matches
@@ -94,11 +101,12 @@ def export(target: Path | str, fmt: str, output: Path | None, everything: bool) 
 
 @main.group()
 def ledger() -> None:
-    """Find, and import into, the account's ledger (where every order is recorded).
+    """Find, create, and import into, the account's ledger (where every order is recorded).
 
     \b
     Example:
       aihd ledger path listings.yaml
+      aihd ledger init --into /srv/aihd/studio.ledger.sqlite
       aihd ledger import listings.ledger.sqlite --manifest listings.yaml
     """
 
@@ -115,6 +123,41 @@ def ledger_path(manifest: Path | None) -> None:
       sqlite3 "$(aihd ledger path listings.yaml)" 'select state, count(*) from photos group by 1'
     """
     click.echo(target_ledger(manifest, None))
+
+
+@ledger.command(name="init")
+@click.argument("manifest", required=False, type=click.Path(path_type=Path))
+@click.option("--into", type=LOCATION, help="This ledger file or postgresql:// URL.")
+@guard
+def ledger_init(manifest: Path | None, into: Path | str | None) -> None:
+    """Create a new, empty ledger: the manifest's (or the default account's), or --into's.
+
+    A run creates its ledger by itself where no file exists; an empty file at the ledger's
+    path is refused instead (a ledger emptied by a failed copy or a full disk would order
+    every photo again). When that file really is a new ledger, this makes it one. A file
+    that holds anything (another tool's, or a ledger) is never overwritten.
+
+    \b
+    Example:
+      aihd ledger init listings.yaml
+      aihd ledger init --into /srv/aihd/studio.ledger.sqlite
+    """
+    from pipeline.ledger import open_ledger
+    from pipeline.ledger.stores import is_url
+
+    target = target_ledger(manifest, into)
+    fresh = not is_url(target) and (not Path(target).exists() or Path(target).stat().st_size == 0)
+    opened = open_ledger(target, init=True)
+    try:
+        photos = sum(opened.counts().values())
+    finally:
+        opened.close()
+    if fresh:
+        click.echo(f"aihd ledger init: created the ledger {opened.path}")
+    else:
+        click.echo(
+            f"aihd ledger init: {opened.path} is an aihd ledger ({photos} photos): nothing to do"
+        )
 
 
 @ledger.command(name="import")
@@ -158,24 +201,47 @@ def ledger_import(source: Path, manifest: Path | None, into: Path | str | None) 
 def ignore(target: Path, paths: tuple[Path, ...], reason: str) -> None:
     """Leave photos out of every later run (a broken file that would fail each night).
 
-    The photos stay in the ledger as they are; `aihd plan` and `aihd run` no longer find
-    them. To leave out a pattern of files, use `exclude:` on the folder in the manifest.
+    A photo is ignored by its content: renamed, moved or copied, it stays left out (an
+    edited photo is a new one). A file that cannot be read as a photo is ignored by its
+    path. The photos stay in the ledger as they are; `aihd plan` and `aihd run` no longer
+    find them. Before the first run, this creates the manifest's ledger as a run would. To
+    leave out a pattern of files, use `exclude:` on the folder in the manifest.
 
     \b
     Example:
       aihd ignore listings.yaml listings/12-oak-st/inside/corrupt.jpg
     """
     from pipeline.ledger import open_ledger
+    from pipeline.manifest.loader import load_manifest
+    from pipeline.ordering.scan import check, stat_file
 
     # As a run finds them: the folder's real path, then the file's own name (not followed).
     absolute = [str(p.expanduser().absolute().parent.resolve() / p.name) for p in paths]
-    ledger = open_ledger(existing_ledger(target))
+    checked = [check(st) if st.size >= 0 else None for st in map(stat_file, absolute)]
+    if target.suffix.lower() in (".yaml", ".yml"):
+        location = ledger_for(load_manifest(target), None)  # made if new, as a run would
+    else:
+        location = existing_ledger(target)
+    ledger = open_ledger(location)
     try:
-        added = ledger.ignore_paths(absolute, reason)
-        known = {row.path for row in ledger.photos(current_only=False)}
+        rows = ledger.photos(current_only=False)
+        known = {row.path for row in rows}
+        # A file that cannot be read now: its path, and the content the ledger knows it by.
+        stored = {row.path: row.sha256 for row in rows if row.sha256}
+        contents = [
+            (c.sha256 if c is not None and c.sha256 else stored.get(path, ""), path)
+            for c, path in zip(checked, absolute, strict=True)
+        ]
+        by_path = [p for c, p in zip(checked, absolute, strict=True) if c is None or not c.sha256]
+        added = ledger.ignore_contents([(sha, p) for sha, p in contents if sha], reason)
+        added += ledger.ignore_paths(by_path, reason)
     finally:
         ledger.close()
-    for path in absolute:
-        if path not in known and not Path(path).exists():
+    for path, found in zip(absolute, checked, strict=True):
+        if found is None and path not in known:
             click.echo(f"aihd: warning: {path}: no such file, and no photo of the ledger", err=True)
-    click.echo(f"aihd ignore: {added} path(s) newly ignored; later runs leave them out", err=True)
+    click.echo(
+        f"aihd ignore: {added} newly ignored ({len(by_path)} by path: files that cannot be "
+        "read as photos); later runs leave them out, renamed or copied",
+        err=True,
+    )

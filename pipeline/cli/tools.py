@@ -6,6 +6,7 @@ import errno
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,26 +14,45 @@ from pipeline.cli.common import guard
 from pipeline.cli.main import main
 from pipeline.errors import UsageError
 
+if TYPE_CHECKING:
+    from pipeline.app.session import ApiSettings
+
 
 @main.command()
-@click.option("--manifest", type=click.Path(path_type=Path), help="Use its api_key_env.")
+@click.option("--manifest", type=click.Path(path_type=Path), help="Use its api_key_env and api.")
+@click.option(
+    "--api",
+    "version",
+    type=click.Choice(["v1", "v3"]),
+    help="v1: the spaces and toggles of image enhancement; v3: the tools, their options and "
+    "labels (default: the manifest's api, else AIHD_API_VERSION, else v1).",
+)
 @click.option("--sandbox", is_flag=True, help="Ask an in-process local emulator.")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 @guard
-def catalog(manifest: Path | None, sandbox: bool, as_json: bool) -> None:
-    """Print the spaces and enhancement toggles the API offers for image enhancement.
+def catalog(manifest: Path | None, version: str | None, sandbox: bool, as_json: bool) -> None:
+    """Print what the API offers: v1's spaces and enhancement toggles, or v3's tools.
 
     \b
     Example:
       aihd catalog            # with AIHD_API_KEY set
       aihd catalog --sandbox
+      aihd catalog --api v3 --sandbox
     """
     from pipeline import eventloop
     from pipeline.app.session import ApiSettings, describe_catalog
-    from pipeline.manifest.loader import load_manifest
+    from pipeline.manifest.loader import API_VERSION_ENV, load_manifest
 
-    env = load_manifest(manifest).api_key_env if manifest else "AIHD_API_KEY"
+    loaded = load_manifest(manifest) if manifest else None
+    env = loaded.api_key_env if loaded else "AIHD_API_KEY"
+    if version is None:
+        version = loaded.api if loaded else os.environ.get(API_VERSION_ENV, "").strip() or "v1"
+        if version not in ("v1", "v3"):
+            raise UsageError(f"{API_VERSION_ENV}={version!r}: expected v1 or v3 (or use --api)")
     settings = ApiSettings.from_env(env, sandbox=sandbox)
+    if version == "v3":
+        _v3_catalog(settings, as_json)
+        return
     described = eventloop.run(describe_catalog(settings))
     if as_json:
         data = [
@@ -61,6 +81,15 @@ def catalog(manifest: Path | None, sandbox: bool, as_json: bool) -> None:
             click.echo(f"  {widget.title} ({optional}):")
             for item in widget.items:
                 click.echo(f"    - {item.title}")
+
+
+def _v3_catalog(settings: ApiSettings, as_json: bool) -> None:
+    from pipeline import eventloop
+    from pipeline.app.session import live_tools
+    from pipeline.app.tool_catalog import describe_v3, render_v3
+
+    described = describe_v3(eventloop.run(live_tools(settings)))
+    click.echo(json.dumps(described, indent=2) if as_json else render_v3(described))
 
 
 @main.command()

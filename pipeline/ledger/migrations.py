@@ -6,10 +6,11 @@ mid-migration leaves the previous version intact. Append new migrations; never e
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 from collections.abc import Callable
 
-from pipeline.errors import LedgerError
+from pipeline.errors import LedgerError, NotALedger
 from pipeline.ledger.serving import create_tables
 
 # 'aihd' in ASCII: marks the file as ours so another tool's SQLite file is refused, not altered.
@@ -146,7 +147,74 @@ def _v6_v3_projects(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v7_serve(conn: sqlite3.Connection) -> None:
+def _catalog_choices(conn: sqlite3.Connection) -> None:
+    """The catalog entries a photo's identity names, each with every spelling seen (id, name
+    or slug, title): a rename of one spelling is the same choice (pipeline/ordering/choices.py).
+
+    ``key`` is what identities hold (the space's name, the item's casefolded title, as first
+    seen), so no identity changes; the entries of photos already here start with those.
+    """
+    conn.execute(
+        """
+        CREATE TABLE catalog_choices (
+            kind     TEXT NOT NULL,                  -- 'space' or 'item'
+            scope    TEXT NOT NULL,                  -- the service; an item's: service, space key
+            key      TEXT NOT NULL,                  -- the spelling identities hold
+            entry_id TEXT,                           -- the latest spellings seen (NULL: unknown)
+            name     TEXT,
+            title    TEXT,
+            seen_at  TEXT NOT NULL,
+            PRIMARY KEY (kind, scope, key)
+        )
+        """
+    )
+    for sql in SEED_CHOICES:
+        each = sql.replace(
+            "json_array_elements_text(p.enhancements::json)", "json_each(p.enhancements)"
+        )
+        conn.execute(each.replace("chr(31)", "char(31)"))
+
+
+# The entries of the photos a ledger holds already (v1 photos: v3 slugs are never renamed),
+# in SQL both stores run (PostgreSQL's spelling; SQLite's json_each put in above).
+SEED_CHOICES = (
+    "INSERT INTO catalog_choices (kind, scope, key, name, seen_at) "
+    "SELECT DISTINCT 'space', service, space, space, '' FROM photos "
+    "WHERE service != '' AND service NOT LIKE 'v3:%' AND space != ''",
+    "INSERT INTO catalog_choices (kind, scope, key, title, seen_at) "
+    "SELECT DISTINCT 'item', p.service || chr(31) || p.space, e.value, "
+    "coalesce(t.title, e.value), '' "
+    "FROM photos p CROSS JOIN json_array_elements_text(p.enhancements::json) e "
+    "LEFT JOIN titles t ON t.casefolded = e.value "
+    "WHERE p.service != '' AND p.service NOT LIKE 'v3:%'",
+)
+
+
+def _ignored_by_content(conn: sqlite3.Connection) -> None:
+    """`aihd ignore` by content: a photo ignored stays ignored renamed or copied. Paths stay
+    for files that cannot be read (no content to name); a path ignored before keeps its photo's
+    content ignored too."""
+    conn.execute(
+        "CREATE TABLE ignored_content (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
+        "ignored_at TEXT NOT NULL, reason TEXT)"
+    )
+    conn.execute(SEED_IGNORED)
+
+
+SEED_IGNORED = (
+    "INSERT INTO ignored_content (sha256, path, ignored_at, reason) "
+    "SELECT p.sha256, min(p.path), min(i.ignored_at), min(i.reason) FROM ignored i "
+    "JOIN photos p ON p.path = i.path AND p.current = 1 AND p.sha256 != '' GROUP BY p.sha256"
+)
+
+
+def _window_per_account(conn: sqlite3.Connection) -> None:
+    """Each order POST's account (API endpoint and account name): accounts sharing a ledger
+    file each have their own window. Earlier posts ('') count in every account's window."""
+    conn.execute("ALTER TABLE order_posts ADD COLUMN account TEXT NOT NULL DEFAULT ''")
+
+
+def _serve_upscales(conn: sqlite3.Connection) -> None:
     """`aihd serve`: upscale wishes and upscales, and photos found by order id (serving.py)."""
     create_tables(conn)
 
@@ -158,14 +226,21 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v4_reviews,
     _v5_ignored,
     _v6_v3_projects,
-    _v7_serve,
+    _catalog_choices,
+    _ignored_by_content,
+    _window_per_account,
+    _serve_upscales,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection, where: str) -> None:
-    """Bring the ledger at ``where`` to SCHEMA_VERSION; refuse files that are not ours or newer."""
-    _check_ours(conn, where)
+def migrate(conn: sqlite3.Connection, where: str, *, new: bool = False) -> None:
+    """Bring the ledger at ``where`` to SCHEMA_VERSION; refuse files that are not ours or newer.
+
+    ``new``: the file is being made a ledger (a new file, or `aihd ledger init`); otherwise an
+    SQLite file with nothing in it is refused, not taken as a new ledger.
+    """
+    _check_ours(conn, where, new=new)
     while (version := _version(conn)) < SCHEMA_VERSION:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -191,14 +266,28 @@ def _version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _check_ours(conn: sqlite3.Connection, where: str) -> None:
+def _check_ours(conn: sqlite3.Connection, where: str, *, new: bool) -> None:
     app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
     foreign = app_id not in (0, APPLICATION_ID)
-    if app_id == 0 and _version(conn) == 0:
+    unmarked = app_id == 0 and _version(conn) == 0
+    if unmarked:
         # A fresh file has no tables; one with tables but no mark belongs to something else.
         foreign = conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
     if foreign:
-        raise LedgerError(
+        raise NotALedger(
             f"cannot open ledger {where}: it is an SQLite file of another tool, not an aihd "
-            "ledger; name a new file for the ledger"
+            "ledger; nothing was spent: name a new file for the ledger"
         )
+    if unmarked and not new:
+        # Empty: a ledger emptied by a failed copy or a full disk looks just like this, and
+        # taken as new it would order every photo again.
+        raise NotALedger(empty_message(where))
+
+
+def empty_message(where: str) -> str:
+    """Why an empty file at a ledger's path is refused, and the two ways on."""
+    return (
+        f"ledger {where} is an empty file, not a ledger (a failed copy or a full disk?); "
+        "nothing was spent: restore it from a backup, or if it really is a new ledger: "
+        f"aihd ledger init --into {shlex.quote(where)}"
+    )

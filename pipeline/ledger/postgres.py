@@ -41,12 +41,14 @@ import json
 from collections.abc import Iterable, Mapping, Sequence, Set
 
 from pipeline.errors import LedgerError
+from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger import serving
 from pipeline.ledger.postgres_base import INSERT, is_url
 from pipeline.ledger.postgres_orders import PostgresOrders
 from pipeline.ledger.postgres_schema import LOCK_FIND
 from pipeline.ledger.records import (
+    ChoiceEntry,
     Decision,
     FoundPhoto,
     KnownFile,
@@ -252,6 +254,29 @@ class PostgresLedger(PostgresOrders):
 
     def ignored_paths(self) -> set[str]:
         return {path for (path,) in self._read("SELECT path FROM ignored")}
+
+    def ignore_contents(self, photos: Sequence[tuple[str, str]], reason: str) -> int:
+        """As SqliteLedger.ignore_contents: these contents are left out wherever found."""
+        stamp = now_text()
+
+        def body(c: q.Conn) -> int:
+            style = q.SqliteStyle(c)
+            return sum(
+                style.execute(idsql.IGNORE_CONTENT, (sha, path, stamp, reason)).rowcount
+                for sha, path in photos
+            )
+
+        return self._run(body)
+
+    def ignored_contents(self) -> set[str]:
+        return {sha for (sha,) in self._read(idsql.SELECT_IGNORED_CONTENT)}
+
+    def catalog_choices(self) -> list[ChoiceEntry]:
+        return idsql.choice_rows(self._read(idsql.SELECT_CHOICES))
+
+    def keep_catalog_choices(self, entries: Sequence[ChoiceEntry]) -> None:
+        params = idsql.choice_params(entries, now_text())
+        self._run(lambda c: q.SqliteStyle(c).executemany(idsql.UPSERT_CHOICE, params))
 
     def remember_titles(self, titles: Iterable[str]) -> None:
         """Keep each enhancement title as the catalog writes it, keyed by its casefolded form."""

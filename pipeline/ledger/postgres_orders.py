@@ -81,9 +81,10 @@ class PostgresOrders(PostgresClaims):
             stamp = Stamp.now()
             c.execute(
                 "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall, "
-                "key_fingerprint) VALUES (%s, %s, %s, %s, %s, %s)",
-                (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint),
-            )
+                "key_fingerprint, account) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint,
+                 "" if window is None else window.account),
+            )  # fmt: skip
             return row
 
         return self._run(body)
@@ -118,15 +119,17 @@ class PostgresOrders(PostgresClaims):
         )
         return Stamp(rows[0][0], rows[0][1]) if rows else None
 
-    def recent_posts(self, within_seconds: float) -> list[PostTimes]:
-        """Order POSTs of the last ``within_seconds`` on the database's clock, refusals left
-        out, their times given on this machine's wall clock (ages measured by the database)."""
+    def recent_posts(self, within_seconds: float, account: str = "") -> list[PostTimes]:
+        """The account's order POSTs of the last ``within_seconds`` on the database's clock,
+        refusals left out, their times given on this machine's wall clock (ages measured by
+        the database)."""
         rows = self._read(
             "SELECT extract(epoch FROM clock_timestamp() - intent_at)::float8, "
             "extract(epoch FROM clock_timestamp() - answer_at)::float8 FROM order_posts "
             "WHERE (outcome IS NULL OR outcome != 'refused') "
+            "AND (account = '' OR %s IN (account, '')) "
             "AND intent_at >= clock_timestamp() - make_interval(secs => %s)",
-            (within_seconds,),
+            (account, within_seconds),
         )
         now = time.time()
         return [PostTimes("", 0.0, now - i, None, None if a is None else now - a) for i, a in rows]
@@ -198,6 +201,7 @@ class PostgresOrders(PostgresClaims):
                     "order_id = CASE WHEN failed_from = 'submitting' THEN order_id END, "
                     "error = NULL, retryable = 0, failed_from = NULL, updated_at = %s "
                     "WHERE state = 'failed' AND current = 1 AND sha256 != '' AND charged = 0 "
+                    "AND duplicate_of IS NULL "  # held (sqlite_found.HELD): only reorder frees it
                     "AND (retryable = 1 OR %s)",
                     (now_text(), include_permanent),
                 ).rowcount

@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from pipeline.errors import LedgerError
+from pipeline.errors import LedgerError, NotALedger
+from pipeline.ledger.migrations import SEED_CHOICES, SEED_IGNORED
 from pipeline.ledger.serving import create_tables
 
 # Transaction-scoped advisory lock keys (pg_advisory_xact_lock): 'aihd' then a purpose.
@@ -130,8 +131,33 @@ def _v3_v3_projects(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
-def _v4_serve(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    """As SQLite's migration 7: upscale wishes and upscales, photos by order id."""
+def _catalog_choices(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's: each catalog entry a photo's identity names, with every spelling seen."""
+    conn.execute(
+        "CREATE TABLE catalog_choices (kind TEXT NOT NULL, scope TEXT NOT NULL, "
+        "key TEXT NOT NULL, entry_id TEXT, name TEXT, title TEXT, seen_at TEXT NOT NULL, "
+        "PRIMARY KEY (kind, scope, key))"
+    )
+    for sql in SEED_CHOICES:
+        conn.execute(sql)
+
+
+def _ignored_by_content(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's: `aihd ignore` by content, paths for files that cannot be read."""
+    conn.execute(
+        "CREATE TABLE ignored_content (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
+        "ignored_at TEXT NOT NULL, reason TEXT)"
+    )
+    conn.execute(SEED_IGNORED)
+
+
+def _window_per_account(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's: each order POST's account, so each account has its own window."""
+    conn.execute("ALTER TABLE order_posts ADD COLUMN account TEXT NOT NULL DEFAULT ''")
+
+
+def _serve_upscales(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's: upscale wishes and upscales, photos by order id (serving.py)."""
     create_tables(conn, big_ids=True)
 
 
@@ -139,7 +165,10 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
     _v3_v3_projects,
-    _v4_serve,
+    _catalog_choices,
+    _ignored_by_content,
+    _window_per_account,
+    _serve_upscales,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -175,8 +204,8 @@ def _version(conn: psycopg.Connection[tuple[object, ...]], where: str) -> int:
         row = conn.execute("SELECT version FROM aihd_schema").fetchone()
         return int(str(row[0])) if row else 0
     if tables:
-        raise LedgerError(
+        raise NotALedger(
             f"cannot open ledger {where}: the database holds tables of another tool, not an "
-            "aihd ledger; name an empty database (createdb aihd) for the ledger"
+            "aihd ledger; nothing was spent: name an empty database (createdb aihd) for the ledger"
         )
     return 0

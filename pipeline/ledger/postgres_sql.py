@@ -50,8 +50,9 @@ def window_wait(conn: Conn, rule: WindowRule) -> float:
         "SELECT extract(epoch FROM clock_timestamp() - coalesce(answer_at, "
         "intent_at + make_interval(secs => %s)))::float8 FROM order_posts "
         "WHERE intent_at >= clock_timestamp() - make_interval(secs => %s) "
-        "AND (outcome IS NULL OR outcome != 'refused')",
-        (rule.answer_within, horizon),
+        "AND (outcome IS NULL OR outcome != 'refused') "
+        "AND (account = '' OR %s IN (account, ''))",  # as sqlite_window.py
+        (rule.answer_within, horizon, rule.account),
     ).fetchall()
     expiries = []
     in_flight = False

@@ -15,6 +15,9 @@ from typing import NamedTuple
 from pipeline.errors import WindowFull
 
 __all__ = [
+    "UNSETTLED",
+    "ChoiceEntry",
+    "Counterpart",
     "Decision",
     "FoundPhoto",
     "KnownFile",
@@ -80,6 +83,37 @@ def _options_text(service: str, space: str, enhancements: tuple[str, ...]) -> st
 
 
 @dataclass(frozen=True, slots=True)
+class ChoiceEntry:
+    """A catalog entry a photo's identity names: ``key`` is the spelling identities hold; the
+    rest are the latest spellings the catalog gave (None: not seen yet). A rename of one of
+    them is the same choice (pipeline/ordering/choices.py)."""
+
+    kind: str  # "space" or "item"
+    scope: str  # the service; an item's: service, unit separator, its space's key
+    key: str
+    entry_id: str | None
+    name: str | None
+    title: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Counterpart:
+    """The same product ordered through the other API version: a photo of this content paid
+    with ``options`` is not ordered again; ``held`` (a reason) when the two choices cannot be
+    told apart for sure: then it is held, not ordered, until `aihd reorder`."""
+
+    options: PhotoOptions
+    held: str = ""
+
+
+# Why a photo is held whose counterpart's order is not settled: it may have been charged.
+UNSETTLED = (
+    "ordered through the other API version, and that order's outcome is not settled yet (it "
+    "may have been charged): run that manifest again to settle it"
+)
+
+
+@dataclass(frozen=True, slots=True)
 class FoundPhoto:
     """A file the runner found and hashed."""
 
@@ -90,6 +124,7 @@ class FoundPhoto:
     sha256: str
     options: PhotoOptions
     manifest: str = ""  # the manifest whose folder found it
+    counterparts: tuple[Counterpart, ...] = ()  # its options through the other API version
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +135,8 @@ class WindowRule:
     per_seconds: float
     answer_within: float  # an order POST unanswered this long after its intent counts as
     # answered then (its run was killed): a bound on the request, not a guess
+    account: str = ""  # whose window: API endpoint and account name (accounts sharing a ledger
+    # file each have their own; posts recorded before accounts were, '', count in every one)
 
 
 class PhotoRow(NamedTuple):

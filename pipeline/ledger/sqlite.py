@@ -20,9 +20,11 @@ from typing import Any
 
 from pipeline.bootclock import Stamp, owner_alive
 from pipeline.errors import LedgerBusy, LedgerError, NotEligible, SubmitRefused
+from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger import serving
 from pipeline.ledger.migrations import migrate
 from pipeline.ledger.records import (
+    ChoiceEntry,
     Decision,
     FoundPhoto,
     KnownFile,
@@ -35,6 +37,7 @@ from pipeline.ledger.records import (
     WindowRule,
 )
 from pipeline.ledger.serving import UpscaleRow
+from pipeline.ledger.sqlite_file import make_ledger_file, not_a_database, refuse_empty
 from pipeline.ledger.sqlite_found import adopt, record_found, unpaid_originals
 from pipeline.ledger.sqlite_import import import_rows
 from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, STATES, encode, now_text, row_of
@@ -49,7 +52,9 @@ _BUSY_TIMEOUT_MS = 5000
 class SqliteLedger:
     """The ledger in one SQLite file, with a sidecar ``.lock`` file for the run lock."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, init: bool = False) -> None:
+        """Open the ledger at ``path``, creating it only where no file exists; ``init``
+        (`aihd ledger init`): an empty file there may be made a ledger too."""
         self.path = str(path)
         self._lock_fd: int | None = None
         self.owner: str | None = None  # the run whose claims this handle takes (see claim)
@@ -59,14 +64,23 @@ class SqliteLedger:
         if path.is_dir():
             raise LedgerError(f"cannot open ledger {path}: it is a folder; name a file instead")
         with self._guard("open"):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            real = Path(os.path.realpath(path))  # a symlink's target is where the file is
+            if not real.exists():
+                make_ledger_file(real, _BUSY_TIMEOUT_MS / 1000)
+            elif not init:
+                refuse_empty(real)
             self._conn = sqlite3.connect(
                 path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
         try:
             with self._guard("open"):
                 self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-                migrate(self._conn, self.path)
+                try:
+                    migrate(self._conn, self.path, new=init)
+                except sqlite3.DatabaseError as exc:
+                    if exc.sqlite_errorcode != sqlite3.SQLITE_NOTADB:
+                        raise
+                    raise not_a_database(path, exc) from exc
                 if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = FULL")
@@ -348,6 +362,27 @@ class SqliteLedger:
     def ignored_paths(self) -> set[str]:
         return {path for (path,) in self._read("SELECT path FROM ignored")}
 
+    def ignore_contents(self, photos: Sequence[tuple[str, str]], reason: str) -> int:
+        """Leave these contents (sha256, and the path it was named by) out of every run,
+        wherever they are found, renamed or copied; returns how many were new."""
+        with self.atomic() as conn:
+            cur = conn.executemany(
+                idsql.IGNORE_CONTENT, [(sha, path, now_text(), reason) for sha, path in photos]
+            )
+            return cur.rowcount
+
+    def ignored_contents(self) -> set[str]:
+        return {sha for (sha,) in self._read(idsql.SELECT_IGNORED_CONTENT)}
+
+    def catalog_choices(self) -> list[ChoiceEntry]:
+        """Every catalog entry the ledger's identities name, with its latest spellings."""
+        return idsql.choice_rows(self._read(idsql.SELECT_CHOICES))
+
+    def keep_catalog_choices(self, entries: Sequence[ChoiceEntry]) -> None:
+        """Record new entries, and the latest spellings of known ones (by kind, scope, key)."""
+        with self.atomic() as conn:
+            conn.executemany(idsql.UPSERT_CHOICE, idsql.choice_params(entries, now_text()))
+
     def remember_titles(self, titles: Iterable[str]) -> None:
         """Keep each enhancement title as the catalog writes it, keyed by its casefolded form."""
         with self.atomic() as conn:
@@ -483,9 +518,10 @@ class SqliteLedger:
                 ) from None
             conn.execute(
                 "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall, "
-                "key_fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
-                (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint),
-            )
+                "key_fingerprint, account) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint,
+                 "" if window is None else window.account),
+            )  # fmt: skip
             return row
 
     def mark_submitted(
@@ -577,16 +613,17 @@ class SqliteLedger:
         finally:
             other.close()
 
-    def recent_posts(self, within_seconds: float) -> list[PostTimes]:
-        """Order POSTs whose intent is at most ``within_seconds`` old by the wall clock, or
-        that were made on this boot within that time, refusals left out: the order window's
-        history, for a run that starts right after another."""
+    def recent_posts(self, within_seconds: float, account: str = "") -> list[PostTimes]:
+        """The account's order POSTs whose intent is at most ``within_seconds`` old by the wall
+        clock, or that were made on this boot within that time, refusals left out: the order
+        window's history, for a run that starts right after another."""
         stamp = Stamp.now()
         rows = self._read(
             "SELECT boot, intent_clock, intent_wall, answer_clock, answer_wall FROM order_posts "
             "WHERE (outcome IS NULL OR outcome != 'refused') "
+            "AND (account = '' OR ? IN (account, '')) "
             "AND (intent_wall >= ? OR (boot = ? AND intent_clock >= ?))",
-            (time.time() - within_seconds, stamp.boot, stamp.seconds - within_seconds),
+            (account, time.time() - within_seconds, stamp.boot, stamp.seconds - within_seconds),
         )
         return [PostTimes(*r) for r in rows]
 
@@ -658,6 +695,7 @@ class SqliteLedger:
                 "order_id = CASE WHEN failed_from = 'submitting' THEN order_id END, "
                 "error = NULL, retryable = 0, failed_from = NULL, updated_at = ? "
                 "WHERE state = 'failed' AND current = 1 AND sha256 != '' AND charged = 0 "
+                "AND duplicate_of IS NULL "  # held (sqlite_found.HELD): only reorder frees it
                 "AND (retryable = 1 OR ?)",
                 (now_text(), int(include_permanent)),
             )

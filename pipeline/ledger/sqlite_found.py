@@ -4,16 +4,20 @@ held, and copies that take the place of an unpaid original that is gone."""
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.ledger.records import FoundPhoto, PhotoRow
+from pipeline.ledger.records import UNSETTLED, FoundPhoto, PhotoRow, State
 from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, encode, new_row, row_of
 
 # An original in these states was never charged and holds no open intent: a copy may take its
 # place when its file is gone.
 ORPHANABLE = ("pending", "uploaded", "failed")
+# A photo held because the same photo was paid through the other API version, and the two
+# choices cannot be told apart for sure: never an original, never retried, until reorder.
+HELD = "state = 'failed' AND duplicate_of IS NOT NULL"
 
 
 def record_found(conn: sqlite3.Connection, found: Sequence[FoundPhoto], now: str) -> list[PhotoRow]:
@@ -30,6 +34,7 @@ def record_found(conn: sqlite3.Connection, found: Sequence[FoundPhoto], now: str
             current_of[r[1]] = r[0]
     identities = [f.options.identity(f.sha256) for f in found]
     originals: dict[str, int] = {}
+    crossed: dict[str, tuple[int, str]] = {}
     next_id = 0
     missing = {i for f, i in zip(found, identities, strict=True) if (f.path, i) not in stored}
     if missing:
@@ -37,10 +42,12 @@ def record_found(conn: sqlite3.Connection, found: Sequence[FoundPhoto], now: str
         originals = dict(
             conn.execute(
                 "SELECT identity, min(id) FROM photos WHERE state != 'duplicate' "
-                "AND identity IN (SELECT value FROM json_each(?)) GROUP BY identity",
+                f"AND NOT ({HELD}) AND identity IN (SELECT value FROM json_each(?)) "
+                "GROUP BY identity",
                 (json.dumps(list(missing)),),
             ).fetchall()
         )
+        crossed = _paid_through_other_version(conn, found, identities, missing - set(originals))
         # Ids are chosen here (the write lock is held) so in-batch copies can point at them.
         (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone()
     known: dict[tuple[str, str], PhotoRow] = {}
@@ -53,7 +60,16 @@ def record_found(conn: sqlite3.Connection, found: Sequence[FoundPhoto], now: str
         row = known.get(key)
         if row is None and (raw := stored.get(key)) is not None:
             row = known[key] = row_of(raw)
-        if row is None:
+        if row is None and identity not in originals and identity in crossed:
+            # Paid through the other API version: a copy of that order, never paid again;
+            # or held (failed, not retried) when the two choices cannot be told apart.
+            paid_id, held = crossed[identity]
+            row = new_row(next_id, photo, identity, now, paid_id)
+            if held:
+                row = row._replace(state=State.FAILED, error=_held_reason(held, photo))
+            next_id += 1
+            inserts[row.id] = known[key] = row
+        elif row is None:
             row = new_row(next_id, photo, identity, now, originals.get(identity))
             next_id += 1
             originals.setdefault(identity, row.id)
@@ -85,6 +101,46 @@ def record_found(conn: sqlite3.Connection, found: Sequence[FoundPhoto], now: str
         ],
     )
     return result
+
+
+def _paid_through_other_version(
+    conn: sqlite3.Connection, found: Sequence[FoundPhoto], identities: Sequence[str], new: set[str]
+) -> dict[str, tuple[int, str]]:
+    """For new identities with counterparts (the same product through the other API version):
+    identity -> (the charged row of a counterpart, why it is held, or '' when it is the same
+    choice). A same choice wins over a held one."""
+    wanted: dict[str, list[tuple[str, str]]] = {}  # identity -> [(counterpart identity, held)]
+    for photo, identity in zip(found, identities, strict=True):
+        if identity in new and photo.counterparts and identity not in wanted:
+            wanted[identity] = sorted(
+                ((c.options.identity(photo.sha256), c.held) for c in photo.counterparts),
+                key=lambda pair: pair[1] != "",
+            )
+    if not wanted:
+        return {}
+    # Charged, or maybe: an order POST whose outcome is not settled yet may have charged.
+    paid = {
+        identity: (photo_id, bool(charged))
+        for identity, photo_id, charged in conn.execute(
+            "SELECT identity, min(id), max(charged) FROM photos "
+            "WHERE (charged = 1 OR state = 'submitting' OR failed_from = 'submitting') "
+            "AND identity IN (SELECT value FROM json_each(?)) GROUP BY identity",
+            (json.dumps([other for pairs in wanted.values() for other, _ in pairs]),),
+        ).fetchall()
+    }
+    crossed: dict[str, tuple[int, str]] = {}
+    for identity, pairs in wanted.items():
+        for other, held in pairs:
+            if other in paid:
+                photo_id, charged = paid[other]
+                crossed[identity] = (photo_id, held if charged else UNSETTLED)
+                break
+    return crossed
+
+
+def _held_reason(held: str, photo: FoundPhoto) -> str:
+    again = f"aihd reorder {shlex.quote(photo.manifest or '?')} {shlex.quote(photo.path)} --yes"
+    return f"held: {held}; not ordered, nothing spent: `{again}` orders it, at a cost"
 
 
 def unpaid_originals(

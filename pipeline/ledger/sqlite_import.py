@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from pipeline.ledger import identity_sql as idsql
+
 _PHOTO_COLUMNS = (
     "path, folder, sha256, size, mtime_ns, service, space, enhancements, identity, state, "
     "current, order_id, image_id, eta, submitted_at, result_urls, output_paths, attempts, error, "
@@ -89,6 +91,13 @@ def import_rows(conn: sqlite3.Connection, source: sqlite3.Connection) -> int:
             "VALUES (?, ?, ?, ?) ON CONFLICT (account, address) DO NOTHING",
             project,
         )
+    # The catalog entries its identities name (with their spellings), and content ignored.
+    for choice in source.execute(
+        "SELECT kind, scope, key, entry_id, name, title, seen_at FROM catalog_choices"
+    ):
+        conn.execute(idsql.IMPORT_CHOICE, choice)
+    for ignored in source.execute("SELECT sha256, path, ignored_at, reason FROM ignored_content"):
+        conn.execute(idsql.IMPORT_IGNORED_CONTENT, ignored)
     return len(inserted)
 
 

@@ -27,13 +27,17 @@ def window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall: 
     if most < rule.orders:
         return 0.0
     horizon = rule.per_seconds + rule.answer_within
+    # The account's own posts, and those recorded before posts named their account (''); a
+    # rule of no account ('') counts every account's: the safe side, never a 429.
     rows = conn.execute(
         "SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
         "FROM order_posts WHERE intent_wall >= ? AND (outcome IS NULL OR outcome != 'refused') "
+        "AND (account = '' OR ? IN (account, '')) "
         "UNION SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
         "FROM order_posts WHERE boot = ? AND intent_clock >= ? "
-        "AND (outcome IS NULL OR outcome != 'refused')",
-        (wall - horizon, stamp.boot, stamp.seconds - horizon),
+        "AND (outcome IS NULL OR outcome != 'refused') "
+        "AND (account = '' OR ? IN (account, ''))",
+        (wall - horizon, rule.account, stamp.boot, stamp.seconds - horizon, rule.account),
     ).fetchall()
     expiries = []
     in_flight = False

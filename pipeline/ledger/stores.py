@@ -15,9 +15,12 @@ def is_url(location: object) -> bool:
     return str(location).startswith(("postgresql://", "postgres://"))
 
 
-def open_ledger(path: Path | str) -> Ledger:
+def open_ledger(path: Path | str, *, init: bool = False) -> Ledger:
     """Open (creating and migrating if needed) the ledger at ``path``: a SQLite file, or a
-    PostgreSQL database named by a ``postgresql://`` URL (pipeline/ledger/postgres.py)."""
+    PostgreSQL database named by a ``postgresql://`` URL (pipeline/ledger/postgres.py).
+
+    A SQLite ledger is created only where no file exists: an empty or foreign file there is
+    refused (NotALedger), unless ``init`` (`aihd ledger init`) and the file is empty."""
     if is_url(path):
         try:
             import psycopg  # noqa: F401  (an extra: only the PostgreSQL store needs it)
@@ -28,7 +31,7 @@ def open_ledger(path: Path | str) -> Ledger:
             ) from None
         from pipeline.ledger.postgres import PostgresLedger
 
-        return PostgresLedger(str(path))
+        return PostgresLedger(str(path))  # an empty database is how a new one starts
     from pipeline.ledger.sqlite import SqliteLedger
 
-    return SqliteLedger(Path(path))
+    return SqliteLedger(Path(path), init=init)

@@ -55,6 +55,13 @@ def account_ledger(
     return state_folder(env) / name
 
 
+def window_account(base_url: str, account: str, *, sandbox: bool = False) -> str:
+    """The account whose order window an order takes a place in: the API endpoint and the
+    account name, as the default ledger is named. Not the key: a rotated key is the same
+    account, and its window must count the old key's orders."""
+    return f"{account}@{endpoint_name(base_url, sandbox=sandbox)}"
+
+
 def chosen_ledger(
     option: Path | str | None,
     manifest_ledger: Path | str | None,

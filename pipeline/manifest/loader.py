@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline.api.v3_slugs import DEFAULT_TOOL, build_spec, tool_name
+from pipeline.api.v3_slugs import CHOICE_KEYS, DEFAULT_TOOL, build_spec, tool_name
 from pipeline.errors import ManifestError, ToolOptionError, UsageError
 from pipeline.ledger.stores import is_url
 from pipeline.manifest.folders import (
@@ -109,10 +109,9 @@ class FolderSpec:
     listing: str = ""  # the listing `aihd deliver` groups it under (see listings.py)
     # api: v3 only (pipeline.api.v3_slugs): the tool and its options, each with its line
     tool: str = DEFAULT_TOOL
-    room: str | None = None
-    style: str | None = None
+    choices: tuple[tuple[str, str], ...] = ()  # room, style, sky, ... as written (CHOICE_KEYS)
     project: str = ""  # the listing project's address ("" : the listing's name)
-    option_lines: tuple[tuple[str, int], ...] = ()  # tool, room, style, project -> line
+    option_lines: tuple[tuple[str, int], ...] = ()  # tool, its choices, project -> line
     upscale: bool = False  # v1: upscale each result too (by `aihd serve`: a webhook brings it)
 
     def line_of(self, key: str) -> int:
@@ -511,7 +510,7 @@ def _entry(
     return written
 
 
-_TOOL_KEYS = ("tool", "room", "style", "project")
+_TOOL_KEYS = ("tool", *CHOICE_KEYS, "project")
 
 
 def _tool_keys(entry: object, where: KeyPath, lines: LineMap) -> tuple[tuple[str, str, int], ...]:
@@ -527,8 +526,7 @@ def _tool_options(tools: tuple[tuple[str, str, int], ...]) -> dict[str, Any]:
     written = {key: value for key, value, _ in tools}
     return {
         "tool": written.get("tool", DEFAULT_TOOL),
-        "room": written.get("room"),
-        "style": written.get("style"),
+        "choices": tuple((key, written[key]) for key in CHOICE_KEYS if key in written),
         "project": written.get("project", ""),
         "option_lines": tuple((key, line) for key, _, line in tools if line),
     }
@@ -555,8 +553,7 @@ def _check_tool(folder: FolderSpec, version: str, path: Path, lines: LineMap) ->
             folder.tool,
             space=folder.space,
             enhancements=folder.enhancements,
-            room=folder.room,
-            style=folder.style,
+            **dict(folder.choices),
         )
     except ToolOptionError as exc:
         line = {"space": folder.space_line, "enhancements": folder.enhancements_line}.get(

@@ -60,15 +60,25 @@ class DefaultsModel(_Strict):
     )
     tool: Text | None = Field(
         default=None,
-        description="api: v3 only: image-enhancement (default), day-to-dusk, item-removal or "
-        "virtual-staging.",
+        description="api: v3 only: the tool, image-enhancement (default), day-to-dusk, "
+        "virtual-staging, ... (`aihd catalog --api v3` lists them).",
     )
     room: Text | None = Field(
-        default=None, description="virtual-staging: the room type (bedroom, living-room, ...)."
+        default=None, description="v3 staging, design and renovation tools: the room type."
     )
     style: Text | None = Field(
-        default=None, description="virtual-staging: the style (modern, farmhouse, ...)."
+        default=None, description="v3 staging and design tools: the style (modern, ...)."
     )
+    sky: Text | None = Field(
+        default=None, description="v3 day-to-dusk and sky-change: the sky (golden-hour, ...)."
+    )
+    color: Text | None = Field(
+        default=None, description="v3 interior-design: the colour palette (warm-tones, ...)."
+    )
+    material: Text | None = Field(
+        default=None, description="v3 wall/floor/ceiling/backsplash change: the material."
+    )
+    darkness: Text | None = Field(default=None, description="v3 darkness: darker or lighter.")
     recursive: bool = Field(default=False, description="Also take photos from subfolders.")
     patterns: list[FilePattern] = Field(
         default_factory=lambda: list(DEFAULT_PATTERNS),
@@ -109,15 +119,25 @@ class FolderModel(_Strict):
     )
     tool: Text | None = Field(
         default=None,
-        description="api: v3 only: image-enhancement (default), day-to-dusk, item-removal or "
-        "virtual-staging.",
+        description="api: v3 only: the tool, image-enhancement (default), day-to-dusk, "
+        "virtual-staging, ... (`aihd catalog --api v3` lists them).",
     )
     room: Text | None = Field(
-        default=None, description="virtual-staging: the room type (bedroom, living-room, ...)."
+        default=None, description="v3 staging, design and renovation tools: the room type."
     )
     style: Text | None = Field(
-        default=None, description="virtual-staging: the style (modern, farmhouse, ...)."
+        default=None, description="v3 staging and design tools: the style (modern, ...)."
     )
+    sky: Text | None = Field(
+        default=None, description="v3 day-to-dusk and sky-change: the sky (golden-hour, ...)."
+    )
+    color: Text | None = Field(
+        default=None, description="v3 interior-design: the colour palette (warm-tones, ...)."
+    )
+    material: Text | None = Field(
+        default=None, description="v3 wall/floor/ceiling/backsplash change: the material."
+    )
+    darkness: Text | None = Field(default=None, description="v3 darkness: darker or lighter.")
     project: Text | None = Field(
         default=None,
         description="api: v3 only: the address of the listing's project (default: the "

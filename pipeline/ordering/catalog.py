@@ -24,7 +24,7 @@ from pipeline.errors import (
     ToolOptionError,
     TransientError,
 )
-from pipeline.ledger import PhotoOptions
+from pipeline.ledger import Counterpart, PhotoOptions
 from pipeline.manifest.listings import listing_name
 from pipeline.manifest.loader import FolderSpec, Manifest
 from pipeline.retry import Backoff, retrying
@@ -46,6 +46,10 @@ class ResolvedOptions:
     space: Space
     enhancements: tuple[Enhancement, ...]
     v3: OrderSpec | None = None  # a v3 photo's tool, widgets and project (pipeline.api.v3_slugs)
+    # The options part of its identity, as the ledger keys the catalog's entries (choices.py);
+    # None: the catalog's spellings of today.
+    choice: PhotoOptions | None = None
+    counterparts: tuple[Counterpart, ...] = ()  # the same product through the other version
 
     @property
     def spec(self) -> OrderSpec:
@@ -151,30 +155,24 @@ def v3_options(spec: OrderSpec) -> ResolvedOptions:
 
 
 def resolve_v3(
-    folders: Sequence[tuple[str, str, Sequence[str], str | None, str | None, str]],
+    folders: Sequence[tuple[str, str, Sequence[str], Sequence[tuple[str, str]], str]],
     live: Sequence[str] | None,
     wheres: Sequence[str],
 ) -> list[ResolvedOptions]:
-    """Each folder's v3 options: (tool, space, enhancements, room, style, project address).
+    """Each folder's v3 options: (tool, space, enhancements, choices, project address), where
+    choices are the folder's room, style, sky, ... as written (``FolderSpec.choices``).
 
     ``live``: the tools list's active slugs, or None when it could not be had (then the
-    documented slugs are trusted). A tool the list lacks is a CatalogError listing those it has.
+    documented slugs are trusted, but for a tool the API is known not to find). A tool the list
+    lacks is a CatalogError listing those it has.
     """
     resolved = []
-    for (tool, space, enhancements, room, style, project), where in zip(
-        folders, wheres, strict=True
-    ):
+    for (tool, space, enhancements, choices, project), where in zip(folders, wheres, strict=True):
         try:
             spec = v3_slugs.build_spec(
-                tool,
-                space=space,
-                enhancements=enhancements,
-                room=room,
-                style=style,
-                project=project,
+                tool, space=space, enhancements=enhancements, project=project, **dict(choices)
             )
-            if live is not None:
-                v3_slugs.check_live(spec.tool, live)
+            v3_slugs.check_live(spec.tool, live)
         except ToolOptionError as exc:
             raise CatalogError(f"{where}{exc}") from None
         resolved.append(v3_options(spec))
@@ -200,14 +198,7 @@ async def resolve_live(
         for folder in manifest.folders
     ]
     chosen = [
-        (
-            f.tool,
-            f.space,
-            f.enhancements,
-            f.room,
-            f.style,
-            f.project or listing_name(f),
-        )
+        (f.tool, f.space, f.enhancements, f.choices, f.project or listing_name(f))
         for f in manifest.folders
     ]
     return list(zip(manifest.folders, resolve_v3(chosen, live, wheres), strict=True))
@@ -241,4 +232,6 @@ def resolve_folders(
 
 def photo_options(options: ResolvedOptions) -> PhotoOptions:
     """The options part of a photo's identity in the ledger."""
+    if options.choice is not None:
+        return options.choice
     return PhotoOptions(options.service, options.space.name, options.enhancement_titles)

@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.api.factory import AnyVersion
+from pipeline.api.tools import describe
 from pipeline.api.v1 import ApiClient
 from pipeline.columns import pad, width
-from pipeline.ledger import PhotoRow, State, open_ledger
+from pipeline.ledger import UNSETTLED, PhotoRow, State, open_ledger
 from pipeline.ledger.stores import is_url
 from pipeline.manifest.loader import Manifest
-from pipeline.ordering.catalog import photo_options, resolve_live
+from pipeline.ordering.catalog import ResolvedOptions, photo_options
+from pipeline.ordering.choices import resolve_chosen
+from pipeline.ordering.crossversion import version_of
 from pipeline.ordering.scan import list_and_check
 from pipeline.retry import Backoff
 
@@ -32,6 +36,8 @@ class FolderPlan:
     """One folder's photos, counted by what a run would do with each (filled in as found)."""
 
     folder: str
+    tool: str = ""  # the tool and its options, as a person reads them (pipeline.api.tools)
+    options: list[str] = field(default_factory=list)
     found: int = 0
     new: int = 0  # never seen: one order each
     resume: int = 0  # pending, uploaded or retryable failures: one order each
@@ -42,6 +48,9 @@ class FolderPlan:
     result_failed: int = 0  # charged, but the result failed: collect retries it, no order
     upscales: int = 0  # upscale: true: photos whose upscale is still to be asked (aihd serve)
     broken: list[dict[str, str]] = field(default_factory=list)
+    # Paid through the other API version with the same choice ("v1": n): no order, ever.
+    paid_through: dict[str, int] = field(default_factory=dict)
+    held: list[dict[str, str]] = field(default_factory=list)  # paid through it, not told apart
 
     @property
     def orders(self) -> int:
@@ -58,6 +67,7 @@ class Plan:
     window_seconds: float
     matches: tuple[tuple[str, int, tuple[str, ...]], ...] = ()  # (pattern, line, folders)
     paid: int = 0  # photos of the ledger the API charged already (as `aihd status` counts)
+    api: str = "v1"  # v3: each folder's tool is shown (v1 orders image enhancement only)
 
     @property
     def upscales(self) -> int:
@@ -102,10 +112,21 @@ class Plan:
         for f in self.folders:
             lines.append(
                 f"{pad(f.folder, cells)} {f.found:>6} {f.new:>6} {f.resume:>6} {f.check:>6} "
-                f"{f.done:>6} {f.duplicates:>6} {len(f.broken) + f.failed + f.result_failed:>6}"
+                f"{f.done:>6} {f.duplicates + sum(f.paid_through.values()):>6} "
+                f"{len(f.broken) + len(f.held) + f.failed + f.result_failed:>6}"
             )
+        if self.api == "v3":
+            for f in self.folders:
+                lines.append(f"  {f.folder}: {'; '.join([f.tool, *f.options])}")
         for f in self.folders:
             lines += [f"  failed: {b['path']}: {b['reason']}" for b in f.broken]
+            lines += [f"  held: {h['path']}: {h['reason']}" for h in f.held]
+        for version in sorted({v for f in self.folders for v in f.paid_through}):
+            paid = sum(f.paid_through.get(version, 0) for f in self.folders)
+            lines.append(
+                f"{paid} photos paid through {version} (the same photo and choice; counted in "
+                "'dup'): not ordered again; `aihd reorder` orders one again, at a cost"
+            )
         if result_failed := sum(f.result_failed for f in self.folders):
             lines.append(
                 f"{result_failed} paid photos whose results failed (counted in 'failed'): "
@@ -137,30 +158,46 @@ async def make_plan(
     manifest: Manifest, client: AnyVersion | ApiClient, ledger_path: Path | str
 ) -> Plan:
     """Sort every photo as the runner would, reading the ledger (if any) and never writing."""
-    folders = await resolve_live(manifest, client, Backoff(attempts=1))
     rows: list[PhotoRow] = []
     cached: dict[str, tuple[int, int, str]] = {}
     ignored: set[str] = set()
+    ignored_contents: set[str] = set()
+    ledger = None
     upscaled: set[int] = set()  # photos with an upscale asked for already
     if is_url(ledger_path) or await asyncio.to_thread(Path(ledger_path).is_file):
         ledger = open_ledger(ledger_path)
-        try:
+    try:
+        # The ledger's keys for the catalog's entries (choices.py), read, never recorded.
+        folders = await resolve_chosen(manifest, client, Backoff(attempts=1), ledger, record=False)
+        if ledger is not None:
             rows = ledger.photos(current_only=False)
             cached = ledger.cached_hashes()
             ignored = ledger.ignored_paths()
+            ignored_contents = ledger.ignored_contents()
             if manifest.upscales:
                 upscaled = {u.photo_id for u in ledger.upscales() if u.state != "wanted"}
-        finally:
+    finally:
+        if ledger is not None:
             ledger.close()
     by_path = {(r.path, r.identity): r for r in rows}
-    owners = {r.identity: r.path for r in rows if r.state is not State.DUPLICATE}
+    by_id = {r.id: r for r in rows}
+    owners = {
+        r.identity: r.path
+        for r in rows
+        if r.state is not State.DUPLICATE and not (r.state is State.FAILED and r.duplicate_of)
+    }
+    # Charged, or maybe: an order whose outcome is unsettled holds its counterparts too.
+    charged = {r.identity: r for r in rows if r.charged or r.state is State.SUBMITTING}
     plans = []
     for folder, options in folders:
-        plan = FolderPlan(folder.name)
+        # v1: the catalog's title of the space ("Indoor"); v3: the area or room's value.
+        space = options.space.name if options.v3 else options.space.title or options.space.name
+        words = describe(options.service, space, [e.title for e in options.enhancements])
+        plan = FolderPlan(folder.name, words.tool, [s for s in (words.space, *words.options) if s])
         identity_of = photo_options(options).identity
         for photo in await asyncio.to_thread(list_and_check, folder, cached):
             path = photo.stat.path
-            if path in ignored:
+            if path in ignored or photo.sha256 in ignored_contents:
                 continue  # `aihd ignore`: left out of every run
             plan.found += 1
             if photo.sha256 is None:
@@ -170,14 +207,25 @@ async def make_plan(
             row = by_path.get((path, identity))
             paid_before = _paid(plan)
             if row is None:
-                if owners.setdefault(identity, path) != path:
+                # As the runner records it: a copy, paid through the other API version, new.
+                paid = None if identity in owners else _paid_through(photo.sha256, options, charged)
+                if paid is not None:
+                    _count_paid_through(plan, path, *paid)
+                elif owners.setdefault(identity, path) != path:
                     plan.duplicates += 1
                 else:
                     plan.new += 1
             elif row.state in _DONE:
                 plan.done += 1
-            elif row.state is State.DUPLICATE:
-                plan.duplicates += 1
+            elif row.duplicate_of is not None and row.state in (State.DUPLICATE, State.FAILED):
+                original = by_id.get(row.duplicate_of)
+                if original is not None and original.service != row.service:
+                    held = (row.error or "held") if row.state is State.FAILED else ""
+                    _count_paid_through(plan, path, original, held)
+                elif row.state is State.DUPLICATE:
+                    plan.duplicates += 1
+                else:
+                    plan.failed += 1
             elif row.state is State.SUBMITTING:
                 plan.check += 1
             elif row.charged:
@@ -198,7 +246,27 @@ async def make_plan(
         manifest.rate_limit.per_seconds,
         manifest.matches,
         paid=sum(r.charged for r in rows if _inside(r.path, manifest)),
+        api=manifest.api,
     )
+
+
+def _paid_through(
+    sha256: str, options: ResolvedOptions, charged: Mapping[str, PhotoRow]
+) -> tuple[PhotoRow, str] | None:
+    """The charged photo of a counterpart (crossversion.py) and why it is held, if any."""
+    for counterpart in options.counterparts:
+        row = charged.get(counterpart.options.identity(sha256))
+        if row is not None:
+            return row, counterpart.held if row.charged else UNSETTLED
+    return None
+
+
+def _count_paid_through(plan: FolderPlan, path: str, original: PhotoRow, held: str) -> None:
+    if held:
+        plan.held.append({"path": path, "reason": held.removeprefix("held: ")})
+    else:
+        version = version_of(original.service)
+        plan.paid_through[version] = plan.paid_through.get(version, 0) + 1
 
 
 def _paid(plan: FolderPlan) -> int:

@@ -27,6 +27,7 @@ from pipeline.errors import (
     SubmitRefused,
 )
 from pipeline.ledger import (
+    Counterpart,
     FoundPhoto,
     KnownFile,
     Ledger,
@@ -37,7 +38,8 @@ from pipeline.ledger import (
 )
 from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.manifest.loader import FolderSpec, Manifest
-from pipeline.ordering.catalog import ResolvedOptions, photo_options, resolve_live
+from pipeline.ordering.catalog import ResolvedOptions, photo_options
+from pipeline.ordering.choices import resolve_chosen
 from pipeline.ordering.flow import Dispatch, OrderFlow, RunCounters
 from pipeline.ordering.progress import Progress
 from pipeline.ordering.scan import (
@@ -68,6 +70,7 @@ class RunLimits:
     settle_seconds: float = 120.0
     drain_seconds: float = 60.0  # at a stop, how long order POSTs already sent may finish
     key_fingerprint: str = ""  # recorded with each order: which key sent it (never the key)
+    account: str = ""  # whose order window: "<account>@<endpoint>" (manifest/accounts.py)
     # `aihd serve`: photos come from ``take`` as they are complete, and a settled photo is let
     # go (its claim, its place in this run's memory), so a later look may bring it back.
     serving: bool = False
@@ -133,6 +136,7 @@ class Runner:
                 manifest.rate_limit.per_seconds,
                 # The longest an order POST may wait for its answer, with room to spare.
                 answer_within=2 * limits.drain_seconds + 5,
+                account=limits.account,
             ),
             key_fingerprint=limits.key_fingerprint,
         )
@@ -140,7 +144,9 @@ class Runner:
 
     async def resolve_catalog(self) -> list[tuple[FolderSpec, ResolvedOptions]]:
         """Resolve every folder's space and toggles; CatalogError names file:line."""
-        resolved = await resolve_live(self.manifest, self.client, self.backoff)
+        resolved = await resolve_chosen(
+            self.manifest, self.client, self.backoff, self.ledger, record=True
+        )
         for folder, options in resolved:
             self._options.setdefault(_key(options.service, options), options)
             self._folders[folder.name] = (folder, options)
@@ -233,7 +239,8 @@ class Runner:
     # -- scanning -----------------------------------------------------------------------------
 
     async def _scan(self, folders: Sequence[tuple[FolderSpec, ResolvedOptions]]) -> None:
-        ignored = self.ledger.ignored_paths()  # `aihd ignore`
+        # `aihd ignore`: photos by content wherever they are, unreadable files by path.
+        ignored, ignored_contents = self.ledger.ignored_paths(), self.ledger.ignored_contents()
         for folder, options in folders:
             found_options = photo_options(options)
             # Listed, looked up and hashed a batch at a time: 100,000 photos (or the ledger's
@@ -245,7 +252,9 @@ class Runner:
                     batch = [st for st in batch if st.path not in ignored]
                 known = self.ledger.known_files([st.path for st in batch])
                 checked = await asyncio.to_thread(check_batch, batch, known)
-                await self._record(folder, found_options, checked, known)
+                if ignored_contents:
+                    checked = [c for c in checked if c.sha256 not in ignored_contents]
+                await self._record(folder, found_options, checked, known, options.counterparts)
 
     async def take(self, folder_name: str, stats: Sequence[FileStat]) -> None:
         """Photos of one of the manifest's folders, found complete (aihd serve): checked,
@@ -273,7 +282,7 @@ class Runner:
         folder, options = entry
         st = await asyncio.to_thread(stat_file, row.path)
         checked = await asyncio.to_thread(check_batch, [st], {})
-        await self._record(folder, photo_options(options), checked, {})
+        await self._record(folder, photo_options(options), checked, {}, options.counterparts)
 
     async def _record(
         self,
@@ -281,6 +290,7 @@ class Runner:
         options: PhotoOptions,
         checked: list[CheckedPhoto],
         known: Mapping[str, KnownFile],
+        counterparts: tuple[Counterpart, ...] = (),
     ) -> None:
         found: list[FoundPhoto] = []
         copies: list[int] = []  # copies known unchanged from an earlier run
@@ -332,10 +342,20 @@ class Runner:
                     photo.sha256,
                     options,
                     self._manifest_path,
+                    counterparts,
                 )
             )
         rows = await self.writes.call(self.ledger.record_found, found) if found else []
-        states = [(row.id, row.state) for row in rows] + [(i, State.DUPLICATE) for i in copies]
+        for row in rows:
+            stored = known.get(row.path)
+            if _held(row) and (stored is None or stored.identity != row.identity):
+                # Held tonight (paid through the other API version, the choices not told
+                # apart for sure): a failure of this run, told once, as a broken file is.
+                self._seen_ids.add(row.id)
+                fresh, settled = fresh + 1, settled + 1
+                log.warning("%s: %s", row.path, row.error)
+        states = [(row.id, row.state) for row in rows if row.id not in self._seen_ids]
+        states += [(i, State.DUPLICATE) for i in copies]
         if any(state is State.DUPLICATE for _, state in states):
             adopted = await self._adopt_orphans([i for i, s in states if s is State.DUPLICATE])
             states = [(i, adopted.get(i, state)) for i, state in states]
@@ -468,10 +488,16 @@ class Runner:
         return self._options.get(key)
 
 
+def _held(row: PhotoRow) -> bool:
+    """Held: failed as paid through the other API version (sqlite_found.HELD)."""
+    return row.state is State.FAILED and row.duplicate_of is not None
+
+
 def _seen(done: asyncio.Future[None]) -> None:
     if not done.cancelled() and (error := done.exception()) is not None:
         log.warning("could not let a photo's claim go (its lease ends it): %s", error)
 
 
 def _key(service: str, options: ResolvedOptions) -> tuple[str, str, tuple[str, ...]]:
-    return (service, options.space.name, options.enhancement_titles)
+    chosen = photo_options(options)  # as the ledger's rows hold them (choices.py)
+    return (service, chosen.space, chosen.enhancements)

@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.api.tools import describe
 from pipeline.errors import PhotoError
 from pipeline.ledger import Decision, Ledger, PhotoRow, State
 from pipeline.manifest.listings import Listing, listings
@@ -128,7 +129,8 @@ def _write_listing(
 def _disclosure_row(
     file_name: str, photo: PhotoRow, result: Path, jpeg: MlsJpeg, approved_at: str
 ) -> dict[str, object]:
-    changes = ["AI image enhancement (exposure, colour, sharpness)", *photo.enhancements]
+    words = describe(photo.service, photo.space, photo.enhancements)
+    changes = [f"AI {words.tool.lower()} ({words.what or 'unknown changes'})", *words.options]
     if (jpeg.width, jpeg.height) != jpeg.source_size:
         changes.append(f"resized from {jpeg.source_size[0]}x{jpeg.source_size[1]}")
     return {
@@ -136,9 +138,9 @@ def _disclosure_row(
         "original": photo.path,
         "enhanced_result": str(result),
         "folder": photo.folder,
-        "space": photo.space,
+        "space": words.space,
         "ai_altered": "yes",
-        "tool": f"AI HomeDesign {photo.service}",
+        "tool": f"AI HomeDesign {words.tool}",
         "changes": "; ".join(changes),
         "order_id": photo.order_id or "",
         "width": jpeg.width,

@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
+from pipeline.api.tools import V1_SERVICE, Described, describe
+from pipeline.api.v3_slugs import build_spec, identity_parts
 from pipeline.ledger import Ledger, PhotoRow, Review, State
 from pipeline.manifest.listings import is_exterior, listing_name, listings
-from pipeline.manifest.loader import Manifest
+from pipeline.manifest.loader import FolderSpec, Manifest
 from pipeline.review.decisions import REORDER_HINT, manifest_rows
 from pipeline.review.thumbnails import Thumbnails
 
@@ -42,6 +44,7 @@ def write_review(manifest: Manifest, ledger: Ledger, folder: Path) -> ReviewPage
     thumbnails = Thumbnails(folder / "thumbs")
     rows = manifest_rows(manifest, ledger)
     reviews = ledger.reviews()
+    spelled = ledger.titles()  # v1 toggles as the catalog spells them (keyed casefolded)
     generated_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     data = {
         "manifest": str(manifest.path),
@@ -50,7 +53,8 @@ def write_review(manifest: Manifest, ledger: Ledger, folder: Path) -> ReviewPage
         "reorder_hint": REORDER_HINT,
         "folders": _folders(manifest),
         "photos": [
-            _photo(row, reviews.get(row.id), thumbnails) for row in _ordered(manifest, rows)
+            _photo(row, reviews.get(row.id), thumbnails, spelled)
+            for row in _ordered(manifest, rows)
         ],
     }
     for name in _ASSETS:
@@ -75,30 +79,48 @@ def _ordered(manifest: Manifest, rows: list[PhotoRow]) -> list[PhotoRow]:
 
 
 def _folders(manifest: Manifest) -> list[dict[str, object]]:
-    return [
-        {
-            "name": folder.name,
-            "listing": listing_name(folder),
-            "space": folder.space,
-            "exterior": is_exterior(folder),
-            "enhancements": list(folder.enhancements),
-        }
-        for listing in listings(manifest)
-        for folder in listing.folders
-    ]
+    folders = []
+    for listing in listings(manifest):
+        for folder in listing.folders:
+            words = _folder_words(manifest, folder)
+            folders.append(
+                {
+                    "name": folder.name,
+                    "listing": listing_name(folder),
+                    "tool": words.tool,
+                    "space": words.space,
+                    "exterior": is_exterior(folder),
+                    "enhancements": list(words.options),
+                }
+            )
+    return folders
 
 
-def _photo(row: PhotoRow, review: Review | None, thumbnails: Thumbnails) -> dict[str, object]:
+def _folder_words(manifest: Manifest, folder: FolderSpec) -> Described:
+    """A folder's tool and options in words (the manifest was checked when it was loaded)."""
+    if manifest.api != "v3":
+        return describe(V1_SERVICE, folder.space, folder.enhancements)
+    spec = build_spec(
+        folder.tool, space=folder.space, enhancements=folder.enhancements, **dict(folder.choices)
+    )
+    return describe(spec.service, *identity_parts(spec))
+
+
+def _photo(
+    row: PhotoRow, review: Review | None, thumbnails: Thumbnails, spelled: dict[str, str]
+) -> dict[str, object]:
     original = Path(row.path)
     result = Path(row.output_paths[0]) if row.output_paths else None
+    words = describe(row.service, row.space, [spelled.get(e, e) for e in row.enhancements])
     return {
         "id": row.id,
         "name": original.name,
         "path": row.path,
         "sha256": row.sha256,
         "folder": row.folder,
-        "space": row.space,
-        "enhancements": list(row.enhancements),
+        "tool": words.tool,
+        "space": words.space,
+        "enhancements": list(words.options),
         "state": row.state.value,
         "order_id": row.order_id,
         "cost": 1 if row.state in _PAID else 0,  # credits: one per order (service.credit: 1)

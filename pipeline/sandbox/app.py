@@ -17,9 +17,7 @@ from .notify import order_finished_later
 from .replies import LOST_AFTER_CHARGE, STATE, client_left, drop_connection, error
 from .state import (
     DOC_SERVICES,
-    ENHANCEMENT_WIDGET_TITLE,
     RATE_LIMIT_MESSAGE,
-    SPACES,
     Order,
     SandboxState,
     faults_from_json,
@@ -91,16 +89,16 @@ async def spaces(request: web.Request) -> web.Response:
     if service == api.SERVICE:
         records = [
             {
-                "id": state.space_ids[name],
-                "name": name,
-                "title": title,
-                "description": f"{title} photos",
+                "id": space.id,
+                "name": space.name,
+                "title": space.title,
+                "description": f"{space.title} photos",
                 "prompt": "",
                 "icon_src": "",
                 "is_active": True,
                 "is_premium": False,
             }
-            for name, (title, _) in SPACES.items()
+            for space in state.catalog.spaces()
         ]
     return web.json_response({"data": records})
 
@@ -110,18 +108,18 @@ async def items(request: web.Request) -> web.Response:
     service = request.query.get("service_name", "")
     if service not in DOC_SERVICES:
         return error(400, f"invalid service_name: {service!r}", "api_error_invalid_service")
-    space = request.query.get("space_name", "")
-    if service != api.SERVICE or space not in SPACES:
-        return error(400, f"invalid space_name: {space!r}", "api_error_invalid_space")
-    widget = state.widgets[space]
+    name = request.query.get("space_name", "")
+    space = state.catalog.space(name)
+    if service != api.SERVICE or space is None:
+        return error(400, f"invalid space_name: {name!r}", "api_error_invalid_space")
     record: api.WidgetRecord = {
-        "id": widget.id,
-        "title": ENHANCEMENT_WIDGET_TITLE,
+        "id": space.widget_id,
+        "title": space.widget_title,
         "description": "Optional touches applied with the enhancement",
         "is_optional": True,
         "items": [
-            {"id": item_id, "title": title, "prompt": "", "icon_src": "", "is_premium": False}
-            for title, item_id in widget.items.items()
+            {"id": item.id, "title": item.title, "prompt": "", "icon_src": "", "is_premium": False}
+            for item in space.items
         ],
         "priority": 1,
         "type": "multi",
@@ -161,14 +159,15 @@ async def submit(request: web.Request) -> web.Response:
     order = state.order(submitted["order_id"])
     if order is None:
         return error(404, "order not found", "api_error_order_not_found")
-    space = submitted["space_name"]
-    if space not in SPACES:
-        return error(422, f"invalid space_name: {space!r}", "api_error_invalid_space")
-    widget = state.widgets[space]
+    name = submitted["space_name"]
+    space = state.catalog.space(name)
+    if space is None:
+        return error(422, f"invalid space_name: {name!r}", "api_error_invalid_space")
+    offered = {item.id for item in space.items}
     for selected in submitted["selected_widgets"]:
-        if selected["id"] != widget.id or selected["item_id"] not in widget.items.values():
-            return error(422, f"widget item not offered for {space}", "api_error_invalid_widget")
-    image_id = state.charge(order, space)
+        if selected["id"] != space.widget_id or selected["item_id"] not in offered:
+            return error(422, f"widget item not offered for {name}", "api_error_invalid_widget")
+    image_id = state.charge(order, name)
     if image_id is None:
         return error(429, RATE_LIMIT_MESSAGE)
     order_finished_later(request, order)
@@ -267,6 +266,18 @@ async def set_faults(request: web.Request) -> web.Response:
     return web.json_response(dataclasses.asdict(faults))
 
 
+async def rename_entry(request: web.Request) -> web.Response:
+    """POST {"kind", "which", "spelling", "new"}: rename a catalog entry (catalog.py)."""
+    try:
+        body = await request.json()
+        request.app[STATE].catalog.rename(
+            body["kind"], body["which"], body["spelling"], body["new"]
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        return error(400, f"bad rename: {exc}", "api_error_invalid_request")
+    return web.json_response({"renamed": body})
+
+
 async def set_webhooks(request: web.Request) -> web.Response:
     """POST /_sandbox/webhooks: a JSON object of Webhooks fields; the others go back to default."""
     try:
@@ -294,6 +305,7 @@ def make_app(state: SandboxState) -> web.Application:
     app.router.add_get("/_sandbox/before/{order_id}", before_image)
     app.router.add_get("/_sandbox/stats", stats)
     app.router.add_post("/_sandbox/faults", set_faults)
+    app.router.add_post("/_sandbox/catalog/rename", rename_entry)
     app.router.add_post("/_sandbox/webhooks", set_webhooks)
     add_upscale_routes(app)
     add_v3_routes(app)

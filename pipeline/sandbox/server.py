@@ -18,6 +18,7 @@ from aiohttp import web
 from pipeline import eventloop
 
 from .app import make_app
+from .catalog import Kind, Spelling
 from .state import Faults, SandboxConfig, SandboxState, SandboxStats
 from .v3_readings import V3Readings
 from .webhooks import Webhooks
@@ -47,6 +48,11 @@ class Sandbox:
     def set_faults(self, faults: Faults) -> None:
         """Replace the injected faults (and restart their random draws from faults.seed)."""
         self._state.set_faults(faults)
+
+    def rename_catalog_entry(self, kind: Kind, which: str, spelling: Spelling, new: str) -> None:
+        """Rename one spelling (id, name or title) of a space, its widget or an item, as
+        the API may between two nights; orders must name it as it is spelled now."""
+        self._state.catalog.rename(kind, which, spelling, new)
 
     def set_webhooks(self, webhooks: Webhooks) -> None:
         """Send the account's webhooks so from now on (to new URLs, with other switches)."""

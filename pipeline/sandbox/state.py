@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeAlias
 
+from .catalog import SandboxCatalog
 from .v3_readings import V3Readings
 from .v3_state import V3Store
 from .webhooks import Webhooks, WebhookSender
@@ -29,15 +30,6 @@ DOC_SERVICES = frozenset(
         "service-image-enhancement",
     }
 )
-ENHANCEMENT_WIDGET_TITLE = "Enhancement Options"
-# Space name -> (title, item titles it offers); ids are drawn per sandbox instance.
-SPACES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "space-ie-indoor": (
-        "Indoor",
-        ("Add Fire to Fireplace", "Add Screen to TV", "Remove Extra Objects"),
-    ),
-    "space-ie-outdoor": ("Outdoor", ("Remove Extra Objects",)),
-}
 RATE_LIMIT_MESSAGE = "rate-limit exceeded, 10 generates per 10 minutes only"
 
 Fault = Literal["reset", "error", "stall"]
@@ -126,14 +118,6 @@ class SandboxStats:
     webhooks: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogWidget:
-    """The one Enhancement Options widget of a space, with its item ids by title."""
-
-    id: str
-    items: dict[str, str]
-
-
 @dataclass(slots=True)
 class Order:
     """One uploaded photo's order; mutated only under the state's lock."""
@@ -160,11 +144,7 @@ class SandboxState:
         self.uploads_dir = workdir / "uploads"
         for folder in (self.photos_dir, self.results_dir, self.uploads_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self.space_ids = {name: _opaque_id() for name in SPACES}
-        self.widgets = {
-            name: CatalogWidget(_opaque_id(), {title: _opaque_id() for title in titles})
-            for name, (_, titles) in SPACES.items()
-        }
+        self.catalog = SandboxCatalog()
         self._lock = threading.Lock()
         self.api_key = config.api_key  # the account's key now (rotate_key replaces it)
         self._faults = config.faults

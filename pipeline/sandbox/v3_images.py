@@ -1,7 +1,8 @@
 """The v3 emulator's results: v1's gentle enhancement, plus a visible mark of the tool used.
 
-Day to dusk tints the photo towards a dusk sky, item removal smooths it, virtual staging draws
-a piece of "furniture": a demo shows which tool ran, and a test can tell them apart.
+Day to dusk tints the photo towards a dusk sky, item removal smooths it, the tools that
+furnish a room draw a piece of "furniture": a demo shows which tool ran, and a test can tell
+them apart. The other tools give the enhanced photo.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ DUSK_TOP = (35, 35, 110)  # deep blue-violet sky
 DUSK_BOTTOM = (230, 120, 50)  # warm horizon glow
 DUSK_STRENGTH = 0.5
 SOFA = (120, 80, 50)
+_REMOVING = frozenset({"tool-item-removal", "tool-item-removal-mask"})
+_FURNISHING = frozenset(
+    {
+        "tool-virtual-staging",
+        "tool-virtual-restaging",
+        "tool-interior-design",
+        "tool-furniture-restyle",
+        "tool-under-construction",
+    }
+)
 
 
 def _dusk(photo: Image.Image) -> Image.Image:
@@ -49,9 +60,9 @@ def tool_result(photo: Image.Image, tool: str) -> Image.Image:
     enhanced = enhance(photo)
     if tool == "tool-day-to-dusk":
         return _dusk(enhanced)
-    if tool == "tool-item-removal":
+    if tool in _REMOVING:
         return enhanced.filter(ImageFilter.MedianFilter(5))
-    if tool == "tool-virtual-staging":
+    if tool in _FURNISHING:
         return _staged(enhanced)
     return enhanced
 

@@ -78,15 +78,18 @@ async def create_process(request: web.Request) -> web.Response:
     order = store.order(asked.order_id)
     if order is None:
         return error(404, "order not found", "api_error_order_not_found")
-    if list(asked.asset_map) != [tool.slot]:
-        message = f"asset_map keys {list(asked.asset_map)} do not match the slot of {tool.slug}"
-        return error(422, f"{message}: {{{tool.slot!r}: asset_id}}", "api_error_invalid_asset_map")
-    asset = order.asset(asked.asset_map[tool.slot])
-    if asset is None:
+    if sorted(asked.asset_map) != sorted(tool.slots):
+        message = f"asset_map keys {list(asked.asset_map)} do not match the slots of {tool.slug}"
+        expected = ", ".join(f"{slot!r}: asset_id" for slot in tool.slots)
+        return error(422, f"{message}: {{{expected}}}", "api_error_invalid_asset_map")
+    assets = [order.asset(asked.asset_map[slot]) for slot in tool.slots]
+    asset = assets[0]
+    if asset is None or None in assets:
         return error(404, "asset not found in this order", "api_error_asset_not_found")
-    if problem := widget_problem(tool, asked.widgets):
-        return error(422, problem, "api_error_invalid_widget")
     readings = store.readings
+    refused = readings.omitted_widgets == "refused"
+    if problem := widget_problem(tool, asked.widgets, omitted_refused=refused):
+        return error(422, problem, "api_error_invalid_widget")
     in_window = readings.window_counts == "processes"
     in_flight = store.in_flight_now() if in_window and readings.window_in_flight else 0
     if not state.charge_process(asset.sha256, in_window=in_window, in_flight=in_flight):

@@ -5,9 +5,10 @@ client is tested against both. The defaults are what the official MCP server
 (``AIHomeDesign/aihomedesign-mcp``) saw or sends live, since that is the only code known to have
 talked to the real v3 API: answers wrapped in ``{"data": ..., "message": "ok"}``, a list
 ``process_ids`` from ``POST /process``, the singular ``asset_role`` field, ``project_id``
-optional on ``POST /order`` (the order-page docs), and ``src`` beside ``temp_src`` in results
-(the MCP reads ``src`` first). The window counts process creations, as the rate-limit page's
-"generates" suggests.
+optional on ``POST /order`` (the order-page docs), ``src`` beside ``temp_src`` in results
+(the MCP reads ``src`` first), and a default for a widget it leaves out. The window counts
+process creations, as the rate-limit page's "generates" suggests. docs/v3-readings.md keeps the
+evidence for each default, and which line to change when the live API shows otherwise.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class V3Readings:
     # The order's status while a process runs, and once its last process is done.
     active_status: Literal["active", "processing"] = "active"
     done_status: Literal["done", "completed"] = "done"
+    # A widget the vendor's catalog marks required that its own client leaves out (day to
+    # dusk's sky, the renovation tools' room and material): the API picks one, or a 422.
+    omitted_widgets: Literal["defaulted", "refused"] = "defaulted"
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -55,6 +59,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "window_counts": ("processes", "orders"),
     "active_status": ("active", "processing"),
     "done_status": ("done", "completed"),
+    "omitted_widgets": ("defaulted", "refused"),
 }
 FLAGS = ("process_entry_tool", "result_src", "window_in_flight")
 NUMBERS = ("temp_link_seconds",)

@@ -91,7 +91,7 @@
     const toggles = photo.enhancements.length ? photo.enhancements.join(", ") : "no toggles";
     meta.append(
       el("a", { class: "name", href: photo.result_url || photo.original_url }, photo.name),
-      el("span", {}, photo.space + " · " + toggles),
+      el("span", {}, [photo.tool, photo.space, toggles].filter(Boolean).join(" · ")),
       el("span", {}, "order " + (photo.order_id || "none") + " · " + photo.cost + " credit"
         + (photo.cost === 1 ? "" : "s")),
       el("span", {}, "state: "),
@@ -229,8 +229,9 @@
       if (photo.folder !== heading) {
         heading = photo.folder;
         const folder = folders.get(photo.folder) || { listing: "", space: photo.space };
+        const about = [folder.tool, folder.space, folder.exterior ? "exterior" : ""];
         fragment.append(el("h2", {}, (folder.listing ? folder.listing + " / " : "") + photo.folder
-          + " (" + folder.space + (folder.exterior ? ", exterior" : "") + ")"));
+          + " (" + about.filter(Boolean).join(", ") + ")"));
         grid = el("section", { class: "grid" });
         fragment.append(grid);
       }
