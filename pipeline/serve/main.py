@@ -11,6 +11,7 @@ from pipeline.api.factory import AnyVersion
 from pipeline.ledger import Ledger
 from pipeline.manifest.loader import Manifest
 from pipeline.ordering.window import OrderWindow
+from pipeline.serve import reporting
 from pipeline.serve.dispatch import Dispatcher
 from pipeline.serve.hooks import Receiver
 from pipeline.serve.metrics import Health, render
@@ -46,12 +47,12 @@ async def run_service(
     async def health() -> Health:
         if not service:
             return Health(False, False, "starting", None)
-        return await asyncio.to_thread(service[0].health, reader)
+        return await asyncio.to_thread(reporting.health, service[0], reader)
 
     async def metrics() -> bytes:
         if not service:
             return b""
-        return await asyncio.to_thread(render, lambda: service[0].figures(reader))
+        return await asyncio.to_thread(render, lambda: reporting.figures(service[0], reader))
 
     try:
         async with listening(make_app(receiver, health, metrics), *listen) as url:

@@ -24,7 +24,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Figures:
     """What the service reports; each field one metric (see ``_families``)."""
 
-    photos: Mapping[str, int]  # the manifests' photos by ledger state
+    photos: Mapping[str, int]  # the account ledger's photos by state
     orders_spent: int  # orders this process paid for (confirmed by the API)
     window_used: int  # the account's order window: slots taken in the last per_seconds
     window_size: int
@@ -62,7 +62,7 @@ class _Live(Collector):
 
 def _families(f: Figures) -> Iterator[Metric]:
     photos = GaugeMetricFamily(
-        "aihd_photos", "Photos of the served manifests by ledger state.", labels=["state"]
+        "aihd_photos", "Photos of the account's ledger by state.", labels=["state"]
     )
     for state, count in sorted(f.photos.items()):
         photos.add_metric([state], count)

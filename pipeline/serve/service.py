@@ -32,7 +32,6 @@ from pipeline.ordering.runner import RunLimits, Runner
 from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff
 from pipeline.serve.dispatch import Dispatcher
-from pipeline.serve.metrics import Figures, Health
 from pipeline.serve.results import Results
 from pipeline.serve.upscaling import Upscaler
 from pipeline.serve.watching import Watching
@@ -112,7 +111,7 @@ class Service:
         )
         self.dispatcher = dispatcher
         dispatcher.bind(self.collecting, self.results, self.upscaler, self.note_error)
-        self._refused = refused  # the receiver's count of webhooks refused at the door
+        self.refused = refused  # the receiver's count of webhooks refused at the door
         self._reload = reload
         for runner in self.runners:
             runner.on_settled = self.results.submitted
@@ -278,39 +277,6 @@ class Service:
         text = (str(error).strip().splitlines() or [type(error).__name__])[0]
         self.last_error = (text, datetime.now(UTC).isoformat(timespec="seconds"))
         log.warning("%s", text)
-
-    def health(self, reader: Ledger) -> Health:
-        """Blocking (a worker thread, with a handle of its own): does the ledger answer?"""
-        try:
-            reader.last_run()
-            ledger_ok = True
-        except PipelineError:
-            ledger_ok = False
-        text, at = self.last_error or (None, None)
-        return Health(ledger_ok, self.catalog_read, text, at)
-
-    def figures(self, reader: Ledger) -> Figures:
-        """Blocking, as ``health``."""
-        scope = self._scope()
-        first = self.manifests[0]
-        window = first.rate_limit
-        used = reader.recent_posts(window.per_seconds)
-        upscales: dict[str, int] = {}
-        for upscale in reader.upscales(scope):
-            upscales[upscale.state] = upscales.get(upscale.state, 0) + 1
-        return Figures(
-            photos={state.value: n for state, n in reader.counts(scope).items()},
-            orders_spent=self.counters.orders_spent,
-            window_used=len(used),
-            window_size=window.orders,
-            rate_limited=self.counters.rate_limited,
-            retries=self.counters.retries,
-            webhooks={**self.dispatcher.counts, "refused": self._refused["refused"]},
-            collect_backlog=self.results.backlog,
-            result_reads=dict(self.results.reads),
-            upscales=upscales,
-            folders_watched=self.watching.folders,
-        )
 
     def close(self) -> None:
         for handle in self._handles:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -111,7 +112,11 @@ class Watching:
         for path in paths:
             owners = self.map.owners(path)
             keys.update(owners)
-            unowned = unowned or (not owners and self.map.under_pattern_root(path))
+            # A folder no entry owns yet, where a glob may match (a new listing): read the
+            # manifests again. Files there are not asked about: a folder the glob does not
+            # match (listings/x/docs) would make each of its files read the manifests again.
+            if not owners and not unowned and self.map.under_pattern_root(path):
+                unowned = os.path.isdir(path)
         self.completeness.changed(keys, now)
         self._wake.set()
         if unowned:
