@@ -111,3 +111,19 @@ def test_a_wish_on_a_photo_not_completed_waits_for_its_result(ledger: Ledger) ->
     ledger.wish_upscales([row.id], "manifest")
     assert ledger.upscale_work() == []
     assert ledger.get(row.id).state is State.PENDING
+
+
+def test_a_scope_of_thousands_of_folders_is_one_parameter_not_a_deep_expression(
+    ledger: Ledger,
+) -> None:
+    """A glob of 1,500 listings (aihd serve, aihd run): SQLite refused an OR over 1,000
+    deep ("Expression tree is too large") at the run's end."""
+    _completed(ledger, "/m/in/a.jpg", "a" * 64, "order-a")
+    folders = [f"/m/listing-{n}" for n in range(1500)] + ["/m/in"]
+    assert ledger.counts(folders)[State.COMPLETED] == 1
+    assert [r.path for r in ledger.photos(scope=folders)] == ["/m/in/a.jpg"]
+    assert ledger.charged_counts(folders) == (1, 0)
+    assert list(ledger.counts_by_folder(folders)) == ["/m/in"]
+    assert ledger.counts(["/m/i"])[State.COMPLETED] == 0  # a folder, not a string prefix
+    ledger.wish_upscales([ledger.photos()[0].id], "test")
+    assert len(ledger.upscales(folders)) == 1 and ledger.upscale_work(folders) != []

@@ -128,8 +128,11 @@ def scope_clause(folders: Sequence[str] | None) -> tuple[str, list[object]]:
         return "TRUE", []
     if not folders:
         return "FALSE", []
-    params: list[object] = []
-    for folder in folders:
-        prefix = folder.rstrip("/") + "/"
-        params += [len(prefix), prefix]
-    return "(" + " OR ".join(["substr(path, 1, %s) = %s"] * len(folders)) + ")", params
+    # One array of the folders, not an OR per folder: as SQLite's (its depth limit), and one
+    # parameter for a manifest's glob of a thousand listings.
+    prefixes = sorted({folder.rstrip("/") + "/" for folder in folders})
+    clause = (
+        "EXISTS (SELECT 1 FROM unnest(%s::text[]) AS s(prefix) "
+        "WHERE left(path, length(s.prefix)) = s.prefix)"
+    )
+    return clause, [prefixes]

@@ -14,6 +14,7 @@ The SQL is SQLite's; the PostgreSQL store runs it through ``postgres_sql.SqliteS
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -71,11 +72,10 @@ def scope_sql(folders: Sequence[str] | None) -> tuple[str, list[object]]:
         return "TRUE", []
     if not folders:
         return "FALSE", []
-    params: list[object] = []
-    for folder in folders:
-        prefix = folder.rstrip("/") + "/"
-        params += [len(prefix), prefix]
-    return "(" + " OR ".join(["substr(p.path, 1, ?) = ?"] * len(folders)) + ")", params
+    # One JSON list, not an OR per folder (SQLite's expression depth; see sqlite._scope).
+    prefixes = sorted({folder.rstrip("/") + "/" for folder in folders})
+    clause = "EXISTS (SELECT 1 FROM json_each(?) WHERE substr(p.path, 1, length(value)) = value)"
+    return clause, [json.dumps(prefixes)]
 
 
 def photo_by_order(conn: Conn, columns: str, order_id: str) -> Any:

@@ -750,15 +750,18 @@ class SqliteLedger:
 
 
 def _scope(folders: Sequence[str]) -> tuple[str, list[object]]:
-    """SQL that keeps photos in these folders or below them (exact, case-sensitive)."""
+    """SQL that keeps photos in these folders or below them (exact, case-sensitive).
+
+    One JSON list of the folders, not an OR per folder: SQLite refuses an expression over
+    1,000 deep, and a manifest's glob of listings (aihd serve, aihd run) may match more.
+    """
     if not folders:
         return "0", []
-    params: list[object] = []
-    for folder in folders:
-        prefix = folder.rstrip("/") + "/"
-        params += [len(prefix), prefix]
-    clause = " OR ".join(["substr(path, 1, ?) = ?"] * len(folders))
-    return f"({clause})", params
+    prefixes = sorted({folder.rstrip("/") + "/" for folder in folders})
+    clause = (
+        "EXISTS (SELECT 1 FROM json_each(?) WHERE substr(photos.path, 1, length(value)) = value)"
+    )
+    return clause, [json.dumps(prefixes)]
 
 
 def _read_note(fd: int) -> dict[str, Any]:
