@@ -25,14 +25,8 @@ from dataclasses import replace
 from itertools import combinations, product
 
 from pipeline import api
-from pipeline.api.v3_slugs import (
-    DEFAULT_TOOL,
-    IE_OPTIONS,
-    SPACES,
-    build_spec,
-    identity_parts,
-    slugify,
-)
+from pipeline.api.tools import TOOLS, slugify
+from pipeline.api.v3_slugs import DEFAULT_TOOL, build_spec, identity_parts
 from pipeline.ledger import ChoiceEntry, Counterpart, PhotoOptions
 from pipeline.ordering.catalog import ResolvedOptions, photo_options
 from pipeline.ordering.choices import item_scope
@@ -40,6 +34,17 @@ from pipeline.ordering.choices import item_scope
 V1_SERVICE = api.SERVICE
 _V3_SPEC = build_spec(DEFAULT_TOOL)
 V3_SERVICE = _V3_SPEC.service  # v3:tool-image-enhancement
+
+
+def _image_enhancement(key: str) -> tuple[str, ...]:
+    """v3 image enhancement's values for a manifest key, as the tool table knows them."""
+    widget = TOOLS["tool-image-enhancement"].widget(key)
+    assert widget is not None, key
+    return tuple(item.value for item in widget.items)
+
+
+SPACES = _image_enhancement("space")  # indoor, outdoor
+IE_OPTIONS = _image_enhancement("enhancements")  # add-fire-to-fireplace, add-screen-to-tv
 _MAX_EXTRAS = 4  # v1 toggles without a counterpart, combined (image enhancement has one)
 
 
