@@ -296,17 +296,18 @@ class SqliteLedger:
         scope: Sequence[str] | None = None,
     ) -> list[PhotoRow]:
         """Rows in these states; ``scope``: only photos in these folders (or below them)."""
-        where, params = ["1"], []
+        where: list[str] = ["1"]
+        params: list[object] = []
         if current_only:
             where.append("current = 1")
-        if scope is not None:
-            clause, scoped = _scope(scope)
-            where.append(clause)
-            params.extend(scoped)
         if states is not None:
             wanted = [State(s).value for s in states]
             where.append(f"state IN ({', '.join('?' * len(wanted))})" if wanted else "0")
             params.extend(wanted)
+        if scope is not None:  # last: the dearest test, made only of rows the others kept
+            clause, scoped = _scope(scope)
+            where.append(clause)
+            params.extend(scoped)
         sql = f"SELECT {COLUMNS} FROM photos WHERE {' AND '.join(where)} ORDER BY id"
         return [row_of(r) for r in self._read(sql, params)]
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pipeline.collect.collector import PhotoCollector
 from pipeline.ledger import Ledger, PhotoRow, State
 from pipeline.ledger.groupcommit import GroupCommit
+from pipeline.serve.roots import by_root, nearest
 
 __all__ = ["Results"]
 
@@ -49,8 +50,8 @@ class Results:
         self._ledger = ledger  # a handle of its own: its claims are this collector's
         # Claims taken and let go for many photos at once share a commit (groupcommit.py).
         self._writes = GroupCommit(ledger)
-        self._collectors = [([r.rstrip("/") + "/" for r in roots], c) for roots, c in collectors]
-        self._scope = [r for roots, _ in collectors for r in roots]
+        self._by_root: dict[str, PhotoCollector] = {}
+        self.use(collectors)
         self._poll_after = poll_after
         self._eta_scale = eta_scale
         self._concurrency = concurrency
@@ -69,8 +70,7 @@ class Results:
 
     def use(self, collectors: Sequence[tuple[Sequence[str], PhotoCollector]]) -> None:
         """The manifests' folders and output folders as they are now (SIGHUP)."""
-        self._collectors = [([r.rstrip("/") + "/" for r in roots], c) for roots, c in collectors]
-        self._scope = [r for roots, _ in collectors for r in roots]
+        self._by_root = by_root((root, c) for roots, c in collectors for root in roots)
 
     @property
     def backlog(self) -> int:
@@ -85,8 +85,12 @@ class Results:
         have come and gone while no one listened."""
         now = time.monotonic()
         states = [State.SUBMITTED, State.FAILED] if again else [State.SUBMITTED]
-        for row in self._ledger.photos(states, scope=self._scope):
+        # The served folders are looked up by each row's own directories, not asked of the
+        # ledger: a scope of 1,000 folders cost each photo a thousand comparisons there.
+        for row in self._ledger.photos(states):
             if row.state is State.FAILED and not row.charged:
+                continue
+            if self._collector_of(row.path) is None:
                 continue
             if row.id in self._due or row.id in self._busy:
                 continue
@@ -200,10 +204,8 @@ class Results:
             self._on_completed(done)
 
     def _collector_of(self, path: str) -> PhotoCollector | None:
-        for roots, collector in self._collectors:
-            if any(path.startswith(root) for root in roots):
-                return collector
-        return None
+        """The collector of the manifest whose folder holds the photo."""
+        return nearest(path, self._by_root)
 
 
 def _seen(done: asyncio.Future[None]) -> None:

@@ -31,6 +31,7 @@ from pipeline.errors import AuthRefused, OutcomeUnknown, PipelineError, RequestR
 from pipeline.ledger import Ledger, PhotoRow, State, UpscaleRow
 from pipeline.retry import Backoff, retrying
 from pipeline.serve.hooks import Hint
+from pipeline.serve.roots import by_root, nearest
 
 __all__ = ["Upscaler"]
 
@@ -52,8 +53,9 @@ class Upscaler:
     ) -> None:
         self._ledger = ledger
         self._client = client
-        self._roots = [r.rstrip("/") + "/" for r in upscale_roots]
-        self._scope = list(scope)
+        self._roots: dict[str, bool] = {}
+        self._served: dict[str, bool] = {}
+        self.use(upscale_roots, scope)
         self._backoff = backoff
         self._posting: set[asyncio.Task[None]] = set()
         self.sent = 0
@@ -61,29 +63,32 @@ class Upscaler:
 
     def use(self, upscale_roots: Sequence[str], scope: Sequence[str]) -> None:
         """The manifests' folders as they are now (SIGHUP)."""
-        self._roots = [r.rstrip("/") + "/" for r in upscale_roots]
-        self._scope = list(scope)
+        self._roots = by_root((root, True) for root in upscale_roots)
+        self._served = by_root((folder, True) for folder in scope)
 
     # -- asking -------------------------------------------------------------------------------
 
     def wish(self, row: PhotoRow) -> None:
         """A photo just completed: wished upscaled if its folder says so."""
-        if any(row.path.startswith(root) for root in self._roots):
+        if nearest(row.path, self._roots):
             self._ledger.wish_upscales([row.id], "upscale: true")
             self.due = True  # asked for at the service's next turn, not its next pass
 
     def wish_completed(self) -> None:
         """Every completed photo of the upscale folders (collected while no one served)."""
         if self._roots:
-            rows = self._ledger.photos([State.COMPLETED], scope=[r[:-1] for r in self._roots])
+            rows = self._ledger.photos([State.COMPLETED], scope=list(self._roots))
             self._ledger.wish_upscales([row.id for row in rows], "upscale: true")
 
     async def request(self) -> None:
         """One pass: each wished photo's upscales, an intent before each POST."""
         self.due = False
-        for photo_id in self._ledger.upscale_work(self._scope):
+        # The wishes are few: the ledger lists them all, the served folders are looked up here.
+        for photo_id in self._ledger.upscale_work():
             row = self._ledger.get(photo_id)
             order_id = row.order_id
+            if not nearest(row.path, self._served):
+                continue  # another manifest's photo: its own service places it
             if is_v3_service(row.service) or order_id is None:
                 continue  # v1 only: `aihd upscale` and the manifest refuse others
             details = await retrying(partial(self._client.v1.order, order_id), self._backoff)
