@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.bootclock import new_owner
 from pipeline.errors import LedgerBusy
 from pipeline.ledger import open_ledger
 from pipeline.sandbox import Sandbox
@@ -83,23 +85,35 @@ def test_a_symlinked_ledger_takes_the_lock_of_the_ledger_it_names(tmp_path: Path
         first.close()
 
 
-def test_a_collect_through_a_symlinked_ledger_exits_5_while_the_ledger_is_held(
+def test_a_collect_through_a_symlinked_ledger_meets_the_claims_made_on_the_real_path(
     sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
-    """A collect of `link` meets the lock a collect on the real path holds (runs share a
-    ledger through claims; two collects of one ledger do not run at once)."""
+    """Two names for one ledger are one ledger: while a collect on the real path holds a
+    photo's results (collects share a ledger through claims, with no lock), a collect of
+    `link` leaves it to that collect and downloads nothing; once it is let go, it goes on."""
     manifest = _manifest(tmp_path, photo_factory)
+    assert aihd(["run", str(manifest), *FAST], sandbox).returncode == 0
     real = manifest.with_name("photos.ledger.sqlite")
-    held = open_ledger(real)
     link = tmp_path / "link.sqlite"
     link.symlink_to(real)
+    held = open_ledger(real)
     try:
-        held.acquire_run_lock("pid 1: `aihd collect photos.yaml`")
-        done = aihd(["collect", str(link), "--no-progress"], sandbox)
+        held.owner = new_owner()  # this test process: alive, so its claim holds
+        (row,) = held.photos()
+        assert held.claim_result(row.id)
+        done = aihd(["collect", str(link), "--no-progress", "--json"], sandbox)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert (report["completed"], report["held"], report["downloads"]) == (0, 1, 0)
+        assert sandbox.stats().downloads == 0
+        held.release_result_claims()
     finally:
         held.close()
-    assert "aihd collect photos.yaml" in _one_clear_line(done, 5)
-    _nothing_spent(sandbox)
+    done = aihd(["collect", str(link), "--no-progress", "--json"], sandbox)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["completed"] == 1
+    assert sandbox.stats().downloads == 1
+    assert sandbox.stats().orders_charged == 1  # collecting never orders
 
 
 # Item 9: a FIFO manifest, a full disk under the log, 1.0e308 -------------------------------------

@@ -100,7 +100,7 @@ def test_approve_and_reject_by_path_and_by_folder(
     done = aihd(["reject", str(manifest), kitchen_result, str(tmp_path / INSIDE / "den.jpg")], None)
     assert done.returncode == 0, done.stderr
     assert "2 photos rejected" in done.stdout
-    assert "aihd reorder PATH... --yes" in done.stderr
+    assert f"`aihd reorder {manifest} {tmp_path / INSIDE / 'kitchen.jpg'} --yes`" in done.stderr
     done = aihd(["approve", str(manifest), str(tmp_path / INSIDE / "den.jpg")], None)
     assert done.returncode == 0, done.stderr
     assert decisions_by_name(manifest) == {

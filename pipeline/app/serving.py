@@ -79,7 +79,10 @@ async def serve_account(
         answer_within = 2 * request.request_timeout + 5
         window.remember(
             _window_history(
-                ledger.recent_posts(first.rate_limit.per_seconds + answer_within), answer_within
+                ledger.recent_posts(
+                    first.rate_limit.per_seconds + answer_within, request.options.limits.account
+                ),
+                answer_within,
             )
         )
         projects = LedgerProjects(ledger, first.account)
@@ -106,6 +109,7 @@ async def serve_account(
                     timeouts,
                     projects=projects,
                     max_in_flight=first.rate_limit.orders,
+                    ledger_path=request.ledger_path,
                     webhook_url=hooks if settings.sandbox else None,
                 ),
                 window,

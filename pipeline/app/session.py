@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import secrets
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -39,7 +38,12 @@ from pipeline.errors import (
     UsageError,
 )
 from pipeline.ledger import Ledger, PostTimes, open_ledger
-from pipeline.manifest.accounts import account_ledger, key_fingerprint, window_account
+from pipeline.manifest.accounts import (
+    account_ledger,
+    emulator_state,
+    key_fingerprint,
+    window_account,
+)
 from pipeline.manifest.loader import Manifest
 from pipeline.ordering.catalog import Catalog
 from pipeline.ordering.flow import RunCounters
@@ -148,6 +152,7 @@ class CollectRequest:
     request_timeout: float
     command: str
     folders: tuple[str, ...] = ()  # --folder: only photos of folders matching these globs
+    again: str = ""  # the command that collects what is left, for the summary's hint
 
     @classmethod
     def for_manifest(
@@ -170,11 +175,14 @@ async def api_client(
     *,
     projects: ProjectBook | None = None,
     max_in_flight: int | None = None,
+    ledger_path: Path | str | None = None,
     webhook_url: str | None = None,
 ) -> AsyncIterator[AnyVersion]:
     """A client of the real API, or of a local emulator started for this process; it speaks
-    v1 and v3 (each photo through the version that orders it). ``webhook_url``: where the
-    emulator sends the account's webhooks (aihd serve --sandbox)."""
+    v1 and v3 (each photo through the version that orders it). The emulator of a sandbox
+    ledger remembers its orders beside it (``ledger_path``), so the next command's finds
+    them. ``webhook_url``: where the emulator sends the account's webhooks (aihd serve
+    --sandbox)."""
     if not settings.sandbox:
         async with AnyVersion(
             settings.base_url,
@@ -191,6 +199,7 @@ async def api_client(
     config = SandboxConfig(
         api_key=settings.api_key,
         time_scale=SANDBOX_TIME_SCALE,
+        state_path=None if ledger_path is None else emulator_state(ledger_path),
         webhooks=Webhooks(urls=(webhook_url,) if webhook_url else ()),
     )
     async with (
@@ -207,13 +216,14 @@ async def api_client(
 
 
 async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: Path | str) -> Plan:
+    # A plan orders nothing: its emulator (--sandbox) has nothing to remember, and writes none.
     async with api_client(settings, Timeouts()) as client:
         return await make_plan(manifest, client, ledger_path)
 
 
 async def describe_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
     async with api_client(settings, Timeouts()) as client:
-        return (await Catalog.fetch(client.v1)).describe()
+        return (await Catalog.fetch(client.v1, backoff=Backoff())).describe()
 
 
 async def live_tools(settings: ApiSettings) -> list[str] | None:
@@ -277,7 +287,11 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             projects = LedgerProjects(ledger, manifest.account)
             # v3: at most a window's worth of processes running at once (notes 13.8).
             async with api_client(
-                settings, timeouts, projects=projects, max_in_flight=manifest.rate_limit.orders
+                settings,
+                timeouts,
+                projects=projects,
+                max_in_flight=manifest.rate_limit.orders,
+                ledger_path=request.ledger_path,
             ) as client:
                 runner = Runner(
                     manifest,
@@ -327,6 +341,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             if outcome in ("crashed", "key-refused", "api-unreachable"):
                 ledger.finish_run(run_id, outcome, reason)
             ledger.release_claims()
+            ledger.release_result_claims()
     finally:
         ledger.close()
 
@@ -368,19 +383,27 @@ def _import_legacy_ledger(ledger: Ledger, request: RunRequest, settings: ApiSett
 async def collect_results(
     request: CollectRequest, settings: ApiSettings, stop: StopSwitch
 ) -> CollectSummary:
-    """``aihd collect``: hold the ledger's lock, poll and download, release."""
+    """``aihd collect``: poll and download, beside any other run or collect of the account.
+
+    No lock: each photo's results are claimed before they are downloaded (as runs claim
+    photos), so collects of other manifests or folders go on at once, and two collects of one
+    order download it once.
+    """
     ledger = open_ledger(request.ledger_path)
     try:
-        holder = f"pid {os.getpid()} on {socket.gethostname()}: `{request.command}`"
-        ledger.acquire_run_lock(holder)
+        ledger.owner = new_owner()
         try:
             run_id = ledger.start_run(request.command)
-            async with api_client(settings, Timeouts(read=request.request_timeout)) as client:
+            async with api_client(
+                settings,
+                Timeouts(read=request.request_timeout),
+                ledger_path=request.ledger_path,
+            ) as client:
                 summary = await _collect(request, ledger, client, settings, stop)
             ledger.finish_run(run_id, "collected", json.loads(summary.to_json()))
             return summary
         finally:
-            ledger.release_run_lock()
+            ledger.release_result_claims()
     finally:
         ledger.close()
 
@@ -405,7 +428,7 @@ async def _collect(
     from pipeline.collect.collector import collect
 
     try:
-        return await collect(
+        summary = await collect(
             ledger,
             client,
             request.output,
@@ -419,6 +442,7 @@ async def _collect(
             eta_scale=SANDBOX_TIME_SCALE if settings.sandbox else 1.0,
             folders=request.folders,
         )
+        return replace(summary, again=request.again)
     finally:
         if bar is not None:
             bar.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable, Sequence
 
 from pipeline.columns import pad, width
@@ -25,15 +26,21 @@ def render_status(
     *,
     failed: bool = False,
     scope: Sequence[str] | None = None,
+    target: str = "",
 ) -> str:
     """Folders in name order (as `aihd plan` lists them); ``chosen``: --folder's filter;
-    ``scope``: only the photos in these folders (a manifest's); None: the whole ledger."""
+    ``scope``: only the photos in these folders (a manifest's); None: the whole ledger.
+    ``target``: the manifest or ledger as given, for the hints (commands ready to paste);
+    ``failed``: only the failed photos, each with its reason."""
+    command = shlex.join(["aihd", "status", target]) if target else ""
+    if failed:
+        return _render_failed(ledger, chosen, scope, target)
     by_folder = {
         f: c for f, c in ledger.counts_by_folder(scope).items() if chosen is None or chosen(f)
     }
     cells = max([len("folder"), *(width(f) for f in by_folder)])
     header = f"{pad('folder', cells)}  " + "  ".join(f"{s.value:>10}" for s in _COLUMNS)
-    lines = [header]
+    lines = [f"ledger: {ledger.path}", header]
     totals = dict.fromkeys(_COLUMNS, 0)
     for folder in sorted(by_folder):
         counts = by_folder[folder]
@@ -52,12 +59,10 @@ def render_status(
     if charged_failed:
         lines.append(
             f"failed after being charged: {charged_failed} (their results are retried by "
-            "`aihd collect`; `aihd reorder PATH... --yes` orders one again, at a cost)"
+            f"{_collect_hint(target)}; {_reorder_hint(ledger, scope, target)})"
         )
-    if failed:
-        lines += [f"failed: {path}: {error}" for path, error in _failures(ledger, scope)]
-    elif totals[State.FAILED]:
-        lines.append("`aihd status --failed` lists the failed photos with their reasons")
+    if totals[State.FAILED] and command:
+        lines.append(f"`{command} --failed` lists the failed photos with their reasons")
     if upscales := _upscale_counts(ledger, scope):
         shown = ", ".join(f"{n} {state}" for state, n in upscales.items())
         lines.append(f"upscales (aihd serve): {shown}")
@@ -73,6 +78,42 @@ def render_status(
             f"outcome {last.outcome or 'unknown'}"
         )
     return "\n".join(lines)
+
+
+def _render_failed(
+    ledger: Ledger,
+    chosen: Callable[[str], bool] | None,
+    scope: Sequence[str] | None,
+    target: str,
+) -> str:
+    """``status --failed``: each failed photo and why; with none, one line that says so."""
+    rows = [
+        r for r in ledger.photos([State.FAILED], scope=scope) if chosen is None or chosen(r.folder)
+    ]
+    where = "these folders" if chosen is not None else "this manifest" if scope else "the ledger"
+    if not rows:
+        return f"no failed photos in {where} (ledger {ledger.path})"
+    lines = [f"failed: {row.path}: {row.error or 'unknown'}" for row in rows]
+    lines.append(f"{len(rows)} failed photos in {where} (ledger {ledger.path})")
+    if any(row.charged for row in rows):
+        lines.append(
+            f"those charged are retried as results by {_collect_hint(target)}; "
+            f"{_reorder_hint(ledger, scope, target)}"
+        )
+    return "\n".join(lines)
+
+
+def _collect_hint(target: str) -> str:
+    return f"`{shlex.join(['aihd', 'collect', target])}`" if target else "collect"
+
+
+def _reorder_hint(ledger: Ledger, scope: Sequence[str] | None, target: str) -> str:
+    """How to order a charged, failed photo again, with one of them as the example."""
+    charged = [r for r in ledger.photos([State.FAILED], scope=scope) if r.charged]
+    if not target or not charged:
+        return "the reorder command orders one again, at a cost"
+    command = shlex.join(["aihd", "reorder", target, charged[0].path, "--yes"])
+    return f"`{command}` orders one again, at a cost"
 
 
 def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -195,11 +196,21 @@ def duration_option(option: str, text: str | None) -> float | None:
     return parse_duration(text)
 
 
-def require_ledger(path: Path | str) -> None:
+def require_ledger(
+    path: Path | str, manifest: Path | None = None, *, sandbox: bool = False
+) -> None:
+    """The ledger must exist; the error says which run would create it, ready to paste."""
     from pipeline.ledger.stores import is_url
 
     if not is_url(path) and not Path(path).is_file():
-        raise UsageError(f"{path}: no ledger here yet; `aihd run` creates it")
+        if manifest is None:
+            # No manifest known here, so no command to paste: the words say what creates it.
+            raise UsageError(
+                f"{path}: no ledger here yet; check the path, or create it with a run of the "
+                "manifest that uses it (aihd run MANIFEST)"
+            )
+        run = ["aihd", "run", str(manifest.absolute()), *(["--sandbox"] if sandbox else [])]
+        raise UsageError(f"{path}: no ledger here yet; `{shlex.join(run)}` creates it")
 
 
 def ledger_for(
@@ -222,15 +233,19 @@ def scope_of(target: Path | str) -> list[str] | None:
     return [str(folder.path) for folder in load_manifest(target).folders]
 
 
-def existing_ledger(target: Path | str) -> Path | str:
-    """A manifest (its ledger) or a ledger file or URL; the ledger must already exist."""
+def existing_ledger(target: Path | str, *, sandbox: bool = False) -> Path | str:
+    """A manifest (its ledger; the local emulator's with ``sandbox``) or a ledger file or
+    URL; the ledger must already exist."""
     from pipeline.manifest.loader import load_manifest
 
     if isinstance(target, Path) and target.suffix.lower() in (".yaml", ".yml"):
-        path = ledger_for(load_manifest(target), None)
+        require_ledger(
+            path := ledger_for(load_manifest(target), None, sandbox=sandbox),
+            target,
+            sandbox=sandbox,
+        )
     else:
-        path = target
-    require_ledger(path)
+        require_ledger(path := target)
     return path
 
 

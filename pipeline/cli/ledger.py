@@ -59,7 +59,9 @@ def status(
         if as_json:
             click.echo(status_json(ledger, scope))
         else:
-            click.echo(render_status(ledger, chosen, failed=list_failed, scope=scope))
+            # Hints name the target (a URL's password never goes into a hint: none then).
+            shown = "" if isinstance(target, str) else str(target.absolute())
+            click.echo(render_status(ledger, chosen, failed=list_failed, scope=scope, target=shown))
     finally:
         ledger.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -145,6 +146,11 @@ def plan(manifest: Path, sandbox: bool, as_json: bool, strict: bool, for_serve: 
     type=click.Path(path_type=Path),
     help="Put the results here instead of the manifest's output folder.",
 )
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Collect from the in-process local emulator that `run --sandbox` ordered from.",
+)
 @unattended_options
 @guard
 def collect_command(
@@ -152,6 +158,7 @@ def collect_command(
     wait: bool,
     timeout_text: str | None,
     output_dir: Path | None,
+    sandbox: bool,
     no_progress: bool,
     as_json: bool,
     log_file: Path | None,
@@ -170,6 +177,7 @@ def collect_command(
       aihd collect listings.yaml --wait --timeout 2h
       aihd collect listings.ledger.sqlite        # output: enhanced/ beside the ledger
       aihd collect listings.yaml --folder 'listings/12-oak-st/*' --output rush/
+      aihd collect sample_manifests/demo.yaml --sandbox
     """
     from pipeline.app.session import ApiSettings, CollectRequest, collect_results
     from pipeline.logs import setup_logging
@@ -184,18 +192,21 @@ def collect_command(
     bar = not no_progress and sys.stderr.isatty()
     quiet = is_quiet(quiet, log_file)
     timeout = duration_option("--timeout", timeout_text)
+    again = ["aihd", "collect", str(target if isinstance(target, str) else target.absolute())]
+    again += [*(["--sandbox"] if sandbox else []), "--wait"]
     common: dict[str, Any] = {
         "wait": wait,
         "timeout": timeout,
         "progress_bar": bar,
         "request_timeout": request_timeout,
         "command": " ".join(["aihd", *sys.argv[1:]]),
+        "again": shlex.join(again) if isinstance(target, Path) else "",
     }
     if isinstance(target, Path) and target.suffix.lower() in (".yaml", ".yml"):
         manifest = load_with_warnings(target)
-        settings = ApiSettings.from_env(manifest.api_key_env)
+        settings = ApiSettings.from_env(manifest.api_key_env, sandbox=sandbox)
         request = CollectRequest.for_manifest(
-            manifest, ledger_path=existing_ledger(target), **common
+            manifest, ledger_path=existing_ledger(target, sandbox=sandbox), **common
         )
         if output_dir is not None:
             refuse_output_over_photos(output_dir.resolve(), manifest, where="--output")
@@ -203,10 +214,10 @@ def collect_command(
         ledger_path = existing_ledger(target)
         if isinstance(ledger_path, str):
             raise UsageError(
-                f"{ledger_path}: name the manifest instead (its output folder is where the "
-                "results go), e.g. aihd collect listings.yaml"
+                f"{ledger_path}: name the manifest instead of the ledger's URL: its output "
+                "folder is where the results go"
             )
-        settings = ApiSettings.from_env()
+        settings = ApiSettings.from_env(sandbox=sandbox)
         request = CollectRequest(
             ledger_path=ledger_path,
             output=ledger_path.parent / "enhanced",
@@ -244,9 +255,11 @@ def reorder(target: Path | str, photos: tuple[Path, ...], yes: bool) -> None:
     from pipeline.ledger import open_ledger
     from pipeline.ordering.reorder import plan_reorder
 
+    is_manifest = isinstance(target, Path) and target.suffix.lower() in (".yaml", ".yml")
+    run = shlex.join(["aihd", "run", str(Path(target).absolute())]) if is_manifest else ""
     ledger = open_ledger(existing_ledger(target))
     try:
-        lines, photo_ids = plan_reorder(ledger, [str(p.resolve()) for p in photos])
+        lines, photo_ids = plan_reorder(ledger, [str(p.resolve()) for p in photos], run)
         for line in lines:
             click.echo(line)
         if not photo_ids:
@@ -261,7 +274,7 @@ def reorder(target: Path | str, photos: tuple[Path, ...], yes: bool) -> None:
         reordered = ledger.reorder(photo_ids)
         click.echo(
             f"aihd reorder: {len(reordered)} photo(s) will be ordered, and paid for, again by "
-            "the next `aihd run`"
+            + (f"the next `{run}`" if run else "the next run of their manifest")
         )
     finally:
         ledger.close()

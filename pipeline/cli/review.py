@@ -69,62 +69,80 @@ def review(manifest: Path, output: Path | None, apply_file: Path | None) -> None
     click.echo(page.index.resolve().as_uri())
 
 
-def _decide(manifest: Path, paths: tuple[Path, ...], folder: str | None, verdict: str) -> None:
+def _decide(
+    manifest: Path, paths: tuple[Path, ...], folders: tuple[str, ...], verdict: str
+) -> None:
     from pipeline.ledger import Decision, open_ledger
     from pipeline.manifest.loader import load_manifest
     from pipeline.review.decisions import (
-        REORDER_HINT,
         manifest_rows,
         record_decision,
+        reorder_command,
         select_photos,
     )
 
-    if bool(paths) == (folder is not None):
-        raise UsageError(f"aihd {verdict}: give photo paths or --folder FOLDER (one of the two)")
+    if bool(paths) == bool(folders):
+        raise UsageError(
+            f"aihd {verdict}: give photo paths or --folder PATTERN (one of the two; --folder "
+            "may be repeated)"
+        )
     decision = Decision.APPROVED if verdict == "approve" else Decision.REJECTED
     loaded = load_manifest(manifest)
     ledger = open_ledger(existing_ledger(manifest))
     try:
-        photos = select_photos(loaded, manifest_rows(loaded, ledger), paths, folder)
+        photos = select_photos(loaded, manifest_rows(loaded, ledger), paths, folders)
         count = record_decision(ledger, photos, decision, f"aihd {verdict}")
     finally:
         ledger.close()
     click.echo(f"aihd {verdict}: {count} photo{'s' if count != 1 else ''} {decision.value}")
     if decision is Decision.REJECTED and count:
-        click.echo(f"aihd {verdict}: {REORDER_HINT}", err=True)
+        click.echo(
+            f"aihd {verdict}: rejected photos are not delivered, nor ordered again; to order "
+            f"one again (1 credit): `{reorder_command(loaded, [photos[0].path])}`",
+            err=True,
+        )
+
+
+_FOLDER_HELP = (
+    "Every completed photo of the manifest's folders whose name matches this glob "
+    "(e.g. 'listings/12-oak-st/*'), or of this folder; repeatable."
+)
 
 
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--folder", help="Every completed photo of this manifest folder.")
+@click.option("--folder", "folders", multiple=True, metavar="PATTERN", help=_FOLDER_HELP)
 @guard
-def approve(manifest: Path, paths: tuple[Path, ...], folder: str | None) -> None:
+def approve(manifest: Path, paths: tuple[Path, ...], folders: tuple[str, ...]) -> None:
     """Approve completed photos of MANIFEST (by original or result path) for delivery.
 
     \b
     Example:
       aihd approve listings.yaml listings/12-oak-st/inside/kitchen.jpg
       aihd approve listings.yaml --folder listings/12-oak-st/outside
+      aihd approve listings.yaml --folder 'listings/92-pine-rd/*'
     """
-    _decide(manifest, paths, folder, "approve")
+    _decide(manifest, paths, folders, "approve")
 
 
 @main.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--folder", help="Every completed photo of this manifest folder.")
+@click.option("--folder", "folders", multiple=True, metavar="PATTERN", help=_FOLDER_HELP)
 @guard
-def reject(manifest: Path, paths: tuple[Path, ...], folder: str | None) -> None:
+def reject(manifest: Path, paths: tuple[Path, ...], folders: tuple[str, ...]) -> None:
     """Reject completed photos of MANIFEST: they are not delivered, nor ordered again.
 
-    Only the explicit `aihd reorder PATH... --yes` orders a rejected photo again (1 credit).
+    Only the explicit `aihd reorder MANIFEST PATH... --yes` orders a rejected photo again
+    (1 credit each).
 
     \b
     Example:
       aihd reject listings.yaml enhanced/listings/12-oak-st/inside/den.jpg
+      aihd reject listings.yaml --folder listings/12-oak-st/inside --folder listings/9-elm/inside
     """
-    _decide(manifest, paths, folder, "reject")
+    _decide(manifest, paths, folders, "reject")
 
 
 @main.command()
@@ -140,21 +158,35 @@ def reject(manifest: Path, paths: tuple[Path, ...], folder: str | None) -> None:
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    help="Folder to deliver into (default: delivery/ beside the manifest).",
+    help="Folder to deliver into (default: delivery/ beside the manifest); never a photo folder.",
 )
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="Also deliver listings whose photos are not all decided yet (their approved ones).",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be written, moved or removed.")
 @guard
-def deliver(manifest: Path, profile_name: str, output: Path | None) -> None:
+def deliver(
+    manifest: Path, profile_name: str, output: Path | None, partial: bool, dry_run: bool
+) -> None:
     """Write MANIFEST's approved photos, ready for an MLS, into DELIVERY/<listing>/.
 
     Each photo: JPEG in sRGB, upright, long edge and file size within the profile, at
     least its minimum size, numbered in the manifest's order with exteriors first.
     Each listing gets disclosure.csv: every photo, its original, and what AI changed.
+    A listing is delivered once every completed photo of it is approved or rejected
+    (--partial: its approved ones now). Deliver deletes only files it wrote: anything
+    else in a listing's folder is moved aside, and a folder that is, holds or lies in
+    a photo folder is refused.
 
     \b
     Example:
       aihd deliver listings.yaml --profile mls-default
-      aihd deliver listings.yaml --profile crmls -o /srv/uploads
+      aihd deliver listings.yaml --profile crmls -o /srv/uploads --dry-run
     """
+    import shlex
+
     from pipeline.ledger import open_ledger
     from pipeline.manifest.loader import load_manifest
     from pipeline.manifest.profiles import find_profile
@@ -163,25 +195,51 @@ def deliver(manifest: Path, profile_name: str, output: Path | None) -> None:
     loaded = load_manifest(manifest)
     profile = find_profile(profile_name, loaded.delivery_profiles)
     folder = output or loaded.path.parent / "delivery"
+    where = "-o" if output is not None else "the default delivery folder"
     ledger = open_ledger(existing_ledger(manifest))
     try:
-        report = deliver_photos(loaded, ledger, profile, folder)
+        report = deliver_photos(
+            loaded, ledger, profile, folder, partial=partial, dry_run=dry_run, where=where
+        )
     except OSError as exc:
         raise UsageError(f"{folder}: cannot write the delivery: {exc.strerror}") from None
     finally:
         ledger.close()
+    for line in report.planned:
+        click.echo(line)
     for failure in report.failed:
         click.echo(f"aihd deliver: not delivered: {failure}", err=True)
-    for listing, count in report.delivered.items():
-        click.echo(f"{folder / listing}: {count} photos")
-    for listing in report.withdrawn:
-        click.echo(f"aihd deliver: {listing}: no approved photo now; delivery removed", err=True)
-    if report.not_approved:
+    if not dry_run:
+        for target, count in report.delivered.items():
+            click.echo(f"{target}: {count} photos")
+    for was, now in report.clearing.moved:
         click.echo(
-            f"aihd deliver: {report.not_approved} completed photos not approved, not delivered "
-            "(decide with `aihd review` or `aihd approve`)",
+            f"aihd deliver: warning: {was} was not written by aihd: moved to {now}, not deleted",
             err=True,
         )
-    if not report.delivered:
+    for listing in report.withdrawn:
+        done = "would be removed" if dry_run else "removed"
+        click.echo(f"aihd deliver: {listing}: no approved photo now; delivery {done}", err=True)
+    for label, undecided, count in report.undecided:
+        click.echo(
+            f"aihd deliver: {label}: {undecided} of {count} photos not decided yet; "
+            "not delivered (decide them, or --partial)",
+            err=True,
+        )
+    if report.undecided:
+        again = ["aihd", "deliver", str(loaded.path), "--profile", profile.name]
+        again += ["-o", str(report.folder), "--partial"]
+        click.echo(
+            f"aihd deliver: to decide: `aihd review {shlex.quote(str(loaded.path))}`; to "
+            f"deliver the approved photos anyway: `{shlex.join(again)}`",
+            err=True,
+        )
+    if report.not_approved:
+        click.echo(
+            f"aihd deliver: {report.not_approved} completed photos not approved (rejected), "
+            "not delivered",
+            err=True,
+        )
+    if not report.delivered and not report.undecided:
         click.echo("aihd deliver: no approved photos to deliver", err=True)
     sys.exit(report.exit_code)

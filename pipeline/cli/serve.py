@@ -165,7 +165,7 @@ def _serve(
     from pipeline.app.serving import ServeRequest, one_account, serve_account
     from pipeline.app.session import SANDBOX_TIME_SCALE, ApiSettings
     from pipeline.logs import setup_logging
-    from pipeline.manifest.accounts import key_fingerprint, state_folder
+    from pipeline.manifest.accounts import key_fingerprint, state_folder, window_account
     from pipeline.ordering.runner import RunLimits
     from pipeline.serve import ServeOptions, webhook_secret
 
@@ -185,6 +185,7 @@ def _serve(
             settle_seconds=settle,
             drain_seconds=request_timeout,
             key_fingerprint=key_fingerprint(settings.api_key),
+            account=window_account(settings.base_url, loaded[0].account, sandbox=settings.sandbox),
         ),
     )
     request = ServeRequest(

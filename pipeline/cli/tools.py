@@ -124,6 +124,19 @@ def _v3_catalog(settings: ApiSettings, as_json: bool) -> None:
 )
 @click.option("--seed", type=int, help="Seed the faults, to replay a night exactly.")
 @click.option(
+    "--error-every",
+    type=click.IntRange(0),
+    default=0,
+    help="Answer every Nth request 500 (2: every other one); certain, not a rate.",
+)
+@click.option(
+    "--fault-path",
+    "fault_paths",
+    multiple=True,
+    metavar="PREFIX",
+    help="Faults only on paths starting with this, e.g. /v1/catalog/ (repeatable).",
+)
+@click.option(
     "--v3",
     "v3_readings",
     multiple=True,
@@ -163,6 +176,8 @@ def sandbox(
     reset_rate: float,
     lost_after_charge_rate: float,
     seed: int | None,
+    error_every: int,
+    fault_paths: tuple[str, ...],
     v3_readings: tuple[str, ...],
     webhook_urls: tuple[str, ...],
     webhook_duplicates: int,
@@ -178,6 +193,7 @@ def sandbox(
       aihd sandbox --port 8787 --key sandbox-key-123 --window 10/60 --time-scale 0.1
       AIHD_BASE_URL=http://127.0.0.1:8787 AIHD_API_KEY=sandbox-key-123 aihd run listings.yaml
       aihd sandbox --error-rate 0.05 --lost-after-charge-rate 0.05 --seed 1
+      aihd sandbox --error-every 2 --fault-path /v1/catalog/
       aihd sandbox --v3 envelope=bare --v3 process_id_field=process_id
       aihd sandbox --webhook http://127.0.0.1:8788/hooks/SECRET --webhook-duplicates 1
     """
@@ -206,6 +222,8 @@ def sandbox(
             reset_rate=reset_rate,
             lost_after_charge_rate=lost_after_charge_rate,
             seed=seed,
+            error_every=error_every,
+            paths=fault_paths,
         ),
         v3=readings,
         webhooks=Webhooks(

@@ -15,7 +15,6 @@ import heapq
 import itertools
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -27,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 from pipeline.api.interface import PhotoApi
 from pipeline.api.records import GeneratedImage, OrderDetails
 from pipeline.collect.results import (
-    PART_MARK,
     commit_files,
     copy_results,
     decoded_extension,
     derived_root,
     ensure_inside,
+    part_name,
     remove_leftovers,
     safe_parts,
     unlink_all,
@@ -80,6 +79,9 @@ class CollectSummary:
     stopped: str | None = None  # "timeout", "interrupted" or "budget"; None: ran to the end
     failures: tuple[tuple[str, str], ...] = ()  # (photo path, reason)
     output: str = ""
+    elsewhere: int = 0  # photos another collect completed meanwhile (not waiting, not ours)
+    held: int = 0  # of those waiting, photos another collect is downloading now
+    again: str = ""  # the command that collects what is left ("" : not known here)
 
     @property
     def exit_code(self) -> int:
@@ -107,11 +109,14 @@ class CollectSummary:
             f"order polls: {self.polls}",
             f"  output: {self.output}",
         ]
+        if self.elsewhere:
+            lines.append(f"  collected meanwhile by another collect: {self.elsewhere}")
         lines += [f"  failed: {path}: {reason}" for path, reason in self.failures[:20]]
+        if self.held:
+            lines.append(f"  {self.held} of those waiting are being downloaded by another collect")
         if self.waiting:
-            lines.append(
-                "  results not ready yet: run `aihd collect --wait` or collect again later"
-            )
+            how = f"run `{self.again}`, or" if self.again else "wait for them, or"
+            lines.append(f"  results not ready yet: {how} collect again later")
         return "\n".join(lines)
 
 
@@ -146,7 +151,7 @@ async def collect(
     rows = [
         row
         for row in ledger.photos([State.SUBMITTED, State.FAILED], scope=scope)
-        if (row.state is State.SUBMITTED or row.charged) and folder_matches(row.folder, folders)
+        if _still_to_collect(row) and folder_matches(row.folder, folders)
     ]
     collector = _Collector(ledger, client, output, folder_roots, backoff, len(rows), on_progress)
     collector.folders = tuple(folders)
@@ -159,9 +164,10 @@ async def collect(
         schedule.push(due if wait else now, row)
     stopped = await _drive(collector, schedule, stop, wait, timeout, concurrency, min_poll_seconds)
     copies = 0 if stopped else await collector.copy_duplicates()
+    settled = collector.completed + len(collector.failures) + collector.elsewhere
     return CollectSummary(
         completed=collector.completed,
-        waiting=len(rows) - collector.completed - len(collector.failures),
+        waiting=len(rows) - settled,
         failed=len(collector.failures),
         downloads=collector.downloads,
         polls=collector.polls,
@@ -170,6 +176,8 @@ async def collect(
         stopped=stopped,
         failures=tuple(collector.failures),
         output=str(output),
+        elsewhere=collector.elsewhere,
+        held=len(collector.held),
     )
 
 
@@ -195,9 +203,16 @@ async def _drive(
             finally:
                 schedule.done()
 
+    async def renew() -> None:
+        # A large download outlasts a lease: keep this collect's claims on results alive.
+        while True:
+            await asyncio.sleep(collector.ledger.lease_seconds / 3)
+            collector.ledger.renew_result_claims()
+
     workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]
     work = asyncio.gather(*workers)
     stopper = asyncio.create_task(stop.event.wait())
+    renewer = asyncio.create_task(renew())
     waiters: list[asyncio.Future[Any]] = [work, stopper]
     stopped: str | None = None
     finished = False
@@ -209,9 +224,9 @@ async def _drive(
         if not finished:
             stopped = (stop.reason or "interrupted") if stop.event.is_set() else "timeout"
     finally:
-        for task in (*workers, stopper):
+        for task in (*workers, stopper, renewer):
             task.cancel()
-        await asyncio.gather(*workers, stopper, return_exceptions=True)
+        await asyncio.gather(*workers, stopper, renewer, return_exceptions=True)
         if not finished and work.done():
             with suppress(asyncio.CancelledError):
                 work.exception()  # marks the cancelled workers' outcome as seen
@@ -271,6 +286,8 @@ class _Collector:
     failures: list[tuple[str, str]] = field(default_factory=list)
     claims: dict[str, str] = field(default_factory=dict)  # output file -> photo path owning it
     folders: tuple[str, ...] = ()  # --folder globs; empty: every folder
+    elsewhere: int = 0  # photos another collect completed meanwhile
+    held: set[int] = field(default_factory=set)  # photos another collect holds now
 
     def __post_init__(self) -> None:
         for row in self.ledger.photos([State.COMPLETED], current_only=False):
@@ -288,6 +305,20 @@ class _Collector:
                 if details.status.casefold() in _FAILED_STATUSES:
                     raise ResultRejected(f"the API reports order {row.order_id} {details.status}")
                 return False
+            # Ready: claimed before anything is downloaded, so two collects of one order
+            # (two manifests with a folder in common, a rush beside a --wait) fetch it once.
+            # Looked at before (another collect may have placed it and hold it still) and
+            # after the claim (it may have placed it and let go just now).
+            if _still_to_collect(self.ledger.get(row.id)):
+                if not self.ledger.claim_result(row.id):
+                    self.held.add(row.id)
+                    return False
+                self.held.discard(row.id)
+            if not _still_to_collect(self.ledger.get(row.id)):
+                self.held.discard(row.id)
+                self.elsewhere += 1  # another collect placed it while this one polled
+                self._progress()
+                return True
             paths = await self._place(row, details.generated_images)
         except (ResultRejected, RequestRejected) as exc:
             reason = exc.reason if isinstance(exc, RequestRejected) else str(exc)
@@ -303,9 +334,13 @@ class _Collector:
         else:
             self.ledger.mark_completed(row.id, [g.src for g in details.generated_images], paths)
             self.completed += 1
-        if self.on_progress is not None:
-            self.on_progress(self.completed + len(self.failures), self.total)
+        self._progress()
         return True
+
+    def _progress(self) -> None:
+        if self.on_progress is not None:
+            settled = self.completed + len(self.failures) + self.elsewhere
+            self.on_progress(settled, self.total)
 
     async def _poll(self, order_id: str, service: str) -> OrderDetails:
         self.polls += 1
@@ -320,7 +355,7 @@ class _Collector:
             ensure_inside(directory, self.output)
             exts = []
             for n, image in enumerate(images, 1):
-                temps.append(directory / f".{stem[:120]}_{n}{PART_MARK}{secrets.token_hex(6)}")
+                temps.append(directory / part_name(f"{stem[:120]}_{n}"))
                 exts.append(await self._fetch(image, temps[-1], row, n))
             finals = self._claim(row, directory, exts, temps)
             await asyncio.to_thread(commit_files, list(zip(temps, finals, strict=True)), directory)
@@ -436,6 +471,11 @@ class _Collector:
             if list(row.output_paths) != paths and all(map(Path.is_file, finals)):
                 self.ledger.set_output_paths(row.id, paths)  # `aihd export` shows them
         return copied
+
+
+def _still_to_collect(row: PhotoRow) -> bool:
+    """Submitted, or charged with a failed result: collect's to place."""
+    return row.state is State.SUBMITTED or (row.state is State.FAILED and row.charged)
 
 
 # `aihd serve` collects photo by photo as each result is ready (pipeline/serve/results.py).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 import warnings
 from collections.abc import Sequence
 from contextlib import suppress
@@ -16,9 +17,11 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from pipeline.bootclock import boot_id
 from pipeline.errors import ResultRejected, ResultTooBig
 
 PART_MARK = ".part-"
+_STALE_SECONDS = 600.0  # a temporary of another boot or machine untouched this long is left over
 # Decoding costs a few bytes per pixel whatever the file's size: a 300 KB PNG can ask for
 # 13000 x 13000 px (500 MB as RGB). 8192 x 8192 (67 MP) holds a 61 MP camera's photo.
 MAX_RESULT_PIXELS = 8192 * 8192
@@ -28,16 +31,47 @@ warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif"}
 
 
+def part_name(base: str) -> str:
+    """A temporary's name: hidden, marked, and naming its process (pid and boot), so another
+    collect running at once never takes it for a leftover."""
+    return f".{base}{PART_MARK}{os.getpid()}-{boot_id()[:8]}-{secrets.token_hex(6)}"
+
+
 def remove_leftovers(output: Path) -> int:
-    """Delete ``.part-`` temporaries a killed collect left under ``output``; returns the count."""
+    """Delete ``.part-`` temporaries a killed collect left under ``output``; returns the count.
+
+    One whose process still runs on this boot is another collect's, at work: left alone.
+    One of another boot (or machine, on a shared folder) counts as left over once it has not
+    been written to for ``_STALE_SECONDS``."""
     removed = 0
+    now = time.time()
     for directory, _dirs, names in os.walk(output):
         for name in names:
-            if name.startswith(".") and PART_MARK in name:
-                with suppress(FileNotFoundError):
-                    os.unlink(os.path.join(directory, name))
-                    removed += 1
+            if not name.startswith(".") or PART_MARK not in name:
+                continue
+            path = os.path.join(directory, name)
+            with suppress(FileNotFoundError):
+                if _in_use(name.rsplit(PART_MARK, 1)[1], path, now):
+                    continue
+                os.unlink(path)
+                removed += 1
     return removed
+
+
+def _in_use(mark: str, path: str, now: float) -> bool:
+    parts = mark.split("-")
+    if len(parts) != 3 or not parts[0].isdigit():
+        return False  # an older aihd's temporary: only a killed collect leaves one
+    pid, boot = int(parts[0]), parts[1]
+    if boot != boot_id()[:8]:
+        return now - os.stat(path).st_mtime < _STALE_SECONDS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def safe_parts(name: str) -> tuple[str, ...]:
@@ -109,7 +143,7 @@ def copy_results(sources: Sequence[Path], finals: Sequence[Path], directory: Pat
             return 0  # the original's files were moved away: nothing sound to copy
         if final.is_file() and final.stat().st_size == source.stat().st_size:
             continue
-        temp = directory / f".{final.name[:120]}{PART_MARK}{secrets.token_hex(6)}"
+        temp = directory / part_name(final.name[:120])
         shutil.copyfile(source, temp)
         moves.append((temp, final))
     try:

@@ -12,6 +12,7 @@ every run of it. The package shows its parts:
     sqlite_found.py   finding photos: identities, duplicates, copies taking an orphan's place
     sqlite_window.py  the order window's store: each order POST's intent and answer
     sqlite_import.py  taking in another (older, per-manifest) ledger
+    after_order.py    one SQL for both stores: collect's claims, the files deliver wrote
     serving.py        what `aihd serve` adds: photos by order id, upscale wishes and upscales
     migrations.py     the schema, as an ordered list of migrations
     identity_sql.py   SQL both stores run: catalog entries of identities, ignored content

@@ -214,6 +214,24 @@ def _window_per_account(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE order_posts ADD COLUMN account TEXT NOT NULL DEFAULT ''")
 
 
+def _collect_claims(conn: sqlite3.Connection) -> None:
+    """Collect's claims on a charged photo's results (after_order.py): collects of one account
+    run at once, and two of the same order download it once. No run lock needed any more."""
+    conn.execute(
+        "CREATE TABLE collect_claims (photo_id INTEGER PRIMARY KEY REFERENCES photos(id), "
+        "owner TEXT NOT NULL, claim_until REAL NOT NULL)"
+    )
+    conn.execute("CREATE INDEX collect_claims_owner ON collect_claims(owner)")
+
+
+def _delivered_files(conn: sqlite3.Connection) -> None:
+    """The content of every file `aihd deliver` wrote: the only files it may ever delete."""
+    conn.execute(
+        "CREATE TABLE delivered_files (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
+        "written_at TEXT NOT NULL)"
+    )
+
+
 def _serve_upscales(conn: sqlite3.Connection) -> None:
     """`aihd serve`: upscale wishes and upscales, and photos found by order id (serving.py)."""
     create_tables(conn)
@@ -229,6 +247,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _catalog_choices,
     _ignored_by_content,
     _window_per_account,
+    _collect_claims,
+    _delivered_files,
     _serve_upscales,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

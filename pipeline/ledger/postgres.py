@@ -24,8 +24,10 @@ Same tables, states and rules as the SQLite store (sqlite.py); what the database
   by the next run, never POSTed blind. While it retries, the process waits (the ledger's calls
   are synchronous). A database that stays away ``AIHD_LEDGER_RETRY_SECONDS`` (default 60)
   raises ``LedgerUnreachable`` (exit 7): the run stops, and what it committed stays.
-  `aihd collect`'s run lock is a session advisory lock on a connection of its own: lost with
-  that connection.
+  `aihd collect` takes no lock: it claims each photo's results (after_order.py, leases on
+  the database's clock), so collects on several machines run at once and download once. The
+  run lock, a session advisory lock on a connection of its own, is kept for callers that
+  want one.
 
 Driver: psycopg 3, its synchronous API, one connection per process (and no pool: one process
 makes one ledger call at a time). The runner calls the ledger synchronously from its event loop
@@ -41,9 +43,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence, Set
 
 from pipeline.errors import LedgerError
+from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger import postgres_sql as q
-from pipeline.ledger import serving
 from pipeline.ledger.postgres_base import INSERT, is_url
 from pipeline.ledger.postgres_orders import PostgresOrders
 from pipeline.ledger.postgres_schema import LOCK_FIND
@@ -315,6 +317,20 @@ class PostgresLedger(PostgresOrders):
                 (account, address.strip().casefold(), project_id, now_text()),
             )
         )
+
+    # -- deliver's files, and where photos are (after_order.py) --------------------------------
+
+    def record_delivered(self, files: Sequence[tuple[str, str]]) -> None:
+        stamp = now_text()
+        self._run(lambda c: after_order.record_delivered(q.SqliteStyle(c), files, stamp))
+
+    def delivered(self, hashes: Sequence[str]) -> set[str]:
+        return self._run(
+            lambda c: after_order.delivered(q.SqliteStyle(c), hashes), transaction=False
+        )
+
+    def photo_folders(self) -> list[tuple[str, str, str]]:
+        return self._run(lambda c: after_order.photo_folders(q.SqliteStyle(c)), transaction=False)
 
     # -- review -------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """The PostgreSQL ledger's plumbing: one connection, transactions made again after a lost
-connection, the run lock of `aihd collect`, and claims (see postgres.py for the whole)."""
+connection, the run lock, and claims (see postgres.py for the whole)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The PostgreSQL ledger's claims and run lock: which run works on which photo, and the lock
-of `aihd collect` (see postgres.py for the whole)."""
+"""The PostgreSQL ledger's claims and run lock: which run works on which photo, which collect
+downloads which photo's results, and a session lock (see postgres.py for the whole)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import psycopg
 
 from pipeline.bootclock import owner_alive
 from pipeline.errors import LedgerBusy, LedgerError, LedgerUnreachable
+from pipeline.ledger import after_order
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger.postgres_base import PostgresBase, first_line
 from pipeline.ledger.postgres_schema import LOCK_RUN
@@ -156,3 +157,38 @@ class PostgresClaims(PostgresBase):
                     (self.owner,),
                 )
             )
+
+    # -- collect's claims on results (after_order.py) -----------------------------------------
+
+    def claim_result(self, photo_id: int) -> bool:
+        """Take the photo's results for this collect unless another live collect holds them;
+        the lease runs on the database's clock."""
+        owner = self.owner
+        if owner is None:
+            return True
+        return self._run(
+            lambda c: after_order.claim_result(
+                q.SqliteStyle(c), photo_id, owner, _clock(c), self.lease_seconds
+            )
+        )
+
+    def renew_result_claims(self) -> None:
+        owner = self.owner
+        if owner is not None:
+            self._run(
+                lambda c: after_order.renew_result_claims(
+                    q.SqliteStyle(c), owner, _clock(c), self.lease_seconds
+                )
+            )
+
+    def release_result_claims(self) -> None:
+        owner = self.owner
+        if owner is not None:
+            self._run(lambda c: after_order.release_result_claims(q.SqliteStyle(c), owner))
+
+
+def _clock(c: q.Conn) -> float:
+    """The database's clock, in Unix seconds: every machine's leases count on it."""
+    row = c.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+    assert row is not None
+    return float(row[0])

@@ -178,7 +178,7 @@ class PostgresOrders(PostgresClaims):
         except NotEligible:
             raise LedgerError(
                 f"refusing to upload photo {photo_id} again: it was charged already "
-                f"(ledger {self.path}); `aihd reorder` orders a photo again"
+                f"(ledger {self.path}); only the reorder command orders a charged photo again"
             ) from None
 
     def mark_completed(

@@ -23,7 +23,7 @@ from pipeline.ledger.serving import create_tables
 LOCK_MIGRATE = 0x61696864_0001
 LOCK_FIND = 0x61696864_0002  # record_found and friends choose ids as max(id) + 1
 LOCK_WINDOW = 0x61696864_0003  # the account's order window (one account per database)
-LOCK_RUN = 0x61696864_0004  # the run lock of `aihd collect` (a session-level lock)
+LOCK_RUN = 0x61696864_0004  # the run lock (a session-level lock; collect claims instead)
 
 
 def _v1_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
@@ -156,6 +156,23 @@ def _window_per_account(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     conn.execute("ALTER TABLE order_posts ADD COLUMN account TEXT NOT NULL DEFAULT ''")
 
 
+def _collect_claims(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's _collect_claims: collect's claims on a charged photo's results."""
+    conn.execute(
+        "CREATE TABLE collect_claims (photo_id BIGINT PRIMARY KEY REFERENCES photos(id), "
+        "owner TEXT NOT NULL, claim_until DOUBLE PRECISION NOT NULL)"
+    )
+    conn.execute("CREATE INDEX collect_claims_owner ON collect_claims(owner)")
+
+
+def _delivered_files(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's _delivered_files: the content of every file `aihd deliver` wrote."""
+    conn.execute(
+        "CREATE TABLE delivered_files (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
+        "written_at TEXT NOT NULL)"
+    )
+
+
 def _serve_upscales(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """As SQLite's: upscale wishes and upscales, photos by order id (serving.py)."""
     create_tables(conn, big_ids=True)
@@ -168,6 +185,8 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _catalog_choices,
     _ignored_by_content,
     _window_per_account,
+    _collect_claims,
+    _delivered_files,
     _serve_upscales,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,8 +20,8 @@ from typing import Any
 
 from pipeline.bootclock import Stamp, owner_alive
 from pipeline.errors import LedgerBusy, LedgerError, NotEligible, SubmitRefused
+from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
-from pipeline.ledger import serving
 from pipeline.ledger.migrations import migrate
 from pipeline.ledger.records import (
     ChoiceEntry,
@@ -593,6 +593,39 @@ class SqliteLedger:
                     (self.owner,),
                 )
 
+    # -- after the order: collect's claims, deliver's files (after_order.py) -------------------
+
+    def claim_result(self, photo_id: int) -> bool:
+        """Take the photo's results for this collect (``owner``) unless another holds them."""
+        if self.owner is None:
+            return True
+        with self.atomic() as conn:
+            return after_order.claim_result(
+                conn, photo_id, self.owner, time.time(), self.lease_seconds
+            )
+
+    def renew_result_claims(self) -> None:
+        if self.owner is not None:
+            with self.atomic() as conn:
+                after_order.renew_result_claims(conn, self.owner, time.time(), self.lease_seconds)
+
+    def release_result_claims(self) -> None:
+        if self.owner is not None:
+            with self.atomic() as conn:
+                after_order.release_result_claims(conn, self.owner)
+
+    def record_delivered(self, files: Sequence[tuple[str, str]]) -> None:
+        with self.atomic() as conn:
+            after_order.record_delivered(conn, files, now_text())
+
+    def delivered(self, hashes: Sequence[str]) -> set[str]:
+        with self._mutex, self._guard("read"):
+            return after_order.delivered(self._conn, hashes)
+
+    def photo_folders(self) -> list[tuple[str, str, str]]:
+        with self._mutex, self._guard("read"):
+            return after_order.photo_folders(self._conn)
+
     def import_ledger(self, source: Path) -> int | None:
         """Copy another aihd ledger into this one; None when it was imported before."""
         key = str(source.resolve())
@@ -671,7 +704,7 @@ class SqliteLedger:
         except NotEligible:
             raise LedgerError(
                 f"refusing to upload photo {photo_id} again: it was charged already "
-                f"(ledger {self.path}); `aihd reorder` orders a photo again"
+                f"(ledger {self.path}); only the reorder command orders a charged photo again"
             ) from None
 
     def mark_completed(

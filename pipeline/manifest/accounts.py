@@ -83,6 +83,16 @@ def chosen_ledger(
     return account_ledger(base_url, account, sandbox=sandbox, env=env)
 
 
+def emulator_state(ledger: Path | str) -> Path:
+    """Where the in-process local emulator of ``--sandbox`` keeps its orders between runs:
+    beside the sandbox ledger (a ``postgresql://`` one: under the state folder, by its URL)."""
+    if is_url(ledger):
+        tag = hashlib.sha256(str(ledger).encode()).hexdigest()[:12]
+        return state_folder() / f"sandbox-{tag}.emulator"
+    path = Path(ledger)
+    return path.with_name(f"{path.name}.emulator")
+
+
 def base_url_from_env(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     return env.get("AIHD_BASE_URL", "").strip() or DEFAULT_BASE_URL

@@ -7,6 +7,7 @@ finds them, in any case, or says which names are valid. Fetched once per run.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,9 +87,18 @@ class Catalog:
         self.widgets = widgets  # space name -> widgets
 
     @classmethod
-    async def fetch(cls, client: ApiClient, service: str = api.SERVICE) -> Catalog:
-        spaces = [s for s in await client.spaces(service) if s.is_active]
-        widgets = {s.name: await client.widgets(s.name, service) for s in spaces}
+    async def fetch(
+        cls, client: ApiClient, service: str = api.SERVICE, backoff: Backoff | None = None
+    ) -> Catalog:
+        """Spaces, then each space's widgets; each call retried on its own (``backoff``),
+        so a catalog that fails now and then is read whole: retrying the read as one unit
+        would need every call of one try to succeed at once."""
+        tries = backoff or Backoff(attempts=1)
+        spaces = [s for s in await retrying(lambda: client.spaces(service), tries) if s.is_active]
+        widgets: dict[str, list[Widget]] = {}
+        for space in spaces:
+            read = functools.partial(client.widgets, space.name, service)
+            widgets[space.name] = await retrying(read, tries)
         return cls(service, spaces, widgets)
 
     def resolve_space(self, name: str, *, where: str = "") -> Space:
@@ -205,9 +215,9 @@ async def resolve_live(
 
 
 async def read_catalog(client: ApiClient, backoff: Backoff) -> Catalog:
-    """The live catalog, its reads retried; exit 6 when the API stays out of reach."""
+    """The live catalog, each read retried; exit 6 when the API stays out of reach."""
     try:
-        return await retrying(lambda: Catalog.fetch(client), backoff)
+        return await Catalog.fetch(client, backoff=backoff)
     except TransientError as exc:
         raise ApiUnreachable(
             f"the API could not be reached at {client.base_url} after {backoff.attempts} "

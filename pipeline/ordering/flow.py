@@ -51,7 +51,7 @@ _PACED_LEAD = 0.005  # seconds an upload counted in the window may start before 
 
 OUTCOME_UNKNOWN = (
     "outcome unknown: the API no longer knows order {order_id}, whose answer was lost; it may "
-    "have been charged. Check with AI HomeDesign's support; `aihd reorder` orders it again"
+    "have been charged. Check with AI HomeDesign's support; the reorder command orders it again"
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,7 +67,14 @@ class Plan:
     window_orders: int
     window_seconds: float
     matches: tuple[tuple[str, int, tuple[str, ...]], ...] = ()  # (pattern, line, folders)
-    paid: int = 0  # photos of the ledger the API charged already (as `aihd status` counts)
+    paid: int = 0  # photos of the manifest the API charged already (as `aihd status` counts)
+    manifest: str = ""
+    # Where the plan read what is paid: a plan under another HOME or account reads another
+    # ledger, and says "nothing paid" for photos paid elsewhere: the user must see which.
+    ledger: str = ""  # its path (a URL without its password)
+    account: str = "default"
+    ledger_exists: bool = False
+    paid_in_ledger: int = 0  # charged photos of every manifest of the account in this ledger
     api: str = "v1"  # v3: each folder's tool is shown (v1 orders image enhancement only)
 
     @property
@@ -92,6 +100,12 @@ class Plan:
                 "orders_at_most": self.orders + self.to_check,
                 "upscales": self.upscales,
                 "paid": self.paid,
+                "ledger": {
+                    "path": self.ledger,
+                    "account": self.account,
+                    "exists": self.ledger_exists,
+                    "paid": self.paid_in_ledger,
+                },
                 "seconds": round(self.seconds, 1),
                 "window": {"orders": self.window_orders, "per_seconds": self.window_seconds},
                 "patterns": [
@@ -125,18 +139,20 @@ class Plan:
             paid = sum(f.paid_through.get(version, 0) for f in self.folders)
             lines.append(
                 f"{paid} photos paid through {version} (the same photo and choice; counted in "
-                "'dup'): not ordered again; `aihd reorder` orders one again, at a cost"
+                "'dup'): not ordered again; the reorder command orders one again, at a cost"
             )
         if result_failed := sum(f.result_failed for f in self.folders):
+            collect = shlex.join(["aihd", "collect", self.manifest])
             lines.append(
                 f"{result_failed} paid photos whose results failed (counted in 'failed'): "
-                "`aihd collect` retries their results; no order is spent on them"
+                f"`{collect}` retries their results; no order is spent on them"
             )
         for path, line, found in self.matches:
             if len(found) != 1 or found[0] != path.rstrip("/"):
                 shown = ", ".join(found[:10]) + (f", ... ({len(found)})" if len(found) > 10 else "")
                 lines.append(f"  {path} (line {line}) matched: {shown or 'no folder'}")
         per = _duration(self.window_seconds)
+        lines.append(self._where())
         lines.append(
             f"{self.orders} orders, {_about(self.seconds)} at {self.window_orders} per {per}; "
             "names checked against the live catalog; nothing was spent"
@@ -153,22 +169,36 @@ class Plan:
             )
         return "\n".join(lines)
 
+    def _where(self) -> str:
+        if not self.ledger_exists:
+            return (
+                f"ledger: {self.ledger} (account {self.account}): not created yet, so no photo "
+                "is paid in it; already paid in this ledger: 0"
+            )
+        return (
+            f"ledger: {self.ledger} (account {self.account}); already paid in this ledger: "
+            f"{self.paid} of this manifest's photos ({self.paid_in_ledger} in all)"
+        )
+
 
 async def make_plan(
     manifest: Manifest, client: AnyVersion | ApiClient, ledger_path: Path | str
 ) -> Plan:
     """Sort every photo as the runner would, reading the ledger (if any) and never writing."""
+    backoff = Backoff(manifest.retry.attempts, wait_max=manifest.retry.max_backoff)
     rows: list[PhotoRow] = []
     cached: dict[str, tuple[int, int, str]] = {}
     ignored: set[str] = set()
     ignored_contents: set[str] = set()
     ledger = None
+    shown, exists = str(ledger_path), False
     upscaled: set[int] = set()  # photos with an upscale asked for already
     if is_url(ledger_path) or await asyncio.to_thread(Path(ledger_path).is_file):
         ledger = open_ledger(ledger_path)
+        shown, exists = ledger.path, True  # a URL without its password
     try:
         # The ledger's keys for the catalog's entries (choices.py), read, never recorded.
-        folders = await resolve_chosen(manifest, client, Backoff(attempts=1), ledger, record=False)
+        folders = await resolve_chosen(manifest, client, backoff, ledger, record=False)
         if ledger is not None:
             rows = ledger.photos(current_only=False)
             cached = ledger.cached_hashes()
@@ -246,6 +276,11 @@ async def make_plan(
         manifest.rate_limit.per_seconds,
         manifest.matches,
         paid=sum(r.charged for r in rows if _inside(r.path, manifest)),
+        manifest=str(manifest.path),
+        ledger=shown,
+        account=manifest.account,
+        ledger_exists=exists,
+        paid_in_ledger=sum(r.charged for r in rows),
         api=manifest.api,
     )
 

@@ -24,7 +24,9 @@ class Settling(Protocol):
 
 
 class Progress:
-    """Photos settled of found, orders spent, and when the next order slot opens."""
+    """This run's photos settled of those it has to work on (photos done before are not its
+    work: a re-run after Ctrl-C counts what is left), orders spent, when the next order slot
+    opens, and how long the order window makes the rest take."""
 
     def __init__(
         self,
@@ -39,7 +41,8 @@ class Progress:
         self._counters = counters
         self._log_every = log_every_seconds
         self._last_log = time.monotonic()
-        self.found = 0
+        self.found = 0  # photos this run works on (not those done before it)
+        self.done_before = 0  # photos found already done: shown apart, not in the bar
         self.settled = 0
         self.settling: Settling | None = None
         self._bar: tqdm[Any] | None = (
@@ -48,8 +51,10 @@ class Progress:
             else None
         )
 
-    def add_found(self, count: int) -> None:
-        self.found += count
+    def add_found(self, count: int, *, done_before: int = 0) -> None:
+        """``count`` photos found, of which ``done_before`` were done by an earlier run."""
+        self.found += count - done_before
+        self.done_before += done_before
         if self._bar is not None:
             self._bar.total = self.found
             self._bar.refresh()
@@ -78,7 +83,20 @@ class Progress:
         wait = self._window.seconds_to_next_slot()
         slot = "now" if wait <= 0 else ("after an answer" if math.isinf(wait) else f"{wait:.0f}s")
         figures = f"orders {self._counters.orders_spent}, next slot {slot}"
+        left = self.found - self.settled
+        if left > 0:
+            # Each photo left may need one order: the window sets the pace of the rest.
+            figures += f", {_about(self._window.seconds_for(left))} left at the window's pace"
         if self.settling is not None and self.settling.settling:
             due = self.settling.seconds_to_next_settle() or 0.0
             figures += f", {self.settling.settling} orders settling, {due:.0f} s"
+        if self.done_before:
+            figures += f"; {self.done_before} done before"
         return figures
+
+
+def _about(seconds: float) -> str:
+    if math.isinf(seconds) or seconds < 60:
+        return "under a minute" if not math.isinf(seconds) else "an unknown time"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"about {hours} h {minutes} min" if hours else f"about {minutes} min"

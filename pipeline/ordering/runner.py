@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
@@ -324,7 +325,8 @@ class Runner:
                 broken += 1
                 if (st.path, st.size, st.mtime_ns) in self._known_broken:
                     self._known_failed.add(row.id)  # reported the night it was found
-                    log.info("%s: %s (failed before; `aihd ignore` leaves it out)", st.path, reason)
+                    ignore = shlex.join(["aihd", "ignore", self._manifest_path, st.path])
+                    log.info("%s: %s (failed before; `%s` leaves it out)", st.path, reason, ignore)
                 else:
                     log.warning("%s: %s", st.path, reason)
                 if self.limits.serving:
@@ -362,8 +364,9 @@ class Runner:
         for photo_id, state in states:
             counted, done = self._admit(photo_id, state)
             fresh, settled = fresh + counted, settled + done
-        self.progress.add_found(broken + fresh)
-        self.progress.settle(broken + settled)
+        # Photos done before this run are shown apart: the bar counts this run's work.
+        self.progress.add_found(broken + fresh, done_before=settled)
+        self.progress.settle(broken)
 
     async def _adopt_orphans(self, copies: list[int]) -> dict[int, State]:
         """A copy whose unpaid original vanished takes its place and is ordered itself."""

@@ -77,6 +77,27 @@ class OrderWindow:
     def seconds_to_next_slot(self) -> float:
         return max(0.0, self.next_slot() - self._clock())
 
+    def seconds_for(self, orders: int) -> float:
+        """How long until ``orders`` more may all have been sent, at the window's pace (the
+        progress's estimate; an order in flight counts as answered now).
+
+        Each order goes when the one ``self.orders`` places before it in the log has left the
+        window. One window's places, oldest first, are the live times then ``now`` for each
+        free one; the n-th order from now is at index ``i = n - 1 + live`` of the endless log,
+        so it goes at ``places[i % orders] + per_seconds * (i // orders)``: no walk needed.
+        """
+        if orders <= 0:
+            return 0.0
+        now = self._clock()
+        horizon = now - self.per_seconds
+        live = sorted(min(t, now) for t in self._accepted.values() if t > horizon)
+        live = live[-self.orders :]
+        base = live + [now] * (self.orders - len(live))  # one window's places, oldest first
+        index = orders - 1 + len(live)
+        cycle, place = divmod(index, self.orders)
+        at = base[place] + self.per_seconds * cycle
+        return max(0.0, at - now, self._paused_until - now)
+
     async def wait_for_upload_turn(self, lead_seconds: float) -> None:
         """Wait until this photo's future order slot is at most ``lead_seconds`` away.
 

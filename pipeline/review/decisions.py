@@ -1,14 +1,15 @@
 """Approve / reject: a person's decisions on completed photos, recorded in the ledger.
 
 Decisions come from ``aihd approve`` / ``aihd reject`` (photo paths or a folder) or from the file
-a review page exports (``aihd review --apply FILE``): a static page cannot write the ledger. Only
-a completed photo can be decided on. A rejected photo is never ordered again by itself: the
-explicit ``aihd reorder PATH... --yes`` does that, and spends a credit.
+a review page exports (``aihd review MANIFEST --apply FILE``): a static page cannot write the
+ledger. Only a completed photo can be decided on. A rejected photo is never ordered again by
+itself: the explicit ``aihd reorder MANIFEST PATH... --yes`` does that, and spends a credit.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from pipeline.errors import UsageError
 from pipeline.ledger import Decision, Ledger, PhotoRow, State
+from pipeline.manifest.folders import folder_matches
 from pipeline.manifest.loader import Manifest
 
 __all__ = [
@@ -26,11 +28,11 @@ __all__ = [
     "manifest_rows",
     "read_decisions_file",
     "record_decision",
+    "reorder_command",
     "select_photos",
 ]
 
 DECISIONS_FORMAT = "aihd-review-decisions"
-REORDER_HINT = "to order a rejected photo again: aihd reorder PATH... --yes (1 credit each)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +52,12 @@ def manifest_rows(manifest: Manifest, ledger: Ledger) -> list[PhotoRow]:
 
 
 def select_photos(
-    manifest: Manifest, rows: Sequence[PhotoRow], paths: Sequence[Path], folder: str | None
+    manifest: Manifest, rows: Sequence[PhotoRow], paths: Sequence[Path], folders: Sequence[str]
 ) -> list[PhotoRow]:
-    """The completed photos named by path (original or result) or by a manifest folder."""
-    if folder is not None:
-        return _folder_photos(manifest, rows, folder)
+    """The completed photos named by path (original or result) or by manifest folders
+    (``--folder``, repeatable: a folder's name or path, or a glob of names, as ``run`` takes)."""
+    if folders:
+        return _folder_photos(manifest, rows, folders)
     by_path: dict[str, PhotoRow] = {}
     for row in rows:
         by_path[row.path] = row
@@ -72,22 +75,37 @@ def select_photos(
         if row.state is not State.COMPLETED:
             raise UsageError(
                 f"{given}: is {row.state.value}, not completed: only a collected result can be "
-                "approved or rejected (run `aihd collect` first)"
+                f"approved or rejected (first `aihd collect {shlex.quote(str(manifest.path))}`)"
             )
         chosen[row.id] = row
     return list(chosen.values())
 
 
-def _folder_photos(manifest: Manifest, rows: Sequence[PhotoRow], folder: str) -> list[PhotoRow]:
-    wanted = folder.rstrip("/\\")
-    resolved = str(Path(folder).expanduser().resolve())
-    for spec in manifest.folders:
-        if wanted == spec.name or resolved == str(spec.path):
-            return [r for r in rows if r.folder == spec.name and r.state is State.COMPLETED]
-    names = ", ".join(spec.name for spec in manifest.folders)
-    raise UsageError(
-        f"--folder {folder}: not a folder of {manifest.path.name}; its folders: {names}"
-    )
+def _folder_photos(
+    manifest: Manifest, rows: Sequence[PhotoRow], patterns: Sequence[str]
+) -> list[PhotoRow]:
+    names: set[str] = set()
+    for pattern in patterns:
+        resolved = str(Path(pattern).expanduser().resolve())
+        matched = {
+            spec.name
+            for spec in manifest.folders
+            if folder_matches(spec.name, [pattern.rstrip("/\\") or pattern])
+            or resolved == str(spec.path)
+            or str(spec.path).startswith(resolved.rstrip("/") + "/")
+        }
+        if not matched:
+            known = ", ".join(spec.name for spec in manifest.folders[:20]) or "none"
+            raise UsageError(
+                f"--folder {pattern}: matches none of the folders of {manifest.path.name} ({known})"
+            )
+        names |= matched
+    return [r for r in rows if r.folder in names and r.state is State.COMPLETED]
+
+
+def reorder_command(manifest: Manifest, paths: Sequence[str]) -> str:
+    """The command that orders these photos again (1 credit each), ready to paste."""
+    return shlex.join(["aihd", "reorder", str(manifest.path), *paths, "--yes"])
 
 
 def record_decision(

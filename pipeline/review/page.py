@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import shlex
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,12 +21,13 @@ from pipeline.api.v3_slugs import build_spec, identity_parts
 from pipeline.ledger import Ledger, PhotoRow, Review, State
 from pipeline.manifest.listings import is_exterior, listing_name, listings
 from pipeline.manifest.loader import FolderSpec, Manifest
-from pipeline.review.decisions import REORDER_HINT, manifest_rows
+from pipeline.review.decisions import manifest_rows, reorder_command
 from pipeline.review.thumbnails import Thumbnails
 
-__all__ = ["ReviewPage", "write_review"]
+__all__ = ["EXPORT_NAME", "ReviewPage", "apply_command", "write_review"]
 
 _ASSETS = ("review.css", "review.js")
+EXPORT_NAME = "aihd-decisions.json"  # the file name review.js gives the export
 _PAID = frozenset({State.SUBMITTING, State.SUBMITTED, State.COMPLETED})
 
 
@@ -50,10 +52,11 @@ def write_review(manifest: Manifest, ledger: Ledger, folder: Path) -> ReviewPage
         "manifest": str(manifest.path),
         "ledger": ledger.path,
         "generated_at": generated_at,
-        "reorder_hint": REORDER_HINT,
+        # Hints are whole commands, quoted for a shell, so they work when pasted.
+        "collect_command": shlex.join(["aihd", "collect", str(manifest.path)]),
         "folders": _folders(manifest),
         "photos": [
-            _photo(row, reviews.get(row.id), thumbnails, spelled)
+            _photo(manifest, row, reviews.get(row.id), thumbnails, spelled)
             for row in _ordered(manifest, rows)
         ],
     }
@@ -107,7 +110,11 @@ def _folder_words(manifest: Manifest, folder: FolderSpec) -> Described:
 
 
 def _photo(
-    row: PhotoRow, review: Review | None, thumbnails: Thumbnails, spelled: dict[str, str]
+    manifest: Manifest,
+    row: PhotoRow,
+    review: Review | None,
+    thumbnails: Thumbnails,
+    spelled: dict[str, str],
 ) -> dict[str, object]:
     original = Path(row.path)
     result = Path(row.output_paths[0]) if row.output_paths else None
@@ -131,6 +138,7 @@ def _photo(
         "result_url": result.as_uri() if result is not None else None,
         "decision": review.decision.value if review is not None else None,
         "decided_at": review.decided_at if review is not None else None,
+        "reorder_command": reorder_command(manifest, [row.path]),
     }
 
 
@@ -165,7 +173,8 @@ def _html(manifest: Manifest) -> str:
   <button type="button" id="export">Export decisions</button>
   <p class="keys">Keys: <kbd>&larr;</kbd> <kbd>&rarr;</kbd> previous / next photo,
     <kbd>a</kbd> approve, <kbd>r</kbd> reject, <kbd>u</kbd> undecide. Then record the
-    exported file: <code>aihd review {html.escape(manifest.path.name)} --apply FILE</code></p>
+    exported file (where your browser saved it):
+    <code>{html.escape(apply_command(manifest))}</code></p>
 </header>
 <main id="photos"></main>
 <script src="data.js"></script>
@@ -173,6 +182,12 @@ def _html(manifest: Manifest) -> str:
 </body>
 </html>
 """
+
+
+def apply_command(manifest: Manifest) -> str:
+    """The command that records the page's export, as the browser saves it by default."""
+    quoted = shlex.quote(str(manifest.path))
+    return f"aihd review {quoted} --apply ~/Downloads/{EXPORT_NAME}"
 
 
 def _write(path: Path, text: str) -> None:

@@ -52,7 +52,7 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     faults = state.faults
     if faults.latency > 0:
         await asyncio.sleep(faults.latency)
-    fault, lost = state.draw_faults(is_order_post or is_process_post)
+    fault, lost = state.draw_faults(is_order_post or is_process_post, request.path)
     if fault == "reset":
         return drop_connection(request)
     if fault == "error":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,6 +25,8 @@ SPACES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 Kind = Literal["space", "widget", "item"]
+# (kind, fresh ids by name) -> the ids to use: the fresh ones, or those drawn before.
+Remembered = Callable[[str, Mapping[str, str]], dict[str, str]]
 Spelling = Literal["id", "name", "title"]
 
 
@@ -52,19 +55,22 @@ class CatalogSpace:
 class SandboxCatalog:
     """The catalog as the emulator serves it now; safe from any thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, remembered: Remembered | None = None) -> None:
+        """``remembered``: the ids an earlier emulator of the account drew (memory.py's
+        ``ids``), so an emulator that remembers its orders serves the same catalog."""
+        keep = remembered or (lambda _kind, fresh: dict(fresh))
         self._lock = threading.Lock()
-        self._spaces = [
-            CatalogSpace(
-                opaque_id(),
-                name,
-                title,
-                opaque_id(),
-                ENHANCEMENT_WIDGET_TITLE,
-                [CatalogItem(opaque_id(), t) for t in titles],
+        space_ids = keep("space", {name: opaque_id() for name in SPACES})
+        self._spaces = []
+        for name, (title, titles) in SPACES.items():
+            widget_id = keep("widget", {name: opaque_id()})[name]
+            item_ids = keep(f"item:{name}", {t: opaque_id() for t in titles})
+            items = [CatalogItem(item_ids[t], t) for t in titles]
+            self._spaces.append(
+                CatalogSpace(
+                    space_ids[name], name, title, widget_id, ENHANCEMENT_WIDGET_TITLE, items
+                )
             )
-            for name, (title, titles) in SPACES.items()
-        ]
 
     def spaces(self) -> list[CatalogSpace]:
         """A copy of the spaces as they are now."""

@@ -88,6 +88,7 @@ async def serve(
             yield Sandbox(url=f"http://{host}:{bound_port}", api_key=config.api_key, _state=state)
         finally:
             await runner.cleanup()
+            state.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

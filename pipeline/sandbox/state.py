@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 from .catalog import SandboxCatalog
+from .memory import SandboxMemory, StoredOrder
+from .v3_memory import RememberingV3Store
 from .v3_readings import V3Readings
 from .v3_state import V3Store
 from .webhooks import Webhooks, WebhookSender
@@ -70,6 +72,12 @@ class Faults:
     order_delay: float = 0.0
     download_delay: float = 0.0
     seed: int | None = None
+    # Only requests whose path starts with one of these (e.g. "/v1/catalog/") meet the faults
+    # above and below, and only they take draws; empty: every /v1 and /v3 request.
+    paths: tuple[str, ...] = ()
+    # Every Nth request the faults apply to answers 500 (2: every other one, the 2nd, 4th...),
+    # counted from when the faults are set: a certain pattern, not a rate's luck.
+    error_every: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,10 @@ class SandboxConfig:
     photo_memory_bytes: int = PHOTO_MEMORY_BYTES
     # Which reading of each v3 unknown to play (v3_readings.py).
     v3: V3Readings = field(default_factory=V3Readings)
+    # A folder that keeps the catalog ids, v1 orders and photos between emulators (memory.py):
+    # the in-process `--sandbox` of one account remembers what it was asked before. None:
+    # everything is forgotten when the emulator stops.
+    state_path: Path | None = None
     # Where the account's webhooks go (webhooks.py); none by default.
     webhooks: Webhooks = field(default_factory=Webhooks)
     # An upscale's webhook comes this long after its POST (None: the order's scaled eta).
@@ -144,25 +156,37 @@ class SandboxState:
         self.uploads_dir = workdir / "uploads"
         for folder in (self.photos_dir, self.results_dir, self.uploads_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self.catalog = SandboxCatalog()
+        self.memory = SandboxMemory(config.state_path) if config.state_path else None
+        self.catalog = SandboxCatalog(None if self.memory is None else self.memory.ids)
         self._lock = threading.Lock()
         self.api_key = config.api_key  # the account's key now (rotate_key replaces it)
         self._faults = config.faults
         self._rng = random.Random(config.faults.seed)
         self._errors_left = config.faults.error_first
+        self._faulted_requests = 0  # requests Faults.paths let through, for error_every
         self._orders: dict[str, Order] = {}
         self._results: dict[str, Order] = {}
-        self._window: collections.deque[float] = collections.deque()
+        self._window: collections.deque[float] = collections.deque(
+            self.memory.charges_within(config.window_seconds) if self.memory else ()
+        )
         self._charges: collections.Counter[str] = collections.Counter()
         self._requests: collections.Counter[str] = collections.Counter()
         self._counts: collections.Counter[str] = collections.Counter()
         self._photos: dict[str, bytes] = {}  # sha256 -> bytes of a small photo kept in memory
         self._photo_bytes = 0
-        self.v3 = V3Store(config.v3)
+        self.v3 = (
+            V3Store(config.v3)
+            if self.memory is None
+            else RememberingV3Store(config.v3, self.memory)
+        )
         self.user_id = _opaque_id()  # the account's user, as orders and webhooks name it
         self.webhooks = WebhookSender(config.webhooks)
         self._upscales: dict[str, float] = {}  # generated image id -> when it is ready
         self._upscale_counts: collections.Counter[str] = collections.Counter()
+
+    def close(self) -> None:
+        if self.memory is not None:
+            self.memory.close()
 
     # Faults -----------------------------------------------------------------------------------
 
@@ -176,11 +200,17 @@ class SandboxState:
             self._faults = faults
             self._rng = random.Random(faults.seed)
             self._errors_left = faults.error_first
+            self._faulted_requests = 0
 
-    def draw_faults(self, is_order_post: bool) -> tuple[Fault | None, bool]:
-        """One draw per fault kind, in a fixed order, so a seed replays the same story."""
+    def draw_faults(self, is_order_post: bool, path: str = "") -> tuple[Fault | None, bool]:
+        """One draw per fault kind, in a fixed order, so a seed replays the same story; none
+        for a request outside ``Faults.paths``."""
         with self._lock:
             faults, rng = self._faults, self._rng
+            if faults.paths and not path.startswith(faults.paths):
+                return None, False
+            self._faulted_requests += 1
+            every = faults.error_every
             reset = rng.random() < faults.reset_rate
             error = rng.random() < faults.error_rate
             stall = rng.random() < faults.stall_rate
@@ -191,6 +221,8 @@ class SandboxState:
                 reset = reset or rng.random() < faults.order_reset_rate
             if self._errors_left > 0:
                 self._errors_left -= 1
+                error = True
+            if every and self._faulted_requests % every == 0:
                 error = True
         fault: Fault | None = "reset" if reset else "error" if error else "stall" if stall else None
         return fault, lost
@@ -282,6 +314,9 @@ class SandboxState:
 
     def add_order(self, sha256: str, photo: StoredPhoto, created_at: str) -> Order:
         order = Order(_opaque_id(), sha256, photo, created_at)
+        if self.memory is not None:
+            self.memory.keep_photo(sha256, photo)
+            self._remember(order)
         with self._lock:
             self._orders[order.id] = order
             self._counts["uploads"] += 1
@@ -289,7 +324,49 @@ class SandboxState:
 
     def order(self, order_id: str) -> Order | None:
         with self._lock:
-            return self._orders.get(order_id)
+            order = self._orders.get(order_id)
+        if order is None and self.memory is not None:
+            order = self._recall(order_id)
+        return order
+
+    def _remember(self, order: Order) -> None:
+        assert self.memory is not None
+        with self._lock:
+            stored = StoredOrder(
+                order.id,
+                order.sha256,
+                self.memory.photos / order.sha256,
+                order.created_at,
+                order.before_image_id,
+                order.space,
+                order.image_id,
+                order.charged_at,
+                tuple(order.generated_ids),
+            )
+        self.memory.save_order(stored)
+
+    def _recall(self, order_id: str) -> Order | None:
+        """An order an earlier emulator of the account took (memory.py), now known here too."""
+        assert self.memory is not None
+        stored = self.memory.order(order_id)
+        if stored is None or not stored.photo.is_file():
+            return None
+        order = Order(
+            stored.id,
+            stored.sha256,
+            stored.photo,
+            stored.created_at,
+            before_image_id=stored.before_image_id,
+            space=stored.space,
+            image_id=stored.image_id,
+            charged_at=stored.charged_at,
+            generated_ids=list(stored.generated_ids),
+        )
+        with self._lock:
+            order = self._orders.setdefault(order.id, order)
+            for generated_id in order.generated_ids:
+                self._results.setdefault(generated_id, order)
+        return order
 
     def charge(self, order: Order, space_name: str) -> str | None:
         """Charge the order if the sliding window has room: its new image id, or None for 429."""
@@ -307,7 +384,10 @@ class SandboxState:
             order.generated_ids = [_opaque_id() for _ in range(config.results_per_order)]
             for generated_id in order.generated_ids:
                 self._results[generated_id] = order
-            return order.image_id
+            image_id = order.image_id
+        if self.memory is not None:
+            self._remember(order)  # charged: on disk before the answer leaves
+        return image_id
 
     def _admit(self, now: float, in_flight: int = 0) -> bool:
         """Take a place in the account's window (v1 and v3 share it), under the lock."""
@@ -375,6 +455,11 @@ class SandboxState:
     def result_photo(self, generated_id: str) -> StoredPhoto | None:
         with self._lock:
             order = self._results.get(generated_id)
+        if order is None and self.memory is not None:
+            order_id = self.memory.order_of_result(generated_id)
+            recalled = self._recall(order_id) if order_id is not None else None
+            if recalled is not None and generated_id in recalled.generated_ids:
+                order = recalled
         return None if order is None else order.photo
 
 
@@ -390,11 +475,20 @@ def faults_from_json(fields: object) -> Faults:
     known = {f.name for f in dataclasses.fields(Faults)}
     if unknown := sorted(set(fields) - known):
         raise ValueError(f"unknown fields {unknown}; known: {sorted(known)}")
+    fields = dict(fields)
     for name, value in fields.items():
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        if name == "seed":
+        if name == "paths":
+            if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+                raise ValueError("paths must be a list of path prefixes, e.g. ['/v1/catalog/']")
+        elif name in ("error_every", "error_first"):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0")
+        elif name == "seed":
             if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
                 raise ValueError("seed must be an integer or null")
         elif not is_number or value < 0:
             raise ValueError(f"{name} must be a number >= 0")
+    if "paths" in fields:
+        fields["paths"] = tuple(fields["paths"])
     return Faults(**fields)

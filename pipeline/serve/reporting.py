@@ -28,7 +28,7 @@ def figures(service: Service, reader: Ledger) -> Figures:
     # per folder and photo at each scrape (a second of CPU with 100 folders of 100).
     first = service.manifests[0]
     window = first.rate_limit
-    used = reader.recent_posts(window.per_seconds)
+    used = reader.recent_posts(window.per_seconds, service.options.limits.account)
     upscales: dict[str, int] = {}
     for upscale in reader.upscales():
         upscales[upscale.state] = upscales.get(upscale.state, 0) + 1

@@ -4,9 +4,9 @@ A charged photo waits here for its result. A webhook naming its order makes it d
 otherwise it is polled after its eta plus ``poll_after`` (the webhook's chance to come first),
 then less and less often. Either way the order is read with the account's key and the result
 downloaded from that answer only (collect's ``PhotoCollector``: names from the ledger, written
-atomically, decoded before it counts). A photo is collected under a claim of its own in the
-ledger, so two machines told of one order by two webhooks download it once; an id the ledger
-does not hold was ignored before it got here (service.py).
+atomically, decoded before it counts). Collect claims a photo's results in the ledger before
+downloading them, so two machines told of one order by two webhooks download it once; an id the
+ledger does not hold was ignored before it got here (dispatch.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 
 from pipeline.collect.collector import PhotoCollector
 from pipeline.ledger import Ledger, PhotoRow, State
-from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.serve.roots import by_root, nearest
 
 __all__ = ["Results"]
@@ -30,7 +29,6 @@ __all__ = ["Results"]
 log = logging.getLogger("aihd")
 MIN_POLL_SECONDS = 5.0  # the API asks for no more than one poll per order every 5 s
 MAX_POLL_SECONDS = 300.0
-BUSY_RETRY_SECONDS = 2.0  # another machine (or run) holds the photo: look again soon
 
 
 class Results:
@@ -48,8 +46,6 @@ class Results:
         on_error: Callable[[BaseException], None] = lambda error: None,
     ) -> None:
         self._ledger = ledger  # a handle of its own: its claims are this collector's
-        # Claims taken and let go for many photos at once share a commit (groupcommit.py).
-        self._writes = GroupCommit(ledger)
         self._by_root: dict[str, PhotoCollector] = {}
         self.use(collectors)
         self._poll_after = poll_after
@@ -175,22 +171,18 @@ class Results:
 
     async def _collect(self, photo_id: int) -> None:
         cause = "webhook" if photo_id in self._hinted else "poll"
-        if not await self._writes.call(self._ledger.claim, photo_id):
-            self._push(time.monotonic() + BUSY_RETRY_SECONDS, photo_id)
+        row = self._ledger.get(photo_id)
+        if row.state is not State.SUBMITTED and not (row.state is State.FAILED and row.charged):
+            self._hinted.discard(photo_id)
+            return  # collected by another machine (or run) meanwhile
+        collector = self._collector_of(row.path)
+        if collector is None:
             return
-        try:
-            row = self._ledger.get(photo_id)
-            if row.state is not State.SUBMITTED and not (row.state is State.FAILED and row.charged):
-                self._hinted.discard(photo_id)
-                return  # collected by another machine meanwhile
-            collector = self._collector_of(row.path)
-            if collector is None:
-                return
-            self.reads[cause] += 1
-            settled = await collector.settle(row)
-        finally:
-            # Not awaited: a stop must not wait for it (a lease ends an unreleased claim).
-            self._writes.call(self._ledger.release_claim, photo_id).add_done_callback(_seen)
+        self.reads[cause] += 1
+        # The collector claims the photo's results in the ledger before it downloads them
+        # (collect's claims): of two machines told of one order, one fetches it; the other
+        # finds it held (not settled: looked at again later) or placed (settled).
+        settled = await collector.settle(row)
         self._hinted.discard(photo_id)
         if not settled:
             wait = self._waits.get(photo_id, MIN_POLL_SECONDS)
@@ -206,11 +198,6 @@ class Results:
     def _collector_of(self, path: str) -> PhotoCollector | None:
         """The collector of the manifest whose folder holds the photo."""
         return nearest(path, self._by_root)
-
-
-def _seen(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and (error := done.exception()) is not None:
-        log.warning("could not let a collected photo's claim go (its lease ends it): %s", error)
 
 
 def _eta_due(row: PhotoRow, eta_scale: float, now: float) -> float:

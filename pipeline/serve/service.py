@@ -227,6 +227,7 @@ class Service:
                     last_refresh = now
                     self.results.refresh()
                     self.collecting.renew_claims()
+                    self.collecting.renew_result_claims()
                 if now - last_rescan >= self.watching.rescan_seconds:
                     last_rescan = now
                     # Failures that may mend (the API away, a 5xx) are tried again, as the
@@ -281,6 +282,7 @@ class Service:
     def close(self) -> None:
         for handle in self._handles:
             handle.release_claims()
+            handle.release_result_claims()
             handle.close()
 
 

@@ -1,5 +1,6 @@
 // aihd review page: before/after cards from data.js, decisions kept in this browser until
-// exported for `aihd review MANIFEST --apply FILE`. No network, no libraries.
+// exported for `aihd review MANIFEST --apply FILE`. No network, no libraries. The hints it
+// shows are whole commands data.js carries, quoted for a shell by aihd.
 "use strict";
 (function () {
   const data = window.AIHD_REVIEW;
@@ -35,10 +36,6 @@
     }
   }
 
-  function quoted(path) {
-    return /^[A-Za-z0-9_.\/-]+$/.test(path) ? path : "'" + path.replace(/'/g, "'\\''") + "'";
-  }
-
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
@@ -67,7 +64,7 @@
       box.style.setProperty("--pos", "100%");
       const why = photo.state === "failed" ? "failed: " + (photo.error || "no reason recorded")
         : photo.state === "duplicate" ? "a copy of a photo already ordered: its results follow it"
-        : photo.state + ": not collected yet (aihd collect)";
+        : photo.state + ": not collected yet (" + data.collect_command + ")";
       box.append(el("div", { class: "waiting" }, why));
     }
     return box;
@@ -137,7 +134,7 @@
     node.dataset.decision = decision;
     node.querySelector(".verdict").textContent = decision ? "decision: " + decision : "";
     node.querySelector(".hint").textContent = decision === "rejected"
-      ? "Not delivered. To order it again (1 credit): aihd reorder " + quoted(photo.path) + " --yes"
+      ? "Not delivered. To order it again (1 credit): " + photo.reorder_command
       : "";
   }
 
