@@ -118,7 +118,12 @@ def serve(
       aihd serve --print-webhook-url --public-url https://studio.example
       aihd serve sample_manifests/demo.yaml --sandbox --quiet-period 2s
     """
-    from pipeline.app.serving import webhook_url
+    from pipeline.app.serving import ServeRequest, one_account, serve_account, webhook_url
+    from pipeline.app.session import SANDBOX_TIME_SCALE, ApiSettings
+    from pipeline.logs import setup_logging
+    from pipeline.manifest.accounts import key_fingerprint, state_folder, window_account
+    from pipeline.ordering.runner import RunLimits
+    from pipeline.serve import ServeOptions, webhook_secret
 
     if print_webhook_url:
         if public_url is None:
@@ -132,44 +137,7 @@ def serve(
         raise UsageError("--public-url only goes with --print-webhook-url")
     if not manifests:
         raise UsageError("name at least one manifest: aihd serve listings.yaml")
-    _serve(
-        manifests,
-        listen,
-        quiet_period,
-        rescan,
-        poll_every,
-        poll_after,
-        ledger,
-        sandbox,
-        log_file,
-        quiet,
-        request_timeout,
-        settle,
-    )
-
-
-def _serve(
-    paths: tuple[Path, ...],
-    listen: str,
-    quiet_period: str | None,
-    rescan: str | None,
-    poll_every: str | None,
-    poll_after: str,
-    ledger: Path | str | None,
-    sandbox: bool,
-    log_file: Path | None,
-    quiet: bool,
-    request_timeout: float,
-    settle: float,
-) -> None:
-    from pipeline.app.serving import ServeRequest, one_account, serve_account
-    from pipeline.app.session import SANDBOX_TIME_SCALE, ApiSettings
-    from pipeline.logs import setup_logging
-    from pipeline.manifest.accounts import key_fingerprint, state_folder, window_account
-    from pipeline.ordering.runner import RunLimits
-    from pipeline.serve import ServeOptions, webhook_secret
-
-    loaded = tuple(load_with_warnings(path) for path in paths)
+    loaded = tuple(load_with_warnings(path) for path in manifests)
     one_account(loaded)
     settings = ApiSettings.from_env(loaded[0].api_key_env, sandbox=sandbox)
     host, port = _address(listen)
