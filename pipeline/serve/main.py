@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
+from aiohttp import web
+
 from pipeline.api.factory import AnyVersion
 from pipeline.ledger import Ledger
 from pipeline.manifest.loader import Manifest
@@ -36,9 +38,11 @@ async def run_service(
     stop: StopSwitch,
     reload: asyncio.Event,
     on_listening: Callable[[str], None],
+    add_routes: Sequence[Callable[[web.Application], None]] = (),
 ) -> None:
     """Serve until ``stop``. ``open_client(hooks_url)``: the API's client (a local emulator is
-    told to send its webhooks to ``hooks_url``, which holds the secret: never print it)."""
+    told to send its webhooks to ``hooks_url``, which holds the secret: never print it).
+    ``add_routes``: more routes on the same app (the review desk's, issue 25)."""
     dispatcher = Dispatcher()
     receiver = Receiver(secret, dispatcher.offer)
     service: list[Service] = []
@@ -55,7 +59,7 @@ async def run_service(
         return await asyncio.to_thread(render, lambda: reporting.figures(service[0], reader))
 
     try:
-        async with listening(make_app(receiver, health, metrics), *listen) as url:
+        async with listening(make_app(receiver, health, metrics, add_routes), *listen) as url:
             on_listening(url)
             try:
                 async with open_client(f"{url}/hooks/{secret}") as client:
