@@ -16,9 +16,19 @@ import socket
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-__all__ = ["PublicOnlyResolver", "non_public_reason"]
+__all__ = ["PublicOnlyResolver", "is_loopback", "non_public_reason"]
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a URL's host) is this machine: a local emulator, not the API."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def non_public_reason(address: str) -> str | None:

@@ -1,14 +1,30 @@
-"""Running the real ``aihd`` command in a subprocess against a sandbox, as a user would."""
+"""Running the real ``aihd`` command against a sandbox, as a user would.
+
+``aihd()`` runs the command in this process through Click's ``CliRunner`` (a new process costs
+~1 s of start-up, and most tests are about what the command does, not about the process): the
+same entry point, arguments, environment (nothing but ``aihd_env``'s), working folder and
+``sys.argv`` as ``python -m pipeline`` would have, stdin empty, and an uncaught exception
+written to stderr as the interpreter would. ``aihd_process()`` and ``spawn_aihd()`` start a
+real process: for a test about a process (a kill, a signal, runs side by side, start-up).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from click.testing import CliRunner
+
+import pipeline
+from pipeline.cli import main  # what `python -m pipeline` runs
 from pipeline.ledger import PhotoRow, open_ledger
 from pipeline.sandbox import Sandbox
 
@@ -39,10 +55,73 @@ def aihd(
     sandbox: Sandbox | None,
     *,
     key: str | None = None,
+    timeout: float | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``aihd args`` run in this process; its exit code, stdout and stderr.
+
+    ``timeout`` is kept for the calls written for a process: in this one, pytest-timeout
+    (``timeout`` in pyproject.toml) ends a call that hangs, and fails its test.
+    """
+    if _loop_running():
+        # A test holding an event loop of its own in this thread (Playwright's sync API does)
+        # leaves no room for the command's: it runs in a process there.
+        return aihd_process(args, sandbox, key=key, timeout=timeout or 120, cwd=cwd, env=env)
+    del timeout
+    environment = aihd_env(sandbox, key=key, extra=env)
+    # Unset every variable aihd_env does not give, as the process's minimal environment would.
+    overrides: dict[str, str | None] = dict.fromkeys(os.environ)
+    overrides.update(environment)
+    argv = [sys.executable, "-m", "pipeline", *args]
+    with _as_a_process(list(args), cwd):
+        result = CliRunner().invoke(main, list(args), env=overrides, prog_name="python -m pipeline")
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))  # as python prints it
+    return subprocess.CompletedProcess(argv, result.exit_code, result.stdout, stderr)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _as_a_process(args: list[str], cwd: Path | None) -> Iterator[None]:
+    """sys.argv and the working folder of ``python -m pipeline``; the "aihd" logger as found
+    (the CLI sets its handlers on the streams of the one call, then they are closed)."""
+    logger = logging.getLogger("aihd")
+    kept = (list(logger.handlers), logger.level, logger.propagate)
+    saved_argv = sys.argv
+    sys.argv = [str(Path(pipeline.__file__).with_name("__main__.py")), *args]
+    try:
+        with contextlib.chdir(cwd or Path.cwd()):
+            yield
+    finally:
+        sys.argv = saved_argv
+        for handler in list(logger.handlers):
+            if handler not in kept[0]:
+                logger.removeHandler(handler)
+                handler.close()
+        logger.handlers[:] = kept[0]
+        logger.setLevel(kept[1])
+        logger.propagate = kept[2]
+
+
+def aihd_process(
+    args: Sequence[str],
+    sandbox: Sandbox | None,
+    *,
+    key: str | None = None,
     timeout: float = 120,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """``aihd args`` in a process of its own, as ``aihd()`` but a real process."""
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         env=aihd_env(sandbox, key=key, extra=env),

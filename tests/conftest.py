@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -10,18 +11,36 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from PIL import Image
 
 from pipeline.sandbox import Sandbox, SandboxConfig, SandboxThread
 from tests.hostile_server import HostileControl, Hostility, hostile_app
 from tests.pg_server import PgServer, find_bin
+from tests.pg_shared import shared_server, stop_left_over
 
-# Fast defaults: a window too wide to meet by accident, and orders that finish in ~0.3 s.
+# Property tests: a developer's run tries a few examples of each, CI many (.ci/run sets
+# CI=true); HYPOTHESIS_PROFILE=ci asks for CI's number on any run.
+hypothesis_settings.register_profile("dev", max_examples=50)
+hypothesis_settings.register_profile("ci", max_examples=300)
+_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _CI else "dev"))
+
+# Fast defaults: a window too wide to meet by accident, and orders that finish in ~0.3 s
+# (eta 1 s x 0.3). The eta the sandbox reports is what `collect --wait` waits out before its
+# first poll: 1 s, not the API's 30 s. A test that passes time_scale alone says eta_seconds too.
 FAST_SANDBOX: dict[str, Any] = {
     "orders_per_window": 1000,
     "window_seconds": 600,
-    "time_scale": 0.01,
+    "eta_seconds": 1,
+    "time_scale": 0.3,
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: `make test` hands tests out one at a time to its workers, and
+    a long test started last would keep one worker busy while the other has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture
@@ -88,19 +107,32 @@ def photo_factory() -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """A real PostgreSQL server for the session, in a temporary folder removed afterwards."""
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """A real PostgreSQL server for the session, in a temporary folder removed afterwards;
+    the xdist workers of a run share one (tests/pg_shared.py)."""
     bin_dir = find_bin()
     if bin_dir is None:
         pytest.skip("no PostgreSQL found (initdb/pg_ctl): apt-get install postgresql")
-    try:
-        server = PgServer(bin_dir)
-    except KeyError:
-        pytest.skip("running as root and there is no `postgres` user to run PostgreSQL as")
-    try:
+    with ExitStack() as running:
+        try:
+            if os.environ.get("PYTEST_XDIST_WORKER"):
+                run_folder = tmp_path_factory.getbasetemp().parent  # the workers' common one
+                server = running.enter_context(shared_server(run_folder, bin_dir))
+            else:
+                server = PgServer(bin_dir)
+                running.callback(server.stop)
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run PostgreSQL as")
         yield server
-    finally:
-        server.stop()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """In xdist's controller: stop a shared PostgreSQL server a crashed worker left running."""
+    if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") == "no":
+        return
+    factory = getattr(config, "_tmp_path_factory", None)  # private; xdist itself reads it
+    if factory is not None:
+        stop_left_over(factory.getbasetemp())
 
 
 @pytest.fixture

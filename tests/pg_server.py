@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psycopg
 
+_MEMORY = Path("/dev/shm")  # noqa: S108 -- mkdtemp makes a folder of our own (0700) inside
+
 
 def find_bin() -> Path | None:
     """The folder holding initdb and pg_ctl, newest version first; None: not installed."""
@@ -37,7 +39,11 @@ class PgServer:
 
     def __init__(self, bin_dir: Path, *, fsync: bool = False) -> None:
         self.bin = bin_dir
-        self.root = Path(tempfile.mkdtemp(prefix="aihd-pg-"))
+        # Without fsync nothing here is meant to outlive the machine: the files go to memory
+        # (/dev/shm) where there is one, which makes a new database and the last rmtree
+        # several times faster than on a disk (0.14 s against 0.96 s a database under load).
+        memory = _MEMORY if not fsync and _MEMORY.is_dir() else None
+        self.root = Path(tempfile.mkdtemp(prefix="aihd-pg-", dir=memory))
         self.data = self.root / "data"
         self.user: str | None = None  # the system user the server runs as (None: this one)
         if os.geteuid() == 0:
@@ -56,6 +62,14 @@ class PgServer:
              "-o", options, "-w", "-t", "60", "start"]
         )  # fmt: skip
 
+    @classmethod
+    def attach(cls, bin_dir: Path, root: Path) -> PgServer:
+        """The server another process started in ``root`` (tests/pg_shared.py)."""
+        server = cls.__new__(cls)
+        server.bin, server.root, server.data = bin_dir, root, root / "data"
+        server.user = "postgres" if os.geteuid() == 0 else None
+        return server
+
     def _as_owner(self, argv: list[str]) -> None:
         if self.user is not None:
             argv = ["runuser", "-u", self.user, "--", *argv]
@@ -70,7 +84,10 @@ class PgServer:
         """A fresh empty database; its URL."""
         name = f"t_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            # PostgreSQL 15 copies the template through the WAL by default, which costs more
+            # than the copy of its files for the small template of a test database.
+            strategy = " STRATEGY FILE_COPY" if conn.info.server_version >= 150000 else ""
+            conn.execute(f'CREATE DATABASE "{name}"{strategy}')
         return self.url(name)
 
     def stop(self) -> None:

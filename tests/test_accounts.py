@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from pipeline.ledger import FoundPhoto, PhotoOptions, open_ledger
 from pipeline.manifest.accounts import account_ledger
 from pipeline.sandbox import Sandbox
@@ -186,6 +188,7 @@ def test_import_keeps_every_state_and_a_charge_wins(tmp_path: Path) -> None:
     assert last is not None and last.command == "aihd run old.yaml"
 
 
+@pytest.mark.slow
 def test_three_runs_of_three_manifests_share_the_window_and_pay_each_photo_once(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:

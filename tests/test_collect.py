@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from PIL import Image
+from yarl import URL
 
 from pipeline import api
 from pipeline.api.v1 import ApiClient, Timeouts
-from pipeline.collect.collector import CollectSummary, collect
+from pipeline.collect.collector import CollectSummary, collect, poll_seconds
 from pipeline.errors import AuthRefused
 from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, PhotoRow, State, open_ledger
 from pipeline.ordering.catalog import Catalog
@@ -175,7 +176,7 @@ def test_orders_before_their_eta_are_asked_once_without_wait_and_not_polled_with
 ) -> None:
     """Eta 30 s at full scale: a plain collect asks each order once (a result may be ready
     early) and leaves it waiting; --wait does not poll before the eta."""
-    sandbox = make_sandbox(time_scale=1.0)
+    sandbox = make_sandbox(eta_seconds=30, time_scale=1.0)
     _submit(
         sandbox, ledger, [(photo_factory(tmp_path / "in", f"p{n}.jpg"), "in") for n in range(2)]
     )
@@ -240,6 +241,7 @@ def _parts(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*") if ".part-" in p.name]
 
 
+@pytest.mark.slow
 def test_a_collect_killed_midway_leaves_no_partial_file_and_the_next_one_finishes(
     make_sandbox: Callable[..., Sandbox],
     photo_factory: PhotoFactory,
@@ -355,6 +357,7 @@ def test_hostile_result_links_cannot_write_outside_output_or_name_the_file(
     assert "bath.jpg" in summary.render() and "does not decode" in summary.to_json()
 
 
+@pytest.mark.slow
 def test_a_download_killed_midway_leaves_only_a_temporary_that_the_next_collect_removes(
     photo_factory: PhotoFactory, tmp_path: Path, ledger: Ledger
 ) -> None:
@@ -385,3 +388,11 @@ def test_a_refused_key_stops_collect_with_the_auth_error(
         _collect(sandbox.url, "wrong-key", ledger, tmp_path / "out")
     assert refused.value.exit_code == 3 and "wrong-key" not in str(refused.value)
     assert {r.state for r in ledger.photos()} == {State.SUBMITTED}
+
+
+def test_the_api_is_polled_every_5_s_and_a_local_emulator_every_fifth_of_a_second() -> None:
+    """The API asks for 5 s between polls; the emulator on loopback answers at once."""
+    assert poll_seconds(URL("https://api.aihomedesign.com/v1")) == 5.0
+    assert poll_seconds(URL("http://10.0.0.7:8080")) == 5.0
+    for local in ("http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"):
+        assert poll_seconds(URL(local)) == 0.2

@@ -36,31 +36,36 @@ def _finish(process: subprocess.Popen[str], timeout: float = 120) -> dict[str, o
     return report
 
 
+def _wait_for_line(log: Path, text: str, process: subprocess.Popen[str]) -> None:
+    """Until the process has logged ``text`` (it is then past that step), or fail."""
+    deadline = time.monotonic() + 60
+    while not (log.is_file() and text in log.read_text(encoding="utf-8")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{log}: no {text!r} within 60 s"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
 def test_a_waiting_collect_of_one_manifest_does_not_block_another_manifests(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
     """The morning's `collect --wait` of a.yaml runs; a rush collect of b.yaml beside it is
     not refused (it was exit 5 while the other held the ledger), and each downloads its own."""
-    sandbox = make_sandbox(eta_seconds=15, time_scale=1.0)  # results after 15 s
+    sandbox = make_sandbox()
     first, second = _two_manifests(tmp_path, photo_factory, per_folder=3)
     for manifest in (first, second):
         assert aihd(["run", str(manifest), *FAST], sandbox).returncode == 0
-    waiting = spawn_aihd(
-        ["collect", str(first), "--wait", "--timeout", "90s", "--no-progress", "--json"], sandbox
-    )
+    sandbox.hold_results(True)  # no result is ready until the rush collect has been refused
+    log = tmp_path / "waiting.log"
+    args = ["collect", str(first), "--wait", "--timeout", "90s", "--no-progress", "--json"]
+    waiting = spawn_aihd([*args, "--log-file", str(log)], sandbox)
     try:
-        ledger = open_ledger(tmp_path / "shared.sqlite")
-        try:
-            deadline = time.monotonic() + 30
-            while (last := ledger.last_run()) is None or "a.yaml" not in last.command:
-                assert time.monotonic() < deadline and waiting.poll() is None
-                time.sleep(0.05)
-        finally:
-            ledger.close()
+        _wait_for_line(log, "photos with results to fetch", waiting)
         rush = aihd(["collect", str(second), "--no-progress", "--json"], sandbox)
         assert rush.returncode == 0, rush.stderr
         assert json.loads(rush.stdout)["waiting"] == 3  # asked at once: not ready yet
         assert waiting.poll() is None  # the other still waits, beside it
+        sandbox.hold_results(False)
         rush = aihd(["collect", str(second), "--wait", "--no-progress", "--json"], sandbox)
         assert rush.returncode == 0, rush.stderr
         assert json.loads(rush.stdout)["completed"] == 3
@@ -76,21 +81,29 @@ def test_a_waiting_collect_of_one_manifest_does_not_block_another_manifests(
     ]
 
 
+@pytest.mark.slow
 def test_two_collects_of_the_same_orders_download_each_once(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
     """Two processes collect one manifest from the same moment, both before any result is
     ready: each result is fetched once, and what one placed the other counts as collected
     elsewhere, not waiting."""
-    sandbox = make_sandbox(eta_seconds=10, time_scale=1.0)
+    sandbox = make_sandbox()
     photos = 8
     for n in range(photos):
         photo_factory(tmp_path / "in", f"p{n}.jpg")
     manifest = write_manifest(tmp_path, {"in": ("indoor", [])})
     assert aihd(["run", str(manifest), *FAST], sandbox).returncode == 0
+    # Results become ready only once both collects have listed the photos they will collect:
+    # the two overlap for certain, however slowly either starts.
+    sandbox.hold_results(True)
     args = ["collect", str(manifest), "--wait", "--timeout", "90s", "--no-progress", "--json"]
-    both = [spawn_aihd(args, sandbox) for _ in range(2)]
+    logs = [tmp_path / f"collect-{n}.log" for n in range(2)]
+    both = [spawn_aihd([*args, "--log-file", str(log)], sandbox) for log in logs]
     try:
+        for log, process in zip(logs, both, strict=True):
+            _wait_for_line(log, "photos with results to fetch", process)
+        sandbox.hold_results(False)
         reports = [_finish(process) for process in both]
     finally:
         for process in both:

@@ -105,6 +105,7 @@ def _disclosure(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_every_kind_of_photo_meets_the_default_profile(tmp_path: Path) -> None:
     """Portrait, EXIF-rotated, PNG with alpha, CMYK, 16-bit: upright sRGB JPEGs in bounds."""
     manifest = _completed(tmp_path, _results_of_every_kind(tmp_path))
@@ -199,6 +200,7 @@ def test_names_exteriors_first_and_the_disclosure_links_originals(
     assert list(folder.parent.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_quality_steps_down_to_fit_a_manifest_profile_that_keeps_exif(tmp_path: Path) -> None:
     """A 0.4 MB limit: quality falls until the photo fits; EXIF is kept, upright."""
     out = tmp_path / "enhanced"

@@ -206,6 +206,7 @@ def test_a_symlinked_subfolder_is_not_walked_so_a_loop_inside_cannot_hang(tmp_pa
     assert _found(folder) == ["a.jpg"]
 
 
+@pytest.mark.slow
 def test_libyaml_and_the_strict_loader_read_any_text_alike(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,6 +74,7 @@ def _page(index: Path) -> dict[str, object]:
     return data
 
 
+@pytest.mark.slow
 def test_the_review_pages_and_decisions_hints_work_when_pasted(
     sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, shell: Paste
 ) -> None:
@@ -136,6 +137,7 @@ def test_approve_takes_repeated_and_glob_folders(
     assert "--folder listings/9-pine-rd/*: matches none of the folders" in done.stderr
 
 
+@pytest.mark.slow
 def test_status_plan_collect_deliver_and_error_hints_work_when_pasted(
     make_sandbox: Callable[..., Sandbox],
     photo_factory: PhotoFactory,
@@ -218,6 +220,7 @@ def test_status_plan_collect_deliver_and_error_hints_work_when_pasted(
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["run", "plan", "collect", "catalog"])
 def test_the_missing_key_error_names_an_option_the_command_has(
     command: str, tmp_path: Path, shell: Paste

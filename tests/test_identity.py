@@ -224,6 +224,7 @@ def test_ledger_init_creates_a_ledger_where_none_is_and_keeps_one_that_is(
 # -- 20.10: two accounts sharing one ledger file, one window each -------------------------------
 
 
+@pytest.mark.slow
 def test_two_accounts_with_their_own_servers_and_one_ledger_file_each_keep_their_window(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:

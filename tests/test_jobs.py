@@ -130,6 +130,7 @@ def test_the_nightly_command_runs_without_a_terminal_and_leaves_a_trail(
     assert sandbox.api_key not in log + done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_the_cron_lines_run_in_crons_environment_with_stderr_empty_on_a_clean_night(
     make_sandbox: Callable[..., Sandbox], photo_factory: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -1,4 +1,5 @@
-"""The SQLite ledger: states, identities and duplicates, migrations, the run lock, speed."""
+"""The ledger's contract on both stores (states, identities and duplicates, runs, a large
+folder), then the SQLite file's own: migrations, the run lock."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pipeline.errors import LedgerBusy, LedgerError, NotALedger
-from pipeline.ledger import FoundPhoto, PhotoOptions, State, open_ledger
+from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, State, open_ledger
 from pipeline.ledger.migrations import SCHEMA_VERSION
-from pipeline.ledger.sqlite import SqliteLedger
 
 REPO = Path(__file__).resolve().parents[1]
 INDOOR = PhotoOptions("service-image-enhancement", "space-ie-indoor", ("sky", "white balance"))
@@ -37,11 +38,33 @@ def found(
     return FoundPhoto(path, folder, size, mtime_ns, sha, options)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a fresh ledger is: a SQLite file, or an empty database on the session's
+    PostgreSQL server (tests/pg_server.py). One contract, two stores."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return str(tmp_path / "run.ledger.sqlite")
+
+
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
-    opened = open_ledger(tmp_path / "run.ledger.sqlite")
+def ledger(location: str) -> Iterator[Ledger]:
+    opened = open_ledger(location)
     yield opened
     opened.close()
+
+
+def query_elsewhere(location: str, sql: str, *params: object) -> object:
+    """The first row of ``sql`` read on another connection, through the store's own driver."""
+    if location.startswith("postgresql://"):
+        with psycopg.connect(location, autocommit=True) as conn:
+            return conn.execute(sql.replace("?", "%s"), params).fetchone()
+    other = sqlite3.connect(location)
+    try:
+        return other.execute(sql, params).fetchone()
+    finally:
+        other.close()
 
 
 def hold_lock_in_subprocess(path: Path, command: str) -> subprocess.Popen[str]:
@@ -65,7 +88,7 @@ def hold_lock_in_subprocess(path: Path, command: str) -> subprocess.Popen[str]:
 # -- states ------------------------------------------------------------------------------------
 
 
-def test_photo_walks_from_pending_to_completed(ledger: SqliteLedger) -> None:
+def test_photo_walks_from_pending_to_completed(ledger: Ledger) -> None:
     """Each mark_* returns the row as stored, with the fields that state carries."""
     (row,) = ledger.record_found([found("/p/1.jpg")])
     assert row.state is State.PENDING
@@ -86,27 +109,23 @@ def test_photo_walks_from_pending_to_completed(ledger: SqliteLedger) -> None:
 
 
 def test_submitting_is_on_disk_before_mark_submitting_returns(
-    ledger: SqliteLedger, tmp_path: Path
+    ledger: Ledger, location: str
 ) -> None:
     """Intent before spending: another connection sees 'submitting' at once."""
     (row,) = ledger.record_found([found("/p/1.jpg")])
     ledger.mark_uploaded(row.id, "order-1")
     ledger.mark_submitting(row.id)
 
-    other = sqlite3.connect(tmp_path / "run.ledger.sqlite")
-    try:
-        seen = other.execute("SELECT state, attempts FROM photos WHERE id = ?", (row.id,))
-        assert seen.fetchone() == ("submitting", 1)
-    finally:
-        other.close()
-    second = open_ledger(tmp_path / "run.ledger.sqlite")
+    seen = query_elsewhere(location, "SELECT state, attempts FROM photos WHERE id = ?", row.id)
+    assert seen == ("submitting", 1)
+    second = open_ledger(location)
     try:
         assert second.get(row.id).state is State.SUBMITTING
     finally:
         second.close()
 
 
-def test_only_an_uploaded_photo_can_be_submitted(ledger: SqliteLedger) -> None:
+def test_only_an_uploaded_photo_can_be_submitted(ledger: Ledger) -> None:
     """A pending, duplicate or already submitted photo is refused before any money moves."""
     first, copy = ledger.record_found([found("/p/1.jpg"), found("/p/copy.jpg")])
     with pytest.raises(LedgerError, match=r"refusing to submit /p/1\.jpg: it is pending"):
@@ -121,7 +140,7 @@ def test_only_an_uploaded_photo_can_be_submitted(ledger: SqliteLedger) -> None:
     assert ledger.get(first.id).attempts == 1
 
 
-def test_mark_pending_drops_a_stale_upload(ledger: SqliteLedger) -> None:
+def test_mark_pending_drops_a_stale_upload(ledger: Ledger) -> None:
     (row,) = ledger.record_found([found("/p/1.jpg")])
     ledger.mark_uploaded(row.id, "order-1")
     row = ledger.mark_pending(row.id)
@@ -129,7 +148,7 @@ def test_mark_pending_drops_a_stale_upload(ledger: SqliteLedger) -> None:
 
 
 def test_reset_failed_retries_retryable_ones_and_permanent_only_on_request(
-    ledger: SqliteLedger,
+    ledger: Ledger,
 ) -> None:
     flaky, rejected = ledger.record_found([found("/p/1.jpg"), found("/p/2.jpg", SHA_B)])
     ledger.mark_failed(flaky.id, "rate-limited again and again (429)", retryable=True)
@@ -145,7 +164,7 @@ def test_reset_failed_retries_retryable_ones_and_permanent_only_on_request(
 
 
 def test_a_failure_while_submitting_is_reset_to_submitting_not_pending(
-    ledger: SqliteLedger,
+    ledger: Ledger,
 ) -> None:
     """That order may have been paid: the next run must ask the API, not post again."""
     (row,) = ledger.record_found([found("/p/1.jpg")])
@@ -158,7 +177,7 @@ def test_a_failure_while_submitting_is_reset_to_submitting_not_pending(
     assert (row.state, row.order_id, row.attempts) == (State.SUBMITTING, "order-1", 1)
 
 
-def test_broken_file_is_failed_permanently_and_not_cached(ledger: SqliteLedger) -> None:
+def test_broken_file_is_failed_permanently_and_not_cached(ledger: Ledger) -> None:
     row = ledger.record_broken("/p/empty.jpg", "listing", 0, 5, "empty file")
     assert (row.state, row.error, row.retryable) == (State.FAILED, "empty file", False)
     again = ledger.record_broken("/p/empty.jpg", "listing", 0, 5, "empty file")
@@ -172,7 +191,7 @@ def test_broken_file_is_failed_permanently_and_not_cached(ledger: SqliteLedger) 
     assert [r.id for r in ledger.photos()] == [fixed.id]
 
 
-def test_unknown_photo_id_is_a_ledger_error(ledger: SqliteLedger) -> None:
+def test_unknown_photo_id_is_a_ledger_error(ledger: Ledger) -> None:
     with pytest.raises(LedgerError, match="no photo with id 42"):
         ledger.get(42)
 
@@ -188,7 +207,7 @@ def test_identity_is_content_plus_options() -> None:
     assert len(INDOOR.identity(SHA_A)) == 64
 
 
-def test_copy_with_the_same_options_is_a_duplicate(ledger: SqliteLedger) -> None:
+def test_copy_with_the_same_options_is_a_duplicate(ledger: Ledger) -> None:
     """In the same batch or a later one, a copy points at the first photo and is never paid."""
     first, same_batch = ledger.record_found([found("/p/1.jpg"), found("/p/copy1.jpg")])
     (later,) = ledger.record_found([found("/other/copy2.jpg", folder="other")])
@@ -197,21 +216,21 @@ def test_copy_with_the_same_options_is_a_duplicate(ledger: SqliteLedger) -> None
         assert (copy.state, copy.duplicate_of) == (State.DUPLICATE, first.id)
 
 
-def test_copy_with_other_options_is_a_new_photo(ledger: SqliteLedger) -> None:
+def test_copy_with_other_options_is_a_new_photo(ledger: Ledger) -> None:
     first, outdoor = ledger.record_found([found("/p/1.jpg"), found("/q/1.jpg", options=OUTDOOR)])
     assert outdoor.state is State.PENDING
     assert outdoor.duplicate_of is None
     assert outdoor.identity != first.identity
 
 
-def test_copy_of_a_permanently_failed_photo_stays_duplicate(ledger: SqliteLedger) -> None:
+def test_copy_of_a_permanently_failed_photo_stays_duplicate(ledger: Ledger) -> None:
     (first,) = ledger.record_found([found("/p/1.jpg")])
     ledger.mark_failed(first.id, "invalid-image", retryable=False)
     (copy,) = ledger.record_found([found("/p/copy.jpg")])
     assert (copy.state, copy.duplicate_of) == (State.DUPLICATE, first.id)
 
 
-def test_edited_photo_is_a_new_row_and_the_paid_one_is_kept(ledger: SqliteLedger) -> None:
+def test_edited_photo_is_a_new_row_and_the_paid_one_is_kept(ledger: Ledger) -> None:
     (old,) = ledger.record_found([found("/p/1.jpg")])
     ledger.mark_uploaded(old.id, "order-1")
     ledger.mark_submitting(old.id)
@@ -231,7 +250,7 @@ def test_edited_photo_is_a_new_row_and_the_paid_one_is_kept(ledger: SqliteLedger
     assert [r.id for r in ledger.photos()] == [old.id]
 
 
-def test_record_found_is_idempotent(ledger: SqliteLedger) -> None:
+def test_record_found_is_idempotent(ledger: Ledger) -> None:
     photos = [found(f"/p/{n}.jpg", f"{n:064x}") for n in range(5)]
     first = ledger.record_found(photos)
     ledger.mark_uploaded(first[0].id, "order-1")
@@ -242,14 +261,14 @@ def test_record_found_is_idempotent(ledger: SqliteLedger) -> None:
     assert ledger.counts()[State.PENDING] == 4
 
 
-def test_touched_photo_keeps_its_row_and_refreshes_the_hash_cache(ledger: SqliteLedger) -> None:
+def test_touched_photo_keeps_its_row_and_refreshes_the_hash_cache(ledger: Ledger) -> None:
     (row,) = ledger.record_found([found("/p/1.jpg")])
     (touched,) = ledger.record_found([found("/p/1.jpg", mtime_ns=7)])
     assert touched.id == row.id
     assert ledger.cached_hashes()["/p/1.jpg"] == (100, 7, SHA_A)
 
 
-def test_counts_cover_current_rows_per_state_and_folder(ledger: SqliteLedger) -> None:
+def test_counts_cover_current_rows_per_state_and_folder(ledger: Ledger) -> None:
     a, _, c = ledger.record_found(
         [found("/p/1.jpg"), found("/p/2.jpg"), found("/q/3.jpg", SHA_B, folder="garden")]
     )
@@ -265,7 +284,7 @@ def test_counts_cover_current_rows_per_state_and_folder(ledger: SqliteLedger) ->
     assert ledger.photos([]) == []
 
 
-def test_runs_are_recorded(ledger: SqliteLedger) -> None:
+def test_runs_are_recorded(ledger: Ledger) -> None:
     assert ledger.last_run() is None
     run_id = ledger.start_run("aihd run listing.yaml")
     ledger.finish_run(run_id, "finished", {"photos": 3, "states": {"submitted": 3}})
@@ -276,7 +295,7 @@ def test_runs_are_recorded(ledger: SqliteLedger) -> None:
     assert run.summary == {"photos": 3, "states": {"submitted": 3}}
 
 
-# -- opening and migrations ----------------------------------------------------------------------
+# -- the SQLite file: opening and migrations -----------------------------------------------------
 
 
 def test_missing_folders_and_an_empty_file_given_to_init_become_a_ledger(tmp_path: Path) -> None:
@@ -388,7 +407,8 @@ def test_lock_held_by_another_process_names_it_and_dies_with_it(tmp_path: Path) 
 # -- speed ---------------------------------------------------------------------------------------
 
 
-def test_record_found_handles_large_folders_in_one_call(ledger: SqliteLedger) -> None:
+@pytest.mark.slow
+def test_record_found_handles_large_folders_in_one_call(ledger: Ledger) -> None:
     """20,000 photos in one call, then again unchanged: same rows, nothing new.
 
     How fast this is gets measured in bench/ (client cost), never asserted here.

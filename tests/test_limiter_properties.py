@@ -192,7 +192,6 @@ def _play(scenario: Scenario) -> tuple[Run, Api]:
 
 
 PROPERTIES = settings(
-    max_examples=200,
     deadline=None,  # real time means nothing here: the clock is fake
     derandomize=True,  # the same examples every run: CI is never red by luck
     database=None,

@@ -83,7 +83,6 @@ _deep = st.integers(min_value=1, max_value=3_000).map(lambda n: b"folders: " + b
 
 
 @settings(
-    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

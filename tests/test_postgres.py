@@ -256,6 +256,7 @@ def wait_for_intent_on_the_window_lock(
     raise AssertionError("no run waited on the window lock")
 
 
+@pytest.mark.slow
 def test_a_connection_lost_between_intent_and_post_sends_nothing(
     sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, pg_url: str
 ) -> None:
@@ -289,6 +290,7 @@ def test_a_connection_lost_between_intent_and_post_sends_nothing(
     assert list(sandbox.stats().charges.values()) == [1]
 
 
+@pytest.mark.slow
 def test_a_connection_lost_for_a_moment_is_retried_and_the_run_finishes(
     sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path, pg_url: str
 ) -> None:

@@ -111,6 +111,7 @@ def test_reorder_shows_its_cost_needs_yes_and_then_the_run_pays_once_more(
     assert _run(manifest, sandbox)["orders_spent"] == 0
 
 
+@pytest.mark.slow
 def test_a_photo_edited_between_its_scan_and_its_upload_is_paid_once_for_what_was_sent(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
@@ -154,6 +155,7 @@ def test_an_upload_of_an_earlier_run_is_checked_before_it_is_posted(
     assert [r.state for r in ledger_rows(manifest)] == [State.SUBMITTED]
 
 
+@pytest.mark.slow
 def test_settle_time_is_measured_on_the_boot_clock_not_the_wall_clock(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
@@ -290,6 +292,7 @@ def test_max_orders_stops_when_its_last_order_is_answered_and_uploads_no_more(
     assert done["orders_spent"] == 2
 
 
+@pytest.mark.slow
 def test_a_lost_answer_holds_no_worker_while_it_settles(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
@@ -363,6 +366,7 @@ def test_an_api_that_cannot_be_reached_exits_6_and_records_why(
 # -- says what is not so ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_orders_spent_agrees_with_the_charges_in_summary_status_and_plan(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:

@@ -19,7 +19,8 @@ from tests.review_helpers import (
     ledger_listing,
 )
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING)
+# Slow: each test starts a Chromium of its own (seconds), and its commands in processes.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING)]
 
 
 @pytest.fixture

@@ -322,7 +322,9 @@ def test_an_answer_lost_after_charge_is_a_connection_error_but_charged(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
     """A lost answer: the client sees a connection error, the order is charged and processing."""
-    sandbox = make_sandbox(time_scale=1.0)  # processing for 30 s: the status cannot miss it
+    sandbox = make_sandbox(
+        eta_seconds=30, time_scale=1.0
+    )  # processing for 30 s: the status cannot miss it
     photo = photo_factory(tmp_path, "room.jpg")
     faults = Faults(lost_after_charge_rate=1.0, seed=1)
     assert _status_after_a_failed_submit(sandbox, photo, faults) == "processing"

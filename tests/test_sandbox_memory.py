@@ -21,6 +21,7 @@ from tests.cli_helpers import FAST, aihd, ledger_rows, write_manifest
 PhotoFactory = Callable[..., Path]
 
 
+@pytest.mark.slow
 def test_run_then_run_collect_then_collect_each_with_its_own_emulator(
     photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:

@@ -521,7 +521,7 @@ def test_order_statuses_follow_the_reading(
 ) -> None:
     """An order is idle, then active (or processing) while its process runs, then done/completed."""
     readings = V3Readings(active_status=active, done_status=done)  # type: ignore[arg-type]
-    slow = make_sandbox(v3=readings, time_scale=1.0)  # a process takes 30 s: caught running
+    slow = make_sandbox(v3=readings, eta_seconds=30, time_scale=1.0)  # 30 s: caught running
     fast = make_sandbox(v3=readings)
     photo = photo_factory(tmp_path, "a.jpg")
 
@@ -629,7 +629,9 @@ def test_an_in_flight_window_refuses_while_as_many_processes_run(
     """With window_in_flight, 2 running processes refuse a 3rd in a 2-window whose time passed."""
     readings = V3Readings(window_counts=counts, window_in_flight=True)  # type: ignore[arg-type]
     # Places in the window last 1 ms, processes 30 s: only the in-flight rule can refuse.
-    sandbox = make_sandbox(orders_per_window=2, window_seconds=0.001, time_scale=1.0, v3=readings)
+    sandbox = make_sandbox(
+        orders_per_window=2, window_seconds=0.001, eta_seconds=30, time_scale=1.0, v3=readings
+    )
     photos = [photo_factory(tmp_path, f"{n}.jpg") for n in range(3)]
 
     async def scenario(v3: V3) -> tuple[int, Any]:

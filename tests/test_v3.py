@@ -248,6 +248,7 @@ def test_a_v3_project_made_elsewhere_is_found_by_its_address_not_made_again(
     assert _projects(one)[0][2] == _projects(two)[0][2]
 
 
+@pytest.mark.slow
 def test_v1_and_v3_runs_sharing_an_account_ledger_share_one_window_and_meet_no_429(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:

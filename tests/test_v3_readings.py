@@ -92,13 +92,15 @@ def test_the_v3_window_meets_no_429_whether_it_counts_processes_or_orders_or_run
     counts: str,
     in_flight: bool,
 ) -> None:
-    """A window of 3 per 2 s counting process POSTs or order POSTs, and (in_flight) refusing
+    """A window of 3 per 1 s counting process POSTs or order POSTs, and (in_flight) refusing
     while 3 processes still run: 7 photos, 0 429s, each charged once."""
     readings = V3Readings(window_counts=counts, window_in_flight=in_flight)  # type: ignore[arg-type]
-    # Processes take 0.9 s (30 s eta x 0.03): several are still running when a slot frees.
-    sandbox = make_sandbox(v3=readings, orders_per_window=3, window_seconds=2.0, time_scale=0.03)
+    # Processes take 0.45 s (30 s eta x 0.015): several are still running when a slot frees.
+    sandbox = make_sandbox(
+        v3=readings, orders_per_window=3, window_seconds=1.0, eta_seconds=30, time_scale=0.015
+    )
     summary = _run_and_collect(
-        sandbox, photo_factory, tmp_path, photos=7, orders=3, per_seconds=2.0, concurrency=4
+        sandbox, photo_factory, tmp_path, photos=7, orders=3, per_seconds=1.0, concurrency=4
     )
     assert summary["rate_limited"] == 0
     assert sandbox.stats().rate_limited == 0

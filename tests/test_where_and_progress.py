@@ -94,6 +94,7 @@ def _in_a_terminal(args: list[str], sandbox: Sandbox) -> tuple[int, str]:
     return process.wait(timeout=60), seen.decode(errors="replace")
 
 
+@pytest.mark.slow
 def test_after_a_stop_the_bar_counts_what_is_left_and_the_windows_time(
     sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:

@@ -20,7 +20,6 @@ kept: the order shows it (``GET /v3/order/{id}``) when a later run needs it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 
 from yarl import URL
 
+from pipeline.addresses import is_loopback
 from pipeline.api import v3_shapes as v3
 from pipeline.api.records import GeneratedImage, OrderDetails, OrderSpec, SubmittedOrder
 from pipeline.api.transport import Digest, Timeouts, Transport, _shape_of
@@ -82,7 +82,7 @@ class V3Client(Transport):
         # run at once. Polls of them: every 5 s against the API; a local emulator (loopback)
         # is polled faster, so tests and the demo stay quick.
         self.max_in_flight = max_in_flight
-        local = _is_loopback(self.base_url.host or "")
+        local = is_loopback(self.base_url.host or "")
         self.poll_seconds = 0.2 if local else v3.MIN_POLL_SECONDS
         self._running: set[str] = set()  # processes this client started, not seen finished
         self._starting = 0  # process POSTs admitted and not yet answered
@@ -364,12 +364,3 @@ def _process_id(entry: Any) -> str:
             if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
                 return str(value)
     return ""
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

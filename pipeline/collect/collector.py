@@ -23,6 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yarl import URL
+
+from pipeline.addresses import is_loopback
 from pipeline.api.interface import PhotoApi
 from pipeline.api.records import GeneratedImage, OrderDetails
 from pipeline.collect.results import (
@@ -56,12 +59,18 @@ from pipeline.retry import Backoff, retrying
 if TYPE_CHECKING:  # runner may import this module for `aihd run --collect`
     from pipeline.stopping import StopSwitch
 
-__all__ = ["CollectSummary", "PhotoCollector", "collect", "remove_leftovers"]
+__all__ = ["CollectSummary", "PhotoCollector", "collect", "poll_seconds", "remove_leftovers"]
 
 log = logging.getLogger("aihd")
 
 # The v1 docs list no failure status; these are the plausible ones (our reading).
 _FAILED_STATUSES = frozenset({"failed", "error", "rejected", "canceled", "cancelled"})
+# How often --wait polls an order that is not ready: the API asks for no more than once every
+# 5 s. A local emulator on loopback (the tests' sandbox, `--sandbox`) finishes orders in a
+# fraction of a second and answers at once: it is polled every 0.2 s, as the v3 client polls
+# its processes there (pipeline/api/v3.py), so waiting on it is not 5 s a round.
+POLL_SECONDS = 5.0
+LOOPBACK_POLL_SECONDS = 0.2
 _DECODE_TRIES = 2  # a result that fails to decode twice is broken for good, not a bad transfer
 
 
@@ -131,17 +140,21 @@ async def collect(
     concurrency: int,
     backoff: Backoff,
     stop: StopSwitch,
-    min_poll_seconds: float = 5.0,
+    min_poll_seconds: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     eta_scale: float = 1.0,
     folders: Sequence[str] = (),
 ) -> CollectSummary:
     """Poll every submitted photo's order (not before its eta) and place its results.
 
+    ``min_poll_seconds``: between two polls of one order with --wait; None: POLL_SECONDS, or
+    LOOPBACK_POLL_SECONDS when the API is on this machine.
     ``eta_scale``: real seconds per eta second (the local emulator's ``time_scale``).
     ``folders``: globs of folder names (``--folder``); only their photos are collected.
     """
     started = time.monotonic()
+    if min_poll_seconds is None:
+        min_poll_seconds = poll_seconds(client.base_url)
     output = await asyncio.to_thread(output.resolve)
     await asyncio.to_thread(remove_leftovers, output)
     # A charged photo whose result failed (a bad download, a result that did not decode, the
@@ -153,6 +166,7 @@ async def collect(
         for row in ledger.photos([State.SUBMITTED, State.FAILED], scope=scope)
         if _still_to_collect(row) and folder_matches(row.folder, folders)
     ]
+    log.info("collect: %d photos with results to fetch", len(rows))
     collector = _Collector(ledger, client, output, folder_roots, backoff, len(rows), on_progress)
     collector.folders = tuple(folders)
     schedule = _Schedule()
@@ -179,6 +193,11 @@ async def collect(
         elsewhere=collector.elsewhere,
         held=len(collector.held),
     )
+
+
+def poll_seconds(base_url: URL) -> float:
+    """Seconds between two polls of one order with --wait, for the API at ``base_url``."""
+    return LOOPBACK_POLL_SECONDS if is_loopback(base_url.host or "") else POLL_SECONDS
 
 
 async def _drive(

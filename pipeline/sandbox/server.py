@@ -54,6 +54,11 @@ class Sandbox:
         the API may between two nights; orders must name it as it is spelled now."""
         self._state.catalog.rename(kind, which, spelling, new)
 
+    def hold_results(self, held: bool) -> None:
+        """While held, every charged v1 order says "processing", whatever its eta: results
+        become ready when the test says so, not when the machine's load lets them."""
+        self._state.results_held = held
+
     def set_webhooks(self, webhooks: Webhooks) -> None:
         """Send the account's webhooks so from now on (to new URLs, with other switches)."""
         self._state.webhooks.configure(webhooks)

@@ -160,6 +160,9 @@ class SandboxState:
         self.catalog = SandboxCatalog(None if self.memory is None else self.memory.ids)
         self._lock = threading.Lock()
         self.api_key = config.api_key  # the account's key now (rotate_key replaces it)
+        # While set, every charged v1 order stays "processing" whatever its eta: a test makes
+        # "results not ready yet" last exactly as long as it needs (Sandbox.hold_results).
+        self.results_held = False
         self._faults = config.faults
         self._rng = random.Random(config.faults.seed)
         self._errors_left = config.faults.error_first
@@ -421,7 +424,7 @@ class SandboxState:
         if charged_at is None:
             return "idle", []
         done_at = charged_at + self.config.eta_seconds * self.config.time_scale
-        if time.monotonic() < done_at:
+        if self.results_held or time.monotonic() < done_at:
             return "processing", []
         return "finished", generated
 
