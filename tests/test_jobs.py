@@ -175,6 +175,7 @@ def test_the_cron_lines_run_in_crons_environment_with_stderr_empty_on_a_clean_ni
     assert summary["completed"] == 2
 
 
+@pytest.mark.slow
 def test_the_serve_unit_restarts_on_failure_only_and_stops_within_its_timeout(
     make_sandbox: Callable[..., Sandbox], photo_factory: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -38,6 +38,10 @@ folders:
 """
 
 
+# Each starts `aihd serve` as a process and waits on real time: seconds, not milliseconds.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_service() -> Iterator[None]:
     yield

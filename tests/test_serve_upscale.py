@@ -26,6 +26,10 @@ from tests.serve_helpers import (
 from tests.webhook_helpers import listening
 
 
+# Each starts `aihd serve` as a process and waits on real time: seconds, not milliseconds.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_service() -> Iterator[None]:
     yield
