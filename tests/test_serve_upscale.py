@@ -25,7 +25,6 @@ from tests.serve_helpers import (
 )
 from tests.webhook_helpers import listening
 
-
 # Each starts `aihd serve` as a process and waits on real time: seconds, not milliseconds.
 pytestmark = pytest.mark.slow
 
