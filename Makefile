@@ -19,6 +19,8 @@ demo: $(STAMP)
 	$(BIN)/aihd run sample_manifests/demo.yaml --sandbox --collect
 	$(BIN)/aihd run sample_manifests/demo-v3.yaml --sandbox --collect
 	$(BIN)/aihd review sample_manifests/demo.yaml
+	@echo "Try the review desk (decisions straight into the demo's ledger; Ctrl-C stops it):"
+	@echo "  $(BIN)/aihd review sample_manifests/demo.yaml --serve"
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests $(wildcard bench)

@@ -40,7 +40,7 @@ _FIRST_SCREEN_DECODED = """() => {
 
 
 def _listing_manifest(root: Path) -> Path:
-    lines = ["version: 1", "folders:"]
+    lines = ["version: 1", "ledger: bench.ledger.sqlite", "folders:"]  # beside it
     per_folder = PHOTOS // (LISTINGS * 2)
     options = {
         "outside": PhotoOptions(api.SERVICE, "space-ie-outdoor", ("remove extra objects",)),
@@ -157,7 +157,7 @@ def run() -> list[Figure]:
 
 
 def screenshot(page: Path, png: Path) -> None:
-    """The page as a reader first sees it, a decision made on the first two photos."""
+    """The page with the first two photos decided and the third open full size."""
     from tests.browser_helpers import chromium
 
     with chromium(width=1280, height=860) as context:
@@ -165,11 +165,14 @@ def screenshot(page: Path, png: Path) -> None:
         tab.goto(page.resolve().as_uri())
         tab.wait_for_selector("body[data-ready=true]")
         tab.wait_for_function(_FIRST_SCREEN_DECODED)
-        box = tab.locator(".compare").first.bounding_box()
-        if box is not None:  # the split of the first photo a third of the way in
-            tab.mouse.click(box["x"] + box["width"] * 0.35, box["y"] + box["height"] / 2)
-        for key in ("a", "ArrowRight", "r", "ArrowLeft"):
+        for key in ("a", "r", "z"):  # two decided, the third opened full size
             tab.keyboard.press(key)
+        tab.wait_for_function(
+            "() => [...document.querySelectorAll('#loupe img')].every(i => i.complete)"
+        )
+        box = tab.locator("#loupe-compare").bounding_box()
+        if box is not None:  # the split a third of the way in
+            tab.mouse.click(box["x"] + box["width"] * 0.35, box["y"] + box["height"] / 2)
         tab.screenshot(path=str(png))
 
 

@@ -12,6 +12,7 @@ at one boundary each, with ``raise ... from exc``.
     │   ├── LedgerUnreachable     the PostgreSQL ledger stayed away after retries (exit 7)
     │   ├── GroupRolledBack       a group of writes was rolled back whole: make it again
     │   ├── SubmitRefused         the ledger refuses an intent: charged, or another run's
+    │   │   └── ClaimLost         this run's claim on the photo lapsed or was taken over
     │   └── NotEligible           inside a store: a guarded UPDATE matched no row
     ├── NotNow                    a step that must wait; nothing was sent (never reaches the CLI)
     │   ├── WindowFull            the account's order window has no room: wait ``wait_seconds``
@@ -123,6 +124,11 @@ class SubmitRefused(LedgerError):
     another run of the account. Nothing is sent."""
 
 
+class ClaimLost(SubmitRefused):
+    """This run's claim on the photo lapsed (the run was paused past its lease) or another run
+    took it over: the run may not change the photo, nor spend on it. Nothing is written."""
+
+
 class NotEligible(LedgerError):
     """A guarded UPDATE matched no row: the photo is not in the state the change needs.
     Raised and caught inside a ledger store; callers see its answer, never it."""
@@ -231,10 +237,5 @@ class ConnectFailed(TransientError):
 
 
 class OutcomeUnknown(ApiError):
-    """An order POST was sent but its answer was lost; it may have been charged.
-
-    ``still_running``: the request may still be running on the server (a timeout, a dropped
-    connection, a gateway's error), so its outcome settles only after the full settle time;
-    False when the API itself answered with an error, so the outcome settles in moments."""
-
-    still_running = True
+    """An order POST was sent but its answer was lost (a 5xx of any body, a reset, a timeout):
+    it may have been charged, and only the order's own details can tell."""

@@ -7,7 +7,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import BrowserContext, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Error,
+    Page,
+    sync_playwright,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 MISSING = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
@@ -39,3 +47,37 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[BrowserContext]:
             yield context
         finally:
             context.close()
+
+
+@contextmanager
+def chromium_browser() -> Iterator[Browser]:
+    """A fresh headless Chromium for several contexts (each a browser of its own: its own
+    cookies and storage), closed on exit."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def watch(page: Page) -> list[str]:
+    """What ``page`` does wrong, as it happens: console errors and warnings, script errors,
+    and every dialog a script opens (alert, confirm, prompt: dismissed)."""
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            problems.append(f"console {message.type}: {message.text}")
+
+    def on_error(error: Error) -> None:
+        problems.append(f"page error: {error}")
+
+    def on_dialog(dialog: Dialog) -> None:
+        problems.append(f"dialog {dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("console", on_console)
+    page.on("pageerror", on_error)
+    page.on("dialog", on_dialog)
+    return problems

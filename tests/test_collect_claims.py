@@ -179,5 +179,12 @@ def test_delivers_record_and_the_photo_folders_read_the_same_on_both_stores(
         ledger.record_delivered([("a" * 64, "/delivery/x/01.jpg")])
         ledger.record_delivered([("a" * 64, "/delivery/y/01.jpg")])  # the same bytes again
         assert ledger.delivered(["a" * 64, "b" * 64]) == {"a" * 64}
+        # What a file was made from: kept, never wiped by a record without it (disclosure.csv).
+        assert ledger.delivered_made_from(["a" * 64]) == {}
+        ledger.record_delivered([("b" * 64, "/delivery/x/02.jpg")], {"b" * 64: "key-b"})
+        ledger.record_delivered([("a" * 64, "/delivery/x/01.jpg")], {"a" * 64: "key-a"})
+        ledger.record_delivered([("a" * 64, "/delivery/z/01.jpg")])
+        made = ledger.delivered_made_from(["a" * 64, "b" * 64, "c" * 64])
+        assert made == {"a" * 64: "key-a", "b" * 64: "key-b"}
     finally:
         ledger.close()

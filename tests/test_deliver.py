@@ -16,9 +16,11 @@ from pipeline import api
 from pipeline.ledger import FoundPhoto, PhotoOptions, open_ledger
 from pipeline.sandbox import Sandbox
 from tests.cli_helpers import aihd, ledger_rows
+from tests.deliver_helpers import hashes
 from tests.review_helpers import INSIDE, OUTSIDE, PhotoFactory, collected_listing
 
-EXIF_ORIENTATION, EXIF_MAKE = 0x0112, 0x010F
+EXIF_ORIENTATION, EXIF_MAKE, EXIF_SOFTWARE = 0x0112, 0x010F, 0x0131
+EXIF_COPYRIGHT, EXIF_GPS = 0x8298, 0x8825
 LISTING = Path("listings/9-elm")
 
 
@@ -109,8 +111,10 @@ def _disclosure(folder: Path) -> list[dict[str, str]]:
 def test_every_kind_of_photo_meets_the_default_profile(tmp_path: Path) -> None:
     """Portrait, EXIF-rotated, PNG with alpha, CMYK, 16-bit: upright sRGB JPEGs in bounds."""
     manifest = _completed(tmp_path, _results_of_every_kind(tmp_path))
+    sources = hashes(tmp_path / "listings", tmp_path / "enhanced")
     done = aihd(["deliver", str(manifest), "--profile", "mls-default"], None)
     assert done.returncode == 0, done.stderr
+    assert hashes(tmp_path / "listings", tmp_path / "enhanced") == sources
     folder = tmp_path / "delivery" / "9-elm"
     assert f"{folder}: 5 photos" in done.stdout
     names = sorted(p.name for p in folder.iterdir())
@@ -154,8 +158,13 @@ def test_every_kind_of_photo_meets_the_default_profile(tmp_path: Path) -> None:
     assert sizes["02-alpha.jpg"] == (1024, 768)  # brought up to the minimum
     assert sizes["04-rotated.jpg"] == (1365, 2048)
     rows = _disclosure(folder)
-    assert [r["file"] for r in rows] == names[:-1]
-    assert "resized from 800x600" in rows[1]["changes"]
+    assert [r["File"] for r in rows] == names[:-1]
+    assert [r["Order"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert "resized from 800x600" in rows[1]["LongDescription"]
+    assert [(r["ImageWidth"], r["ImageHeight"]) for r in rows[:2]] == [
+        ("1280", "2048"),
+        ("1024", "768"),
+    ]
 
 
 def test_names_exteriors_first_and_the_disclosure_links_originals(
@@ -175,16 +184,19 @@ def test_names_exteriors_first_and_the_disclosure_links_originals(
     assert sorted(p.name for p in folder.iterdir()) == [*files, "disclosure.csv"]
     rows = {Path(r.path).name: r for r in ledger_rows(manifest)}
     disclosed = _disclosure(folder)
-    assert [d["file"] for d in disclosed] == files
+    assert [d["File"] for d in disclosed] == files
+    # The disclosure travels to an MLS: names only, never a local path.
+    assert str(tmp_path) not in (folder / "disclosure.csv").read_text()
     originals = ["front.jpg", "yard.jpg", "bath.jpg", "kitchen.jpg"]
     for entry, name in zip(disclosed, originals, strict=True):
-        row = rows[name]
-        assert entry["original"] == row.path and entry["enhanced_result"] == row.output_paths[0]
-        assert entry["order_id"] == row.order_id and entry["ai_altered"] == "yes"
-        assert entry["tool"] == "AI HomeDesign Image Enhancement"
-        assert entry["changes"].startswith("AI image enhancement")
-        fire = "add fire to fireplace" in entry["changes"].casefold()
-        assert fire == (row.folder == INSIDE)
+        fire = rows[name].folder == INSIDE  # the interior's toggle: an alteration
+        assert entry["Altered"] == ("true" if fire else "false")
+        assert entry["MediaCategory"] == "Photo" and entry["MimeType"] == "image/jpeg"
+        assert entry["ShortDescription"] == ("Digitally altered" if fire else "")
+        assert ("Add Fire to Fireplace" in entry["LongDescription"]) is fire
+        assert "exposure, colour, sharpness" in entry["LongDescription"]
+        assert "AI HomeDesign Image Enhancement" in entry["LongDescription"]
+        assert entry["OriginalFile"] == ""  # mls-default places no originals
 
     kitchen = str(tmp_path / INSIDE / "kitchen.jpg")
     assert aihd(["reject", str(manifest), kitchen], None).returncode == 0
@@ -202,18 +214,25 @@ def test_names_exteriors_first_and_the_disclosure_links_originals(
 
 @pytest.mark.slow
 def test_quality_steps_down_to_fit_a_manifest_profile_that_keeps_exif(tmp_path: Path) -> None:
-    """A 0.4 MB limit: quality falls until the photo fits; EXIF is kept, upright."""
+    """A 0.4 MB limit: quality falls until the photo fits; EXIF's camera and copyright are
+    kept (upright), its location is dropped."""
     out = tmp_path / "enhanced"
     out.mkdir()
     noisy = _noise((2000, 1500))
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = 8
     exif[EXIF_MAKE] = "TestCam"
+    exif[EXIF_COPYRIGHT] = "(c) Oak Realty"
+    exif[EXIF_SOFTWARE] = "Editor 1.0"
+    gps = exif.get_ifd(EXIF_GPS)
+    gps[1], gps[2] = "N", (40.0, 26.0, 46.0)  # where the house is: never delivered
     noisy.save(out / "noisy.jpg", quality=100, exif=exif.tobytes())
     profiles = "delivery_profiles:\n  tight:\n    max_megabytes: 0.4\n    exif: keep\n"
     manifest = _completed(tmp_path, {"noisy": out / "noisy.jpg"}, profiles=profiles)
+    sources = hashes(tmp_path / "listings", tmp_path / "enhanced")
     done = aihd(["deliver", str(manifest), "--profile", "tight"], None)
     assert done.returncode == 0, done.stderr
+    assert hashes(tmp_path / "listings", tmp_path / "enhanced") == sources
     delivered = tmp_path / "delivery" / "9-elm" / "01-noisy.jpg"
     assert delivered.stat().st_size <= 400_000
     with Image.open(delivered) as image:
@@ -222,7 +241,7 @@ def test_quality_steps_down_to_fit_a_manifest_profile_that_keeps_exif(tmp_path: 
         kept = image.getexif()
         assert kept[EXIF_MAKE] == "TestCam" and kept.get(EXIF_ORIENTATION, 1) == 1
     (entry,) = _disclosure(delivered.parent)
-    assert int(entry["jpeg_quality"]) < 92 and int(entry["bytes"]) <= 400_000
+    assert int(entry["ImageWidth"]) == image.width
 
 
 def test_a_shape_no_profile_size_can_hold_is_reported_and_the_rest_delivered(
@@ -245,13 +264,14 @@ def test_a_shape_no_profile_size_can_hold_is_reported_and_the_rest_delivered(
 def test_an_unknown_or_impossible_profile_is_refused(tmp_path: Path) -> None:
     """--profile names a known one (the list is shown); a minimum above the long edge: exit 2."""
     manifest = _completed(tmp_path, {})
-    done = aihd(["deliver", str(manifest), "--profile", "crmls"], None)
-    assert done.returncode == 2 and "known: mls-default" in done.stderr
+    done = aihd(["deliver", str(manifest), "--profile", "crmsl"], None)
+    assert done.returncode == 2 and "known: california, crmls, mls-default" in done.stderr
+    assert "`aihd deliver --list-profiles`" in done.stderr
     bad = manifest.with_name("bad.yaml")
     bad.write_text(manifest.read_text() + "delivery_profiles:\n  crmls:\n    long_edge: 1000\n")
     done = aihd(["deliver", str(bad), "--profile", "crmls"], None)
     assert done.returncode == 2
-    assert f"{bad}:9: delivery_profiles.crmls: min_width/min_height" in done.stderr
+    assert f"{bad}:10: delivery_profiles.crmls: min_width/min_height" in done.stderr
     typo = manifest.with_name("typo.yaml")
     typo.write_text(manifest.read_text() + "delivery_profiles:\n  crmls:\n    long_egde: 1000\n")
     done = aihd(["deliver", str(typo)], None)

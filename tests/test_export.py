@@ -68,6 +68,8 @@ def test_csv_has_every_column_and_one_row_per_current_photo(ledger: SqliteLedger
     assert done["result_urls"] == "http://r/1.jpg;http://r/2.jpg"
     assert done["output_path"] == "/out/listing/kitchen.jpg"
     assert (done["attempts"], done["error"], done["retryable"]) == ("1", "", "false")
+    # Toggles the tool table does not know count as alterations, named as they are.
+    assert (done["altered"], done["alterations"]) == ("true", "sky;white balance")
 
     copy = by_path["/p/kitchen copy.jpg"]
     assert (copy["state"], copy["duplicate_of"], copy["attempts"]) == (
@@ -95,6 +97,7 @@ def test_jsonl_has_every_column_with_lists_and_nulls(ledger: SqliteLedger) -> No
 
     done = rows["/p/kitchen.jpg"]
     assert done["enhancements"] == ["sky", "white balance"]
+    assert done["altered"] is True and done["alterations"] == ["sky", "white balance"]
     assert done["eta_seconds"] == 40 and done["attempts"] == 1
     assert done["result_url"] == "http://r/1.jpg"
     assert done["result_urls"] == ["http://r/1.jpg", "http://r/2.jpg"]

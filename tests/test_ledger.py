@@ -163,10 +163,10 @@ def test_reset_failed_retries_retryable_ones_and_permanent_only_on_request(
     assert ledger.get(rejected.id).error is None
 
 
-def test_a_failure_while_submitting_is_reset_to_submitting_not_pending(
+def test_a_failure_while_submitting_is_reset_to_unknown_not_pending(
     ledger: Ledger,
 ) -> None:
-    """That order may have been paid: the next run must ask the API, not post again."""
+    """That order may have been paid: held as unknown, the next run asks the API first."""
     (row,) = ledger.record_found([found("/p/1.jpg")])
     ledger.mark_uploaded(row.id, "order-1")
     ledger.mark_submitting(row.id)
@@ -174,7 +174,7 @@ def test_a_failure_while_submitting_is_reset_to_submitting_not_pending(
 
     assert ledger.reset_failed(include_permanent=False) == 1
     row = ledger.get(row.id)
-    assert (row.state, row.order_id, row.attempts) == (State.SUBMITTING, "order-1", 1)
+    assert (row.state, row.order_id, row.attempts) == (State.UNKNOWN, "order-1", 1)
 
 
 def test_broken_file_is_failed_permanently_and_not_cached(ledger: Ledger) -> None:

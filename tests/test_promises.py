@@ -169,7 +169,7 @@ def test_settle_time_is_measured_on_the_boot_clock_not_the_wall_clock(
     slow = ["--no-progress", "--settle", "60", "--request-timeout", "3", "--max-duration"]
     first = aihd(["run", str(manifest), *slow, "3s"], sandbox)
     assert first.returncode == 4, first.stderr
-    assert [r.state for r in ledger_rows(manifest)] == [State.SUBMITTING]
+    assert [r.state for r in ledger_rows(manifest)] == [State.UNKNOWN]
     assert sandbox.stats().order_posts == 1
     # As the wall clock would have it after a jump: the intent a day old.
     _sql(manifest, "UPDATE photos SET updated_at = '2026-01-01T00:00:00.000+00:00'")
@@ -178,19 +178,19 @@ def test_settle_time_is_measured_on_the_boot_clock_not_the_wall_clock(
     second = aihd(["run", str(manifest), *slow, "4s"], sandbox)
     assert second.returncode == 4, second.stderr
     assert sandbox.stats().order_posts == 1  # not posted again before it settled
-    assert [r.state for r in ledger_rows(manifest)] == [State.SUBMITTING]
+    assert [r.state for r in ledger_rows(manifest)] == [State.UNKNOWN]
     assert _charges(sandbox) == []
     settled = _run(manifest, sandbox, "--settle", "0")  # now let it settle: posted once
     assert settled["_exit"] == 0, settled["_stderr"]
     assert _charges(sandbox) == [1]
 
 
-def test_an_unknown_order_on_reconcile_fails_as_outcome_unknown_and_is_never_reordered(
+def test_an_unknown_order_on_reconcile_is_held_as_unknown_and_is_never_reordered(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:
     """A 404 for an order whose answer was lost: it may have been charged, so never re-post."""
     # The POST's connection drops: the order looks idle, so the run waits the settle time and
-    # stops first, leaving the photo "submitting" (its outcome unknown) for the next run.
+    # stops first, leaving the photo "unknown" for the next run.
     lost = make_sandbox(faults=Faults(order_reset_rate=1.0))
     photo_factory(tmp_path / "inside", "a.jpg")
     manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
@@ -199,12 +199,15 @@ def test_an_unknown_order_on_reconcile_fails_as_outcome_unknown_and_is_never_reo
     assert first.returncode == 4, first.stderr
     # The API purged the order: another emulator (same key) stands for it, and knows nothing.
     purged = make_sandbox(api_key=lost.api_key)
-    for extra in ([], ["--retry-failed"]):
+    # Exit 1 the night it is found unknown; later nights (--retry-failed too) leave it held
+    # as it was, shown in each summary.
+    for extra, code in (([], 1), (["--retry-failed"], 0)):
         done = _run(manifest, purged, "--settle", "0", *extra)
-        assert done["_exit"] == 1, done["_stderr"]
+        assert done["_exit"] == code, done["_stderr"]
         (row,) = ledger_rows(manifest)
-        assert row.state is State.FAILED and row.error is not None
+        assert row.state is State.UNKNOWN and row.error is not None
         assert row.error.startswith("outcome unknown")
+        assert done["unknown"] == [{"path": row.path, "order_id": row.order_id, "error": row.error}]
     assert purged.stats().charges == {} and purged.stats().order_posts == 0
     assert purged.stats().uploads == 0
     assert lost.stats().order_posts == 1
@@ -307,8 +310,9 @@ def test_a_lost_answer_holds_no_worker_while_it_settles(
     assert stopped.returncode == 4, stopped.stderr
     assert sandbox.stats().order_posts == 4  # a worker held per lost answer would post 1
     summary = json.loads(stopped.stdout)
-    assert (summary["orders_spent"], summary["settling"]) == (0, 4)
-    assert {r.state for r in ledger_rows(manifest)} == {State.SUBMITTING}
+    # Each reset may have followed a charge: spent, as far as anyone can tell yet.
+    assert (summary["orders_spent"], summary["unconfirmed"], summary["settling"]) == (4, 4, 4)
+    assert {r.state for r in ledger_rows(manifest)} == {State.UNKNOWN}
     sandbox.set_faults(Faults())
     done = _run(manifest, sandbox, "--settle", "0")
     assert (done["_exit"], done["orders_spent"]) == (0, 4), done["_stderr"]

@@ -302,7 +302,7 @@ def test_status_and_export_show_what_the_run_did(
     status = aihd(["status", str(manifest)], None)
     assert status.returncode == 0, status.stderr
     inside = next(line for line in status.stdout.splitlines() if line.startswith("inside"))
-    assert inside.split()[1:] == ["0", "0", "0", "2", "0", "0", "1"]
+    assert inside.split()[1:] == ["0", "0", "0", "0", "2", "0", "0", "1"]  # unknown: 4th
     assert "outcome some-failed" in status.stdout
 
     out = tmp_path / "orders.jsonl"

@@ -332,6 +332,31 @@ def test_an_answer_lost_after_charge_is_a_connection_error_but_charged(
     assert (stats.orders_charged, list(stats.charges.values())) == (1, [1])
 
 
+def test_a_charge_answered_500_with_the_api_body_is_charged_and_its_details_may_lag(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """error_after_charge: charged, then a 500 with {"error", "key"}; details_lag: the order
+    reads idle, with no result nor image id, until the lag after the charge has passed."""
+    lag = 1.5
+    sandbox.set_faults(Faults(error_after_charge_rate=1.0, details_lag_seconds=lag))
+    path_of = api.ORDER_PATH.format
+
+    async def scenario(client: Api) -> tuple[tuple[int, Any], Any, float, Any]:
+        order_id = await client.upload(photo_factory(tmp_path, "room.jpg"))
+        answer = await client.submit(order_id)
+        charged = time.monotonic()
+        early = (await client.call("GET", path_of(order_id=order_id)))[1]
+        await asyncio.sleep(lag - (time.monotonic() - charged) + 0.1)
+        later = (await client.call("GET", path_of(order_id=order_id)))[1]
+        return answer, early, time.monotonic() - charged, later
+
+    answer, early, waited, later = talk(sandbox, scenario)
+    assert answer == (500, {"error": "internal server error", "key": "api_error_internal"})
+    assert (early["status"], early["generated_images"], early["image_id"]) == ("idle", [], "")
+    assert waited > lag and later["status"] in ("processing", "finished") and later["image_id"]
+    assert list(sandbox.stats().charges.values()) == [1]
+
+
 async def _until(condition: Callable[[], bool], what: str) -> None:
     """Poll ``condition`` every 10 ms for at most 10 s."""
     deadline = time.monotonic() + 10

@@ -788,6 +788,49 @@ def test_a_lost_answer_after_the_charge_leaves_the_process_on_the_order(
     assert (stats.process_posts, stats.processes_charged, sum(stats.charges.values())) == (1, 1, 1)
 
 
+def test_a_charged_process_answered_500_is_not_shown_until_the_details_lag_passed(
+    make_sandbox: MakeSandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """error_after_charge on POST /v3/process: charged, a 500 with the API's body; with
+    details_lag the order shows no process (idle) and the process reads 404 until it passed."""
+    lag = 1.5
+    sandbox = make_sandbox(  # a process runs 30 s: still active when the lag has passed
+        time_scale=1.0,
+        eta_seconds=30,
+        faults=Faults(error_after_charge_rate=1.0, details_lag_seconds=lag),
+    )
+    photo = photo_factory(tmp_path, "a.jpg")
+
+    async def scenario(v3: V3) -> tuple[tuple[int, Any], Any, Any]:
+        order_id, asset_id = await v3.order(photo)
+        answer = await v3.post_process(order_id, asset_id)
+        charged = time.monotonic()
+        early = await v3.data("GET", f"/v3/order/{order_id}")
+        await asyncio.sleep(lag - (time.monotonic() - charged) + 0.1)
+        return answer, early, await v3.data("GET", f"/v3/order/{order_id}")
+
+    answer, early, later = talk(sandbox, scenario)
+    assert answer == (500, {"error": "internal server error", "key": "api_error_internal"})
+    assert (early["status"], early["processes"]) == ("idle", [])
+    (entry,) = later["processes"]
+    assert entry["tool"] == IE and later["status"] == "active"
+    stats = sandbox.stats()
+    assert (stats.process_posts, stats.processes_charged, sum(stats.charges.values())) == (1, 1, 1)
+
+    # A process whose answer came: read 404 until the lag passed, then as it is.
+    sandbox.set_faults(Faults(details_lag_seconds=lag))
+
+    async def unseen(v3: V3) -> tuple[int, int]:
+        order_id, asset_id = await v3.order(photo_factory(tmp_path, "b.jpg"))
+        process_id = await v3.process(order_id, asset_id)
+        started = time.monotonic()
+        early, _ = await v3.call("GET", f"/v3/process/{process_id}")
+        await asyncio.sleep(lag - (time.monotonic() - started) + 0.1)
+        return early, (await v3.call("GET", f"/v3/process/{process_id}"))[0]
+
+    assert talk(sandbox, unseen) == (404, 200)
+
+
 @pytest.mark.parametrize(
     "faults",
     [Faults(order_error_rate=1.0), Faults(order_reset_rate=1.0), Faults(error_first=1)],

@@ -261,7 +261,10 @@ def test_no_internal_slug_reaches_a_user(night: Night) -> None:
         assert not SLUG.findall(text), (where, SLUG.findall(text)[:5])
     assert "Day to Dusk" in shown["export"] and "Sky: Golden Hour" in shown["review"]
     assert "AI HomeDesign Day to Dusk" in shown["disclosure"]
-    assert "AI day to dusk (daylight turned to dusk); Sky: Golden Hour" in shown["disclosure"]
+    assert (
+        "What AI changed: Day to Dusk (daylight turned to dusk); Sky: Golden Hour"
+        in (shown["disclosure"])
+    )
 
 
 def test_every_tool_of_the_vendor_catalog_is_known_with_a_label() -> None:
@@ -304,6 +307,10 @@ def test_day_to_dusk_s_sky_widget_is_the_vendors() -> None:
         ("service-image-enhancement", False),
         ("item-indoor-widget-area-tool-image-enhancement", False),
         ("tool-darkness", False),
+        ("straightening", False),  # and aihd's own delivery edits
+        ("Crop", False),
+        ("resize", False),
+        ("Padded to 4:3 with Plain Bars", False),
         # alterations: added fire or TV picture, removed objects, dusk, sky, staging, materials
         ("Add Fire to Fireplace", True),
         ("add screen to tv", True),
@@ -316,7 +323,12 @@ def test_day_to_dusk_s_sky_widget_is_the_vendors() -> None:
         ("tool-item-removal-mask", True),
         ("tool-floor-change", True),
         ("item-shadow-removal-widget-day-to-dusk-options-tool-day-to-dusk", True),
+        # v1's other services are their v3 tools
+        ("service-day-to-dusk", True),
+        ("service-ai-virtual-staging", True),
+        ("service-item-removal", True),
         # unknown: counted as an alteration
+        ("service-creative-designer", True),
         ("tool-magic-eraser", True),
         ("Add Unicorn", True),
     ],
@@ -368,6 +380,36 @@ def test_a_ledger_row_is_described_in_words() -> None:
         ("Add Fire to Fireplace",),
         True,
     )
+
+
+def test_a_disclosure_names_each_alteration_and_each_exempt_edit_in_words() -> None:
+    """What review, export and deliver say of a photo: the table's words, the tool's own
+    change first; a toggle or tool the table does not know is named as an alteration."""
+    dusk = build_spec("day-to-dusk", sky="clear dusk", enhancements=["lawn touch up"])
+    words = describe(dusk.service, *identity_parts(dusk))
+    assert words.altered == (
+        "Day to Dusk (daylight turned to dusk)",
+        "Sky: Clear Dusk",
+        "Lawn Touch-Up",
+    )
+    assert words.exempt == ()
+    v1 = describe("service-image-enhancement", "space-ie-indoor", ["add screen to tv"])
+    assert (v1.altered, v1.exempt) == (("Add Screen to TV",), ("exposure, colour, sharpness",))
+    plain = describe("service-image-enhancement", "space-ie-outdoor", [])
+    assert (plain.alters, plain.altered, plain.exempt) == (
+        False,
+        (),
+        ("exposure, colour, sharpness",),
+    )
+    odd = describe("service-image-enhancement", "space-ie-indoor", ["add unicorn"])
+    assert odd.alters and odd.altered == ("add unicorn",)
+    unknown = describe("v3:tool-magic-eraser", "", [])
+    assert unknown.alters
+    assert unknown.altered == (
+        "Magic Eraser (a tool aihd does not know: counted as an alteration)",
+    )
+    staged = describe("service-ai-virtual-staging", "", [])
+    assert staged.altered == ("Virtual Staging (furniture added)",)
 
 
 def test_v3_identities_of_photos_already_ordered_do_not_change() -> None:

@@ -7,6 +7,7 @@ for reads, its ledger row's ``service``) names: an account's ledger may hold pho
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -82,8 +83,14 @@ class AnyVersion:
     ) -> str:
         return await self._for(spec.service).send_photo(photo, spec, sent=sent)
 
-    async def spend(self, order_id: str, spec: OrderSpec) -> SubmittedOrder:
-        return await self._for(spec.service).spend(order_id, spec)
+    async def spend(
+        self,
+        order_id: str,
+        spec: OrderSpec,
+        *,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+    ) -> SubmittedOrder:
+        return await self._for(spec.service).spend(order_id, spec, before_send=before_send)
 
     async def order(self, order_id: str, service: str) -> OrderDetails:
         return await self._for(service).order(order_id, service)

@@ -5,14 +5,17 @@ it goes through; the runner never asks. The calls, per photo:
 
 - ``send_photo``: the upload (v1 ``POST /v1/order/image``; v3 the listing's project, found or
   created, then ``POST /v3/order``), free: returns the order id;
-- ``spend``: the call that spends the credit (v1 ``POST /v1/order``; v3 ``POST /v3/process``),
-  sent only after its intent is committed; a lost answer raises ``OutcomeUnknown``;
+- ``spend``: the call that spends the credit (v1 ``POST /v1/order``; v3 ``POST /v3/process``):
+  it awaits ``before_send`` (the caller commits its intent there, and may refuse by raising)
+  once the request can leave at once (v3: its process slot is free), then sends it; a lost
+  answer raises ``OutcomeUnknown``;
 - ``order``: the order's details, which settle a lost answer and give the results;
 - ``fetch_result``: download one result (v3: a link that expired is read afresh).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -33,7 +36,13 @@ class PhotoApi(Protocol):
         self, photo: str | Path, spec: OrderSpec, *, sent: Digest | None = None
     ) -> str: ...
 
-    async def spend(self, order_id: str, spec: OrderSpec) -> SubmittedOrder: ...
+    async def spend(
+        self,
+        order_id: str,
+        spec: OrderSpec,
+        *,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+    ) -> SubmittedOrder: ...
 
     async def order(self, order_id: str, service: str) -> OrderDetails: ...
 

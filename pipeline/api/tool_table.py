@@ -11,7 +11,18 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-__all__ = ["ROOMS", "STYLES", "TOOLS", "V1_SERVICE", "V1_TOGGLES", "Item", "Tool", "Widget"]
+__all__ = [
+    "EXEMPT_EDITS",
+    "ROOMS",
+    "STYLES",
+    "TOOLS",
+    "V1_SERVICE",
+    "V1_SERVICES",
+    "V1_TOGGLES",
+    "Item",
+    "Tool",
+    "Widget",
+]
 
 V1_SERVICE = "service-image-enhancement"
 ROOMS = ("bedroom", "living-room", "kitchen", "bathroom", "dining-room", "home-office", "outdoor",
@@ -202,4 +213,25 @@ TOOLS: dict[str, Tool] = {tool.slug: tool for tool in _ALL}
 V1_TOGGLES: tuple[Item, ...] = _items(
     "add-fire-to-fireplace add-screen-to-tv remove-extra-objects",
     add_screen_to_tv="Add Screen to TV",
+)
+
+# v1's other services (docs/api/AIHOMEDESIGN_API.md section 2), as the v3 tool each is: aihd
+# orders image enhancement only on v1, but a ledger imported from another client may hold them.
+# service-creative-designer has no known counterpart: unknown, so counted as an alteration.
+V1_SERVICES: dict[str, str] = {
+    V1_SERVICE: "tool-image-enhancement",
+    "service-day-to-dusk": "tool-day-to-dusk",
+    "service-ai-virtual-staging": "tool-virtual-staging",
+    "service-item-removal": "tool-item-removal",
+}
+
+# Edits that change how a photo looks, never what it shows: exempt from an AI disclosure
+# (California AB 723 exempts lighting, colour, crop and exposure; the MLS rules of issue 26
+# likewise). Straightening a converging wall is one; so are aihd's own delivery edits (resizing,
+# plain bars padding to 4:3). A tool that does only these is not an alteration.
+EXEMPT_EDITS: tuple[Item, ...] = _items(
+    "exposure colour sharpness straightening crop resize pad-to-4-3",
+    alters=False,
+    resize="Resized",
+    pad_to_4_3="Padded to 4:3 with Plain Bars",
 )

@@ -7,9 +7,10 @@ a short value (``golden-hour``) or a v1 title (``Add Fire to Fireplace``), in an
 :func:`find` for the entry itself; with :func:`describe` for a ledger row. Pure lookups.
 
 "Alters" is what an MLS disclosure asks (California AB 723, the MLS rules of issue 26):
-exposure, colour, sharpness and straightening are exempt edits; anything that changes what the
-photo shows (fire, a TV picture, objects removed, dusk, a new sky, staging, new materials) is an
-alteration, and so is anything the table does not know.
+exposure, colour, sharpness and straightening are exempt edits (``EXEMPT_EDITS``, with aihd's own
+resizing and padding); anything that changes what the photo shows (fire, a TV picture, objects
+removed, dusk, a new sky, staging, new materials) is an alteration, and so is anything the table
+does not know. Review, export, plan and deliver all read a photo's words from :func:`describe`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pipeline.api.tool_table import (
+    EXEMPT_EDITS,
     ROOMS,
     STYLES,
     TOOLS,
     V1_SERVICE,
+    V1_SERVICES,
     V1_TOGGLES,
     Item,
     Tool,
@@ -32,6 +35,7 @@ from pipeline.api.tool_table import (
 )
 
 __all__ = [
+    "EXEMPT_EDITS",
     "ROOMS",
     "STYLES",
     "TOOLS",
@@ -47,6 +51,7 @@ __all__ = [
     "find",
     "label",
     "slugify",
+    "space_label",
     "v3_item_of_v1",
 ]
 
@@ -73,7 +78,7 @@ class Found:
 
 def _index() -> tuple[dict[str, Found], dict[str, list[Found]]]:
     """Full slugs (exact) and short names (value, label; a value may belong to several)."""
-    slugs: dict[str, Found] = {V1_SERVICE: Found(TOOLS["tool-image-enhancement"])}
+    slugs = {service: Found(TOOLS[tool]) for service, tool in V1_SERVICES.items()}
     short: dict[str, list[Found]] = {}
 
     def add_short(found: Found, *names: str) -> None:
@@ -89,7 +94,7 @@ def _index() -> tuple[dict[str, Found], dict[str, list[Found]]]:
                 found = Found(tool, widget, item)
                 slugs[widget.item_slug(item)] = found
                 add_short(found, item.value, slugify(item.label))
-    for item in V1_TOGGLES:
+    for item in (*V1_TOGGLES, *EXEMPT_EDITS):
         add_short(Found(None, None, item), item.value, slugify(item.label))
     return slugs, short
 
@@ -135,13 +140,16 @@ def alters(name: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Described:
-    """A photo's options in words: its tool, space (area or room) and other choices."""
+    """A photo's options in words: its tool, space (area or room) and other choices; and,
+    for a disclosure, which of them alter what the photo shows and which are exempt edits."""
 
     tool: str
     space: str
     options: tuple[str, ...]
     alters: bool
     what: str  # what the tool changes, in a few words ("" if unknown)
+    altered: tuple[str, ...] = ()  # each alteration in words: "Day to Dusk (daylight ...)"
+    exempt: tuple[str, ...] = ()  # the exempt edits in words: "exposure, colour, sharpness"
 
 
 def describe(service: str, space: str, enhancements: Iterable[str]) -> Described:
@@ -150,22 +158,61 @@ def describe(service: str, space: str, enhancements: Iterable[str]) -> Described
     chosen = tuple(enhancements)
     tool = find(service)
     changed = alters(service) or any(alters(e) for e in chosen)
-    what = tool.tool.what if tool is not None and tool.tool is not None else ""
-    if not service.startswith("v3:"):
-        return Described(label(service), space, tuple(label(e) for e in chosen), changed, what)
-    shown_space = title(space) if space else ""
-    options = []
-    for slug in chosen:
-        found = _SLUGS.get(slug)
-        if found is None or found.widget is None or found.item is None:
-            options.append(label(slug))
-        elif found.widget.key in ("space", "room") and found.item.value == space:
-            shown_space = found.item.label
-        elif found.widget.multi or found.widget.key == "enhancements":
-            options.append(found.item.label)
-        else:
-            options.append(f"{found.widget.label}: {found.item.label}")
-    return Described(label(service), shown_space, tuple(options), changed, what)
+    known = tool.tool if tool is not None else None
+    what = known.what if known is not None else ""
+    name = label(service)
+    tool_words: tuple[tuple[str, ...], tuple[str, ...]]
+    if known is None:
+        tool_words = ((f"{name} (a tool aihd does not know: counted as an alteration)",), ())
+    elif known.alters:
+        tool_words = ((f"{name} ({what})",), ())
+    else:
+        tool_words = ((), (what,))
+    shown_space = space
+    options: list[str] = []
+    altering: list[str] = []
+    for written in chosen:
+        words, is_space = _option_words(written, space, service.startswith("v3:"))
+        if is_space:
+            shown_space = words
+            continue
+        options.append(words)
+        if alters(written):
+            altering.append(words)
+    if service.startswith("v3:") and shown_space == space:
+        shown_space = title(space) if space else ""
+    return Described(
+        name,
+        shown_space,
+        tuple(options),
+        changed,
+        what,
+        altered=(*tool_words[0], *altering),
+        exempt=tool_words[1],
+    )
+
+
+def _option_words(written: str, space: str, v3: bool) -> tuple[str, bool]:
+    """One chosen option in words, and whether it is the photo's space (area or room)."""
+    if not v3:
+        return label(written), False
+    found = _SLUGS.get(written)
+    if found is None or found.widget is None or found.item is None:
+        return label(written), False
+    if found.widget.key in ("space", "room") and found.item.value == space:
+        return found.item.label, True
+    if found.widget.multi or found.widget.key == "enhancements":
+        return found.item.label, False
+    return f"{found.widget.label}: {found.item.label}", False
+
+
+def space_label(space: str) -> str:
+    """A v1 catalog space as a person reads it ("space-ie-indoor" -> "Indoor",
+    "space-living-room" -> "Living room"); any other text as it is."""
+    if not space.startswith("space-"):
+        return space
+    words = space.removeprefix("space-").removeprefix("ie-").strip("-").replace("-", " ")
+    return words[:1].upper() + words[1:] if words else space
 
 
 def v3_item_of_v1(title: str) -> str | None:

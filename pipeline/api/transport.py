@@ -521,14 +521,13 @@ async def _status_error(
     if status == 429:
         return RateLimited(detail, **kw)
     if status >= 500 or status == 408:
-        # A 5xx on the order POST leaves its outcome unknown: the server may have charged first.
+        # A 5xx (or 408) on the order POST leaves its outcome unknown, whatever its body: the
+        # server may have charged before it failed. The API notes document no 5xx that means
+        # nothing was done (v1 states no status codes for its submit errors; v3's one 500, a
+        # bad tool slug, is seen in the MCP's catalog, not documented as chargeless), so none
+        # is trusted as such: the order's details decide, over the whole settle time.
         if spends:
-            unknown = OutcomeUnknown(detail, **kw)
-            # The API's own error body ({"error", "key"}) means its handler has ended: the
-            # order's details are settled in moments. A bare 502/504 or 408 may come from a
-            # gateway while the handler still runs: the full settle time then.
-            unknown.still_running = not (error or key) or status in (502, 504, 408)
-            return unknown
+            return OutcomeUnknown(detail, **kw)
         return TransientError(detail, **kw)
     if status in _REJECTED or 400 <= status < 500:
         return RequestRejected(detail, **kw)

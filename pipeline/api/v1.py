@@ -6,6 +6,7 @@ shared with the v3 client.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -191,7 +192,15 @@ class ApiClient(Transport):
     ) -> str:
         return await self.upload(photo, spec.service, sent=sent)
 
-    async def spend(self, order_id: str, spec: OrderSpec) -> SubmittedOrder:
+    async def spend(
+        self,
+        order_id: str,
+        spec: OrderSpec,
+        *,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+    ) -> SubmittedOrder:
+        if before_send is not None:
+            await before_send()  # the intent: the order POST leaves right after it
         return await self.submit(order_id, spec.space_name, list(spec.selected_widgets))
 
     async def fetch_result(self, image: GeneratedImage, dest: Path, service: str) -> int:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +38,7 @@ log = logging.getLogger("aihd")
 
 _EXPIRED = frozenset({403, 404, 410})  # a temporary result link that is no longer valid
 _ROLE_FIELDS = ("asset_role", "asset_roles")
+_UNSEEN_SECONDS = 120.0  # a process of ours read 404 this long is taken as ended
 # A process's end (notes section 2 says done | failed; "completed" is read as done).
 _FINISHED = frozenset({v3.PROCESS_DONE, "completed", v3.PROCESS_FAILED, "error", "canceled"})
 
@@ -86,6 +88,7 @@ class V3Client(Transport):
         self.poll_seconds = 0.2 if local else v3.MIN_POLL_SECONDS
         self._running: set[str] = set()  # processes this client started, not seen finished
         self._starting = 0  # process POSTs admitted and not yet answered
+        self._unseen: dict[str, float] = {}  # processes read 404 since (monotonic)
         self._admit_lock = asyncio.Lock()
         self._assets: dict[str, str] = {}  # order id -> its photo's asset id (this run's)
         self._role_field: str | None = None  # None: left out (primary_angle by default)
@@ -185,14 +188,25 @@ class V3Client(Transport):
             self._assets[order_id] = asset
         return order_id
 
-    async def spend(self, order_id: str, spec: OrderSpec) -> SubmittedOrder:
+    async def spend(
+        self,
+        order_id: str,
+        spec: OrderSpec,
+        *,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+    ) -> SubmittedOrder:
         """Start the photo's process: this spends the credit.
 
+        ``before_send`` (the caller's intent) runs only once a process slot is free, right
+        before the POST: an intent never waits here, where a pause or a long wait could let
+        another run take the photo over, or let the order window count it as answered.
         A lost answer raises OutcomeUnknown: the caller reads ``order()`` before anything else.
         """
         asset = self._assets.get(order_id) or await self._asset_of(order_id)
         await self._admit()
         try:
+            if before_send is not None:
+                await before_send()
             process = await self._post_process(order_id, asset, spec)
         finally:
             self._starting -= 1
@@ -207,7 +221,16 @@ class V3Client(Transport):
         async with self._admit_lock:
             while cap is not None and len(self._running) + self._starting >= cap:
                 for process in list(self._running):
-                    status, _ = await self._process(process)
+                    try:
+                        status, _ = await self._process(process)
+                    except RequestRejected as exc:
+                        if exc.status != 404:
+                            raise
+                        # Not shown yet (the details may lag its start): running, for a while.
+                        first = self._unseen.setdefault(process, time.monotonic())
+                        if time.monotonic() - first > _UNSEEN_SECONDS:
+                            self._running.discard(process)
+                        continue
                     if status.casefold() in _FINISHED:
                         self._running.discard(process)
                 if len(self._running) + self._starting >= cap:

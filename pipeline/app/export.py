@@ -35,6 +35,11 @@ COLUMNS = (
     "retryable",
     "duplicate_of",
     "tool",
+    "decision",  # the review's: approved, rejected, or empty (not decided)
+    "decision_reason",
+    "decided_at",
+    "altered",  # whether AI altered what the photo shows (the tool table's; unknown: true)
+    "alterations",  # each alteration in words, as a delivery's disclosure says it
     "upscale",  # v1 upscales (aihd serve): wanted, requesting, requested, completed, failed
     "upscale_paths",
 )
@@ -59,6 +64,7 @@ def export_rows(
     # The ledger keys titles casefolded (part of a photo's identity); the spelling the catalog
     # gave them was kept apart by the runs that resolved them.
     spelled = ledger.titles()
+    reviews = ledger.reviews()
     upscales: dict[int, list[tuple[str, str | None]]] = {}
     for upscale in ledger.upscales(scope):
         upscales.setdefault(upscale.photo_id, []).append((upscale.state, upscale.output_path))
@@ -70,6 +76,13 @@ def export_rows(
         record = _record(row, original_path(row.duplicate_of))
         words = describe(row.service, row.space, [spelled.get(t, t) for t in row.enhancements])
         record.update(tool=words.tool, space=words.space, enhancements=list(words.options))
+        review = reviews.get(row.id)
+        record.update(
+            decision=review.decision.value if review is not None else None,
+            decision_reason=review.reason if review is not None else None,
+            decided_at=review.decided_at if review is not None else None,
+        )
+        record.update(altered=words.alters, alterations=list(words.altered))
         asked = upscales.get(row.id, [])
         record["upscale"] = ";".join(state for state, _ in asked) or None
         record["upscale_paths"] = [path for _, path in asked if path]

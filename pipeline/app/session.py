@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # collecting is imported when asked for: a run alone does not
 
 SANDBOX_TIME_SCALE = 0.1  # the in-process emulator's orders finish in a tenth of their eta
 log = logging.getLogger("aihd")
+LEASE_ENV = "AIHD_CLAIM_LEASE_SECONDS"  # how long a run's claims hold unrenewed (default 60)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms]?)", re.IGNORECASE)
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
 
@@ -246,6 +248,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         _import_legacy_ledger(ledger, request, settings)
         # No lock: runs sharing the ledger claim photos one by one (see SqliteLedger.claim).
         ledger.owner = new_owner()
+        ledger.lease_seconds = claim_lease_seconds(os.environ, ledger.lease_seconds)
         run_id = ledger.start_run(request.command)
         counters = RunCounters()
         window = OrderWindow(manifest.rate_limit.orders, manifest.rate_limit.per_seconds)
@@ -344,6 +347,23 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             ledger.release_result_claims()
     finally:
         ledger.close()
+
+
+def claim_lease_seconds(env: Mapping[str, str], default: float) -> float:
+    """The claims' lease: ``AIHD_CLAIM_LEASE_SECONDS`` if set (a run paused longer than this,
+    by a signal or a sleep, loses its photos to another run, and sends nothing for them)."""
+    text = env.get(LEASE_ENV, "").strip()
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 1:
+        raise UsageError(
+            f"{LEASE_ENV}={text!r}: expected a number of seconds of at least 1, e.g. 60"
+        )
+    return seconds
 
 
 def _window_history(posts: list[PostTimes], answer_within: float) -> list[float]:

@@ -7,12 +7,13 @@ import shlex
 from collections.abc import Callable, Sequence
 
 from pipeline.columns import pad, width
-from pipeline.ledger import Ledger, State
+from pipeline.ledger import Ledger, PhotoRow, State
 
 _COLUMNS = (
     State.PENDING,
     State.UPLOADED,
     State.SUBMITTING,
+    State.UNKNOWN,
     State.SUBMITTED,
     State.COMPLETED,
     State.DUPLICATE,
@@ -50,19 +51,23 @@ def render_status(
         lines.append(f"{pad(folder, cells)}  {row}")
     lines.append(f"{pad('total', cells)}  " + "  ".join(f"{totals[s]:>10}" for s in _COLUMNS))
     charged, charged_failed = ledger.charged_counts(scope)
-    lines.append(f"orders spent (charged by the API): {charged}")
-    if totals[State.SUBMITTING]:
+    unsettled = _unsettled(ledger, scope)
+    lines.append(
+        f"orders spent: {charged + len(unsettled)} (charged by the API: {charged}; may have "
+        f"been charged, outcome unknown: {len(unsettled)})"
+    )
+    if unsettled:
         lines.append(
-            f"  and up to {totals[State.SUBMITTING]} more: orders whose answer was lost, "
-            "settled by the next run from the order's details"
+            f"  {len(unsettled)} photos held as unknown: their order POST may have been charged; "
+            "never ordered again by itself, a run reads their orders' details and settles them"
         )
     if charged_failed:
         lines.append(
             f"failed after being charged: {charged_failed} (their results are retried by "
             f"{_collect_hint(target)}; {_reorder_hint(ledger, scope, target)})"
         )
-    if totals[State.FAILED] and command:
-        lines.append(f"`{command} --failed` lists the failed photos with their reasons")
+    if (totals[State.FAILED] or unsettled) and command:
+        lines.append(f"`{command} --failed` lists the failed and unknown photos with their reasons")
     if upscales := _upscale_counts(ledger, scope):
         shown = ", ".join(f"{n} {state}" for state, n in upscales.items())
         lines.append(f"upscales (aihd serve): {shown}")
@@ -86,15 +91,23 @@ def _render_failed(
     scope: Sequence[str] | None,
     target: str,
 ) -> str:
-    """``status --failed``: each failed photo and why; with none, one line that says so."""
+    """``status --failed``: each failed photo and why, then each photo held as unknown (its
+    order may have been charged); with none, one line that says so."""
     rows = [
         r for r in ledger.photos([State.FAILED], scope=scope) if chosen is None or chosen(r.folder)
     ]
+    held = [r for r in _unsettled(ledger, scope) if chosen is None or chosen(r.folder)]
     where = "these folders" if chosen is not None else "this manifest" if scope else "the ledger"
-    if not rows:
+    if not rows and not held:
         return f"no failed photos in {where} (ledger {ledger.path})"
     lines = [f"failed: {row.path}: {row.error or 'unknown'}" for row in rows]
+    lines += [f"unknown: {row.path}: {row.error or 'outcome unknown'}" for row in held]
     lines.append(f"{len(rows)} failed photos in {where} (ledger {ledger.path})")
+    if held:
+        lines.append(
+            f"{len(held)} photos held as unknown: their order may have been charged; a run "
+            "reads their orders' details and settles them, never ordering them again blindly"
+        )
     if any(row.charged for row in rows):
         lines.append(
             f"those charged are retried as results by {_collect_hint(target)}; "
@@ -119,6 +132,7 @@ def _reorder_hint(ledger: Ledger, scope: Sequence[str] | None, target: str) -> s
 def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
     """The same facts for machines: counts per folder and state, charges, failures, last run."""
     charged, charged_failed = ledger.charged_counts(scope)
+    unsettled = _unsettled(ledger, scope)
     last = ledger.last_run()
     return json.dumps(
         {
@@ -127,11 +141,23 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
                 for folder, counts in sorted(ledger.counts_by_folder(scope).items())
             },
             "states": {state.value: n for state, n in ledger.counts(scope).items()},
-            "orders_spent": charged,
+            # Every order POST that may have charged: confirmed, or not settled either way.
+            "orders_spent": charged + len(unsettled),
+            "orders_charged": charged,
+            "orders_unknown": len(unsettled),
             "failed_after_charge": charged_failed,
             "upscales": _upscale_counts(ledger, scope),
             "failures": [
                 {"path": path, "error": error} for path, error in _failures(ledger, scope)
+            ],
+            "unknown": [
+                {
+                    "path": row.path,
+                    "state": row.state.value,
+                    "order_id": row.order_id,
+                    "error": row.error or "outcome unknown",
+                }
+                for row in unsettled
             ],
             "last_run": None
             if last is None
@@ -151,6 +177,13 @@ def _upscale_counts(ledger: Ledger, scope: Sequence[str] | None) -> dict[str, in
     for upscale in ledger.upscales(scope):
         counts[upscale.state] = counts.get(upscale.state, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def _unsettled(ledger: Ledger, scope: Sequence[str] | None) -> list[PhotoRow]:
+    """Photos whose order POST may have charged, not confirmed either way (unknown, or an
+    intent a run left in flight), whichever their file is now."""
+    states = [State.UNKNOWN, State.SUBMITTING]
+    return [r for r in ledger.photos(states, current_only=False, scope=scope) if not r.charged]
 
 
 def _failures(ledger: Ledger, scope: Sequence[str] | None) -> list[tuple[str, str]]:

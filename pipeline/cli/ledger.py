@@ -22,7 +22,9 @@ from pipeline.manifest.folders import folder_matches
 
 @main.command()
 @click.argument("target", metavar="MANIFEST|LEDGER", type=LOCATION)
-@click.option("--failed", "list_failed", is_flag=True, help="List failed photos and why.")
+@click.option(
+    "--failed", "list_failed", is_flag=True, help="List failed and unknown photos, and why."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
 @click.option("--all", "everything", is_flag=True, help="Every photo of the ledger.")
 @click.option(

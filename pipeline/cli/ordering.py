@@ -46,7 +46,8 @@ from pipeline.errors import UsageError
     type=click.FloatRange(0.0),
     default=120.0,
     show_default=True,
-    help="Seconds to let the API settle before checking an order whose answer was lost.",
+    help="Seconds an order whose answer was lost (a 5xx, a reset, a timeout) must read "
+    '"not received" before it is posted again; keep it above the longest lag of its details.',
 )
 @guard
 def run(

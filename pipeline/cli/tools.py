@@ -122,6 +122,20 @@ def _v3_catalog(settings: ApiSettings, as_json: bool) -> None:
     default=0.0,
     help="Fraction of order posts charged, then their answer lost.",
 )
+@click.option(
+    "--error-after-charge-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    help="Fraction of order (v3: process) posts charged, then answered 500 with the API's "
+    "error body.",
+)
+@click.option(
+    "--details-lag",
+    type=click.FloatRange(0.0),
+    default=0.0,
+    metavar="SECONDS",
+    help="An order's details show its charge only this long after it (until then: idle).",
+)
 @click.option("--seed", type=int, help="Seed the faults, to replay a night exactly.")
 @click.option(
     "--error-every",
@@ -175,6 +189,8 @@ def sandbox(
     error_rate: float,
     reset_rate: float,
     lost_after_charge_rate: float,
+    error_after_charge_rate: float,
+    details_lag: float,
     seed: int | None,
     error_every: int,
     fault_paths: tuple[str, ...],
@@ -193,6 +209,7 @@ def sandbox(
       aihd sandbox --port 8787 --key sandbox-key-123 --window 10/60 --time-scale 0.1
       AIHD_BASE_URL=http://127.0.0.1:8787 AIHD_API_KEY=sandbox-key-123 aihd run listings.yaml
       aihd sandbox --error-rate 0.05 --lost-after-charge-rate 0.05 --seed 1
+      aihd sandbox --error-after-charge-rate 1 --details-lag 5
       aihd sandbox --error-every 2 --fault-path /v1/catalog/
       aihd sandbox --v3 envelope=bare --v3 process_id_field=process_id
       aihd sandbox --webhook http://127.0.0.1:8788/hooks/SECRET --webhook-duplicates 1
@@ -221,6 +238,8 @@ def sandbox(
             error_rate=error_rate,
             reset_rate=reset_rate,
             lost_after_charge_rate=lost_after_charge_rate,
+            error_after_charge_rate=error_after_charge_rate,
+            details_lag_seconds=details_lag,
             seed=seed,
             error_every=error_every,
             paths=fault_paths,

@@ -12,7 +12,7 @@ photo still to be ordered, a collect's on a charged photo's results; neither wai
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pipeline.bootclock import owner_alive
@@ -62,13 +62,22 @@ def release_result_claims(conn: Conn, owner: str) -> None:
     conn.execute("DELETE FROM collect_claims WHERE owner = ?", (owner,))
 
 
-def record_delivered(conn: Conn, files: Sequence[tuple[str, str]], written_at: str) -> None:
-    """Remember the content of each file deliver writes: (sha256, where it was first written)."""
+def record_delivered(
+    conn: Conn,
+    files: Sequence[tuple[str, str]],
+    written_at: str,
+    made_from: Mapping[str, str] | None = None,
+) -> None:
+    """Remember the content of each file deliver writes: (sha256, where it was first written),
+    and what it was made from (``made_from``: sha256 -> deliver's key of its sources and
+    profile), so a re-delivery copies it instead of encoding the same photo again."""
     for sha256, path in files:
+        source = (made_from or {}).get(sha256, "")
         conn.execute(
-            "INSERT INTO delivered_files (sha256, path, written_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (sha256) DO NOTHING",
-            (sha256, path, written_at),
+            "INSERT INTO delivered_files (sha256, path, written_at, made_from) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET made_from = "
+            "excluded.made_from WHERE excluded.made_from != ''",
+            (sha256, path, written_at, source),
         )
 
 
@@ -79,6 +88,16 @@ def delivered(conn: Conn, hashes: Sequence[str]) -> set[str]:
         (json.dumps(list(hashes)),),
     ).fetchall()
     return {str(r[0]) for r in rows}
+
+
+def delivered_made_from(conn: Conn, hashes: Sequence[str]) -> dict[str, str]:
+    """What each of these contents deliver wrote was made from (those recorded with it)."""
+    rows = conn.execute(
+        "SELECT sha256, made_from FROM delivered_files WHERE made_from != '' "
+        "AND sha256 IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(hashes)),),
+    ).fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
 
 
 def photo_folders(conn: Conn) -> list[tuple[str, str, str]]:

@@ -232,6 +232,46 @@ def _delivered_files(conn: sqlite3.Connection) -> None:
     )
 
 
+def _review_reasons(conn: sqlite3.Connection) -> None:
+    """Why a person rejected a photo (the review desk asks), kept beside the decision."""
+    conn.execute("ALTER TABLE reviews ADD COLUMN reason TEXT")
+
+
+def _delivered_files_made_from(conn: sqlite3.Connection) -> None:
+    """What each delivered file was made from (its sources and the profile's settings): a
+    re-delivery copies a file whose sources are unchanged instead of encoding it again."""
+    conn.execute("ALTER TABLE delivered_files ADD COLUMN made_from TEXT NOT NULL DEFAULT ''")
+
+
+# Failed photos an older aihd left that may have been charged: their outcome is unknown.
+UNKNOWN_FROM_FAILED = (
+    "UPDATE photos SET state = 'unknown', failed_from = NULL, retryable = 0 "
+    "WHERE state = 'failed' AND charged = 0 AND order_id IS NOT NULL "
+    "AND failed_from = 'submitting'"
+)
+UNKNOWN_FROM_TRUSTED_5XX = (
+    "UPDATE photos SET state = 'unknown', failed_from = NULL, retryable = 0, error = "
+    "'may have been charged: an older aihd took its 5xx answers for uncharged; the next run "
+    "reads the order''s details' WHERE state = 'failed' AND charged = 0 AND order_id IS NOT NULL "
+    "AND error LIKE 'the API did not take the order after %'"
+)
+
+
+def _unknown_state_and_claim_fences(conn: sqlite3.Connection) -> None:
+    """The state ``unknown`` (a POST that may have charged, not yet confirmed either way),
+    a fencing token per photo's claim (a takeover increments it), and how long after its
+    intent each order POST was allowed to leave (settling counts from then).
+
+    Photos an older aihd failed that may have been charged become ``unknown``: failed while
+    their order's outcome was unknown, or failed as "the API did not take the order after N
+    tries" after 5xx answers it trusted as uncharged (some were charged). The next run reads
+    their orders' details and settles them; nothing is ordered again blindly."""
+    conn.execute("ALTER TABLE photos ADD COLUMN claim_fence INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE order_posts ADD COLUMN send_within REAL NOT NULL DEFAULT 0")
+    conn.execute(UNKNOWN_FROM_FAILED)
+    conn.execute(UNKNOWN_FROM_TRUSTED_5XX)
+
+
 def _serve_upscales(conn: sqlite3.Connection) -> None:
     """`aihd serve`: upscale wishes and upscales, and photos found by order id (serving.py)."""
     create_tables(conn)
@@ -249,6 +289,9 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _window_per_account,
     _collect_claims,
     _delivered_files,
+    _review_reasons,
+    _delivered_files_made_from,
+    _unknown_state_and_claim_fences,
     _serve_upscales,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -320,9 +320,17 @@ class PostgresLedger(PostgresOrders):
 
     # -- deliver's files, and where photos are (after_order.py) --------------------------------
 
-    def record_delivered(self, files: Sequence[tuple[str, str]]) -> None:
+    def record_delivered(
+        self, files: Sequence[tuple[str, str]], made_from: Mapping[str, str] | None = None
+    ) -> None:
         stamp = now_text()
-        self._run(lambda c: after_order.record_delivered(q.SqliteStyle(c), files, stamp))
+        self._run(lambda c: after_order.record_delivered(q.SqliteStyle(c), files, stamp, made_from))
+
+    def delivered_made_from(self, hashes: Sequence[str]) -> dict[str, str]:
+        return self._run(
+            lambda c: after_order.delivered_made_from(q.SqliteStyle(c), hashes),
+            transaction=False,
+        )
 
     def delivered(self, hashes: Sequence[str]) -> set[str]:
         return self._run(
@@ -334,8 +342,11 @@ class PostgresLedger(PostgresOrders):
 
     # -- review -------------------------------------------------------------------------------
 
-    def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:
-        """Record ``decision`` on each completed photo (the latest replaces the last); a count."""
+    def record_reviews(
+        self, photo_ids: Sequence[int], decision: Decision, source: str, reason: str | None = None
+    ) -> int:
+        """Record ``decision`` (and why) on each completed photo, the latest replacing the last;
+        return how many were recorded."""
         decided_at = now_text()
         value = Decision(decision).value
 
@@ -343,20 +354,31 @@ class PostgresLedger(PostgresOrders):
             done = 0
             for photo_id in photo_ids:
                 cur = c.execute(
-                    "INSERT INTO reviews (photo_id, decision, decided_at, source) "
-                    "SELECT id, %s, %s, %s FROM photos WHERE id = %s AND state = 'completed' "
+                    "INSERT INTO reviews (photo_id, decision, decided_at, source, reason) "
+                    "SELECT id, %s, %s, %s, %s FROM photos WHERE id = %s AND state = 'completed' "
                     "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
-                    "decided_at = excluded.decided_at, source = excluded.source",
-                    (value, decided_at, source, photo_id),
+                    "decided_at = excluded.decided_at, source = excluded.source, "
+                    "reason = excluded.reason",
+                    (value, decided_at, source, reason, photo_id),
                 )
                 done += cur.rowcount
             return done
 
         return self._run(body)
 
+    def clear_reviews(self, photo_ids: Sequence[int]) -> int:
+        """Take back the decisions on these photos (undecided again); return how many."""
+        return self._run(
+            lambda c: (
+                c.execute(
+                    "DELETE FROM reviews WHERE photo_id = ANY(%s)", (list(photo_ids),)
+                ).rowcount
+            )
+        )
+
     def reviews(self) -> dict[int, Review]:
-        rows = self._read("SELECT photo_id, decision, decided_at, source FROM reviews")
-        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3]) for r in rows}
+        rows = self._read("SELECT photo_id, decision, decided_at, source, reason FROM reviews")
+        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3], r[4]) for r in rows}
 
     # -- aihd serve (serving.py, in SQLite's SQL through SqliteStyle) ---------------------------
 
@@ -365,8 +387,10 @@ class PostgresLedger(PostgresOrders):
         return None if found is None else row_of(found)
 
     def release_claim(self, photo_id: int) -> None:
-        """Let this run's claim on one photo go (a service keeps running past its work)."""
+        """Let this run's claim on one photo go (a service keeps running past its work); its
+        fence goes with it, so a later claim is a new one with a new token."""
         self._claimed.discard(photo_id)
+        self._fences.pop(photo_id, None)
         if self.owner is not None:
             self._run(
                 lambda c: c.execute(

@@ -49,6 +49,7 @@ class PostgresBase:
         self.lease_seconds = 60.0
         self.claim_batch = 16
         self._claimed: set[int] = set()
+        self._fences: dict[int, int] = {}  # photo -> the fencing token of this run's claim
         self._mutex = threading.RLock()
         self._depth = 0
         self._conn: q.Conn | None = None

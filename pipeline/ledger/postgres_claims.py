@@ -10,9 +10,10 @@ import socket
 import psycopg
 
 from pipeline.bootclock import owner_alive
-from pipeline.errors import LedgerBusy, LedgerError, LedgerUnreachable
+from pipeline.errors import ClaimLost, LedgerBusy, LedgerError, LedgerUnreachable
 from pipeline.ledger import after_order
 from pipeline.ledger import postgres_sql as q
+from pipeline.ledger.fencing import claim_lost_message
 from pipeline.ledger.postgres_base import PostgresBase, first_line
 from pipeline.ledger.postgres_schema import LOCK_RUN
 from pipeline.ledger.sqlite_rows import now_text
@@ -70,7 +71,9 @@ class PostgresClaims(PostgresBase):
     def claim(self, photo_id: int) -> bool:
         """Take the photo for this run (``owner``) unless another live run holds it; with it,
         the next few open photos of its folder, in one ``FOR UPDATE SKIP LOCKED`` batch, so
-        the next calls need no round trip. Leases run on the database's clock."""
+        the next calls need no round trip. Leases run on the database's clock. Each photo
+        taken anew (from another run, or after this run's own claim lapsed) has its fencing
+        token incremented (see SqliteLedger.claim)."""
         owner = self.owner
         if owner is None:
             return True
@@ -129,26 +132,65 @@ class PostgresClaims(PostgresBase):
                 if not lapsed and owner_alive(str(holder)):
                     return False  # another live run has it
                 taken.add(photo_id)
-            c.execute(
-                "UPDATE photos SET claimed_by = %s, claim_until = %s WHERE id = ANY(%s)",
-                (owner, now + self.lease_seconds, list(taken)),
-            )
+            fences = c.execute(
+                "UPDATE photos SET claim_fence = claim_fence + CASE WHEN claimed_by = %s "
+                "AND claim_until > %s THEN 0 ELSE 1 END, claimed_by = %s, claim_until = %s "
+                "WHERE id = ANY(%s) RETURNING id, claim_fence",
+                (owner, now, owner, now + self.lease_seconds, list(taken)),
+            ).fetchall()
+            self._fences.update((int(i), int(f)) for i, f in fences)
             self._claimed |= taken - {photo_id}
             return True
 
         return self._run(body)
 
+    def fence(self, photo_id: int) -> int | None:
+        """The fencing token of this run's latest claim on the photo (None: no claim)."""
+        return self._fences.get(photo_id)
+
     def renew_claims(self) -> None:
+        """Extend this run's live claims; a lapsed one stays lapsed (see SqliteLedger)."""
         if self.owner is not None:
             self._run(
                 lambda c: c.execute(
                     "UPDATE photos SET claim_until = extract(epoch FROM clock_timestamp()) + %s "
-                    "WHERE claimed_by = %s",
+                    "WHERE claimed_by = %s AND claim_until > extract(epoch FROM clock_timestamp())",
                     (self.lease_seconds, self.owner),
                 )
             )
 
+    def _claim_sql(
+        self, fence: int | None, *, always: bool = False
+    ) -> tuple[str, tuple[object, ...]]:
+        """SQL that holds only under this run's live claim on the photo that ``fence`` came
+        with, on the database's clock; as SqliteLedger._claim_sql."""
+        if self.owner is None or (fence is None and not always):
+            return "", ()
+        sql = " AND claimed_by = %s AND claim_until > extract(epoch FROM clock_timestamp())"
+        if fence is None:
+            return sql, (self.owner,)
+        return sql + " AND claim_fence = %s", (self.owner, fence)
+
+    def _claim_lost(
+        self, c: q.Conn, photo_id: int, fence: int | None, *, always: bool = False
+    ) -> ClaimLost | None:
+        """Why a guarded write matched nothing, if it is this run's claim on the photo."""
+        if self.owner is None or (fence is None and not always):
+            return None
+        found = c.execute(
+            "SELECT path, claimed_by, claim_until > extract(epoch FROM clock_timestamp()), "
+            "claim_fence FROM photos WHERE id = %s",
+            (photo_id,),
+        ).fetchone()
+        assert found is not None
+        path, holder, live, token = found
+        if holder == self.owner and live and fence in (None, token):
+            return None
+        message = claim_lost_message(path, self.path, photo_id, self.owner, holder, bool(live))
+        return ClaimLost(message)
+
     def release_claims(self) -> None:
+        self._fences.clear()
         self._claimed.clear()
         if self.owner is not None:
             self._run(

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.bootclock import Stamp
-from pipeline.errors import LedgerError, NotEligible, SubmitRefused
+from pipeline.errors import ClaimLost, LedgerError, NotEligible, SubmitRefused
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger.postgres_claims import PostgresClaims
 from pipeline.ledger.postgres_schema import LOCK_FIND, LOCK_WINDOW
-from pipeline.ledger.records import PhotoRow, PostTimes, WindowFull, WindowRule
+from pipeline.ledger.records import LastPost, PhotoRow, PostTimes, WindowFull, WindowRule
 from pipeline.ledger.sqlite_import import import_rows
 from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
 
@@ -21,20 +21,33 @@ from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
 class PostgresOrders(PostgresClaims):
     """Order changes; each is one transaction, retried whole after a lost connection."""
 
-    def mark_uploaded(self, photo_id: int, order_id: str, *, refused: bool = False) -> PhotoRow:
-        """Uploaded, not charged; ``refused``: an order POST was answered with a refusal."""
+    def mark_uploaded(
+        self, photo_id: int, order_id: str, *, refused: bool = False, fence: int | None = None
+    ) -> PhotoRow:
+        """As SqliteLedger.mark_uploaded: the refusal is recorded even when the claim was lost
+        meanwhile (ClaimLost after it)."""
 
-        def body(c: q.Conn) -> PhotoRow:
+        def body(c: q.Conn) -> PhotoRow | ClaimLost:
             if refused:
                 q.answer_post(c, photo_id, "refused", Stamp.now().seconds, time.time())
-            return self._mark(
-                photo_id,
-                "state = 'uploaded', order_id = %s, error = NULL, retryable = 0",
-                (order_id,),
-                only_if="AND charged = 0",
-            )
+            claim, claim_params = self._claim_sql(fence)
+            try:
+                return self._mark(
+                    photo_id,
+                    "state = 'uploaded', order_id = %s, error = NULL, retryable = 0",
+                    (order_id,),
+                    only_if="AND charged = 0" + claim,
+                    only_if_params=claim_params,
+                )
+            except NotEligible:
+                if (lost := self._claim_lost(c, photo_id, fence)) is None:
+                    raise
+                return lost  # raised once the refusal is committed
 
-        return self._run(body)
+        done = self._run(body)
+        if isinstance(done, ClaimLost):
+            raise done
+        return done
 
     def mark_submitting(
         self,
@@ -43,10 +56,14 @@ class PostgresOrders(PostgresClaims):
         *,
         window: WindowRule | None = None,
         key_fingerprint: str = "",
+        fence: int | None = None,
+        send_within: float = 0.0,
     ) -> PhotoRow:
         """Intent before spending, in one short transaction: under the account's advisory
-        lock, count its window on the database's clock, mark the photo, insert the intent,
-        commit. Returns only once COMMIT answered: then, and only then, may the POST leave."""
+        lock, count its window on the database's clock, check this run's live claim (with
+        ``fence``: the claim that token came with; ClaimLost otherwise), mark the photo, insert
+        the intent, commit. Returns only once COMMIT answered: then, and only then, may the
+        POST leave, within ``send_within`` seconds (see SqliteLedger.mark_submitting)."""
         params: tuple[object, ...] = ()
         if order_id is None:
             sets = "state = 'submitting', attempts = attempts + 1"
@@ -55,10 +72,7 @@ class PostgresOrders(PostgresClaims):
             sets = "state = 'submitting', attempts = attempts + 1, order_id = %s, error = NULL"
             params = (order_id,)
             only_if = "AND state IN ('pending', 'uploaded') AND charged = 0"
-        owner: tuple[object, ...] = ()
-        if self.owner is not None:
-            only_if += " AND claimed_by = %s"
-            owner = (self.owner,)
+        claim, claim_params = self._claim_sql(fence, always=True)
 
         def body(c: q.Conn) -> PhotoRow:
             if window is not None:
@@ -66,8 +80,12 @@ class PostgresOrders(PostgresClaims):
                 if wait := q.window_wait(c, window):
                     raise WindowFull(wait)
             try:
-                row = self._mark(photo_id, sets, params, only_if=only_if, only_if_params=owner)
+                row = self._mark(
+                    photo_id, sets, params, only_if=only_if + claim, only_if_params=claim_params
+                )
             except NotEligible:
+                if (lost := self._claim_lost(c, photo_id, fence, always=True)) is not None:
+                    raise lost from None
                 row = self._one(c, photo_id)
                 found = c.execute("SELECT claimed_by FROM photos WHERE id = %s", (photo_id,))
                 holder = (found.fetchone() or (None,))[0]
@@ -81,9 +99,9 @@ class PostgresOrders(PostgresClaims):
             stamp = Stamp.now()
             c.execute(
                 "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall, "
-                "key_fingerprint, account) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                "key_fingerprint, account, send_within) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint,
-                 "" if window is None else window.account),
+                 "" if window is None else window.account, send_within),
             )  # fmt: skip
             return row
 
@@ -107,17 +125,77 @@ class PostgresOrders(PostgresClaims):
 
         return self._run(body)
 
-    def mark_lost(self, photo_id: int) -> None:
-        """The answer to the photo's order POST was lost: it may have been charged."""
-        self._run(lambda c: q.answer_post(c, photo_id, "lost", Stamp.now().seconds, time.time()))
+    def mark_lost(self, photo_id: int, reason: str = "") -> None:
+        """As SqliteLedger.mark_lost: the photo is ``unknown`` until its order's details
+        settle it."""
 
-    def last_intent(self, photo_id: int) -> Stamp | None:
+        def body(c: q.Conn) -> None:
+            q.answer_post(c, photo_id, "lost", Stamp.now().seconds, time.time())
+            c.execute(
+                "UPDATE photos SET state = 'unknown', error = %s, updated_at = %s "
+                "WHERE id = %s AND state = 'submitting'",
+                (reason or None, now_text(), photo_id),
+            )
+
+        self._run(body)
+
+    def mark_unsent(self, photo_id: int) -> None:
+        """As SqliteLedger.mark_unsent: an intent never sent leaves the order window."""
+        self._run(lambda c: q.answer_post(c, photo_id, "unsent", Stamp.now().seconds, time.time()))
+
+    def last_post(self, photo_id: int) -> LastPost | None:
+        """The photo's latest order POST, and the latest moment it may have left (on the boot
+        clock of the machine that sent it: another machine's is never taken as this one's)."""
         rows = self._read(
-            "SELECT boot, intent_clock FROM order_posts WHERE photo_id = %s ORDER BY id DESC "
-            "LIMIT 1",
+            "SELECT id, boot, intent_clock + send_within FROM order_posts WHERE photo_id = %s "
+            "ORDER BY id DESC LIMIT 1",
             (photo_id,),
         )
-        return Stamp(rows[0][0], rows[0][1]) if rows else None
+        return LastPost(rows[0][0], Stamp(rows[0][1], rows[0][2])) if rows else None
+
+    def mark_not_received(
+        self, photo_id: int, post_id: int | None, *, fence: int | None = None
+    ) -> PhotoRow:
+        """As SqliteLedger.mark_not_received."""
+        claim, claim_params = self._claim_sql(fence)
+
+        def body(c: q.Conn) -> PhotoRow:
+            try:
+                return self._mark(
+                    photo_id,
+                    "state = 'uploaded', error = NULL, retryable = 0",
+                    (),
+                    only_if="AND state IN ('submitting', 'unknown') AND charged = 0 "
+                    "AND order_id IS NOT NULL AND coalesce((SELECT max(id) FROM order_posts "
+                    f"WHERE photo_id = photos.id), 0) = %s{claim}",
+                    only_if_params=(post_id or 0, *claim_params),
+                )
+            except NotEligible:
+                if (lost := self._claim_lost(c, photo_id, fence)) is not None:
+                    raise lost from None
+                row = self._one(c, photo_id)
+                raise SubmitRefused(
+                    f"not settling {row.path}: it is {row.state.value} now, or was posted again "
+                    f"(ledger {self.path}, photo {photo_id})"
+                ) from None
+
+        return self._run(body)
+
+    def mark_unknown(self, photo_id: int, reason: str) -> PhotoRow:
+        """As SqliteLedger.mark_unknown."""
+
+        def body(c: q.Conn) -> PhotoRow:
+            try:
+                return self._mark(
+                    photo_id,
+                    "state = 'unknown', error = %s, retryable = 0",
+                    (reason,),
+                    only_if="AND state IN ('submitting', 'unknown') AND charged = 0",
+                )
+            except NotEligible:
+                return self._one(c, photo_id)
+
+        return self._run(body)
 
     def recent_posts(self, within_seconds: float, account: str = "") -> list[PostTimes]:
         """The account's order POSTs of the last ``within_seconds`` on the database's clock,
@@ -126,7 +204,7 @@ class PostgresOrders(PostgresClaims):
         rows = self._read(
             "SELECT extract(epoch FROM clock_timestamp() - intent_at)::float8, "
             "extract(epoch FROM clock_timestamp() - answer_at)::float8 FROM order_posts "
-            "WHERE (outcome IS NULL OR outcome != 'refused') "
+            "WHERE (outcome IS NULL OR outcome NOT IN ('refused', 'unsent')) "
             "AND (account = '' OR %s IN (account, '')) "
             "AND intent_at >= clock_timestamp() - make_interval(secs => %s)",
             (account, within_seconds),
@@ -135,9 +213,11 @@ class PostgresOrders(PostgresClaims):
         return [PostTimes("", 0.0, now - i, None, None if a is None else now - a) for i, a in rows]
 
     def reorder(self, photo_ids: Sequence[int]) -> list[PhotoRow]:
-        """Clear the charged mark: these photos are ordered again (and paid again) next run."""
-        return self._run(
-            lambda c: [
+        """Clear the charged mark: these photos are ordered again (and paid again) next run.
+        Their decisions go: the new result is another photo to look at."""
+
+        def body(c: q.Conn) -> list[PhotoRow]:
+            reordered = [
                 row_of(r)
                 for r in c.execute(
                     "UPDATE photos SET state = 'pending', order_id = NULL, image_id = NULL, "
@@ -147,7 +227,10 @@ class PostgresOrders(PostgresClaims):
                     (now_text(), list(photo_ids)),
                 ).fetchall()
             ]
-        )
+            c.execute("DELETE FROM reviews WHERE photo_id = ANY(%s)", ([r.id for r in reordered],))
+            return reordered
+
+        return self._run(body)
 
     def set_output_paths(self, photo_id: int, output_paths: Sequence[str]) -> None:
         self._run(
@@ -157,29 +240,52 @@ class PostgresOrders(PostgresClaims):
             )
         )
 
-    def mark_failed(self, photo_id: int, error: str, *, retryable: bool) -> PhotoRow:
-        return self._mark(
-            photo_id,
-            "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
-            "state = 'failed', error = %s, retryable = %s",
-            (error, int(retryable)),
-        )
+    def mark_failed(
+        self, photo_id: int, error: str, *, retryable: bool, fence: int | None = None
+    ) -> PhotoRow:
+        """As SqliteLedger.mark_failed."""
+        claim, claim_params = self._claim_sql(fence)
 
-    def mark_pending(self, photo_id: int) -> PhotoRow:
+        def body(c: q.Conn) -> PhotoRow:
+            try:
+                return self._mark(
+                    photo_id,
+                    "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
+                    "state = 'failed', error = %s, retryable = %s",
+                    (error, int(retryable)),
+                    only_if=claim,
+                    only_if_params=claim_params,
+                )
+            except NotEligible:
+                if (lost := self._claim_lost(c, photo_id, fence)) is not None:
+                    raise lost from None
+                raise
+
+        return self._run(body)
+
+    def mark_pending(self, photo_id: int, *, fence: int | None = None) -> PhotoRow:
         """Upload afresh (the API forgot the upload); never for a charged photo."""
-        try:
-            return self._mark(
-                photo_id,
-                "state = 'pending', order_id = NULL, error = NULL, retryable = 0, "
-                "failed_from = NULL",
-                (),
-                only_if="AND charged = 0",
-            )
-        except NotEligible:
-            raise LedgerError(
-                f"refusing to upload photo {photo_id} again: it was charged already "
-                f"(ledger {self.path}); only the reorder command orders a charged photo again"
-            ) from None
+        claim, claim_params = self._claim_sql(fence)
+
+        def body(c: q.Conn) -> PhotoRow:
+            try:
+                return self._mark(
+                    photo_id,
+                    "state = 'pending', order_id = NULL, error = NULL, retryable = 0, "
+                    "failed_from = NULL",
+                    (),
+                    only_if="AND charged = 0" + claim,
+                    only_if_params=claim_params,
+                )
+            except NotEligible:
+                if (lost := self._claim_lost(c, photo_id, fence)) is not None:
+                    raise lost from None
+                raise LedgerError(
+                    f"refusing to upload photo {photo_id} again: it was charged already "
+                    f"(ledger {self.path}); only the reorder command orders a charged photo again"
+                ) from None
+
+        return self._run(body)
 
     def mark_completed(
         self, photo_id: int, result_urls: Sequence[str], output_paths: Sequence[str]
@@ -196,9 +302,10 @@ class PostgresOrders(PostgresClaims):
             lambda c: (
                 c.execute(
                     "UPDATE photos SET "
-                    "state = CASE WHEN failed_from = 'submitting' THEN 'submitting' "
-                    "ELSE 'pending' END, "
-                    "order_id = CASE WHEN failed_from = 'submitting' THEN order_id END, "
+                    "state = CASE WHEN failed_from IN ('submitting', 'unknown') "
+                    "THEN 'unknown' ELSE 'pending' END, "
+                    "order_id = CASE WHEN failed_from IN ('submitting', 'unknown') "
+                    "THEN order_id END, "
                     "error = NULL, retryable = 0, failed_from = NULL, updated_at = %s "
                     "WHERE state = 'failed' AND current = 1 AND sha256 != '' AND charged = 0 "
                     "AND duplicate_of IS NULL "  # held (sqlite_found.HELD): only reorder frees it

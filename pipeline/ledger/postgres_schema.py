@@ -16,7 +16,12 @@ from collections.abc import Callable
 import psycopg
 
 from pipeline.errors import LedgerError, NotALedger
-from pipeline.ledger.migrations import SEED_CHOICES, SEED_IGNORED
+from pipeline.ledger.migrations import (
+    SEED_CHOICES,
+    SEED_IGNORED,
+    UNKNOWN_FROM_FAILED,
+    UNKNOWN_FROM_TRUSTED_5XX,
+)
 from pipeline.ledger.serving import create_tables
 
 # Transaction-scoped advisory lock keys (pg_advisory_xact_lock): 'aihd' then a purpose.
@@ -173,6 +178,27 @@ def _delivered_files(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
+def _review_reasons(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's _review_reasons: why a person rejected a photo, beside the decision."""
+    conn.execute("ALTER TABLE reviews ADD COLUMN reason TEXT")
+
+
+def _delivered_files_made_from(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's _delivered_files_made_from: what each delivered file was made from."""
+    conn.execute("ALTER TABLE delivered_files ADD COLUMN made_from TEXT NOT NULL DEFAULT ''")
+
+
+def _unknown_state_and_claim_fences(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's: the state ``unknown``, claim fencing tokens, each order POST's
+    time allowed to leave; photos an older aihd failed that may have been charged: unknown."""
+    conn.execute("ALTER TABLE photos ADD COLUMN claim_fence BIGINT NOT NULL DEFAULT 0")
+    conn.execute(
+        "ALTER TABLE order_posts ADD COLUMN send_within DOUBLE PRECISION NOT NULL DEFAULT 0"
+    )
+    conn.execute(UNKNOWN_FROM_FAILED)
+    conn.execute(UNKNOWN_FROM_TRUSTED_5XX)  # no parameters: "%" is sent as it is
+
+
 def _serve_upscales(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """As SQLite's: upscale wishes and upscales, photos by order id (serving.py)."""
     create_tables(conn, big_ids=True)
@@ -187,6 +213,9 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _window_per_account,
     _collect_claims,
     _delivered_files,
+    _review_reasons,
+    _delivered_files_made_from,
+    _unknown_state_and_claim_fences,
     _serve_upscales,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

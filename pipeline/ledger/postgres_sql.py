@@ -44,13 +44,14 @@ def _pg(sql: str) -> str:
 def window_wait(conn: Conn, rule: WindowRule) -> float:
     """Seconds until the account's window has room (0: room now), counted on the database's
     clock: each order POST counts from its answer (or, unanswered, its intent plus the longest
-    a request may take) until ``per_seconds`` later, refusals excepted. As sqlite_window.py."""
+    a request may take) until ``per_seconds`` later, refusals and intents never sent excepted.
+    As sqlite_window.py."""
     horizon = rule.per_seconds + rule.answer_within
     rows = conn.execute(
         "SELECT extract(epoch FROM clock_timestamp() - coalesce(answer_at, "
         "intent_at + make_interval(secs => %s)))::float8 FROM order_posts "
         "WHERE intent_at >= clock_timestamp() - make_interval(secs => %s) "
-        "AND (outcome IS NULL OR outcome != 'refused') "
+        "AND (outcome IS NULL OR outcome NOT IN ('refused', 'unsent')) "
         "AND (account = '' OR %s IN (account, ''))",  # as sqlite_window.py
         (rule.answer_within, horizon, rule.account),
     ).fetchall()

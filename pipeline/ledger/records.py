@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+from pipeline.bootclock import Stamp
 from pipeline.errors import WindowFull
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Decision",
     "FoundPhoto",
     "KnownFile",
+    "LastPost",
     "PhotoOptions",
     "PhotoRow",
     "PostTimes",
@@ -38,6 +40,9 @@ class State(enum.StrEnum):
     PENDING = "pending"
     UPLOADED = "uploaded"
     SUBMITTING = "submitting"
+    # A POST that may have charged, not yet confirmed either way: held, shown, never re-sent
+    # by itself; a run reads the order's details again and settles it (SPEC "The ledger").
+    UNKNOWN = "unknown"
     SUBMITTED = "submitted"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -52,12 +57,14 @@ class Decision(enum.StrEnum):
 
 
 class Review(NamedTuple):
-    """The latest decision on one photo, when and where it was made."""
+    """The latest decision on one photo, when and where it was made (and, for a rejection,
+    why, when the person said)."""
 
     photo_id: int
     decision: Decision
     decided_at: str
     source: str | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +187,18 @@ class KnownFile(NamedTuple):
     identity: str
     state: State
     id: int
+
+
+class LastPost(NamedTuple):
+    """A photo's latest order POST: its row, and the latest moment it may have left.
+
+    ``sent_by`` is its intent's moment plus the time the sender allowed itself to send it
+    (``send_within``): a sender checks on the boot clock that its intent is that fresh just
+    before the request leaves, and sends nothing otherwise. Settling counts from it.
+    """
+
+    id: int
+    sent_by: Stamp
 
 
 class PostTimes(NamedTuple):

@@ -19,15 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.bootclock import Stamp, owner_alive
-from pipeline.errors import LedgerBusy, LedgerError, NotEligible, SubmitRefused
+from pipeline.errors import ClaimLost, LedgerBusy, LedgerError, NotEligible, SubmitRefused
 from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
+from pipeline.ledger.fencing import claim_lost_message
 from pipeline.ledger.migrations import migrate
 from pipeline.ledger.records import (
     ChoiceEntry,
     Decision,
     FoundPhoto,
     KnownFile,
+    LastPost,
     PhotoRow,
     PostTimes,
     Review,
@@ -59,6 +61,7 @@ class SqliteLedger:
         self._lock_fd: int | None = None
         self.owner: str | None = None  # the run whose claims this handle takes (see claim)
         self.lease_seconds = 60.0
+        self._fences: dict[int, int] = {}  # photo -> the fencing token of this run's claim
         self._mutex = threading.RLock()  # one transaction at a time if threads share the handle
         self._depth = 0
         if path.is_dir():
@@ -417,22 +420,36 @@ class SqliteLedger:
 
     # -- review -------------------------------------------------------------------------------
 
-    def record_reviews(self, photo_ids: Sequence[int], decision: Decision, source: str) -> int:
-        """Record ``decision`` on each completed photo (the latest replaces the last); a count."""
+    def record_reviews(
+        self, photo_ids: Sequence[int], decision: Decision, source: str, reason: str | None = None
+    ) -> int:
+        """Record ``decision`` (and why) on each completed photo, the latest replacing the last;
+        return how many were recorded."""
         decided_at = now_text()
+        value = Decision(decision).value
         with self.atomic() as conn:
             done = conn.executemany(
-                "INSERT INTO reviews (photo_id, decision, decided_at, source) "
-                "SELECT id, ?, ?, ? FROM photos WHERE id = ? AND state = 'completed' "
+                "INSERT INTO reviews (photo_id, decision, decided_at, source, reason) "
+                "SELECT id, ?, ?, ?, ? FROM photos WHERE id = ? AND state = 'completed' "
                 "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
-                "decided_at = excluded.decided_at, source = excluded.source",
-                [(Decision(decision).value, decided_at, source, i) for i in photo_ids],
+                "decided_at = excluded.decided_at, source = excluded.source, "
+                "reason = excluded.reason",
+                [(value, decided_at, source, reason, i) for i in photo_ids],
+            )
+            return done.rowcount
+
+    def clear_reviews(self, photo_ids: Sequence[int]) -> int:
+        """Take back the decisions on these photos (undecided again); return how many."""
+        with self.atomic() as conn:
+            done = conn.execute(
+                "DELETE FROM reviews WHERE photo_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(photo_ids)),),
             )
             return done.rowcount
 
     def reviews(self) -> dict[int, Review]:
-        rows = self._read("SELECT photo_id, decision, decided_at, source FROM reviews")
-        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3]) for r in rows}
+        rows = self._read("SELECT photo_id, decision, decided_at, source, reason FROM reviews")
+        return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3], r[4]) for r in rows}
 
     # -- state changes ------------------------------------------------------------------------
 
@@ -463,17 +480,59 @@ class SqliteLedger:
                 raise NotEligible
             return row_of(found)
 
-    def mark_uploaded(self, photo_id: int, order_id: str, *, refused: bool = False) -> PhotoRow:
-        """Uploaded, not charged; ``refused``: an order POST was answered with a refusal."""
+    def _claim_sql(
+        self, fence: int | None, *, always: bool = False
+    ) -> tuple[str, tuple[object, ...]]:
+        """SQL that holds only under this run's live claim on the photo that ``fence`` came
+        with; none without a fence (a write of collect, a command, a test) unless ``always``
+        (an intent: only the holder of a live claim ever records one)."""
+        if self.owner is None or (fence is None and not always):
+            return "", ()
+        if fence is None:
+            return " AND claimed_by = ? AND claim_until > ?", (self.owner, time.time())
+        return (
+            " AND claimed_by = ? AND claim_until > ? AND claim_fence = ?",
+            (self.owner, time.time(), fence),
+        )
+
+    def _claim_lost(
+        self, conn: sqlite3.Connection, photo_id: int, fence: int | None, *, always: bool = False
+    ) -> ClaimLost | None:
+        """Why a guarded write matched nothing, if it is this run's claim on the photo."""
+        if self.owner is None or (fence is None and not always):
+            return None
+        (path, holder, until, token) = conn.execute(
+            "SELECT path, claimed_by, claim_until, claim_fence FROM photos WHERE id = ?",
+            (photo_id,),
+        ).fetchone()
+        live = until is not None and until > time.time()
+        if holder == self.owner and live and fence in (None, token):
+            return None
+        return ClaimLost(claim_lost_message(path, self.path, photo_id, self.owner, holder, live))
+
+    def mark_uploaded(
+        self, photo_id: int, order_id: str, *, refused: bool = False, fence: int | None = None
+    ) -> PhotoRow:
+        """Uploaded, not charged; ``refused``: an order POST was answered with a refusal (that
+        answer is recorded even when the claim was lost meanwhile: ClaimLost after it)."""
+        lost: ClaimLost | None = None
         with self.atomic() as conn:
             if refused:
                 answer_post(conn, photo_id, "refused")
-            return self._mark(
-                photo_id,
-                "state = 'uploaded', order_id = ?, error = NULL, retryable = 0",
-                (order_id,),
-                only_if="AND charged = 0",
-            )
+            claim, claim_params = self._claim_sql(fence)
+            try:
+                return self._mark(
+                    photo_id,
+                    "state = 'uploaded', order_id = ?, error = NULL, retryable = 0",
+                    (order_id,),
+                    only_if="AND charged = 0" + claim,
+                    only_if_params=claim_params,
+                )
+            except NotEligible:
+                lost = self._claim_lost(conn, photo_id, fence)
+                if lost is None:
+                    raise
+        raise lost
 
     def mark_submitting(
         self,
@@ -482,8 +541,15 @@ class SqliteLedger:
         *,
         window: WindowRule | None = None,
         key_fingerprint: str = "",
+        fence: int | None = None,
+        send_within: float = 0.0,
     ) -> PhotoRow:
-        """Intent before spending; ``order_id`` records a fresh upload in the same commit."""
+        """Intent before spending; ``order_id`` records a fresh upload in the same commit.
+
+        Only the holder of a live claim records it (with ``fence``: the claim that token came
+        with), in this same transaction: ClaimLost otherwise, and nothing may be sent.
+        ``send_within``: the sender sends within this many seconds of the intent, or never
+        (see LastPost); settling counts from then."""
         # The last guard before money is spent: only an uploaded, never-duplicate photo.
         # A charged photo is never submitted again (only `aihd reorder` clears the mark).
         params: tuple[object, ...] = ()
@@ -494,18 +560,20 @@ class SqliteLedger:
             sets = "state = 'submitting', attempts = attempts + 1, order_id = ?, error = NULL"
             params = (order_id,)
             only_if = "AND state IN ('pending', 'uploaded') AND charged = 0"
-        owner: tuple[object, ...] = ()
-        if self.owner is not None:
-            # Only the run holding the photo's claim may spend on it (a lapsed lease is lost).
-            only_if += " AND claimed_by = ?"
-            owner = (self.owner,)
         stamp = Stamp.now()
         with self.atomic() as conn:
             if window is not None and (wait := window_wait(conn, window, stamp, time.time())):
                 raise WindowFull(wait)
+            # Only the run holding the photo's live claim may spend on it: a run paused past
+            # its lease, or whose photo another run took over, sends nothing.
+            claim, claim_params = self._claim_sql(fence, always=True)
             try:
-                row = self._mark(photo_id, sets, params, only_if=only_if, only_if_params=owner)
+                row = self._mark(
+                    photo_id, sets, params, only_if=only_if + claim, only_if_params=claim_params
+                )
             except NotEligible:
+                if (lost := self._claim_lost(conn, photo_id, fence, always=True)) is not None:
+                    raise lost from None
                 row = self.get(photo_id)
                 paid = ", and it was charged already" if row.charged else ""
                 (holder,) = conn.execute(
@@ -519,9 +587,9 @@ class SqliteLedger:
                 ) from None
             conn.execute(
                 "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall, "
-                "key_fingerprint, account) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "key_fingerprint, account, send_within) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint,
-                 "" if window is None else window.account),
+                 "" if window is None else window.account, send_within),
             )  # fmt: skip
             return row
 
@@ -539,19 +607,73 @@ class SqliteLedger:
                 (image_id, eta, now_text()),
             )
 
-    def mark_lost(self, photo_id: int) -> None:
-        """The answer to the photo's order POST was lost: it may have been charged."""
+    def mark_lost(self, photo_id: int, reason: str = "") -> None:
+        """The answer to the photo's order POST was lost (a 5xx, a reset, a timeout): it may
+        have been charged. The photo is ``unknown`` until its order's details settle it."""
         with self.atomic() as conn:
             answer_post(conn, photo_id, "lost")
+            conn.execute(
+                "UPDATE photos SET state = 'unknown', error = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'submitting'",
+                (reason or None, now_text(), photo_id),
+            )
 
-    def last_intent(self, photo_id: int) -> Stamp | None:
-        """When the photo's latest order intent was recorded, on the boot clock."""
+    def mark_unsent(self, photo_id: int) -> None:
+        """The photo's latest intent was never sent (it was no longer fresh when its turn
+        came): the order window forgets it. The photo stays ``submitting``, to be settled."""
+        with self.atomic() as conn:
+            answer_post(conn, photo_id, "unsent")
+
+    def last_post(self, photo_id: int) -> LastPost | None:
+        """The photo's latest order POST, and the latest moment it may have left."""
         rows = self._read(
-            "SELECT boot, intent_clock FROM order_posts WHERE photo_id = ? ORDER BY id DESC "
-            "LIMIT 1",
+            "SELECT id, boot, intent_clock + send_within FROM order_posts WHERE photo_id = ? "
+            "ORDER BY id DESC LIMIT 1",
             (photo_id,),
         )
-        return Stamp(rows[0][0], rows[0][1]) if rows else None
+        return LastPost(rows[0][0], Stamp(rows[0][1], rows[0][2])) if rows else None
+
+    def mark_not_received(
+        self, photo_id: int, post_id: int | None, *, fence: int | None = None
+    ) -> PhotoRow:
+        """The order's details said "not received" for the whole settle time after POST
+        ``post_id`` (the photo's latest): uploaded again, free to be ordered. SubmitRefused
+        (ClaimLost) when the photo moved on meanwhile, or this run's claim did."""
+        with self.atomic() as conn:
+            claim, claim_params = self._claim_sql(fence)
+            try:
+                return self._mark(
+                    photo_id,
+                    "state = 'uploaded', error = NULL, retryable = 0",
+                    (),
+                    only_if="AND state IN ('submitting', 'unknown') AND charged = 0 "
+                    "AND order_id IS NOT NULL AND coalesce((SELECT max(id) FROM order_posts "
+                    f"WHERE photo_id = photos.id), 0) = ?{claim}",
+                    only_if_params=(post_id or 0, *claim_params),
+                )
+            except NotEligible:
+                if (lost := self._claim_lost(conn, photo_id, fence)) is not None:
+                    raise lost from None
+                row = self._one(conn, "id = ?", (photo_id,))
+                raise SubmitRefused(
+                    f"not settling {row.path}: it is {row.state.value} now, or was posted again "
+                    f"(ledger {self.path}, photo {photo_id})"
+                ) from None
+
+    def mark_unknown(self, photo_id: int, reason: str) -> PhotoRow:
+        """Its order's outcome stays unknown (the API does not know the order, or its details
+        cannot be read): held, never ordered again by itself. A photo that moved on (charged,
+        or another run's) is left as it is."""
+        with self.atomic() as conn:
+            try:
+                return self._mark(
+                    photo_id,
+                    "state = 'unknown', error = ?, retryable = 0",
+                    (reason,),
+                    only_if="AND state IN ('submitting', 'unknown') AND charged = 0",
+                )
+            except NotEligible:
+                return self._one(conn, "id = ?", (photo_id,))
 
     def window_wait(self, rule: WindowRule) -> float:
         """Seconds until the account's window has room (read only: ``mark_submitting`` with
@@ -560,32 +682,46 @@ class SqliteLedger:
             return window_wait(self._conn, rule, Stamp.now(), time.time())
 
     def claim(self, photo_id: int) -> bool:
-        """Take the photo for this run (``owner``) unless another live run holds it."""
+        """Take the photo for this run (``owner``) unless another live run holds it. Taking
+        it anew (from another run, or after this run's own claim lapsed) increments its
+        fencing token: a write made with an older token is refused (``fence``)."""
         if self.owner is None:
             return True
         now = time.time()
         with self.atomic() as conn:
-            (holder, until) = conn.execute(
-                "SELECT claimed_by, claim_until FROM photos WHERE id = ?", (photo_id,)
+            (holder, until, fence) = conn.execute(
+                "SELECT claimed_by, claim_until, claim_fence FROM photos WHERE id = ?",
+                (photo_id,),
             ).fetchone()
-            held = holder not in (None, self.owner) and until is not None and until > now
-            if held and owner_alive(holder):
+            live = until is not None and until > now
+            if holder not in (None, self.owner) and live and owner_alive(holder):
                 return False
+            if not (holder == self.owner and live):
+                fence += 1
             conn.execute(
-                "UPDATE photos SET claimed_by = ?, claim_until = ? WHERE id = ?",
-                (self.owner, now + self.lease_seconds, photo_id),
+                "UPDATE photos SET claimed_by = ?, claim_until = ?, claim_fence = ? WHERE id = ?",
+                (self.owner, now + self.lease_seconds, fence, photo_id),
             )
+            self._fences[photo_id] = fence
             return True
 
+    def fence(self, photo_id: int) -> int | None:
+        """The fencing token of this run's latest claim on the photo (None: no claim)."""
+        return self._fences.get(photo_id)
+
     def renew_claims(self) -> None:
+        """Extend this run's live claims; a lapsed one stays lapsed (another run may hold it,
+        or take it: this run's writes on it are refused until it claims it anew)."""
         if self.owner is not None:
+            now = time.time()
             with self.atomic() as conn:
                 conn.execute(
-                    "UPDATE photos SET claim_until = ? WHERE claimed_by = ?",
-                    (time.time() + self.lease_seconds, self.owner),
+                    "UPDATE photos SET claim_until = ? WHERE claimed_by = ? AND claim_until > ?",
+                    (now + self.lease_seconds, self.owner, now),
                 )
 
     def release_claims(self) -> None:
+        self._fences.clear()
         if self.owner is not None:
             with self.atomic() as conn:
                 conn.execute(
@@ -614,9 +750,15 @@ class SqliteLedger:
             with self.atomic() as conn:
                 after_order.release_result_claims(conn, self.owner)
 
-    def record_delivered(self, files: Sequence[tuple[str, str]]) -> None:
+    def record_delivered(
+        self, files: Sequence[tuple[str, str]], made_from: Mapping[str, str] | None = None
+    ) -> None:
         with self.atomic() as conn:
-            after_order.record_delivered(conn, files, now_text())
+            after_order.record_delivered(conn, files, now_text(), made_from)
+
+    def delivered_made_from(self, hashes: Sequence[str]) -> dict[str, str]:
+        with self._mutex, self._guard("read"):
+            return after_order.delivered_made_from(self._conn, hashes)
 
     def delivered(self, hashes: Sequence[str]) -> set[str]:
         with self._mutex, self._guard("read"):
@@ -649,12 +791,12 @@ class SqliteLedger:
 
     def recent_posts(self, within_seconds: float, account: str = "") -> list[PostTimes]:
         """The account's order POSTs whose intent is at most ``within_seconds`` old by the wall
-        clock, or that were made on this boot within that time, refusals left out: the order
-        window's history, for a run that starts right after another."""
+        clock, or that were made on this boot within that time, refusals and intents never sent
+        left out: the order window's history, for a run that starts right after another."""
         stamp = Stamp.now()
         rows = self._read(
             "SELECT boot, intent_clock, intent_wall, answer_clock, answer_wall FROM order_posts "
-            "WHERE (outcome IS NULL OR outcome != 'refused') "
+            "WHERE (outcome IS NULL OR outcome NOT IN ('refused', 'unsent')) "
             "AND (account = '' OR ? IN (account, '')) "
             "AND (intent_wall >= ? OR (boot = ? AND intent_clock >= ?))",
             (account, time.time() - within_seconds, stamp.boot, stamp.seconds - within_seconds),
@@ -662,7 +804,8 @@ class SqliteLedger:
         return [PostTimes(*r) for r in rows]
 
     def reorder(self, photo_ids: Sequence[int]) -> list[PhotoRow]:
-        """Clear the charged mark: these photos are ordered again (and paid again) next run."""
+        """Clear the charged mark: these photos are ordered again (and paid again) next run.
+        Their decisions go: the new result is another photo to look at."""
         with self.atomic() as conn:
             rows = conn.execute(
                 "UPDATE photos SET state = 'pending', order_id = NULL, image_id = NULL, "
@@ -672,7 +815,12 @@ class SqliteLedger:
                 f"RETURNING {COLUMNS}",
                 (now_text(), json.dumps(list(photo_ids))),
             ).fetchall()
-            return [row_of(r) for r in rows]
+            reordered = [row_of(r) for r in rows]
+            conn.execute(
+                "DELETE FROM reviews WHERE photo_id IN (SELECT value FROM json_each(?))",
+                (json.dumps([r.id for r in reordered]),),
+            )
+            return reordered
 
     def set_output_paths(self, photo_id: int, output_paths: Sequence[str]) -> None:
         """Files collect wrote for a photo that keeps its state (a duplicate's copies)."""
@@ -682,30 +830,47 @@ class SqliteLedger:
                 (json.dumps(list(output_paths)), now_text(), photo_id),
             )
 
-    def mark_failed(self, photo_id: int, error: str, *, retryable: bool) -> PhotoRow:
+    def mark_failed(
+        self, photo_id: int, error: str, *, retryable: bool, fence: int | None = None
+    ) -> PhotoRow:
+        """Failed with a reason; with ``fence``, only under this run's live claim (ClaimLost)."""
         # failed_from remembers a failure during submitting: that order may have been paid.
-        return self._mark(
-            photo_id,
-            "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
-            "state = 'failed', error = ?, retryable = ?",
-            (error, int(retryable)),
-        )
+        with self.atomic() as conn:
+            claim, claim_params = self._claim_sql(fence)
+            try:
+                return self._mark(
+                    photo_id,
+                    "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
+                    "state = 'failed', error = ?, retryable = ?",
+                    (error, int(retryable)),
+                    only_if=claim,
+                    only_if_params=claim_params,
+                )
+            except NotEligible:
+                if (lost := self._claim_lost(conn, photo_id, fence)) is not None:
+                    raise lost from None
+                raise
 
-    def mark_pending(self, photo_id: int) -> PhotoRow:
+    def mark_pending(self, photo_id: int, *, fence: int | None = None) -> PhotoRow:
         """Upload afresh (the API forgot the upload); never for a charged photo."""
-        try:
-            return self._mark(
-                photo_id,
-                "state = 'pending', order_id = NULL, error = NULL, retryable = 0, "
-                "failed_from = NULL",
-                (),
-                only_if="AND charged = 0",
-            )
-        except NotEligible:
-            raise LedgerError(
-                f"refusing to upload photo {photo_id} again: it was charged already "
-                f"(ledger {self.path}); only the reorder command orders a charged photo again"
-            ) from None
+        with self.atomic() as conn:
+            claim, claim_params = self._claim_sql(fence)
+            try:
+                return self._mark(
+                    photo_id,
+                    "state = 'pending', order_id = NULL, error = NULL, retryable = 0, "
+                    "failed_from = NULL",
+                    (),
+                    only_if="AND charged = 0" + claim,
+                    only_if_params=claim_params,
+                )
+            except NotEligible:
+                if (lost := self._claim_lost(conn, photo_id, fence)) is not None:
+                    raise lost from None
+        raise LedgerError(
+            f"refusing to upload photo {photo_id} again: it was charged already "
+            f"(ledger {self.path}); only the reorder command orders a charged photo again"
+        )
 
     def mark_completed(
         self, photo_id: int, result_urls: Sequence[str], output_paths: Sequence[str]
@@ -717,16 +882,17 @@ class SqliteLedger:
         )
 
     def reset_failed(self, *, include_permanent: bool) -> int:
-        # A photo that failed while submitting goes back to submitting, so the runner asks the
-        # API what became of its order instead of paying again. A charged photo (its result
-        # failed) is left to collect, which retries the result, never the order. Broken files
-        # (no hash) are left: the next scan checks them afresh.
+        # A photo that failed while its order's outcome was unknown goes back to unknown, so
+        # the runner asks the API what became of its order instead of paying again. A charged
+        # photo (its result failed) is left to collect, which retries the result, never the
+        # order. Broken files (no hash) are left: the next scan checks them afresh.
         with self.atomic() as conn:
             cur = conn.execute(
                 "UPDATE photos SET "
-                "state = CASE WHEN failed_from = 'submitting' THEN 'submitting' "
+                "state = CASE WHEN failed_from IN ('submitting', 'unknown') THEN 'unknown' "
                 "ELSE 'pending' END, "
-                "order_id = CASE WHEN failed_from = 'submitting' THEN order_id END, "
+                "order_id = CASE WHEN failed_from IN ('submitting', 'unknown') THEN order_id "
+                "END, "
                 "error = NULL, retryable = 0, failed_from = NULL, updated_at = ? "
                 "WHERE state = 'failed' AND current = 1 AND sha256 != '' AND charged = 0 "
                 "AND duplicate_of IS NULL "  # held (sqlite_found.HELD): only reorder frees it
@@ -743,7 +909,9 @@ class SqliteLedger:
         return None if found is None else row_of(found)
 
     def release_claim(self, photo_id: int) -> None:
-        """Let this run's claim on one photo go (a service keeps running past its work)."""
+        """Let this run's claim on one photo go (a service keeps running past its work); its
+        fence goes with it, so a later claim is a new one with a new token."""
+        self._fences.pop(photo_id, None)
         if self.owner is not None:
             with self.atomic() as conn:
                 conn.execute(

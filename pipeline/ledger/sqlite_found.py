@@ -123,7 +123,8 @@ def _paid_through_other_version(
         identity: (photo_id, bool(charged))
         for identity, photo_id, charged in conn.execute(
             "SELECT identity, min(id), max(charged) FROM photos "
-            "WHERE (charged = 1 OR state = 'submitting' OR failed_from = 'submitting') "
+            "WHERE (charged = 1 OR state IN ('submitting', 'unknown') "
+            "OR failed_from IN ('submitting', 'unknown')) "
             "AND identity IN (SELECT value FROM json_each(?)) GROUP BY identity",
             (json.dumps([other for pairs in wanted.values() for other, _ in pairs]),),
         ).fetchall()

@@ -22,6 +22,8 @@ _POST_COLUMNS = (
     "order_id, boot, intent_clock, intent_wall, answer_clock, answer_wall, outcome, key_fingerprint"
 )
 _UNPAID_STATES = ("pending", "uploaded", "failed", "duplicate")  # submitting may be charged
+_MAY_BE_CHARGED = ("submitting", "unknown")  # an order POST not settled either way
+_ORPHAN_STATES = ("pending", "uploaded", "failed")  # ours, no order of its own in flight
 _ORDER_FIELDS = (
     "state, order_id, image_id, eta, submitted_at, result_urls, output_paths, charged, error, "
     "retryable, failed_from, duplicate_of"
@@ -39,11 +41,17 @@ def import_rows(conn: sqlite3.Connection, source: sqlite3.Connection) -> int:
         old_id, values = row[0], list(row[1:])
         path, identity = values[index["path"]], values[index["identity"]]
         ours = conn.execute(
-            "SELECT id, charged FROM photos WHERE path = ? AND identity = ?", (path, identity)
+            "SELECT id, charged, state FROM photos WHERE path = ? AND identity = ?",
+            (path, identity),
         ).fetchone()
         if ours is not None:
             new_id[old_id] = ours[0]
             if values[index["charged"]] and not ours[1]:
+                _take_order(conn, ours[0], values, index)
+            elif values[index["state"]] in _MAY_BE_CHARGED and ours[2] in _ORPHAN_STATES:
+                # Its order may have been charged (the run that sent it is gone): ours holds
+                # it as unknown, to be settled from the order's details, never ordered again.
+                values[index["state"]] = "unknown"
                 _take_order(conn, ours[0], values, index)
             continue
         if conn.execute("SELECT 1 FROM photos WHERE path = ? AND current = 1", (path,)).fetchone():
@@ -104,7 +112,8 @@ def import_rows(conn: sqlite3.Connection, source: sqlite3.Connection) -> int:
 def _take_order(
     conn: sqlite3.Connection, photo_id: int, values: list[Any], index: dict[str, int]
 ) -> None:
-    """The imported row was charged and ours not: ours takes its order, never paid again."""
+    """The imported row was charged (or may have been) and ours not: ours takes its order,
+    never paid again."""
     fields = _ORDER_FIELDS.split(", ")
     taken = [values[index[f]] for f in fields]
     taken[fields.index("duplicate_of")] = None

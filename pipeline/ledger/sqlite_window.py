@@ -16,8 +16,9 @@ def window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall: 
     """Seconds until the account's window has room for one more order (0: room now).
 
     Each order POST counts from its answer (or, unanswered, from its intent plus the longest a
-    request may take: a killed run's POST) until ``per_seconds`` later, refusals excepted. On
-    this boot the boot clock measures; posts of another boot fall back on the wall clock.
+    request may take: a killed run's POST) until ``per_seconds`` later, refusals and intents
+    never sent excepted (an intent is sent at once or never: see LastPost). On this boot the
+    boot clock measures; posts of another boot fall back on the wall clock.
     """
     # Fewer order POSTs ever than the window holds: room, without reading them. Ids are
     # distinct positive integers, so there are at most max(id) rows. Without this, a window
@@ -31,11 +32,12 @@ def window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall: 
     # rule of no account ('') counts every account's: the safe side, never a 429.
     rows = conn.execute(
         "SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
-        "FROM order_posts WHERE intent_wall >= ? AND (outcome IS NULL OR outcome != 'refused') "
+        "FROM order_posts WHERE intent_wall >= ? "
+        "AND (outcome IS NULL OR outcome NOT IN ('refused', 'unsent')) "
         "AND (account = '' OR ? IN (account, '')) "
         "UNION SELECT id, boot, intent_clock, intent_wall, answer_clock, answer_wall "
         "FROM order_posts WHERE boot = ? AND intent_clock >= ? "
-        "AND (outcome IS NULL OR outcome != 'refused') "
+        "AND (outcome IS NULL OR outcome NOT IN ('refused', 'unsent')) "
         "AND (account = '' OR ? IN (account, ''))",
         (wall - horizon, rule.account, stamp.boot, stamp.seconds - horizon, rule.account),
     ).fetchall()

@@ -8,11 +8,14 @@ holds "outdoor") come first: an MLS shows a listing's first photo as its cover.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pipeline.manifest.loader import FolderSpec, Manifest
 
-__all__ = ["Listing", "is_exterior", "listing_name", "listings"]
+__all__ = ["Listing", "is_exterior", "listing_name", "listings", "natural_key"]
+
+_DIGITS = re.compile(r"(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +43,14 @@ def listings(manifest: Manifest) -> list[Listing]:
         Listing(name, tuple(sorted(folders, key=lambda f: not is_exterior(f))))
         for name, folders in grouped.items()
     ]
+
+
+def natural_key(text: str) -> tuple[tuple[tuple[int, int, str], ...], str]:
+    """Sort key that reads numbers as numbers, as a person does: ``5-walnut-way`` before
+    ``48-maple-ave``, ``img-2.jpg`` before ``img-10.jpg``; case aside (the text breaks ties)."""
+    parts = tuple(
+        (0, int(part), "") if odd else (1, 0, part.casefold())  # split() puts numbers at odd places
+        for odd, part in ((n % 2 == 1, part) for n, part in enumerate(_DIGITS.split(text)))
+        if part
+    )
+    return parts, text

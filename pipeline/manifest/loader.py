@@ -40,7 +40,13 @@ from pipeline.manifest.paths import (
     resolve,
     resolve_match,
 )
-from pipeline.manifest.profiles import DeliveryProfile
+from pipeline.manifest.profiles import (
+    BUILT_IN,
+    MLS_DEFAULT,
+    DeliveryProfile,
+    extend,
+    profile_problem,
+)
 from pipeline.manifest.safe_yaml import KeyPath, LineMap, dotted_key, load_yaml
 from pipeline.manifest.schema import (
     DEFAULT_PATTERNS,
@@ -397,38 +403,69 @@ def _seconds(
 
 
 def _profiles(model: ManifestModel, path: Path, lines: LineMap) -> dict[str, DeliveryProfile]:
-    """The manifest's delivery profiles; a minimum above the long edge could never be met."""
-    profiles = {}
-    for name, entry in model.delivery_profiles.items():
-        where = ("delivery_profiles", name)
-        if max(entry.min_width, entry.min_height) > entry.long_edge:
+    """The manifest's delivery profiles, each made from the one it extends (a built-in, or
+    another of the manifest's); one no photo could meet is an error at its line."""
+    written = model.delivery_profiles
+    made: dict[str, DeliveryProfile] = {}
+
+    def make(name: str, chain: tuple[str, ...]) -> DeliveryProfile:
+        if name in made:
+            return made[name]
+        entry = written[name]
+        where: KeyPath = ("delivery_profiles", name)
+        parent = entry.extends or name
+        if entry.extends is None and name not in BUILT_IN:
+            parent = MLS_DEFAULT.name
+        if parent in chain:
             raise ManifestError(
-                f"min_width/min_height ({entry.min_width}x{entry.min_height}) exceed long_edge "
-                f"({entry.long_edge}): no photo could meet both; lower the minimum or raise "
-                "long_edge",
+                f"extends {' -> '.join([*chain, name, parent])}: profiles cannot extend each "
+                "other in a circle; extend a built-in profile",
                 path=path,
-                line=line_of(lines, where),
-                key=dotted_key(where),
+                line=line_of(lines, (*where, "extends")),
+                key=dotted_key((*where, "extends")),
             )
-        if entry.min_quality > entry.quality:
+        if parent in written and parent != name:
+            base = make(parent, (*chain, name))
+        elif parent in BUILT_IN:
+            base = BUILT_IN[parent]
+        else:
+            mine = [n for n in written if n != name]
             raise ManifestError(
-                f"min_quality ({entry.min_quality}) is above quality ({entry.quality}): "
-                "lower min_quality",
+                f"extends {parent!r}: no such profile; valid: {', '.join(BUILT_IN)} (built in)"
+                + (f" or {', '.join(mine)} (this manifest)" if mine else ""),
                 path=path,
-                line=line_of(lines, where),
-                key=dotted_key(where),
+                line=line_of(lines, (*where, "extends")),
+                key=dotted_key((*where, "extends")),
             )
-        profiles[name] = DeliveryProfile(
-            name=name,
-            long_edge=entry.long_edge,
-            max_bytes=int(entry.max_megabytes * 1_000_000),
-            min_width=entry.min_width,
-            min_height=entry.min_height,
-            quality=entry.quality,
-            min_quality=entry.min_quality,
-            exif=entry.exif,
-        )
-    return profiles
+        changes = entry.model_dump(exclude_none=True, exclude={"extends", "max_megabytes"})
+        if entry.max_megabytes is not None:
+            changes["max_bytes"] = int(entry.max_megabytes * 1_000_000)
+        profile = extend(base, name, changes)
+        problem = profile_problem(profile)
+        if entry.watermark_text is not None and profile.watermark == "forbidden":
+            problem = (
+                "watermark_text",
+                (
+                    f"the profile forbids a watermark (watermark: forbidden{_from(entry, base)}): "
+                    "delete watermark_text, or set watermark: optional or required"
+                ),
+            )
+        if problem is not None:
+            key, message = problem
+            # The key's own line when this profile wrote it; else the profile's line.
+            here = (*where, key) if (*where, key) in lines else where
+            line = line_of(lines, here)
+            raise ManifestError(message, path=path, line=line, key=dotted_key(where))
+        made[name] = profile
+        return profile
+
+    for name in written:
+        make(name, ())
+    return made
+
+
+def _from(entry: DeliveryProfileModel, base: DeliveryProfile) -> str:
+    return "" if entry.watermark is not None else f", from {base.name}"
 
 
 def _refuse_twice(entries: list[Written], path: Path) -> None:

@@ -151,17 +151,65 @@ class FolderModel(_Strict):
 
 
 class DeliveryProfileModel(_Strict):
-    """How `aihd deliver` writes photos for one MLS (see the built-in mls-default)."""
+    """How `aihd deliver` writes photos for one MLS: what it changes of the profile it extends
+    (a key left out is that profile's; `aihd deliver --list-profiles` shows them)."""
 
-    long_edge: int = Field(default=2048, ge=64, le=20000, description="Longest side, px, at most.")
-    max_megabytes: float = Field(
-        default=10.0, gt=0, allow_inf_nan=False, description="Largest file, in MB (10^6 bytes)."
+    extends: Text | None = Field(
+        default=None,
+        description="The profile this one changes: a built-in (mls-default, crmls, stellar, "
+        "smartmls, california, no-text) or another of the manifest's; default: the built-in of "
+        "the same name, else mls-default.",
     )
-    min_width: int = Field(default=1024, ge=1, description="Smallest width (landscape), px.")
-    min_height: int = Field(default=768, ge=1, description="Smallest height (landscape), px.")
-    quality: int = Field(default=92, ge=30, le=100, description="First JPEG quality tried.")
-    min_quality: int = Field(default=60, ge=10, le=100, description="Lowest JPEG quality.")
-    exif: Literal["strip", "keep"] = Field(default="strip", description="Camera metadata.")
+    long_edge: int | None = Field(
+        default=None, ge=64, le=20000, description="Longest side, px, at most."
+    )
+    max_megabytes: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Largest file, in MB (10^6 bytes)."
+    )
+    min_width: int | None = Field(default=None, ge=1, description="Smallest width (landscape), px.")
+    min_height: int | None = Field(
+        default=None, ge=1, description="Smallest height (landscape), px."
+    )
+    quality: int | None = Field(
+        default=None, ge=30, le=100, description="First JPEG quality tried."
+    )
+    min_quality: int | None = Field(default=None, ge=10, le=100, description="Lowest JPEG quality.")
+    exif: Literal["strip", "keep"] | None = Field(
+        default=None, description="strip: none; keep: camera and copyright, never location."
+    )
+    aspect: Literal["keep", "pad-4:3"] | None = Field(
+        default=None, description="keep the shape, or pad with plain bars to 4:3 landscape."
+    )
+    watermark: Literal["required", "forbidden", "optional"] | None = Field(
+        default=None,
+        description="Text on altered photos: required, forbidden, or optional (drawn when "
+        "watermark_text is given).",
+    )
+    watermark_text: Text | None = Field(
+        default=None, max_length=60, description="The watermark's words."
+    )
+    watermark_corner: Literal["bottom-right", "bottom-left", "top-right", "top-left"] | None = (
+        Field(default=None, description="Where the watermark goes.")
+    )
+    description: Text | None = Field(
+        default=None, max_length=50, description="Caption of an altered photo (50 characters)."
+    )
+    remarks_prefix: Text | None = Field(
+        default=None,
+        max_length=500,
+        description="What public remarks must begin with when a photo is altered: remarks.txt.",
+    )
+    originals: Literal["none", "before", "after"] | None = Field(
+        default=None, description="Where an altered photo's original goes in the order."
+    )
+    max_photos: int | None = Field(
+        default=None, ge=0, description="Photos per listing, originals included; 0: no limit."
+    )
+    file_name: Text | None = Field(
+        default=None,
+        max_length=100,
+        description="Name template: {order}, {stem}, {listing}; default '{order:02}-{stem}.jpg'.",
+    )
 
 
 class ManifestModel(_Strict):
@@ -263,6 +311,10 @@ def explain(error: ErrorDetails) -> str:
         return f"must be a finite number{_RANGE_HINTS.get(field, '')}"
     if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
         return _range_message(kind, ctx, value, field)
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length', 0)} characters"
     if kind == "bool_type":
         return f"must be true or false, not {_describe(value)}"
     if kind == "string_type":

@@ -1,12 +1,12 @@
 """One photo's way to a paid order: upload, submit under the order window, record.
 
 The rule that keeps a user from paying twice: ``submitting`` is committed to the ledger before
-the order POST leaves, and a POST whose answer is lost is never sent again blindly. The order's
-details decide: still idle with no generated images means it was never submitted; anything else
-means it was; an order the API does not know is failed as "outcome unknown", never re-ordered.
-Before asking, the API is let settle (``settle_seconds`` since the intent, on the boot clock),
-because a request that timed out on our side may still be running on the server's. That wait is
-a settler's, not a worker's: a lost answer holds no worker and no slot but its own.
+the order POST leaves, by the holder of the photo's live claim only (checked in the intent's
+own transaction, with the claim's fencing token), and the POST leaves at once or never: a
+sender paused between its intent and the request (past ``send_within`` on the boot clock)
+sends nothing. A POST whose answer may have followed a charge (a 5xx of any body, a reset, a
+timeout) leaves the photo ``unknown``, and it is never sent again blindly: settling.py lets
+the order's own details decide.
 
 A charged photo is never ordered again: the ledger refuses the intent (see ``mark_submitting``).
 """
@@ -19,40 +19,51 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.api.interface import PhotoApi
-from pipeline.api.records import OrderDetails
+from pipeline.bootclock import boot_seconds
 from pipeline.errors import (
     ApiError,
     AuthRefused,
+    ClaimLost,
     OrderBudgetSpent,
     OutcomeUnknown,
     PhotoChanged,
     PhotoError,
     RateLimited,
     RequestRejected,
+    SubmitRefused,
     TransientError,
     WindowFull,
 )
 from pipeline.ledger import Ledger, PhotoRow, State, WindowRule
 from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.ordering.catalog import ResolvedOptions
+from pipeline.ordering.settling import Dispatch, Settling
 from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff, retrying
 
 _MAX_RATE_LIMITED = 20  # 429s in a row for one photo before it is left for the next run
-# After the API itself answered an order POST with an error, its handler has ended: the order's
-# details are read after this short pause (twice, this far apart, before an idle order is posted
-# again), not after the full settle time a request that may still be running needs.
-QUICK_SETTLE_SECONDS = 2.0
 _PACED_LEAD = 0.005  # seconds an upload counted in the window may start before its slot
+# How long after its intent an order POST may still leave (``send_within``): a quarter of the
+# settle time, within these bounds, and at most a quarter of the claims' lease. Settling counts
+# from the intent plus this, so it is how late a POST may be, not how short a settle is.
+_SEND_WITHIN_MIN, _SEND_WITHIN_MAX = 0.25, 5.0
 
-OUTCOME_UNKNOWN = (
-    "outcome unknown: the API no longer knows order {order_id}, whose answer was lost; it may "
-    "have been charged. Check with AI HomeDesign's support; the reorder command orders it again"
-)
+
+class _NotSent(Exception):
+    """The intent was committed, but too late to send (a pause, a stall): nothing was sent."""
+
+    def __init__(self, row: PhotoRow) -> None:
+        super().__init__(f"photo {row.id}: intent no longer fresh, not sent")
+        self.row = row
+
+
+class _Stopping(Exception):
+    """The run is stopping: no new intent is recorded, nothing is sent."""
 
 
 @dataclass(slots=True)
@@ -64,8 +75,8 @@ class RunCounters:
     orders_accepted: int = 0  # answered with the order: charged
     outcomes_unknown: int = 0  # answers lost; each is then settled by the order's details
     reconciled_submitted: int = 0  # lost answers (this run's or a killed run's) found charged
-    reconciled_idle: int = 0  # lost answers found never submitted: not charged
-    unconfirmed: int = 0  # failed as "outcome unknown": may have been charged
+    reconciled_idle: int = 0  # lost answers the details showed "not received" all along
+    unconfirmed: int = 0  # this run's POSTs whose outcome is still unknown: may have charged
     found_charged: int = 0  # uploads of an earlier run the API shows submitted already
     changed_on_upload: int = 0  # photos whose bytes changed between scan and upload
     retries: int = 0
@@ -73,22 +84,9 @@ class RunCounters:
 
     @property
     def orders_spent(self) -> int:
-        """Orders this run paid for, as far as the API has confirmed."""
-        return self.orders_accepted + self.reconciled_submitted
-
-
-class Dispatch:
-    """What a settler tells the runner once a lost answer is settled."""
-
-    def __init__(
-        self,
-        requeue: Callable[[int], None],
-        settled: Callable[[int], None],
-        fatal: Callable[[BaseException], None],
-    ) -> None:
-        self.requeue = requeue  # the order was never submitted: post it again
-        self.settled = settled  # charged, or failed with a reason
-        self.fatal = fatal  # the key was refused, or a bug: stop the run
+        """Orders this run paid for or may have: confirmed by the API (answered, or found
+        charged when settled), and this run's POSTs whose outcome is still unknown."""
+        return self.orders_accepted + self.reconciled_submitted + self.unconfirmed
 
 
 class _Budget:
@@ -118,7 +116,7 @@ class _Budget:
         return self.max_orders is not None and self.used >= self.max_orders
 
 
-class OrderFlow:
+class OrderFlow(Settling):
     """Takes one ledger row from wherever it stands to ``submitted`` (or ``failed``)."""
 
     def __init__(
@@ -147,20 +145,31 @@ class OrderFlow:
         self._options_for = options_for
         self.budget = _Budget(max_orders)
         self._settle_seconds = settle_seconds
-        self._quick_settle = min(QUICK_SETTLE_SECONDS, settle_seconds)
+        self._send_within = min(
+            max(settle_seconds / 4, _SEND_WITHIN_MIN), _SEND_WITHIN_MAX, ledger.lease_seconds / 4
+        )
         self._upload_seconds = 1.0  # moving average, to upload just ahead of a slot
         self._rng = random.Random()
         self._in_flight: set[asyncio.Future[tuple[PhotoRow, bool]]] = set()
-        self._settling: dict[asyncio.Task[None], float] = {}  # settler -> when it asks
+        self._settling: dict[asyncio.Task[None], float] = {}  # settler -> when it may repost
         self._uploaded_here: set[int] = set()
         self._posts: Counter[int] = Counter()  # order POSTs per photo in this run
-        self._answered_lost: set[int] = set()  # lost answers the API itself gave (see errors)
+        self._fences: dict[int, int | None] = {}  # photo -> the token of this run's claim
+        self._unconfirmed: set[int] = set()  # photos whose POST here may have charged, unsettled
+        self._stopping = False
         # The account's window as the ledger counts it, across every run sharing the ledger.
         self._account_window = account_window
         self._key_fingerprint = key_fingerprint
 
-    async def process(self, row: PhotoRow) -> bool:
-        """Take the photo as far as this worker can; False when a settler now holds it."""
+    async def process(self, row: PhotoRow, fence: int | None = None) -> bool:
+        """Take the photo as far as this worker can; False when a settler now holds it.
+        ``fence``: the token of this run's claim on it, which every write of it must match."""
+        self._fences[row.id] = fence
+        if row.state in (State.SUBMITTING, State.UNKNOWN):
+            # Left by a killed or stopped run: its POST may have been charged (or may still be
+            # running on the server's side). Only its order's details can tell.
+            self._settle_later(row)
+            return False
         options = self._options_for(row)
         if options is None:
             await self._fail(
@@ -169,11 +178,6 @@ class OrderFlow:
                 retryable=True,
             )
             return True
-        if row.state is State.SUBMITTING:
-            # Left by a killed run, or by a lost answer: its POST may still be running on the
-            # server's side, so let it settle for what remains of settle_seconds.
-            self._settle_later(row, self._settle_left(row))
-            return False
         if row.state is State.UPLOADED and row.id not in self._uploaded_here:
             row = await self._check_earlier_upload(row)
             if row.state not in (State.PENDING, State.UPLOADED):
@@ -184,9 +188,8 @@ class OrderFlow:
         except BaseException:
             self.budget.settle(row.id, spent=False)
             raise
-        if row.state is State.SUBMITTING:
-            quick = row.id in self._answered_lost
-            self._settle_later(row, self._quick_settle if quick else self._settle_seconds)
+        if row.state in (State.SUBMITTING, State.UNKNOWN):
+            self._settle_later(row)  # its answer was lost, or its intent was never sent
             return False
         self.budget.settle(row.id, spent=row.state is State.SUBMITTED)
         return True
@@ -234,7 +237,9 @@ class OrderFlow:
                 # The POST was answered: the API does not know the upload (expired, or of
                 # another account), so nothing was charged. Upload the photo afresh, once.
                 reuploaded = True
-                row = await self._writes.call(self._ledger.mark_pending, row.id)
+                row = await self._writes.call(
+                    self._ledger.mark_pending, row.id, fence=self._fences.get(row.id)
+                )
             else:
                 return await self._fail(row, failure.reason, False)
         return row
@@ -281,7 +286,9 @@ class OrderFlow:
             raise PhotoChanged(Path(row.path), "changed between its scan and its upload")
         self._uploaded_here.add(row.id)
         if self._window.seconds_to_next_slot() > 0:
-            return await self._writes.call(self._ledger.mark_uploaded, row.id, order_id), None
+            fence = self._fences.get(row.id)
+            row = await self._writes.call(self._ledger.mark_uploaded, row.id, order_id, fence=fence)
+            return row, None
         return row, order_id
 
     async def _check_earlier_upload(self, row: PhotoRow) -> PhotoRow:
@@ -292,7 +299,8 @@ class OrderFlow:
         if details is None:
             # The API forgot the upload. This ledger holds no intent for it, so it was never
             # posted from here: upload the photo afresh (our reading: the API notes are silent).
-            return await self._writes.call(self._ledger.mark_pending, row.id)
+            fence = self._fences.get(row.id)
+            return await self._writes.call(self._ledger.mark_pending, row.id, fence=fence)
         if details.never_submitted:
             return row
         self._counters.found_charged += 1
@@ -327,49 +335,89 @@ class OrderFlow:
             posting.add_done_callback(self._in_flight.discard)
             try:
                 return await asyncio.shield(posting)
-            except WindowFull:
+            except (WindowFull, SubmitRefused, _Stopping):
                 slot.unused()  # nothing was sent in it
                 raise
+            except _NotSent as unsent:
+                slot.unused()
+                return unsent.row, True  # submitting, never sent: settled all the same
 
     async def _post(
         self, row: PhotoRow, fresh_order_id: str | None, order_id: str, options: ResolvedOptions
     ) -> tuple[PhotoRow, bool]:
         """Record the intent, send one order, record its answer; True when it was lost."""
+        fence = self._fences.get(row.id)
+        intended = row
+        sent = False
+
+        async def intent() -> None:
+            """Called by the client once the POST can leave at once (v3: its process slot is
+            free): record the intent, then send only if it is still fresh."""
+            nonlocal intended, sent
+            if self._stopping:
+                raise _Stopping
+            started = boot_seconds()
+            try:
+                # Intent before spending: on disk before the POST leaves, under this run's live
+                # claim (its fencing token), taking the slot in the account's window, all in
+                # one transaction.
+                intended = await self._writes.call(
+                    self._ledger.mark_submitting,
+                    row.id,
+                    fresh_order_id,
+                    window=self._account_window,
+                    key_fingerprint=self._key_fingerprint,
+                    fence=fence,
+                    send_within=self._send_within,
+                )
+            except Exception as exc:
+                if isinstance(exc, WindowFull) and fresh_order_id is not None:
+                    await self._writes.call(
+                        self._ledger.mark_uploaded, row.id, fresh_order_id, fence=fence
+                    )
+                raise
+            # A pause between that commit and the send (SIGSTOP, a laptop's sleep, a machine
+            # too busy to run us) could outlast this run's claim: another run may have taken
+            # the photo over since. The POST leaves only within send_within of the intent, on
+            # the boot clock (which counts a suspend), else never: the photo is settled. What
+            # remains is a pause after this check and before the request's bytes leave, a few
+            # instructions wide. It is safe unless that pause outlasts both the lease (before
+            # it no other run may take the photo) and the settle time: a run that takes it
+            # over posts it again only after its details said "not received" at every read for
+            # the whole settle time since intent + send_within, the latest this POST could
+            # have left had it not been paused there.
+            if boot_seconds() - started > self._send_within:
+                raise _NotSent(intended)
+            sent = True
+
         try:
-            # Intent before spending: this commit is on disk before the POST leaves, and it
-            # takes the slot in the account's window in the same transaction.
-            row = await self._writes.call(
-                self._ledger.mark_submitting,
-                row.id,
-                fresh_order_id,
-                window=self._account_window,
-                key_fingerprint=self._key_fingerprint,
-            )
+            done = await self._client.spend(order_id, options.spec, before_send=intent)
         except Exception as exc:
-            self._counters.orders_posted -= 1  # not written (refused): nothing was sent
-            self._posts[row.id] -= 1
-            if isinstance(exc, WindowFull) and fresh_order_id is not None:
-                await self._writes.call(self._ledger.mark_uploaded, row.id, fresh_order_id)
-            raise
-        try:
-            done = await self._client.spend(order_id, options.spec)
-        except RateLimited:
-            # A 429 is a refusal, not a charge: the order is still only uploaded.
-            self._counters.rate_limited += 1
-            self._window.rate_limited_answer()
-            await self._writes.call(self._ledger.mark_uploaded, row.id, order_id, refused=True)
-            raise
-        except OutcomeUnknown as lost:
-            self._counters.outcomes_unknown += 1
-            if lost.still_running:
-                self._answered_lost.discard(row.id)
-            else:
-                self._answered_lost.add(row.id)
-            await self._writes.call(self._ledger.mark_lost, row.id)
-            return row, True
-        except (TransientError, RequestRejected, AuthRefused):
-            # Never connected, or refused with a status: nothing was charged.
-            await self._writes.call(self._ledger.mark_uploaded, row.id, order_id, refused=True)
+            if not sent:
+                self._counters.orders_posted -= 1  # nothing was sent
+                self._posts[row.id] -= 1
+                if isinstance(exc, _NotSent):
+                    await self._writes.call(self._ledger.mark_unsent, row.id)
+                raise
+            if isinstance(exc, OutcomeUnknown):
+                self._counters.outcomes_unknown += 1
+                self._unconfirmed.add(row.id)
+                self._counters.unconfirmed = len(self._unconfirmed)
+                reason = f"{exc}; may have been charged: settled from the order's details"
+                await self._writes.call(self._ledger.mark_lost, row.id, reason)
+                return self._ledger.get(row.id), True
+            if isinstance(exc, RateLimited):
+                # A 429 is a refusal, not a charge: the order is still only uploaded.
+                self._counters.rate_limited += 1
+                self._window.rate_limited_answer()
+            if isinstance(exc, TransientError | RequestRejected | AuthRefused):
+                # Never connected, or refused with a status: nothing was charged. (A claim lost
+                # meanwhile leaves the photo as it is, its refusal recorded: settled, or the
+                # other run's.)
+                with suppress(ClaimLost):
+                    await self._writes.call(
+                        self._ledger.mark_uploaded, row.id, order_id, refused=True, fence=fence
+                    )
             raise
         self._window.accepted_answer()
         self._counters.orders_accepted += 1
@@ -381,7 +429,9 @@ class OrderFlow:
 
     async def drain(self, within_seconds: float) -> None:
         """Wait for order POSTs already sent, so their answers reach the ledger; then stop
-        the settlers (their photos stay ``submitting``, settled by the next run)."""
+        the settlers (their photos stay ``unknown``, settled by the next run). No intent is
+        recorded from now on."""
+        self._stopping = True
         if self._in_flight:
             done, _ = await asyncio.wait(set(self._in_flight), timeout=within_seconds)
             for posting in done:
@@ -391,117 +441,3 @@ class OrderFlow:
         for settler in settlers:
             settler.cancel()
         await asyncio.gather(*settlers, return_exceptions=True)
-
-    # -- settling lost answers ------------------------------------------------------------------
-
-    @property
-    def settling(self) -> int:
-        return len(self._settling)
-
-    def seconds_to_next_settle(self) -> float | None:
-        if not self._settling:
-            return None
-        return max(0.0, min(self._settling.values()) - time.monotonic())
-
-    def _settle_left(self, row: PhotoRow) -> float:
-        """What remains of the settle time since the photo's intent; all of it when the
-        intent's age cannot be told on this boot's clock (a reboot, an older ledger)."""
-        intent = self._ledger.last_intent(row.id)
-        age = None if intent is None else intent.age()
-        return self._settle_seconds if age is None else max(0.0, self._settle_seconds - age)
-
-    def _settle_later(self, row: PhotoRow, delay: float) -> None:
-        settler = asyncio.create_task(self._settle(row, delay), name=f"settle-{row.id}")
-        self._settling[settler] = time.monotonic() + delay
-        settler.add_done_callback(self._settling.pop)
-
-    async def _settle(self, row: PhotoRow, delay: float) -> None:
-        """Read the order's details soon (a read is free); post again only if they show it
-        idle after ``delay`` (the rest of the settle time, when the request may still run)."""
-        try:
-            first = min(delay, self._quick_settle)
-            if first > 0:
-                await asyncio.sleep(first)
-            row = await self._reconcile(row, idle_wait=delay - first)
-        except asyncio.CancelledError:
-            raise
-        except ApiError as exc:
-            if isinstance(exc, AuthRefused):
-                self._dispatch.fatal(exc)
-                return
-            # The order's details could not be read: still unknown, asked again next run.
-            await self._fail(row, f"outcome not confirmed yet: {exc}", True)
-            self.budget.settle(row.id, spent=True)
-            self._dispatch.settled(row.id)
-            return
-        except BaseException as exc:
-            self._dispatch.fatal(exc)
-            return
-        if row.state is State.UPLOADED:
-            if self._posts[row.id] >= self._backoff.attempts:
-                # Answered with errors (5xx, 3xx) and never charged, again and again.
-                await self._fail(
-                    row,
-                    f"the API did not take the order after {self._posts[row.id]} tries; "
-                    "nothing was charged; the next run tries again",
-                    True,
-                )
-                self.budget.settle(row.id, spent=False)
-                self._dispatch.settled(row.id)
-                return
-            self._dispatch.requeue(row.id)  # keeps its budget reservation
-            return
-        self.budget.settle(row.id, spent=True)  # charged, or may have been
-        self._dispatch.settled(row.id)
-
-    async def _reconcile(self, row: PhotoRow, *, idle_wait: float) -> PhotoRow:
-        """A POST's outcome is unknown: let the order's details decide, never a blind re-POST.
-
-        Charged shows at the first read. Idle is trusted only after ``idle_wait`` more seconds
-        and a second read: at least a short pause (two idle reads apart, in case the details lag
-        behind a charge; the API notes do not say), and the full settle time when the request
-        may still be running on the server's side.
-        """
-        assert row.order_id is not None
-        order_id = row.order_id
-        details = await self._details(order_id, row.service)
-        if details is not None and details.never_submitted:
-            answered = row.id in self._answered_lost
-            self._answered_lost.discard(row.id)
-            wait = max(idle_wait, self._quick_settle) if not answered else self._quick_settle
-            await asyncio.sleep(wait)
-            details = await self._details(order_id, row.service)
-        if details is None:
-            # The API does not know the order it may have charged: never re-ordered by itself.
-            self._counters.unconfirmed += 1
-            return await self._fail(row, OUTCOME_UNKNOWN.format(order_id=order_id), False)
-        if details.never_submitted:
-            self._counters.reconciled_idle += 1
-            return await self._writes.call(self._ledger.mark_uploaded, row.id, order_id)
-        self._counters.reconciled_submitted += 1
-        # v3: the order shows the process it was charged for; its id is adopted (v1: none).
-        adopted = details.processes[-1] if details.processes else None
-        return await self._writes.call(self._ledger.mark_submitted, row.id, adopted, None)
-
-    async def _details(self, order_id: str, service: str) -> OrderDetails | None:
-        """The order's details, read with retries; None when the API does not know it."""
-        try:
-            return await retrying(
-                lambda: self._client.order(order_id, service),
-                self._backoff,
-                on_retry=self._on_retry,
-            )
-        except RequestRejected as exc:
-            if exc.status != 404:
-                raise
-            return None
-
-    async def _fail(self, row: PhotoRow, reason: str, retryable: bool) -> PhotoRow:
-        return await self._writes.call(
-            self._ledger.mark_failed, row.id, reason, retryable=retryable
-        )
-
-    def _on_retry(self, exc: ApiError, attempt: int, wait: float) -> None:
-        self._counters.retries += 1
-        if isinstance(exc, RateLimited):
-            self._counters.rate_limited += 1

@@ -30,6 +30,7 @@ from pipeline.retry import Backoff
 
 _DONE = (State.SUBMITTED, State.COMPLETED)
 _COSTS_AN_ORDER = (State.PENDING, State.UPLOADED)
+_UNSETTLED = (State.SUBMITTING, State.UNKNOWN)  # may have been charged: orders spent, at most
 
 
 @dataclass(slots=True)
@@ -43,6 +44,7 @@ class FolderPlan:
     new: int = 0  # never seen: one order each
     resume: int = 0  # pending, uploaded or retryable failures: one order each
     check: int = 0  # submitting: its outcome is asked of the API first, no new order
+    unknown: int = 0  # held: its order may have been charged; asked of the API, no new order
     done: int = 0
     duplicates: int = 0
     failed: int = 0  # failed for good: left alone unless --retry-failed
@@ -75,6 +77,7 @@ class Plan:
     account: str = "default"
     ledger_exists: bool = False
     paid_in_ledger: int = 0  # charged photos of every manifest of the account in this ledger
+    unsettled: int = 0  # the manifest's photos whose order may have been charged, unconfirmed
     api: str = "v1"  # v3: each folder's tool is shown (v1 orders image enhancement only)
 
     @property
@@ -83,8 +86,9 @@ class Plan:
 
     @property
     def to_check(self) -> int:
-        """Orders whose POST outcome is unknown: asked first, re-ordered only if never sent."""
-        return sum(f.check for f in self.folders)
+        """Orders whose POST outcome is unknown: asked first, ordered again only if their
+        details said "not received" for the whole settle time."""
+        return sum(f.check + f.unknown for f in self.folders)
 
     @property
     def seconds(self) -> float:
@@ -100,6 +104,9 @@ class Plan:
                 "orders_at_most": self.orders + self.to_check,
                 "upscales": self.upscales,
                 "paid": self.paid,
+                # Every order POST that may have charged (as `aihd status` counts them).
+                "orders_spent": self.paid + self.unsettled,
+                "unknown": self.unsettled,
                 "ledger": {
                     "path": self.ledger,
                     "account": self.account,
@@ -125,7 +132,8 @@ class Plan:
         ]
         for f in self.folders:
             lines.append(
-                f"{pad(f.folder, cells)} {f.found:>6} {f.new:>6} {f.resume:>6} {f.check:>6} "
+                f"{pad(f.folder, cells)} {f.found:>6} {f.new:>6} {f.resume:>6} "
+                f"{f.check + f.unknown:>6} "
                 f"{f.done:>6} {f.duplicates + sum(f.paid_through.values()):>6} "
                 f"{len(f.broken) + len(f.held) + f.failed + f.result_failed:>6}"
             )
@@ -140,6 +148,12 @@ class Plan:
             lines.append(
                 f"{paid} photos paid through {version} (the same photo and choice; counted in "
                 "'dup'): not ordered again; the reorder command orders one again, at a cost"
+            )
+        if self.unsettled:
+            lines.append(
+                f"{self.unsettled} photos held as unknown: their order may have been charged "
+                "(counted in 'check'); a run reads their orders' details first and never orders "
+                "them again blindly"
             )
         if result_failed := sum(f.result_failed for f in self.folders):
             collect = shlex.join(["aihd", "collect", self.manifest])
@@ -217,7 +231,7 @@ async def make_plan(
         if r.state is not State.DUPLICATE and not (r.state is State.FAILED and r.duplicate_of)
     }
     # Charged, or maybe: an order whose outcome is unsettled holds its counterparts too.
-    charged = {r.identity: r for r in rows if r.charged or r.state is State.SUBMITTING}
+    charged = {r.identity: r for r in rows if r.charged or r.state in _UNSETTLED}
     plans = []
     for folder, options in folders:
         # v1: the catalog's title of the space ("Indoor"); v3: the area or room's value.
@@ -258,6 +272,8 @@ async def make_plan(
                     plan.failed += 1
             elif row.state is State.SUBMITTING:
                 plan.check += 1
+            elif row.state is State.UNKNOWN:
+                plan.unknown += 1
             elif row.charged:
                 plan.result_failed += 1
             elif row.state in _COSTS_AN_ORDER or row.retryable:
@@ -276,6 +292,9 @@ async def make_plan(
         manifest.rate_limit.per_seconds,
         manifest.matches,
         paid=sum(r.charged for r in rows if _inside(r.path, manifest)),
+        unsettled=sum(
+            r.state in _UNSETTLED and not r.charged for r in rows if _inside(r.path, manifest)
+        ),
         manifest=str(manifest.path),
         ledger=shown,
         account=manifest.account,

@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from pipeline.api.factory import AnyVersion
 from pipeline.errors import (
     ApiError,
     AuthRefused,
+    ClaimLost,
     ConnectFailed,
     OrderBudgetSpent,
     PhotoChanged,
@@ -41,7 +43,7 @@ from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.manifest.loader import FolderSpec, Manifest
 from pipeline.ordering.catalog import ResolvedOptions, photo_options
 from pipeline.ordering.choices import resolve_chosen
-from pipeline.ordering.flow import Dispatch, OrderFlow, RunCounters
+from pipeline.ordering.flow import OrderFlow, RunCounters
 from pipeline.ordering.progress import Progress
 from pipeline.ordering.scan import (
     CheckedPhoto,
@@ -51,6 +53,7 @@ from pipeline.ordering.scan import (
     stat_file,
     take_batch,
 )
+from pipeline.ordering.settling import Dispatch
 from pipeline.ordering.summary import RunSummary, summarize
 from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff
@@ -58,7 +61,8 @@ from pipeline.stopping import StopSwitch
 
 log = logging.getLogger("aihd")
 
-_OPEN_STATES = (State.PENDING, State.UPLOADED, State.SUBMITTING)
+_OPEN_STATES = (State.PENDING, State.UPLOADED, State.SUBMITTING, State.UNKNOWN)
+_RECLAIMS = 3  # a photo whose claim this run lost is claimed again at most this often
 _TAKE_BATCH = 16  # photos hashed per trip to the worker thread when a service takes them
 
 
@@ -114,8 +118,11 @@ class Runner:
         self._folders: dict[str, tuple[FolderSpec, ResolvedOptions]] = {}
         self._manifest_path = str(manifest.path)
         self._held_elsewhere = 0
+        self._reclaims: Counter[int] = Counter()  # claims lost and taken again, per photo
         # Failed before this run and found unchanged: exit 1 is for the run that found them.
         self._known_failed: set[int] = set()
+        # Held as unknown before this run, with its reason then: reported the night it came.
+        self._known_unknown: dict[int, str | None] = {}
         self._known_broken: set[tuple[str, int, int]] = set()
         self.on_settled: Callable[[int], None] | None = None  # aihd serve: collect it next
         self.backoff = Backoff(
@@ -180,8 +187,10 @@ class Runner:
         self._known_broken = {
             (r.path, r.size, r.mtime_ns) for r in self.ledger.photos([State.FAILED]) if not r.sha256
         }
-        # Orders a killed run left in flight come first: they may already be paid.
-        for row in self.ledger.photos([State.SUBMITTING], current_only=False):
+        # Orders a killed or stopped run left unsettled come first: they may already be paid.
+        for row in self.ledger.photos([State.SUBMITTING, State.UNKNOWN], current_only=False):
+            if row.state is State.UNKNOWN:
+                self._known_unknown[row.id] = row.error
             self.progress.add_found(self._admit(row.id, row.state)[0])
         workers = [
             asyncio.create_task(self._worker(), name=f"photo-worker-{n}")
@@ -235,6 +244,7 @@ class Runner:
             seconds=time.monotonic() - started,
             settling=settling,
             held_by_other_runs=self._held_elsewhere,
+            known_unknown=self._known_unknown,
         )
 
     # -- scanning -----------------------------------------------------------------------------
@@ -388,6 +398,7 @@ class Runner:
         self._seen_ids.add(photo_id)
         if state is State.FAILED:
             self._known_failed.add(photo_id)  # failed in an earlier run, left as it was
+
         if state in _OPEN_STATES:
             self._open += 1
             self._queue.put_nowait(photo_id)
@@ -428,12 +439,13 @@ class Runner:
                 self._held_elsewhere += 1  # another run of the account is on it
                 self._close(photo_id)
                 continue
+            fence = self.ledger.fence(photo_id)  # the token every write of it must match
             row = self.ledger.get(photo_id)  # as it stands now that it is ours
             if row.state not in _OPEN_STATES:
                 self._close(photo_id)  # done by another run meanwhile
                 continue
             try:
-                settled = await self._flow.process(row)
+                settled = await self._flow.process(row, fence)
             except OrderBudgetSpent:
                 self._deferred.append(photo_id)
             except AuthRefused as exc:
@@ -450,6 +462,14 @@ class Runner:
             except ApiError as exc:
                 # Retries are spent on a transient failure: keep the photo for the next run.
                 await self.writes.call(self.ledger.mark_failed, row.id, str(exc), retryable=True)
+            except ClaimLost as exc:
+                # This run was paused past its lease (or another run took the photo over):
+                # nothing was sent. Claimed again, it goes on here unless another run has it.
+                log.warning("%s", exc)
+                self._reclaims[photo_id] += 1
+                if self._reclaims[photo_id] <= _RECLAIMS:
+                    settled = False
+                    self._queue.put_nowait(photo_id)
             except SubmitRefused as exc:
                 log.warning("%s", exc)  # another run of the account has it: nothing was sent
             except PhotoChanged as exc:

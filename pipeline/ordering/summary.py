@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence, Set
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import asdict, dataclass, field
 
 from pipeline.errors import (
     EXIT_BUDGET,
@@ -28,11 +28,11 @@ class RunSummary:
     exit_code: int
     photos: int
     states: dict[str, int]
-    orders_spent: int  # charged, as the API confirmed: answered, or found charged when settled
+    orders_spent: int  # charged or may have been: confirmed, plus `unconfirmed`
     orders_accepted: int
     orders_posted: int  # POSTs sent, a 429 or a lost answer included
     outcomes_unknown: int  # answers lost, each settled by the order's details
-    unconfirmed: int  # failed as "outcome unknown": may have been charged; see `aihd status`
+    unconfirmed: int  # this run's POSTs whose outcome is still unknown: may have been charged
     settling: int  # lost answers still unsettled at a stop: the next run settles them
     uploads: int
     retries: int
@@ -41,6 +41,7 @@ class RunSummary:
     failures: list[dict[str, str]]
     ledger: str
     held_by_other_runs: int = 0  # photos another run of the account was working on
+    unknown: list[dict[str, str]] = field(default_factory=list)  # held: may have been charged
     collected: dict[str, object] | None = None  # the collect's summary, with `run --collect`
 
     def to_json(self) -> str:
@@ -52,15 +53,18 @@ class RunSummary:
             f"aihd run: {self.outcome} in {self.seconds:.1f}s",
             f"  photos: {self.photos} ({states})",
             f"  orders spent: {self.orders_spent} (answered: {self.orders_accepted}, "
-            f"lost answers found charged: {self.orders_spent - self.orders_accepted}); "
+            f"lost answers found charged: "
+            f"{self.orders_spent - self.orders_accepted - self.unconfirmed}, "
+            f"may have been charged (outcome unknown): {self.unconfirmed}); "
             f"order posts: {self.orders_posted}; uploads: {self.uploads}",
             f"  retries: {self.retries}; rate-limited (429): {self.rate_limited}",
             f"  ledger: {self.ledger}",
         ]
-        if self.unconfirmed or self.settling:
+        if self.unknown or self.settling:
             lines.append(
-                f"  outcome unknown (may have been charged): {self.unconfirmed}; "
-                f"still settling at the stop: {self.settling}"
+                f"  held as unknown (may have been charged; never ordered again by itself, the "
+                f"next run reads their orders again): {len(self.unknown)}; still settling at "
+                f"the stop: {self.settling}"
             )
         if self.held_by_other_runs:
             lines.append(
@@ -69,6 +73,8 @@ class RunSummary:
             )
         for failure in self.failures:
             lines.append(f"  failed: {failure['path']}: {failure['error']}")
+        for held in self.unknown[:_MAX_LISTED_FAILURES]:
+            lines.append(f"  unknown: {held['path']}: {held['error']}")
         if self.collected is not None:
             c = self.collected
             lines.append(
@@ -96,6 +102,7 @@ def summarize(
     seconds: float,
     settling: int = 0,
     held_by_other_runs: int = 0,
+    known_unknown: Mapping[int, str | None] | None = None,
 ) -> RunSummary:
     """States over the manifest's folders as the ledger holds them now; failures of this run.
 
@@ -110,13 +117,25 @@ def summarize(
     failures = [
         {"path": row.path, "error": row.error or "unknown"} for row in failed[:_MAX_LISTED_FAILURES]
     ]
+    # Photos whose order may have been charged and could not be settled either way: a run
+    # that finishes with any did not end well for them (exit 1), unless they were held so,
+    # for the same reason, before it and it posted nothing more (reported the night it came).
+    held = [row for row in ledger.photos([State.UNKNOWN], current_only=False) if row.id in seen_ids]
+    known = known_unknown or {}
+    newly_held = counters.unconfirmed or any(
+        row.id not in known or known[row.id] != row.error for row in held
+    )
+    unknown = [
+        {"path": row.path, "order_id": row.order_id or "", "error": row.error or "outcome unknown"}
+        for row in held
+    ]
     if stop_reason == "interrupted":
         outcome, code = "interrupted", EXIT_INTERRUPTED
     elif stop_reason == "budget":
         outcome, code = "stopped-by-budget", EXIT_BUDGET
     elif stop_reason == "unreachable":
         outcome, code = "api-unreachable", EXIT_UNREACHABLE
-    elif failed:
+    elif failed or newly_held:
         outcome, code = "some-failed", EXIT_SOME_FAILED
     else:
         outcome, code = "finished", EXIT_OK
@@ -138,4 +157,5 @@ def summarize(
         failures=failures,
         ledger=ledger.path,
         held_by_other_runs=held_by_other_runs,
+        unknown=unknown,
     )

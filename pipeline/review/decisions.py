@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,8 +23,10 @@ from pipeline.manifest.loader import Manifest
 
 __all__ = [
     "DECISIONS_FORMAT",
+    "REASON_MAX_CHARS",
     "FileDecision",
     "apply_decisions",
+    "clean_reason",
     "decisions_document",
     "manifest_rows",
     "read_decisions_file",
@@ -33,6 +36,7 @@ __all__ = [
 ]
 
 DECISIONS_FORMAT = "aihd-review-decisions"
+REASON_MAX_CHARS = 300  # a rejection's reason: a sentence, not a letter
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class FileDecision:
     path: str
     sha256: str
     decision: Decision
+    reason: str | None = None
 
 
 def manifest_rows(manifest: Manifest, ledger: Ledger) -> list[PhotoRow]:
@@ -108,6 +113,20 @@ def reorder_command(manifest: Manifest, paths: Sequence[str]) -> str:
     return shlex.join(["aihd", "reorder", str(manifest.path), *paths, "--yes"])
 
 
+def clean_reason(text: object) -> str | None:
+    """A rejection's reason as kept: one line of printable text, at most REASON_MAX_CHARS;
+    None for none. Anything else than text is a UsageError."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise UsageError("a reason must be text")
+    printable = "".join(
+        " " if unicodedata.category(c)[0] in "CZ" else c for c in text
+    )  # control characters, line breaks and odd spaces become plain spaces
+    words = " ".join(printable.split())
+    return words[:REASON_MAX_CHARS] or None
+
+
 def record_decision(
     ledger: Ledger, photos: Sequence[PhotoRow], decision: Decision, source: str
 ) -> int:
@@ -124,7 +143,13 @@ def decisions_document(manifest: Manifest, decisions: Sequence[FileDecision]) ->
             "manifest": str(manifest.path),
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "decisions": [
-                {"photo_id": d.photo_id, "path": d.path, "sha256": d.sha256, "decision": d.decision}
+                {
+                    "photo_id": d.photo_id,
+                    "path": d.path,
+                    "sha256": d.sha256,
+                    "decision": d.decision,
+                    **({"reason": d.reason} if d.reason else {}),
+                }
                 for d in decisions
             ],
         },
@@ -168,7 +193,12 @@ def _entry(path: Path, index: int, entry: object) -> FileDecision:
         raise UsageError(f"{where}: path and sha256 must be text")
     if decision not in {d.value for d in Decision}:
         raise UsageError(f'{where}: decision must be "approved" or "rejected"')
-    return FileDecision(photo_id, photo_path, sha256, Decision(decision))
+    reason = entry.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise UsageError(f"{where}: reason must be text")
+    said = Decision(decision)
+    why = clean_reason(reason) if said is Decision.REJECTED else None  # only a "no" has a why
+    return FileDecision(photo_id, photo_path, sha256, said, why)
 
 
 def apply_decisions(
@@ -188,11 +218,14 @@ def apply_decisions(
             raise UsageError(
                 f"{source}: decisions[{index}]: {entry.path} is {row.state.value}, not completed"
             )
-    latest = {d.photo_id: d.decision for d in decisions}  # the last word on each photo counts
+    # The last word on each photo counts; photos said the same of, for the same reason, are
+    # recorded together.
+    latest = {d.photo_id: (d.decision, d.reason) for d in decisions}
+    together: dict[tuple[Decision, str | None], list[int]] = {}
+    for photo_id, said in latest.items():
+        together.setdefault(said, []).append(photo_id)
     counts = dict.fromkeys(Decision, 0)
     with ledger.grouped():
-        for decision in Decision:
-            ids = [photo_id for photo_id, said in latest.items() if said is decision]
-            if ids:
-                counts[decision] = ledger.record_reviews(ids, decision, source)
+        for (decision, reason), ids in together.items():
+            counts[decision] += ledger.record_reviews(ids, decision, source, reason)
     return counts

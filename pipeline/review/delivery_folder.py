@@ -28,6 +28,7 @@ __all__ = [
     "Clearing",
     "aside_folder",
     "clear_folder",
+    "our_files",
     "refuse_output",
     "sort_out",
     "stale_folders",
@@ -154,6 +155,17 @@ def sort_out(folder: Path, ledger: Ledger) -> tuple[list[Path], list[Path]]:
     known = ledger.delivered([h for h in hashes.values() if h])
     ours = [p for p, h in hashes.items() if h and h in known]
     return ours, others + [p for p in files if p not in set(ours)]
+
+
+def our_files(folder: Path, ledger: Ledger) -> dict[str, Path]:
+    """The files deliver wrote in ``folder`` (not below it), by content: sha256 -> path."""
+    if folder.is_symlink() or not folder.is_dir():
+        return {}
+    files = [p for p in folder.iterdir() if p.is_file() and not p.is_symlink()]
+    hashes = {_sha256(path): path for path in files}
+    hashes.pop("", None)
+    known = ledger.delivered(list(hashes))
+    return {sha: path for sha, path in hashes.items() if sha in known}
 
 
 def clear_folder(

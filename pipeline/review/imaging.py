@@ -7,28 +7,55 @@ embedded colour profiles. Each is turned the one way an MLS and a browser show i
 from __future__ import annotations
 
 import io
+import math
+import struct
 from pathlib import Path
 
 from PIL import Image, ImageCms, ImageOps
 
 from pipeline.errors import PhotoError
 
-__all__ = ["SRGB_ICC", "open_upright_rgb"]
+__all__ = ["SRGB_ICC", "open_upright_rgb", "upright_size"]
 
 _SRGB = ImageCms.createProfile("sRGB")
-SRGB_ICC: bytes = ImageCms.ImageCmsProfile(_SRGB).tobytes()
+# The header's creation date (bytes 24-35) is made fixed: littleCMS stamps the time of the
+# call, which made the same photo encode to other bytes in another process (a re-delivery
+# could not tell an unchanged photo by its bytes).
+_ICC = ImageCms.ImageCmsProfile(_SRGB).tobytes()
+_DATE = struct.pack(">6H", 2024, 1, 1, 0, 0, 0)
+SRGB_ICC: bytes = _ICC[:24] + _DATE + _ICC[36:]
 _WHITE = (255, 255, 255)
 
 
-def open_upright_rgb(path: Path) -> Image.Image:
-    """The photo at ``path``, EXIF orientation applied, as 8-bit RGB in sRGB."""
+def open_upright_rgb(path: Path, at_least: int | None = None) -> Image.Image:
+    """The photo at ``path``, EXIF orientation applied, as 8-bit RGB in sRGB. With
+    ``at_least``, a JPEG may be decoded smaller, its long edge no shorter than that (much
+    faster for a preview: the JPEG decoder scales by 1/2, 1/4 or 1/8 as it reads)."""
     try:
         with Image.open(path) as opened:
+            if at_least is not None and max(opened.size) > at_least:
+                scale = at_least / max(opened.size)
+                wanted = (math.ceil(opened.width * scale), math.ceil(opened.height * scale))
+                opened.draft(opened.mode, wanted)  # a no-op for any image but a JPEG
             opened.load()
             image = ImageOps.exif_transpose(opened) or opened
             return _to_srgb(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise PhotoError(path, f"cannot read it as an image ({exc})") from None
+
+
+_TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def upright_size(path: Path) -> tuple[int, int]:
+    """The photo's size as shown (EXIF orientation applied), from its header only."""
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+            turned = opened.getexif().get(0x0112) in _TURNED
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise PhotoError(path, f"cannot read it as an image ({exc})") from None
+    return (height, width) if turned else (width, height)
 
 
 def _to_srgb(image: Image.Image) -> Image.Image:

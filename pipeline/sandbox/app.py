@@ -173,6 +173,8 @@ async def submit(request: web.Request) -> web.Response:
     order_finished_later(request, order)
     if request[LOST_AFTER_CHARGE] or (state.draw_hold() and await client_left(request)):
         return drop_connection(request)
+    if state.draw_error_after_charge():
+        return error(500, "internal server error", "api_error_internal")
     body: api.SubmitResponse = {
         "order_id": order.id,
         "image_id": image_id,
@@ -184,6 +186,8 @@ async def submit(request: web.Request) -> web.Response:
 def _order_record(request: web.Request, order: Order) -> dict[str, Any]:
     state = request.app[STATE]
     status, generated_ids = state.status(order)
+    # What the details show: nothing of a charge they do not show yet (Faults.details_lag).
+    shown = status != "idle"
     origin = _origin(request)
     generated: list[dict[str, Any]] = [
         {
@@ -209,10 +213,10 @@ def _order_record(request: web.Request, order: Order) -> dict[str, Any]:
         "service_name": api.SERVICE,
         "before_image_id": order.before_image_id,
         "before_image_src": f"{origin}/_sandbox/before/{order.id}",
-        "space": order.space,
+        "space": order.space if shown else "",
         "generated_images": generated,
         "created_at": order.created_at,
-        "image_id": order.image_id,
+        "image_id": order.image_id if shown else "",
         "service": {"name": api.SERVICE, "title": "AI Image Enhancement", "credit": 1},
     }
 

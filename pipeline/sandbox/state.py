@@ -63,11 +63,17 @@ class Faults:
     # (then sent): the moment between charge and record, made certain for kill tests.
     hold_after_charge_rate: float = 0.0
     hold_seconds: float = 30.0
+    # A charged order (v3: process) answered 500 with the API's own error body, as a server
+    # that fails after it charged: 1.0 makes every one so (no draw at all when 0).
+    error_after_charge_rate: float = 0.0
+    # The order's details lag the charge: for this many seconds after it, v1's order reads
+    # idle with no results, and v3's order shows no process (its process reads 404).
+    details_lag_seconds: float = 0.0
     process_failure_rate: float = 0.0  # v3 processes that end "failed" (charged all the same)
+    upscale_lost_rate: float = 0.0  # upscales taken (their webhook will come), answer lost
     # Seconds a request of one kind is held before it is handled: the moment a stop test
     # needs, made certain (an upload in flight; an order POST sent, its intent on disk, not
     # charged yet; a result download under way).
-    upscale_lost_rate: float = 0.0  # upscales taken (their webhook will come), answer lost
     upload_delay: float = 0.0
     order_delay: float = 0.0
     download_delay: float = 0.0
@@ -241,6 +247,16 @@ class SandboxState:
         with self._lock:
             rate = self._faults.upscale_lost_rate
             return rate > 0 and self._rng.random() < rate
+
+    def draw_error_after_charge(self) -> bool:
+        """Whether to answer a charged order with a 500; no draw at all when the rate is 0."""
+        with self._lock:
+            rate = self._faults.error_after_charge_rate
+            return rate > 0 and self._rng.random() < rate
+
+    def shows_charge(self, charged_at: float) -> bool:
+        """Whether the order's details show a charge made at ``charged_at`` (monotonic) yet."""
+        return time.monotonic() >= charged_at + self.faults.details_lag_seconds
 
     def draw_hold(self) -> bool:
         """Whether to hold back a charged order's answer; no draw at all when the rate is 0."""
@@ -421,7 +437,7 @@ class SandboxState:
         """The order's status now, and its generated image ids once finished."""
         with self._lock:
             charged_at, generated = order.charged_at, list(order.generated_ids)
-        if charged_at is None:
+        if charged_at is None or not self.shows_charge(charged_at):
             return "idle", []
         done_at = charged_at + self.config.eta_seconds * self.config.time_scale
         if self.results_held or time.monotonic() < done_at:

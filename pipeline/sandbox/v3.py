@@ -33,7 +33,7 @@ from .v3_replies import (
     ok,
     origin,
 )
-from .v3_state import Order, Project
+from .v3_state import Order, Process, Project
 
 __all__ = ["PROCESS_POST_PATH", "add_v3_routes"]
 
@@ -119,11 +119,17 @@ async def project_details(request: web.Request) -> web.Response:
 # Orders ---------------------------------------------------------------------------------------
 
 
+def shown_processes(request: web.Request, order: Order) -> list[Process]:
+    """The order's processes its details show (a charge they lag behind is not shown yet)."""
+    state = request.app[STATE]
+    return [p for p in state.v3.processes(order) if state.shows_charge(p.started)]
+
+
 def order_status(request: web.Request, order: Order) -> str:
     """idle before any process; active while one runs; then as its last process ended."""
     store = request.app[STATE].v3
     readings, now = store.readings, time.monotonic()
-    statuses = [process.status(now) for process in store.processes(order)]
+    statuses = [process.status(now) for process in shown_processes(request, order)]
     if not statuses:
         return "idle"
     if any(status in ("pending", "processing") for status in statuses):
@@ -138,7 +144,7 @@ async def order_details(request: web.Request) -> web.Response:
         return error(404, "order not found", "api_error_order_not_found")
     readings, now, base = store.readings, time.monotonic(), origin(request)
     processes: list[dict[str, Any]] = []
-    for process in store.processes(order):
+    for process in shown_processes(request, order):
         entry: dict[str, Any] = {readings.process_entry_id: process.id}
         if readings.process_entry_tool:
             entry["tool"] = process.tool

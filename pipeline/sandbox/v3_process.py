@@ -112,6 +112,8 @@ async def create_process(request: web.Request) -> web.Response:
     )
     if request[LOST_AFTER_CHARGE] or (state.draw_hold() and await client_left(request)):
         return drop_connection(request)
+    if state.draw_error_after_charge():
+        return error(500, "internal server error", "api_error_internal")
     ids: dict[str, Any] = (
         {"process_ids": [process.id]}
         if readings.process_id_field == "process_ids"
@@ -146,8 +148,9 @@ def _final_asset(request: web.Request, process: Process) -> dict[str, Any]:
 
 
 async def process_details(request: web.Request) -> web.Response:
-    process = request.app[STATE].v3.process(request.match_info["process_id"])
-    if process is None:
+    state = request.app[STATE]
+    process = state.v3.process(request.match_info["process_id"])
+    if process is None or not state.shows_charge(process.started):
         return error(404, "process not found", "api_error_process_not_found")
     status = process.status(time.monotonic())
     record: dict[str, Any] = {
