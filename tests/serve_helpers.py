@@ -45,8 +45,9 @@ def kill_leftovers() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        for stream in (process.stderr, process.stdout):
+            if stream is not None:
+                stream.close()
 
 
 @dataclass
@@ -56,7 +57,9 @@ class Served:
     process: subprocess.Popen[str]
     url: str = ""
     lines: list[str] = field(default_factory=list)
+    out_lines: list[str] = field(default_factory=list)  # stdout: the desk's login link
     _reader: threading.Thread | None = None
+    _out_reader: threading.Thread | None = None
 
     @property
     def hooks(self) -> str:
@@ -64,6 +67,11 @@ class Served:
 
     def stderr(self) -> str:
         return "".join(self.lines)
+
+    def login_url(self) -> str:
+        """The review desk's one-time login link, as printed on stdout."""
+        wait_until(lambda: bool(self.out_lines), timeout=20, what="the desk's login link")
+        return self.out_lines[0].strip()
 
     def get(self, path: str) -> tuple[int, str]:
         try:
@@ -102,10 +110,12 @@ class Served:
         try:
             code = self.process.wait(timeout=60)
         finally:
-            if self._reader is not None:
-                self._reader.join(timeout=5)
-            if self.process.stderr is not None:
-                self.process.stderr.close()
+            for reader in (self._reader, self._out_reader):
+                if reader is not None:
+                    reader.join(timeout=5)
+            for stream in (self.process.stderr, self.process.stdout):
+                if stream is not None:
+                    stream.close()
         return code, time.monotonic() - started
 
 
@@ -121,7 +131,7 @@ def spawn_serve(
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "serve", *map(str, manifests), *SERVE_FAST, *extra],
         env=aihd_env(sandbox, extra={"AIHD_WEBHOOK_SECRET": SECRET, **(env or {})}),
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
@@ -139,8 +149,15 @@ def spawn_serve(
                 found.set()
         found.set()
 
+    def read_out() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            served.out_lines.append(line)
+
     served._reader = threading.Thread(target=read, daemon=True)
     served._reader.start()
+    served._out_reader = threading.Thread(target=read_out, daemon=True)
+    served._out_reader.start()
     found.wait(timeout=60)
     assert served.url, f"aihd serve did not start:\n{served.stderr()}"
     if webhooks:

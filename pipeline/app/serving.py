@@ -1,16 +1,21 @@
 """``aihd serve`` and ``aihd upscale``: the account's ledger and window, the API client, the
-record of the service in the ledger's runs; the service itself is pipeline/serve/."""
+review desk on the service's own address, the record of the service in the ledger's runs; the
+service itself is pipeline/serve/."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiohttp import web
+
 from pipeline.api.records import is_v3_service
 from pipeline.api.v1 import Timeouts
+from pipeline.app.desk import desk_settings
 from pipeline.app.session import ApiSettings, _window_history, api_client
 from pipeline.errors import UsageError
 from pipeline.ledger import State, open_ledger
@@ -18,6 +23,7 @@ from pipeline.manifest.accounts import state_folder
 from pipeline.manifest.loader import Manifest
 from pipeline.ordering.projects import LedgerProjects
 from pipeline.ordering.window import OrderWindow
+from pipeline.review.desk import ReviewDesk, mount_review_desk
 from pipeline.serve import ServeOptions, run_service, webhook_secret
 from pipeline.stopping import StopSwitch
 
@@ -68,10 +74,27 @@ def webhook_url(public_url: str) -> str:
 
 
 async def serve_account(
-    request: ServeRequest, settings: ApiSettings, stop: StopSwitch, reload: asyncio.Event
+    request: ServeRequest,
+    settings: ApiSettings,
+    stop: StopSwitch,
+    reload: asyncio.Event,
+    on_login: Callable[[str], None] = lambda login_url: None,
 ) -> None:
-    """Serve the manifests until stopped; recorded in the ledger's runs like a run."""
+    """Serve the manifests until stopped; recorded in the ledger's runs like a run. The review
+    desk is served at /review/ of the same address; ``on_login`` gets its one-time login link
+    once the service listens (for the one who started it: never logged)."""
     first = request.manifests[0]
+    desks: list[ReviewDesk] = []
+    desk = desk_settings(
+        request.manifests,
+        request.ledger_path,
+        listen_host=request.listen[0],
+        reordered_by=_reordered_by(request),
+    )
+
+    def add_desk(app: web.Application) -> None:
+        desks.append(mount_review_desk(app, desk))
+
     ledger = open_ledger(request.ledger_path)
     try:
         run_id = ledger.start_run(request.command)
@@ -93,12 +116,15 @@ async def serve_account(
             folders = sum(len(m.folders) for m in request.manifests)
             log.info(
                 "aihd serve: %d folders of %d manifests, ledger %s; listening on %s "
-                "(POST /hooks/<secret>, GET /healthz, GET /metrics)",
+                "(POST /hooks/<secret>, GET /healthz, GET /metrics, the review desk at %s/)",
                 folders,
                 len(request.manifests),
                 ledger.path,
                 url,
+                desk.prefix,
             )
+            if desks:
+                on_login(desks[0].login_url(_browsable(url)))
 
         try:
             await run_service(
@@ -119,12 +145,30 @@ async def serve_account(
                 stop=stop,
                 reload=reload,
                 on_listening=on_listening,
+                add_routes=[add_desk],
             )
             outcome = "stopped"
         finally:
             ledger.finish_run(run_id, outcome, {"stopped_at": time.time()})
     finally:
         ledger.close()
+
+
+def _reordered_by(request: ServeRequest) -> str:
+    """Who orders a photo the desk orders again: this service, at its next look at every
+    folder (the file is unchanged, so no event brings it back sooner)."""
+    every = request.options.rescan or min(m.rescan for m in request.manifests)
+    shown = f"{every / 60:g}m" if every >= 60 else f"{every:g}s"
+    # The page says "...; <this> orders it." and "ordered again by <this>."
+    return f"the running aihd serve, within {shown} (its next look at every folder)"
+
+
+def _browsable(url: str) -> str:
+    """The address a browser on this machine opens: every address (0.0.0.0, ::) is also
+    127.0.0.1, a name the desk answers to."""
+    for unspecified in ("//0.0.0.0:", "//[::]:"):
+        url = url.replace(unspecified, "//127.0.0.1:")
+    return url
 
 
 def wish_upscales(manifest: Manifest, ledger_path: Path | str) -> tuple[int, int, int]:

@@ -34,7 +34,7 @@ STOP_SECONDS = 5.0  # a SIGTERM lets order POSTs in flight this long; the whole 
     "--listen",
     default="127.0.0.1:8787",
     show_default=True,
-    help="HOST:PORT for webhooks, /healthz and /metrics (port 0: any free one).",
+    help="HOST:PORT for webhooks, /healthz, /metrics and the review desk (port 0: any free one).",
 )
 @click.option(
     "--quiet-period",
@@ -108,7 +108,8 @@ def serve(
     settle: float,
 ) -> None:
     """Watch MANIFEST's folders all day: order each photo once it is complete, collect
-    results by webhook (polling as the fallback), upscale, serve /healthz and /metrics.
+    results by webhook (polling as the fallback), upscale, serve /healthz, /metrics and the
+    review desk (/review/; it prints a login link that works once).
 
     SIGTERM stops it cleanly (exit 0); SIGHUP reads the manifests again.
 
@@ -123,6 +124,7 @@ def serve(
     from pipeline.logs import setup_logging
     from pipeline.manifest.accounts import key_fingerprint, state_folder, window_account
     from pipeline.ordering.runner import RunLimits
+    from pipeline.review.desk.guards import is_loopback
     from pipeline.serve import ServeOptions, webhook_secret
 
     if print_webhook_url:
@@ -171,7 +173,22 @@ def serve(
         secret=settings.api_key,
         also_secret=request.secret,
     )
-    until_signal(lambda stop, reload: serve_account(request, settings, stop, reload))
+
+    def on_login(login_url: str) -> None:
+        # On stdout, not in the log (--log-file): the link lets one browser in, once.
+        click.echo(
+            "aihd serve: the review desk; open this link to log in (it works once):", err=True
+        )
+        if not is_loopback(host):
+            click.echo(
+                f"aihd serve: warning: listening on {host}: other machines can reach the desk "
+                "over plain HTTP, where the login link and its cookie can be read on the way; "
+                "prefer 127.0.0.1 (README: Always on)",
+                err=True,
+            )
+        click.echo(login_url)
+
+    until_signal(lambda stop, reload: serve_account(request, settings, stop, reload, on_login))
 
 
 def _address(listen: str) -> tuple[str, int]:
