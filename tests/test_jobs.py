@@ -208,7 +208,7 @@ def test_the_serve_unit_restarts_on_failure_only_and_stops_within_its_timeout(
         [sys.executable, "-m", "pipeline", *args, "--quiet-period", "1s"],
         env=aihd_env(sandbox, extra={"AIHD_WEBHOOK_SECRET": "w" * 32}),
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -219,7 +219,7 @@ def test_the_serve_unit_restarts_on_failure_only_and_stops_within_its_timeout(
             time.sleep(0.05)
         started = time.monotonic()
         serving.send_signal(signal.SIGTERM)
-        _, stderr = serving.communicate(timeout=60)
+        stdout, stderr = serving.communicate(timeout=60)
         assert serving.returncode == 0, stderr
         assert time.monotonic() - started < timeout  # the unit's stop timeout: a promise
     finally:
@@ -229,3 +229,6 @@ def test_the_serve_unit_restarts_on_failure_only_and_stops_within_its_timeout(
     log = (tmp_path / "serve.log").read_text()
     assert "listening on http://127.0.0.1:" in log and "w" * 32 not in log
     assert sandbox.api_key not in log + stderr
+    # The desk's login link goes to stdout (the journal, under systemd), never to the log.
+    (link,) = stdout.split()
+    assert "/review/login?token=" in link and link.rsplit("=", 1)[1] not in log + stderr
