@@ -91,7 +91,10 @@ def serving(manifest: Path, box: Sandbox, *extra: str) -> Iterator[Served]:
     }
     command = [PYTHON, "-m", "pipeline", "serve", str(manifest), "--listen", "127.0.0.1:0",
                "--quiet-period", f"{QUIET:g}s", "--poll-after", "10m", *extra]  # fmt: skip
-    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    # stdout holds only the review desk's login link: not a figure.
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stderr is not None
     url = ""
     for line in proc.stderr:

@@ -6,6 +6,7 @@ pays for once more (a photo rejected on the desk, then ordered again with its co
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -97,7 +98,19 @@ def test_serve_serves_the_review_desk_behind_a_login_link_that_works_once(
         return new_order and all(r.state is State.COMPLETED for r in rows.values())
 
     wait_until(ordered_again, timeout=60, what="the photo ordered again and collected")
-    code, seconds = served.stop()
+    # A browser's live view open at the stop: SIGTERM still ends the service within 10 s.
+    host, port = desk.host.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as events:
+        events.sendall(
+            f"GET /review/api/events HTTP/1.0\r\nHost: {desk.host}\r\n"
+            f"Cookie: {session.cookie}\r\nAccept: text/event-stream\r\n\r\n".encode()
+        )
+        heard = b""
+        while b"event: progress" not in heard:
+            chunk = events.recv(65536)
+            assert chunk, heard
+            heard += chunk
+        code, seconds = served.stop()
     assert code == 0, served.stderr()
     assert seconds < 10
     charges = sandbox.stats().charges
