@@ -8,12 +8,15 @@ spends anything.
 
 from __future__ import annotations
 
+__all__ = ["log_file_failure", "setup_logging"]
+
 import logging
 import sys
 from contextlib import suppress
 from pathlib import Path
 
 from pipeline.errors import UsageError
+from pipeline.filenames import shown
 
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -31,6 +34,14 @@ class _Redact(logging.Filter):
                 record.msg = record.getMessage().replace(secret, "<redacted>")
                 record.args = None
         return True
+
+
+class _Shown(logging.Formatter):
+    """A log line with the bytes of file names that are not UTF-8 written ``\\xNN``: a log
+    file (UTF-8) and a terminal take it, where the raw name would be a logging error."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return shown(super().format(record))
 
 
 class _LogFile(logging.FileHandler):
@@ -82,7 +93,7 @@ def setup_logging(
     redact = _Redact(secret, also_secret)
     stderr = _Stderr(sys.stderr)
     stderr.setLevel(logging.INFO if verbose else logging.WARNING)
-    stderr.setFormatter(logging.Formatter(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
+    stderr.setFormatter(_Shown(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
     stderr.addFilter(redact)
     logger.addHandler(stderr)
     if log_file is not None:
@@ -90,7 +101,7 @@ def setup_logging(
             handler = _LogFile(log_file, encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--log-file {log_file}: cannot write: {exc.strerror}") from exc
-        handler.setFormatter(logging.Formatter(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
+        handler.setFormatter(_Shown(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
         handler.addFilter(redact)
         # One line now, written through: a full disk is found before anything is spent.
         handler.handle(logger.makeRecord("aihd", logging.INFO, __file__, 0, "log opened", (), None))

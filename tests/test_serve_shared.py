@@ -57,6 +57,13 @@ def test_a_run_beside_serve_shares_the_window_and_pays_each_photo_once(
         timeout=120,
         what="serve's own photos collected",
     )
+    # A shared photo the run found held by serve is serve's to order: under load it may still
+    # wait for the window when serve's own are done. Every photo paid, then the stop.
+    wait_until(
+        lambda: len({r.sha256 for r in rows_of(ledger) if r.charged}) == len(photos),
+        timeout=120,
+        what="every photo charged, by serve or the run",
+    )
     code, _ = served.stop()
     assert code == 0, served.stderr()
     stats = sandbox.stats()

@@ -94,10 +94,10 @@ def test_duplicate_late_and_replayed_webhooks_fetch_once_and_a_wrong_secret_noth
 def test_a_webhook_for_an_order_held_unknown_orders_nothing_and_fetches_nothing(
     make_sandbox: Callable[..., Sandbox], photo_factory: Callable[..., Path], tmp_path: Path
 ) -> None:
-    """Charged, but the answer never came (held past the stop): the photos are held unknown.
-    Their real webhooks reach the next serve while their orders' details cannot be read: they
-    stay unknown, nothing is posted or fetched. Once the details read, each is settled from
-    them and collected: charged once, posted once."""
+    """Charged, but the answer never came (held past the stop): the photos' outcomes are
+    unsettled. Their real webhooks reach the next serve while their orders' details cannot be
+    read: they are held unknown, nothing is posted or fetched. Once the details read, each is
+    settled from them and collected: charged once, posted once."""
     photos = [photo_factory(tmp_path / "inside", f"p{n}.jpg") for n in range(2)]
     manifest = write_manifest(tmp_path, {"inside": ("indoor", [])}, concurrency=2)
     ledger = tmp_path / "photos.ledger.sqlite"
@@ -110,7 +110,8 @@ def test_a_webhook_for_an_order_held_unknown_orders_nothing_and_fetches_nothing(
         code, _ = first.stop()
         assert code == 0, first.stderr()
     rows = rows_of(ledger)
-    assert [(r.state, r.charged) for r in rows] == [(State.UNKNOWN, False)] * 2
+    # Cut at the stop as a kill would: the intent on disk, the outcome not settled either way.
+    assert all(r.state in (State.SUBMITTING, State.UNKNOWN) and not r.charged for r in rows)
     unreadable = tuple(f"/v1/order/{r.order_id}" for r in rows if r.order_id)
     sandbox.set_faults(Faults(error_rate=1.0, paths=unreadable))
 

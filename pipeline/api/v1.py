@@ -19,9 +19,9 @@ from pipeline.api.transport import (
     Digest,
     Timeouts,
     Transport,
-    _field,
-    _image_disposition,
-    _shape_of,
+    image_disposition,
+    required_text,
+    shape_of,
 )
 from pipeline.errors import TransientError
 
@@ -38,7 +38,7 @@ __all__ = [
     "SubmittedOrder",
     "Timeouts",
     "Widget",
-    "_image_disposition",
+    "image_disposition",
 ]
 
 
@@ -88,12 +88,12 @@ class ApiClient(Transport):
         answer = await self._post_file(
             api.UPLOAD_PATH, photo, (("service_name", service_name),), "image", sent=sent
         )
-        return _field(answer, "order_id", api.UPLOAD_PATH)
+        return required_text(answer, "order_id", api.UPLOAD_PATH)
 
     async def spaces(self, service_name: str = api.SERVICE) -> list[Space]:
         params = {"service_name": service_name}
         body = await self._json("GET", api.SPACES_PATH, params=params)
-        with _shape_of(api.SPACES_PATH):
+        with shape_of(api.SPACES_PATH):
             return [
                 Space(
                     id=str(s["id"]),
@@ -107,7 +107,7 @@ class ApiClient(Transport):
     async def widgets(self, space_name: str, service_name: str = api.SERVICE) -> list[Widget]:
         params = {"space_name": space_name, "service_name": service_name}
         body = await self._json("GET", api.ITEMS_PATH, params=params)
-        with _shape_of(api.ITEMS_PATH):
+        with shape_of(api.ITEMS_PATH):
             return [
                 Widget(
                     id=str(w["id"]),
@@ -145,7 +145,7 @@ class ApiClient(Transport):
         path = api.ORDER_PATH.format(order_id=order_id)
         body = await self._json("GET", path)
         images = body.get("generated_images") or []
-        with _shape_of(api.ORDER_PATH):
+        with shape_of(api.ORDER_PATH):
             return OrderDetails(
                 order_id=str(body.get("id", order_id)),
                 status=str(body.get("status", "")),

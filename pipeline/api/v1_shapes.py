@@ -3,6 +3,29 @@ which share nothing else (see ``docs/api/AIHOMEDESIGN_API.md``)."""
 
 from __future__ import annotations
 
+__all__ = [
+    "API_KEY_HEADER",
+    "DEFAULT_BASE_URL",
+    "ITEMS_PATH",
+    "MAX_PHOTO_BYTES",
+    "ORDER_PATH",
+    "SERVICE",
+    "SPACES_PATH",
+    "STATUS_IDLE",
+    "SUBMIT_PATH",
+    "UPLOAD_PATH",
+    "ErrorBody",
+    "GeneratedImageRecord",
+    "ItemRecord",
+    "OrderRecord",
+    "SelectedWidget",
+    "SpaceRecord",
+    "SubmitRequest",
+    "SubmitResponse",
+    "UploadResponse",
+    "WidgetRecord",
+]
+
 from typing import Final, NotRequired, TypedDict
 
 SERVICE: Final = "service-image-enhancement"

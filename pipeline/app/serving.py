@@ -16,7 +16,7 @@ from aiohttp import web
 from pipeline.api.records import is_v3_service
 from pipeline.api.v1 import Timeouts
 from pipeline.app.desk import desk_settings
-from pipeline.app.session import ApiSettings, _window_history, api_client
+from pipeline.app.session import ApiSettings, api_client, window_history
 from pipeline.errors import UsageError
 from pipeline.ledger import State, open_ledger
 from pipeline.manifest.accounts import state_folder
@@ -101,7 +101,7 @@ async def serve_account(
         window = OrderWindow(first.rate_limit.orders, first.rate_limit.per_seconds)
         answer_within = 2 * request.request_timeout + 5
         window.remember(
-            _window_history(
+            window_history(
                 ledger.recent_posts(
                     first.rate_limit.per_seconds + answer_within, request.options.limits.account
                 ),

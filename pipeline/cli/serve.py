@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["STOP_SECONDS", "serve", "until_signal", "upscale"]
+
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path

@@ -6,11 +6,23 @@ mid-migration leaves the previous version intact. Append new migrations; never e
 
 from __future__ import annotations
 
-import shlex
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SEED_CHOICES",
+    "SEED_IGNORED",
+    "UNKNOWN_FROM_FAILED",
+    "UNKNOWN_FROM_TRUSTED_5XX",
+    "empty_message",
+    "migrate",
+]
+
 import sqlite3
 from collections.abc import Callable
 
 from pipeline.errors import LedgerError, NotALedger
+from pipeline.filenames import shell_quoted
 from pipeline.ledger.serving import create_tables
 
 # 'aihd' in ASCII: marks the file as ours so another tool's SQLite file is refused, not altered.
@@ -352,5 +364,5 @@ def empty_message(where: str) -> str:
     return (
         f"ledger {where} is an empty file, not a ledger (a failed copy or a full disk?); "
         "nothing was spent: restore it from a backup, or if it really is a new ledger: "
-        f"aihd ledger init --into {shlex.quote(where)}"
+        f"aihd ledger init --into {shell_quoted(where)}"
     )

@@ -43,6 +43,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence, Set
 
 from pipeline.errors import LedgerError
+from pipeline.filenames import shown, stored, unstored
 from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger import postgres_sql as q
@@ -62,7 +63,7 @@ from pipeline.ledger.records import (
 )
 from pipeline.ledger.serving import UpscaleRow
 from pipeline.ledger.sqlite_found import record_found
-from pipeline.ledger.sqlite_rows import COLUMNS, STATES, encode, now_text, row_of
+from pipeline.ledger.sqlite_rows import COLUMNS, STATES, encode, error_text, now_text, row_of
 
 __all__ = ["PostgresLedger", "is_url"]
 
@@ -79,7 +80,7 @@ class PostgresLedger(PostgresOrders):
         found = self._run(
             lambda c: c.execute(
                 "INSERT INTO runs (command, started_at) VALUES (%s, %s) RETURNING id",
-                (command, now_text()),
+                (shown(command), now_text()),
             ).fetchone()
         )
         assert found is not None
@@ -107,15 +108,15 @@ class PostgresLedger(PostgresOrders):
         rows = self._read(
             "SELECT path, size, mtime_ns, sha256 FROM photos WHERE current = 1 AND sha256 != ''"
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {unstored(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]:
         rows = self._read(
             "SELECT path, size, mtime_ns, sha256, identity, state, id FROM photos "
             "WHERE current = 1 AND sha256 != '' AND path = ANY(%s)",
-            (list(paths),),
+            ([stored(p) for p in paths],),
         )
-        return {r[0]: KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
+        return {unstored(r[0]): KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
 
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]:
         def body(c: q.Conn) -> list[PhotoRow]:
@@ -149,19 +150,20 @@ class PostgresLedger(PostgresOrders):
         self, path: str, folder: str, size: int, mtime_ns: int, reason: str, manifest: str = ""
     ) -> PhotoRow:
         identity = f"broken:{size}:{mtime_ns}"
+        key, reason = stored(path), shown(reason)
 
         def body(c: q.Conn) -> PhotoRow:
             now = now_text()
             c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
             c.execute(
                 "UPDATE photos SET current = 0 WHERE path = %s AND current = 1 AND identity != %s",
-                (path, identity),
+                (key, identity),
             )
             done = c.execute(
                 "UPDATE photos SET state = 'failed', error = %s, retryable = 0, current = 1, "
                 "folder = %s, updated_at = %s WHERE path = %s AND identity = %s "
                 f"RETURNING {COLUMNS}",
-                (reason, folder, now, path, identity),
+                (reason, stored(folder), now, key, identity),
             ).fetchone()
             if done is not None:
                 return row_of(done)
@@ -227,8 +229,12 @@ class PostgresLedger(PostgresOrders):
             "GROUP BY folder, state ORDER BY folder",
             params,
         ):
-            by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
+            by_folder.setdefault(unstored(folder), dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
+
+    def cap_future_posts(self) -> int:
+        """Order times ahead of the database's clock become now (a count)."""
+        return self._run(q.cap_future_posts)
 
     def window_wait(self, rule: WindowRule) -> float:
         """Seconds until the account's window has room, on the database's clock (read only:
@@ -247,7 +253,7 @@ class PostgresLedger(PostgresOrders):
                 cur = c.execute(
                     "INSERT INTO ignored (path, ignored_at, reason) VALUES (%s, %s, %s) "
                     "ON CONFLICT (path) DO NOTHING",
-                    (path, stamp, reason),
+                    (stored(path), stamp, shown(reason)),
                 )
                 added += cur.rowcount
             return added
@@ -255,7 +261,7 @@ class PostgresLedger(PostgresOrders):
         return self._run(body)
 
     def ignored_paths(self) -> set[str]:
-        return {path for (path,) in self._read("SELECT path FROM ignored")}
+        return {unstored(path) for (path,) in self._read("SELECT path FROM ignored")}
 
     def ignore_contents(self, photos: Sequence[tuple[str, str]], reason: str) -> int:
         """As SqliteLedger.ignore_contents: these contents are left out wherever found."""
@@ -264,7 +270,9 @@ class PostgresLedger(PostgresOrders):
         def body(c: q.Conn) -> int:
             style = q.SqliteStyle(c)
             return sum(
-                style.execute(idsql.IGNORE_CONTENT, (sha, path, stamp, reason)).rowcount
+                style.execute(
+                    idsql.IGNORE_CONTENT, (sha, stored(path), stamp, shown(reason))
+                ).rowcount
                 for sha, path in photos
             )
 
@@ -318,6 +326,28 @@ class PostgresLedger(PostgresOrders):
             )
         )
 
+    def replace_v3_project(self, account: str, address: str, gone: str, project_id: str) -> str:
+        """``project_id`` takes the place of ``gone`` (deleted on the server), unless another
+        run replaced it first; returns the id kept."""
+        key = address.strip().casefold()
+
+        def body(c: q.Conn) -> str:
+            c.execute(
+                "INSERT INTO v3_projects (account, address, project_id, created_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (account, address) DO UPDATE "
+                "SET project_id = excluded.project_id, created_at = excluded.created_at "
+                "WHERE v3_projects.project_id = %s",
+                (account, key, project_id, now_text(), gone),
+            )
+            found = c.execute(
+                "SELECT project_id FROM v3_projects WHERE account = %s AND address = %s",
+                (account, key),
+            ).fetchone()
+            assert found is not None
+            return str(found[0])
+
+        return self._run(body)
+
     # -- deliver's files, and where photos are (after_order.py) --------------------------------
 
     def record_delivered(
@@ -359,7 +389,7 @@ class PostgresLedger(PostgresOrders):
                     "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
                     "decided_at = excluded.decided_at, source = excluded.source, "
                     "reason = excluded.reason",
-                    (value, decided_at, source, reason, photo_id),
+                    (value, decided_at, shown(source), error_text(reason), photo_id),
                 )
                 done += cur.rowcount
             return done

@@ -3,6 +3,18 @@ connection, the run lock, and claims (see postgres.py for the whole)."""
 
 from __future__ import annotations
 
+__all__ = [
+    "DEADLOCK_PAUSE",
+    "INSERT",
+    "RETRY_ENV",
+    "PostgresBase",
+    "T",
+    "first_line",
+    "is_url",
+    "redact",
+]
+
+import math
 import os
 import re
 import threading
@@ -14,7 +26,13 @@ from typing import Any, NoReturn, TypeVar
 import psycopg
 import psycopg.errors
 
-from pipeline.errors import GroupRolledBack, LedgerError, LedgerUnreachable, NotEligible
+from pipeline.errors import (
+    GroupRolledBack,
+    LedgerError,
+    LedgerUnreachable,
+    NotEligible,
+    UsageError,
+)
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger.postgres_schema import migrate
 from pipeline.ledger.records import PhotoRow
@@ -54,8 +72,7 @@ class PostgresBase:
         self._depth = 0
         self._conn: q.Conn | None = None
         self._lock_conn: q.Conn | None = None
-        env = os.environ.get(RETRY_ENV, "").strip()
-        self.retry_seconds = retry_seconds if retry_seconds is not None else float(env or 60)
+        self.retry_seconds = retry_seconds if retry_seconds is not None else _retry_from_env()
         self._away = False  # it stayed away once: later calls try once, not for retry_seconds
         self._group: list[tuple[Callable[[q.Conn], Any], object]] | None = None
         self._group_error: LedgerError | None = None
@@ -309,6 +326,21 @@ def _outcome(result: object) -> object:
     if isinstance(result, BaseException):
         return type(result)
     return result if isinstance(result, bool) else None
+
+
+def _retry_from_env() -> float:
+    """AIHD_LEDGER_RETRY_SECONDS (default 60): a finite number of seconds, at most a day."""
+    text = os.environ.get(RETRY_ENV, "").strip()
+    try:
+        seconds = float(text) if text else 60.0
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 <= seconds <= 86400):
+        raise UsageError(
+            f"{RETRY_ENV}={text!r} is not a number of seconds from 0 to 86400: set it to how "
+            f"long to wait for the ledger's database, e.g. {RETRY_ENV}=60, or unset it"
+        )
+    return seconds
 
 
 def first_line(exc: BaseException) -> str:

@@ -3,6 +3,8 @@ downloads which photo's results, and a session lock (see postgres.py for the who
 
 from __future__ import annotations
 
+__all__ = ["PostgresClaims"]
+
 import json
 import os
 import socket

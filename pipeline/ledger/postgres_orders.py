@@ -3,6 +3,8 @@ failures, `aihd reorder`, and the import of a SQLite ledger (see postgres.py for
 
 from __future__ import annotations
 
+__all__ = ["PostgresOrders"]
+
 import json
 import time
 from collections.abc import Sequence
@@ -10,12 +12,13 @@ from pathlib import Path
 
 from pipeline.bootclock import Stamp
 from pipeline.errors import ClaimLost, LedgerError, NotEligible, SubmitRefused
+from pipeline.filenames import stored
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger.postgres_claims import PostgresClaims
 from pipeline.ledger.postgres_schema import LOCK_FIND, LOCK_WINDOW
 from pipeline.ledger.records import LastPost, PhotoRow, PostTimes, WindowFull, WindowRule
 from pipeline.ledger.sqlite_import import import_rows
-from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
+from pipeline.ledger.sqlite_rows import COLUMNS, error_text, now_text, row_of
 
 
 class PostgresOrders(PostgresClaims):
@@ -134,7 +137,7 @@ class PostgresOrders(PostgresClaims):
             c.execute(
                 "UPDATE photos SET state = 'unknown', error = %s, updated_at = %s "
                 "WHERE id = %s AND state = 'submitting'",
-                (reason or None, now_text(), photo_id),
+                (error_text(reason or None), now_text(), photo_id),
             )
 
         self._run(body)
@@ -189,7 +192,7 @@ class PostgresOrders(PostgresClaims):
                 return self._mark(
                     photo_id,
                     "state = 'unknown', error = %s, retryable = 0",
-                    (reason,),
+                    (error_text(reason),),
                     only_if="AND state IN ('submitting', 'unknown') AND charged = 0",
                 )
             except NotEligible:
@@ -252,7 +255,7 @@ class PostgresOrders(PostgresClaims):
                     photo_id,
                     "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
                     "state = 'failed', error = %s, retryable = %s",
-                    (error, int(retryable)),
+                    (error_text(error), int(retryable)),
                     only_if=claim,
                     only_if_params=claim_params,
                 )
@@ -319,7 +322,7 @@ class PostgresOrders(PostgresClaims):
         """Copy a SQLite aihd ledger into this one; None when it was imported before."""
         from pipeline.ledger.sqlite import SqliteLedger
 
-        key = str(source.resolve())
+        key = stored(str(source.resolve()))
         if not source.is_file():
             raise LedgerError(f"cannot import {source}: no such file")
         other = SqliteLedger(source)  # refuses another tool's file; migrates an older one

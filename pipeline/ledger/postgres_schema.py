@@ -11,6 +11,16 @@ at once migrate once. Append new migrations; never edit old ones.
 
 from __future__ import annotations
 
+__all__ = [
+    "LOCK_FIND",
+    "LOCK_MIGRATE",
+    "LOCK_RUN",
+    "LOCK_WINDOW",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "migrate",
+]
+
 from collections.abc import Callable
 
 import psycopg

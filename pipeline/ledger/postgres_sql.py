@@ -4,11 +4,24 @@ code (sqlite_found.py, sqlite_import.py) run unchanged on a PostgreSQL connectio
 
 from __future__ import annotations
 
+__all__ = [
+    "IN_FLIGHT_POLL_SECONDS",
+    "ORPHANABLE",
+    "Conn",
+    "SqliteStyle",
+    "adopt",
+    "answer_post",
+    "scope_clause",
+    "unpaid_originals",
+    "window_wait",
+]
+
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
 
+from pipeline.filenames import stored, unstored
 from pipeline.ledger.records import WindowRule
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -45,11 +58,15 @@ def window_wait(conn: Conn, rule: WindowRule) -> float:
     """Seconds until the account's window has room (0: room now), counted on the database's
     clock: each order POST counts from its answer (or, unanswered, its intent plus the longest
     a request may take) until ``per_seconds`` later, refusals and intents never sent excepted.
-    As sqlite_window.py."""
+    As sqlite_window.py: a time ahead of the database's clock (a ledger imported from a machine
+    whose clock ran ahead) counts as now."""
     horizon = rule.per_seconds + rule.answer_within
     rows = conn.execute(
-        "SELECT extract(epoch FROM clock_timestamp() - coalesce(answer_at, "
-        "intent_at + make_interval(secs => %s)))::float8 FROM order_posts "
+        # least() skips NULLs: an unanswered post must stay NULL here, not become "now".
+        "SELECT extract(epoch FROM clock_timestamp() - coalesce("
+        "CASE WHEN answer_at IS NOT NULL THEN least(answer_at, clock_timestamp()) END, "
+        "least(intent_at, clock_timestamp()) + make_interval(secs => %s)))::float8 "
+        "FROM order_posts "
         "WHERE intent_at >= clock_timestamp() - make_interval(secs => %s) "
         "AND (outcome IS NULL OR outcome NOT IN ('refused', 'unsent')) "
         "AND (account = '' OR %s IN (account, ''))",  # as sqlite_window.py
@@ -66,6 +83,20 @@ def window_wait(conn: Conn, rule: WindowRule) -> float:
     expiries.sort(reverse=True)
     wait = float(expiries[rule.orders - 1])
     return min(wait, IN_FLIGHT_POLL_SECONDS) if in_flight else wait
+
+
+def cap_future_posts(conn: Conn) -> int:
+    """Order times ahead of the database's clock (imported from a machine whose clock ran
+    ahead, or a server clock set back) become now; returns how many. As sqlite_window.py."""
+    return conn.execute(
+        "UPDATE order_posts SET intent_at = least(intent_at, clock_timestamp()), "
+        "answer_at = CASE WHEN answer_at IS NULL THEN NULL "
+        "ELSE least(answer_at, clock_timestamp()) END, "
+        "intent_wall = least(intent_wall, extract(epoch FROM clock_timestamp())::float8), "
+        "answer_wall = CASE WHEN answer_wall IS NULL THEN NULL "
+        "ELSE least(answer_wall, extract(epoch FROM clock_timestamp())::float8) END "
+        "WHERE intent_at > clock_timestamp() OR answer_at > clock_timestamp()"
+    ).rowcount
 
 
 def answer_post(conn: Conn, photo_id: int, outcome: str, clock: float, wall: float) -> None:
@@ -95,7 +126,7 @@ def unpaid_originals(
         + (" FOR UPDATE OF o SKIP LOCKED" if lock else ""),
         (list(copy_ids), list(ORPHANABLE), owner or ""),
     ).fetchall()
-    return [(c, o, path, bool(stands)) for c, o, path, stands in rows]
+    return [(c, o, unstored(path), bool(stands)) for c, o, path, stands in rows]
 
 
 def adopt(conn: Conn, copy_id: int, original_id: int, gone: bool, now: str) -> None:
@@ -130,8 +161,9 @@ def scope_clause(folders: Sequence[str] | None) -> tuple[str, list[object]]:
     if not folders:
         return "FALSE", []
     # One array of the folders, not an OR per folder: as SQLite's (its depth limit), and one
-    # parameter for a manifest's glob of a thousand listings.
-    prefixes = sorted({folder.rstrip("/") + "/" for folder in folders})
+    # parameter for a manifest's glob of a thousand listings. Each prefix in its stored form
+    # (filenames.py), a prefix of its photos' stored paths.
+    prefixes = sorted({stored(folder.rstrip("/") + "/") for folder in folders})
     clause = (
         "EXISTS (SELECT 1 FROM unnest(%s::text[]) AS s(prefix) "
         "WHERE left(path, length(s.prefix)) = s.prefix)"

@@ -18,6 +18,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
+from pipeline.filenames import shown, stored, unstored
+
 __all__ = ["UpscaleRow", "create_tables"]
 
 MAX_UPSCALE_ATTEMPTS = 5  # refusals of one upscale before it is left failed for good
@@ -72,8 +74,9 @@ def scope_sql(folders: Sequence[str] | None) -> tuple[str, list[object]]:
         return "TRUE", []
     if not folders:
         return "FALSE", []
-    # One JSON list, not an OR per folder (SQLite's expression depth; see sqlite._scope).
-    prefixes = sorted({folder.rstrip("/") + "/" for folder in folders})
+    # One JSON list, not an OR per folder (SQLite's expression depth; see sqlite._scope);
+    # each prefix in the ledger's form of paths (filenames.py).
+    prefixes = sorted({stored(folder.rstrip("/") + "/") for folder in folders})
     clause = "EXISTS (SELECT 1 FROM json_each(?) WHERE substr(p.path, 1, length(value)) = value)"
     return clause, [json.dumps(prefixes)]
 
@@ -147,7 +150,7 @@ def answered(conn: Conn, generated_id: str, error: str | None, now: str) -> None
         "UPDATE upscales SET state = 'failed', error = ?, "
         "retryable = CASE WHEN attempts < ? THEN 1 ELSE 0 END, updated_at = ? "
         "WHERE generated_image_id = ? AND state = 'requesting'",
-        (error, MAX_UPSCALE_ATTEMPTS, now, generated_id),
+        (shown(error), MAX_UPSCALE_ATTEMPTS, now, generated_id),
     )
 
 
@@ -155,11 +158,15 @@ def finish(
     conn: Conn, generated_id: str, output_path: str | None, error: str | None, now: str
 ) -> bool:
     """The upscaled file is written (``output_path``), or failed for good (``error``); False
-    when it was settled already (a duplicate webhook)."""
+    when it was settled already (a duplicate webhook). The path in the ledger's form, the
+    error as shown to people (filenames.py), as a photo's."""
+    state = "completed" if error is None else "failed"
+    path = None if output_path is None else stored(output_path)
+    told = None if error is None else shown(error)
     cur = conn.execute(
         "UPDATE upscales SET state = ?, output_path = ?, error = ?, retryable = 0, "
         "updated_at = ? WHERE generated_image_id = ? AND state IN ('requesting', 'requested')",
-        ("completed" if error is None else "failed", output_path, error, now, generated_id),
+        (state, path, told, now, generated_id),
     )
     return bool(cur.rowcount > 0)
 
@@ -189,4 +196,5 @@ def every(conn: Conn, scope: tuple[str, list[object]]) -> list[UpscaleRow]:
 
 
 def _row(r: Sequence[Any]) -> UpscaleRow:
-    return UpscaleRow(int(r[0]), r[1], str(r[2]), int(r[3]), r[4], r[5], bool(r[6]))
+    path = None if r[4] is None else unstored(r[4])
+    return UpscaleRow(int(r[0]), r[1], str(r[2]), int(r[3]), path, r[5], bool(r[6]))

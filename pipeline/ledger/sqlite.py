@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.bootclock import Stamp, owner_alive
 from pipeline.errors import ClaimLost, LedgerBusy, LedgerError, NotEligible, SubmitRefused
+from pipeline.filenames import shown, stored, unstored
 from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger.fencing import claim_lost_message
@@ -42,8 +43,16 @@ from pipeline.ledger.serving import UpscaleRow
 from pipeline.ledger.sqlite_file import make_ledger_file, not_a_database, refuse_empty
 from pipeline.ledger.sqlite_found import adopt, record_found, unpaid_originals
 from pipeline.ledger.sqlite_import import import_rows
-from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, STATES, encode, now_text, row_of
-from pipeline.ledger.sqlite_window import answer_post, window_wait
+from pipeline.ledger.sqlite_rows import (
+    COLUMNS,
+    INSERT,
+    STATES,
+    encode,
+    error_text,
+    now_text,
+    row_of,
+)
+from pipeline.ledger.sqlite_window import answer_post, cap_future_posts, window_wait
 
 __all__ = ["SqliteLedger"]
 
@@ -199,7 +208,7 @@ class SqliteLedger:
     def start_run(self, command: str) -> int:
         with self.atomic() as conn:
             cur = conn.execute(
-                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, now_text())
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (shown(command), now_text())
             )
             return int(cur.lastrowid or 0)
 
@@ -223,16 +232,16 @@ class SqliteLedger:
         rows = self._read(
             "SELECT path, size, mtime_ns, sha256 FROM photos WHERE current = 1 AND sha256 != ''"
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {unstored(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]:
         """These photos' file facts and states, if current, in one query, for a fast re-run."""
         rows = self._read(
             "SELECT path, size, mtime_ns, sha256, identity, state, id FROM photos "
             "WHERE current = 1 AND sha256 != '' AND path IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(paths)),),
+            (json.dumps([stored(p) for p in paths]),),
         )
-        return {r[0]: KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
+        return {unstored(r[0]): KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
 
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]:
         with self.atomic() as conn:
@@ -270,15 +279,16 @@ class SqliteLedger:
         # Broken files are not hashed: size and mtime stand in for content in the identity.
         identity = f"broken:{size}:{mtime_ns}"
         now = now_text()
+        key = stored(path)
         with self.atomic() as conn:
             conn.execute(
                 "UPDATE photos SET current = 0 WHERE path = ? AND current = 1 AND identity != ?",
-                (path, identity),
+                (key, identity),
             )
             done = conn.execute(
                 "UPDATE photos SET state = 'failed', error = ?, retryable = 0, current = 1, "
                 "folder = ?, updated_at = ? WHERE path = ? AND identity = ?",
-                (reason, folder, now, path, identity),
+                (error_text(reason), stored(folder), now, key, identity),
             )
             if not done.rowcount:
                 (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone()
@@ -287,7 +297,7 @@ class SqliteLedger:
                     None, None, None, None, (), (), 0, reason, False, None, now, False,
                 )  # fmt: skip
                 conn.execute(INSERT, encode(row, True, now, manifest))
-            return self._one(conn, "path = ? AND identity = ?", (path, identity))
+            return self._one(conn, "path = ? AND identity = ?", (key, identity))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -349,7 +359,7 @@ class SqliteLedger:
             "GROUP BY folder, state ORDER BY folder",
             params,
         ):
-            by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
+            by_folder.setdefault(unstored(folder), dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
 
     # -- ignored paths and catalog spellings (`aihd ignore`, export) --------------------------
@@ -359,19 +369,20 @@ class SqliteLedger:
         with self.atomic() as conn:
             cur = conn.executemany(
                 "INSERT OR IGNORE INTO ignored (path, ignored_at, reason) VALUES (?, ?, ?)",
-                [(p, now_text(), reason) for p in paths],
+                [(stored(p), now_text(), shown(reason)) for p in paths],
             )
             return cur.rowcount
 
     def ignored_paths(self) -> set[str]:
-        return {path for (path,) in self._read("SELECT path FROM ignored")}
+        return {unstored(path) for (path,) in self._read("SELECT path FROM ignored")}
 
     def ignore_contents(self, photos: Sequence[tuple[str, str]], reason: str) -> int:
         """Leave these contents (sha256, and the path it was named by) out of every run,
         wherever they are found, renamed or copied; returns how many were new."""
         with self.atomic() as conn:
             cur = conn.executemany(
-                idsql.IGNORE_CONTENT, [(sha, path, now_text(), reason) for sha, path in photos]
+                idsql.IGNORE_CONTENT,
+                [(sha, stored(path), now_text(), shown(reason)) for sha, path in photos],
             )
             return cur.rowcount
 
@@ -418,6 +429,24 @@ class SqliteLedger:
                 (account, address.strip().casefold(), project_id, now_text()),
             )
 
+    def replace_v3_project(self, account: str, address: str, gone: str, project_id: str) -> str:
+        """``project_id`` takes the place of ``gone`` (deleted on the server), unless another
+        run replaced it first; returns the id kept."""
+        key = address.strip().casefold()
+        with self.atomic() as conn:
+            conn.execute(
+                "INSERT INTO v3_projects (account, address, project_id, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (account, address) DO UPDATE "
+                "SET project_id = excluded.project_id, created_at = excluded.created_at "
+                "WHERE v3_projects.project_id = ?",
+                (account, key, project_id, now_text(), gone),
+            )
+            (kept,) = conn.execute(
+                "SELECT project_id FROM v3_projects WHERE account = ? AND address = ?",
+                (account, key),
+            ).fetchone()
+            return str(kept)
+
     # -- review -------------------------------------------------------------------------------
 
     def record_reviews(
@@ -434,7 +463,7 @@ class SqliteLedger:
                 "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
                 "decided_at = excluded.decided_at, source = excluded.source, "
                 "reason = excluded.reason",
-                [(value, decided_at, source, reason, i) for i in photo_ids],
+                [(value, decided_at, shown(source), error_text(reason), i) for i in photo_ids],
             )
             return done.rowcount
 
@@ -615,7 +644,7 @@ class SqliteLedger:
             conn.execute(
                 "UPDATE photos SET state = 'unknown', error = ?, updated_at = ? "
                 "WHERE id = ? AND state = 'submitting'",
-                (reason or None, now_text(), photo_id),
+                (error_text(reason or None), now_text(), photo_id),
             )
 
     def mark_unsent(self, photo_id: int) -> None:
@@ -669,11 +698,16 @@ class SqliteLedger:
                 return self._mark(
                     photo_id,
                     "state = 'unknown', error = ?, retryable = 0",
-                    (reason,),
+                    (error_text(reason),),
                     only_if="AND state IN ('submitting', 'unknown') AND charged = 0",
                 )
             except NotEligible:
                 return self._one(conn, "id = ?", (photo_id,))
+
+    def cap_future_posts(self) -> int:
+        """Order times of another machine or boot ahead of this clock become now (a count)."""
+        with self.atomic() as conn:
+            return cap_future_posts(conn, Stamp.now(), time.time())
 
     def window_wait(self, rule: WindowRule) -> float:
         """Seconds until the account's window has room (read only: ``mark_submitting`` with
@@ -770,17 +804,17 @@ class SqliteLedger:
 
     def import_ledger(self, source: Path) -> int | None:
         """Copy another aihd ledger into this one; None when it was imported before."""
-        key = str(source.resolve())
-        if key == str(Path(self.path).resolve()):
+        key = stored(str(source.resolve()))
+        if key == stored(str(Path(self.path).resolve())):
             raise LedgerError(f"{source} is this ledger: nothing to import")
         if not source.is_file():
             raise LedgerError(f"cannot import {source}: no such file")
         other = SqliteLedger(source)  # refuses another tool's file; migrates an older one
         try:
-            with self.atomic() as conn, other._mutex, other._guard("read"):
+            with self.atomic() as conn:
                 if conn.execute("SELECT 1 FROM imports WHERE path = ?", (key,)).fetchone():
                     return None
-                count = import_rows(conn, other._conn)
+                count = other.copy_rows_into(conn)
                 conn.execute(
                     "INSERT INTO imports (path, imported_at, photos) VALUES (?, ?, ?)",
                     (key, now_text(), count),
@@ -788,6 +822,12 @@ class SqliteLedger:
                 return count
         finally:
             other.close()
+
+    def copy_rows_into(self, conn: sqlite3.Connection) -> int:
+        """Copy this ledger's rows into ``conn``, another ledger's open write transaction (its
+        ``import_ledger``); the photos copied."""
+        with self._mutex, self._guard("read"):
+            return import_rows(conn, self._conn)
 
     def recent_posts(self, within_seconds: float, account: str = "") -> list[PostTimes]:
         """The account's order POSTs whose intent is at most ``within_seconds`` old by the wall
@@ -842,7 +882,7 @@ class SqliteLedger:
                     photo_id,
                     "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
                     "state = 'failed', error = ?, retryable = ?",
-                    (error, int(retryable)),
+                    (error_text(error), int(retryable)),
                     only_if=claim,
                     only_if_params=claim_params,
                 )
@@ -959,7 +999,8 @@ def _scope(folders: Sequence[str]) -> tuple[str, list[object]]:
     """
     if not folders:
         return "0", []
-    prefixes = sorted({folder.rstrip("/") + "/" for folder in folders})
+    # Each prefix in its stored form (filenames.py), a prefix of its photos' stored paths.
+    prefixes = sorted({stored(folder.rstrip("/") + "/") for folder in folders})
     clause = (
         "EXISTS (SELECT 1 FROM json_each(?) WHERE substr(photos.path, 1, length(value)) = value)"
     )

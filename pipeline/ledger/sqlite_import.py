@@ -8,6 +8,8 @@ whose identity this ledger already holds uncharged elsewhere becomes a duplicate
 
 from __future__ import annotations
 
+__all__ = ["import_rows"]
+
 import sqlite3
 from typing import Any
 

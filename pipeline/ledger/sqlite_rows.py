@@ -1,6 +1,13 @@
-"""How a photo's row is stored in SQLite: its columns, and the encoding both ways."""
+"""How a photo's row is stored in SQLite: its columns, and the encoding both ways.
+
+A path (and a folder, a manifest) may name bytes that are not UTF-8: they are stored in the
+ledger's form (``pipeline.filenames.stored``) and read back as the file's own name; an error
+is stored as shown to people. PostgreSQL's store uses the same encoding.
+"""
 
 from __future__ import annotations
+
+__all__ = ["COLUMNS", "INSERT", "STATES", "encode", "new_row", "now_text", "row_of"]
 
 import json
 from collections.abc import Sequence
@@ -8,6 +15,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from pipeline.filenames import shown, stored, unstored
 from pipeline.ledger.records import FoundPhoto, PhotoRow, State
 
 COLUMNS = (
@@ -49,20 +57,26 @@ STATES = {s.value: s for s in State}  # a dict lookup is several times faster th
 
 def row_of(r: Sequence[Any]) -> PhotoRow:
     return PhotoRow(
-        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], _titles(r[8]), r[9], STATES[r[10]],
-        r[11], r[12], r[13], r[14], _strings(r[15]), _strings(r[16]), r[17], r[18], bool(r[19]),
-        r[20], r[21], bool(r[22]),
+        r[0], unstored(r[1]), unstored(r[2]), r[3], r[4], r[5], r[6], r[7], _titles(r[8]), r[9],
+        STATES[r[10]], r[11], r[12], r[13], r[14], _strings(r[15]), _strings(r[16]), r[17],
+        r[18], bool(r[19]), r[20], r[21], bool(r[22]),
     )  # fmt: skip
 
 
 def encode(row: PhotoRow, current: bool, created_at: str, manifest: str = "") -> tuple[object, ...]:
     return (
-        row.id, row.path, row.folder, row.sha256, row.size, row.mtime_ns, row.service, row.space,
-        _titles_json(row.enhancements), row.identity, row.state.value, row.order_id,
-        row.image_id, row.eta, row.submitted_at, _strings_json(row.result_urls),
-        _strings_json(row.output_paths), row.attempts, row.error, int(row.retryable),
-        row.duplicate_of, row.updated_at, int(row.charged), int(current), created_at, manifest,
+        row.id, stored(row.path), stored(row.folder), row.sha256, row.size, row.mtime_ns,
+        row.service, row.space, _titles_json(row.enhancements), row.identity, row.state.value,
+        row.order_id, row.image_id, row.eta, row.submitted_at, _strings_json(row.result_urls),
+        _strings_json(row.output_paths), row.attempts, error_text(row.error),
+        int(row.retryable), row.duplicate_of, row.updated_at, int(row.charged), int(current),
+        created_at, stored(manifest),
     )  # fmt: skip
+
+
+def error_text(error: str | None) -> str | None:
+    """An error as stored: as shown to people (a path in it with its bytes escaped)."""
+    return None if error is None else shown(error)
 
 
 def new_row(

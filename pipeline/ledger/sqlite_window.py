@@ -3,6 +3,8 @@ that decides, in the intent's own transaction, whether the account's window has 
 
 from __future__ import annotations
 
+__all__ = ["IN_FLIGHT_POLL_SECONDS", "answer_post", "window_wait"]
+
 import sqlite3
 import time
 
@@ -18,7 +20,8 @@ def window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall: 
     Each order POST counts from its answer (or, unanswered, from its intent plus the longest a
     request may take: a killed run's POST) until ``per_seconds`` later, refusals and intents
     never sent excepted (an intent is sent at once or never: see LastPost). On this boot the
-    boot clock measures; posts of another boot fall back on the wall clock.
+    boot clock measures; posts of another boot fall back on the wall clock, and a time ahead of
+    this clock counts as now.
     """
     # Fewer order POSTs ever than the window holds: room, without reading them. Ids are
     # distinct positive integers, so there are at most max(id) rows. Without this, a window
@@ -44,12 +47,19 @@ def window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall: 
     expiries = []
     in_flight = False
     for _, boot, intent_clock, intent_wall, answer_clock, answer_wall in rows:
+        # A time ahead of now is capped at now: another machine's clock (a ledger imported
+        # from it, or one set a month ahead) never holds this account's window for longer
+        # than a window, nor counts as in flight for ever.
         if boot and boot == stamp.boot:
-            at = answer_clock if answer_clock is not None else intent_clock + rule.answer_within
-            age = stamp.seconds - at
+            now = stamp.seconds
+            answered, intent = answer_clock, intent_clock
         else:
-            at = answer_wall if answer_wall is not None else intent_wall + rule.answer_within
-            age = wall - at
+            now = wall
+            answered, intent = answer_wall, intent_wall
+        if answered is not None:
+            age = now - min(answered, now)
+        else:
+            age = now - (min(intent, now) + rule.answer_within)
         if (left := rule.per_seconds - age) > 0:
             expiries.append(left)
             in_flight = in_flight or age < 0  # its answer may come any moment
@@ -60,6 +70,22 @@ def window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall: 
     # An order in flight (another process's, most likely) ends with its answer, which no event
     # here announces: look again soon rather than wait out the request's longest time.
     return min(wait, IN_FLIGHT_POLL_SECONDS) if in_flight else wait
+
+
+def cap_future_posts(conn: sqlite3.Connection, stamp: Stamp, wall: float) -> int:
+    """Order times of another boot ahead of this wall clock become now; returns how many.
+
+    Once, when a run starts: ``window_wait`` also counts a future time as now, but that "now"
+    moves with the clock, so such an order would hold the window until the clock caught up
+    (a month, for a ledger from a machine a month ahead). Written down, it ages from here.
+    This boot's own posts are on the boot clock, which no one sets.
+    """
+    return conn.execute(
+        "UPDATE order_posts SET intent_wall = min(intent_wall, ?), "
+        "answer_wall = CASE WHEN answer_wall IS NULL THEN NULL ELSE min(answer_wall, ?) END "
+        "WHERE (boot IS NULL OR boot != ?) AND (intent_wall > ? OR answer_wall > ?)",
+        (wall, wall, stamp.boot, wall, wall),
+    ).rowcount
 
 
 def answer_post(conn: sqlite3.Connection, photo_id: int, outcome: str) -> None:

@@ -9,14 +9,17 @@ POST in flight is shielded and its row stays ``submitting`` for the next run to 
 
 from __future__ import annotations
 
+__all__ = ["RunLimits", "Runner"]
+
 import asyncio
 import logging
 import os
-import shlex
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pipeline.api.factory import AnyVersion
 from pipeline.errors import (
@@ -29,6 +32,7 @@ from pipeline.errors import (
     PhotoError,
     SubmitRefused,
 )
+from pipeline.filenames import shell_join
 from pipeline.ledger import (
     Counterpart,
     FoundPhoto,
@@ -60,10 +64,14 @@ from pipeline.retry import Backoff
 from pipeline.stopping import StopSwitch
 
 log = logging.getLogger("aihd")
+T = TypeVar("T")
 
 _OPEN_STATES = (State.PENDING, State.UPLOADED, State.SUBMITTING, State.UNKNOWN)
 _RECLAIMS = 3  # a photo whose claim this run lost is claimed again at most this often
 _TAKE_BATCH = 16  # photos hashed per trip to the worker thread when a service takes them
+# At a signal, how long order POSTs already sent may take to be answered: a run ends within
+# 10 s of SIGTERM whatever it was doing (those still unanswered are settled by the next run).
+SIGNAL_DRAIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +133,7 @@ class Runner:
         self._known_unknown: dict[int, str | None] = {}
         self._known_broken: set[tuple[str, int, int]] = set()
         self.on_settled: Callable[[int], None] | None = None  # aihd serve: collect it next
+        self._scan_stop = threading.Event()  # ends hashing in its thread when the run stops
         self.backoff = Backoff(
             attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff
         )
@@ -182,7 +191,9 @@ class Runner:
     ) -> RunSummary:
         """Order every photo once. ``feed``: instead of one scan of the folders, a source that
         hands photos to ``take`` as they come, until the run is stopped (aihd serve)."""
-        folders = await self.resolve_catalog()
+        folders = await self._unless_stopped(self.resolve_catalog())
+        if folders is None:  # a signal while the catalog was read: nothing was spent
+            return self._summary(started, settling=0)
         self.ledger.reset_failed(include_permanent=self.limits.retry_failed)
         self._known_broken = {
             (r.path, r.size, r.mtime_ns) for r in self.ledger.photos([State.FAILED]) if not r.sha256
@@ -221,12 +232,15 @@ class Runner:
         finally:
             for task in (scanner, timer, ticker, stopper, *workers):
                 task.cancel()
+            self._scan_stop.set()  # a batch being hashed in its thread ends within a chunk
             await asyncio.gather(scanner, timer, ticker, stopper, *workers, return_exceptions=True)
             settling = self._flow.settling
-            within = self.limits.stop_within
-            await self._flow.drain(
-                within_seconds=self.limits.drain_seconds if within is None else within
-            )
+            drain = self.limits.drain_seconds
+            if self.limits.stop_within is not None:
+                drain = self.limits.stop_within
+            if self.stop.reason == "interrupted":
+                drain = min(drain, SIGNAL_DRAIN_SECONDS)
+            await self._flow.drain(within_seconds=drain)
             self.progress.close()
         if isinstance(self.stop.error, AuthRefused):
             raise self.stop.error
@@ -235,6 +249,9 @@ class Runner:
         for worker in workers:
             if not worker.cancelled() and worker.exception() is not None:
                 raise worker.exception()  # type: ignore[misc]
+        return self._summary(started, settling)
+
+    def _summary(self, started: float, settling: int) -> RunSummary:
         return summarize(
             self.ledger,
             [str(folder.path) for folder in self.manifest.folders],
@@ -246,6 +263,19 @@ class Runner:
             held_by_other_runs=self._held_elsewhere,
             known_unknown=self._known_unknown,
         )
+
+    async def _unless_stopped(self, step: Awaitable[T]) -> T | None:
+        """The step's result, or None when the run is stopped first (the step is cancelled)."""
+        task = asyncio.ensure_future(step)
+        stopper = asyncio.create_task(self.stop.event.wait(), name="stop")
+        try:
+            await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(task, stopper, return_exceptions=True)
+        return None if task.cancelled() else task.result()
 
     # -- scanning -----------------------------------------------------------------------------
 
@@ -262,7 +292,7 @@ class Runner:
                 if ignored:
                     batch = [st for st in batch if st.path not in ignored]
                 known = self.ledger.known_files([st.path for st in batch])
-                checked = await asyncio.to_thread(check_batch, batch, known)
+                checked = await asyncio.to_thread(check_batch, batch, known, self._scan_stop)
                 if ignored_contents:
                     checked = [c for c in checked if c.sha256 not in ignored_contents]
                 await self._record(folder, found_options, checked, known, options.counterparts)
@@ -274,14 +304,17 @@ class Runner:
         if entry is None:
             return
         folder, options = entry
-        ignored = self.ledger.ignored_paths()
+        # `aihd ignore`: photos by content wherever they are, unreadable files by path.
+        ignored, ignored_contents = self.ledger.ignored_paths(), self.ledger.ignored_contents()
         chosen = [st for st in stats if st.path not in ignored]
         # A few at a time: a stop waits for the hashing in flight, never for a whole folder.
         for start in range(0, len(chosen), _TAKE_BATCH):
             batch = chosen[start : start + _TAKE_BATCH]
             known = self.ledger.known_files([st.path for st in batch])
-            checked = await asyncio.to_thread(check_batch, batch, known)
-            await self._record(folder, photo_options(options), checked, known)
+            checked = await asyncio.to_thread(check_batch, batch, known, self._scan_stop)
+            if ignored_contents:
+                checked = [c for c in checked if c.sha256 not in ignored_contents]
+            await self._record(folder, photo_options(options), checked, known, options.counterparts)
 
     async def _rescan(self, row: PhotoRow) -> None:
         """A photo that changed after its scan is checked again and recorded as it is now."""
@@ -292,7 +325,7 @@ class Runner:
             return
         folder, options = entry
         st = await asyncio.to_thread(stat_file, row.path)
-        checked = await asyncio.to_thread(check_batch, [st], {})
+        checked = await asyncio.to_thread(check_batch, [st], {}, self._scan_stop)
         await self._record(folder, photo_options(options), checked, {}, options.counterparts)
 
     async def _record(
@@ -335,7 +368,7 @@ class Runner:
                 broken += 1
                 if (st.path, st.size, st.mtime_ns) in self._known_broken:
                     self._known_failed.add(row.id)  # reported the night it was found
-                    ignore = shlex.join(["aihd", "ignore", self._manifest_path, st.path])
+                    ignore = shell_join(["aihd", "ignore", self._manifest_path, st.path])
                     log.info("%s: %s (failed before; `%s` leaves it out)", st.path, reason, ignore)
                 else:
                     log.warning("%s: %s", st.path, reason)

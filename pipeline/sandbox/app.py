@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "Handler",
+    "before_image",
+    "gate",
+    "items",
+    "make_app",
+    "order_details",
+    "rename_entry",
+    "result_image",
+    "set_faults",
+    "spaces",
+    "stats",
+    "submit",
+]
+
 import asyncio
 import dataclasses
 import secrets

@@ -8,6 +8,13 @@ process ends, done or failed.
 
 from __future__ import annotations
 
+__all__ = [
+    "UPSCALED_PATH",
+    "order_finished_later",
+    "process_ended_later",
+    "upscale_ready_later",
+]
+
 import time
 from typing import Any
 

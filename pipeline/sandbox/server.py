@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["SHUTDOWN_SECONDS", "AppFactory", "Sandbox", "SandboxThread", "run_forever", "serve"]
+
 import asyncio
 import shutil
 import signal
@@ -48,6 +50,10 @@ class Sandbox:
     def set_faults(self, faults: Faults) -> None:
         """Replace the injected faults (and restart their random draws from faults.seed)."""
         self._state.set_faults(faults)
+
+    def delete_v3_project(self, project_id: str) -> bool:
+        """Delete a v3 project, as its owner may between two nights; False if none had it."""
+        return self._state.v3.delete_project(project_id)
 
     def rename_catalog_entry(self, kind: Kind, which: str, spelling: Spelling, new: str) -> None:
         """Rename one spelling (id, name or title) of a space, its widget or an item, as

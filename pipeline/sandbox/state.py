@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "DOC_SERVICES",
+    "PHOTO_MEMORY_BYTES",
+    "RATE_LIMIT_MESSAGE",
+    "Fault",
+    "Faults",
+    "Order",
+    "SandboxConfig",
+    "SandboxState",
+    "SandboxStats",
+    "StoredPhoto",
+    "faults_from_json",
+    "stats_json",
+]
+
 import collections
 import contextlib
 import dataclasses
@@ -487,6 +502,9 @@ def stats_json(stats: SandboxStats) -> dict[str, object]:
     return dataclasses.asdict(stats)
 
 
+MAX_FAULT_NUMBER = 86400  # a rate or a number of seconds; nan and inf fail the range too
+
+
 def faults_from_json(fields: object) -> Faults:
     """Faults from a JSON object of its fields; ValueError names what is wrong."""
     if not isinstance(fields, dict):
@@ -506,8 +524,8 @@ def faults_from_json(fields: object) -> Faults:
         elif name == "seed":
             if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
                 raise ValueError("seed must be an integer or null")
-        elif not is_number or value < 0:
-            raise ValueError(f"{name} must be a number >= 0")
+        elif not is_number or not 0 <= value <= MAX_FAULT_NUMBER:
+            raise ValueError(f"{name} must be a number from 0 to {MAX_FAULT_NUMBER}")
     if "paths" in fields:
         fields["paths"] = tuple(fields["paths"])
     return Faults(**fields)

@@ -5,6 +5,8 @@ reading. The photo itself: the enhanced result at twice its size."""
 
 from __future__ import annotations
 
+__all__ = ["UPSCALE_FACTOR", "add_upscale_routes", "upscale", "upscaled_image"]
+
 import asyncio
 import io
 import os

@@ -7,6 +7,8 @@ order POST: a lost answer after the charge, a held answer, 5xx or resets before 
 
 from __future__ import annotations
 
+__all__ = ["BAD_BODY", "create_process", "process_details", "result_image", "temp_image"]
+
 import asyncio
 import hashlib
 import hmac

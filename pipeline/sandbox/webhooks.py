@@ -9,6 +9,8 @@ receivers (machines behind one URL) taking turns or all receiving each webhook.
 
 from __future__ import annotations
 
+__all__ = ["Spread", "WebhookSender", "Webhooks", "webhooks_from_json"]
+
 import asyncio
 import dataclasses
 import random
