@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -85,6 +86,40 @@ def test_a_folder_with_upscale_gets_each_result_upscaled_once_beside_the_enhance
     records = list(csv.DictReader(io.StringIO(export.stdout)))
     assert [r["upscale"] for r in records] == ["completed", "completed"]
     assert all(r["upscale_paths"].endswith("-upscaled.jpg") for r in records)
+
+
+def test_a_listing_whose_names_are_not_utf8_is_served_and_upscaled(
+    make_sandbox: Callable[..., Sandbox], photo_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A listing folder and a photo named in Latin-1 bytes (an old camera, a Windows share)
+    under a glob: ordered once, collected and upscaled beside its result; the ledger keeps the
+    name's bytes, status and export show them escaped."""
+    listing = os.fsdecode(b"caf\xe9-st")
+    photo = photo_factory(tmp_path / "listings" / listing / "inside", os.fsdecode(b"h\xe9.jpg"))
+    manifest = tmp_path / "photos.yaml"
+    manifest.write_text(
+        "version: 1\nledger: photos.ledger.sqlite\noutput: enhanced\nfolders:\n"
+        "  - path: listings/*/inside\n    space: indoor\n    upscale: true\n"
+    )
+    ledger = tmp_path / "photos.ledger.sqlite"
+    sandbox = make_sandbox()
+    served = spawn_serve([manifest], sandbox)
+    wait_until(lambda: [s for s, _ in _upscales(ledger).values()] == ["completed"])
+    assert served.stop()[0] == 0
+    (row,) = rows_of(ledger)
+    assert row.path == str(photo)  # the file's own name, bytes and all
+    ((_, upscaled),) = _upscales(ledger).values()
+    assert upscaled is not None and Path(upscaled).is_file()
+    assert Path(upscaled).parent == Path(row.output_paths[0]).parent
+    assert list(sandbox.stats().charges.values()) == [1]
+    assert sorted(sandbox.stats().upscales.values()) == [1]
+    status = aihd(["status", str(manifest)], sandbox)
+    assert "listings/caf\\xe9-st/inside" in status.stdout
+    assert "upscales (aihd serve): 1 completed" in status.stdout
+    export = aihd(["export", str(manifest), "--format", "csv"], sandbox)
+    (record,) = csv.DictReader(io.StringIO(export.stdout))
+    assert record["upscale"] == "completed"
+    assert "caf\\xe9-st" in record["upscale_paths"] and "\ufffd" not in export.stdout
 
 
 def test_aihd_upscale_asks_for_photos_a_nightly_run_completed(
