@@ -22,16 +22,17 @@ _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
 class _Redact(logging.Filter):
-    """Replace the API key wherever it would appear in a log line."""
+    """Replace the API key (and the webhook secret) wherever they would appear in a line."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, *secrets: str) -> None:
         super().__init__()
-        self._secret = secret
+        self._secrets = [secret for secret in secrets if secret]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._secret and self._secret in record.getMessage():
-            record.msg = record.getMessage().replace(self._secret, "<redacted>")
-            record.args = None
+        for secret in self._secrets:
+            if secret in record.getMessage():
+                record.msg = record.getMessage().replace(secret, "<redacted>")
+                record.args = None
         return True
 
 
@@ -78,15 +79,18 @@ def log_file_failure() -> str | None:
     return None
 
 
-def setup_logging(log_file: Path | None, *, verbose: bool, secret: str) -> None:
-    """Log lines go to stderr when there is no progress bar, and always to ``log_file``."""
+def setup_logging(
+    log_file: Path | None, *, verbose: bool, secret: str, also_secret: str = ""
+) -> None:
+    """Log lines go to stderr when there is no progress bar, and always to ``log_file``;
+    ``secret`` (the API key) and ``also_secret`` (aihd serve's webhook secret) never do."""
     logger = logging.getLogger("aihd")
     logger.setLevel(logging.INFO)
     logger.propagate = False
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
-    redact = _Redact(secret)
+    redact = _Redact(secret, also_secret)
     stderr = _Stderr(sys.stderr)
     stderr.setLevel(logging.INFO if verbose else logging.WARNING)
     stderr.setFormatter(_Shown(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))

@@ -1,4 +1,4 @@
-"""The package's imports run one way: cli -> app -> ordering / collect / review / serve ->
+"""The package's imports run one way: cli -> app -> serve -> ordering / collect / review ->
 manifest -> api / ledger -> the base modules (errors, bootclock, retry, ...).
 
 Read from the source (every import, those inside functions too), so a lazy import that reaches
@@ -38,11 +38,12 @@ LAYERS: dict[str, int] = {
     "ordering": 3,
     "collect": 3,
     "review": 3,
-    "serve": 3,
+    # the always-on process: ordering, collecting (and the review desk) in one
+    "serve": 4,
     # a command's request and its reports
-    "app": 4,
-    "cli": 5,
-    "__main__": 6,
+    "app": 5,
+    "cli": 6,
+    "__main__": 7,
     # the local emulator: beside the client, sharing only the API's shapes (see below)
     "sandbox": 1,
 }

@@ -33,12 +33,24 @@ __all__ = [
     "GeneratedImage",
     "Item",
     "OrderDetails",
+    "ResultSource",
     "Space",
     "SubmittedOrder",
     "Timeouts",
     "Widget",
     "image_disposition",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultSource:
+    """Where the API itself says one generated image is: its result, the account's user, and
+    an upscaled link when the order's details carry one (docs are silent: handled if so)."""
+
+    src: str
+    user_id: str
+    sequence: int  # its place among the order's results, from 1 (the photo's _2, _3 files)
+    upscaled_src: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +159,31 @@ class ApiClient(Transport):
                     if isinstance(g, dict) and g.get("src")
                 ),
             )
+
+    async def upscale(self, generated_image_id: str) -> None:
+        """Ask for an upscale of one generated image (2.7); it may cost, so a lost answer is
+        ``OutcomeUnknown``. The result comes by webhook only."""
+        path = api.UPSCALE_PATH.format(generated_image_id=generated_image_id)
+        await self._json(
+            "POST", path, spends=True, endpoint="POST /v1/order/image/{id}/download/upscale"
+        )
+
+    async def result_source(self, order_id: str, generated_image_id: str) -> ResultSource | None:
+        """The order's own word on one of its generated images; None when it has no such one."""
+        path = api.ORDER_PATH.format(order_id=order_id)
+        body = await self._json("GET", path)
+        user = body.get("user_id")
+        images = [g for g in body.get("generated_images") or [] if isinstance(g, dict)]
+        for sequence, image in enumerate(images, 1):
+            if image.get("id") == generated_image_id:
+                upscaled = image.get("upscaled_image_src")
+                return ResultSource(
+                    src=str(image.get("src") or ""),
+                    user_id=user if isinstance(user, str) else "",
+                    sequence=sequence,
+                    upscaled_src=upscaled if isinstance(upscaled, str) else "",
+                )
+        return None
 
     # -- the PhotoApi interface (pipeline.api.interface) ----------------------------------------
 

@@ -46,3 +46,6 @@ ORDER_IDLE: Final = "idle"
 
 # The API asks for no more than one poll per process every 5 s (notes section 8).
 MIN_POLL_SECONDS: Final = 5.0
+
+# The webhook (notes section 7): {event, process_id, order_id, tool, status, final_assets}.
+EVENT_PROCESS_COMPLETED: Final = "process.completed"

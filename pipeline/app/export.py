@@ -41,6 +41,8 @@ COLUMNS = (
     "decided_at",
     "altered",  # whether AI altered what the photo shows (the tool table's; unknown: true)
     "alterations",  # each alteration in words, as a delivery's disclosure says it
+    "upscale",  # v1 upscales (aihd serve): wanted, requesting, requested, completed, failed
+    "upscale_paths",
 )
 
 
@@ -64,6 +66,9 @@ def export_rows(
     # gave them was kept apart by the runs that resolved them.
     spelled = ledger.titles()
     reviews = ledger.reviews()
+    upscales: dict[int, list[tuple[str, str | None]]] = {}
+    for upscale in ledger.upscales(scope):
+        upscales.setdefault(upscale.photo_id, []).append((upscale.state, upscale.output_path))
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(COLUMNS)
@@ -79,6 +84,9 @@ def export_rows(
             decided_at=review.decided_at if review is not None else None,
         )
         record.update(altered=words.alters, alterations=list(words.altered))
+        asked = upscales.get(row.id, [])
+        record["upscale"] = ";".join(state for state, _ in asked) or None
+        record["upscale_paths"] = [shown(path) for _, path in asked if path]
         if writer is not None:
             writer.writerow(_csv_cell(record[c]) for c in COLUMNS)
         else:

@@ -21,6 +21,7 @@ __all__ = [
     "parse_duration",
     "plan_manifest",
     "run_manifest",
+    "window_history",
 ]
 
 import json
@@ -203,11 +204,13 @@ async def api_client(
     projects: ProjectBook | None = None,
     max_in_flight: int | None = None,
     ledger_path: Path | str | None = None,
+    webhook_url: str | None = None,
 ) -> AsyncIterator[AnyVersion]:
     """A client of the real API, or of a local emulator started for this process; it speaks
     v1 and v3 (each photo through the version that orders it). The emulator of a sandbox
     ledger remembers its orders beside it (``ledger_path``), so the next command's finds
-    them."""
+    them. ``webhook_url``: where the emulator sends the account's webhooks (aihd serve
+    --sandbox)."""
     if not settings.sandbox:
         async with AnyVersion(
             settings.base_url,
@@ -218,13 +221,14 @@ async def api_client(
         ) as client:
             yield client
         return
-    from pipeline.sandbox import SandboxConfig, serve
+    from pipeline.sandbox import SandboxConfig, Webhooks, serve
 
     # A demo-friendly emulator: the API's window, and orders that finish in a few seconds.
     config = SandboxConfig(
         api_key=settings.api_key,
         time_scale=SANDBOX_TIME_SCALE,
         state_path=None if ledger_path is None else emulator_state(ledger_path),
+        webhooks=Webhooks(urls=(webhook_url,) if webhook_url else ()),
     )
     async with (
         serve(config) as emulator,
@@ -351,7 +355,7 @@ def _account_window(ledger: Ledger, request: RunRequest, account: str) -> OrderW
     window = OrderWindow(rule.orders, rule.per_seconds)
     answer_within = 2 * request.request_timeout + 5
     posts = ledger.recent_posts(rule.per_seconds + answer_within, account)
-    window.remember(_window_history(posts, answer_within))
+    window.remember(window_history(posts, answer_within))
     return window
 
 
@@ -417,7 +421,7 @@ def claim_lease_seconds(env: Mapping[str, str], default: float) -> float:
     return seconds
 
 
-def _window_history(posts: list[PostTimes], answer_within: float) -> list[float]:
+def window_history(posts: list[PostTimes], answer_within: float) -> list[float]:
     """The order window's clock times of earlier order POSTs: their answers, or for one never
     answered (a killed run's) its intent plus the longest its request may have taken."""
     now, boot, booted, wall = time.monotonic(), boot_id(), boot_seconds(), time.time()

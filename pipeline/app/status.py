@@ -72,6 +72,9 @@ def render_status(
         )
     if (totals[State.FAILED] or unsettled) and command:
         lines.append(f"`{command} --failed` lists the failed and unknown photos with their reasons")
+    if upscales := _upscale_counts(ledger, scope):
+        counted = ", ".join(f"{n} {state}" for state, n in upscales.items())
+        lines.append(f"upscales (aihd serve): {counted}")
     if ignored := len(ledger.ignored_paths()) + len(ledger.ignored_contents()):
         lines.append(f"ignored (aihd ignore): {ignored} paths, left out of every run")
     last = ledger.last_run()
@@ -147,6 +150,7 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
             "orders_charged": charged,
             "orders_unknown": len(unsettled),
             "failed_after_charge": charged_failed,
+            "upscales": _upscale_counts(ledger, scope),
             "failures": [
                 {"path": path, "error": error} for path, error in _failures(ledger, scope)
             ],
@@ -170,6 +174,13 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
         },
         indent=2,
     )
+
+
+def _upscale_counts(ledger: Ledger, scope: Sequence[str] | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for upscale in ledger.upscales(scope):
+        counts[upscale.state] = counts.get(upscale.state, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _unsettled(ledger: Ledger, scope: Sequence[str] | None) -> list[PhotoRow]:

@@ -223,6 +223,21 @@ def load_with_warnings(
     return replace(manifest, folders=chosen)
 
 
+def refuse_upscales(manifest: Manifest, command: str) -> None:
+    """``upscale: true`` needs a webhook receiver (the upscaled photo comes by webhook only,
+    docs/api/AIHOMEDESIGN_API.md 2.7): only `aihd serve` has one."""
+    folders = manifest.upscales
+    if not folders:
+        return
+    path = manifest.path.name
+    raise UsageError(
+        f"{manifest.path}:{folders[0].line}: folder {folders[0].name!r} has upscale: true, and "
+        f"an upscaled photo arrives only by webhook, which `aihd {command}` cannot receive: "
+        f"serve the manifest with `aihd serve {path}` (`aihd plan {path} --serve` plans it), "
+        "or remove upscale: true"
+    )
+
+
 def duration_option(option: str, text: str | None) -> float | None:
     """A duration with its unit: a bare "6" is refused (seconds or hours?)."""
     from pipeline.app.session import parse_duration

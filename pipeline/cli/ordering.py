@@ -22,6 +22,7 @@ from pipeline.cli.common import (
     is_quiet,
     ledger_for,
     load_with_warnings,
+    refuse_upscales,
     require_ledger,
     run_until_signal,
     unattended_options,
@@ -83,6 +84,7 @@ def run(
     from pipeline.logs import setup_logging
 
     loaded = load_with_warnings(manifest, strict=strict, folder_patterns=folder_patterns)
+    refuse_upscales(loaded, "run")
     bar = not no_progress and sys.stderr.isatty()
     quiet = is_quiet(quiet, log_file)
     settings = ApiSettings.from_env(loaded.api_key_env, sandbox=sandbox)
@@ -109,8 +111,12 @@ def run(
 @click.option("--sandbox", is_flag=True, help="Ask an in-process local emulator.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
 @click.option("--strict", is_flag=True, help="Refuse a folder that is gone (default: skip it).")
+@click.option(
+    "--serve", "for_serve", is_flag=True,
+    help="Plan for `aihd serve`, which has the webhook receiver upscale: true needs.",
+)  # fmt: skip
 @guard
-def plan(manifest: Path, sandbox: bool, as_json: bool, strict: bool) -> None:
+def plan(manifest: Path, sandbox: bool, as_json: bool, strict: bool, for_serve: bool) -> None:
     """Show what `aihd run` would do and spend, spending nothing.
 
     Per folder: photos found, new, to resume, to check, done, duplicates, failed
@@ -127,6 +133,8 @@ def plan(manifest: Path, sandbox: bool, as_json: bool, strict: bool) -> None:
     from pipeline.app.session import ApiSettings, plan_manifest
 
     loaded = load_with_warnings(manifest, strict=strict)
+    if not for_serve:
+        refuse_upscales(loaded, "run")
     settings = ApiSettings.from_env(loaded.api_key_env, sandbox=sandbox)
     planned = eventloop.run(
         plan_manifest(loaded, settings, ledger_for(loaded, None, sandbox=sandbox))

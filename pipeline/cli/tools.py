@@ -166,6 +166,26 @@ def _v3_catalog(settings: ApiSettings, as_json: bool) -> None:
     help="Play this reading of a v3 unknown, e.g. envelope=bare (repeat; names and values: "
     "pipeline/sandbox/v3_readings.py).",
 )
+@click.option(
+    "--webhook",
+    "webhook_urls",
+    multiple=True,
+    metavar="URL",
+    help="Send the account's webhooks here (repeat: several receivers take turns).",
+)
+@click.option(
+    "--webhook-duplicates",
+    type=click.IntRange(0, 10),
+    default=0,
+    help="Send each webhook this many more times.",
+)
+@click.option(
+    "--webhook-out-of-order",
+    type=click.FloatRange(0.0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Delay each webhook by a random 0..SECONDS, so they may land out of order.",
+)
 @guard
 def sandbox(
     host: str,
@@ -183,6 +203,9 @@ def sandbox(
     error_every: int,
     fault_paths: tuple[str, ...],
     v3_readings: tuple[str, ...],
+    webhook_urls: tuple[str, ...],
+    webhook_duplicates: int,
+    webhook_out_of_order: float,
 ) -> None:
     """Serve the local emulator of the API (not the real service) for demos and tests.
 
@@ -197,10 +220,11 @@ def sandbox(
       aihd sandbox --error-after-charge-rate 1 --details-lag 5
       aihd sandbox --error-every 2 --fault-path /v1/catalog/
       aihd sandbox --v3 envelope=bare --v3 process_id_field=process_id
+      aihd sandbox --webhook http://127.0.0.1:8788/hooks/SECRET --webhook-duplicates 1
     """
     import secrets
 
-    from pipeline.sandbox import Faults, SandboxConfig, run_forever
+    from pipeline.sandbox import Faults, SandboxConfig, Webhooks, run_forever
     from pipeline.sandbox.v3_readings import readings_from_pairs
 
     orders, seconds = _window_option(window)
@@ -225,7 +249,15 @@ def sandbox(
             paths=fault_paths,
         ),
         v3=readings,
+        webhooks=Webhooks(
+            urls=tuple(webhook_urls),
+            duplicates=webhook_duplicates,
+            out_of_order_seconds=webhook_out_of_order,
+        ),
     )
+    for url in webhook_urls:
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--webhook {url!r}: expected an http(s) URL")
     try:
         run_forever(config, host=host, port=port)
     except OSError as exc:  # raised while binding: nothing is served yet

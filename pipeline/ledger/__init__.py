@@ -13,6 +13,7 @@ every run of it. The package shows its parts:
     sqlite_window.py  the order window's store: each order POST's intent and answer
     sqlite_import.py  taking in another (older, per-manifest) ledger
     after_order.py    one SQL for both stores: collect's claims, the files deliver wrote
+    serving.py        what `aihd serve` adds: photos by order id, upscale wishes and upscales
     migrations.py     the schema, as an ordered list of migrations
     identity_sql.py   SQL both stores run: catalog entries of identities, ignored content
     postgres.py       the PostgreSQL store, one ledger for several machines (postgresql:// URL);
@@ -39,6 +40,7 @@ from pipeline.ledger.records import (
     WindowFull,
     WindowRule,
 )
+from pipeline.ledger.serving import UpscaleRow
 from pipeline.ledger.stores import open_ledger
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "Review",
     "RunRecord",
     "State",
+    "UpscaleRow",
     "WindowFull",
     "WindowRule",
     "open_ledger",

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from pipeline.errors import LedgerError, NotALedger
 from pipeline.filenames import shell_quoted
+from pipeline.ledger.serving import create_tables
 
 # 'aihd' in ASCII: marks the file as ours so another tool's SQLite file is refused, not altered.
 APPLICATION_ID = 0x61696864
@@ -283,6 +284,11 @@ def _unknown_state_and_claim_fences(conn: sqlite3.Connection) -> None:
     conn.execute(UNKNOWN_FROM_TRUSTED_5XX)
 
 
+def _serve_upscales(conn: sqlite3.Connection) -> None:
+    """`aihd serve`: upscale wishes and upscales, and photos found by order id (serving.py)."""
+    create_tables(conn)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_initial,
     _v2_charges_and_posts,
@@ -298,6 +304,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _review_reasons,
     _delivered_files_made_from,
     _unknown_state_and_claim_fences,
+    _serve_upscales,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 
 from pipeline.errors import LedgerError
 from pipeline.filenames import shown, stored, unstored
-from pipeline.ledger import after_order
+from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger.postgres_base import INSERT, is_url
@@ -61,6 +61,7 @@ from pipeline.ledger.records import (
     State,
     WindowRule,
 )
+from pipeline.ledger.serving import UpscaleRow
 from pipeline.ledger.sqlite_found import record_found
 from pipeline.ledger.sqlite_rows import COLUMNS, STATES, encode, error_text, now_text, row_of
 
@@ -408,3 +409,50 @@ class PostgresLedger(PostgresOrders):
     def reviews(self) -> dict[int, Review]:
         rows = self._read("SELECT photo_id, decision, decided_at, source, reason FROM reviews")
         return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3], r[4]) for r in rows}
+
+    # -- aihd serve (serving.py, in SQLite's SQL through SqliteStyle) ---------------------------
+
+    def photo_by_order(self, order_id: str) -> PhotoRow | None:
+        found = self._run(lambda c: serving.photo_by_order(q.SqliteStyle(c), COLUMNS, order_id))
+        return None if found is None else row_of(found)
+
+    def release_claim(self, photo_id: int) -> None:
+        """Let this run's claim on one photo go (a service keeps running past its work); its
+        fence goes with it, so a later claim is a new one with a new token."""
+        self._claimed.discard(photo_id)
+        self._fences.pop(photo_id, None)
+        if self.owner is not None:
+            self._run(
+                lambda c: c.execute(
+                    "UPDATE photos SET claimed_by = NULL, claim_until = NULL "
+                    "WHERE id = %s AND claimed_by = %s",
+                    (photo_id, self.owner),
+                )
+            )
+
+    def wish_upscales(self, photo_ids: Sequence[int], source: str) -> int:
+        return self._run(lambda c: serving.wish(q.SqliteStyle(c), photo_ids, source, now_text()))
+
+    def upscale_work(self, scope: Sequence[str] | None = None) -> list[int]:
+        return self._run(lambda c: serving.work(q.SqliteStyle(c), serving.scope_sql(scope)))
+
+    def upscale_intents(self, photo_id: int, generated_ids: Sequence[str]) -> list[str]:
+        return self._run(
+            lambda c: serving.intents(q.SqliteStyle(c), photo_id, generated_ids, now_text())
+        )
+
+    def upscale_answered(self, generated_id: str, error: str | None) -> None:
+        self._run(lambda c: serving.answered(q.SqliteStyle(c), generated_id, error, now_text()))
+
+    def finish_upscale(
+        self, generated_id: str, output_path: str | None, error: str | None = None
+    ) -> bool:
+        return self._run(
+            lambda c: serving.finish(q.SqliteStyle(c), generated_id, output_path, error, now_text())
+        )
+
+    def upscale(self, generated_id: str) -> UpscaleRow | None:
+        return self._run(lambda c: serving.one(q.SqliteStyle(c), generated_id))
+
+    def upscales(self, scope: Sequence[str] | None = None) -> list[UpscaleRow]:
+        return self._run(lambda c: serving.every(q.SqliteStyle(c), serving.scope_sql(scope)))

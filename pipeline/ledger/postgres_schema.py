@@ -32,6 +32,7 @@ from pipeline.ledger.migrations import (
     UNKNOWN_FROM_FAILED,
     UNKNOWN_FROM_TRUSTED_5XX,
 )
+from pipeline.ledger.serving import create_tables
 
 # Transaction-scoped advisory lock keys (pg_advisory_xact_lock): 'aihd' then a purpose.
 LOCK_MIGRATE = 0x61696864_0001
@@ -208,6 +209,11 @@ def _unknown_state_and_claim_fences(conn: psycopg.Connection[tuple[object, ...]]
     conn.execute(UNKNOWN_FROM_TRUSTED_5XX)  # no parameters: "%" is sent as it is
 
 
+def _serve_upscales(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's: upscale wishes and upscales, photos by order id (serving.py)."""
+    create_tables(conn, big_ids=True)
+
+
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _v1_initial,
     _v2_reviews_ignored_titles,
@@ -220,6 +226,7 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _review_reasons,
     _delivered_files_made_from,
     _unknown_state_and_claim_fences,
+    _serve_upscales,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

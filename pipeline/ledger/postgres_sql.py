@@ -160,8 +160,12 @@ def scope_clause(folders: Sequence[str] | None) -> tuple[str, list[object]]:
         return "TRUE", []
     if not folders:
         return "FALSE", []
-    params: list[object] = []
-    for folder in folders:
-        prefix = stored(folder.rstrip("/") + "/")  # a prefix of its photos' stored paths
-        params += [len(prefix), prefix]
-    return "(" + " OR ".join(["substr(path, 1, %s) = %s"] * len(folders)) + ")", params
+    # One array of the folders, not an OR per folder: as SQLite's (its depth limit), and one
+    # parameter for a manifest's glob of a thousand listings. Each prefix in its stored form
+    # (filenames.py), a prefix of its photos' stored paths.
+    prefixes = sorted({stored(folder.rstrip("/") + "/") for folder in folders})
+    clause = (
+        "EXISTS (SELECT 1 FROM unnest(%s::text[]) AS s(prefix) "
+        "WHERE left(path, length(s.prefix)) = s.prefix)"
+    )
+    return clause, [prefixes]

@@ -21,7 +21,7 @@ from typing import Any
 from pipeline.bootclock import Stamp, owner_alive
 from pipeline.errors import ClaimLost, LedgerBusy, LedgerError, NotEligible, SubmitRefused
 from pipeline.filenames import shown, stored, unstored
-from pipeline.ledger import after_order
+from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger.fencing import claim_lost_message
 from pipeline.ledger.migrations import migrate
@@ -39,6 +39,7 @@ from pipeline.ledger.records import (
     WindowFull,
     WindowRule,
 )
+from pipeline.ledger.serving import UpscaleRow
 from pipeline.ledger.sqlite_file import make_ledger_file, not_a_database, refuse_empty
 from pipeline.ledger.sqlite_found import adopt, record_found, unpaid_originals
 from pipeline.ledger.sqlite_import import import_rows
@@ -308,17 +309,18 @@ class SqliteLedger:
         scope: Sequence[str] | None = None,
     ) -> list[PhotoRow]:
         """Rows in these states; ``scope``: only photos in these folders (or below them)."""
-        where, params = ["1"], []
+        where: list[str] = ["1"]
+        params: list[object] = []
         if current_only:
             where.append("current = 1")
-        if scope is not None:
-            clause, scoped = _scope(scope)
-            where.append(clause)
-            params.extend(scoped)
         if states is not None:
             wanted = [State(s).value for s in states]
             where.append(f"state IN ({', '.join('?' * len(wanted))})" if wanted else "0")
             params.extend(wanted)
+        if scope is not None:  # last: the dearest test, made only of rows the others kept
+            clause, scoped = _scope(scope)
+            where.append(clause)
+            params.extend(scoped)
         sql = f"SELECT {COLUMNS} FROM photos WHERE {' AND '.join(where)} ORDER BY id"
         return [row_of(r) for r in self._read(sql, params)]
 
@@ -939,17 +941,70 @@ class SqliteLedger:
             )
             return cur.rowcount
 
+    # -- aihd serve (serving.py) ----------------------------------------------------------------
+
+    def photo_by_order(self, order_id: str) -> PhotoRow | None:
+        with self._mutex, self._guard("read"):
+            found = serving.photo_by_order(self._conn, COLUMNS, order_id)
+        return None if found is None else row_of(found)
+
+    def release_claim(self, photo_id: int) -> None:
+        """Let this run's claim on one photo go (a service keeps running past its work); its
+        fence goes with it, so a later claim is a new one with a new token."""
+        self._fences.pop(photo_id, None)
+        if self.owner is not None:
+            with self.atomic() as conn:
+                conn.execute(
+                    "UPDATE photos SET claimed_by = NULL, claim_until = NULL "
+                    "WHERE id = ? AND claimed_by = ?",
+                    (photo_id, self.owner),
+                )
+
+    def wish_upscales(self, photo_ids: Sequence[int], source: str) -> int:
+        with self.atomic() as conn:
+            return serving.wish(conn, photo_ids, source, now_text())
+
+    def upscale_work(self, scope: Sequence[str] | None = None) -> list[int]:
+        with self._mutex, self._guard("read"):
+            return serving.work(self._conn, serving.scope_sql(scope))
+
+    def upscale_intents(self, photo_id: int, generated_ids: Sequence[str]) -> list[str]:
+        with self.atomic() as conn:
+            return serving.intents(conn, photo_id, generated_ids, now_text())
+
+    def upscale_answered(self, generated_id: str, error: str | None) -> None:
+        with self.atomic() as conn:
+            serving.answered(conn, generated_id, error, now_text())
+
+    def finish_upscale(
+        self, generated_id: str, output_path: str | None, error: str | None = None
+    ) -> bool:
+        with self.atomic() as conn:
+            return serving.finish(conn, generated_id, output_path, error, now_text())
+
+    def upscale(self, generated_id: str) -> UpscaleRow | None:
+        with self._mutex, self._guard("read"):
+            return serving.one(self._conn, generated_id)
+
+    def upscales(self, scope: Sequence[str] | None = None) -> list[UpscaleRow]:
+        with self._mutex, self._guard("read"):
+            return serving.every(self._conn, serving.scope_sql(scope))
+
 
 def _scope(folders: Sequence[str]) -> tuple[str, list[object]]:
-    """SQL that keeps photos in these folders or below them (exact, case-sensitive)."""
+    """SQL that keeps photos in these folders or below them (exact, case-sensitive).
+
+    One JSON list of the folders, not an OR per folder: SQLite refuses an expression over
+    1,000 deep, and a manifest's glob of listings (aihd serve, aihd run) may match more.
+    """
     if not folders:
         return "0", []
-    params: list[object] = []
-    for folder in folders:
-        prefix = stored(folder.rstrip("/") + "/")  # a prefix of its photos' stored paths
-        params += [len(prefix), prefix]
-    clause = " OR ".join(["substr(path, 1, ?) = ?"] * len(folders))
-    return f"({clause})", params
+    # Each prefix in its stored form (filenames.py), a prefix of its photos' stored paths.
+    prefixes = sorted({stored(folder.rstrip("/") + "/") for folder in folders})
+    clause = (
+        "EXISTS (SELECT 1 FROM json_each(?) WHERE substr(photos.path, 1, length(value)) = value)"
+    )
+    return clause, [json.dumps(prefixes)]
 
 
 def _read_note(fd: int) -> dict[str, Any]:

@@ -160,6 +160,11 @@ class FolderModel(_Strict):
         description="api: v3 only: the address of the listing's project (default: the "
         "listing's name).",
     )
+    upscale: bool | None = Field(
+        default=None,
+        description="api: v1 only: also upscale each enhanced photo (its file lands beside the "
+        "enhanced one). The upscale arrives by webhook only: `aihd serve` does it.",
+    )
 
 
 class DeliveryProfileModel(_Strict):
@@ -264,6 +269,16 @@ class ManifestModel(_Strict):
     folders: list[FolderModel] = Field(min_length=1, description="The folders of photos.")
     delivery_profiles: dict[Text, DeliveryProfileModel] = Field(
         default_factory=dict, description="Named profiles for `aihd deliver --profile NAME`."
+    )
+    quiet_period: Text | float | None = Field(
+        default=None,
+        description="`aihd serve`: a photo is taken once its folder was quiet this long and its "
+        "size held at two looks, e.g. 60s (the default) or 2m.",
+    )
+    rescan: Text | float | None = Field(
+        default=None,
+        description="`aihd serve`: look at every folder again this often, as a safety net for "
+        "changes the watcher missed, e.g. 10m (the default).",
     )
 
     @field_validator("version", mode="before")

@@ -54,6 +54,7 @@ class FolderPlan:
     duplicates: int = 0
     failed: int = 0  # failed for good: left alone unless --retry-failed
     result_failed: int = 0  # charged, but the result failed: collect retries it, no order
+    upscales: int = 0  # upscale: true: photos whose upscale is still to be asked (aihd serve)
     broken: list[dict[str, str]] = field(default_factory=list)
     # Paid through the other API version with the same choice ("v1": n): no order, ever.
     paid_through: dict[str, int] = field(default_factory=dict)
@@ -86,6 +87,10 @@ class Plan:
     window_wait: float = 0.0  # seconds until the account's window, as the ledger holds it, has room
 
     @property
+    def upscales(self) -> int:
+        return sum(f.upscales for f in self.folders)
+
+    @property
     def to_check(self) -> int:
         """Orders whose POST outcome is unknown: asked first, ordered again only if their
         details said "not received" for the whole settle time."""
@@ -106,6 +111,7 @@ class Plan:
                 "folders": folders,
                 "orders": self.orders,
                 "orders_at_most": self.orders + self.to_check,
+                "upscales": self.upscales,
                 "paid": self.paid,
                 # Every order POST that may have charged (as `aihd status` counts them).
                 "orders_spent": self.paid + self.unsettled,
@@ -186,6 +192,11 @@ class Plan:
                 f"  and up to {self.to_check} more: orders a stopped run left unconfirmed are "
                 "asked of the API first and placed again only if they never reached it"
             )
+        if self.upscales:
+            lines.append(
+                f"{self.upscales} upscales to ask for (upscale: true): `aihd serve` asks for "
+                "each once its photo is enhanced, and receives it by webhook"
+            )
         return "\n".join(lines)
 
     def _where(self) -> str:
@@ -220,6 +231,7 @@ async def make_plan(
     window_wait = 0.0
     rule = manifest.rate_limit
     where, exists = str(ledger_path), False
+    upscaled: set[int] = set()  # photos with an upscale asked for already
     if is_url(ledger_path) or await asyncio.to_thread(Path(ledger_path).is_file):
         ledger = open_ledger(ledger_path)
         where, exists = ledger.path, True  # a URL without its password
@@ -235,6 +247,8 @@ async def make_plan(
             window_wait = ledger.window_wait(
                 WindowRule(rule.orders, rule.per_seconds, _ANSWER_WITHIN, window_account)
             )
+            if manifest.upscales:
+                upscaled = {u.photo_id for u in ledger.upscales() if u.state != "wanted"}
     finally:
         if ledger is not None:
             ledger.close()
@@ -266,6 +280,7 @@ async def make_plan(
                 continue
             identity = identity_of(photo.sha256)
             row = by_path.get((path, identity))
+            paid_before = _paid(plan)
             if row is None:
                 # As the runner records it: a copy, paid through the other API version, new.
                 paid = None if identity in owners else _paid_through(photo.sha256, options, charged)
@@ -296,6 +311,9 @@ async def make_plan(
                 plan.resume += 1
             else:
                 plan.failed += 1
+            if folder.upscale and (row is None or row.id not in upscaled):
+                # Paid, or to be: its upscale is asked for once its result is in.
+                plan.upscales += _paid(plan) > paid_before
         plans.append(plan)
     plans.sort(key=lambda p: p.folder)  # name order, as `aihd status` lists them
     return Plan(
@@ -335,6 +353,11 @@ def _count_paid_through(plan: FolderPlan, path: str, original: PhotoRow, held: s
     else:
         version = version_of(original.service)
         plan.paid_through[version] = plan.paid_through.get(version, 0) + 1
+
+
+def _paid(plan: FolderPlan) -> int:
+    """The folder's photos paid for, or to be: new, resume, check, done."""
+    return plan.new + plan.resume + plan.check + plan.done
 
 
 def _inside(path: str, manifest: Manifest) -> bool:

@@ -23,6 +23,7 @@ from .app import make_app
 from .catalog import Kind, Spelling
 from .state import Faults, SandboxConfig, SandboxState, SandboxStats
 from .v3_readings import V3Readings
+from .webhooks import Webhooks
 
 # Stalled handlers would otherwise hold a stop for aiohttp's default 60 s.
 SHUTDOWN_SECONDS = 1.0
@@ -63,6 +64,10 @@ class Sandbox:
         """While held, every charged v1 order says "processing", whatever its eta: results
         become ready when the test says so, not when the machine's load lets them."""
         self._state.results_held = held
+
+    def set_webhooks(self, webhooks: Webhooks) -> None:
+        """Send the account's webhooks so from now on (to new URLs, with other switches)."""
+        self._state.webhooks.configure(webhooks)
 
     def set_v3_readings(self, readings: V3Readings) -> None:
         """Play these readings of the v3 unknowns from now on."""
