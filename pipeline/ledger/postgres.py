@@ -47,9 +47,10 @@ from pipeline.filenames import shown, stored, unstored
 from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger import postgres_sql as q
+from pipeline.ledger import statements as S
 from pipeline.ledger.postgres_base import INSERT, is_url
 from pipeline.ledger.postgres_orders import PostgresOrders
-from pipeline.ledger.postgres_schema import LOCK_FIND
+from pipeline.ledger.postgres_schema import ADVISORY_LOCK, LOCK_FIND
 from pipeline.ledger.records import (
     ChoiceEntry,
     Decision,
@@ -62,7 +63,7 @@ from pipeline.ledger.records import (
     WindowRule,
 )
 from pipeline.ledger.serving import UpscaleRow
-from pipeline.ledger.sqlite_found import record_found
+from pipeline.ledger.sqlite_found import adopt, record_found
 from pipeline.ledger.sqlite_rows import COLUMNS, STATES, encode, error_text, now_text, row_of
 
 __all__ = ["PostgresLedger", "is_url"]
@@ -88,15 +89,10 @@ class PostgresLedger(PostgresOrders):
 
     def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, object]) -> None:
         text = json.dumps(dict(summary), default=str)
-        self._run(
-            lambda c: c.execute(
-                "UPDATE runs SET ended_at = %s, outcome = %s, summary = %s WHERE id = %s",
-                (now_text(), outcome, text, run_id),
-            )
-        )
+        self._run(lambda c: c.execute(q.pg(S.FINISH_RUN), (now_text(), outcome, text, run_id)))
 
     def last_run(self) -> RunRecord | None:
-        rows = self._read("SELECT * FROM runs ORDER BY id DESC LIMIT 1")
+        rows = self._read(S.LAST_RUN)
         if not rows:
             return None
         r = rows[0]
@@ -105,9 +101,7 @@ class PostgresLedger(PostgresOrders):
     # -- finding photos -----------------------------------------------------------------------
 
     def cached_hashes(self) -> dict[str, tuple[int, int, str]]:
-        rows = self._read(
-            "SELECT path, size, mtime_ns, sha256 FROM photos WHERE current = 1 AND sha256 != ''"
-        )
+        rows = self._read(S.CACHED_HASHES)
         return {unstored(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]:
@@ -120,7 +114,7 @@ class PostgresLedger(PostgresOrders):
 
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]:
         def body(c: q.Conn) -> list[PhotoRow]:
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
+            c.execute(ADVISORY_LOCK, (LOCK_FIND,))
             return record_found(q.SqliteStyle(c), found, now_text())  # type: ignore[arg-type]
 
         return self._run(body)
@@ -132,7 +126,7 @@ class PostgresLedger(PostgresOrders):
         """As SqliteLedger.adopt_orphans: copies take the place of an unpaid original gone."""
 
         def body(c: q.Conn) -> list[PhotoRow]:
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
+            c.execute(ADVISORY_LOCK, (LOCK_FIND,))
             adopted, taken, now = [], set(), now_text()
             for copy_id, original_id, path, stands in q.unpaid_originals(
                 c, copy_ids, self.owner, lock=True
@@ -140,7 +134,7 @@ class PostgresLedger(PostgresOrders):
                 if original_id in taken or (stands and path not in missing):
                     continue
                 taken.add(original_id)
-                q.adopt(c, copy_id, original_id, path in missing, now)
+                adopt(q.SqliteStyle(c), copy_id, original_id, path in missing, now)  # type: ignore[arg-type]
                 adopted.append(self._one(c, copy_id))
             return adopted
 
@@ -154,11 +148,8 @@ class PostgresLedger(PostgresOrders):
 
         def body(c: q.Conn) -> PhotoRow:
             now = now_text()
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
-            c.execute(
-                "UPDATE photos SET current = 0 WHERE path = %s AND current = 1 AND identity != %s",
-                (key, identity),
-            )
+            c.execute(ADVISORY_LOCK, (LOCK_FIND,))
+            c.execute(q.pg(S.NOT_CURRENT), (key, identity))
             done = c.execute(
                 "UPDATE photos SET state = 'failed', error = %s, retryable = 0, current = 1, "
                 "folder = %s, updated_at = %s WHERE path = %s AND identity = %s "
@@ -167,7 +158,7 @@ class PostgresLedger(PostgresOrders):
             ).fetchone()
             if done is not None:
                 return row_of(done)
-            (next_id,) = c.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone() or (1,)
+            (next_id,) = c.execute(S.NEXT_PHOTO_ID).fetchone() or (1,)
             row = PhotoRow(
                 next_id, path, folder, "", size, mtime_ns, "", "", (), identity, State.FAILED,
                 None, None, None, None, (), (), 0, reason, False, None, now, False,
@@ -193,11 +184,10 @@ class PostgresLedger(PostgresOrders):
         if states is not None:
             where.append("state = ANY(%s)")
             params.append([State(s).value for s in states])
-        sql = f"SELECT {COLUMNS} FROM photos WHERE {' AND '.join(where)} ORDER BY id"
-        return [row_of(r) for r in self._read(sql, params)]
+        return [row_of(r) for r in self._read(S.photos_sql(" AND ".join(where)), params)]
 
     def get(self, photo_id: int) -> PhotoRow:
-        rows = self._read(f"SELECT {COLUMNS} FROM photos WHERE id = %s", (photo_id,))
+        rows = self._read(q.pg(S.PHOTO_BY_ID), (photo_id,))
         if not rows:
             raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
         return row_of(rows[0])
@@ -205,10 +195,7 @@ class PostgresLedger(PostgresOrders):
     def counts(self, scope: Sequence[str] | None = None) -> dict[State, int]:
         clause, params = q.scope_clause(scope)
         counts = dict.fromkeys(State, 0)
-        for state, n in self._read(
-            f"SELECT state, count(*) FROM photos WHERE current = 1 AND {clause} GROUP BY state",
-            params,
-        ):
+        for state, n in self._read(S.counts_sql(clause), params):
             counts[State(state)] = n
         return counts
 
@@ -224,11 +211,7 @@ class PostgresLedger(PostgresOrders):
     def counts_by_folder(self, scope: Sequence[str] | None = None) -> dict[str, dict[State, int]]:
         clause, params = q.scope_clause(scope)
         by_folder: dict[str, dict[State, int]] = {}
-        for folder, state, n in self._read(
-            f"SELECT folder, state, count(*) FROM photos WHERE current = 1 AND {clause} "
-            "GROUP BY folder, state ORDER BY folder",
-            params,
-        ):
+        for folder, state, n in self._read(S.counts_by_folder_sql(clause), params):
             by_folder.setdefault(unstored(folder), dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
 
@@ -261,7 +244,7 @@ class PostgresLedger(PostgresOrders):
         return self._run(body)
 
     def ignored_paths(self) -> set[str]:
-        return {unstored(path) for (path,) in self._read("SELECT path FROM ignored")}
+        return {unstored(path) for (path,) in self._read(S.IGNORED_PATHS)}
 
     def ignore_contents(self, photos: Sequence[tuple[str, str]], reason: str) -> int:
         """As SqliteLedger.ignore_contents: these contents are left out wherever found."""
@@ -294,25 +277,18 @@ class PostgresLedger(PostgresOrders):
 
         def body(c: q.Conn) -> None:
             for folded, title in wanted:
-                c.execute(
-                    "INSERT INTO titles (casefolded, title) VALUES (%s, %s) "
-                    "ON CONFLICT (casefolded) DO UPDATE SET title = excluded.title",
-                    (folded, title),
-                )
+                c.execute(q.pg(S.REMEMBER_TITLE), (folded, title))
 
         self._run(body)
 
     def titles(self) -> dict[str, str]:
-        return dict(self._read("SELECT casefolded, title FROM titles"))
+        return dict(self._read(S.TITLES))
 
     # -- the v3 API's listing projects (one per account and address) ---------------------------
 
     def v3_project(self, account: str, address: str) -> str | None:
         """The id of the account's v3 project for ``address`` (any case), if one was made."""
-        rows = self._read(
-            "SELECT project_id FROM v3_projects WHERE account = %s AND address = %s",
-            (account, address.strip().casefold()),
-        )
+        rows = self._read(q.pg(S.V3_PROJECT), (account, address.strip().casefold()))
         return str(rows[0][0]) if rows else None
 
     def save_v3_project(self, account: str, address: str, project_id: str) -> None:
@@ -320,8 +296,7 @@ class PostgresLedger(PostgresOrders):
         machines creating one at once: the second's project is left empty, never used)."""
         self._run(
             lambda c: c.execute(
-                "INSERT INTO v3_projects (account, address, project_id, created_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (account, address) DO NOTHING",
+                q.pg(S.SAVE_V3_PROJECT),
                 (account, address.strip().casefold(), project_id, now_text()),
             )
         )
@@ -332,17 +307,8 @@ class PostgresLedger(PostgresOrders):
         key = address.strip().casefold()
 
         def body(c: q.Conn) -> str:
-            c.execute(
-                "INSERT INTO v3_projects (account, address, project_id, created_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (account, address) DO UPDATE "
-                "SET project_id = excluded.project_id, created_at = excluded.created_at "
-                "WHERE v3_projects.project_id = %s",
-                (account, key, project_id, now_text(), gone),
-            )
-            found = c.execute(
-                "SELECT project_id FROM v3_projects WHERE account = %s AND address = %s",
-                (account, key),
-            ).fetchone()
+            c.execute(q.pg(S.REPLACE_V3_PROJECT), (account, key, project_id, now_text(), gone))
+            found = c.execute(q.pg(S.V3_PROJECT), (account, key)).fetchone()
             assert found is not None
             return str(found[0])
 
@@ -384,11 +350,7 @@ class PostgresLedger(PostgresOrders):
             done = 0
             for photo_id in photo_ids:
                 cur = c.execute(
-                    "INSERT INTO reviews (photo_id, decision, decided_at, source, reason) "
-                    "SELECT id, %s, %s, %s, %s FROM photos WHERE id = %s AND state = 'completed' "
-                    "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
-                    "decided_at = excluded.decided_at, source = excluded.source, "
-                    "reason = excluded.reason",
+                    q.pg(S.RECORD_REVIEW),
                     (value, decided_at, shown(source), error_text(reason), photo_id),
                 )
                 done += cur.rowcount
@@ -400,14 +362,12 @@ class PostgresLedger(PostgresOrders):
         """Take back the decisions on these photos (undecided again); return how many."""
         return self._run(
             lambda c: (
-                c.execute(
-                    "DELETE FROM reviews WHERE photo_id = ANY(%s)", (list(photo_ids),)
-                ).rowcount
+                q.SqliteStyle(c).execute(S.CLEAR_REVIEWS, (json.dumps(list(photo_ids)),)).rowcount
             )
         )
 
     def reviews(self) -> dict[int, Review]:
-        rows = self._read("SELECT photo_id, decision, decided_at, source, reason FROM reviews")
+        rows = self._read(S.REVIEWS)
         return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3], r[4]) for r in rows}
 
     # -- aihd serve (serving.py, in SQLite's SQL through SqliteStyle) ---------------------------
@@ -422,13 +382,7 @@ class PostgresLedger(PostgresOrders):
         self._claimed.discard(photo_id)
         self._fences.pop(photo_id, None)
         if self.owner is not None:
-            self._run(
-                lambda c: c.execute(
-                    "UPDATE photos SET claimed_by = NULL, claim_until = NULL "
-                    "WHERE id = %s AND claimed_by = %s",
-                    (photo_id, self.owner),
-                )
-            )
+            self._run(lambda c: c.execute(q.pg(S.RELEASE_CLAIM), (photo_id, self.owner)))
 
     def wish_upscales(self, photo_ids: Sequence[int], source: str) -> int:
         return self._run(lambda c: serving.wish(q.SqliteStyle(c), photo_ids, source, now_text()))

@@ -34,17 +34,17 @@ from pipeline.errors import (
     UsageError,
 )
 from pipeline.ledger import postgres_sql as q
+from pipeline.ledger import sqlite_rows
+from pipeline.ledger import statements as S
 from pipeline.ledger.postgres_schema import migrate
 from pipeline.ledger.records import PhotoRow
-from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
+from pipeline.ledger.sqlite_rows import now_text, row_of
 
 T = TypeVar("T")
 DEADLOCK_PAUSE = 0.02  # seconds before a transaction chosen as a deadlock's victim is made again
 RETRY_ENV = "AIHD_LEDGER_RETRY_SECONDS"
-INSERT = (
-    f"INSERT INTO photos ({COLUMNS}, current, created_at, manifest) "
-    f"VALUES ({', '.join(['%s'] * (COLUMNS.count(',') + 4))})"
-)
+INSERT = q.pg(sqlite_rows.INSERT)
+_PHOTO_BY_ID = q.pg(S.PHOTO_BY_ID)
 
 
 def is_url(location: object) -> bool:
@@ -292,7 +292,7 @@ class PostgresBase:
             self._drop()
 
     def _one(self, c: q.Conn, photo_id: int) -> PhotoRow:
-        r = c.execute(f"SELECT {COLUMNS} FROM photos WHERE id = %s", (photo_id,)).fetchone()
+        r = c.execute(_PHOTO_BY_ID, (photo_id,)).fetchone()
         if r is None:
             raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
         return row_of(r)
@@ -308,8 +308,7 @@ class PostgresBase:
     ) -> PhotoRow:
         def body(c: q.Conn) -> PhotoRow:
             found = c.execute(
-                f"UPDATE photos SET {sets}, updated_at = %s WHERE id = %s {only_if} "
-                f"RETURNING {COLUMNS}",
+                q.pg(S.mark_sql(sets, only_if)),
                 (*params, now_text(), photo_id, *only_if_params),
             ).fetchone()
             if found is None:

@@ -9,14 +9,15 @@ __all__ = [
     "ORPHANABLE",
     "Conn",
     "SqliteStyle",
-    "adopt",
     "answer_post",
+    "pg",
     "scope_clause",
     "unpaid_originals",
     "window_wait",
 ]
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -32,13 +33,14 @@ ORPHANABLE = ("pending", "uploaded", "failed")  # as sqlite_found.py
 
 class SqliteStyle:
     """``execute``/``executemany`` with SQLite's ``?`` and ``json_each(?)`` on a psycopg
-    connection: only for the fixed SQL of sqlite_found.record_found and sqlite_import."""
+    connection: the statements both stores run (statements.py, sqlite_found.py,
+    sqlite_import.py, after_order.py, serving.py, identity_sql.py)."""
 
     def __init__(self, conn: Conn) -> None:
         self._conn = conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[tuple[Any, ...]]:
-        return self._conn.execute(_pg(sql), tuple(params))
+        return self._conn.execute(pg(sql), tuple(params))
 
     def executemany(
         self, sql: str, seq: Iterable[Sequence[Any]]
@@ -46,11 +48,14 @@ class SqliteStyle:
         cur = self._conn.cursor()
         rows = [tuple(p) for p in seq]
         if rows:
-            cur.executemany(_pg(sql), rows)
+            cur.executemany(pg(sql), rows)
         return cur
 
 
-def _pg(sql: str) -> str:
+@lru_cache(maxsize=256)
+def pg(sql: str) -> str:
+    """SQLite's form of a statement (statements.py) in PostgreSQL's: ``?`` as ``%s``, a list
+    of ids read by ``json_each(?)`` by ``json_array_elements_text(?::json)``."""
     return sql.replace("json_each(?)", "json_array_elements_text(?::json)").replace("?", "%s")
 
 
@@ -127,31 +132,6 @@ def unpaid_originals(
         (list(copy_ids), list(ORPHANABLE), owner or ""),
     ).fetchall()
     return [(c, o, unstored(path), bool(stands)) for c, o, path, stands in rows]
-
-
-def adopt(conn: Conn, copy_id: int, original_id: int, gone: bool, now: str) -> None:
-    """As sqlite_found.adopt: the copy takes the unpaid original's place (and its upload)."""
-    found = conn.execute(
-        "SELECT state, order_id FROM photos WHERE id = %s", (original_id,)
-    ).fetchone()
-    assert found is not None
-    state, order_id = found
-    keeps_upload = state == "uploaded" and order_id is not None
-    conn.execute(
-        "UPDATE photos SET state = %s, order_id = %s, duplicate_of = NULL, error = NULL, "
-        "retryable = 0, failed_from = NULL, updated_at = %s WHERE id = %s",
-        ("uploaded" if keeps_upload else "pending", order_id if keeps_upload else None, now,
-         copy_id),
-    )  # fmt: skip
-    conn.execute(
-        "UPDATE photos SET state = 'duplicate', duplicate_of = %s, order_id = NULL, "
-        "current = CASE WHEN %s THEN 0 ELSE current END, updated_at = %s WHERE id = %s",
-        (copy_id, gone, now, original_id),
-    )
-    conn.execute(
-        "UPDATE photos SET duplicate_of = %s WHERE duplicate_of = %s AND id != %s",
-        (copy_id, original_id, copy_id),
-    )
 
 
 def scope_clause(folders: Sequence[str] | None) -> tuple[str, list[object]]:

@@ -23,6 +23,7 @@ from pipeline.errors import ClaimLost, LedgerBusy, LedgerError, NotEligible, Sub
 from pipeline.filenames import shown, stored, unstored
 from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
+from pipeline.ledger import statements as S
 from pipeline.ledger.fencing import claim_lost_message
 from pipeline.ledger.migrations import migrate
 from pipeline.ledger.records import (
@@ -215,12 +216,12 @@ class SqliteLedger:
     def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, object]) -> None:
         with self.atomic() as conn:
             conn.execute(
-                "UPDATE runs SET ended_at = ?, outcome = ?, summary = ? WHERE id = ?",
+                S.FINISH_RUN,
                 (now_text(), outcome, json.dumps(dict(summary), default=str), run_id),
             )
 
     def last_run(self) -> RunRecord | None:
-        rows = self._read("SELECT * FROM runs ORDER BY id DESC LIMIT 1")
+        rows = self._read(S.LAST_RUN)
         if not rows:
             return None
         r = rows[0]
@@ -229,9 +230,7 @@ class SqliteLedger:
     # -- finding photos -----------------------------------------------------------------------
 
     def cached_hashes(self) -> dict[str, tuple[int, int, str]]:
-        rows = self._read(
-            "SELECT path, size, mtime_ns, sha256 FROM photos WHERE current = 1 AND sha256 != ''"
-        )
+        rows = self._read(S.CACHED_HASHES)
         return {unstored(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]:
@@ -281,17 +280,14 @@ class SqliteLedger:
         now = now_text()
         key = stored(path)
         with self.atomic() as conn:
-            conn.execute(
-                "UPDATE photos SET current = 0 WHERE path = ? AND current = 1 AND identity != ?",
-                (key, identity),
-            )
+            conn.execute(S.NOT_CURRENT, (key, identity))
             done = conn.execute(
                 "UPDATE photos SET state = 'failed', error = ?, retryable = 0, current = 1, "
                 "folder = ?, updated_at = ? WHERE path = ? AND identity = ?",
                 (error_text(reason), stored(folder), now, key, identity),
             )
             if not done.rowcount:
-                (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone()
+                (next_id,) = conn.execute(S.NEXT_PHOTO_ID).fetchone()
                 row = PhotoRow(
                     next_id, path, folder, "", size, mtime_ns, "", "", (), identity, State.FAILED,
                     None, None, None, None, (), (), 0, reason, False, None, now, False,
@@ -321,11 +317,10 @@ class SqliteLedger:
             clause, scoped = _scope(scope)
             where.append(clause)
             params.extend(scoped)
-        sql = f"SELECT {COLUMNS} FROM photos WHERE {' AND '.join(where)} ORDER BY id"
-        return [row_of(r) for r in self._read(sql, params)]
+        return [row_of(r) for r in self._read(S.photos_sql(" AND ".join(where)), params)]
 
     def get(self, photo_id: int) -> PhotoRow:
-        rows = self._read(f"SELECT {COLUMNS} FROM photos WHERE id = ?", (photo_id,))
+        rows = self._read(S.PHOTO_BY_ID, (photo_id,))
         if not rows:
             raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
         return row_of(rows[0])
@@ -334,10 +329,7 @@ class SqliteLedger:
         """Current photos per state; ``scope``: only those in these folders (or below)."""
         clause, params = _scope(scope) if scope is not None else ("1", [])
         counts = dict.fromkeys(State, 0)
-        for state, n in self._read(
-            f"SELECT state, count(*) FROM photos WHERE current = 1 AND {clause} GROUP BY state",
-            params,
-        ):
+        for state, n in self._read(S.counts_sql(clause), params):
             counts[State(state)] = n
         return counts
 
@@ -354,11 +346,7 @@ class SqliteLedger:
     def counts_by_folder(self, scope: Sequence[str] | None = None) -> dict[str, dict[State, int]]:
         clause, params = _scope(scope) if scope is not None else ("1", [])
         by_folder: dict[str, dict[State, int]] = {}
-        for folder, state, n in self._read(
-            f"SELECT folder, state, count(*) FROM photos WHERE current = 1 AND {clause} "
-            "GROUP BY folder, state ORDER BY folder",
-            params,
-        ):
+        for folder, state, n in self._read(S.counts_by_folder_sql(clause), params):
             by_folder.setdefault(unstored(folder), dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
 
@@ -374,7 +362,7 @@ class SqliteLedger:
             return cur.rowcount
 
     def ignored_paths(self) -> set[str]:
-        return {unstored(path) for (path,) in self._read("SELECT path FROM ignored")}
+        return {unstored(path) for (path,) in self._read(S.IGNORED_PATHS)}
 
     def ignore_contents(self, photos: Sequence[tuple[str, str]], reason: str) -> int:
         """Leave these contents (sha256, and the path it was named by) out of every run,
@@ -401,32 +389,23 @@ class SqliteLedger:
     def remember_titles(self, titles: Iterable[str]) -> None:
         """Keep each enhancement title as the catalog writes it, keyed by its casefolded form."""
         with self.atomic() as conn:
-            conn.executemany(
-                "INSERT INTO titles (casefolded, title) VALUES (?, ?) "
-                "ON CONFLICT (casefolded) DO UPDATE SET title = excluded.title",
-                [(t.casefold(), t) for t in titles],
-            )
+            conn.executemany(S.REMEMBER_TITLE, [(t.casefold(), t) for t in titles])
 
     def titles(self) -> dict[str, str]:
-        return dict(self._read("SELECT casefolded, title FROM titles"))
+        return dict(self._read(S.TITLES))
 
     # -- the v3 API's listing projects ----------------------------------------------------------
 
     def v3_project(self, account: str, address: str) -> str | None:
         """The id of the account's v3 project for ``address`` (any case), if one was made."""
-        rows = self._read(
-            "SELECT project_id FROM v3_projects WHERE account = ? AND address = ?",
-            (account, address.strip().casefold()),
-        )
+        rows = self._read(S.V3_PROJECT, (account, address.strip().casefold()))
         return str(rows[0][0]) if rows else None
 
     def save_v3_project(self, account: str, address: str, project_id: str) -> None:
         """Keep the account's v3 project for ``address``; the first one kept stays."""
         with self.atomic() as conn:
             conn.execute(
-                "INSERT INTO v3_projects (account, address, project_id, created_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (account, address) DO NOTHING",
-                (account, address.strip().casefold(), project_id, now_text()),
+                S.SAVE_V3_PROJECT, (account, address.strip().casefold(), project_id, now_text())
             )
 
     def replace_v3_project(self, account: str, address: str, gone: str, project_id: str) -> str:
@@ -434,17 +413,8 @@ class SqliteLedger:
         run replaced it first; returns the id kept."""
         key = address.strip().casefold()
         with self.atomic() as conn:
-            conn.execute(
-                "INSERT INTO v3_projects (account, address, project_id, created_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (account, address) DO UPDATE "
-                "SET project_id = excluded.project_id, created_at = excluded.created_at "
-                "WHERE v3_projects.project_id = ?",
-                (account, key, project_id, now_text(), gone),
-            )
-            (kept,) = conn.execute(
-                "SELECT project_id FROM v3_projects WHERE account = ? AND address = ?",
-                (account, key),
-            ).fetchone()
+            conn.execute(S.REPLACE_V3_PROJECT, (account, key, project_id, now_text(), gone))
+            (kept,) = conn.execute(S.V3_PROJECT, (account, key)).fetchone()
             return str(kept)
 
     # -- review -------------------------------------------------------------------------------
@@ -458,11 +428,7 @@ class SqliteLedger:
         value = Decision(decision).value
         with self.atomic() as conn:
             done = conn.executemany(
-                "INSERT INTO reviews (photo_id, decision, decided_at, source, reason) "
-                "SELECT id, ?, ?, ?, ? FROM photos WHERE id = ? AND state = 'completed' "
-                "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
-                "decided_at = excluded.decided_at, source = excluded.source, "
-                "reason = excluded.reason",
+                S.RECORD_REVIEW,
                 [(value, decided_at, shown(source), error_text(reason), i) for i in photo_ids],
             )
             return done.rowcount
@@ -470,14 +436,11 @@ class SqliteLedger:
     def clear_reviews(self, photo_ids: Sequence[int]) -> int:
         """Take back the decisions on these photos (undecided again); return how many."""
         with self.atomic() as conn:
-            done = conn.execute(
-                "DELETE FROM reviews WHERE photo_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(photo_ids)),),
-            )
+            done = conn.execute(S.CLEAR_REVIEWS, (json.dumps(list(photo_ids)),))
             return done.rowcount
 
     def reviews(self) -> dict[int, Review]:
-        rows = self._read("SELECT photo_id, decision, decided_at, source, reason FROM reviews")
+        rows = self._read(S.REVIEWS)
         return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3], r[4]) for r in rows}
 
     # -- state changes ------------------------------------------------------------------------
@@ -500,8 +463,7 @@ class SqliteLedger:
         """One UPDATE that returns the row (RETURNING: a run makes three of these per photo)."""
         with self.atomic() as conn:
             found = conn.execute(
-                f"UPDATE photos SET {sets}, updated_at = ? WHERE id = ? {only_if} "
-                f"RETURNING {COLUMNS}",
+                S.mark_sql(sets, only_if),
                 (*params, now_text(), photo_id, *only_if_params),
             ).fetchone()
             if found is None:
@@ -605,9 +567,7 @@ class SqliteLedger:
                     raise lost from None
                 row = self.get(photo_id)
                 paid = ", and it was charged already" if row.charged else ""
-                (holder,) = conn.execute(
-                    "SELECT claimed_by FROM photos WHERE id = ?", (photo_id,)
-                ).fetchone()
+                (holder,) = conn.execute(S.CLAIM_HOLDER, (photo_id,)).fetchone()
                 if self.owner is not None and holder != self.owner:
                     paid += f", and the run {holder or 'that claimed it'} holds it now"
                 raise SubmitRefused(
@@ -615,8 +575,7 @@ class SqliteLedger:
                     f"{paid} (ledger {self.path}, photo {photo_id})"
                 ) from None
             conn.execute(
-                "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall, "
-                "key_fingerprint, account, send_within) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                S.RECORD_INTENT,
                 (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint,
                  "" if window is None else window.account, send_within),
             )  # fmt: skip
@@ -641,11 +600,7 @@ class SqliteLedger:
         have been charged. The photo is ``unknown`` until its order's details settle it."""
         with self.atomic() as conn:
             answer_post(conn, photo_id, "lost")
-            conn.execute(
-                "UPDATE photos SET state = 'unknown', error = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'submitting'",
-                (error_text(reason or None), now_text(), photo_id),
-            )
+            conn.execute(S.MARK_LOST, (error_text(reason or None), now_text(), photo_id))
 
     def mark_unsent(self, photo_id: int) -> None:
         """The photo's latest intent was never sent (it was no longer fresh when its turn
@@ -655,11 +610,7 @@ class SqliteLedger:
 
     def last_post(self, photo_id: int) -> LastPost | None:
         """The photo's latest order POST, and the latest moment it may have left."""
-        rows = self._read(
-            "SELECT id, boot, intent_clock + send_within FROM order_posts WHERE photo_id = ? "
-            "ORDER BY id DESC LIMIT 1",
-            (photo_id,),
-        )
+        rows = self._read(S.LAST_POST, (photo_id,))
         return LastPost(rows[0][0], Stamp(rows[0][1], rows[0][2])) if rows else None
 
     def mark_not_received(
@@ -758,10 +709,7 @@ class SqliteLedger:
         self._fences.clear()
         if self.owner is not None:
             with self.atomic() as conn:
-                conn.execute(
-                    "UPDATE photos SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = ?",
-                    (self.owner,),
-                )
+                conn.execute(S.RELEASE_CLAIMS, (self.owner,))
 
     # -- after the order: collect's claims, deliver's files (after_order.py) -------------------
 
@@ -812,13 +760,10 @@ class SqliteLedger:
         other = SqliteLedger(source)  # refuses another tool's file; migrates an older one
         try:
             with self.atomic() as conn:
-                if conn.execute("SELECT 1 FROM imports WHERE path = ?", (key,)).fetchone():
+                if conn.execute(S.IMPORT_DONE, (key,)).fetchone():
                     return None
                 count = other.copy_rows_into(conn)
-                conn.execute(
-                    "INSERT INTO imports (path, imported_at, photos) VALUES (?, ?, ?)",
-                    (key, now_text(), count),
-                )
+                conn.execute(S.IMPORT_RECORD, (key, now_text(), count))
                 return count
         finally:
             other.close()
@@ -847,28 +792,15 @@ class SqliteLedger:
         """Clear the charged mark: these photos are ordered again (and paid again) next run.
         Their decisions go: the new result is another photo to look at."""
         with self.atomic() as conn:
-            rows = conn.execute(
-                "UPDATE photos SET state = 'pending', order_id = NULL, image_id = NULL, "
-                "eta = NULL, submitted_at = NULL, charged = 0, duplicate_of = NULL, "
-                "error = NULL, retryable = 0, failed_from = NULL, updated_at = ? "
-                "WHERE id IN (SELECT value FROM json_each(?)) AND state != 'submitting' "
-                f"RETURNING {COLUMNS}",
-                (now_text(), json.dumps(list(photo_ids))),
-            ).fetchall()
+            rows = conn.execute(S.REORDER, (now_text(), json.dumps(list(photo_ids)))).fetchall()
             reordered = [row_of(r) for r in rows]
-            conn.execute(
-                "DELETE FROM reviews WHERE photo_id IN (SELECT value FROM json_each(?))",
-                (json.dumps([r.id for r in reordered]),),
-            )
+            conn.execute(S.CLEAR_REVIEWS, (json.dumps([r.id for r in reordered]),))
             return reordered
 
     def set_output_paths(self, photo_id: int, output_paths: Sequence[str]) -> None:
         """Files collect wrote for a photo that keeps its state (a duplicate's copies)."""
         with self.atomic() as conn:
-            conn.execute(
-                "UPDATE photos SET output_paths = ?, updated_at = ? WHERE id = ?",
-                (json.dumps(list(output_paths)), now_text(), photo_id),
-            )
+            conn.execute(S.OUTPUT_PATHS, (json.dumps(list(output_paths)), now_text(), photo_id))
 
     def mark_failed(
         self, photo_id: int, error: str, *, retryable: bool, fence: int | None = None
@@ -927,18 +859,7 @@ class SqliteLedger:
         # photo (its result failed) is left to collect, which retries the result, never the
         # order. Broken files (no hash) are left: the next scan checks them afresh.
         with self.atomic() as conn:
-            cur = conn.execute(
-                "UPDATE photos SET "
-                "state = CASE WHEN failed_from IN ('submitting', 'unknown') THEN 'unknown' "
-                "ELSE 'pending' END, "
-                "order_id = CASE WHEN failed_from IN ('submitting', 'unknown') THEN order_id "
-                "END, "
-                "error = NULL, retryable = 0, failed_from = NULL, updated_at = ? "
-                "WHERE state = 'failed' AND current = 1 AND sha256 != '' AND charged = 0 "
-                "AND duplicate_of IS NULL "  # held (sqlite_found.HELD): only reorder frees it
-                "AND (retryable = 1 OR ?)",
-                (now_text(), int(include_permanent)),
-            )
+            cur = conn.execute(S.RESET_FAILED, (now_text(), int(include_permanent)))
             return cur.rowcount
 
     # -- aihd serve (serving.py) ----------------------------------------------------------------
@@ -954,11 +875,7 @@ class SqliteLedger:
         self._fences.pop(photo_id, None)
         if self.owner is not None:
             with self.atomic() as conn:
-                conn.execute(
-                    "UPDATE photos SET claimed_by = NULL, claim_until = NULL "
-                    "WHERE id = ? AND claimed_by = ?",
-                    (photo_id, self.owner),
-                )
+                conn.execute(S.RELEASE_CLAIM, (photo_id, self.owner))
 
     def wish_upscales(self, photo_ids: Sequence[int], source: str) -> int:
         with self.atomic() as conn:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.filenames import shell_join, unstored
 from pipeline.filenames import stored as store
+from pipeline.ledger import statements as S
 from pipeline.ledger.records import UNSETTLED, FoundPhoto, PhotoRow, State
 from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, encode, new_row, row_of
 
@@ -55,7 +56,7 @@ def record_found(conn: sqlite3.Connection, found: Sequence[FoundPhoto], now: str
         )
         crossed = _paid_through_other_version(conn, found, identities, missing - set(originals))
         # Ids are chosen here (the write lock is held) so in-batch copies can point at them.
-        (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone()
+        (next_id,) = conn.execute(S.NEXT_PHOTO_ID).fetchone()
     known: dict[tuple[str, str], PhotoRow] = {}
     inserts: dict[int, PhotoRow] = {}
     refreshed: dict[int, PhotoRow] = {}
@@ -180,7 +181,7 @@ def adopt(conn: sqlite3.Connection, copy_id: int, original_id: int, gone: bool, 
     )  # fmt: skip
     conn.execute(
         "UPDATE photos SET state = 'duplicate', duplicate_of = ?, order_id = NULL, "
-        "current = CASE WHEN ? THEN 0 ELSE current END, updated_at = ? WHERE id = ?",
+        "current = CASE WHEN ? = 1 THEN 0 ELSE current END, updated_at = ? WHERE id = ?",
         (copy_id, int(gone), now, original_id),
     )
     conn.execute(

@@ -9,6 +9,7 @@ import sqlite3
 import time
 
 from pipeline.bootclock import Stamp
+from pipeline.ledger import statements as S
 from pipeline.ledger.records import WindowRule
 
 IN_FLIGHT_POLL_SECONDS = 0.1
@@ -27,7 +28,7 @@ def window_wait(conn: sqlite3.Connection, rule: WindowRule, stamp: Stamp, wall: 
     # distinct positive integers, so there are at most max(id) rows. Without this, a window
     # far wider than a run (a plan's, or the benchmarks' "no window") read every post of the
     # run for each order: the client's CPU per photo grew with the run (9 ms at 2,000 photos).
-    (most,) = conn.execute("SELECT coalesce(max(id), 0) FROM order_posts").fetchone()
+    (most,) = conn.execute(S.LAST_POST_ID).fetchone()
     if most < rule.orders:
         return 0.0
     horizon = rule.per_seconds + rule.answer_within
