@@ -48,7 +48,7 @@ from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger import postgres_sql as q
 from pipeline.ledger import statements as S
-from pipeline.ledger.postgres_base import INSERT, is_url
+from pipeline.ledger.postgres_base import INSERT
 from pipeline.ledger.postgres_orders import PostgresOrders
 from pipeline.ledger.postgres_schema import ADVISORY_LOCK, LOCK_FIND
 from pipeline.ledger.records import (
@@ -65,6 +65,7 @@ from pipeline.ledger.records import (
 from pipeline.ledger.serving import UpscaleRow
 from pipeline.ledger.sqlite_found import adopt, record_found
 from pipeline.ledger.sqlite_rows import COLUMNS, STATES, encode, error_text, now_text, row_of
+from pipeline.ledger.stores import is_url
 
 __all__ = ["PostgresLedger", "is_url"]
 

@@ -10,7 +10,6 @@ __all__ = [
     "PostgresBase",
     "T",
     "first_line",
-    "is_url",
     "redact",
 ]
 
@@ -45,11 +44,6 @@ DEADLOCK_PAUSE = 0.02  # seconds before a transaction chosen as a deadlock's vic
 RETRY_ENV = "AIHD_LEDGER_RETRY_SECONDS"
 INSERT = q.pg(sqlite_rows.INSERT)
 _PHOTO_BY_ID = q.pg(S.PHOTO_BY_ID)
-
-
-def is_url(location: object) -> bool:
-    """A PostgreSQL ledger's location (``postgresql://...`` or ``postgres://...``)."""
-    return str(location).startswith(("postgresql://", "postgres://"))
 
 
 def redact(url: str) -> str:
