@@ -25,7 +25,7 @@ from pathlib import Path
 
 PYTHON = sys.executable
 _TICKS = os.sysconf("SC_CLK_TCK")
-NO_WINDOW = "1000000/1"  # an order window no run here comes near
+NO_WINDOW = "100000/1"  # an order window no run here comes near (the most --window takes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,7 @@ def _account(root: Path) -> tuple[Path, Path]:
     desk.write_text("\n".join(lines) + "\n")
     make_photos(root / "run" / "photos", RUN_PHOTOS)
     run = write_manifest(
-        root / "run", orders=1_000_000, per_seconds=1, concurrency=4, ledger=str(ledger_path)
+        root / "run", orders=100_000, per_seconds=1, concurrency=4, ledger=str(ledger_path)
     )
     return desk, run
 

@@ -35,7 +35,7 @@ def _manifest(root: Path, *, pattern: str = "listings/*/inside") -> Path:
     manifest = root / "bench.yaml"
     manifest.write_text(
         "version: 1\nledger: bench.ledger.sqlite\noutput: enhanced\nconcurrency: 8\n"
-        "rate_limit: {orders: 1000000, per_seconds: 1}\nretry: {attempts: 5, max_backoff: 1}\n"
+        "rate_limit: {orders: 100000, per_seconds: 1}\nretry: {attempts: 5, max_backoff: 1}\n"
         f"folders:\n  - path: {pattern}\n"
     )
     return manifest

@@ -31,10 +31,12 @@ def boot_id() -> str:
         return ""
 
 
+_CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+
+
 def boot_seconds() -> float:
     """Seconds since this boot (CLOCK_BOOTTIME where there is one, else CLOCK_MONOTONIC)."""
-    clock = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
-    return time.clock_gettime(clock)
+    return time.clock_gettime(_CLOCK)
 
 
 @dataclass(frozen=True, slots=True)

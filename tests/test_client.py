@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import mimetypes
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from aiohttp.helpers import content_disposition_header
 from PIL import Image
 
 from pipeline import api
+from pipeline.api.transport import _content_type, _parse_json
 from pipeline.api.v1 import ApiClient, Timeouts, image_disposition
 from pipeline.errors import (
     AuthRefused,
@@ -114,6 +117,33 @@ def test_image_part_header_is_what_aiohttp_would_write(name: str) -> None:
     """Plain names skip aiohttp's quoting for speed; the header must come out the same."""
     expected = content_disposition_header("form-data", name="image", filename=name)
     assert image_disposition(name) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["IMG_0001.JPG", "p000001.jpg", "a.heic", "Weird.Jpg", "a.tar.gz", "b.tgz", "c.png.gz",
+     "data:x.jpg", ".jpg", "..jpg", "noext", "a.", "a..png", "été.png", "a.svgz", "x.Z"],
+)  # fmt: skip
+def test_image_part_content_type_is_what_mimetypes_guesses(name: str) -> None:
+    """The file part's type is looked up once per suffix; whole names where more decides."""
+    assert _content_type(name) == (mimetypes.guess_type(name)[0] or "application/octet-stream")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"a": 1}', b"[1, 2]", '{"a": "é"}'.encode(), b'{"s": "\\ud800"}', b"\xef\xbb\xbf{}",
+     '{"a": 1}'.encode("utf-16"), '{"a": 1}'.encode("utf-16-le"), b'{"a": 1} x', b"{\xff}"],
+)  # fmt: skip
+def test_answers_are_parsed_as_json_loads_parses_them(raw: bytes) -> None:
+    """An answer that is plainly UTF-8 skips json's encoding guess: same value, same error."""
+
+    def parsed(parse: Callable[[bytes], Any]) -> Any:
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            return type(exc)
+
+    assert parsed(_parse_json) == parsed(json.loads)
 
 
 def test_photos_with_names_that_need_quoting_upload(

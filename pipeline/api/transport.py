@@ -26,6 +26,13 @@ __all__ = [
     "shape_of",
 ]
 
+# isort: off
+# First of all: aiohttp without its two loads of the CA certificates at import (deferred_ca.py),
+# before anything below can import it.
+from pipeline.api.deferred_ca import aiohttp
+from aiohttp.helpers import content_disposition_header
+
+# isort: on
 import asyncio
 import json
 import mimetypes
@@ -42,8 +49,6 @@ from types import TracebackType
 from typing import Any, BinaryIO, Protocol, Self
 
 import aiofiles
-import aiohttp
-from aiohttp.helpers import content_disposition_header
 from yarl import URL
 
 from pipeline.addresses import PublicOnlyResolver, non_public_reason
@@ -400,7 +405,7 @@ class Transport:
                 endpoint=endpoint,
             )
         try:
-            body = self._redact_answer(raw, json.loads(raw))
+            body = self._redact_answer(raw, _parse_json(raw))
         except (ValueError, RecursionError) as exc:  # RecursionError: nested a million deep
             cls = OutcomeUnknown if spends else TransientError
             raise cls(
@@ -491,9 +496,38 @@ def _transport_error(
     return TransientError(f"{endpoint}: no answer ({what})", method=method, endpoint=endpoint)
 
 
-@lru_cache(maxsize=64)
+_JSON = json.JSONDecoder()  # what json.loads uses, without its per-call layers
+
+
+def _parse_json(raw: bytes) -> Any:
+    """``json.loads(raw)``. An answer that opens with ``{`` or ``[`` followed by anything but
+    a NUL is UTF-8 by json's own rule (no BOM, not UTF-16/32): decoded here, the way json.loads
+    decodes it, without guessing the encoding on each of a photo's two answers."""
+    if raw[:1] in (b"{", b"[") and raw[1:2] != b"\x00":
+        return _JSON.decode(raw.decode("utf-8", "surrogatepass"))
+    return json.loads(raw)
+
+
 def _content_type(filename: str) -> str:
+    """mimetypes' guess for the file's name. Only the last suffix decides, unless it is an
+    encoding's (.gz: the suffix before it then decides), the name has a scheme (data:) or is
+    all dots before it: those are asked whole, the rest once per suffix (each photo has a name
+    of its own: a cache by name missed every time)."""
+    head, dot, tail = filename.rpartition(".")
+    suffix = dot + tail
+    if (
+        head.strip(".")
+        and ":" not in filename
+        and not any(s in mimetypes.suffix_map or s in mimetypes.encodings_map
+                    for s in (suffix, suffix.lower()))
+    ):  # fmt: skip
+        return _suffix_type(suffix)
     return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+@lru_cache(maxsize=64)
+def _suffix_type(suffix: str) -> str:
+    return mimetypes.guess_type("x" + suffix)[0] or "application/octet-stream"
 
 
 def _file_disposition(field_name: str, filename: str) -> str:

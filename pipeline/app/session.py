@@ -38,8 +38,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
 from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import Space, Timeouts, Widget
 from pipeline.api.v3 import ProjectBook
@@ -75,6 +73,8 @@ from pipeline.retry import Backoff
 from pipeline.stopping import StopSwitch
 
 if TYPE_CHECKING:  # collecting is imported when asked for: a run alone does not load it
+    from tqdm import tqdm
+
     from pipeline.collect.collector import CollectSummary
 
 SANDBOX_TIME_SCALE = 0.1  # the in-process emulator's orders finish in a tenth of their eta
@@ -492,6 +492,8 @@ async def _collect(
 ) -> CollectSummary:
     bar: tqdm[Any] | None = None
     if request.progress_bar:
+        from tqdm import tqdm  # only for a bar (see progress.py)
+
         bar = tqdm(total=0, unit="photo", desc="collect", file=sys.stderr, dynamic_ncols=True)
 
     def on_progress(done: int, total: int) -> None:

@@ -11,6 +11,7 @@ every run of it. The package shows its parts:
     sqlite_rows.py    how rows are encoded in SQLite
     sqlite_found.py   finding photos: identities, duplicates, copies taking an orphan's place
     sqlite_window.py  the order window's store: each order POST's intent and answer
+    window_log.py     the account's window as a handle counts it: the POSTs it has read, by id
     sqlite_import.py  taking in another (older, per-manifest) ledger
     after_order.py    one SQL for both stores: collect's claims, the files deliver wrote
     serving.py        what `aihd serve` adds: photos by order id, upscale wishes and upscales

@@ -187,6 +187,11 @@ class PostgresLedger(PostgresOrders):
             params.append([State(s).value for s in states])
         return [row_of(r) for r in self._read(S.photos_sql(" AND ".join(where)), params)]
 
+    def claim_row(self, photo_id: int) -> PhotoRow | None:
+        """``claim``, and the photo as it stands now that it is this run's (None: another
+        live run holds it); see SqliteLedger.claim_row."""
+        return self.get(photo_id) if self.claim(photo_id) else None
+
     def get(self, photo_id: int) -> PhotoRow:
         rows = self._read(q.pg(S.PHOTO_BY_ID), (photo_id,))
         if not rows:
@@ -218,12 +223,12 @@ class PostgresLedger(PostgresOrders):
 
     def cap_future_posts(self) -> int:
         """Order times ahead of the database's clock become now (a count)."""
-        return self._run(q.cap_future_posts)
+        return self._run(lambda c: q.cap_future_posts(c, self._window_log))
 
     def window_wait(self, rule: WindowRule) -> float:
         """Seconds until the account's window has room, on the database's clock (read only:
         ``mark_submitting`` with the same rule is the check that counts)."""
-        return self._run(lambda c: q.window_wait(c, rule), transaction=False)
+        return self._run(lambda c: q.window_wait(c, self._window_log, rule), transaction=False)
 
     # -- ignored paths and catalog spellings (`aihd ignore`, export) --------------------------
 

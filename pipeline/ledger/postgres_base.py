@@ -38,6 +38,7 @@ from pipeline.ledger import statements as S
 from pipeline.ledger.postgres_schema import migrate
 from pipeline.ledger.records import PhotoRow
 from pipeline.ledger.sqlite_rows import now_text, row_of
+from pipeline.ledger.window_log import WindowLog
 
 T = TypeVar("T")
 DEADLOCK_PAUSE = 0.02  # seconds before a transaction chosen as a deadlock's victim is made again
@@ -70,6 +71,10 @@ class PostgresBase:
         self._away = False  # it stayed away once: later calls try once, not for retry_seconds
         self._group: list[tuple[Callable[[q.Conn], Any], object]] | None = None
         self._group_error: LedgerError | None = None
+        # The account's recent order POSTs as this handle has read them (window_log.py), and
+        # whether the open transaction wrote any: if it is rolled back, the log forgets them.
+        self._window_log = WindowLog()
+        self._posts_written = False
         try:
             self._run(lambda conn: migrate(conn, self.path), transaction=False)
         except BaseException:
@@ -103,8 +108,14 @@ class PostgresBase:
                     try:
                         if not transaction:
                             return body(conn)
-                        with conn.transaction():
-                            return body(conn)
+                        try:
+                            with conn.transaction():
+                                result = body(conn)
+                        except BaseException:
+                            self._rolled_back()
+                            raise
+                        self._posts_written = False  # committed
+                        return result
                     finally:
                         self._depth = 0
                 except psycopg.errors.DeadlockDetected:
@@ -115,6 +126,13 @@ class PostgresBase:
                     delay = self._wait_to_reconnect(exc, started, delay)
                 except psycopg.Error as exc:
                     raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
+
+    def _rolled_back(self, *, ended: bool = True) -> None:
+        """A transaction (or, not ``ended``, a savepoint of it) was undone: the window's log
+        may hold rows or answers it wrote, which are not there now."""
+        if self._posts_written:
+            self._window_log.forget()
+            self._posts_written = not ended  # the rest of the transaction may still write
 
     def _lost(self) -> bool:
         return self._conn is None or self._conn.broken or self._conn.closed
@@ -147,9 +165,11 @@ class PostgresBase:
                 isinstance(exc, psycopg.OperationalError) and self._lost()
             ):
                 raise
+            self._rolled_back(ended=False)
             conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
             raise LedgerError(f"ledger {self.path}: {first_line(exc)}") from exc
         except BaseException:
+            self._rolled_back(ended=False)
             conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
             raise
         finally:
@@ -188,7 +208,9 @@ class PostgresBase:
                 if self._group_error is not None:
                     raise self._group_error
                 self._commit_group()
+                self._posts_written = False  # committed
             except BaseException:
+                self._rolled_back()
                 if not self._lost():
                     assert self._conn is not None
                     with suppress(psycopg.Error):
@@ -225,6 +247,7 @@ class PostgresBase:
         the writes here and keeping their first results once handed a run a claim it did not
         hold, and kept from it one it did: a photo nobody ordered that night."""
         self._claimed.clear()  # the batch claims it cached may be among the rolled back
+        self._rolled_back()
         self._group_error = GroupRolledBack(
             f"ledger {self.path}: a group of writes was rolled back ({first_line(exc)}); "
             "nothing of it was written: make it again"
@@ -246,6 +269,7 @@ class PostgresBase:
         """On a fresh connection, BEGIN and make the group's writes again; each must come out
         as it did, or the whole group fails (``_group_error``)."""
         assert self._group is not None
+        self._window_log.forget()  # what the group wrote is made again, with new ids
         started, delay = time.monotonic(), 0.05
         while True:
             if reconnect:

@@ -33,7 +33,10 @@ class PostgresOrders(PostgresClaims):
 
         def body(c: q.Conn) -> PhotoRow | ClaimLost:
             if refused:
-                q.answer_post(c, photo_id, "refused", Stamp.now().seconds, time.time())
+                self._posts_written = True
+                q.answer_post(
+                    c, self._window_log, photo_id, "refused", Stamp.now().seconds, time.time()
+                )
             claim, claim_params = self._claim_sql(fence)
             try:
                 return self._mark(
@@ -79,10 +82,12 @@ class PostgresOrders(PostgresClaims):
         claim, claim_params = self._claim_sql(fence, always=True)
 
         def body(c: q.Conn) -> PhotoRow:
-            if window is not None:
-                c.execute(ADVISORY_LOCK, (LOCK_WINDOW,))
-                if wait := q.window_wait(c, window):
-                    raise WindowFull(wait)
+            # Every intent is inserted under the window's lock, held to COMMIT, even without a
+            # rule to check: then order POSTs commit in the order of their ids, which is what
+            # lets each handle read only the rows after the last it read (window_log.py).
+            c.execute(ADVISORY_LOCK, (LOCK_WINDOW,))
+            if window is not None and (wait := q.window_wait(c, self._window_log, window)):
+                raise WindowFull(wait)
             try:
                 row = self._mark(
                     photo_id, sets, params, only_if=only_if + claim, only_if_params=claim_params
@@ -101,6 +106,7 @@ class PostgresOrders(PostgresClaims):
                     f"{paid} (ledger {self.path}, photo {photo_id})"
                 ) from None
             stamp = Stamp.now()
+            self._posts_written = True
             c.execute(
                 q.pg(S.RECORD_INTENT),
                 (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint,
@@ -113,16 +119,20 @@ class PostgresOrders(PostgresClaims):
     def mark_submitted(
         self, photo_id: int, image_id: str | None, eta: int | None, *, answered: bool = False
     ) -> PhotoRow:
-        """Charged: by an answer to our POST (``answered``), or as the order's details show."""
+        """Charged: by an answer to our POST (``answered``), or as the order's details show;
+        its claim ends here (as SqliteLedger.mark_submitted)."""
 
         def body(c: q.Conn) -> PhotoRow:
             if answered:
-                q.answer_post(c, photo_id, "accepted", Stamp.now().seconds, time.time())
+                self._posts_written = True
+                q.answer_post(
+                    c, self._window_log, photo_id, "accepted", Stamp.now().seconds, time.time()
+                )
             return self._mark(
                 photo_id,
                 "state = 'submitted', image_id = coalesce(%s, image_id), "
                 "eta = coalesce(%s, eta), submitted_at = %s, error = NULL, retryable = 0, "
-                "charged = 1",
+                "charged = 1, claimed_by = NULL, claim_until = NULL",
                 (image_id, eta, now_text()),
             )
 
@@ -133,14 +143,20 @@ class PostgresOrders(PostgresClaims):
         settle it."""
 
         def body(c: q.Conn) -> None:
-            q.answer_post(c, photo_id, "lost", Stamp.now().seconds, time.time())
+            self._posts_written = True
+            q.answer_post(c, self._window_log, photo_id, "lost", Stamp.now().seconds, time.time())
             c.execute(q.pg(S.MARK_LOST), (error_text(reason or None), now_text(), photo_id))
 
         self._run(body)
 
     def mark_unsent(self, photo_id: int) -> None:
         """As SqliteLedger.mark_unsent: an intent never sent leaves the order window."""
-        self._run(lambda c: q.answer_post(c, photo_id, "unsent", Stamp.now().seconds, time.time()))
+
+        def body(c: q.Conn) -> None:
+            self._posts_written = True
+            q.answer_post(c, self._window_log, photo_id, "unsent", Stamp.now().seconds, time.time())
+
+        self._run(body)
 
     def last_post(self, photo_id: int) -> LastPost | None:
         """The photo's latest order POST, and the latest moment it may have left (on the boot
@@ -303,6 +319,8 @@ class PostgresOrders(PostgresClaims):
 
         def body(c: q.Conn) -> int | None:
             c.execute(ADVISORY_LOCK, (LOCK_FIND,))
+            # Its order POSTs too commit in the order of their ids (see mark_submitting).
+            c.execute(ADVISORY_LOCK, (LOCK_WINDOW,))
             if c.execute(q.pg(S.IMPORT_DONE), (key,)).fetchone():
                 return None
             last_post = c.execute(S.LAST_POST_ID).fetchone()

@@ -5,17 +5,18 @@ code (sqlite_found.py, sqlite_import.py) run unchanged on a PostgreSQL connectio
 from __future__ import annotations
 
 __all__ = [
-    "IN_FLIGHT_POLL_SECONDS",
     "ORPHANABLE",
     "Conn",
     "SqliteStyle",
     "answer_post",
+    "cap_future_posts",
     "pg",
     "scope_clause",
     "unpaid_originals",
     "window_wait",
 ]
 
+import time
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -23,11 +24,12 @@ from typing import Any
 import psycopg
 
 from pipeline.filenames import stored, unstored
+from pipeline.ledger import statements as S
 from pipeline.ledger.records import WindowRule
+from pipeline.ledger.window_log import WindowLog
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
-IN_FLIGHT_POLL_SECONDS = 0.1  # as sqlite_window.py
 ORPHANABLE = ("pending", "uploaded", "failed")  # as sqlite_found.py
 
 
@@ -59,41 +61,59 @@ def pg(sql: str) -> str:
     return sql.replace("json_each(?)", "json_array_elements_text(?::json)").replace("?", "%s")
 
 
-def window_wait(conn: Conn, rule: WindowRule) -> float:
+# A post's row as window_log.py reads it: the database's clock stands for the wall clock, and
+# a time ahead of it counts as now (no foreign clock is trusted). least() skips NULLs: an
+# unanswered post's answer must stay NULL, not become "now".
+_POSTS = (
+    "SELECT p.id, NULL, NULL, extract(epoch FROM least(p.intent_at, clock_timestamp()))::float8, "
+    "NULL, extract(epoch FROM CASE WHEN p.answer_at IS NOT NULL "
+    "THEN least(p.answer_at, clock_timestamp()) END)::float8, p.outcome, p.account"
+)
+_DB_NOW = "extract(epoch FROM clock_timestamp())::float8"
+
+
+def window_wait(conn: Conn, log: WindowLog, rule: WindowRule) -> float:
     """Seconds until the account's window has room (0: room now), counted on the database's
     clock: each order POST counts from its answer (or, unanswered, its intent plus the longest
     a request may take) until ``per_seconds`` later, refusals and intents never sent excepted.
-    As sqlite_window.py: a time ahead of the database's clock (a ledger imported from a machine
-    whose clock ran ahead) counts as now."""
+    As sqlite_window.py: the handle's ``log`` is given the rows added since it last read, with
+    the database's clock in the same round trip; a time ahead of that clock (a ledger imported
+    from a machine whose clock ran ahead) is read as now (``least``, in ``_POSTS``)."""
     horizon = rule.per_seconds + rule.answer_within
-    rows = conn.execute(
-        # least() skips NULLs: an unanswered post must stay NULL here, not become "now".
-        "SELECT extract(epoch FROM clock_timestamp() - coalesce("
-        "CASE WHEN answer_at IS NOT NULL THEN least(answer_at, clock_timestamp()) END, "
-        "least(intent_at, clock_timestamp()) + make_interval(secs => %s)))::float8 "
-        "FROM order_posts "
-        "WHERE intent_at >= clock_timestamp() - make_interval(secs => %s) "
-        "AND (outcome IS NULL OR outcome NOT IN ('refused', 'unsent')) "
-        "AND (account = '' OR %s IN (account, ''))",  # as sqlite_window.py
-        (rule.answer_within, horizon, rule.account),
-    ).fetchall()
-    expiries = []
-    in_flight = False
-    for (age,) in rows:
-        if (left := rule.per_seconds - age) > 0:
-            expiries.append(left)
-            in_flight = in_flight or age < 0
-    if len(expiries) < rule.orders:
-        return 0.0
-    expiries.sort(reverse=True)
-    wait = float(expiries[rule.orders - 1])
-    return min(wait, IN_FLIGHT_POLL_SECONDS) if in_flight else wait
+    if log.needs_load(horizon):
+        top_row = conn.execute(S.LAST_POST_ID).fetchone()
+        top = int(top_row[0]) if top_row else 0
+        if top < rule.orders:
+            return 0.0  # fewer order POSTs ever than the window holds: room (as SQLite's)
+        rows = conn.execute(
+            f"SELECT {_DB_NOW}, q.* FROM (SELECT 1) AS one LEFT JOIN ({_POSTS} FROM order_posts p "
+            "WHERE p.id <= %s AND p.intent_at >= clock_timestamp() - make_interval(secs => %s)) "
+            "AS q ON TRUE ORDER BY q.id",
+            (top, horizon),
+        ).fetchall()
+        now = float(rows[-1][0])
+        log.load([r[1:] for r in rows if r[1] is not None], top, horizon, None, 0.0, now)
+    else:
+        rows = conn.execute(
+            f"SELECT {_DB_NOW}, q.* FROM (SELECT 1) AS one LEFT JOIN ({_POSTS} FROM order_posts p "
+            "WHERE p.id > %s) AS q ON TRUE ORDER BY q.id",
+            (log.last_id,),
+        ).fetchall()
+        now = float(rows[-1][0])
+        log.add([r[1:] for r in rows if r[1] is not None], None, 0.0, now)
+
+    def reread(post_ids: list[int]) -> list[tuple[Any, ...]]:
+        return conn.execute(
+            f"{_POSTS} FROM order_posts p WHERE p.id = ANY(%s)", (post_ids,)
+        ).fetchall()
+
+    return log.wait(rule, None, time.monotonic(), now, reread)
 
 
-def cap_future_posts(conn: Conn) -> int:
+def cap_future_posts(conn: Conn, log: WindowLog) -> int:
     """Order times ahead of the database's clock (imported from a machine whose clock ran
     ahead, or a server clock set back) become now; returns how many. As sqlite_window.py."""
-    return conn.execute(
+    capped = conn.execute(
         "UPDATE order_posts SET intent_at = least(intent_at, clock_timestamp()), "
         "answer_at = CASE WHEN answer_at IS NULL THEN NULL "
         "ELSE least(answer_at, clock_timestamp()) END, "
@@ -102,18 +122,26 @@ def cap_future_posts(conn: Conn) -> int:
         "ELSE least(answer_wall, extract(epoch FROM clock_timestamp())::float8) END "
         "WHERE intent_at > clock_timestamp() OR answer_at > clock_timestamp()"
     ).rowcount
+    if capped:
+        log.forget()
+    return capped
 
 
-def answer_post(conn: Conn, photo_id: int, outcome: str, clock: float, wall: float) -> None:
+def answer_post(
+    conn: Conn, log: WindowLog, photo_id: int, outcome: str, clock: float, wall: float
+) -> None:
     """Record the answer to the photo's latest order POST, on the database's clock: when its
     transaction began (``now()``), which is after the answer came (its write was queued then),
     not when the group's writes before it are done."""
-    conn.execute(
+    answered = conn.execute(
         "UPDATE order_posts SET answer_clock = %s, answer_wall = %s, outcome = %s, "
         "answer_at = now() "
-        "WHERE id = (SELECT max(id) FROM order_posts WHERE photo_id = %s) AND outcome IS NULL",
+        "WHERE id = (SELECT max(id) FROM order_posts WHERE photo_id = %s) AND outcome IS NULL "
+        "RETURNING id, extract(epoch FROM answer_at)::float8",
         (clock, wall, outcome, photo_id),
-    )
+    ).fetchone()
+    if answered is not None:
+        log.answered(int(answered[0]), None, float(answered[1]), outcome)
 
 
 def unpaid_originals(

@@ -16,9 +16,10 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from pipeline.bootclock import Stamp, owner_alive
+from pipeline.bootclock import Stamp, boot_id, boot_seconds, owner_alive
 from pipeline.errors import ClaimLost, LedgerBusy, LedgerError, NotEligible, SubmitRefused
 from pipeline.filenames import shown, stored, unstored
 from pipeline.ledger import after_order, serving
@@ -54,11 +55,13 @@ from pipeline.ledger.sqlite_rows import (
     row_of,
 )
 from pipeline.ledger.sqlite_window import answer_post, cap_future_posts, window_wait
+from pipeline.ledger.window_log import WindowLog
 
 __all__ = ["SqliteLedger"]
 
 
 _BUSY_TIMEOUT_MS = 5000
+_DB_ERRORS = (sqlite3.Error, OSError)  # what becomes a LedgerError
 
 
 class SqliteLedger:
@@ -74,6 +77,13 @@ class SqliteLedger:
         self._fences: dict[int, int] = {}  # photo -> the fencing token of this run's claim
         self._mutex = threading.RLock()  # one transaction at a time if threads share the handle
         self._depth = 0
+        # The account's recent order POSTs as this handle has read them (window_log.py), and
+        # whether the open transaction wrote any: if it rolls back, the log forgets them.
+        self._window_log = WindowLog()
+        self._posts_written = False
+        # The context managers of atomic() and grouped(): their state is the handle's.
+        self._transaction = _Transaction(self)
+        self._group = _Group(self)
         if path.is_dir():
             raise LedgerError(f"cannot open ledger {path}: it is a folder; name a file instead")
         with self._guard("open"):
@@ -109,55 +119,48 @@ class SqliteLedger:
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
-        """The one place sqlite3 and file errors become a LedgerError."""
+        """The one place sqlite3 and file errors become a LedgerError (``_error`` words it)."""
         try:
             yield
         except (sqlite3.Error, OSError) as exc:
-            raise LedgerError(
-                f"cannot {action} ledger {self.path}: {exc}; check the path is writable "
-                "and is an aihd ledger, not a file of another tool"
-            ) from exc
+            raise self._error(action, exc) from exc
 
-    @contextmanager
-    def atomic(self) -> Iterator[sqlite3.Connection]:
+    def _error(self, action: str, exc: BaseException) -> LedgerError:
+        return LedgerError(
+            f"cannot {action} ledger {self.path}: {exc}; check the path is writable "
+            "and is an aihd ledger, not a file of another tool"
+        )
+
+    def atomic(self) -> _Transaction:
         """One write transaction, committed (and fsynced) on exit; nested calls join it."""
-        with self._mutex, self._guard("write"):
-            if self._depth:
-                if not self._conn.in_transaction:
-                    # An error inside this group (a full disk) rolled the whole transaction
-                    # back: writing on would commit each statement alone, outside the group.
-                    raise LedgerError(
-                        f"cannot write ledger {self.path}: its transaction was rolled back"
-                    )
-                self._depth += 1
-                try:
-                    yield self._conn
-                finally:
-                    self._depth -= 1
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield self._conn
-            except BaseException:
-                # Some errors (a full disk) have already rolled back; do not mask them.
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
-            finally:
-                self._depth = 0
+        return self._transaction
 
-    @contextmanager
-    def grouped(self) -> Iterator[None]:
+    def grouped(self) -> _Group:
         """Writes made inside share one transaction and one commit (see groupcommit.py)."""
-        with self.atomic():
-            yield
+        return self._group
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        with self._mutex, self._guard("read"):
-            return self._conn.execute(sql, params).fetchall()
+        with self._mutex:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except (sqlite3.Error, OSError) as exc:
+                raise self._error("read", exc) from exc
+
+    def _end(self, *, committing: bool) -> None:
+        """End the outermost transaction: COMMIT, or ROLLBACK after an error."""
+        written, self._posts_written = self._posts_written, False
+        if committing:
+            try:
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._window_log.forget()
+                raise
+            return
+        if written:
+            self._window_log.forget()  # it may hold rows, or answers, that are not there now
+        # Some errors (a full disk) have already rolled back; do not mask them.
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     def close(self) -> None:
         self.release_run_lock()
@@ -459,17 +462,21 @@ class SqliteLedger:
         *,
         only_if: str = "",
         only_if_params: Sequence[object] = (),
+        conn: sqlite3.Connection | None = None,
     ) -> PhotoRow:
-        """One UPDATE that returns the row (RETURNING: a run makes three of these per photo)."""
-        with self.atomic() as conn:
-            found = conn.execute(
-                S.mark_sql(sets, only_if),
-                (*params, now_text(), photo_id, *only_if_params),
-            ).fetchone()
-            if found is None:
-                self._one(conn, "id = ?", (photo_id,))  # raises for an unknown id
-                raise NotEligible
-            return row_of(found)
+        """One UPDATE that returns the row (RETURNING: a run makes three of these per photo);
+        ``conn``: in the caller's transaction, which it holds."""
+        if conn is None:
+            with self.atomic() as conn:
+                return self._mark(photo_id, sets, params, only_if=only_if,
+                                  only_if_params=only_if_params, conn=conn)  # fmt: skip
+        found = conn.execute(
+            S.mark_sql(sets, only_if), (*params, now_text(), photo_id, *only_if_params)
+        ).fetchone()
+        if found is None:
+            self._one(conn, "id = ?", (photo_id,))  # raises for an unknown id
+            raise NotEligible
+        return row_of(found)
 
     def _claim_sql(
         self, fence: int | None, *, always: bool = False
@@ -509,7 +516,8 @@ class SqliteLedger:
         lost: ClaimLost | None = None
         with self.atomic() as conn:
             if refused:
-                answer_post(conn, photo_id, "refused")
+                self._posts_written = True
+                answer_post(conn, self._window_log, photo_id, "refused")
             claim, claim_params = self._claim_sql(fence)
             try:
                 return self._mark(
@@ -518,6 +526,7 @@ class SqliteLedger:
                     (order_id,),
                     only_if="AND charged = 0" + claim,
                     only_if_params=claim_params,
+                    conn=conn,
                 )
             except NotEligible:
                 lost = self._claim_lost(conn, photo_id, fence)
@@ -553,14 +562,23 @@ class SqliteLedger:
             only_if = "AND state IN ('pending', 'uploaded') AND charged = 0"
         stamp = Stamp.now()
         with self.atomic() as conn:
-            if window is not None and (wait := window_wait(conn, window, stamp, time.time())):
+            if window is not None and (
+                wait := window_wait(
+                    conn, self._window_log, window, stamp.boot, stamp.seconds, time.time()
+                )
+            ):
                 raise WindowFull(wait)
             # Only the run holding the photo's live claim may spend on it: a run paused past
             # its lease, or whose photo another run took over, sends nothing.
             claim, claim_params = self._claim_sql(fence, always=True)
             try:
                 row = self._mark(
-                    photo_id, sets, params, only_if=only_if + claim, only_if_params=claim_params
+                    photo_id,
+                    sets,
+                    params,
+                    only_if=only_if + claim,
+                    only_if_params=claim_params,
+                    conn=conn,
                 )
             except NotEligible:
                 if (lost := self._claim_lost(conn, photo_id, fence, always=True)) is not None:
@@ -574,6 +592,7 @@ class SqliteLedger:
                     f"refusing to submit {row.path}: it is {row.state.value}, not uploaded"
                     f"{paid} (ledger {self.path}, photo {photo_id})"
                 ) from None
+            self._posts_written = True
             conn.execute(
                 S.RECORD_INTENT,
                 (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint,
@@ -584,29 +603,38 @@ class SqliteLedger:
     def mark_submitted(
         self, photo_id: int, image_id: str | None, eta: int | None, *, answered: bool = False
     ) -> PhotoRow:
-        """Charged: by an answer to our POST (``answered``), or as the order's details show."""
+        """Charged: by an answer to our POST (``answered``), or as the order's details show.
+
+        Its claim ends here: a charged photo is never ordered again (``mark_submitting``
+        refuses it), so no run need be kept off it, and the run's claims that are renewed
+        stay those of the photos it is still working on, not all it has done."""
         with self.atomic() as conn:
             if answered:
-                answer_post(conn, photo_id, "accepted")
+                self._posts_written = True
+                answer_post(conn, self._window_log, photo_id, "accepted")
             return self._mark(
                 photo_id,
                 "state = 'submitted', image_id = coalesce(?, image_id), eta = coalesce(?, eta), "
-                "submitted_at = ?, error = NULL, retryable = 0, charged = 1",
+                "submitted_at = ?, error = NULL, retryable = 0, charged = 1, "
+                "claimed_by = NULL, claim_until = NULL",
                 (image_id, eta, now_text()),
+                conn=conn,
             )
 
     def mark_lost(self, photo_id: int, reason: str = "") -> None:
         """The answer to the photo's order POST was lost (a 5xx, a reset, a timeout): it may
         have been charged. The photo is ``unknown`` until its order's details settle it."""
         with self.atomic() as conn:
-            answer_post(conn, photo_id, "lost")
+            self._posts_written = True
+            answer_post(conn, self._window_log, photo_id, "lost")
             conn.execute(S.MARK_LOST, (error_text(reason or None), now_text(), photo_id))
 
     def mark_unsent(self, photo_id: int) -> None:
         """The photo's latest intent was never sent (it was no longer fresh when its turn
         came): the order window forgets it. The photo stays ``submitting``, to be settled."""
         with self.atomic() as conn:
-            answer_post(conn, photo_id, "unsent")
+            self._posts_written = True
+            answer_post(conn, self._window_log, photo_id, "unsent")
 
     def last_post(self, photo_id: int) -> LastPost | None:
         """The photo's latest order POST, and the latest moment it may have left."""
@@ -658,37 +686,64 @@ class SqliteLedger:
     def cap_future_posts(self) -> int:
         """Order times of another machine or boot ahead of this clock become now (a count)."""
         with self.atomic() as conn:
-            return cap_future_posts(conn, Stamp.now(), time.time())
+            return cap_future_posts(conn, self._window_log, Stamp.now(), time.time())
 
     def window_wait(self, rule: WindowRule) -> float:
         """Seconds until the account's window has room (read only: ``mark_submitting`` with
         the same rule is the check that counts, in the transaction that records the intent)."""
-        with self._mutex, self._guard("read"):
-            return window_wait(self._conn, rule, Stamp.now(), time.time())
+        with self._mutex:
+            try:
+                return window_wait(
+                    self._conn, self._window_log, rule, boot_id(), boot_seconds(), time.time()
+                )
+            except (sqlite3.Error, OSError) as exc:
+                raise self._error("read", exc) from exc
 
     def claim(self, photo_id: int) -> bool:
         """Take the photo for this run (``owner``) unless another live run holds it. Taking
         it anew (from another run, or after this run's own claim lapsed) increments its
         fencing token: a write made with an older token is refused (``fence``)."""
+        return self.owner is None or self._claim(photo_id, "") is not None
+
+    def claim_row(self, photo_id: int) -> PhotoRow | None:
+        """``claim``, and the photo as it stands now that it is this run's (None: another
+        live run holds it): the row comes back from the claim's own UPDATE, so a run's claim
+        and read of a photo are one statement, not two."""
         if self.owner is None:
-            return True
+            return self.get(photo_id)
+        taken = self._claim(photo_id, f", {COLUMNS}")
+        return None if taken is None else row_of(taken[1:])
+
+    def _claim(self, photo_id: int, returning: str) -> Sequence[Any] | None:
+        """The claim's statement: the row's fencing token then ``returning``'s columns, or
+        None when another live run holds the photo."""
+        assert self.owner is not None
         now = time.time()
+        owner, until = self.owner, now + self.lease_seconds
         with self.atomic() as conn:
-            (holder, until, fence) = conn.execute(
-                "SELECT claimed_by, claim_until, claim_fence FROM photos WHERE id = ?",
-                (photo_id,),
+            # Free, ours, or lapsed: taken in one statement (one per photo of a run). Taken
+            # anew (not this run's live claim) its fencing token goes up: SET reads the row
+            # as it was before the UPDATE.
+            taken: Sequence[Any] | None = conn.execute(
+                "UPDATE photos SET claimed_by = ?, claim_until = ?, claim_fence = claim_fence + "
+                "CASE WHEN claimed_by = ? AND claim_until > ? THEN 0 ELSE 1 END WHERE id = ? "
+                "AND (claimed_by IS NULL OR claimed_by = ? OR claim_until IS NULL "
+                f"OR claim_until <= ?) RETURNING claim_fence{returning}",
+                (owner, until, owner, now, photo_id, owner, now),
             ).fetchone()
-            live = until is not None and until > now
-            if holder not in (None, self.owner) and live and owner_alive(holder):
-                return False
-            if not (holder == self.owner and live):
-                fence += 1
-            conn.execute(
-                "UPDATE photos SET claimed_by = ?, claim_until = ?, claim_fence = ? WHERE id = ?",
-                (self.owner, now + self.lease_seconds, fence, photo_id),
-            )
-            self._fences[photo_id] = fence
-            return True
+            if taken is None:
+                (holder,) = conn.execute(S.CLAIM_HOLDER, (photo_id,)).fetchone()
+                if owner_alive(holder):
+                    return None  # another live run holds it
+                # Its run is gone (its lease had not run out): taken over, fenced anew.
+                taken = conn.execute(
+                    "UPDATE photos SET claimed_by = ?, claim_until = ?, "
+                    f"claim_fence = claim_fence + 1 WHERE id = ? RETURNING claim_fence{returning}",
+                    (owner, until, photo_id),
+                ).fetchone()
+            assert taken is not None
+            self._fences[photo_id] = taken[0]
+            return taken
 
     def fence(self, photo_id: int) -> int | None:
         """The fencing token of this run's latest claim on the photo (None: no claim)."""
@@ -943,3 +998,63 @@ def _busy_message(path: str, note: Mapping[str, Any]) -> str:
     who = holder if f"pid {pid}" in holder else f"pid {pid} on host {host}: {holder}".rstrip(": ")
     since = note.get("since", "an unknown time")
     return f"ledger {path} is in use by {who} since {since}; wait for it to finish or stop it"
+
+
+class _Transaction:
+    """``with ledger.atomic() as conn``: one write transaction, committed on exit, rolled back
+    on an error; nested ones join the outer one. A class, not a ``@contextmanager``: a run opens
+    several per photo, and a generator's context manager cost more than their SQL."""
+
+    __slots__ = ("_ledger",)
+
+    def __init__(self, ledger: SqliteLedger) -> None:
+        self._ledger = ledger
+
+    def __enter__(self) -> sqlite3.Connection:
+        ledger = self._ledger
+        ledger._mutex.acquire()
+        conn = ledger._conn
+        try:
+            if not ledger._depth:
+                conn.execute("BEGIN IMMEDIATE")
+            elif not conn.in_transaction:
+                # An error inside this group (a full disk) rolled the whole transaction back:
+                # writing on would commit each statement alone, outside the group.
+                raise LedgerError(
+                    f"cannot write ledger {ledger.path}: its transaction was rolled back"
+                )
+        except (sqlite3.Error, OSError) as exc:
+            ledger._mutex.release()
+            raise ledger._error("write", exc) from exc
+        except BaseException:
+            ledger._mutex.release()
+            raise
+        ledger._depth += 1
+        return conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        ledger = self._ledger
+        try:
+            ledger._depth -= 1
+            if not ledger._depth:
+                ledger._end(committing=exc is None)
+        except _DB_ERRORS as failed:
+            raise ledger._error("write", failed) from failed
+        finally:
+            ledger._mutex.release()
+        if exc is not None and isinstance(exc, _DB_ERRORS):
+            raise ledger._error("write", exc) from exc
+
+
+class _Group(_Transaction):
+    """``with ledger.grouped()``: a transaction the writes inside join (groupcommit.py)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:  # type: ignore[override]  # yields nothing, as the protocol says
+        super().__enter__()

@@ -12,7 +12,7 @@ __all__ = ["COLUMNS", "INSERT", "STATES", "encode", "new_row", "now_text", "row_
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from pipeline.filenames import shown, stored, unstored
@@ -55,12 +55,18 @@ def _strings_json(strings: tuple[str, ...]) -> str:
 STATES = {s.value: s for s in State}  # a dict lookup is several times faster than State(text)
 
 
+# tuple.__new__ on the fields in order: no Python frame, unlike the NamedTuple's own __new__
+_make_row = partial(tuple.__new__, PhotoRow)
+
+
 def row_of(r: Sequence[Any]) -> PhotoRow:
-    return PhotoRow(
-        r[0], unstored(r[1]), unstored(r[2]), r[3], r[4], r[5], r[6], r[7], _titles(r[8]), r[9],
-        STATES[r[10]], r[11], r[12], r[13], r[14], _strings(r[15]), _strings(r[16]), r[17],
-        r[18], bool(r[19]), r[20], r[21], bool(r[22]),
-    )  # fmt: skip
+    # Built from slices of the row: a run builds several per photo (see PhotoRow); file names
+    # as the ledger stores them (pipeline.filenames).
+    return _make_row((
+        r[0], unstored(r[1]), unstored(r[2]), *r[3:8], _titles(r[8]), r[9], STATES[r[10]],
+        *r[11:15], _strings(r[15]), _strings(r[16]), r[17], r[18], bool(r[19]), r[20], r[21],
+        bool(r[22]),
+    ))  # fmt: skip
 
 
 def encode(row: PhotoRow, current: bool, created_at: str, manifest: str = "") -> tuple[object, ...]:
@@ -84,8 +90,8 @@ def new_row(
 ) -> PhotoRow:
     state = State.PENDING if duplicate_of is None else State.DUPLICATE
     o = found.options
-    return PhotoRow(
+    return _make_row((
         photo_id, found.path, found.folder, found.sha256, found.size, found.mtime_ns, o.service,
         o.space, o.enhancements, identity, state, None, None, None, None, (), (), 0, None, False,
         duplicate_of, now, False,
-    )  # fmt: skip
+    ))  # fmt: skip

@@ -22,7 +22,7 @@ __all__ = [
 import functools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline import api
 from pipeline.api import v3_slugs
@@ -63,13 +63,18 @@ class ResolvedOptions:
     # None: the catalog's spellings of today.
     choice: PhotoOptions | None = None
     counterparts: tuple[Counterpart, ...] = ()  # the same product through the other version
+    # Made once: a run asks for it twice per photo (upload, order).
+    _spec: OrderSpec | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        spec = self.v3 or OrderSpec(api.SERVICE, self.space.name, tuple(self.selected_widgets))
+        object.__setattr__(self, "_spec", spec)
 
     @property
     def spec(self) -> OrderSpec:
         """What the client sends for a photo of these options."""
-        if self.v3 is not None:
-            return self.v3
-        return OrderSpec(api.SERVICE, self.space.name, tuple(self.selected_widgets))
+        assert self._spec is not None
+        return self._spec
 
     @property
     def service(self) -> str:

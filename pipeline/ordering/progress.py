@@ -7,12 +7,13 @@ __all__ = ["Progress", "Settling"]
 import logging
 import math
 import time
-from typing import Any, Protocol, TextIO
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from pipeline.ordering.flow import RunCounters
 from pipeline.ordering.window import OrderWindow
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger("aihd")
 
@@ -47,11 +48,13 @@ class Progress:
         self.done_before = 0  # photos found already done: shown apart, not in the bar
         self.settled = 0
         self.settling: Settling | None = None
-        self._bar: tqdm[Any] | None = (
-            tqdm(total=0, unit="photo", file=stream, dynamic_ncols=True, leave=True)
-            if bar
-            else None
-        )
+        self._bar: tqdm[Any] | None = None
+        if bar:
+            # Imported only for a bar: tqdm's import (its version through importlib.metadata)
+            # was ~50 ms of every run's start.
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=0, unit="photo", file=stream, dynamic_ncols=True, leave=True)
 
     def add_found(self, count: int, *, done_before: int = 0) -> None:
         """``count`` photos found, of which ``done_before`` were done by an earlier run."""

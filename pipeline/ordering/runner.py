@@ -468,12 +468,13 @@ class Runner:
     async def _worker(self) -> None:
         while (photo_id := await self._queue.get()) is not None:
             settled = True
-            if not await self.writes.call(self.ledger.claim, photo_id):
+            # Claimed, and read as it stands now that it is ours, in one statement.
+            row = await self.writes.call(self.ledger.claim_row, photo_id)
+            if row is None:
                 self._held_elsewhere += 1  # another run of the account is on it
                 self._close(photo_id)
                 continue
             fence = self.ledger.fence(photo_id)  # the token every write of it must match
-            row = self.ledger.get(photo_id)  # as it stands now that it is ours
             if row.state not in _OPEN_STATES:
                 self._close(photo_id)  # done by another run meanwhile
                 continue

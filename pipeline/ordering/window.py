@@ -21,10 +21,11 @@ import asyncio
 import heapq
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 
 Clock = Callable[[], float]
+_TIDY_SLACK = 64  # see _live
 
 
 class Slot:
@@ -40,6 +41,26 @@ class Slot:
         self.sent = False
 
 
+class SlotHold:
+    """What ``OrderWindow.slot`` returns: a class, not an ``@asynccontextmanager``, whose layers
+    cost a photo more than the slot's own work."""
+
+    __slots__ = ("_held", "_number", "_queued", "_window")
+
+    def __init__(self, window: OrderWindow, queued: bool) -> None:
+        self._window = window
+        self._queued = queued
+        self._number = 0
+        self._held = Slot()
+
+    async def __aenter__(self) -> Slot:
+        self._number = await self._window._take_slot(self._queued)
+        return self._held
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._window._give_slot(self._number, self._held)
+
+
 class OrderWindow:
     """Lets order POSTs through at the account's pace, first come first served."""
 
@@ -53,6 +74,7 @@ class OrderWindow:
         self.per_seconds = per_seconds
         self._clock = clock
         self._accepted: dict[int, float] = {}  # order number -> answer time (inf in flight)
+        self._tidy_at = _TIDY_SLACK  # the log's size at which its expired entries go anyway
         self._numbered = 0
         self._queued = 0  # photos paced for upload that have not got their slot yet
         self._pace = asyncio.Lock()
@@ -123,13 +145,17 @@ class OrderWindow:
 
     # -- sending ------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def slot(self, *, queued: bool = False) -> AsyncIterator[Slot]:
-        """Wait for a free slot, then hold it while the order POST is in flight.
+    def slot(self, *, queued: bool = False) -> SlotHold:
+        """``async with window.slot() as slot``: wait for a free slot, then hold it while the
+        order POST is in flight.
 
         Leaving the block records the order as accepted now. Call ``rate_limited_answer()``
         inside the block when the API answered 429 instead.
         """
+        return SlotHold(self, queued)
+
+    async def _take_slot(self, queued: bool) -> int:
+        """Wait for a free slot and take it: its number in the log (in flight until given)."""
         async with self._turn:
             while True:
                 now = self._clock()
@@ -142,16 +168,15 @@ class OrderWindow:
             self._numbered += 1
             number = self._numbered
             self._accepted[number] = math.inf
-        held = Slot()
-        try:
-            yield held
-        finally:
-            if held.sent:
-                # Whatever the outcome (answer, 429, lost), the answer's time is a safe bound.
-                self._accepted[number] = self._clock()
-            else:
-                del self._accepted[number]  # nothing left: the slot is free again
-            self._tell_waiters()
+            return number
+
+    def _give_slot(self, number: int, held: Slot) -> None:
+        if held.sent:
+            # Whatever the outcome (answer, 429, lost), the answer's time is a safe bound.
+            self._accepted[number] = self._clock()
+        else:
+            del self._accepted[number]  # nothing left: the slot is free again
+        self._tell_waiters()
 
     def rate_limited_answer(self) -> None:
         """A 429 came anyway (another client on the account, or a server clock ahead of ours).
@@ -213,17 +238,24 @@ class OrderWindow:
 
     def _live(self, now: float, planned: int = 0) -> list[float]:
         """Answer times still inside the window; [] when even ``planned`` more leave room."""
+        accepted = self._accepted
+        if len(accepted) + planned < self.orders and len(accepted) < self._tidy_at:
+            # Room even if every entry were still inside: nothing to look at. A window far
+            # wider than the run's pace leaves here; its expired entries go once the log has
+            # doubled (below), so it stays small at O(1) a call.
+            return []
         horizon = now - self.per_seconds
         # Entries were added in send order, so expired ones gather at the front; an order
         # still in flight (inf) there only delays forgetting, never loosens the window.
-        while self._accepted:
-            number, answered = next(iter(self._accepted.items()))
+        while accepted:
+            number, answered = next(iter(accepted.items()))
             if answered > horizon:
                 break
-            del self._accepted[number]
-        if len(self._accepted) + planned < self.orders:
+            del accepted[number]
+        self._tidy_at = 2 * len(accepted) + _TIDY_SLACK
+        if len(accepted) + planned < self.orders:
             return []  # room in the window: the times do not matter (and are not copied)
-        return [t for t in self._accepted.values() if t > horizon]
+        return [t for t in accepted.values() if t > horizon]
 
     def _earliest(self, live: list[float], now: float, in_flight_at: float = math.inf) -> float:
         """When the next order may go; an in-flight entry counts as answered at ``in_flight_at``."""
