@@ -41,9 +41,9 @@ class PostgresOrders(PostgresClaims):
             try:
                 return self._mark(
                     photo_id,
-                    "state = 'uploaded', order_id = %s, error = NULL, retryable = 0",
+                    S.TO_UPLOADED,
                     (order_id,),
-                    only_if="AND charged = 0" + claim,
+                    only_if=S.UNCHARGED + claim,
                     only_if_params=claim_params,
                 )
             except NotEligible:
@@ -73,12 +73,12 @@ class PostgresOrders(PostgresClaims):
         POST leave, within ``send_within`` seconds (see SqliteLedger.mark_submitting)."""
         params: tuple[object, ...] = ()
         if order_id is None:
-            sets = "state = 'submitting', attempts = attempts + 1"
-            only_if = "AND state = 'uploaded' AND order_id IS NOT NULL AND charged = 0"
+            sets = S.TO_SUBMITTING
+            only_if = S.UPLOADED_UNCHARGED
         else:
-            sets = "state = 'submitting', attempts = attempts + 1, order_id = %s, error = NULL"
+            sets = S.TO_SUBMITTING_UPLOADED
             params = (order_id,)
-            only_if = "AND state IN ('pending', 'uploaded') AND charged = 0"
+            only_if = S.UNSENT_UNCHARGED
         claim, claim_params = self._claim_sql(fence, always=True)
 
         def body(c: q.Conn) -> PhotoRow:
@@ -130,9 +130,7 @@ class PostgresOrders(PostgresClaims):
                 )
             return self._mark(
                 photo_id,
-                "state = 'submitted', image_id = coalesce(%s, image_id), "
-                "eta = coalesce(%s, eta), submitted_at = %s, error = NULL, retryable = 0, "
-                "charged = 1, claimed_by = NULL, claim_until = NULL",
+                S.TO_SUBMITTED,
                 (image_id, eta, now_text()),
             )
 
@@ -174,11 +172,9 @@ class PostgresOrders(PostgresClaims):
             try:
                 return self._mark(
                     photo_id,
-                    "state = 'uploaded', error = NULL, retryable = 0",
+                    S.TO_UPLOADED_AGAIN,
                     (),
-                    only_if="AND state IN ('submitting', 'unknown') AND charged = 0 "
-                    "AND order_id IS NOT NULL AND coalesce((SELECT max(id) FROM order_posts "
-                    f"WHERE photo_id = photos.id), 0) = %s{claim}",
+                    only_if=S.UNSETTLED_LATEST_POST + claim,
                     only_if_params=(post_id or 0, *claim_params),
                 )
             except NotEligible:
@@ -199,9 +195,9 @@ class PostgresOrders(PostgresClaims):
             try:
                 return self._mark(
                     photo_id,
-                    "state = 'unknown', error = %s, retryable = 0",
+                    S.TO_UNKNOWN,
                     (error_text(reason),),
-                    only_if="AND state IN ('submitting', 'unknown') AND charged = 0",
+                    only_if=S.UNSETTLED,
                 )
             except NotEligible:
                 return self._one(c, photo_id)
@@ -256,8 +252,7 @@ class PostgresOrders(PostgresClaims):
             try:
                 return self._mark(
                     photo_id,
-                    "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
-                    "state = 'failed', error = %s, retryable = %s",
+                    S.TO_FAILED,
                     (error_text(error), int(retryable)),
                     only_if=claim,
                     only_if_params=claim_params,
@@ -277,10 +272,9 @@ class PostgresOrders(PostgresClaims):
             try:
                 return self._mark(
                     photo_id,
-                    "state = 'pending', order_id = NULL, error = NULL, retryable = 0, "
-                    "failed_from = NULL",
+                    S.TO_PENDING,
                     (),
-                    only_if="AND charged = 0" + claim,
+                    only_if=S.UNCHARGED + claim,
                     only_if_params=claim_params,
                 )
             except NotEligible:
@@ -298,7 +292,7 @@ class PostgresOrders(PostgresClaims):
     ) -> PhotoRow:
         return self._mark(
             photo_id,
-            "state = 'completed', result_urls = %s, output_paths = %s, error = NULL, retryable = 0",
+            S.TO_COMPLETED,
             (json.dumps(list(result_urls)), json.dumps(list(output_paths))),
         )
 

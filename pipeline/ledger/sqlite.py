@@ -522,9 +522,9 @@ class SqliteLedger:
             try:
                 return self._mark(
                     photo_id,
-                    "state = 'uploaded', order_id = ?, error = NULL, retryable = 0",
+                    S.TO_UPLOADED,
                     (order_id,),
-                    only_if="AND charged = 0" + claim,
+                    only_if=S.UNCHARGED + claim,
                     only_if_params=claim_params,
                     conn=conn,
                 )
@@ -554,12 +554,12 @@ class SqliteLedger:
         # A charged photo is never submitted again (only `aihd reorder` clears the mark).
         params: tuple[object, ...] = ()
         if order_id is None:
-            sets = "state = 'submitting', attempts = attempts + 1"
-            only_if = "AND state = 'uploaded' AND order_id IS NOT NULL AND charged = 0"
+            sets = S.TO_SUBMITTING
+            only_if = S.UPLOADED_UNCHARGED
         else:
-            sets = "state = 'submitting', attempts = attempts + 1, order_id = ?, error = NULL"
+            sets = S.TO_SUBMITTING_UPLOADED
             params = (order_id,)
-            only_if = "AND state IN ('pending', 'uploaded') AND charged = 0"
+            only_if = S.UNSENT_UNCHARGED
         stamp = Stamp.now()
         with self.atomic() as conn:
             if window is not None and (
@@ -614,9 +614,7 @@ class SqliteLedger:
                 answer_post(conn, self._window_log, photo_id, "accepted")
             return self._mark(
                 photo_id,
-                "state = 'submitted', image_id = coalesce(?, image_id), eta = coalesce(?, eta), "
-                "submitted_at = ?, error = NULL, retryable = 0, charged = 1, "
-                "claimed_by = NULL, claim_until = NULL",
+                S.TO_SUBMITTED,
                 (image_id, eta, now_text()),
                 conn=conn,
             )
@@ -652,11 +650,9 @@ class SqliteLedger:
             try:
                 return self._mark(
                     photo_id,
-                    "state = 'uploaded', error = NULL, retryable = 0",
+                    S.TO_UPLOADED_AGAIN,
                     (),
-                    only_if="AND state IN ('submitting', 'unknown') AND charged = 0 "
-                    "AND order_id IS NOT NULL AND coalesce((SELECT max(id) FROM order_posts "
-                    f"WHERE photo_id = photos.id), 0) = ?{claim}",
+                    only_if=S.UNSETTLED_LATEST_POST + claim,
                     only_if_params=(post_id or 0, *claim_params),
                 )
             except NotEligible:
@@ -676,9 +672,9 @@ class SqliteLedger:
             try:
                 return self._mark(
                     photo_id,
-                    "state = 'unknown', error = ?, retryable = 0",
+                    S.TO_UNKNOWN,
                     (error_text(reason),),
-                    only_if="AND state IN ('submitting', 'unknown') AND charged = 0",
+                    only_if=S.UNSETTLED,
                 )
             except NotEligible:
                 return self._one(conn, "id = ?", (photo_id,))
@@ -861,14 +857,12 @@ class SqliteLedger:
         self, photo_id: int, error: str, *, retryable: bool, fence: int | None = None
     ) -> PhotoRow:
         """Failed with a reason; with ``fence``, only under this run's live claim (ClaimLost)."""
-        # failed_from remembers a failure during submitting: that order may have been paid.
         with self.atomic() as conn:
             claim, claim_params = self._claim_sql(fence)
             try:
                 return self._mark(
                     photo_id,
-                    "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
-                    "state = 'failed', error = ?, retryable = ?",
+                    S.TO_FAILED,
                     (error_text(error), int(retryable)),
                     only_if=claim,
                     only_if_params=claim_params,
@@ -885,10 +879,9 @@ class SqliteLedger:
             try:
                 return self._mark(
                     photo_id,
-                    "state = 'pending', order_id = NULL, error = NULL, retryable = 0, "
-                    "failed_from = NULL",
+                    S.TO_PENDING,
                     (),
-                    only_if="AND charged = 0" + claim,
+                    only_if=S.UNCHARGED + claim,
                     only_if_params=claim_params,
                 )
             except NotEligible:
@@ -904,7 +897,7 @@ class SqliteLedger:
     ) -> PhotoRow:
         return self._mark(
             photo_id,
-            "state = 'completed', result_urls = ?, output_paths = ?, error = NULL, retryable = 0",
+            S.TO_COMPLETED,
             (json.dumps(list(result_urls)), json.dumps(list(output_paths))),
         )
 

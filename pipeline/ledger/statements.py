@@ -39,6 +39,20 @@ __all__ = [
     "REVIEWS",
     "SAVE_V3_PROJECT",
     "TITLES",
+    "TO_COMPLETED",
+    "TO_FAILED",
+    "TO_PENDING",
+    "TO_SUBMITTED",
+    "TO_SUBMITTING",
+    "TO_SUBMITTING_UPLOADED",
+    "TO_UNKNOWN",
+    "TO_UPLOADED",
+    "TO_UPLOADED_AGAIN",
+    "UNCHARGED",
+    "UNSENT_UNCHARGED",
+    "UNSETTLED",
+    "UNSETTLED_LATEST_POST",
+    "UPLOADED_UNCHARGED",
     "V3_PROJECT",
     "counts_by_folder_sql",
     "counts_sql",
@@ -92,6 +106,37 @@ def mark_sql(sets: str, only_if: str) -> str:
     row returned: parameters are ``sets``', the time, the photo's id, then ``only_if``'s."""
     return f"UPDATE photos SET {sets}, updated_at = ? WHERE id = ? {only_if} RETURNING {COLUMNS}"
 
+
+# -- a photo's state changes: what each store's ``_mark`` sets, and the guard it sets it under
+# (the stores add the claim's own guard, each on its clock). Charged is never undone here:
+# only `aihd reorder` (REORDER) clears it.
+TO_SUBMITTING = "state = 'submitting', attempts = attempts + 1"  # the intent
+UPLOADED_UNCHARGED = "AND state = 'uploaded' AND order_id IS NOT NULL AND charged = 0"
+# The intent with a fresh upload's order id, in the same commit.
+TO_SUBMITTING_UPLOADED = "state = 'submitting', attempts = attempts + 1, order_id = ?, error = NULL"
+UNSENT_UNCHARGED = "AND state IN ('pending', 'uploaded') AND charged = 0"
+TO_UPLOADED = "state = 'uploaded', order_id = ?, error = NULL, retryable = 0"
+UNCHARGED = "AND charged = 0"
+TO_SUBMITTED = (
+    "state = 'submitted', image_id = coalesce(?, image_id), eta = coalesce(?, eta), "
+    "submitted_at = ?, error = NULL, retryable = 0, charged = 1, "
+    "claimed_by = NULL, claim_until = NULL"
+)
+# Settled as "not received": free to be ordered again, only if no POST came after ``?``.
+TO_UPLOADED_AGAIN = "state = 'uploaded', error = NULL, retryable = 0"
+UNSETTLED_LATEST_POST = (
+    "AND state IN ('submitting', 'unknown') AND charged = 0 AND order_id IS NOT NULL "
+    "AND coalesce((SELECT max(id) FROM order_posts WHERE photo_id = photos.id), 0) = ?"
+)
+TO_UNKNOWN = "state = 'unknown', error = ?, retryable = 0"
+UNSETTLED = "AND state IN ('submitting', 'unknown') AND charged = 0"
+# failed_from remembers a failure during submitting: that order may have been paid.
+TO_FAILED = (
+    "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
+    "state = 'failed', error = ?, retryable = ?"
+)
+TO_PENDING = "state = 'pending', order_id = NULL, error = NULL, retryable = 0, failed_from = NULL"
+TO_COMPLETED = "state = 'completed', result_urls = ?, output_paths = ?, error = NULL, retryable = 0"
 
 # -- claims and order POSTs: the SQL that keeps a photo from being paid twice --------------
 CLAIM_HOLDER = "SELECT claimed_by FROM photos WHERE id = ?"
