@@ -11,6 +11,8 @@ from pathlib import Path
 
 LEDGER = Path(__file__).resolve().parent.parent / "pipeline" / "ledger"
 _STATEMENT = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH|CREATE|ALTER)\b", re.I)
+# A state change's SET list or guard, which each store's ``_mark`` completes into a statement.
+_FRAGMENT = re.compile(r"^\s*(AND \w+ (=|IN)|state = '|failed_from = )")
 _WORDS = 5  # "SELECT", "UPDATE photos SET": fragments of a statement built in parts
 
 
@@ -25,7 +27,7 @@ def _statements(path: Path) -> list[tuple[int, str]]:
             text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
         else:
             continue
-        if _STATEMENT.match(text):
+        if _STATEMENT.match(text) or _FRAGMENT.match(text):
             text = re.sub(r"\s+", " ", text.replace("%s", "?")).strip()
             if len(text.split()) >= _WORDS:
                 found.append((node.lineno, text))
