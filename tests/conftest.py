@@ -139,3 +139,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pg_url(pg_server: PgServer) -> str:
     """A fresh, empty database on the session's PostgreSQL server: its URL."""
     return pg_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a fresh ledger is: a SQLite file, or an empty database on the session's
+    PostgreSQL server. A test that takes it runs once on each store: one contract, two stores."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return str(tmp_path / "account.ledger.sqlite")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from hypothesis import strategies as st
 
 from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, WindowFull, WindowRule, open_ledger
 from pipeline.ledger.window_log import IN_FLIGHT_POLL_SECONDS, WindowLog
-from tests.pg_server import PgServer
 
 # -- the log against a full read, on given times ---------------------------------------------
 
@@ -211,16 +209,6 @@ def test_times_a_month_ahead_hold_a_handles_window_one_window_at_most(answered: 
 
 INDOOR = PhotoOptions("service-image-enhancement", "space-ie-indoor", ("sky",))
 RULE = WindowRule(orders=2, per_seconds=60.0, answer_within=5.0)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new ledger: a SQLite file, or a database on the suite's PostgreSQL server."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "account.sqlite")
-    else:
-        server: PgServer = request.getfixturevalue("pg_server")
-        yield server.new_database()
 
 
 @pytest.fixture

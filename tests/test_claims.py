@@ -10,27 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from pipeline.bootclock import boot_id
 from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, open_ledger
-from tests.pg_server import PgServer
 
 INDOOR = PhotoOptions("service-image-enhancement", "space-ie-indoor", ("sky",))
 ELSEWHERE = "host-elsewhere|boot|1|run"  # a run on another machine: alive until its lease lapses
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new ledger: a SQLite file, or a database on the suite's PostgreSQL server."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "account.sqlite")
-    else:
-        server: PgServer = request.getfixturevalue("pg_server")
-        yield server.new_database()
 
 
 @pytest.fixture

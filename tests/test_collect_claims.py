@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -126,14 +126,6 @@ def test_two_collects_of_the_same_orders_download_each_once(
 def _found(n: int) -> FoundPhoto:
     options = PhotoOptions("service-image-enhancement", "space-ie-indoor", ())
     return FoundPhoto(f"/photos/in/p{n}.jpg", "in", 1, 1, f"{n:064x}", options)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
-    if request.param == "sqlite":
-        yield tmp_path / "claims.sqlite"
-    else:
-        yield request.getfixturevalue("pg_url")
 
 
 def test_a_result_claim_holds_against_a_live_collect_and_passes_from_a_dead_one(

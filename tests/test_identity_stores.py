@@ -38,15 +38,6 @@ INDOOR = PhotoOptions(api.SERVICE, "space-ie-indoor", (FIRE,))
 ITEM_SCOPE = f"{api.SERVICE}\x1fspace-ie-indoor"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a ledger lives: a SQLite file, or a fresh database on the suite's PostgreSQL."""
-    if request.param == "sqlite":
-        return str(tmp_path / "account.ledger.sqlite")
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
 def ledger(location: str) -> Iterator[Ledger]:
     opened = open_ledger(location)

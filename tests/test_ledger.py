@@ -38,16 +38,6 @@ def found(
     return FoundPhoto(path, folder, size, mtime_ns, sha, options)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a fresh ledger is: a SQLite file, or an empty database on the session's
-    PostgreSQL server (tests/pg_server.py). One contract, two stores."""
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("pg_url")
-        return url
-    return str(tmp_path / "run.ledger.sqlite")
-
-
 @pytest.fixture
 def ledger(location: str) -> Iterator[Ledger]:
     opened = open_ledger(location)
