@@ -352,6 +352,7 @@ class Runner:
     def _close(self, photo_id: int) -> None:
         """The photo is settled for this run: charged, failed, or left for the next run."""
         self._open -= 1
+        self._flow.forget(photo_id)
         self.progress.settle()
         if self._flow.budget.spent and (
             not self._scan_done or not self._queue.empty() or self._deferred
