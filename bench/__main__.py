@@ -23,6 +23,7 @@ from bench import (
     pg_ledger,
     review_desk,
     review_page,
+    serve,
     shared_window,
     window,
 )
@@ -43,6 +44,9 @@ BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "faults": faults.run,
     "pg-window": pg_ledger.window,
     "pg-cost": pg_ledger.cost,
+    "serve-latency": serve.latency,
+    "serve-idle": serve.idle,
+    "serve-memory": serve.memory,
 }
 USAGE = f"usage: python -m bench {{{'|'.join(BENCHMARKS)}|all}}... [--results FILE]"
 

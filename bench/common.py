@@ -88,7 +88,8 @@ def child_sandbox(module: list[str], options: Sequence[str] = ()) -> Iterator[Sa
         yield Sandbox(match.group(1), key, proc.pid)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        # A sandbox that served 10,000 results removes their files as it stops.
+        proc.wait(timeout=60)
 
 
 def make_photos(folder: Path, count: int, start: int = 0) -> list[Path]:

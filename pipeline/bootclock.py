@@ -9,6 +9,8 @@ forward, it would make a fresh intent look settled and let its order be posted a
 
 from __future__ import annotations
 
+__all__ = ["Stamp", "boot_id", "boot_seconds", "new_owner", "owner_alive"]
+
 import os
 import socket
 import time

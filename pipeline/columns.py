@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["pad", "width"]
+
 import unicodedata
 
 

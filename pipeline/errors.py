@@ -21,6 +21,8 @@ at one boundary each, with ``raise ... from exc``.
     │   └── ResultTooBig          more pixels than the limit, refused from its header alone
     ├── PhotoError                a photo that cannot be sent: path and reason
     │   └── PhotoChanged          its bytes changed between the scan and the upload
+    ├── NotRegularFile            a FIFO, device or socket named like a photo (also an OSError)
+    ├── ScanStopped               the run stops: hashing ended mid-photo (never reaches the CLI)
     ├── ApiUnreachable            the API could not be reached after retries (exit 6)
     └── ApiError                  the API answered with an error, or not at all
         ├── AuthRefused           401/403: key missing, wrong, or plan lacks the service (exit 3)
@@ -37,6 +39,46 @@ echoes the key in an error body cannot get it into a message, a ledger row or an
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "EXIT_AUTH",
+    "EXIT_BUDGET",
+    "EXIT_INTERRUPTED",
+    "EXIT_LEDGER_BUSY",
+    "EXIT_LEDGER_UNREACHABLE",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "ApiError",
+    "ApiUnreachable",
+    "AuthRefused",
+    "CatalogError",
+    "ClaimLost",
+    "ConnectFailed",
+    "GroupRolledBack",
+    "LedgerBusy",
+    "LedgerError",
+    "LedgerUnreachable",
+    "ManifestError",
+    "NotALedger",
+    "NotEligible",
+    "NotNow",
+    "OrderBudgetSpent",
+    "OutcomeUnknown",
+    "PhotoChanged",
+    "PhotoError",
+    "PipelineError",
+    "RateLimited",
+    "RequestRejected",
+    "ResultRejected",
+    "ResultTooBig",
+    "SubmitRefused",
+    "ToolOptionError",
+    "TransientError",
+    "UsageError",
+    "WindowFull",
+]
 
 from pathlib import Path
 
@@ -180,6 +222,15 @@ class PhotoError(PipelineError):
 
 class PhotoChanged(PhotoError):
     """The bytes uploaded are not the bytes scanned: the photo is scanned again, not ordered."""
+
+
+class NotRegularFile(PipelineError, OSError):
+    """The path is a FIFO, a device, a socket or a folder: nothing is read from it. An OSError
+    too (``strerror`` says what it is), so every reader's "cannot read" handling takes it."""
+
+
+class ScanStopped(PipelineError):
+    """The run is stopping: a photo's hashing ended before its last byte."""
 
 
 class ApiUnreachable(PipelineError):

@@ -10,6 +10,8 @@ asyncio's loop runs the same code.
 
 from __future__ import annotations
 
+__all__ = ["LOOP_ENV", "T", "loop_factory", "run"]
+
 import asyncio
 import gc
 import os

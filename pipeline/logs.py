@@ -8,28 +8,40 @@ spends anything.
 
 from __future__ import annotations
 
+__all__ = ["log_file_failure", "setup_logging"]
+
 import logging
 import sys
 from contextlib import suppress
 from pathlib import Path
 
 from pipeline.errors import UsageError
+from pipeline.filenames import shown
 
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
 class _Redact(logging.Filter):
-    """Replace the API key wherever it would appear in a log line."""
+    """Replace the API key (and the webhook secret) wherever they would appear in a line."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, *secrets: str) -> None:
         super().__init__()
-        self._secret = secret
+        self._secrets = [secret for secret in secrets if secret]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._secret and self._secret in record.getMessage():
-            record.msg = record.getMessage().replace(self._secret, "<redacted>")
-            record.args = None
+        for secret in self._secrets:
+            if secret in record.getMessage():
+                record.msg = record.getMessage().replace(secret, "<redacted>")
+                record.args = None
         return True
+
+
+class _Shown(logging.Formatter):
+    """A log line with the bytes of file names that are not UTF-8 written ``\\xNN``: a log
+    file (UTF-8) and a terminal take it, where the raw name would be a logging error."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return shown(super().format(record))
 
 
 class _LogFile(logging.FileHandler):
@@ -67,18 +79,21 @@ def log_file_failure() -> str | None:
     return None
 
 
-def setup_logging(log_file: Path | None, *, verbose: bool, secret: str) -> None:
-    """Log lines go to stderr when there is no progress bar, and always to ``log_file``."""
+def setup_logging(
+    log_file: Path | None, *, verbose: bool, secret: str, also_secret: str = ""
+) -> None:
+    """Log lines go to stderr when there is no progress bar, and always to ``log_file``;
+    ``secret`` (the API key) and ``also_secret`` (aihd serve's webhook secret) never do."""
     logger = logging.getLogger("aihd")
     logger.setLevel(logging.INFO)
     logger.propagate = False
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
-    redact = _Redact(secret)
+    redact = _Redact(secret, also_secret)
     stderr = _Stderr(sys.stderr)
     stderr.setLevel(logging.INFO if verbose else logging.WARNING)
-    stderr.setFormatter(logging.Formatter(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
+    stderr.setFormatter(_Shown(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
     stderr.addFilter(redact)
     logger.addHandler(stderr)
     if log_file is not None:
@@ -86,7 +101,7 @@ def setup_logging(log_file: Path | None, *, verbose: bool, secret: str) -> None:
             handler = _LogFile(log_file, encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--log-file {log_file}: cannot write: {exc.strerror}") from exc
-        handler.setFormatter(logging.Formatter(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
+        handler.setFormatter(_Shown(_FORMAT, "%Y-%m-%dT%H:%M:%S%z"))
         handler.addFilter(redact)
         # One line now, written through: a full disk is found before anything is spent.
         handler.handle(logger.makeRecord("aihd", logging.INFO, __file__, 0, "log opened", (), None))

@@ -6,6 +6,8 @@ never does: its failures are reconciled through the order's details instead.
 
 from __future__ import annotations
 
+__all__ = ["Backoff", "RetryHook", "T", "retrying"]
+
 import asyncio
 import random
 from collections.abc import Awaitable, Callable

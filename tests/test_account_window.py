@@ -62,9 +62,10 @@ class Table:
                 if p.intent_wall >= wall - horizon
                 or (p.boot == BOOT and p.intent_clock >= clock - horizon)
             ]
-            log.load(rows, top, horizon)
+            log.load(rows, top, horizon, BOOT, clock, wall)
         else:
-            log.add([p.row(i) for i, p in sorted(self.posts.items()) if i > log.last_id])
+            rows = [p.row(i) for i, p in sorted(self.posts.items()) if i > log.last_id]
+            log.add(rows, BOOT, clock, wall)
         return log.wait(rule, BOOT, clock, wall, lambda ids: [self.posts[i].row(i) for i in ids])
 
     def full_read(self, rule: WindowRule, clock: float, wall: float) -> float:
@@ -177,6 +178,33 @@ def test_an_answer_written_by_the_handle_is_taken_at_once_and_a_refusal_drops_th
     log.answered(1, 102.0, 102.0 + WALL_OFFSET, "accepted")
     log.answered(2, 102.0, 102.0 + WALL_OFFSET, "refused")
     assert log.wait(rule, BOOT, 103.0, 103.0 + WALL_OFFSET, lambda ids: []) == 0.0
+
+
+@pytest.mark.parametrize("answered", [True, False])
+def test_times_a_month_ahead_hold_a_handles_window_one_window_at_most(answered: bool) -> None:
+    """Another machine's posts stamped a month ahead (issue 20, item 7): kept as now when the
+    log reads them, they age from there and the window has room again one window later (an
+    unanswered one: after the longest a request may take, as any other), never a month."""
+    rule = WindowRule(orders=2, per_seconds=10.0, answer_within=5.0)
+    month = 30 * 86400.0
+    table = Table()
+    for n in (1, 2):
+        ahead = 100.0 + WALL_OFFSET + month
+        post = Post(OTHER_BOOT, 100.0 + month, ahead)
+        if answered:
+            post.answer_clock, post.answer_wall, post.outcome = 101.0 + month, ahead + 1, "accepted"
+        table.posts[n] = post
+    log = WindowLog()
+    held = rule.per_seconds + (0.0 if answered else rule.answer_within)
+    first = table.check(log, rule, 200.0, 200.0 + WALL_OFFSET)
+    assert first == (rule.per_seconds if answered else IN_FLIGHT_POLL_SECONDS)
+    later = 200.0 + held - 0.5
+    assert 0 < table.check(log, rule, later, later + WALL_OFFSET) <= rule.per_seconds
+    after = 200.0 + held
+    assert table.check(log, rule, after, after + WALL_OFFSET) == 0.0
+    # A handle that first reads them later counts them from then, for one window too.
+    late = WindowLog()
+    assert 0 < table.check(late, rule, after, after + WALL_OFFSET) <= held
 
 
 # -- both stores, several handles --------------------------------------------------------------

@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipeline import api
 from pipeline.api.transport import _content_type, _parse_json
-from pipeline.api.v1 import ApiClient, Timeouts, _image_disposition
+from pipeline.api.v1 import ApiClient, Timeouts, image_disposition
 from pipeline.errors import (
     AuthRefused,
     OutcomeUnknown,
@@ -116,7 +116,7 @@ def test_rate_limited_error_carries_the_api_body(
 def test_image_part_header_is_what_aiohttp_would_write(name: str) -> None:
     """Plain names skip aiohttp's quoting for speed; the header must come out the same."""
     expected = content_disposition_header("form-data", name="image", filename=name)
-    assert _image_disposition(name) == expected
+    assert image_disposition(name) == expected
 
 
 @pytest.mark.parametrize(

@@ -390,6 +390,80 @@ def test_a_refused_key_stops_collect_with_the_auth_error(
     assert {r.state for r in ledger.photos()} == {State.SUBMITTED}
 
 
+def _deep_folder(root: Path, length: int, name: str) -> Path:
+    """A folder under ``root`` such that ``folder / name`` is ``length`` characters long."""
+    folder = root
+    while len(str(folder)) + 1 + len(name) < length:
+        room = length - len(str(folder)) - 1 - len(name) - 1
+        folder = folder / ("d" * min(250, max(1, room)))
+    assert len(str(folder / name)) == length
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.mark.slow  # a run and two collects waiting out a 0.5 s eta
+def test_results_of_photos_under_paths_too_long_for_the_output_are_shortened_and_kept(
+    make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """One photo under a 4,067-character path and one whose name is 250 bytes of "é": their
+    results get stable, unique shortened names (recorded in the ledger), and the 6 ordinary
+    photos are collected beside them. Before: ENAMETOOLONG, and collect died with 0 of 8."""
+    from tests.cli_helpers import aihd, ledger_rows, write_manifest
+
+    sandbox = make_sandbox(eta_seconds=1, time_scale=0.5)  # collect polls after the eta
+    inside = tmp_path / "inside"
+    for n in range(6):
+        photo_factory(inside, f"p{n}.jpg")
+    deep = photo_factory(_deep_folder(inside, 4067, "deep.jpg"), "deep.jpg")
+    accented = photo_factory(inside, "é" * 125 + ".jpg")  # 254 bytes: the disk takes it
+    manifest = write_manifest(
+        tmp_path, {"inside": ("indoor", [])}, folder_keys={"inside": {"recursive": "true"}}
+    )
+    done = aihd(["run", str(manifest), "--no-progress", "--collect", "--json"], sandbox)
+    assert done.returncode == 0, done.stderr
+    rows = {Path(r.path): r for r in ledger_rows(manifest)}
+    assert len(rows) == 8 and {r.state for r in rows.values()} == {State.COMPLETED}
+    written = {Path(p) for r in rows.values() for p in r.output_paths}
+    assert len(written) == 8 and all(p.is_file() for p in written)
+    output = tmp_path / "enhanced"
+    for p in written:
+        assert p.is_relative_to(output / "inside")
+        assert len(os.fsencode(p.name)) <= 255 and len(os.fsencode(str(p))) <= 4095
+        Image.open(p).verify()
+    (deep_result,) = rows[deep].output_paths
+    assert Path(deep_result).name == "deep.jpg" and "~" in Path(deep_result).parent.name
+    (accented_result,) = rows[accented].output_paths
+    assert Path(accented_result).name.startswith("é" * 90) and "~" in accented_result
+    ordinary = sorted(Path(p).name for r in rows.values() for p in r.output_paths if "~" not in p)
+    assert ordinary == [f"p{n}.jpg" for n in range(6)]
+    again = aihd(["collect", str(manifest), "--no-progress", "--json"], sandbox)
+    assert again.returncode == 0 and '"downloads": 0' in again.stdout, again.stderr
+    assert sorted(sandbox.stats().charges.values()) == [1] * 8
+
+
+def test_an_output_folder_too_long_for_any_result_fails_each_photo_with_the_reason(
+    make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """No shortening can help: each photo fails with a reason naming the fix, nothing else."""
+    from tests.cli_helpers import aihd, ledger_rows, write_manifest
+
+    sandbox = make_sandbox(eta_seconds=1, time_scale=0.5)
+    for n in range(2):
+        photo_factory(tmp_path / "inside", f"p{n}.jpg")
+    manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
+    assert aihd(["run", str(manifest), "--no-progress"], sandbox).returncode == 0
+    output = _deep_folder(tmp_path / "out", 3950, "x")
+    done = aihd(
+        ["collect", str(manifest), "--no-progress", "--wait", "--output", str(output)], sandbox
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("choose a shorter output folder") == 2
+    assert {r.state for r in ledger_rows(manifest)} == {State.FAILED}
+    assert all(r.charged for r in ledger_rows(manifest))  # paid: retried as results, never ordered
+    assert sorted(sandbox.stats().charges.values()) == [1] * 2
+
+
 def test_the_api_is_polled_every_5_s_and_a_local_emulator_every_fifth_of_a_second() -> None:
     """The API asks for 5 s between polls; the emulator on loopback answers at once."""
     assert poll_seconds(URL("https://api.aihomedesign.com/v1")) == 5.0

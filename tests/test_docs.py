@@ -53,3 +53,26 @@ def test_gitignore_ignores_build_output_and_no_tracked_file() -> None:
     assert git("check-ignore", "-q", "dist/aihd.whl").returncode == 0
     tracked_but_ignored = git("ls-files", "--cached", "--ignored", "--exclude-standard")
     assert tracked_but_ignored.returncode == 0 and tracked_but_ignored.stdout == ""
+
+
+def test_every_file_and_function_architecture_names_exists() -> None:
+    """ARCHITECTURE.md's `pkg/module.py` and `pkg/module.name` point at real code: a move or
+    a rename that leaves the map behind fails here."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    refs = re.findall(
+        r"`((?:tests/)?[a-z_0-9]+/[a-z_0-9]+)(?:\.py|\.([A-Za-z_][A-Za-z_0-9]*))`", text
+    )
+    assert len(refs) > 40, "the map names fewer files than it did: did its form change?"
+    missing = []
+    for module, name in refs:
+        top = module.startswith(("tests/", "pipeline/"))
+        path = root / (f"{module}.py" if top else f"pipeline/{module}.py")
+        if not path.is_file():
+            missing.append(f"{module}.py")
+        elif name and not re.search(rf"\b{name}\b", path.read_text(encoding="utf-8")):
+            missing.append(f"{module}.{name}")
+    assert not missing, f"ARCHITECTURE.md names what is not there: {missing}"

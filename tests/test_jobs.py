@@ -18,7 +18,13 @@ from pipeline.sandbox import Sandbox
 from tests.cli_helpers import aihd_env, write_manifest
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
-UNITS = ["aihd-nightly.service", "aihd-nightly.timer", "aihd-collect.service", "aihd-collect.timer"]
+UNITS = [
+    "aihd-nightly.service",
+    "aihd-nightly.timer",
+    "aihd-collect.service",
+    "aihd-collect.timer",
+    "aihd-serve.service",
+]
 
 
 def _unit(name: str) -> configparser.ConfigParser:
@@ -167,3 +173,62 @@ def test_the_cron_lines_run_in_crons_environment_with_stderr_empty_on_a_clean_ni
         summary = json.loads((state / f"{name}.json").read_text())
         assert sandbox.api_key not in (state / f"{name}.log").read_text()
     assert summary["completed"] == 2
+
+
+@pytest.mark.slow
+def test_the_serve_unit_restarts_on_failure_only_and_stops_within_its_timeout(
+    make_sandbox: Callable[..., Sandbox], photo_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The unit's own command line, stopped as systemd stops it (SIGTERM): exit 0 within
+    TimeoutStopSec, after ordering the folder's photos; the trail in the log file."""
+    import signal
+    import time
+
+    service = _unit("aihd-serve.service")["Service"]
+    assert service["Restart"] == "on-failure" and service["KillSignal"] == "SIGTERM"
+    assert set(service["RestartPreventExitStatus"].split()) == {"2", "3"}
+    timeout = float(service["TimeoutStopSec"])
+    args = _aihd_args(service["ExecStart"])
+    assert args[0] == "serve" and "127.0.0.1:8787" in args
+    sandbox = make_sandbox(eta_seconds=1)
+    for n in range(2):
+        photo_factory(tmp_path / "inside", f"p{n}.jpg")
+    manifest = write_manifest(tmp_path, {"inside": ("indoor", [])})
+    args = [
+        str(manifest)
+        if a.endswith("listings.yaml")
+        else str(tmp_path / "serve.log")
+        if a.endswith(".log")
+        else "127.0.0.1:0"
+        if a == "127.0.0.1:8787"
+        else a
+        for a in args
+    ]
+    serving = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args, "--quiet-period", "1s"],
+        env=aihd_env(sandbox, extra={"AIHD_WEBHOOK_SECRET": "w" * 32}),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while sandbox.stats().orders_charged < 2:
+            assert time.monotonic() < deadline and serving.poll() is None
+            time.sleep(0.05)
+        started = time.monotonic()
+        serving.send_signal(signal.SIGTERM)
+        stdout, stderr = serving.communicate(timeout=60)
+        assert serving.returncode == 0, stderr
+        assert time.monotonic() - started < timeout  # the unit's stop timeout: a promise
+    finally:
+        if serving.poll() is None:
+            serving.kill()
+            serving.communicate()
+    log = (tmp_path / "serve.log").read_text()
+    assert "listening on http://127.0.0.1:" in log and "w" * 32 not in log
+    assert sandbox.api_key not in log + stderr
+    # The desk's login link goes to stdout (the journal, under systemd), never to the log.
+    (link,) = stdout.split()
+    assert "/review/login?token=" in link and link.rsplit("=", 1)[1] not in log + stderr

@@ -1,4 +1,4 @@
-"""The package's imports run one way: cli -> app -> ordering / collect / review / serve ->
+"""The package's imports run one way: cli -> app -> serve -> ordering / collect / review ->
 manifest -> api / ledger -> the base modules (errors, bootclock, retry, ...).
 
 Read from the source (every import, those inside functions too), so a lazy import that reaches
@@ -27,6 +27,8 @@ LAYERS: dict[str, int] = {
     "addresses": 0,
     "columns": 0,
     "stopping": 0,
+    "files": 0,
+    "filenames": 0,
     # the API and the ledger: neither knows the other
     "api": 1,
     "ledger": 1,
@@ -36,11 +38,12 @@ LAYERS: dict[str, int] = {
     "ordering": 3,
     "collect": 3,
     "review": 3,
-    "serve": 3,
+    # the always-on process: ordering, collecting (and the review desk) in one
+    "serve": 4,
     # a command's request and its reports
-    "app": 4,
-    "cli": 5,
-    "__main__": 6,
+    "app": 5,
+    "cli": 6,
+    "__main__": 7,
     # the local emulator: beside the client, sharing only the API's shapes (see below)
     "sandbox": 1,
 }
@@ -109,3 +112,60 @@ def test_no_module_imports_upward(path: Path) -> None:
         elif own != "sandbox" and other != "sandbox" and _above_or_beside(other, own):
             wrong.append(f"{path.name}:{line}: {module} (layer {LAYERS[own]}) imports {imported}")
     assert wrong == []
+
+
+def _private_uses(path: Path) -> list[str]:
+    """Private names this module takes from another aihd module (``from x import _y``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline")
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+
+
+def test_no_module_takes_another_modules_private_names() -> None:
+    """A name with a leading underscore stays in its module: what others need is public."""
+    found = [use for path in sorted(PACKAGE.rglob("*.py")) for use in _private_uses(path)]
+    assert not found, f"private names imported across modules: {found}"
+
+
+def test_every_public_module_says_what_it_exports() -> None:
+    """Each module has ``__all__``, and every name in it is defined there (no stale entry);
+    a package whose ``__init__`` holds only its docstring exports nothing."""
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "__main__.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        exported: list[str] | None = None
+        defined: set[str] = set()
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+            ):
+                if isinstance(node.value, ast.Attribute):  # another module's __all__, re-exported
+                    exported = []
+                    defined.add("__all__")
+                else:
+                    exported = list(ast.literal_eval(node.value))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            elif isinstance(node, ast.Assign):
+                defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                defined.add(node.target.id)
+        name = str(path.relative_to(PACKAGE.parent))
+        if path.name == "__init__.py" and not {n for n in defined if not n.startswith("__")}:
+            continue  # a package's docstring alone: nothing to export
+        if exported is None:
+            problems.append(f"{name}: no __all__")
+        else:
+            problems += [
+                f"{name}: __all__ names {n}, not defined" for n in exported if n not in defined
+            ]
+    assert not problems, problems

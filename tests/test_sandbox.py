@@ -610,6 +610,9 @@ def test_stats_and_faults_are_reachable_over_http_without_a_key(sandbox: Sandbox
         "process_posts",
         "processes_charged",
         "v3_orders",
+        "upscale_posts",
+        "upscales",
+        "webhooks",
     }
 
 

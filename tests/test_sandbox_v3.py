@@ -253,6 +253,31 @@ def test_projects_are_listed_by_page_searched_and_found_by_id(sandbox: Sandbox) 
     assert seen["too_many"][0] == seen["bad_sort"][0] == seen["no_address"][0] == 400
 
 
+def test_a_deleted_project_is_unknown_to_every_route_and_its_search(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """DELETE /_sandbox/v3/project/{id} (the switch a test sets; Sandbox.delete_v3_project
+    does the same): the id is 404 to GET and to POST /v3/order, and a search finds no more."""
+    photo = photo_factory(tmp_path, "a.jpg")
+
+    async def scenario(v3: V3) -> dict[str, Any]:
+        gone = await v3.project("12 Elm Street")
+        return {
+            "deleted": await v3.call("DELETE", f"/_sandbox/v3/project/{gone}"),
+            "again": await v3.call("DELETE", f"/_sandbox/v3/project/{gone}"),
+            "read": await v3.call("GET", f"/v3/project/{gone}"),
+            "order": await v3.post_order([photo], {"project_id": gone}),
+            "search": await v3.data("GET", "/v3/project", params={"s": "elm"}),
+        }
+
+    seen = talk(sandbox, scenario)
+    assert seen["deleted"][0] == 200 and seen["again"][0] == 404
+    assert seen["read"][0] == 404
+    assert seen["order"][0] == 404 and seen["order"][1]["key"] == "api_error_project_not_found"
+    assert seen["search"] == []
+    assert not sandbox.delete_v3_project("never-made")
+
+
 def test_the_bare_reading_answers_without_the_data_envelope(
     make_sandbox: MakeSandbox, photo_factory: PhotoFactory, tmp_path: Path
 ) -> None:

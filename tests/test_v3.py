@@ -248,6 +248,42 @@ def test_a_v3_project_made_elsewhere_is_found_by_its_address_not_made_again(
     assert _projects(one)[0][2] == _projects(two)[0][2]
 
 
+@pytest.mark.slow  # three nights
+def test_a_v3_project_deleted_on_the_server_is_made_again_once_and_kept_in_the_ledger(
+    sandbox: Sandbox, photo_factory: PhotoFactory, tmp_path: Path
+) -> None:
+    """Deleted between two nights: the next run's 4 photos (uploaded at once) meet "project
+    not found"; the listing's project is made again once, with a warning, its id replaces the
+    old one in the ledger, and every photo is charged once. A third night makes none."""
+    folder = tmp_path / "12-oak-st" / "inside"
+    for n in range(2):
+        photo_factory(folder, f"p{n}.jpg")
+    manifest = write_manifest(tmp_path, INSIDE, api="v3", concurrency=4)
+    first = _run(manifest, sandbox)
+    assert (first["_exit"], first["orders_spent"]) == (0, 2), first["_stderr"]
+    [(_, _, gone)] = _projects(manifest)
+    assert sandbox.delete_v3_project(gone)
+
+    for n in range(2, 6):
+        photo_factory(folder, f"p{n}.jpg")
+    second = _run(manifest, sandbox)
+    assert (second["_exit"], second["orders_spent"]) == (0, 4), second["_stderr"]
+    assert str(second["_stderr"]).count("is gone from the server") == 1
+    [(account, address, made)] = _projects(manifest)
+    assert (account, address) == ("default", "12-oak-st") and made != gone
+    assert sandbox.stats().requests["POST /v3/project"] == 2
+    assert _charges(sandbox) == [1] * 6
+
+    photo_factory(folder, "p6.jpg")
+    third = _run(manifest, sandbox)
+    assert (third["_exit"], third["orders_spent"]) == (0, 1), third["_stderr"]
+    assert "is gone from the server" not in str(third["_stderr"])
+    assert _projects(manifest) == [("default", "12-oak-st", made)]
+    assert sandbox.stats().requests["POST /v3/project"] == 2
+    assert _charges(sandbox) == [1] * 7
+    assert [r.state for r in ledger_rows(manifest)] == [State.SUBMITTED] * 7
+
+
 @pytest.mark.slow
 def test_v1_and_v3_runs_sharing_an_account_ledger_share_one_window_and_meet_no_429(
     make_sandbox: Callable[..., Sandbox], photo_factory: PhotoFactory, tmp_path: Path

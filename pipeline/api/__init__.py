@@ -16,48 +16,7 @@ This module re-exports the v1 shapes, so ``from pipeline import api; api.SUBMIT_
 working (the sandbox uses it). It imports nothing heavy: the sandbox and ``--help`` load it.
 """
 
-from pipeline.api.v1_shapes import (
-    API_KEY_HEADER,
-    DEFAULT_BASE_URL,
-    ITEMS_PATH,
-    MAX_PHOTO_BYTES,
-    ORDER_PATH,
-    SERVICE,
-    SPACES_PATH,
-    STATUS_IDLE,
-    SUBMIT_PATH,
-    UPLOAD_PATH,
-    ErrorBody,
-    GeneratedImageRecord,
-    ItemRecord,
-    OrderRecord,
-    SelectedWidget,
-    SpaceRecord,
-    SubmitRequest,
-    SubmitResponse,
-    UploadResponse,
-    WidgetRecord,
-)
+from pipeline.api import v1_shapes
+from pipeline.api.v1_shapes import *  # noqa: F403  (the names v1_shapes.__all__ lists)
 
-__all__ = [
-    "API_KEY_HEADER",
-    "DEFAULT_BASE_URL",
-    "ITEMS_PATH",
-    "MAX_PHOTO_BYTES",
-    "ORDER_PATH",
-    "SERVICE",
-    "SPACES_PATH",
-    "STATUS_IDLE",
-    "SUBMIT_PATH",
-    "UPLOAD_PATH",
-    "ErrorBody",
-    "GeneratedImageRecord",
-    "ItemRecord",
-    "OrderRecord",
-    "SelectedWidget",
-    "SpaceRecord",
-    "SubmitRequest",
-    "SubmitResponse",
-    "UploadResponse",
-    "WidgetRecord",
-]
+__all__ = v1_shapes.__all__

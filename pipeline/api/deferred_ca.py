@@ -83,4 +83,6 @@ def _certificates_loaded_on_first_use() -> Iterator[None]:
 
 
 with _certificates_loaded_on_first_use():
-    import aiohttp as aiohttp  # the import this module exists for
+    import aiohttp as _aiohttp  # the import this module exists for
+
+aiohttp = _aiohttp  # what this module exports (a name defined at its top level, as __all__ wants)

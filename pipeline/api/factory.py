@@ -7,6 +7,8 @@ for reads, its ledger row's ``service``) names: an account's ledger may hold pho
 
 from __future__ import annotations
 
+__all__ = ["API_VERSIONS", "AnyVersion"]
+
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType

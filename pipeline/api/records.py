@@ -3,6 +3,15 @@ with (``OrderSpec``). Plain records: the runner, plan and collect see only these
 
 from __future__ import annotations
 
+__all__ = [
+    "V3_PREFIX",
+    "GeneratedImage",
+    "OrderDetails",
+    "OrderSpec",
+    "SubmittedOrder",
+    "is_v3_service",
+]
+
 from dataclasses import dataclass
 
 from pipeline.api.v1_shapes import STATUS_IDLE, SelectedWidget

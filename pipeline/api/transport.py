@@ -14,6 +14,18 @@ addresses or the API's own origin (``pipeline.addresses``).
 
 from __future__ import annotations
 
+__all__ = [
+    "MAX_JSON_BYTES",
+    "MAX_RESULT_BYTES",
+    "REDACTED",
+    "Digest",
+    "Timeouts",
+    "Transport",
+    "image_disposition",
+    "required_text",
+    "shape_of",
+]
+
 # isort: off
 # First of all: aiohttp without its two loads of the CA certificates at import (deferred_ca.py),
 # before anything below can import it.
@@ -34,7 +46,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, BinaryIO, Protocol, Self
 
 import aiofiles
 from yarl import URL
@@ -50,6 +62,8 @@ from pipeline.errors import (
     RequestRejected,
     TransientError,
 )
+from pipeline.filenames import shown
+from pipeline.files import open_regular
 
 _REJECTED = frozenset({400, 404, 405, 409, 413, 415, 422})
 _CHUNK = 256 * 1024
@@ -175,48 +189,52 @@ class Transport:
         which some upload proxies refuse), so a 50 MB photo never sits in memory.
         """
         # Blocking on purpose: the photo was just hashed, so its pages are cached; a thread hop
-        # per small photo costs more CPU than these reads themselves. One open: its size, and
-        # a small photo's bytes, come from the same file.
-        with open(photo, "rb") as file:  # noqa: ASYNC230
+        # per small photo costs more CPU than these reads themselves. One open, never waiting
+        # (a FIFO swapped in since the scan is refused, not waited on): its size, a small
+        # photo's bytes and a large one's stream all come from the same file.
+        with open_regular(photo) as file:
             size = os.fstat(file.fileno()).st_size
             inline = file.read() if size <= _INLINE_BYTES else None
-        name = os.path.basename(photo)  # a str path is taken as is: no Path built per photo
-        boundary = secrets.token_hex(16)
-        disposition = _file_disposition(file_field, name)
-        head = (
-            "".join(
-                f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
-                for key, value in fields
-            )
-            + f"--{boundary}\r\n"
-            f"Content-Disposition: {disposition}\r\n"
-            f"Content-Type: {_content_type(name)}\r\n\r\n"
-        ).encode()
-        tail = f"\r\n--{boundary}--\r\n".encode()
-        headers = {
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Content-Length": str(len(head) + size + len(tail)),
-            api.API_KEY_HEADER: self._key.value,
-        }
-        body: bytes | AsyncIterator[bytes]
-        if inline is not None:
-            if sent is not None:
-                sent.update(inline)
-            body = head + inline + tail
-            headers["Content-Length"] = str(len(body))  # what was read, even if it just grew
-        else:
-            body = _stream_file(photo, head, tail, sent)
-        deadline = self._upload_timeouts.get(size >> 16)  # one per 64 KiB step of size
-        if deadline is None:
-            deadline = self._upload_timeouts.setdefault(
-                size >> 16,
-                aiohttp.ClientTimeout(
-                    total=self._timeouts.whole_answer(((size >> 16) + 1) << 16),
-                    sock_connect=self._timeouts.connect,
-                    sock_read=self._timeouts.read,
-                ),
-            )
-        return await self._json("POST", path, data=body, headers=headers, deadline=deadline)
+            # A str path is taken as is (no Path built per photo); a name that is not UTF-8 is
+            # sent as shown (\xNN): the API takes the name as a label only.
+            name = shown(os.path.basename(photo))
+            boundary = secrets.token_hex(16)
+            disposition = _file_disposition(file_field, name)
+            head = (
+                "".join(
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'
+                    f"{value}\r\n"
+                    for key, value in fields
+                )
+                + f"--{boundary}\r\n"
+                f"Content-Disposition: {disposition}\r\n"
+                f"Content-Type: {_content_type(name)}\r\n\r\n"
+            ).encode()
+            tail = f"\r\n--{boundary}--\r\n".encode()
+            headers = {
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Content-Length": str(len(head) + size + len(tail)),
+                api.API_KEY_HEADER: self._key.value,
+            }
+            body: bytes | AsyncIterator[bytes]
+            if inline is not None:
+                if sent is not None:
+                    sent.update(inline)
+                body = head + inline + tail
+                headers["Content-Length"] = str(len(body))  # what was read, even if it just grew
+            else:
+                body = _stream_file(file, head, tail, sent)
+            deadline = self._upload_timeouts.get(size >> 16)  # one per 64 KiB step of size
+            if deadline is None:
+                deadline = self._upload_timeouts.setdefault(
+                    size >> 16,
+                    aiohttp.ClientTimeout(
+                        total=self._timeouts.whole_answer(((size >> 16) + 1) << 16),
+                        sock_connect=self._timeouts.connect,
+                        sock_read=self._timeouts.read,
+                    ),
+                )
+            return await self._json("POST", path, data=body, headers=headers, deadline=deadline)
 
     async def download(self, url: str, dest: Path) -> int:
         """Stream a result image into ``dest`` (the caller renames it into place); returns bytes.
@@ -519,7 +537,7 @@ def _file_disposition(field_name: str, filename: str) -> str:
     return content_disposition_header("form-data", name=field_name, filename=filename)
 
 
-def _image_disposition(filename: str) -> str:
+def image_disposition(filename: str) -> str:
     """The v1 upload's image part's Content-Disposition."""
     return _file_disposition("image", filename)
 
@@ -590,7 +608,8 @@ def _endpoint_name(method: str, path: str) -> str:
     return f"{method} {path}"
 
 
-def _field(body: Mapping[str, Any], name: str, endpoint: str) -> str:
+def required_text(body: Mapping[str, Any], name: str, endpoint: str) -> str:
+    """The answer's text field ``name``; a transient error naming it when it is missing."""
     value = body.get(name)
     if not isinstance(value, str) or not value:
         raise TransientError(f"{endpoint}: answer has no {name!r}", endpoint=endpoint)
@@ -598,7 +617,7 @@ def _field(body: Mapping[str, Any], name: str, endpoint: str) -> str:
 
 
 @contextmanager
-def _shape_of(endpoint: str) -> Iterator[None]:
+def shape_of(endpoint: str) -> Iterator[None]:
     """A hostile or broken answer of the wrong shape, as a transient error, not a traceback."""
     try:
         yield
@@ -610,13 +629,13 @@ def _shape_of(endpoint: str) -> Iterator[None]:
 
 
 async def _stream_file(
-    photo: str | Path, head: bytes, tail: bytes, sent: Digest | None
+    file: BinaryIO, head: bytes, tail: bytes, sent: Digest | None
 ) -> AsyncIterator[bytes]:
-    """The multipart body of a large photo, read from disk chunk by chunk off the loop."""
+    """The multipart body of a large photo, read from its open file chunk by chunk off the loop
+    (the caller closes it)."""
     yield head
-    async with aiofiles.open(photo, "rb") as stream:
-        while chunk := await stream.read(_CHUNK):
-            if sent is not None:
-                sent.update(chunk)
-            yield chunk
+    while chunk := await asyncio.to_thread(file.read, _CHUNK):
+        if sent is not None:
+            sent.update(chunk)
+        yield chunk
     yield tail

@@ -19,9 +19,9 @@ from pipeline.api.transport import (
     Digest,
     Timeouts,
     Transport,
-    _field,
-    _image_disposition,
-    _shape_of,
+    image_disposition,
+    required_text,
+    shape_of,
 )
 from pipeline.errors import TransientError
 
@@ -33,12 +33,24 @@ __all__ = [
     "GeneratedImage",
     "Item",
     "OrderDetails",
+    "ResultSource",
     "Space",
     "SubmittedOrder",
     "Timeouts",
     "Widget",
-    "_image_disposition",
+    "image_disposition",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultSource:
+    """Where the API itself says one generated image is: its result, the account's user, and
+    an upscaled link when the order's details carry one (docs are silent: handled if so)."""
+
+    src: str
+    user_id: str
+    sequence: int  # its place among the order's results, from 1 (the photo's _2, _3 files)
+    upscaled_src: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +88,12 @@ class ApiClient(Transport):
         answer = await self._post_file(
             api.UPLOAD_PATH, photo, (("service_name", service_name),), "image", sent=sent
         )
-        return _field(answer, "order_id", api.UPLOAD_PATH)
+        return required_text(answer, "order_id", api.UPLOAD_PATH)
 
     async def spaces(self, service_name: str = api.SERVICE) -> list[Space]:
         params = {"service_name": service_name}
         body = await self._json("GET", api.SPACES_PATH, params=params)
-        with _shape_of(api.SPACES_PATH):
+        with shape_of(api.SPACES_PATH):
             return [
                 Space(
                     id=str(s["id"]),
@@ -95,7 +107,7 @@ class ApiClient(Transport):
     async def widgets(self, space_name: str, service_name: str = api.SERVICE) -> list[Widget]:
         params = {"space_name": space_name, "service_name": service_name}
         body = await self._json("GET", api.ITEMS_PATH, params=params)
-        with _shape_of(api.ITEMS_PATH):
+        with shape_of(api.ITEMS_PATH):
             return [
                 Widget(
                     id=str(w["id"]),
@@ -133,7 +145,7 @@ class ApiClient(Transport):
         path = api.ORDER_PATH.format(order_id=order_id)
         body = await self._json("GET", path)
         images = body.get("generated_images") or []
-        with _shape_of(api.ORDER_PATH):
+        with shape_of(api.ORDER_PATH):
             return OrderDetails(
                 order_id=str(body.get("id", order_id)),
                 status=str(body.get("status", "")),
@@ -147,6 +159,31 @@ class ApiClient(Transport):
                     if isinstance(g, dict) and g.get("src")
                 ),
             )
+
+    async def upscale(self, generated_image_id: str) -> None:
+        """Ask for an upscale of one generated image (2.7); it may cost, so a lost answer is
+        ``OutcomeUnknown``. The result comes by webhook only."""
+        path = api.UPSCALE_PATH.format(generated_image_id=generated_image_id)
+        await self._json(
+            "POST", path, spends=True, endpoint="POST /v1/order/image/{id}/download/upscale"
+        )
+
+    async def result_source(self, order_id: str, generated_image_id: str) -> ResultSource | None:
+        """The order's own word on one of its generated images; None when it has no such one."""
+        path = api.ORDER_PATH.format(order_id=order_id)
+        body = await self._json("GET", path)
+        user = body.get("user_id")
+        images = [g for g in body.get("generated_images") or [] if isinstance(g, dict)]
+        for sequence, image in enumerate(images, 1):
+            if image.get("id") == generated_image_id:
+                upscaled = image.get("upscaled_image_src")
+                return ResultSource(
+                    src=str(image.get("src") or ""),
+                    user_id=user if isinstance(user, str) else "",
+                    sequence=sequence,
+                    upscaled_src=upscaled if isinstance(upscaled, str) else "",
+                )
+        return None
 
     # -- the PhotoApi interface (pipeline.api.interface) ----------------------------------------
 

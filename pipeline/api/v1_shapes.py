@@ -3,6 +3,30 @@ which share nothing else (see ``docs/api/AIHOMEDESIGN_API.md``)."""
 
 from __future__ import annotations
 
+__all__ = [
+    "API_KEY_HEADER",
+    "DEFAULT_BASE_URL",
+    "ITEMS_PATH",
+    "MAX_PHOTO_BYTES",
+    "ORDER_PATH",
+    "SERVICE",
+    "SPACES_PATH",
+    "STATUS_IDLE",
+    "SUBMIT_PATH",
+    "UPLOAD_PATH",
+    "UPSCALE_PATH",
+    "ErrorBody",
+    "GeneratedImageRecord",
+    "ItemRecord",
+    "OrderRecord",
+    "SelectedWidget",
+    "SpaceRecord",
+    "SubmitRequest",
+    "SubmitResponse",
+    "UploadResponse",
+    "WidgetRecord",
+]
+
 from typing import Final, NotRequired, TypedDict
 
 SERVICE: Final = "service-image-enhancement"
@@ -15,6 +39,7 @@ SPACES_PATH: Final = "/v1/catalog/spaces"
 ITEMS_PATH: Final = "/v1/catalog/items/filter"
 SUBMIT_PATH: Final = "/v1/order"
 ORDER_PATH: Final = "/v1/order/{order_id}"
+UPSCALE_PATH: Final = "/v1/order/image/{generated_image_id}/download/upscale"  # 2.7
 
 # Order statuses. The docs show only "idle"; the rest are the sandbox's and our reading.
 # Reconciliation treats anything but "idle with no generated images" as submitted.
@@ -93,3 +118,40 @@ class OrderRecord(TypedDict):
     space: str
     generated_images: list[GeneratedImageRecord]
     created_at: str
+
+
+class UpscaleResponse(TypedDict):
+    status: str  # "processing" (2.7): the upscaled photo arrives by webhook only
+
+
+class WebhookImage(TypedDict):
+    """2.6's ``image``: one generated image of a finished order."""
+
+    id: str
+    before_src: str
+    after_src: str
+    regenerated: bool
+    style: str
+    color: str
+    space: str
+    sky_style: str
+    shadow_removal: bool
+    material: str
+    created_at: str
+
+
+class GeneratedImageWebhook(TypedDict):
+    """2.6: an order's image is ready. Unsigned: a hint, never trusted as it stands."""
+
+    order_id: str
+    image: WebhookImage
+    service_name: str
+    user_id: str
+
+
+class UpscaleWebhook(TypedDict):
+    """2.7: an upscale is ready; matched by ``generated_image_id``."""
+
+    generated_image_id: str
+    upscaled_image_src: str
+    user_id: str

@@ -19,6 +19,8 @@ kept: the order shows it (``GET /v3/order/{id}``) when a later run needs it.
 
 from __future__ import annotations
 
+__all__ = ["MemoryProjects", "ProjectBook", "V3Client"]
+
 import asyncio
 import logging
 import time
@@ -31,7 +33,7 @@ from yarl import URL
 from pipeline.addresses import is_loopback
 from pipeline.api import v3_shapes as v3
 from pipeline.api.records import GeneratedImage, OrderDetails, OrderSpec, SubmittedOrder
-from pipeline.api.transport import Digest, Timeouts, Transport, _shape_of
+from pipeline.api.transport import Digest, Timeouts, Transport, shape_of
 from pipeline.errors import AuthRefused, RequestRejected, TransientError
 
 log = logging.getLogger("aihd")
@@ -48,6 +50,10 @@ class ProjectBook(Protocol):
 
     def get(self, address: str) -> str | None: ...
     def put(self, address: str, project_id: str) -> None: ...
+    def replace(self, address: str, gone: str, project_id: str) -> str:
+        """``project_id`` takes the place of ``gone`` (deleted on the server); returns the id
+        now kept (another run's, if it replaced ``gone`` first)."""
+        ...
 
 
 class MemoryProjects:
@@ -60,7 +66,13 @@ class MemoryProjects:
         return self._ids.get(address.casefold())
 
     def put(self, address: str, project_id: str) -> None:
-        self._ids[address.casefold()] = project_id
+        self._ids.setdefault(address.casefold(), project_id)
+
+    def replace(self, address: str, gone: str, project_id: str) -> str:
+        key = address.casefold()
+        if self._ids.get(key) in (None, gone):
+            self._ids[key] = project_id
+        return self._ids[key]
 
 
 class V3Client(Transport):
@@ -91,6 +103,10 @@ class V3Client(Transport):
         self._unseen: dict[str, float] = {}  # processes read 404 since (monotonic)
         self._admit_lock = asyncio.Lock()
         self._assets: dict[str, str] = {}  # order id -> its photo's asset id (this run's)
+        # One lookup (or creation) of a listing's project at a time: photos of a new listing
+        # uploaded at once would each make a project of their own.
+        self._project_locks: dict[str, asyncio.Lock] = {}
+        self._remade: set[str] = set()  # listings whose project was made again in this run
         self._role_field: str | None = None  # None: left out (primary_angle by default)
 
     # -- the tools list -----------------------------------------------------------------------
@@ -114,7 +130,7 @@ class V3Client(Transport):
             endpoint=f"GET {v3.TOOLS_PATH}",
             lists=True,
         )
-        with _shape_of(v3.TOOLS_PATH):
+        with shape_of(v3.TOOLS_PATH):
             data = _unwrap(body)
             rows = data if isinstance(data, list) else []
             return [
@@ -127,17 +143,58 @@ class V3Client(Transport):
 
     async def project_id(self, address: str) -> str:
         """The listing's project: the ledger's, else found by its address, else created."""
-        known = self.projects.get(address)
-        if known is not None:
-            return known
+        async with self._project_lock(address):
+            known = self.projects.get(address)
+            if known is not None:
+                return known
+            found = await self._find_or_create(address)
+            self.projects.put(address, found)
+            return self.projects.get(address) or found
+
+    async def _find_or_create(self, address: str) -> str:
         found = await self._find_project(address)
         if found is None:
             body = await self._json(
                 "POST", v3.PROJECTS_PATH, json_body={"address": address}, endpoint="POST project"
             )
             found = _id_of(_unwrap(body), ("id", "project_id"), v3.PROJECTS_PATH)
-        self.projects.put(address, found)
         return found
+
+    def _project_lock(self, address: str) -> asyncio.Lock:
+        return self._project_locks.setdefault(address.strip().casefold(), asyncio.Lock())
+
+    async def _project_again(self, address: str, gone: str, refused: RequestRejected) -> str:
+        """The listing's project ``gone`` was answered 404: if the server confirms it is gone
+        (deleted between nights), find or make the listing's project again, once per run, and
+        keep its id in the ledger; else ``refused`` stands."""
+        async with self._project_lock(address):
+            kept = self.projects.get(address)
+            if kept is not None and kept != gone:
+                return kept  # another photo of the listing made it again already
+            if address.strip().casefold() in self._remade or await self._project_exists(gone):
+                raise refused
+            project = await self._find_or_create(address)
+            kept = self.projects.replace(address, gone, project)
+            self._remade.add(address.strip().casefold())
+            log.warning(
+                "v3 project %s of listing %r is gone from the server (deleted?): its photos "
+                "now go to project %s, kept in the ledger",
+                gone,
+                address,
+                kept,
+            )
+            return kept
+
+    async def _project_exists(self, project_id: str) -> bool:
+        """True unless the API answers 404 for the project (any other error propagates)."""
+        path = v3.PROJECT_PATH.format(project_id=project_id)
+        try:
+            await self._json("GET", path, endpoint="GET project")
+        except RequestRejected as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def _find_project(self, address: str) -> str | None:
         params = {"s": address, "page": "1", "limit": "30"}
@@ -161,9 +218,10 @@ class V3Client(Transport):
     ) -> str:
         """Create the photo's order (free); returns its id and keeps its asset's id."""
         fields: list[tuple[str, str]] = []
-        if spec.project:
-            fields.append(("project_id", await self.project_id(spec.project)))
+        project = await self.project_id(spec.project) if spec.project else None
         while True:
+            if project is not None:
+                fields = [("project_id", project)]
             role = [(self._role_field, v3.PRIMARY_ANGLE)] if self._role_field else []
             try:
                 body = await self._post_file(
@@ -171,6 +229,15 @@ class V3Client(Transport):
                 )
                 break
             except RequestRejected as exc:
+                if exc.status == 404 and project is not None and spec.project:
+                    # POST /order names one id, the project's: a 404 is about it (notes: 404
+                    # is an unknown id). The project is read before anything is made again.
+                    again = await self._project_again(spec.project, project, exc)
+                    if again == project:
+                        raise
+                    project = again
+                    sent = None  # the first attempt fed it the whole photo already
+                    continue
                 # The role field is left out (one photo: primary_angle). A server that wants
                 # it after all says so with a 400: the singular, then the plural (unknown 3).
                 if exc.status != 400 or "role" not in f"{exc.error} {exc.key}".casefold():
@@ -181,7 +248,7 @@ class V3Client(Transport):
                 self._role_field = _ROLE_FIELDS[following]
                 sent = None  # the first attempt fed it the whole photo already
         data = _unwrap(body)
-        with _shape_of(v3.ORDERS_PATH):
+        with shape_of(v3.ORDERS_PATH):
             order_id = _id_of(data, ("order_id", "id"), v3.ORDERS_PATH)
             asset = _first_asset(data)
         if asset:
@@ -263,7 +330,7 @@ class V3Client(Transport):
         """The order and its photo's process: its status and, once done, its results."""
         del service
         data = await self._order_data(order_id)
-        with _shape_of(v3.ORDER_PATH):
+        with shape_of(v3.ORDER_PATH):
             status = str(data.get("status", ""))
             entries = data.get("processes") or []
             processes = tuple(p for p in (_process_id(e) for e in entries) if p)
@@ -320,7 +387,7 @@ class V3Client(Transport):
     async def _asset_of(self, order_id: str) -> str:
         """The order's photo asset (an order created by an earlier run)."""
         data = await self._order_data(order_id)
-        with _shape_of(v3.ORDER_PATH):
+        with shape_of(v3.ORDER_PATH):
             asset = _first_asset(data)
         if not asset:
             raise TransientError(
@@ -332,7 +399,7 @@ class V3Client(Transport):
         path = v3.PROCESS_PATH.format(process_id=process_id)
         body = await self._json("GET", path, endpoint="GET process")
         data = _unwrap(body)
-        with _shape_of(v3.PROCESS_PATH):
+        with shape_of(v3.PROCESS_PATH):
             if not isinstance(data, dict):
                 raise TypeError("not an object")
             status = str(data.get("status", ""))

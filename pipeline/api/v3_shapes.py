@@ -6,9 +6,27 @@ Paths are relative to the API's host, as v1's are. The tools list lives on the w
 
 from __future__ import annotations
 
+__all__ = [
+    "ASSET_FILE_FIELD",
+    "MIN_POLL_SECONDS",
+    "ORDERS_PATH",
+    "ORDER_IDLE",
+    "ORDER_PATH",
+    "PRIMARY_ANGLE",
+    "PROCESSES_PATH",
+    "PROCESS_DONE",
+    "PROCESS_FAILED",
+    "PROCESS_PATH",
+    "PROJECTS_PATH",
+    "REAL_API_HOST",
+    "TOOLS_PATH",
+    "TOOLS_URL",
+]
+
 from typing import Final
 
 PROJECTS_PATH: Final = "/v3/project"
+PROJECT_PATH: Final = "/v3/project/{project_id}"
 ORDERS_PATH: Final = "/v3/order"
 ORDER_PATH: Final = "/v3/order/{order_id}"
 PROCESSES_PATH: Final = "/v3/process"
@@ -28,3 +46,6 @@ ORDER_IDLE: Final = "idle"
 
 # The API asks for no more than one poll per process every 5 s (notes section 8).
 MIN_POLL_SECONDS: Final = 5.0
+
+# The webhook (notes section 7): {event, process_id, order_id, tool, status, final_assets}.
+EVENT_PROCESS_COMPLETED: Final = "process.completed"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Literal, TextIO
 
 from pipeline.api.tools import describe
+from pipeline.filenames import shown
 from pipeline.ledger import Ledger, PhotoRow
 
 __all__ = ["COLUMNS", "export_rows"]
@@ -40,6 +41,8 @@ COLUMNS = (
     "decided_at",
     "altered",  # whether AI altered what the photo shows (the tool table's; unknown: true)
     "alterations",  # each alteration in words, as a delivery's disclosure says it
+    "upscale",  # v1 upscales (aihd serve): wanted, requesting, requested, completed, failed
+    "upscale_paths",
 )
 
 
@@ -56,13 +59,16 @@ def export_rows(
         if photo_id is None:
             return None
         if photo_id not in original_paths:
-            original_paths[photo_id] = ledger.get(photo_id).path
+            original_paths[photo_id] = shown(ledger.get(photo_id).path)
         return original_paths[photo_id]
 
     # The ledger keys titles casefolded (part of a photo's identity); the spelling the catalog
     # gave them was kept apart by the runs that resolved them.
     spelled = ledger.titles()
     reviews = ledger.reviews()
+    upscales: dict[int, list[tuple[str, str | None]]] = {}
+    for upscale in ledger.upscales(scope):
+        upscales.setdefault(upscale.photo_id, []).append((upscale.state, upscale.output_path))
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(COLUMNS)
@@ -78,6 +84,9 @@ def export_rows(
             decided_at=review.decided_at if review is not None else None,
         )
         record.update(altered=words.alters, alterations=list(words.altered))
+        asked = upscales.get(row.id, [])
+        record["upscale"] = ";".join(state for state, _ in asked) or None
+        record["upscale_paths"] = [shown(path) for _, path in asked if path]
         if writer is not None:
             writer.writerow(_csv_cell(record[c]) for c in COLUMNS)
         else:
@@ -88,8 +97,8 @@ def export_rows(
 
 def _record(row: PhotoRow, duplicate_of: str | None) -> dict[str, object]:
     return {
-        "path": row.path,
-        "folder": row.folder,
+        "path": shown(row.path),
+        "folder": shown(row.folder),
         "sha256": row.sha256,
         "space": row.space,
         "enhancements": list(row.enhancements),
@@ -100,8 +109,8 @@ def _record(row: PhotoRow, duplicate_of: str | None) -> dict[str, object]:
         "submitted_at": row.submitted_at,
         "result_url": row.result_urls[0] if row.result_urls else None,
         "result_urls": list(row.result_urls),
-        "output_path": row.output_paths[0] if row.output_paths else None,
-        "output_paths": list(row.output_paths),
+        "output_path": shown(row.output_paths[0]) if row.output_paths else None,
+        "output_paths": [shown(p) for p in row.output_paths],
         "attempts": row.attempts,
         "error": row.error,
         "retryable": row.retryable,

@@ -6,6 +6,24 @@ run needs, hands it to the ``Runner`` and closes it all again, whatever happens.
 
 from __future__ import annotations
 
+__all__ = [
+    "LEASE_ENV",
+    "MIN_KEY_LENGTH",
+    "SANDBOX_TIME_SCALE",
+    "ApiSettings",
+    "CollectRequest",
+    "RunRequest",
+    "api_client",
+    "claim_lease_seconds",
+    "collect_results",
+    "describe_catalog",
+    "live_tools",
+    "parse_duration",
+    "plan_manifest",
+    "run_manifest",
+    "window_history",
+]
+
 import json
 import logging
 import math
@@ -20,9 +38,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yarl import URL
-
-from pipeline import api
 from pipeline.api.factory import AnyVersion
 from pipeline.api.v1 import Space, Timeouts, Widget
 from pipeline.api.v3 import ProjectBook
@@ -40,6 +55,7 @@ from pipeline.errors import (
 from pipeline.ledger import Ledger, PostTimes, open_ledger
 from pipeline.manifest.accounts import (
     account_ledger,
+    base_url_from_env,
     emulator_state,
     key_fingerprint,
     window_account,
@@ -88,11 +104,7 @@ class ApiSettings:
                 "(the key never lives in the manifest), or use --sandbox for the local emulator"
             )
         _check_key(key, key_env)
-        base_url = os.environ.get("AIHD_BASE_URL", api.DEFAULT_BASE_URL).strip()
-        url = URL(base_url)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise UsageError(f"AIHD_BASE_URL={base_url!r} is not an http(s) URL")
-        return cls(base_url, key)
+        return cls(base_url_from_env(), key)
 
 
 MIN_KEY_LENGTH = 8
@@ -170,6 +182,19 @@ class CollectRequest:
             **kw,
         )
 
+    @classmethod
+    def for_ledger(cls, ledger_path: Path, **kw: Any) -> CollectRequest:
+        """Collect given a ledger file, not its manifest: every photo it holds, results into
+        ``enhanced/`` beside it (``--output`` elsewhere), the default retries."""
+        return cls(
+            ledger_path=ledger_path,
+            output=ledger_path.parent / "enhanced",
+            folder_roots=None,
+            concurrency=kw.pop("concurrency", 4),
+            backoff=Backoff(),
+            **kw,
+        )
+
 
 @asynccontextmanager
 async def api_client(
@@ -179,11 +204,13 @@ async def api_client(
     projects: ProjectBook | None = None,
     max_in_flight: int | None = None,
     ledger_path: Path | str | None = None,
+    webhook_url: str | None = None,
 ) -> AsyncIterator[AnyVersion]:
     """A client of the real API, or of a local emulator started for this process; it speaks
     v1 and v3 (each photo through the version that orders it). The emulator of a sandbox
     ledger remembers its orders beside it (``ledger_path``), so the next command's finds
-    them."""
+    them. ``webhook_url``: where the emulator sends the account's webhooks (aihd serve
+    --sandbox)."""
     if not settings.sandbox:
         async with AnyVersion(
             settings.base_url,
@@ -194,13 +221,14 @@ async def api_client(
         ) as client:
             yield client
         return
-    from pipeline.sandbox import SandboxConfig, serve
+    from pipeline.sandbox import SandboxConfig, Webhooks, serve
 
     # A demo-friendly emulator: the API's window, and orders that finish in a few seconds.
     config = SandboxConfig(
         api_key=settings.api_key,
         time_scale=SANDBOX_TIME_SCALE,
         state_path=None if ledger_path is None else emulator_state(ledger_path),
+        webhooks=Webhooks(urls=(webhook_url,) if webhook_url else ()),
     )
     async with (
         serve(config) as emulator,
@@ -216,9 +244,10 @@ async def api_client(
 
 
 async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: Path | str) -> Plan:
+    account = window_account(settings.base_url, manifest.account, sandbox=settings.sandbox)
     # A plan orders nothing: its emulator (--sandbox) has nothing to remember, and writes none.
     async with api_client(settings, Timeouts()) as client:
-        return await make_plan(manifest, client, ledger_path)
+        return await make_plan(manifest, client, ledger_path, window_account=account)
 
 
 async def describe_catalog(settings: ApiSettings) -> list[tuple[Space, list[Widget]]]:
@@ -249,32 +278,18 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
         ledger.lease_seconds = claim_lease_seconds(os.environ, ledger.lease_seconds)
         run_id = ledger.start_run(request.command)
         counters = RunCounters()
-        window = OrderWindow(manifest.rate_limit.orders, manifest.rate_limit.per_seconds)
-        # Start from the orders the account spent lately (a run stopped a minute ago), not
-        # from an empty window that would burst into 429s.
-        answer_within = 2 * request.request_timeout + 5
-        # The window is the account's: endpoint and account name, as its ledger is named
-        # (accounts sharing one `ledger:` file each have their own; see accounts.py).
-        account = window_account(settings.base_url, manifest.account, sandbox=settings.sandbox)
-        window.remember(
-            _window_history(
-                ledger.recent_posts(manifest.rate_limit.per_seconds + answer_within, account),
-                answer_within,
+        if capped := ledger.cap_future_posts():
+            log.warning(
+                "%d order times in the ledger were ahead of this clock (another machine's, "
+                "or a clock set back): the order window counts them from now",
+                capped,
             )
-        )
+        account = window_account(settings.base_url, manifest.account, sandbox=settings.sandbox)
+        window = _account_window(ledger, request, account)
         progress = Progress(
             bar=request.progress_bar, stream=sys.stderr, window=window, counters=counters
         )
-        limits = RunLimits(
-            concurrency=request.concurrency,
-            max_orders=request.max_orders,
-            max_duration=request.max_duration,
-            retry_failed=request.retry_failed,
-            settle_seconds=request.settle_seconds,
-            drain_seconds=request.request_timeout,
-            key_fingerprint=key_fingerprint(settings.api_key),
-            account=account,
-        )
+        limits = _run_limits(request, settings, account)
         timeouts = Timeouts(read=request.request_timeout)
         outcome = "crashed"
         reason: dict[str, object] = {}
@@ -314,23 +329,7 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
                 )
                 ledger.finish_run(run_id, outcome, asdict(summary))
                 if request.collect and summary.exit_code in (EXIT_OK, EXIT_SOME_FAILED):
-                    remaining = None
-                    if request.max_duration is not None:
-                        remaining = max(0.0, request.max_duration - summary.seconds)
-                    after = CollectRequest.for_manifest(
-                        manifest,
-                        ledger_path=request.ledger_path,
-                        concurrency=request.concurrency,
-                        wait=True,
-                        timeout=remaining,
-                        progress_bar=request.progress_bar,
-                        request_timeout=request.request_timeout,
-                        command=request.command,
-                    )
-                    collected = await _collect(after, ledger, client, settings, stop)
-                    summary = replace(summary, collected=json.loads(collected.to_json()))
-                    if collected.exit_code != EXIT_OK and summary.exit_code == EXIT_OK:
-                        summary = replace(summary, exit_code=collected.exit_code)
+                    summary = await _collect_after(summary, request, ledger, client, settings, stop)
                 return summary
         except AuthRefused:
             outcome = "key-refused"
@@ -345,6 +344,64 @@ async def run_manifest(request: RunRequest, settings: ApiSettings, stop: StopSwi
             ledger.release_result_claims()
     finally:
         ledger.close()
+
+
+def _account_window(ledger: Ledger, request: RunRequest, account: str) -> OrderWindow:
+    """This run's order window, started from the orders the account spent lately (a run
+    stopped a minute ago), not from an empty window that would burst into 429s. The window is
+    the account's: endpoint and account name, as its ledger is named (accounts sharing one
+    `ledger:` file each have their own; see accounts.py)."""
+    rule = request.manifest.rate_limit
+    window = OrderWindow(rule.orders, rule.per_seconds)
+    answer_within = 2 * request.request_timeout + 5
+    posts = ledger.recent_posts(rule.per_seconds + answer_within, account)
+    window.remember(window_history(posts, answer_within))
+    return window
+
+
+def _run_limits(request: RunRequest, settings: ApiSettings, account: str) -> RunLimits:
+    """What the command asked of the run's workers, and whose account they spend."""
+    return RunLimits(
+        concurrency=request.concurrency,
+        max_orders=request.max_orders,
+        max_duration=request.max_duration,
+        retry_failed=request.retry_failed,
+        settle_seconds=request.settle_seconds,
+        drain_seconds=request.request_timeout,
+        key_fingerprint=key_fingerprint(settings.api_key),
+        account=account,
+    )
+
+
+async def _collect_after(
+    summary: RunSummary,
+    request: RunRequest,
+    ledger: Ledger,
+    client: AnyVersion,
+    settings: ApiSettings,
+    stop: StopSwitch,
+) -> RunSummary:
+    """``run --collect``: collect what the run ordered, within what is left of
+    ``--max-duration``; the summary gains the collect's report, and its exit code when the
+    run's was 0."""
+    remaining = None
+    if request.max_duration is not None:
+        remaining = max(0.0, request.max_duration - summary.seconds)
+    after = CollectRequest.for_manifest(
+        request.manifest,
+        ledger_path=request.ledger_path,
+        concurrency=request.concurrency,
+        wait=True,
+        timeout=remaining,
+        progress_bar=request.progress_bar,
+        request_timeout=request.request_timeout,
+        command=request.command,
+    )
+    collected = await _collect(after, ledger, client, settings, stop)
+    summary = replace(summary, collected=json.loads(collected.to_json()))
+    if collected.exit_code != EXIT_OK and summary.exit_code == EXIT_OK:
+        summary = replace(summary, exit_code=collected.exit_code)
+    return summary
 
 
 def claim_lease_seconds(env: Mapping[str, str], default: float) -> float:
@@ -364,7 +421,7 @@ def claim_lease_seconds(env: Mapping[str, str], default: float) -> float:
     return seconds
 
 
-def _window_history(posts: list[PostTimes], answer_within: float) -> list[float]:
+def window_history(posts: list[PostTimes], answer_within: float) -> list[float]:
     """The order window's clock times of earlier order POSTs: their answers, or for one never
     answered (a killed run's) its intent plus the longest its request may have taken."""
     now, boot, booted, wall = time.monotonic(), boot_id(), boot_seconds(), time.time()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+__all__ = ["render_status", "status_json"]
+
 import json
-import shlex
 from collections.abc import Callable, Sequence
 
 from pipeline.columns import pad, width
+from pipeline.filenames import shell_join, shown
 from pipeline.ledger import Ledger, PhotoRow, State
 
 _COLUMNS = (
@@ -33,11 +35,13 @@ def render_status(
     ``scope``: only the photos in these folders (a manifest's); None: the whole ledger.
     ``target``: the manifest or ledger as given, for the hints (commands ready to paste);
     ``failed``: only the failed photos, each with its reason."""
-    command = shlex.join(["aihd", "status", target]) if target else ""
+    command = shell_join(["aihd", "status", target]) if target else ""
     if failed:
         return _render_failed(ledger, chosen, scope, target)
     by_folder = {
-        f: c for f, c in ledger.counts_by_folder(scope).items() if chosen is None or chosen(f)
+        shown(f): c
+        for f, c in ledger.counts_by_folder(scope).items()
+        if chosen is None or chosen(f)
     }
     cells = max([len("folder"), *(width(f) for f in by_folder)])
     header = f"{pad('folder', cells)}  " + "  ".join(f"{s.value:>10}" for s in _COLUMNS)
@@ -68,6 +72,9 @@ def render_status(
         )
     if (totals[State.FAILED] or unsettled) and command:
         lines.append(f"`{command} --failed` lists the failed and unknown photos with their reasons")
+    if upscales := _upscale_counts(ledger, scope):
+        counted = ", ".join(f"{n} {state}" for state, n in upscales.items())
+        lines.append(f"upscales (aihd serve): {counted}")
     if ignored := len(ledger.ignored_paths()) + len(ledger.ignored_contents()):
         lines.append(f"ignored (aihd ignore): {ignored} paths, left out of every run")
     last = ledger.last_run()
@@ -97,8 +104,8 @@ def _render_failed(
     where = "these folders" if chosen is not None else "this manifest" if scope else "the ledger"
     if not rows and not held:
         return f"no failed photos in {where} (ledger {ledger.path})"
-    lines = [f"failed: {row.path}: {row.error or 'unknown'}" for row in rows]
-    lines += [f"unknown: {row.path}: {row.error or 'outcome unknown'}" for row in held]
+    lines = [f"failed: {shown(row.path)}: {row.error or 'unknown'}" for row in rows]
+    lines += [f"unknown: {shown(row.path)}: {row.error or 'outcome unknown'}" for row in held]
     lines.append(f"{len(rows)} failed photos in {where} (ledger {ledger.path})")
     if held:
         lines.append(
@@ -114,7 +121,7 @@ def _render_failed(
 
 
 def _collect_hint(target: str) -> str:
-    return f"`{shlex.join(['aihd', 'collect', target])}`" if target else "collect"
+    return f"`{shell_join(['aihd', 'collect', target])}`" if target else "collect"
 
 
 def _reorder_hint(ledger: Ledger, scope: Sequence[str] | None, target: str) -> str:
@@ -122,7 +129,7 @@ def _reorder_hint(ledger: Ledger, scope: Sequence[str] | None, target: str) -> s
     charged = [r for r in ledger.photos([State.FAILED], scope=scope) if r.charged]
     if not target or not charged:
         return "the reorder command orders one again, at a cost"
-    command = shlex.join(["aihd", "reorder", target, charged[0].path, "--yes"])
+    command = shell_join(["aihd", "reorder", target, charged[0].path, "--yes"])
     return f"`{command}` orders one again, at a cost"
 
 
@@ -134,7 +141,7 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
     return json.dumps(
         {
             "folders": {
-                folder: {state.value: n for state, n in counts.items()}
+                shown(folder): {state.value: n for state, n in counts.items()}
                 for folder, counts in sorted(ledger.counts_by_folder(scope).items())
             },
             "states": {state.value: n for state, n in ledger.counts(scope).items()},
@@ -143,12 +150,13 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
             "orders_charged": charged,
             "orders_unknown": len(unsettled),
             "failed_after_charge": charged_failed,
+            "upscales": _upscale_counts(ledger, scope),
             "failures": [
                 {"path": path, "error": error} for path, error in _failures(ledger, scope)
             ],
             "unknown": [
                 {
-                    "path": row.path,
+                    "path": shown(row.path),
                     "state": row.state.value,
                     "order_id": row.order_id,
                     "error": row.error or "outcome unknown",
@@ -168,6 +176,13 @@ def status_json(ledger: Ledger, scope: Sequence[str] | None = None) -> str:
     )
 
 
+def _upscale_counts(ledger: Ledger, scope: Sequence[str] | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for upscale in ledger.upscales(scope):
+        counts[upscale.state] = counts.get(upscale.state, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def _unsettled(ledger: Ledger, scope: Sequence[str] | None) -> list[PhotoRow]:
     """Photos whose order POST may have charged, not confirmed either way (unknown, or an
     intent a run left in flight), whichever their file is now."""
@@ -177,4 +192,4 @@ def _unsettled(ledger: Ledger, scope: Sequence[str] | None) -> list[PhotoRow]:
 
 def _failures(ledger: Ledger, scope: Sequence[str] | None) -> list[tuple[str, str]]:
     rows = ledger.photos([State.FAILED], scope=scope)
-    return [(row.path, row.error or "unknown") for row in rows]
+    return [(shown(row.path), row.error or "unknown") for row in rows]

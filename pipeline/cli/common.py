@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "LOCATION",
+    "F",
+    "T",
+    "duration_option",
+    "existing_ledger",
+    "finish",
+    "guard",
+    "is_quiet",
+    "ledger_for",
+    "load_with_warnings",
+    "report_log_failure",
+    "require_ledger",
+    "run_until_signal",
+    "scope_of",
+    "target_ledger",
+    "unattended_options",
+]
+
 import asyncio
-import shlex
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import click
 
 from pipeline.errors import PipelineError, UsageError
+from pipeline.filenames import shell_join
 from pipeline.manifest.folders import folder_matches
 
 # `aihd --help` imports none of these: each command imports what it needs when it runs, so
@@ -41,6 +61,42 @@ class _Location(click.ParamType):  # type: ignore[type-arg]
 
 
 LOCATION = _Location()
+
+
+class Bounded(click.ParamType):  # type: ignore[type-arg]
+    """A finite number from ``low`` to ``high``: nan, inf and a value out of range are
+    refused with the range and an example (click.FloatRange lets nan through: every
+    comparison with nan is false)."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float, example: float, unit: str = "seconds") -> None:
+        self.low, self.high, self.example, self.unit = low, high, example, unit
+
+    def get_metavar(self, *args: Any, **kwargs: Any) -> str:
+        return "SECONDS" if self.unit == "seconds" else "NUMBER"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                number = math.nan
+        if not (math.isfinite(number) and self.low <= number <= self.high):
+            name = param.opts[0] if param is not None and param.opts else "the value"
+            self.fail(
+                f"{value!r} is not a number of {self.unit} from {self.low:g} to {self.high:g}: "
+                f"give e.g. {name} {self.example:g}",
+                param,
+                ctx,
+            )
+        return number
+
+
+SECONDS_A_DAY = 86400.0
+MAX_DURATION_SECONDS = 366 * SECONDS_A_DAY  # a budget longer than a year is a typo
 
 
 def guard(fn: F) -> F:
@@ -92,10 +148,10 @@ def unattended_options(fn: F) -> F:
             ),
             click.option(
                 "--request-timeout",
-                type=click.FloatRange(0.1),
+                type=Bounded(0.1, 3600.0, example=60.0),
                 default=60.0,
                 show_default=True,
-                help="Seconds to wait for an API answer before giving up on it.",
+                help="Seconds (0.1 to 3600) to wait for an API answer before giving up on it.",
             ),
         ]
     ):
@@ -167,6 +223,21 @@ def load_with_warnings(
     return replace(manifest, folders=chosen)
 
 
+def refuse_upscales(manifest: Manifest, command: str) -> None:
+    """``upscale: true`` needs a webhook receiver (the upscaled photo comes by webhook only,
+    docs/api/AIHOMEDESIGN_API.md 2.7): only `aihd serve` has one."""
+    folders = manifest.upscales
+    if not folders:
+        return
+    path = manifest.path.name
+    raise UsageError(
+        f"{manifest.path}:{folders[0].line}: folder {folders[0].name!r} has upscale: true, and "
+        f"an upscaled photo arrives only by webhook, which `aihd {command}` cannot receive: "
+        f"serve the manifest with `aihd serve {path}` (`aihd plan {path} --serve` plans it), "
+        "or remove upscale: true"
+    )
+
+
 def duration_option(option: str, text: str | None) -> float | None:
     """A duration with its unit: a bare "6" is refused (seconds or hours?)."""
     from pipeline.app.session import parse_duration
@@ -178,7 +249,15 @@ def duration_option(option: str, text: str | None) -> float | None:
             f"{option} {text}: give a unit, e.g. {text.strip()}h, {text.strip()}m or "
             f"{text.strip()}s"
         )
-    return parse_duration(text)
+    try:
+        seconds = parse_duration(text)
+    except UsageError:
+        raise UsageError(
+            f"{option} {text!r}: not a duration; give e.g. {option} 6h, 90m, 1h30m or 45s"
+        ) from None
+    if seconds > MAX_DURATION_SECONDS:
+        raise UsageError(f"{option} {text}: at most 366 days; give e.g. {option} 6h")
+    return seconds
 
 
 def require_ledger(
@@ -195,18 +274,19 @@ def require_ledger(
                 "manifest that uses it (aihd run MANIFEST)"
             )
         run = ["aihd", "run", str(manifest.absolute()), *(["--sandbox"] if sandbox else [])]
-        raise UsageError(f"{path}: no ledger here yet; `{shlex.join(run)}` creates it")
+        raise UsageError(f"{path}: no ledger here yet; `{shell_join(run)}` creates it")
 
 
 def ledger_for(
     manifest: Manifest, option: Path | str | None, *, sandbox: bool = False
 ) -> Path | str:
     """--ledger, AIHD_LEDGER, the manifest's ledger:, or the account's (pipeline/accounts)."""
+    from pipeline.api import DEFAULT_BASE_URL
     from pipeline.manifest.accounts import base_url_from_env, chosen_ledger
 
-    return chosen_ledger(
-        option, manifest.ledger, base_url_from_env(), manifest.account, sandbox=sandbox
-    )
+    # The local emulator is an endpoint of its own: AIHD_BASE_URL is not read for it.
+    base_url = DEFAULT_BASE_URL if sandbox else base_url_from_env()
+    return chosen_ledger(option, manifest.ledger, base_url, manifest.account, sandbox=sandbox)
 
 
 def scope_of(target: Path | str) -> list[str] | None:

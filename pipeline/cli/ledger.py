@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["export", "ignore", "ledger", "ledger_import", "ledger_init", "ledger_path", "status"]
+
 import sys
 from pathlib import Path
 
@@ -215,6 +217,7 @@ def ignore(target: Path, paths: tuple[Path, ...], reason: str) -> None:
     Example:
       aihd ignore listings.yaml listings/12-oak-st/inside/corrupt.jpg
     """
+    from pipeline.filenames import shown
     from pipeline.ledger import open_ledger
     from pipeline.manifest.loader import load_manifest
     from pipeline.ordering.scan import check, stat_file
@@ -243,7 +246,9 @@ def ignore(target: Path, paths: tuple[Path, ...], reason: str) -> None:
         ledger.close()
     for path, found in zip(absolute, checked, strict=True):
         if found is None and path not in known:
-            click.echo(f"aihd: warning: {path}: no such file, and no photo of the ledger", err=True)
+            click.echo(
+                f"aihd: warning: {shown(path)}: no such file, and no photo of the ledger", err=True
+            )
     click.echo(
         f"aihd ignore: {added} newly ignored ({len(by_path)} by path: files that cannot be "
         "read as photos); later runs leave them out, renamed or copied",

@@ -5,9 +5,15 @@ code from the spec, never a traceback (see ``common.guard``)."""
 
 from __future__ import annotations
 
+__all__ = ["main"]
+
+import io
+import sys
+
 import click
 
 from pipeline import __version__
+from pipeline.filenames import SHOWN_ERRORS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,3 +28,8 @@ def main() -> None:
       aihd run listings.yaml         # order each photo once; re-run to resume
       aihd collect listings.yaml --wait
     """
+    # A file name that is not UTF-8 is shown escaped (pipeline.filenames) wherever aihd prints
+    # one; any other text a stream cannot encode is escaped too, never a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors=SHOWN_ERRORS)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shlex
+__all__ = ["collect_command", "plan", "reorder", "run"]
+
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,8 @@ import click
 
 from pipeline.cli.common import (
     LOCATION,
+    SECONDS_A_DAY,
+    Bounded,
     duration_option,
     existing_ledger,
     finish,
@@ -19,12 +22,14 @@ from pipeline.cli.common import (
     is_quiet,
     ledger_for,
     load_with_warnings,
+    refuse_upscales,
     require_ledger,
     run_until_signal,
     unattended_options,
 )
 from pipeline.cli.main import main
 from pipeline.errors import UsageError
+from pipeline.filenames import shell_join
 
 
 @main.command()
@@ -42,11 +47,12 @@ from pipeline.errors import UsageError
 @unattended_options
 @click.option(
     "--settle",
-    type=click.FloatRange(0.0),
+    type=Bounded(0.0, SECONDS_A_DAY, example=120.0),
     default=120.0,
     show_default=True,
-    help="Seconds an order whose answer was lost (a 5xx, a reset, a timeout) must read "
-    '"not received" before it is posted again; keep it above the longest lag of its details.',
+    help="Seconds (0 to 86400) an order whose answer was lost (a 5xx, a reset, a timeout) "
+    'must read "not received" before it is posted again; keep it above the longest lag of '
+    "its details.",
 )
 @guard
 def run(
@@ -78,6 +84,7 @@ def run(
     from pipeline.logs import setup_logging
 
     loaded = load_with_warnings(manifest, strict=strict, folder_patterns=folder_patterns)
+    refuse_upscales(loaded, "run")
     bar = not no_progress and sys.stderr.isatty()
     quiet = is_quiet(quiet, log_file)
     settings = ApiSettings.from_env(loaded.api_key_env, sandbox=sandbox)
@@ -104,8 +111,12 @@ def run(
 @click.option("--sandbox", is_flag=True, help="Ask an in-process local emulator.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
 @click.option("--strict", is_flag=True, help="Refuse a folder that is gone (default: skip it).")
+@click.option(
+    "--serve", "for_serve", is_flag=True,
+    help="Plan for `aihd serve`, which has the webhook receiver upscale: true needs.",
+)  # fmt: skip
 @guard
-def plan(manifest: Path, sandbox: bool, as_json: bool, strict: bool) -> None:
+def plan(manifest: Path, sandbox: bool, as_json: bool, strict: bool, for_serve: bool) -> None:
     """Show what `aihd run` would do and spend, spending nothing.
 
     Per folder: photos found, new, to resume, to check, done, duplicates, failed
@@ -122,6 +133,8 @@ def plan(manifest: Path, sandbox: bool, as_json: bool, strict: bool) -> None:
     from pipeline.app.session import ApiSettings, plan_manifest
 
     loaded = load_with_warnings(manifest, strict=strict)
+    if not for_serve:
+        refuse_upscales(loaded, "run")
     settings = ApiSettings.from_env(loaded.api_key_env, sandbox=sandbox)
     planned = eventloop.run(
         plan_manifest(loaded, settings, ledger_for(loaded, None, sandbox=sandbox))
@@ -175,7 +188,6 @@ def collect_command(
     from pipeline.app.session import ApiSettings, CollectRequest, collect_results
     from pipeline.logs import setup_logging
     from pipeline.manifest.loader import refuse_output_over_photos
-    from pipeline.retry import Backoff
 
     if timeout_text is not None and not wait:
         raise UsageError(
@@ -193,7 +205,7 @@ def collect_command(
         "progress_bar": bar,
         "request_timeout": request_timeout,
         "command": " ".join(["aihd", *sys.argv[1:]]),
-        "again": shlex.join(again) if isinstance(target, Path) else "",
+        "again": shell_join(again) if isinstance(target, Path) else "",
     }
     if isinstance(target, Path) and target.suffix.lower() in (".yaml", ".yml"):
         manifest = load_with_warnings(target)
@@ -211,14 +223,7 @@ def collect_command(
                 "folder is where the results go"
             )
         settings = ApiSettings.from_env(sandbox=sandbox)
-        request = CollectRequest(
-            ledger_path=ledger_path,
-            output=ledger_path.parent / "enhanced",
-            folder_roots=None,
-            concurrency=4,
-            backoff=Backoff(),
-            **common,
-        )
+        request = CollectRequest.for_ledger(ledger_path, **common)
     if output_dir is not None:
         request = replace(request, output=output_dir.resolve())
     if folder_patterns:
@@ -249,7 +254,7 @@ def reorder(target: Path | str, photos: tuple[Path, ...], yes: bool) -> None:
     from pipeline.ordering.reorder import plan_reorder
 
     is_manifest = isinstance(target, Path) and target.suffix.lower() in (".yaml", ".yml")
-    run = shlex.join(["aihd", "run", str(Path(target).absolute())]) if is_manifest else ""
+    run = shell_join(["aihd", "run", str(Path(target).absolute())]) if is_manifest else ""
     ledger = open_ledger(existing_ledger(target))
     try:
         lines, photo_ids = plan_reorder(ledger, [str(p.resolve()) for p in photos], run)

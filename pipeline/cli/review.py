@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shlex
+__all__ = ["DEFAULT_LISTEN", "approve", "deliver", "reject", "review"]
+
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import click
 from pipeline.cli.common import existing_ledger, guard, load_with_warnings
 from pipeline.cli.main import main
 from pipeline.errors import UsageError
+from pipeline.filenames import shell_join, shell_quoted
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
 
@@ -76,7 +78,7 @@ def review(
         _serve_desk(manifest, listen)
         return
     if listen != DEFAULT_LISTEN:
-        again = shlex.join(["aihd", "review", str(manifest), "--serve", "--listen", listen])
+        again = shell_join(["aihd", "review", str(manifest), "--serve", "--listen", listen])
         raise UsageError(f"--listen goes with --serve: {again}")
     loaded = load_manifest(manifest)
     ledger = open_ledger(existing_ledger(manifest))
@@ -286,7 +288,6 @@ def deliver(
       aihd deliver listings.yaml --profile stellar -o /srv/uploads --json
     """
     import json
-    import shlex
 
     from pipeline.ledger import open_ledger
     from pipeline.manifest.loader import load_manifest
@@ -363,8 +364,8 @@ def deliver(
             again += ["--listing", pattern]
         again.append("--partial")
         click.echo(
-            f"aihd deliver: to decide: `aihd review {shlex.quote(str(loaded.path))}`; to "
-            f"deliver the approved photos anyway: `{shlex.join(again)}`",
+            f"aihd deliver: to decide: `aihd review {shell_quoted(str(loaded.path))}`; to "
+            f"deliver the approved photos anyway: `{shell_join(again)}`",
             err=True,
         )
     if report.not_approved:

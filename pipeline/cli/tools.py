@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+__all__ = ["catalog", "sandbox", "schema"]
+
 import errno
 import json
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.common import guard
+from pipeline.cli.common import SECONDS_A_DAY, Bounded, guard
 from pipeline.cli.main import main
 from pipeline.errors import UsageError
 
@@ -99,42 +102,47 @@ def _v3_catalog(settings: ApiSettings, as_json: bool) -> None:
 @click.option("--window", default="10/600", show_default=True, help="Order window ORDERS/SECONDS.")
 @click.option(
     "--time-scale",
-    type=click.FloatRange(0.0),
+    type=Bounded(0.0, 1000.0, example=0.1, unit="times"),
     default=1.0,
     show_default=True,
-    help="Multiply each order's eta by this (0.01: a 30 s eta takes 0.3 s).",
+    help="Multiply each order's eta by this, 0 to 1000 (0.01: a 30 s eta takes 0.3 s).",
 )
 @click.option(
-    "--latency", type=click.FloatRange(0.0), default=0.0, help="Seconds added to each answer."
+    "--latency",
+    type=Bounded(0.0, 3600.0, example=0.05),
+    default=0.0,
+    help="Seconds (0 to 3600) added to each answer.",
 )
 @click.option(
-    "--error-rate", type=click.FloatRange(0.0, 1.0), default=0.0, help="Fraction answered 5xx."
+    "--error-rate",
+    type=Bounded(0.0, 1.0, example=0.05, unit="a fraction"),
+    default=0.0,
+    help="Fraction answered 5xx (0 to 1).",
 )
 @click.option(
     "--reset-rate",
-    type=click.FloatRange(0.0, 1.0),
+    type=Bounded(0.0, 1.0, example=0.05, unit="a fraction"),
     default=0.0,
-    help="Fraction whose connection is reset.",
+    help="Fraction whose connection is reset (0 to 1).",
 )
 @click.option(
     "--lost-after-charge-rate",
-    type=click.FloatRange(0.0, 1.0),
+    type=Bounded(0.0, 1.0, example=0.05, unit="a fraction"),
     default=0.0,
-    help="Fraction of order posts charged, then their answer lost.",
+    help="Fraction of order posts charged, then their answer lost (0 to 1).",
 )
 @click.option(
     "--error-after-charge-rate",
-    type=click.FloatRange(0.0, 1.0),
+    type=Bounded(0.0, 1.0, example=0.05, unit="a fraction"),
     default=0.0,
     help="Fraction of order (v3: process) posts charged, then answered 500 with the API's "
-    "error body.",
+    "error body (0 to 1).",
 )
 @click.option(
     "--details-lag",
-    type=click.FloatRange(0.0),
+    type=Bounded(0.0, 3600.0, example=3.0),
     default=0.0,
-    metavar="SECONDS",
-    help="An order's details show its charge only this long after it (until then: idle).",
+    help="Seconds (0 to 3600) an order's details show its charge only after it (until then: idle).",
 )
 @click.option("--seed", type=int, help="Seed the faults, to replay a night exactly.")
 @click.option(
@@ -158,6 +166,26 @@ def _v3_catalog(settings: ApiSettings, as_json: bool) -> None:
     help="Play this reading of a v3 unknown, e.g. envelope=bare (repeat; names and values: "
     "pipeline/sandbox/v3_readings.py).",
 )
+@click.option(
+    "--webhook",
+    "webhook_urls",
+    multiple=True,
+    metavar="URL",
+    help="Send the account's webhooks here (repeat: several receivers take turns).",
+)
+@click.option(
+    "--webhook-duplicates",
+    type=click.IntRange(0, 10),
+    default=0,
+    help="Send each webhook this many more times.",
+)
+@click.option(
+    "--webhook-out-of-order",
+    type=click.FloatRange(0.0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Delay each webhook by a random 0..SECONDS, so they may land out of order.",
+)
 @guard
 def sandbox(
     host: str,
@@ -175,6 +203,9 @@ def sandbox(
     error_every: int,
     fault_paths: tuple[str, ...],
     v3_readings: tuple[str, ...],
+    webhook_urls: tuple[str, ...],
+    webhook_duplicates: int,
+    webhook_out_of_order: float,
 ) -> None:
     """Serve the local emulator of the API (not the real service) for demos and tests.
 
@@ -189,17 +220,14 @@ def sandbox(
       aihd sandbox --error-after-charge-rate 1 --details-lag 5
       aihd sandbox --error-every 2 --fault-path /v1/catalog/
       aihd sandbox --v3 envelope=bare --v3 process_id_field=process_id
+      aihd sandbox --webhook http://127.0.0.1:8788/hooks/SECRET --webhook-duplicates 1
     """
     import secrets
 
-    from pipeline.sandbox import Faults, SandboxConfig, run_forever
+    from pipeline.sandbox import Faults, SandboxConfig, Webhooks, run_forever
     from pipeline.sandbox.v3_readings import readings_from_pairs
 
-    try:
-        orders_text, seconds_text = window.split("/")
-        orders, seconds = int(orders_text), float(seconds_text)
-    except ValueError:
-        raise UsageError(f"--window {window!r}: expected ORDERS/SECONDS, e.g. 10/600") from None
+    orders, seconds = _window_option(window)
     try:
         readings = readings_from_pairs(v3_readings)
     except ValueError as exc:
@@ -221,7 +249,15 @@ def sandbox(
             paths=fault_paths,
         ),
         v3=readings,
+        webhooks=Webhooks(
+            urls=tuple(webhook_urls),
+            duplicates=webhook_duplicates,
+            out_of_order_seconds=webhook_out_of_order,
+        ),
     )
+    for url in webhook_urls:
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--webhook {url!r}: expected an http(s) URL")
     try:
         run_forever(config, host=host, port=port)
     except OSError as exc:  # raised while binding: nothing is served yet
@@ -234,6 +270,27 @@ def sandbox(
         raise UsageError(
             f"cannot serve on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}; {hint}"
         ) from exc
+
+
+MAX_WINDOW_ORDERS = 100_000
+
+
+def _window_option(window: str) -> tuple[int, float]:
+    """--window ORDERS/SECONDS: a whole number of orders (1 to 100000) per 0 to 86400 s."""
+    fix = "expected ORDERS/SECONDS, e.g. --window 10/600"
+    try:
+        orders_text, seconds_text = window.split("/")
+        orders, seconds = int(orders_text), float(seconds_text)
+    except ValueError:
+        raise UsageError(f"--window {window!r}: {fix}") from None
+    if not 1 <= orders <= MAX_WINDOW_ORDERS:
+        raise UsageError(f"--window {window!r}: orders must be 1 to {MAX_WINDOW_ORDERS}; {fix}")
+    if not (math.isfinite(seconds) and 0 < seconds <= SECONDS_A_DAY):
+        raise UsageError(
+            f"--window {window!r}: seconds must be more than 0, at most a day "
+            f"({SECONDS_A_DAY:g}); {fix}"
+        )
+    return orders, seconds
 
 
 @main.command()

@@ -10,8 +10,10 @@ completed row without its files.
 from __future__ import annotations
 
 import asyncio
+import errno
 import filecmp
 import heapq
+import itertools
 import json
 import logging
 import time
@@ -33,9 +35,11 @@ from pipeline.collect.results import (
     decoded_extension,
     derived_root,
     ensure_inside,
-    part_name,
+    fitted_directory,
     remove_leftovers,
+    result_stem,
     safe_parts,
+    temp_name,
     unlink_all,
 )
 from pipeline.errors import (
@@ -51,6 +55,7 @@ from pipeline.errors import (
     ResultTooBig,
     TransientError,
 )
+from pipeline.filenames import shown
 from pipeline.ledger import Ledger, PhotoRow, State
 from pipeline.manifest.folders import folder_matches
 from pipeline.retry import Backoff, retrying
@@ -58,7 +63,7 @@ from pipeline.retry import Backoff, retrying
 if TYPE_CHECKING:  # runner may import this module for `aihd run --collect`
     from pipeline.stopping import StopSwitch
 
-__all__ = ["CollectSummary", "collect", "poll_seconds", "remove_leftovers"]
+__all__ = ["CollectSummary", "PhotoCollector", "collect", "poll_seconds", "remove_leftovers"]
 
 log = logging.getLogger("aihd")
 
@@ -341,7 +346,7 @@ class _Collector:
         except (ResultRejected, RequestRejected) as exc:
             reason = exc.reason if isinstance(exc, RequestRejected) else str(exc)
             self.ledger.mark_failed(row.id, reason, retryable=False)
-            self.failures.append((row.path, reason))
+            self.failures.append((shown(row.path), reason))
             log.warning("%s: result failed for good: %s", row.path, reason)
         except (TransientError, RateLimited, AuthRefused) as exc:
             if isinstance(exc, AuthRefused) and exc.endpoint != "result":
@@ -366,18 +371,21 @@ class _Collector:
 
     async def _place(self, row: PhotoRow, images: Sequence[GeneratedImage]) -> list[str]:
         directory = self._directory(row)
-        stem = Path(row.path).stem
+        stem = result_stem(Path(row.path).stem)
         temps: list[Path] = []
         try:
             await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
             ensure_inside(directory, self.output)
             exts = []
             for n, image in enumerate(images, 1):
-                temps.append(directory / part_name(f"{stem[:120]}_{n}"))
+                temps.append(directory / temp_name(stem, f"_{n}"))
                 exts.append(await self._fetch(image, temps[-1], row, n))
             finals = self._claim(row, directory, exts, temps)
             await asyncio.to_thread(commit_files, list(zip(temps, finals, strict=True)), directory)
         except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                # This photo's path only (fitted_directory keeps within the usual limits).
+                raise ResultRejected(f"its result's path is too long for the disk: {exc}") from exc
             # The local disk, not the photo: every other photo would meet it too.
             raise PipelineError(
                 f"cannot write results into {directory}: {exc}; "
@@ -423,7 +431,7 @@ class _Collector:
             below = ()
         directory = self.output.joinpath(*safe_parts(folder), *below)
         ensure_inside(directory, self.output)
-        return directory
+        return fitted_directory(directory, self.output)
 
     def _claim(
         self, row: PhotoRow, directory: Path, exts: Sequence[str], contents: Sequence[Path] = ()
@@ -431,8 +439,12 @@ class _Collector:
         """Final names: <stem>.<ext>, _2, _3...; another photo's name is never overwritten,
         nor a file aihd did not write (one on disk that no photo of the ledger claims)."""
         photo = Path(row.path)
-        bases = [photo.stem, photo.name, f"{photo.stem}-{row.id}"]
-        bases += (f"{photo.stem}-{row.id}-{n}" for n in range(2, 1000))
+        stem, name = result_stem(photo.stem), result_stem(photo.name)
+        # Made lazily: the first name fits almost always (the whole list cost ~10 ms a photo).
+        bases = itertools.chain(
+            (stem, name, f"{stem}-{row.id}"),
+            (f"{stem}-{row.id}-{n}" for n in range(2, 1000)),
+        )
         # A file already there with the very bytes about to be written is ours from an earlier
         # collect the ledger did not hear of (killed before it recorded them; a duplicate's
         # copies): writing it again destroys nothing.
@@ -490,6 +502,10 @@ class _Collector:
 def _still_to_collect(row: PhotoRow) -> bool:
     """Submitted, or charged with a failed result: collect's to place."""
     return row.state is State.SUBMITTED or (row.state is State.FAILED and row.charged)
+
+
+# `aihd serve` collects photo by photo as each result is ready (pipeline/serve/results.py).
+PhotoCollector = _Collector
 
 
 def _same_bytes(one: Path, other: Path) -> bool:

@@ -2,10 +2,33 @@
 
 Every path stays inside the output folder (names come from the ledger, with anchors, ``.`` and
 ``..`` dropped); files are written as dot ``.part-`` temporaries, decoded, fsynced and renamed.
+
+A name that is not UTF-8 is written as shown to people (``caf\\xe9.jpg``, see
+``pipeline.filenames``). A path the disk cannot hold (a name over 255 bytes, a path over 4095:
+a photo deep in a tree of long folder names) is shortened, never refused: a long name keeps
+its start and gains ``~`` and 12 hex digits of a hash of the whole (so it stays unique, and the
+same every collect), and folders too deep for the output become one such name below the
+photo's manifest folder. Only an output folder too long to hold any result fails a photo, with
+that reason.
 """
 
 from __future__ import annotations
 
+__all__ = [
+    "MAX_RESULT_PIXELS",
+    "PART_MARK",
+    "commit_files",
+    "copy_results",
+    "decoded_extension",
+    "derived_root",
+    "ensure_inside",
+    "part_name",
+    "remove_leftovers",
+    "safe_parts",
+    "unlink_all",
+]
+
+import hashlib
 import os
 import secrets
 import shutil
@@ -19,6 +42,7 @@ from PIL import Image
 
 from pipeline.bootclock import boot_id
 from pipeline.errors import ResultRejected, ResultTooBig
+from pipeline.filenames import shown
 
 PART_MARK = ".part-"
 _STALE_SECONDS = 600.0  # a temporary of another boot or machine untouched this long is left over
@@ -29,6 +53,13 @@ MAX_RESULT_PIXELS = 8192 * 8192
 # warning is made an error, so Image.open refuses a bomb before any pixel is read.
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif"}
+
+
+# The longest stem of a result's name: room is left for "-<id>-<n>", "_<n>" and ".<ext>".
+STEM_BYTES = 200
+# A temporary's name: "." + this + "_<n>.part-" + pid, boot and 12 hex digits (under 40 more).
+_TEMP_STEM_BYTES = 100
+_TAG_CHARS = 1 + 12  # "~" and 12 hex digits
 
 
 def part_name(base: str) -> str:
@@ -90,6 +121,71 @@ def derived_root(photo: Path, folder: str) -> Path:
     return photo.parent
 
 
+def disk_limits(output: Path) -> tuple[int, int]:
+    """(longest name, longest path) in bytes the output folder's file system takes."""
+    try:
+        name_max = os.pathconf(output, "PC_NAME_MAX")
+        path_max = os.pathconf(output, "PC_PATH_MAX") - 1  # it counts the closing NUL
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4095
+    return name_max, path_max
+
+
+def clipped(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` bytes on disk, at a character's end."""
+    data = os.fsencode(text)
+    if len(data) <= max_bytes:
+        return text
+    return data[:max_bytes].decode("utf-8", "ignore")
+
+
+def _tag(whole: str) -> str:
+    return "~" + hashlib.sha256(os.fsencode(whole)).hexdigest()[: _TAG_CHARS - 1]
+
+
+def shortened(text: str, max_bytes: int) -> str:
+    """``text``, or when over ``max_bytes``: its start and a tag of the whole (stable, unique)."""
+    if len(os.fsencode(text)) <= max_bytes:
+        return text
+    return clipped(text, max_bytes - _TAG_CHARS) + _tag(text)
+
+
+def result_stem(stem: str) -> str:
+    """The stem of a photo's result names: its own (bytes that are not UTF-8 written \\xNN),
+    or shortened (see the module docstring)."""
+    return shortened(shown(stem), STEM_BYTES)
+
+
+def temp_name(stem: str, suffix: str = "") -> str:
+    """A temporary's name (``part_name``) for a result, whatever the length of ``stem``."""
+    return part_name(clipped(stem, _TEMP_STEM_BYTES) + suffix)
+
+
+def fitted_directory(directory: Path, output: Path) -> Path:
+    """``directory`` (below ``output``), or a shortened one when the disk could not hold a
+    result's path in it: each name over the limit shortened, then, still too deep, the
+    folders below the first one replaced by one name. ResultRejected when even that fails."""
+    name_max, path_max = disk_limits(output)
+    below = [shown(part) for part in directory.relative_to(output).parts]
+    parts = [shortened(part, name_max) for part in below]
+
+    def fits(candidate: Path) -> bool:
+        return len(os.fsencode(str(candidate))) + 1 + name_max <= path_max
+
+    candidate = output.joinpath(*parts)
+    if fits(candidate):
+        return candidate
+    if len(parts) > 1:
+        deep = "/".join(below[1:])
+        folded = output.joinpath(parts[0], clipped(below[-1], 60) + _tag(deep))
+        if fits(folded):
+            return folded
+    raise ResultRejected(
+        f"the output folder {output} is too long a path for results below it (the disk takes "
+        f"{path_max} bytes): choose a shorter output folder (--output or output:)"
+    )
+
+
 def ensure_inside(path: Path, output: Path) -> None:
     if not path.resolve().is_relative_to(output):
         raise ResultRejected(f"refusing to write {path}: it is outside the output {output}")
@@ -143,7 +239,7 @@ def copy_results(sources: Sequence[Path], finals: Sequence[Path], directory: Pat
             return 0  # the original's files were moved away: nothing sound to copy
         if final.is_file() and final.stat().st_size == source.stat().st_size:
             continue
-        temp = directory / part_name(final.name[:120])
+        temp = directory / temp_name(final.name)
         shutil.copyfile(source, temp)
         moves.append((temp, final))
     try:

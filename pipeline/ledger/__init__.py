@@ -14,6 +14,7 @@ every run of it. The package shows its parts:
     window_log.py     the account's window as a handle counts it: the POSTs it has read, by id
     sqlite_import.py  taking in another (older, per-manifest) ledger
     after_order.py    one SQL for both stores: collect's claims, the files deliver wrote
+    serving.py        what `aihd serve` adds: photos by order id, upscale wishes and upscales
     migrations.py     the schema, as an ordered list of migrations
     identity_sql.py   SQL both stores run: catalog entries of identities, ignored content
     postgres.py       the PostgreSQL store, one ledger for several machines (postgresql:// URL);
@@ -40,6 +41,7 @@ from pipeline.ledger.records import (
     WindowFull,
     WindowRule,
 )
+from pipeline.ledger.serving import UpscaleRow
 from pipeline.ledger.stores import open_ledger
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "Review",
     "RunRecord",
     "State",
+    "UpscaleRow",
     "WindowFull",
     "WindowRule",
     "open_ledger",

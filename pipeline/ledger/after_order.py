@@ -11,11 +11,24 @@ photo still to be ordered, a collect's on a charged photo's results; neither wai
 
 from __future__ import annotations
 
+__all__ = [
+    "Conn",
+    "Cursor",
+    "claim_result",
+    "delivered",
+    "delivered_made_from",
+    "photo_folders",
+    "record_delivered",
+    "release_result_claims",
+    "renew_result_claims",
+]
+
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pipeline.bootclock import owner_alive
+from pipeline.filenames import stored
 
 
 class Cursor(Protocol):
@@ -77,7 +90,7 @@ def record_delivered(
             "INSERT INTO delivered_files (sha256, path, written_at, made_from) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET made_from = "
             "excluded.made_from WHERE excluded.made_from != ''",
-            (sha256, path, written_at, source),
+            (sha256, stored(path), written_at, source),
         )
 
 

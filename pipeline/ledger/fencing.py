@@ -8,6 +8,8 @@ nothing when it wakes (``ClaimLost``).
 
 from __future__ import annotations
 
+__all__ = ["claim_lost_message"]
+
 
 def claim_lost_message(
     path: str, ledger: str, photo_id: int, owner: str, holder: str | None, live: bool

@@ -18,6 +18,8 @@ start, every write giving its new result: its first results were never written.
 
 from __future__ import annotations
 
+__all__ = ["GROUP_RETRY_PAUSE", "MAX_GROUP_ATTEMPTS", "GroupCommit", "P", "T"]
+
 import asyncio
 import time
 from collections.abc import Callable

@@ -4,6 +4,17 @@ leaves out."""
 
 from __future__ import annotations
 
+__all__ = [
+    "IGNORE_CONTENT",
+    "IMPORT_CHOICE",
+    "IMPORT_IGNORED_CONTENT",
+    "SELECT_CHOICES",
+    "SELECT_IGNORED_CONTENT",
+    "UPSERT_CHOICE",
+    "choice_params",
+    "choice_rows",
+]
+
 from collections.abc import Sequence
 from typing import Any
 

@@ -6,14 +6,67 @@ mid-migration leaves the previous version intact. Append new migrations; never e
 
 from __future__ import annotations
 
-import shlex
+__all__ = [
+    "APPLICATION_ID",
+    "COLLECT_CLAIMS_OWNER",
+    "DELIVERED_FILES_TABLE",
+    "DELIVERED_MADE_FROM",
+    "IGNORED_CONTENT_TABLE",
+    "IGNORED_TABLE",
+    "MIGRATIONS",
+    "ORDER_POSTS_PHOTO",
+    "PHOTOS_CLAIMS",
+    "PHOTOS_CURRENT_PATH",
+    "PHOTOS_IDENTITY",
+    "POSTS_ACCOUNT",
+    "REVIEWS_REASON",
+    "SCHEMA_VERSION",
+    "SEED_CHOICES",
+    "SEED_IGNORED",
+    "TITLES_TABLE",
+    "UNKNOWN_FROM_FAILED",
+    "UNKNOWN_FROM_TRUSTED_5XX",
+    "V3_PROJECTS_TABLE",
+    "empty_message",
+    "migrate",
+]
+
 import sqlite3
 from collections.abc import Callable
 
 from pipeline.errors import LedgerError, NotALedger
+from pipeline.filenames import shell_quoted
+from pipeline.ledger.serving import create_tables
 
 # 'aihd' in ASCII: marks the file as ours so another tool's SQLite file is refused, not altered.
 APPLICATION_ID = 0x61696864
+
+
+# Schema both stores make alike: postgres_schema.py runs these same statements.
+PHOTOS_CURRENT_PATH = "CREATE UNIQUE INDEX photos_current_path ON photos(path) WHERE current = 1"
+PHOTOS_IDENTITY = "CREATE INDEX photos_identity ON photos(identity)"
+PHOTOS_CLAIMS = "CREATE INDEX photos_claims ON photos(claimed_by) WHERE claimed_by IS NOT NULL"
+ORDER_POSTS_PHOTO = "CREATE INDEX order_posts_photo ON order_posts(photo_id, id)"
+IGNORED_TABLE = (
+    "CREATE TABLE ignored (path TEXT PRIMARY KEY, ignored_at TEXT NOT NULL, reason TEXT)"
+)
+TITLES_TABLE = "CREATE TABLE titles (casefolded TEXT PRIMARY KEY, title TEXT NOT NULL)"
+V3_PROJECTS_TABLE = (
+    "CREATE TABLE v3_projects (account TEXT NOT NULL, address TEXT NOT NULL, "
+    "project_id TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (account, address))"
+)
+IGNORED_CONTENT_TABLE = (
+    "CREATE TABLE ignored_content (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
+    "ignored_at TEXT NOT NULL, reason TEXT)"
+)
+COLLECT_CLAIMS_OWNER = "CREATE INDEX collect_claims_owner ON collect_claims(owner)"
+POSTS_ACCOUNT = "ALTER TABLE order_posts ADD COLUMN account TEXT NOT NULL DEFAULT ''"
+REVIEWS_REASON = "ALTER TABLE reviews ADD COLUMN reason TEXT"
+DELIVERED_MADE_FROM = "ALTER TABLE delivered_files ADD COLUMN made_from TEXT NOT NULL DEFAULT ''"
+DELIVERED_FILES_TABLE = (
+    "CREATE TABLE delivered_files (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
+    "written_at TEXT NOT NULL)"
+)
 
 
 def _v1_initial(conn: sqlite3.Connection) -> None:
@@ -50,8 +103,8 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
         )
         """
     )
-    conn.execute("CREATE UNIQUE INDEX photos_current_path ON photos(path) WHERE current = 1")
-    conn.execute("CREATE INDEX photos_identity ON photos(identity)")
+    conn.execute(PHOTOS_CURRENT_PATH)
+    conn.execute(PHOTOS_IDENTITY)
     conn.execute(
         """
         CREATE TABLE runs (
@@ -89,7 +142,7 @@ def _v2_charges_and_posts(conn: sqlite3.Connection) -> None:
         )
         """
     )
-    conn.execute("CREATE INDEX order_posts_photo ON order_posts(photo_id, id)")
+    conn.execute(ORDER_POSTS_PHOTO)
     conn.execute("CREATE INDEX order_posts_intent ON order_posts(intent_wall)")
 
 
@@ -101,7 +154,7 @@ def _v3_account(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE photos ADD COLUMN claim_until REAL")  # Unix time
     conn.execute("ALTER TABLE order_posts ADD COLUMN key_fingerprint TEXT NOT NULL DEFAULT ''")
     conn.execute("CREATE INDEX order_posts_boot ON order_posts(boot, intent_clock)")
-    conn.execute("CREATE INDEX photos_claims ON photos(claimed_by) WHERE claimed_by IS NOT NULL")
+    conn.execute(PHOTOS_CLAIMS)
     conn.execute(
         """
         CREATE TABLE imports (
@@ -132,18 +185,13 @@ def _v5_ignored(conn: sqlite3.Connection) -> None:
 
     Titles live apart from photos: a photo's identity holds them casefolded, and must not change.
     """
-    conn.execute(
-        "CREATE TABLE ignored (path TEXT PRIMARY KEY, ignored_at TEXT NOT NULL, reason TEXT)"
-    )
-    conn.execute("CREATE TABLE titles (casefolded TEXT PRIMARY KEY, title TEXT NOT NULL)")
+    conn.execute(IGNORED_TABLE)
+    conn.execute(TITLES_TABLE)
 
 
 def _v6_v3_projects(conn: sqlite3.Connection) -> None:
     """The v3 API's listing projects: one per account and address, created once, ever."""
-    conn.execute(
-        "CREATE TABLE v3_projects (account TEXT NOT NULL, address TEXT NOT NULL, "
-        "project_id TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (account, address))"
-    )
+    conn.execute(V3_PROJECTS_TABLE)
 
 
 def _catalog_choices(conn: sqlite3.Connection) -> None:
@@ -193,10 +241,7 @@ def _ignored_by_content(conn: sqlite3.Connection) -> None:
     """`aihd ignore` by content: a photo ignored stays ignored renamed or copied. Paths stay
     for files that cannot be read (no content to name); a path ignored before keeps its photo's
     content ignored too."""
-    conn.execute(
-        "CREATE TABLE ignored_content (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
-        "ignored_at TEXT NOT NULL, reason TEXT)"
-    )
+    conn.execute(IGNORED_CONTENT_TABLE)
     conn.execute(SEED_IGNORED)
 
 
@@ -210,7 +255,7 @@ SEED_IGNORED = (
 def _window_per_account(conn: sqlite3.Connection) -> None:
     """Each order POST's account (API endpoint and account name): accounts sharing a ledger
     file each have their own window. Earlier posts ('') count in every account's window."""
-    conn.execute("ALTER TABLE order_posts ADD COLUMN account TEXT NOT NULL DEFAULT ''")
+    conn.execute(POSTS_ACCOUNT)
 
 
 def _collect_claims(conn: sqlite3.Connection) -> None:
@@ -220,26 +265,23 @@ def _collect_claims(conn: sqlite3.Connection) -> None:
         "CREATE TABLE collect_claims (photo_id INTEGER PRIMARY KEY REFERENCES photos(id), "
         "owner TEXT NOT NULL, claim_until REAL NOT NULL)"
     )
-    conn.execute("CREATE INDEX collect_claims_owner ON collect_claims(owner)")
+    conn.execute(COLLECT_CLAIMS_OWNER)
 
 
 def _delivered_files(conn: sqlite3.Connection) -> None:
     """The content of every file `aihd deliver` wrote: the only files it may ever delete."""
-    conn.execute(
-        "CREATE TABLE delivered_files (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
-        "written_at TEXT NOT NULL)"
-    )
+    conn.execute(DELIVERED_FILES_TABLE)
 
 
 def _review_reasons(conn: sqlite3.Connection) -> None:
     """Why a person rejected a photo (the review desk asks), kept beside the decision."""
-    conn.execute("ALTER TABLE reviews ADD COLUMN reason TEXT")
+    conn.execute(REVIEWS_REASON)
 
 
 def _delivered_files_made_from(conn: sqlite3.Connection) -> None:
     """What each delivered file was made from (its sources and the profile's settings): a
     re-delivery copies a file whose sources are unchanged instead of encoding it again."""
-    conn.execute("ALTER TABLE delivered_files ADD COLUMN made_from TEXT NOT NULL DEFAULT ''")
+    conn.execute(DELIVERED_MADE_FROM)
 
 
 # Failed photos an older aihd left that may have been charged: their outcome is unknown.
@@ -271,6 +313,11 @@ def _unknown_state_and_claim_fences(conn: sqlite3.Connection) -> None:
     conn.execute(UNKNOWN_FROM_TRUSTED_5XX)
 
 
+def _serve_upscales(conn: sqlite3.Connection) -> None:
+    """`aihd serve`: upscale wishes and upscales, and photos found by order id (serving.py)."""
+    create_tables(conn)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_initial,
     _v2_charges_and_posts,
@@ -286,6 +333,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _review_reasons,
     _delivered_files_made_from,
     _unknown_state_and_claim_fences,
+    _serve_upscales,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -345,5 +393,5 @@ def empty_message(where: str) -> str:
     return (
         f"ledger {where} is an empty file, not a ledger (a failed copy or a full disk?); "
         "nothing was spent: restore it from a backup, or if it really is a new ledger: "
-        f"aihd ledger init --into {shlex.quote(where)}"
+        f"aihd ledger init --into {shell_quoted(where)}"
     )

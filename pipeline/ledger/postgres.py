@@ -43,12 +43,14 @@ import json
 from collections.abc import Iterable, Mapping, Sequence, Set
 
 from pipeline.errors import LedgerError
-from pipeline.ledger import after_order
+from pipeline.filenames import shown, stored, unstored
+from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
 from pipeline.ledger import postgres_sql as q
-from pipeline.ledger.postgres_base import INSERT, is_url
+from pipeline.ledger import statements as S
+from pipeline.ledger.postgres_base import INSERT
 from pipeline.ledger.postgres_orders import PostgresOrders
-from pipeline.ledger.postgres_schema import LOCK_FIND
+from pipeline.ledger.postgres_schema import ADVISORY_LOCK, LOCK_FIND
 from pipeline.ledger.records import (
     ChoiceEntry,
     Decision,
@@ -60,8 +62,10 @@ from pipeline.ledger.records import (
     State,
     WindowRule,
 )
-from pipeline.ledger.sqlite_found import record_found
-from pipeline.ledger.sqlite_rows import COLUMNS, STATES, encode, now_text, row_of
+from pipeline.ledger.serving import UpscaleRow
+from pipeline.ledger.sqlite_found import adopt, record_found
+from pipeline.ledger.sqlite_rows import COLUMNS, STATES, encode, error_text, now_text, row_of
+from pipeline.ledger.stores import is_url
 
 __all__ = ["PostgresLedger", "is_url"]
 
@@ -78,7 +82,7 @@ class PostgresLedger(PostgresOrders):
         found = self._run(
             lambda c: c.execute(
                 "INSERT INTO runs (command, started_at) VALUES (%s, %s) RETURNING id",
-                (command, now_text()),
+                (shown(command), now_text()),
             ).fetchone()
         )
         assert found is not None
@@ -86,15 +90,10 @@ class PostgresLedger(PostgresOrders):
 
     def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, object]) -> None:
         text = json.dumps(dict(summary), default=str)
-        self._run(
-            lambda c: c.execute(
-                "UPDATE runs SET ended_at = %s, outcome = %s, summary = %s WHERE id = %s",
-                (now_text(), outcome, text, run_id),
-            )
-        )
+        self._run(lambda c: c.execute(q.pg(S.FINISH_RUN), (now_text(), outcome, text, run_id)))
 
     def last_run(self) -> RunRecord | None:
-        rows = self._read("SELECT * FROM runs ORDER BY id DESC LIMIT 1")
+        rows = self._read(S.LAST_RUN)
         if not rows:
             return None
         r = rows[0]
@@ -103,22 +102,20 @@ class PostgresLedger(PostgresOrders):
     # -- finding photos -----------------------------------------------------------------------
 
     def cached_hashes(self) -> dict[str, tuple[int, int, str]]:
-        rows = self._read(
-            "SELECT path, size, mtime_ns, sha256 FROM photos WHERE current = 1 AND sha256 != ''"
-        )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        rows = self._read(S.CACHED_HASHES)
+        return {unstored(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]:
         rows = self._read(
             "SELECT path, size, mtime_ns, sha256, identity, state, id FROM photos "
             "WHERE current = 1 AND sha256 != '' AND path = ANY(%s)",
-            (list(paths),),
+            ([stored(p) for p in paths],),
         )
-        return {r[0]: KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
+        return {unstored(r[0]): KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
 
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]:
         def body(c: q.Conn) -> list[PhotoRow]:
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
+            c.execute(ADVISORY_LOCK, (LOCK_FIND,))
             return record_found(q.SqliteStyle(c), found, now_text())  # type: ignore[arg-type]
 
         return self._run(body)
@@ -130,7 +127,7 @@ class PostgresLedger(PostgresOrders):
         """As SqliteLedger.adopt_orphans: copies take the place of an unpaid original gone."""
 
         def body(c: q.Conn) -> list[PhotoRow]:
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
+            c.execute(ADVISORY_LOCK, (LOCK_FIND,))
             adopted, taken, now = [], set(), now_text()
             for copy_id, original_id, path, stands in q.unpaid_originals(
                 c, copy_ids, self.owner, lock=True
@@ -138,7 +135,7 @@ class PostgresLedger(PostgresOrders):
                 if original_id in taken or (stands and path not in missing):
                     continue
                 taken.add(original_id)
-                q.adopt(c, copy_id, original_id, path in missing, now)
+                adopt(q.SqliteStyle(c), copy_id, original_id, path in missing, now)  # type: ignore[arg-type]
                 adopted.append(self._one(c, copy_id))
             return adopted
 
@@ -148,23 +145,21 @@ class PostgresLedger(PostgresOrders):
         self, path: str, folder: str, size: int, mtime_ns: int, reason: str, manifest: str = ""
     ) -> PhotoRow:
         identity = f"broken:{size}:{mtime_ns}"
+        key, reason = stored(path), shown(reason)
 
         def body(c: q.Conn) -> PhotoRow:
             now = now_text()
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
-            c.execute(
-                "UPDATE photos SET current = 0 WHERE path = %s AND current = 1 AND identity != %s",
-                (path, identity),
-            )
+            c.execute(ADVISORY_LOCK, (LOCK_FIND,))
+            c.execute(q.pg(S.NOT_CURRENT), (key, identity))
             done = c.execute(
                 "UPDATE photos SET state = 'failed', error = %s, retryable = 0, current = 1, "
                 "folder = %s, updated_at = %s WHERE path = %s AND identity = %s "
                 f"RETURNING {COLUMNS}",
-                (reason, folder, now, path, identity),
+                (reason, stored(folder), now, key, identity),
             ).fetchone()
             if done is not None:
                 return row_of(done)
-            (next_id,) = c.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone() or (1,)
+            (next_id,) = c.execute(S.NEXT_PHOTO_ID).fetchone() or (1,)
             row = PhotoRow(
                 next_id, path, folder, "", size, mtime_ns, "", "", (), identity, State.FAILED,
                 None, None, None, None, (), (), 0, reason, False, None, now, False,
@@ -190,8 +185,7 @@ class PostgresLedger(PostgresOrders):
         if states is not None:
             where.append("state = ANY(%s)")
             params.append([State(s).value for s in states])
-        sql = f"SELECT {COLUMNS} FROM photos WHERE {' AND '.join(where)} ORDER BY id"
-        return [row_of(r) for r in self._read(sql, params)]
+        return [row_of(r) for r in self._read(S.photos_sql(" AND ".join(where)), params)]
 
     def claim_row(self, photo_id: int) -> PhotoRow | None:
         """``claim``, and the photo as it stands now that it is this run's (None: another
@@ -199,7 +193,7 @@ class PostgresLedger(PostgresOrders):
         return self.get(photo_id) if self.claim(photo_id) else None
 
     def get(self, photo_id: int) -> PhotoRow:
-        rows = self._read(f"SELECT {COLUMNS} FROM photos WHERE id = %s", (photo_id,))
+        rows = self._read(q.pg(S.PHOTO_BY_ID), (photo_id,))
         if not rows:
             raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
         return row_of(rows[0])
@@ -207,10 +201,7 @@ class PostgresLedger(PostgresOrders):
     def counts(self, scope: Sequence[str] | None = None) -> dict[State, int]:
         clause, params = q.scope_clause(scope)
         counts = dict.fromkeys(State, 0)
-        for state, n in self._read(
-            f"SELECT state, count(*) FROM photos WHERE current = 1 AND {clause} GROUP BY state",
-            params,
-        ):
+        for state, n in self._read(S.counts_sql(clause), params):
             counts[State(state)] = n
         return counts
 
@@ -226,13 +217,13 @@ class PostgresLedger(PostgresOrders):
     def counts_by_folder(self, scope: Sequence[str] | None = None) -> dict[str, dict[State, int]]:
         clause, params = q.scope_clause(scope)
         by_folder: dict[str, dict[State, int]] = {}
-        for folder, state, n in self._read(
-            f"SELECT folder, state, count(*) FROM photos WHERE current = 1 AND {clause} "
-            "GROUP BY folder, state ORDER BY folder",
-            params,
-        ):
-            by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
+        for folder, state, n in self._read(S.counts_by_folder_sql(clause), params):
+            by_folder.setdefault(unstored(folder), dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
+
+    def cap_future_posts(self) -> int:
+        """Order times ahead of the database's clock become now (a count)."""
+        return self._run(lambda c: q.cap_future_posts(c, self._window_log))
 
     def window_wait(self, rule: WindowRule) -> float:
         """Seconds until the account's window has room, on the database's clock (read only:
@@ -251,7 +242,7 @@ class PostgresLedger(PostgresOrders):
                 cur = c.execute(
                     "INSERT INTO ignored (path, ignored_at, reason) VALUES (%s, %s, %s) "
                     "ON CONFLICT (path) DO NOTHING",
-                    (path, stamp, reason),
+                    (stored(path), stamp, shown(reason)),
                 )
                 added += cur.rowcount
             return added
@@ -259,7 +250,7 @@ class PostgresLedger(PostgresOrders):
         return self._run(body)
 
     def ignored_paths(self) -> set[str]:
-        return {path for (path,) in self._read("SELECT path FROM ignored")}
+        return {unstored(path) for (path,) in self._read(S.IGNORED_PATHS)}
 
     def ignore_contents(self, photos: Sequence[tuple[str, str]], reason: str) -> int:
         """As SqliteLedger.ignore_contents: these contents are left out wherever found."""
@@ -268,7 +259,9 @@ class PostgresLedger(PostgresOrders):
         def body(c: q.Conn) -> int:
             style = q.SqliteStyle(c)
             return sum(
-                style.execute(idsql.IGNORE_CONTENT, (sha, path, stamp, reason)).rowcount
+                style.execute(
+                    idsql.IGNORE_CONTENT, (sha, stored(path), stamp, shown(reason))
+                ).rowcount
                 for sha, path in photos
             )
 
@@ -290,25 +283,18 @@ class PostgresLedger(PostgresOrders):
 
         def body(c: q.Conn) -> None:
             for folded, title in wanted:
-                c.execute(
-                    "INSERT INTO titles (casefolded, title) VALUES (%s, %s) "
-                    "ON CONFLICT (casefolded) DO UPDATE SET title = excluded.title",
-                    (folded, title),
-                )
+                c.execute(q.pg(S.REMEMBER_TITLE), (folded, title))
 
         self._run(body)
 
     def titles(self) -> dict[str, str]:
-        return dict(self._read("SELECT casefolded, title FROM titles"))
+        return dict(self._read(S.TITLES))
 
     # -- the v3 API's listing projects (one per account and address) ---------------------------
 
     def v3_project(self, account: str, address: str) -> str | None:
         """The id of the account's v3 project for ``address`` (any case), if one was made."""
-        rows = self._read(
-            "SELECT project_id FROM v3_projects WHERE account = %s AND address = %s",
-            (account, address.strip().casefold()),
-        )
+        rows = self._read(q.pg(S.V3_PROJECT), (account, address.strip().casefold()))
         return str(rows[0][0]) if rows else None
 
     def save_v3_project(self, account: str, address: str, project_id: str) -> None:
@@ -316,11 +302,23 @@ class PostgresLedger(PostgresOrders):
         machines creating one at once: the second's project is left empty, never used)."""
         self._run(
             lambda c: c.execute(
-                "INSERT INTO v3_projects (account, address, project_id, created_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (account, address) DO NOTHING",
+                q.pg(S.SAVE_V3_PROJECT),
                 (account, address.strip().casefold(), project_id, now_text()),
             )
         )
+
+    def replace_v3_project(self, account: str, address: str, gone: str, project_id: str) -> str:
+        """``project_id`` takes the place of ``gone`` (deleted on the server), unless another
+        run replaced it first; returns the id kept."""
+        key = address.strip().casefold()
+
+        def body(c: q.Conn) -> str:
+            c.execute(q.pg(S.REPLACE_V3_PROJECT), (account, key, project_id, now_text(), gone))
+            found = c.execute(q.pg(S.V3_PROJECT), (account, key)).fetchone()
+            assert found is not None
+            return str(found[0])
+
+        return self._run(body)
 
     # -- deliver's files, and where photos are (after_order.py) --------------------------------
 
@@ -358,12 +356,8 @@ class PostgresLedger(PostgresOrders):
             done = 0
             for photo_id in photo_ids:
                 cur = c.execute(
-                    "INSERT INTO reviews (photo_id, decision, decided_at, source, reason) "
-                    "SELECT id, %s, %s, %s, %s FROM photos WHERE id = %s AND state = 'completed' "
-                    "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
-                    "decided_at = excluded.decided_at, source = excluded.source, "
-                    "reason = excluded.reason",
-                    (value, decided_at, source, reason, photo_id),
+                    q.pg(S.RECORD_REVIEW),
+                    (value, decided_at, shown(source), error_text(reason), photo_id),
                 )
                 done += cur.rowcount
             return done
@@ -374,12 +368,51 @@ class PostgresLedger(PostgresOrders):
         """Take back the decisions on these photos (undecided again); return how many."""
         return self._run(
             lambda c: (
-                c.execute(
-                    "DELETE FROM reviews WHERE photo_id = ANY(%s)", (list(photo_ids),)
-                ).rowcount
+                q.SqliteStyle(c).execute(S.CLEAR_REVIEWS, (json.dumps(list(photo_ids)),)).rowcount
             )
         )
 
     def reviews(self) -> dict[int, Review]:
-        rows = self._read("SELECT photo_id, decision, decided_at, source, reason FROM reviews")
+        rows = self._read(S.REVIEWS)
         return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3], r[4]) for r in rows}
+
+    # -- aihd serve (serving.py, in SQLite's SQL through SqliteStyle) ---------------------------
+
+    def photo_by_order(self, order_id: str) -> PhotoRow | None:
+        found = self._run(lambda c: serving.photo_by_order(q.SqliteStyle(c), COLUMNS, order_id))
+        return None if found is None else row_of(found)
+
+    def release_claim(self, photo_id: int) -> None:
+        """Let this run's claim on one photo go (a service keeps running past its work); its
+        fence goes with it, so a later claim is a new one with a new token."""
+        self._claimed.discard(photo_id)
+        self._fences.pop(photo_id, None)
+        if self.owner is not None:
+            self._run(lambda c: c.execute(q.pg(S.RELEASE_CLAIM), (photo_id, self.owner)))
+
+    def wish_upscales(self, photo_ids: Sequence[int], source: str) -> int:
+        return self._run(lambda c: serving.wish(q.SqliteStyle(c), photo_ids, source, now_text()))
+
+    def upscale_work(self, scope: Sequence[str] | None = None) -> list[int]:
+        return self._run(lambda c: serving.work(q.SqliteStyle(c), serving.scope_sql(scope)))
+
+    def upscale_intents(self, photo_id: int, generated_ids: Sequence[str]) -> list[str]:
+        return self._run(
+            lambda c: serving.intents(q.SqliteStyle(c), photo_id, generated_ids, now_text())
+        )
+
+    def upscale_answered(self, generated_id: str, error: str | None) -> None:
+        self._run(lambda c: serving.answered(q.SqliteStyle(c), generated_id, error, now_text()))
+
+    def finish_upscale(
+        self, generated_id: str, output_path: str | None, error: str | None = None
+    ) -> bool:
+        return self._run(
+            lambda c: serving.finish(q.SqliteStyle(c), generated_id, output_path, error, now_text())
+        )
+
+    def upscale(self, generated_id: str) -> UpscaleRow | None:
+        return self._run(lambda c: serving.one(q.SqliteStyle(c), generated_id))
+
+    def upscales(self, scope: Sequence[str] | None = None) -> list[UpscaleRow]:
+        return self._run(lambda c: serving.every(q.SqliteStyle(c), serving.scope_sql(scope)))

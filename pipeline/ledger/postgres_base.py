@@ -3,6 +3,17 @@ connection, the run lock, and claims (see postgres.py for the whole)."""
 
 from __future__ import annotations
 
+__all__ = [
+    "DEADLOCK_PAUSE",
+    "INSERT",
+    "RETRY_ENV",
+    "PostgresBase",
+    "T",
+    "first_line",
+    "redact",
+]
+
+import math
 import os
 import re
 import threading
@@ -14,25 +25,26 @@ from typing import Any, NoReturn, TypeVar
 import psycopg
 import psycopg.errors
 
-from pipeline.errors import GroupRolledBack, LedgerError, LedgerUnreachable, NotEligible
+from pipeline.errors import (
+    GroupRolledBack,
+    LedgerError,
+    LedgerUnreachable,
+    NotEligible,
+    UsageError,
+)
 from pipeline.ledger import postgres_sql as q
+from pipeline.ledger import sqlite_rows
+from pipeline.ledger import statements as S
 from pipeline.ledger.postgres_schema import migrate
 from pipeline.ledger.records import PhotoRow
-from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
+from pipeline.ledger.sqlite_rows import now_text, row_of
 from pipeline.ledger.window_log import WindowLog
 
 T = TypeVar("T")
 DEADLOCK_PAUSE = 0.02  # seconds before a transaction chosen as a deadlock's victim is made again
 RETRY_ENV = "AIHD_LEDGER_RETRY_SECONDS"
-INSERT = (
-    f"INSERT INTO photos ({COLUMNS}, current, created_at, manifest) "
-    f"VALUES ({', '.join(['%s'] * (COLUMNS.count(',') + 4))})"
-)
-
-
-def is_url(location: object) -> bool:
-    """A PostgreSQL ledger's location (``postgresql://...`` or ``postgres://...``)."""
-    return str(location).startswith(("postgresql://", "postgres://"))
+INSERT = q.pg(sqlite_rows.INSERT)
+_PHOTO_BY_ID = q.pg(S.PHOTO_BY_ID)
 
 
 def redact(url: str) -> str:
@@ -55,8 +67,7 @@ class PostgresBase:
         self._depth = 0
         self._conn: q.Conn | None = None
         self._lock_conn: q.Conn | None = None
-        env = os.environ.get(RETRY_ENV, "").strip()
-        self.retry_seconds = retry_seconds if retry_seconds is not None else float(env or 60)
+        self.retry_seconds = retry_seconds if retry_seconds is not None else _retry_from_env()
         self._away = False  # it stayed away once: later calls try once, not for retry_seconds
         self._group: list[tuple[Callable[[q.Conn], Any], object]] | None = None
         self._group_error: LedgerError | None = None
@@ -299,7 +310,7 @@ class PostgresBase:
             self._drop()
 
     def _one(self, c: q.Conn, photo_id: int) -> PhotoRow:
-        r = c.execute(f"SELECT {COLUMNS} FROM photos WHERE id = %s", (photo_id,)).fetchone()
+        r = c.execute(_PHOTO_BY_ID, (photo_id,)).fetchone()
         if r is None:
             raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
         return row_of(r)
@@ -315,8 +326,7 @@ class PostgresBase:
     ) -> PhotoRow:
         def body(c: q.Conn) -> PhotoRow:
             found = c.execute(
-                f"UPDATE photos SET {sets}, updated_at = %s WHERE id = %s {only_if} "
-                f"RETURNING {COLUMNS}",
+                q.pg(S.mark_sql(sets, only_if)),
                 (*params, now_text(), photo_id, *only_if_params),
             ).fetchone()
             if found is None:
@@ -333,6 +343,21 @@ def _outcome(result: object) -> object:
     if isinstance(result, BaseException):
         return type(result)
     return result if isinstance(result, bool) else None
+
+
+def _retry_from_env() -> float:
+    """AIHD_LEDGER_RETRY_SECONDS (default 60): a finite number of seconds, at most a day."""
+    text = os.environ.get(RETRY_ENV, "").strip()
+    try:
+        seconds = float(text) if text else 60.0
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 <= seconds <= 86400):
+        raise UsageError(
+            f"{RETRY_ENV}={text!r} is not a number of seconds from 0 to 86400: set it to how "
+            f"long to wait for the ledger's database, e.g. {RETRY_ENV}=60, or unset it"
+        )
+    return seconds
 
 
 def first_line(exc: BaseException) -> str:

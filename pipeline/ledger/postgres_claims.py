@@ -3,6 +3,8 @@ downloads which photo's results, and a session lock (see postgres.py for the who
 
 from __future__ import annotations
 
+__all__ = ["PostgresClaims"]
+
 import json
 import os
 import socket
@@ -13,10 +15,13 @@ from pipeline.bootclock import owner_alive
 from pipeline.errors import ClaimLost, LedgerBusy, LedgerError, LedgerUnreachable
 from pipeline.ledger import after_order
 from pipeline.ledger import postgres_sql as q
+from pipeline.ledger import statements as S
 from pipeline.ledger.fencing import claim_lost_message
 from pipeline.ledger.postgres_base import PostgresBase, first_line
 from pipeline.ledger.postgres_schema import LOCK_RUN
 from pipeline.ledger.sqlite_rows import now_text
+
+DATABASE_NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"  # Unix seconds
 
 
 class PostgresClaims(PostgresBase):
@@ -83,7 +88,7 @@ class PostgresClaims(PostgresBase):
 
         def body(c: q.Conn) -> bool:
             free = "(claimed_by IS NULL OR claimed_by = %s OR claim_until < %s)"
-            clock = c.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+            clock = c.execute(DATABASE_NOW).fetchone()
             assert clock is not None
             now = float(clock[0])
             this = c.execute(
@@ -193,12 +198,7 @@ class PostgresClaims(PostgresBase):
         self._fences.clear()
         self._claimed.clear()
         if self.owner is not None:
-            self._run(
-                lambda c: c.execute(
-                    "UPDATE photos SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = %s",
-                    (self.owner,),
-                )
-            )
+            self._run(lambda c: c.execute(q.pg(S.RELEASE_CLAIMS), (self.owner,)))
 
     # -- collect's claims on results (after_order.py) -----------------------------------------
 
@@ -231,6 +231,6 @@ class PostgresClaims(PostgresBase):
 
 def _clock(c: q.Conn) -> float:
     """The database's clock, in Unix seconds: every machine's leases count on it."""
-    row = c.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+    row = c.execute(DATABASE_NOW).fetchone()
     assert row is not None
     return float(row[0])

@@ -3,6 +3,8 @@ failures, `aihd reorder`, and the import of a SQLite ledger (see postgres.py for
 
 from __future__ import annotations
 
+__all__ = ["PostgresOrders"]
+
 import json
 import time
 from collections.abc import Sequence
@@ -10,12 +12,14 @@ from pathlib import Path
 
 from pipeline.bootclock import Stamp
 from pipeline.errors import ClaimLost, LedgerError, NotEligible, SubmitRefused
+from pipeline.filenames import stored
 from pipeline.ledger import postgres_sql as q
+from pipeline.ledger import statements as S
 from pipeline.ledger.postgres_claims import PostgresClaims
-from pipeline.ledger.postgres_schema import LOCK_FIND, LOCK_WINDOW
+from pipeline.ledger.postgres_schema import ADVISORY_LOCK, LOCK_FIND, LOCK_WINDOW
 from pipeline.ledger.records import LastPost, PhotoRow, PostTimes, WindowFull, WindowRule
 from pipeline.ledger.sqlite_import import import_rows
-from pipeline.ledger.sqlite_rows import COLUMNS, now_text, row_of
+from pipeline.ledger.sqlite_rows import error_text, now_text, row_of
 
 
 class PostgresOrders(PostgresClaims):
@@ -81,7 +85,7 @@ class PostgresOrders(PostgresClaims):
             # Every intent is inserted under the window's lock, held to COMMIT, even without a
             # rule to check: then order POSTs commit in the order of their ids, which is what
             # lets each handle read only the rows after the last it read (window_log.py).
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_WINDOW,))
+            c.execute(ADVISORY_LOCK, (LOCK_WINDOW,))
             if window is not None and (wait := q.window_wait(c, self._window_log, window)):
                 raise WindowFull(wait)
             try:
@@ -92,7 +96,7 @@ class PostgresOrders(PostgresClaims):
                 if (lost := self._claim_lost(c, photo_id, fence, always=True)) is not None:
                     raise lost from None
                 row = self._one(c, photo_id)
-                found = c.execute("SELECT claimed_by FROM photos WHERE id = %s", (photo_id,))
+                found = c.execute(q.pg(S.CLAIM_HOLDER), (photo_id,))
                 holder = (found.fetchone() or (None,))[0]
                 paid = ", and it was charged already" if row.charged else ""
                 if self.owner is not None and holder != self.owner:
@@ -104,8 +108,7 @@ class PostgresOrders(PostgresClaims):
             stamp = Stamp.now()
             self._posts_written = True
             c.execute(
-                "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall, "
-                "key_fingerprint, account, send_within) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                q.pg(S.RECORD_INTENT),
                 (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint,
                  "" if window is None else window.account, send_within),
             )  # fmt: skip
@@ -144,11 +147,7 @@ class PostgresOrders(PostgresClaims):
         def body(c: q.Conn) -> None:
             self._posts_written = True
             q.answer_post(c, self._window_log, photo_id, "lost", Stamp.now().seconds, time.time())
-            c.execute(
-                "UPDATE photos SET state = 'unknown', error = %s, updated_at = %s "
-                "WHERE id = %s AND state = 'submitting'",
-                (reason or None, now_text(), photo_id),
-            )
+            c.execute(q.pg(S.MARK_LOST), (error_text(reason or None), now_text(), photo_id))
 
         self._run(body)
 
@@ -164,11 +163,7 @@ class PostgresOrders(PostgresClaims):
     def last_post(self, photo_id: int) -> LastPost | None:
         """The photo's latest order POST, and the latest moment it may have left (on the boot
         clock of the machine that sent it: another machine's is never taken as this one's)."""
-        rows = self._read(
-            "SELECT id, boot, intent_clock + send_within FROM order_posts WHERE photo_id = %s "
-            "ORDER BY id DESC LIMIT 1",
-            (photo_id,),
-        )
+        rows = self._read(q.pg(S.LAST_POST), (photo_id,))
         return LastPost(rows[0][0], Stamp(rows[0][1], rows[0][2])) if rows else None
 
     def mark_not_received(
@@ -207,7 +202,7 @@ class PostgresOrders(PostgresClaims):
                 return self._mark(
                     photo_id,
                     "state = 'unknown', error = %s, retryable = 0",
-                    (reason,),
+                    (error_text(reason),),
                     only_if="AND state IN ('submitting', 'unknown') AND charged = 0",
                 )
             except NotEligible:
@@ -237,15 +232,11 @@ class PostgresOrders(PostgresClaims):
         def body(c: q.Conn) -> list[PhotoRow]:
             reordered = [
                 row_of(r)
-                for r in c.execute(
-                    "UPDATE photos SET state = 'pending', order_id = NULL, image_id = NULL, "
-                    "eta = NULL, submitted_at = NULL, charged = 0, duplicate_of = NULL, "
-                    "error = NULL, retryable = 0, failed_from = NULL, updated_at = %s "
-                    f"WHERE id = ANY(%s) AND state != 'submitting' RETURNING {COLUMNS}",
-                    (now_text(), list(photo_ids)),
-                ).fetchall()
+                for r in q.SqliteStyle(c)
+                .execute(S.REORDER, (now_text(), json.dumps(list(photo_ids))))
+                .fetchall()
             ]
-            c.execute("DELETE FROM reviews WHERE photo_id = ANY(%s)", ([r.id for r in reordered],))
+            q.SqliteStyle(c).execute(S.CLEAR_REVIEWS, (json.dumps([r.id for r in reordered]),))
             return reordered
 
         return self._run(body)
@@ -253,8 +244,7 @@ class PostgresOrders(PostgresClaims):
     def set_output_paths(self, photo_id: int, output_paths: Sequence[str]) -> None:
         self._run(
             lambda c: c.execute(
-                "UPDATE photos SET output_paths = %s, updated_at = %s WHERE id = %s",
-                (json.dumps(list(output_paths)), now_text(), photo_id),
+                q.pg(S.OUTPUT_PATHS), (json.dumps(list(output_paths)), now_text(), photo_id)
             )
         )
 
@@ -270,7 +260,7 @@ class PostgresOrders(PostgresClaims):
                     photo_id,
                     "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
                     "state = 'failed', error = %s, retryable = %s",
-                    (error, int(retryable)),
+                    (error_text(error), int(retryable)),
                     only_if=claim,
                     only_if_params=claim_params,
                 )
@@ -317,38 +307,25 @@ class PostgresOrders(PostgresClaims):
     def reset_failed(self, *, include_permanent: bool) -> int:
         """As SqliteLedger.reset_failed."""
         return self._run(
-            lambda c: (
-                c.execute(
-                    "UPDATE photos SET "
-                    "state = CASE WHEN failed_from IN ('submitting', 'unknown') "
-                    "THEN 'unknown' ELSE 'pending' END, "
-                    "order_id = CASE WHEN failed_from IN ('submitting', 'unknown') "
-                    "THEN order_id END, "
-                    "error = NULL, retryable = 0, failed_from = NULL, updated_at = %s "
-                    "WHERE state = 'failed' AND current = 1 AND sha256 != '' AND charged = 0 "
-                    "AND duplicate_of IS NULL "  # held (sqlite_found.HELD): only reorder frees it
-                    "AND (retryable = 1 OR %s)",
-                    (now_text(), include_permanent),
-                ).rowcount
-            )
+            lambda c: c.execute(q.pg(S.RESET_FAILED), (now_text(), int(include_permanent))).rowcount
         )
 
     def import_ledger(self, source: Path) -> int | None:
         """Copy a SQLite aihd ledger into this one; None when it was imported before."""
         from pipeline.ledger.sqlite import SqliteLedger
 
-        key = str(source.resolve())
+        key = stored(str(source.resolve()))
         if not source.is_file():
             raise LedgerError(f"cannot import {source}: no such file")
         other = SqliteLedger(source)  # refuses another tool's file; migrates an older one
 
         def body(c: q.Conn) -> int | None:
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_FIND,))
+            c.execute(ADVISORY_LOCK, (LOCK_FIND,))
             # Its order POSTs too commit in the order of their ids (see mark_submitting).
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_WINDOW,))
-            if c.execute("SELECT 1 FROM imports WHERE path = %s", (key,)).fetchone():
+            c.execute(ADVISORY_LOCK, (LOCK_WINDOW,))
+            if c.execute(q.pg(S.IMPORT_DONE), (key,)).fetchone():
                 return None
-            last_post = c.execute("SELECT coalesce(max(id), 0) FROM order_posts").fetchone()
+            last_post = c.execute(S.LAST_POST_ID).fetchone()
             with other.atomic() as source_conn:
                 count = import_rows(q.SqliteStyle(c), source_conn)  # type: ignore[arg-type]
             # The imported order POSTs' times, on the database's clock from their Unix times.
@@ -357,10 +334,7 @@ class PostgresOrders(PostgresClaims):
                 "answer_at = to_timestamp(answer_wall) WHERE id > %s",
                 (last_post[0] if last_post else 0,),
             )
-            c.execute(
-                "INSERT INTO imports (path, imported_at, photos) VALUES (%s, %s, %s)",
-                (key, now_text(), count),
-            )
+            c.execute(q.pg(S.IMPORT_RECORD), (key, now_text(), count))
             return count
 
         try:

@@ -11,19 +11,45 @@ at once migrate once. Append new migrations; never edit old ones.
 
 from __future__ import annotations
 
+__all__ = [
+    "ADVISORY_LOCK",
+    "LOCK_FIND",
+    "LOCK_MIGRATE",
+    "LOCK_RUN",
+    "LOCK_WINDOW",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "migrate",
+]
+
 from collections.abc import Callable
 
 import psycopg
 
 from pipeline.errors import LedgerError, NotALedger
 from pipeline.ledger.migrations import (
+    COLLECT_CLAIMS_OWNER,
+    DELIVERED_FILES_TABLE,
+    DELIVERED_MADE_FROM,
+    IGNORED_CONTENT_TABLE,
+    IGNORED_TABLE,
+    ORDER_POSTS_PHOTO,
+    PHOTOS_CLAIMS,
+    PHOTOS_CURRENT_PATH,
+    PHOTOS_IDENTITY,
+    POSTS_ACCOUNT,
+    REVIEWS_REASON,
     SEED_CHOICES,
     SEED_IGNORED,
+    TITLES_TABLE,
     UNKNOWN_FROM_FAILED,
     UNKNOWN_FROM_TRUSTED_5XX,
+    V3_PROJECTS_TABLE,
 )
+from pipeline.ledger.serving import create_tables
 
 # Transaction-scoped advisory lock keys (pg_advisory_xact_lock): 'aihd' then a purpose.
+ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(%s)"  # with one of these keys:
 LOCK_MIGRATE = 0x61696864_0001
 LOCK_FIND = 0x61696864_0002  # record_found and friends choose ids as max(id) + 1
 LOCK_WINDOW = 0x61696864_0003  # the account's order window (one account per database)
@@ -68,9 +94,9 @@ def _v1_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         )
         """
     )
-    conn.execute("CREATE UNIQUE INDEX photos_current_path ON photos(path) WHERE current = 1")
-    conn.execute("CREATE INDEX photos_identity ON photos(identity)")
-    conn.execute("CREATE INDEX photos_claims ON photos(claimed_by) WHERE claimed_by IS NOT NULL")
+    conn.execute(PHOTOS_CURRENT_PATH)
+    conn.execute(PHOTOS_IDENTITY)
+    conn.execute(PHOTOS_CLAIMS)
     # The open photos of a folder in order: what a claim batch takes (postgres_base.claim).
     conn.execute(
         "CREATE INDEX photos_open ON photos(folder, id) "
@@ -94,7 +120,7 @@ def _v1_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         )
         """
     )
-    conn.execute("CREATE INDEX order_posts_photo ON order_posts(photo_id, id)")
+    conn.execute(ORDER_POSTS_PHOTO)
     conn.execute("CREATE INDEX order_posts_intent_at ON order_posts(intent_at)")
     conn.execute(
         """
@@ -121,18 +147,13 @@ def _v2_reviews_ignored_titles(conn: psycopg.Connection[tuple[object, ...]]) -> 
         "CREATE TABLE reviews (photo_id BIGINT PRIMARY KEY REFERENCES photos(id), "
         "decision TEXT NOT NULL, decided_at TEXT NOT NULL, source TEXT)"
     )
-    conn.execute(
-        "CREATE TABLE ignored (path TEXT PRIMARY KEY, ignored_at TEXT NOT NULL, reason TEXT)"
-    )
-    conn.execute("CREATE TABLE titles (casefolded TEXT PRIMARY KEY, title TEXT NOT NULL)")
+    conn.execute(IGNORED_TABLE)
+    conn.execute(TITLES_TABLE)
 
 
 def _v3_v3_projects(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """As SQLite's migration 6: the v3 API's listing projects, one per account and address."""
-    conn.execute(
-        "CREATE TABLE v3_projects (account TEXT NOT NULL, address TEXT NOT NULL, "
-        "project_id TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (account, address))"
-    )
+    conn.execute(V3_PROJECTS_TABLE)
 
 
 def _catalog_choices(conn: psycopg.Connection[tuple[object, ...]]) -> None:
@@ -148,16 +169,13 @@ def _catalog_choices(conn: psycopg.Connection[tuple[object, ...]]) -> None:
 
 def _ignored_by_content(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """As SQLite's: `aihd ignore` by content, paths for files that cannot be read."""
-    conn.execute(
-        "CREATE TABLE ignored_content (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
-        "ignored_at TEXT NOT NULL, reason TEXT)"
-    )
+    conn.execute(IGNORED_CONTENT_TABLE)
     conn.execute(SEED_IGNORED)
 
 
 def _window_per_account(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """As SQLite's: each order POST's account, so each account has its own window."""
-    conn.execute("ALTER TABLE order_posts ADD COLUMN account TEXT NOT NULL DEFAULT ''")
+    conn.execute(POSTS_ACCOUNT)
 
 
 def _collect_claims(conn: psycopg.Connection[tuple[object, ...]]) -> None:
@@ -166,25 +184,22 @@ def _collect_claims(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         "CREATE TABLE collect_claims (photo_id BIGINT PRIMARY KEY REFERENCES photos(id), "
         "owner TEXT NOT NULL, claim_until DOUBLE PRECISION NOT NULL)"
     )
-    conn.execute("CREATE INDEX collect_claims_owner ON collect_claims(owner)")
+    conn.execute(COLLECT_CLAIMS_OWNER)
 
 
 def _delivered_files(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """As SQLite's _delivered_files: the content of every file `aihd deliver` wrote."""
-    conn.execute(
-        "CREATE TABLE delivered_files (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, "
-        "written_at TEXT NOT NULL)"
-    )
+    conn.execute(DELIVERED_FILES_TABLE)
 
 
 def _review_reasons(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """As SQLite's _review_reasons: why a person rejected a photo, beside the decision."""
-    conn.execute("ALTER TABLE reviews ADD COLUMN reason TEXT")
+    conn.execute(REVIEWS_REASON)
 
 
 def _delivered_files_made_from(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """As SQLite's _delivered_files_made_from: what each delivered file was made from."""
-    conn.execute("ALTER TABLE delivered_files ADD COLUMN made_from TEXT NOT NULL DEFAULT ''")
+    conn.execute(DELIVERED_MADE_FROM)
 
 
 def _unknown_state_and_claim_fences(conn: psycopg.Connection[tuple[object, ...]]) -> None:
@@ -196,6 +211,11 @@ def _unknown_state_and_claim_fences(conn: psycopg.Connection[tuple[object, ...]]
     )
     conn.execute(UNKNOWN_FROM_FAILED)
     conn.execute(UNKNOWN_FROM_TRUSTED_5XX)  # no parameters: "%" is sent as it is
+
+
+def _serve_upscales(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """As SQLite's: upscale wishes and upscales, photos by order id (serving.py)."""
+    create_tables(conn, big_ids=True)
 
 
 MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
@@ -210,6 +230,7 @@ MIGRATIONS: list[Callable[[psycopg.Connection[tuple[object, ...]]], None]] = [
     _review_reasons,
     _delivered_files_made_from,
     _unknown_state_and_claim_fences,
+    _serve_upscales,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -218,7 +239,7 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], where: str) -> None:
     """Bring the database to SCHEMA_VERSION; refuse one that is another tool's, or newer."""
     while True:
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_MIGRATE,))
+            conn.execute(ADVISORY_LOCK, (LOCK_MIGRATE,))
             version = _version(conn, where)
             if version >= SCHEMA_VERSION:
                 break

@@ -4,12 +4,27 @@ code (sqlite_found.py, sqlite_import.py) run unchanged on a PostgreSQL connectio
 
 from __future__ import annotations
 
+__all__ = [
+    "ORPHANABLE",
+    "Conn",
+    "SqliteStyle",
+    "answer_post",
+    "cap_future_posts",
+    "pg",
+    "scope_clause",
+    "unpaid_originals",
+    "window_wait",
+]
+
 import time
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import psycopg
 
+from pipeline.filenames import stored, unstored
+from pipeline.ledger import statements as S
 from pipeline.ledger.records import WindowRule
 from pipeline.ledger.window_log import WindowLog
 
@@ -20,13 +35,14 @@ ORPHANABLE = ("pending", "uploaded", "failed")  # as sqlite_found.py
 
 class SqliteStyle:
     """``execute``/``executemany`` with SQLite's ``?`` and ``json_each(?)`` on a psycopg
-    connection: only for the fixed SQL of sqlite_found.record_found and sqlite_import."""
+    connection: the statements both stores run (statements.py, sqlite_found.py,
+    sqlite_import.py, after_order.py, serving.py, identity_sql.py)."""
 
     def __init__(self, conn: Conn) -> None:
         self._conn = conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[tuple[Any, ...]]:
-        return self._conn.execute(_pg(sql), tuple(params))
+        return self._conn.execute(pg(sql), tuple(params))
 
     def executemany(
         self, sql: str, seq: Iterable[Sequence[Any]]
@@ -34,18 +50,24 @@ class SqliteStyle:
         cur = self._conn.cursor()
         rows = [tuple(p) for p in seq]
         if rows:
-            cur.executemany(_pg(sql), rows)
+            cur.executemany(pg(sql), rows)
         return cur
 
 
-def _pg(sql: str) -> str:
+@lru_cache(maxsize=256)
+def pg(sql: str) -> str:
+    """SQLite's form of a statement (statements.py) in PostgreSQL's: ``?`` as ``%s``, a list
+    of ids read by ``json_each(?)`` by ``json_array_elements_text(?::json)``."""
     return sql.replace("json_each(?)", "json_array_elements_text(?::json)").replace("?", "%s")
 
 
-# A post's row as window_log.py reads it: the database's clock stands for the wall clock.
+# A post's row as window_log.py reads it: the database's clock stands for the wall clock, and
+# a time ahead of it counts as now (no foreign clock is trusted). least() skips NULLs: an
+# unanswered post's answer must stay NULL, not become "now".
 _POSTS = (
-    "SELECT p.id, NULL, NULL, extract(epoch FROM p.intent_at)::float8, NULL, "
-    "extract(epoch FROM p.answer_at)::float8, p.outcome, p.account"
+    "SELECT p.id, NULL, NULL, extract(epoch FROM least(p.intent_at, clock_timestamp()))::float8, "
+    "NULL, extract(epoch FROM CASE WHEN p.answer_at IS NOT NULL "
+    "THEN least(p.answer_at, clock_timestamp()) END)::float8, p.outcome, p.account"
 )
 _DB_NOW = "extract(epoch FROM clock_timestamp())::float8"
 
@@ -55,10 +77,11 @@ def window_wait(conn: Conn, log: WindowLog, rule: WindowRule) -> float:
     clock: each order POST counts from its answer (or, unanswered, its intent plus the longest
     a request may take) until ``per_seconds`` later, refusals and intents never sent excepted.
     As sqlite_window.py: the handle's ``log`` is given the rows added since it last read, with
-    the database's clock in the same round trip."""
+    the database's clock in the same round trip; a time ahead of that clock (a ledger imported
+    from a machine whose clock ran ahead) is read as now (``least``, in ``_POSTS``)."""
     horizon = rule.per_seconds + rule.answer_within
     if log.needs_load(horizon):
-        top_row = conn.execute("SELECT coalesce(max(id), 0) FROM order_posts").fetchone()
+        top_row = conn.execute(S.LAST_POST_ID).fetchone()
         top = int(top_row[0]) if top_row else 0
         if top < rule.orders:
             return 0.0  # fewer order POSTs ever than the window holds: room (as SQLite's)
@@ -68,15 +91,16 @@ def window_wait(conn: Conn, log: WindowLog, rule: WindowRule) -> float:
             "AS q ON TRUE ORDER BY q.id",
             (top, horizon),
         ).fetchall()
-        log.load([r[1:] for r in rows if r[1] is not None], top, horizon)
+        now = float(rows[-1][0])
+        log.load([r[1:] for r in rows if r[1] is not None], top, horizon, None, 0.0, now)
     else:
         rows = conn.execute(
             f"SELECT {_DB_NOW}, q.* FROM (SELECT 1) AS one LEFT JOIN ({_POSTS} FROM order_posts p "
             "WHERE p.id > %s) AS q ON TRUE ORDER BY q.id",
             (log.last_id,),
         ).fetchall()
-        log.add([r[1:] for r in rows if r[1] is not None])
-    now = float(rows[-1][0])
+        now = float(rows[-1][0])
+        log.add([r[1:] for r in rows if r[1] is not None], None, 0.0, now)
 
     def reread(post_ids: list[int]) -> list[tuple[Any, ...]]:
         return conn.execute(
@@ -84,6 +108,23 @@ def window_wait(conn: Conn, log: WindowLog, rule: WindowRule) -> float:
         ).fetchall()
 
     return log.wait(rule, None, time.monotonic(), now, reread)
+
+
+def cap_future_posts(conn: Conn, log: WindowLog) -> int:
+    """Order times ahead of the database's clock (imported from a machine whose clock ran
+    ahead, or a server clock set back) become now; returns how many. As sqlite_window.py."""
+    capped = conn.execute(
+        "UPDATE order_posts SET intent_at = least(intent_at, clock_timestamp()), "
+        "answer_at = CASE WHEN answer_at IS NULL THEN NULL "
+        "ELSE least(answer_at, clock_timestamp()) END, "
+        "intent_wall = least(intent_wall, extract(epoch FROM clock_timestamp())::float8), "
+        "answer_wall = CASE WHEN answer_wall IS NULL THEN NULL "
+        "ELSE least(answer_wall, extract(epoch FROM clock_timestamp())::float8) END "
+        "WHERE intent_at > clock_timestamp() OR answer_at > clock_timestamp()"
+    ).rowcount
+    if capped:
+        log.forget()
+    return capped
 
 
 def answer_post(
@@ -118,32 +159,7 @@ def unpaid_originals(
         + (" FOR UPDATE OF o SKIP LOCKED" if lock else ""),
         (list(copy_ids), list(ORPHANABLE), owner or ""),
     ).fetchall()
-    return [(c, o, path, bool(stands)) for c, o, path, stands in rows]
-
-
-def adopt(conn: Conn, copy_id: int, original_id: int, gone: bool, now: str) -> None:
-    """As sqlite_found.adopt: the copy takes the unpaid original's place (and its upload)."""
-    found = conn.execute(
-        "SELECT state, order_id FROM photos WHERE id = %s", (original_id,)
-    ).fetchone()
-    assert found is not None
-    state, order_id = found
-    keeps_upload = state == "uploaded" and order_id is not None
-    conn.execute(
-        "UPDATE photos SET state = %s, order_id = %s, duplicate_of = NULL, error = NULL, "
-        "retryable = 0, failed_from = NULL, updated_at = %s WHERE id = %s",
-        ("uploaded" if keeps_upload else "pending", order_id if keeps_upload else None, now,
-         copy_id),
-    )  # fmt: skip
-    conn.execute(
-        "UPDATE photos SET state = 'duplicate', duplicate_of = %s, order_id = NULL, "
-        "current = CASE WHEN %s THEN 0 ELSE current END, updated_at = %s WHERE id = %s",
-        (copy_id, gone, now, original_id),
-    )
-    conn.execute(
-        "UPDATE photos SET duplicate_of = %s WHERE duplicate_of = %s AND id != %s",
-        (copy_id, original_id, copy_id),
-    )
+    return [(c, o, unstored(path), bool(stands)) for c, o, path, stands in rows]
 
 
 def scope_clause(folders: Sequence[str] | None) -> tuple[str, list[object]]:
@@ -152,8 +168,12 @@ def scope_clause(folders: Sequence[str] | None) -> tuple[str, list[object]]:
         return "TRUE", []
     if not folders:
         return "FALSE", []
-    params: list[object] = []
-    for folder in folders:
-        prefix = folder.rstrip("/") + "/"
-        params += [len(prefix), prefix]
-    return "(" + " OR ".join(["substr(path, 1, %s) = %s"] * len(folders)) + ")", params
+    # One array of the folders, not an OR per folder: as SQLite's (its depth limit), and one
+    # parameter for a manifest's glob of a thousand listings. Each prefix in its stored form
+    # (filenames.py), a prefix of its photos' stored paths.
+    prefixes = sorted({stored(folder.rstrip("/") + "/") for folder in folders})
+    clause = (
+        "EXISTS (SELECT 1 FROM unnest(%s::text[]) AS s(prefix) "
+        "WHERE left(path, length(s.prefix)) = s.prefix)"
+    )
+    return clause, [prefixes]

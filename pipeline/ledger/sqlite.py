@@ -21,8 +21,10 @@ from typing import Any
 
 from pipeline.bootclock import Stamp, boot_id, boot_seconds, owner_alive
 from pipeline.errors import ClaimLost, LedgerBusy, LedgerError, NotEligible, SubmitRefused
-from pipeline.ledger import after_order
+from pipeline.filenames import shown, stored, unstored
+from pipeline.ledger import after_order, serving
 from pipeline.ledger import identity_sql as idsql
+from pipeline.ledger import statements as S
 from pipeline.ledger.fencing import claim_lost_message
 from pipeline.ledger.migrations import migrate
 from pipeline.ledger.records import (
@@ -39,11 +41,20 @@ from pipeline.ledger.records import (
     WindowFull,
     WindowRule,
 )
+from pipeline.ledger.serving import UpscaleRow
 from pipeline.ledger.sqlite_file import make_ledger_file, not_a_database, refuse_empty
 from pipeline.ledger.sqlite_found import adopt, record_found, unpaid_originals
 from pipeline.ledger.sqlite_import import import_rows
-from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, STATES, encode, now_text, row_of
-from pipeline.ledger.sqlite_window import answer_post, window_wait
+from pipeline.ledger.sqlite_rows import (
+    COLUMNS,
+    INSERT,
+    STATES,
+    encode,
+    error_text,
+    now_text,
+    row_of,
+)
+from pipeline.ledger.sqlite_window import answer_post, cap_future_posts, window_wait
 from pipeline.ledger.window_log import WindowLog
 
 __all__ = ["SqliteLedger"]
@@ -201,19 +212,19 @@ class SqliteLedger:
     def start_run(self, command: str) -> int:
         with self.atomic() as conn:
             cur = conn.execute(
-                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, now_text())
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (shown(command), now_text())
             )
             return int(cur.lastrowid or 0)
 
     def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, object]) -> None:
         with self.atomic() as conn:
             conn.execute(
-                "UPDATE runs SET ended_at = ?, outcome = ?, summary = ? WHERE id = ?",
+                S.FINISH_RUN,
                 (now_text(), outcome, json.dumps(dict(summary), default=str), run_id),
             )
 
     def last_run(self) -> RunRecord | None:
-        rows = self._read("SELECT * FROM runs ORDER BY id DESC LIMIT 1")
+        rows = self._read(S.LAST_RUN)
         if not rows:
             return None
         r = rows[0]
@@ -222,19 +233,17 @@ class SqliteLedger:
     # -- finding photos -----------------------------------------------------------------------
 
     def cached_hashes(self) -> dict[str, tuple[int, int, str]]:
-        rows = self._read(
-            "SELECT path, size, mtime_ns, sha256 FROM photos WHERE current = 1 AND sha256 != ''"
-        )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        rows = self._read(S.CACHED_HASHES)
+        return {unstored(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def known_files(self, paths: Sequence[str]) -> dict[str, KnownFile]:
         """These photos' file facts and states, if current, in one query, for a fast re-run."""
         rows = self._read(
             "SELECT path, size, mtime_ns, sha256, identity, state, id FROM photos "
             "WHERE current = 1 AND sha256 != '' AND path IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(paths)),),
+            (json.dumps([stored(p) for p in paths]),),
         )
-        return {r[0]: KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
+        return {unstored(r[0]): KnownFile(r[1], r[2], r[3], r[4], STATES[r[5]], r[6]) for r in rows}
 
     def record_found(self, found: Sequence[FoundPhoto]) -> list[PhotoRow]:
         with self.atomic() as conn:
@@ -272,24 +281,22 @@ class SqliteLedger:
         # Broken files are not hashed: size and mtime stand in for content in the identity.
         identity = f"broken:{size}:{mtime_ns}"
         now = now_text()
+        key = stored(path)
         with self.atomic() as conn:
-            conn.execute(
-                "UPDATE photos SET current = 0 WHERE path = ? AND current = 1 AND identity != ?",
-                (path, identity),
-            )
+            conn.execute(S.NOT_CURRENT, (key, identity))
             done = conn.execute(
                 "UPDATE photos SET state = 'failed', error = ?, retryable = 0, current = 1, "
                 "folder = ?, updated_at = ? WHERE path = ? AND identity = ?",
-                (reason, folder, now, path, identity),
+                (error_text(reason), stored(folder), now, key, identity),
             )
             if not done.rowcount:
-                (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone()
+                (next_id,) = conn.execute(S.NEXT_PHOTO_ID).fetchone()
                 row = PhotoRow(
                     next_id, path, folder, "", size, mtime_ns, "", "", (), identity, State.FAILED,
                     None, None, None, None, (), (), 0, reason, False, None, now, False,
                 )  # fmt: skip
                 conn.execute(INSERT, encode(row, True, now, manifest))
-            return self._one(conn, "path = ? AND identity = ?", (path, identity))
+            return self._one(conn, "path = ? AND identity = ?", (key, identity))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -301,22 +308,22 @@ class SqliteLedger:
         scope: Sequence[str] | None = None,
     ) -> list[PhotoRow]:
         """Rows in these states; ``scope``: only photos in these folders (or below them)."""
-        where, params = ["1"], []
+        where: list[str] = ["1"]
+        params: list[object] = []
         if current_only:
             where.append("current = 1")
-        if scope is not None:
-            clause, scoped = _scope(scope)
-            where.append(clause)
-            params.extend(scoped)
         if states is not None:
             wanted = [State(s).value for s in states]
             where.append(f"state IN ({', '.join('?' * len(wanted))})" if wanted else "0")
             params.extend(wanted)
-        sql = f"SELECT {COLUMNS} FROM photos WHERE {' AND '.join(where)} ORDER BY id"
-        return [row_of(r) for r in self._read(sql, params)]
+        if scope is not None:  # last: the dearest test, made only of rows the others kept
+            clause, scoped = _scope(scope)
+            where.append(clause)
+            params.extend(scoped)
+        return [row_of(r) for r in self._read(S.photos_sql(" AND ".join(where)), params)]
 
     def get(self, photo_id: int) -> PhotoRow:
-        rows = self._read(f"SELECT {COLUMNS} FROM photos WHERE id = ?", (photo_id,))
+        rows = self._read(S.PHOTO_BY_ID, (photo_id,))
         if not rows:
             raise LedgerError(f"ledger {self.path} has no photo with id {photo_id}")
         return row_of(rows[0])
@@ -325,10 +332,7 @@ class SqliteLedger:
         """Current photos per state; ``scope``: only those in these folders (or below)."""
         clause, params = _scope(scope) if scope is not None else ("1", [])
         counts = dict.fromkeys(State, 0)
-        for state, n in self._read(
-            f"SELECT state, count(*) FROM photos WHERE current = 1 AND {clause} GROUP BY state",
-            params,
-        ):
+        for state, n in self._read(S.counts_sql(clause), params):
             counts[State(state)] = n
         return counts
 
@@ -345,12 +349,8 @@ class SqliteLedger:
     def counts_by_folder(self, scope: Sequence[str] | None = None) -> dict[str, dict[State, int]]:
         clause, params = _scope(scope) if scope is not None else ("1", [])
         by_folder: dict[str, dict[State, int]] = {}
-        for folder, state, n in self._read(
-            f"SELECT folder, state, count(*) FROM photos WHERE current = 1 AND {clause} "
-            "GROUP BY folder, state ORDER BY folder",
-            params,
-        ):
-            by_folder.setdefault(folder, dict.fromkeys(State, 0))[State(state)] = n
+        for folder, state, n in self._read(S.counts_by_folder_sql(clause), params):
+            by_folder.setdefault(unstored(folder), dict.fromkeys(State, 0))[State(state)] = n
         return by_folder
 
     # -- ignored paths and catalog spellings (`aihd ignore`, export) --------------------------
@@ -360,19 +360,20 @@ class SqliteLedger:
         with self.atomic() as conn:
             cur = conn.executemany(
                 "INSERT OR IGNORE INTO ignored (path, ignored_at, reason) VALUES (?, ?, ?)",
-                [(p, now_text(), reason) for p in paths],
+                [(stored(p), now_text(), shown(reason)) for p in paths],
             )
             return cur.rowcount
 
     def ignored_paths(self) -> set[str]:
-        return {path for (path,) in self._read("SELECT path FROM ignored")}
+        return {unstored(path) for (path,) in self._read(S.IGNORED_PATHS)}
 
     def ignore_contents(self, photos: Sequence[tuple[str, str]], reason: str) -> int:
         """Leave these contents (sha256, and the path it was named by) out of every run,
         wherever they are found, renamed or copied; returns how many were new."""
         with self.atomic() as conn:
             cur = conn.executemany(
-                idsql.IGNORE_CONTENT, [(sha, path, now_text(), reason) for sha, path in photos]
+                idsql.IGNORE_CONTENT,
+                [(sha, stored(path), now_text(), shown(reason)) for sha, path in photos],
             )
             return cur.rowcount
 
@@ -391,33 +392,33 @@ class SqliteLedger:
     def remember_titles(self, titles: Iterable[str]) -> None:
         """Keep each enhancement title as the catalog writes it, keyed by its casefolded form."""
         with self.atomic() as conn:
-            conn.executemany(
-                "INSERT INTO titles (casefolded, title) VALUES (?, ?) "
-                "ON CONFLICT (casefolded) DO UPDATE SET title = excluded.title",
-                [(t.casefold(), t) for t in titles],
-            )
+            conn.executemany(S.REMEMBER_TITLE, [(t.casefold(), t) for t in titles])
 
     def titles(self) -> dict[str, str]:
-        return dict(self._read("SELECT casefolded, title FROM titles"))
+        return dict(self._read(S.TITLES))
 
     # -- the v3 API's listing projects ----------------------------------------------------------
 
     def v3_project(self, account: str, address: str) -> str | None:
         """The id of the account's v3 project for ``address`` (any case), if one was made."""
-        rows = self._read(
-            "SELECT project_id FROM v3_projects WHERE account = ? AND address = ?",
-            (account, address.strip().casefold()),
-        )
+        rows = self._read(S.V3_PROJECT, (account, address.strip().casefold()))
         return str(rows[0][0]) if rows else None
 
     def save_v3_project(self, account: str, address: str, project_id: str) -> None:
         """Keep the account's v3 project for ``address``; the first one kept stays."""
         with self.atomic() as conn:
             conn.execute(
-                "INSERT INTO v3_projects (account, address, project_id, created_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (account, address) DO NOTHING",
-                (account, address.strip().casefold(), project_id, now_text()),
+                S.SAVE_V3_PROJECT, (account, address.strip().casefold(), project_id, now_text())
             )
+
+    def replace_v3_project(self, account: str, address: str, gone: str, project_id: str) -> str:
+        """``project_id`` takes the place of ``gone`` (deleted on the server), unless another
+        run replaced it first; returns the id kept."""
+        key = address.strip().casefold()
+        with self.atomic() as conn:
+            conn.execute(S.REPLACE_V3_PROJECT, (account, key, project_id, now_text(), gone))
+            (kept,) = conn.execute(S.V3_PROJECT, (account, key)).fetchone()
+            return str(kept)
 
     # -- review -------------------------------------------------------------------------------
 
@@ -430,26 +431,19 @@ class SqliteLedger:
         value = Decision(decision).value
         with self.atomic() as conn:
             done = conn.executemany(
-                "INSERT INTO reviews (photo_id, decision, decided_at, source, reason) "
-                "SELECT id, ?, ?, ?, ? FROM photos WHERE id = ? AND state = 'completed' "
-                "ON CONFLICT (photo_id) DO UPDATE SET decision = excluded.decision, "
-                "decided_at = excluded.decided_at, source = excluded.source, "
-                "reason = excluded.reason",
-                [(value, decided_at, source, reason, i) for i in photo_ids],
+                S.RECORD_REVIEW,
+                [(value, decided_at, shown(source), error_text(reason), i) for i in photo_ids],
             )
             return done.rowcount
 
     def clear_reviews(self, photo_ids: Sequence[int]) -> int:
         """Take back the decisions on these photos (undecided again); return how many."""
         with self.atomic() as conn:
-            done = conn.execute(
-                "DELETE FROM reviews WHERE photo_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(photo_ids)),),
-            )
+            done = conn.execute(S.CLEAR_REVIEWS, (json.dumps(list(photo_ids)),))
             return done.rowcount
 
     def reviews(self) -> dict[int, Review]:
-        rows = self._read("SELECT photo_id, decision, decided_at, source, reason FROM reviews")
+        rows = self._read(S.REVIEWS)
         return {r[0]: Review(r[0], Decision(r[1]), r[2], r[3], r[4]) for r in rows}
 
     # -- state changes ------------------------------------------------------------------------
@@ -477,8 +471,7 @@ class SqliteLedger:
                 return self._mark(photo_id, sets, params, only_if=only_if,
                                   only_if_params=only_if_params, conn=conn)  # fmt: skip
         found = conn.execute(
-            f"UPDATE photos SET {sets}, updated_at = ? WHERE id = ? {only_if} RETURNING {COLUMNS}",
-            (*params, now_text(), photo_id, *only_if_params),
+            S.mark_sql(sets, only_if), (*params, now_text(), photo_id, *only_if_params)
         ).fetchone()
         if found is None:
             self._one(conn, "id = ?", (photo_id,))  # raises for an unknown id
@@ -592,9 +585,7 @@ class SqliteLedger:
                     raise lost from None
                 row = self.get(photo_id)
                 paid = ", and it was charged already" if row.charged else ""
-                (holder,) = conn.execute(
-                    "SELECT claimed_by FROM photos WHERE id = ?", (photo_id,)
-                ).fetchone()
+                (holder,) = conn.execute(S.CLAIM_HOLDER, (photo_id,)).fetchone()
                 if self.owner is not None and holder != self.owner:
                     paid += f", and the run {holder or 'that claimed it'} holds it now"
                 raise SubmitRefused(
@@ -603,8 +594,7 @@ class SqliteLedger:
                 ) from None
             self._posts_written = True
             conn.execute(
-                "INSERT INTO order_posts (photo_id, order_id, boot, intent_clock, intent_wall, "
-                "key_fingerprint, account, send_within) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                S.RECORD_INTENT,
                 (photo_id, row.order_id, stamp.boot, stamp.seconds, time.time(), key_fingerprint,
                  "" if window is None else window.account, send_within),
             )  # fmt: skip
@@ -639,11 +629,7 @@ class SqliteLedger:
         with self.atomic() as conn:
             self._posts_written = True
             answer_post(conn, self._window_log, photo_id, "lost")
-            conn.execute(
-                "UPDATE photos SET state = 'unknown', error = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'submitting'",
-                (reason or None, now_text(), photo_id),
-            )
+            conn.execute(S.MARK_LOST, (error_text(reason or None), now_text(), photo_id))
 
     def mark_unsent(self, photo_id: int) -> None:
         """The photo's latest intent was never sent (it was no longer fresh when its turn
@@ -654,11 +640,7 @@ class SqliteLedger:
 
     def last_post(self, photo_id: int) -> LastPost | None:
         """The photo's latest order POST, and the latest moment it may have left."""
-        rows = self._read(
-            "SELECT id, boot, intent_clock + send_within FROM order_posts WHERE photo_id = ? "
-            "ORDER BY id DESC LIMIT 1",
-            (photo_id,),
-        )
+        rows = self._read(S.LAST_POST, (photo_id,))
         return LastPost(rows[0][0], Stamp(rows[0][1], rows[0][2])) if rows else None
 
     def mark_not_received(
@@ -697,11 +679,16 @@ class SqliteLedger:
                 return self._mark(
                     photo_id,
                     "state = 'unknown', error = ?, retryable = 0",
-                    (reason,),
+                    (error_text(reason),),
                     only_if="AND state IN ('submitting', 'unknown') AND charged = 0",
                 )
             except NotEligible:
                 return self._one(conn, "id = ?", (photo_id,))
+
+    def cap_future_posts(self) -> int:
+        """Order times of another machine or boot ahead of this clock become now (a count)."""
+        with self.atomic() as conn:
+            return cap_future_posts(conn, self._window_log, Stamp.now(), time.time())
 
     def window_wait(self, rule: WindowRule) -> float:
         """Seconds until the account's window has room (read only: ``mark_submitting`` with
@@ -747,9 +734,7 @@ class SqliteLedger:
                 (owner, until, owner, now, photo_id, owner, now),
             ).fetchone()
             if taken is None:
-                (holder,) = conn.execute(
-                    "SELECT claimed_by FROM photos WHERE id = ?", (photo_id,)
-                ).fetchone()
+                (holder,) = conn.execute(S.CLAIM_HOLDER, (photo_id,)).fetchone()
                 if owner_alive(holder):
                     return None  # another live run holds it
                 # Its run is gone (its lease had not run out): taken over, fenced anew.
@@ -781,10 +766,7 @@ class SqliteLedger:
         self._fences.clear()
         if self.owner is not None:
             with self.atomic() as conn:
-                conn.execute(
-                    "UPDATE photos SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = ?",
-                    (self.owner,),
-                )
+                conn.execute(S.RELEASE_CLAIMS, (self.owner,))
 
     # -- after the order: collect's claims, deliver's files (after_order.py) -------------------
 
@@ -827,24 +809,27 @@ class SqliteLedger:
 
     def import_ledger(self, source: Path) -> int | None:
         """Copy another aihd ledger into this one; None when it was imported before."""
-        key = str(source.resolve())
-        if key == str(Path(self.path).resolve()):
+        key = stored(str(source.resolve()))
+        if key == stored(str(Path(self.path).resolve())):
             raise LedgerError(f"{source} is this ledger: nothing to import")
         if not source.is_file():
             raise LedgerError(f"cannot import {source}: no such file")
         other = SqliteLedger(source)  # refuses another tool's file; migrates an older one
         try:
-            with self.atomic() as conn, other._mutex, other._guard("read"):
-                if conn.execute("SELECT 1 FROM imports WHERE path = ?", (key,)).fetchone():
+            with self.atomic() as conn:
+                if conn.execute(S.IMPORT_DONE, (key,)).fetchone():
                     return None
-                count = import_rows(conn, other._conn)
-                conn.execute(
-                    "INSERT INTO imports (path, imported_at, photos) VALUES (?, ?, ?)",
-                    (key, now_text(), count),
-                )
+                count = other.copy_rows_into(conn)
+                conn.execute(S.IMPORT_RECORD, (key, now_text(), count))
                 return count
         finally:
             other.close()
+
+    def copy_rows_into(self, conn: sqlite3.Connection) -> int:
+        """Copy this ledger's rows into ``conn``, another ledger's open write transaction (its
+        ``import_ledger``); the photos copied."""
+        with self._mutex, self._guard("read"):
+            return import_rows(conn, self._conn)
 
     def recent_posts(self, within_seconds: float, account: str = "") -> list[PostTimes]:
         """The account's order POSTs whose intent is at most ``within_seconds`` old by the wall
@@ -864,28 +849,15 @@ class SqliteLedger:
         """Clear the charged mark: these photos are ordered again (and paid again) next run.
         Their decisions go: the new result is another photo to look at."""
         with self.atomic() as conn:
-            rows = conn.execute(
-                "UPDATE photos SET state = 'pending', order_id = NULL, image_id = NULL, "
-                "eta = NULL, submitted_at = NULL, charged = 0, duplicate_of = NULL, "
-                "error = NULL, retryable = 0, failed_from = NULL, updated_at = ? "
-                "WHERE id IN (SELECT value FROM json_each(?)) AND state != 'submitting' "
-                f"RETURNING {COLUMNS}",
-                (now_text(), json.dumps(list(photo_ids))),
-            ).fetchall()
+            rows = conn.execute(S.REORDER, (now_text(), json.dumps(list(photo_ids)))).fetchall()
             reordered = [row_of(r) for r in rows]
-            conn.execute(
-                "DELETE FROM reviews WHERE photo_id IN (SELECT value FROM json_each(?))",
-                (json.dumps([r.id for r in reordered]),),
-            )
+            conn.execute(S.CLEAR_REVIEWS, (json.dumps([r.id for r in reordered]),))
             return reordered
 
     def set_output_paths(self, photo_id: int, output_paths: Sequence[str]) -> None:
         """Files collect wrote for a photo that keeps its state (a duplicate's copies)."""
         with self.atomic() as conn:
-            conn.execute(
-                "UPDATE photos SET output_paths = ?, updated_at = ? WHERE id = ?",
-                (json.dumps(list(output_paths)), now_text(), photo_id),
-            )
+            conn.execute(S.OUTPUT_PATHS, (json.dumps(list(output_paths)), now_text(), photo_id))
 
     def mark_failed(
         self, photo_id: int, error: str, *, retryable: bool, fence: int | None = None
@@ -899,7 +871,7 @@ class SqliteLedger:
                     photo_id,
                     "failed_from = CASE WHEN state = 'failed' THEN failed_from ELSE state END, "
                     "state = 'failed', error = ?, retryable = ?",
-                    (error, int(retryable)),
+                    (error_text(error), int(retryable)),
                     only_if=claim,
                     only_if_params=claim_params,
                 )
@@ -944,31 +916,69 @@ class SqliteLedger:
         # photo (its result failed) is left to collect, which retries the result, never the
         # order. Broken files (no hash) are left: the next scan checks them afresh.
         with self.atomic() as conn:
-            cur = conn.execute(
-                "UPDATE photos SET "
-                "state = CASE WHEN failed_from IN ('submitting', 'unknown') THEN 'unknown' "
-                "ELSE 'pending' END, "
-                "order_id = CASE WHEN failed_from IN ('submitting', 'unknown') THEN order_id "
-                "END, "
-                "error = NULL, retryable = 0, failed_from = NULL, updated_at = ? "
-                "WHERE state = 'failed' AND current = 1 AND sha256 != '' AND charged = 0 "
-                "AND duplicate_of IS NULL "  # held (sqlite_found.HELD): only reorder frees it
-                "AND (retryable = 1 OR ?)",
-                (now_text(), int(include_permanent)),
-            )
+            cur = conn.execute(S.RESET_FAILED, (now_text(), int(include_permanent)))
             return cur.rowcount
+
+    # -- aihd serve (serving.py) ----------------------------------------------------------------
+
+    def photo_by_order(self, order_id: str) -> PhotoRow | None:
+        with self._mutex, self._guard("read"):
+            found = serving.photo_by_order(self._conn, COLUMNS, order_id)
+        return None if found is None else row_of(found)
+
+    def release_claim(self, photo_id: int) -> None:
+        """Let this run's claim on one photo go (a service keeps running past its work); its
+        fence goes with it, so a later claim is a new one with a new token."""
+        self._fences.pop(photo_id, None)
+        if self.owner is not None:
+            with self.atomic() as conn:
+                conn.execute(S.RELEASE_CLAIM, (photo_id, self.owner))
+
+    def wish_upscales(self, photo_ids: Sequence[int], source: str) -> int:
+        with self.atomic() as conn:
+            return serving.wish(conn, photo_ids, source, now_text())
+
+    def upscale_work(self, scope: Sequence[str] | None = None) -> list[int]:
+        with self._mutex, self._guard("read"):
+            return serving.work(self._conn, serving.scope_sql(scope))
+
+    def upscale_intents(self, photo_id: int, generated_ids: Sequence[str]) -> list[str]:
+        with self.atomic() as conn:
+            return serving.intents(conn, photo_id, generated_ids, now_text())
+
+    def upscale_answered(self, generated_id: str, error: str | None) -> None:
+        with self.atomic() as conn:
+            serving.answered(conn, generated_id, error, now_text())
+
+    def finish_upscale(
+        self, generated_id: str, output_path: str | None, error: str | None = None
+    ) -> bool:
+        with self.atomic() as conn:
+            return serving.finish(conn, generated_id, output_path, error, now_text())
+
+    def upscale(self, generated_id: str) -> UpscaleRow | None:
+        with self._mutex, self._guard("read"):
+            return serving.one(self._conn, generated_id)
+
+    def upscales(self, scope: Sequence[str] | None = None) -> list[UpscaleRow]:
+        with self._mutex, self._guard("read"):
+            return serving.every(self._conn, serving.scope_sql(scope))
 
 
 def _scope(folders: Sequence[str]) -> tuple[str, list[object]]:
-    """SQL that keeps photos in these folders or below them (exact, case-sensitive)."""
+    """SQL that keeps photos in these folders or below them (exact, case-sensitive).
+
+    One JSON list of the folders, not an OR per folder: SQLite refuses an expression over
+    1,000 deep, and a manifest's glob of listings (aihd serve, aihd run) may match more.
+    """
     if not folders:
         return "0", []
-    params: list[object] = []
-    for folder in folders:
-        prefix = folder.rstrip("/") + "/"
-        params += [len(prefix), prefix]
-    clause = " OR ".join(["substr(path, 1, ?) = ?"] * len(folders))
-    return f"({clause})", params
+    # Each prefix in its stored form (filenames.py), a prefix of its photos' stored paths.
+    prefixes = sorted({stored(folder.rstrip("/") + "/") for folder in folders})
+    clause = (
+        "EXISTS (SELECT 1 FROM json_each(?) WHERE substr(photos.path, 1, length(value)) = value)"
+    )
+    return clause, [json.dumps(prefixes)]
 
 
 def _read_note(fd: int) -> dict[str, Any]:

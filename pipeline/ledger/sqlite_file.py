@@ -9,6 +9,8 @@ and a file that appeared there meanwhile is never replaced.
 
 from __future__ import annotations
 
+__all__ = ["make_ledger_file", "not_a_database", "refuse_empty"]
+
 import errno
 import os
 import secrets

@@ -3,12 +3,16 @@ held, and copies that take the place of an unpaid original that is gone."""
 
 from __future__ import annotations
 
+__all__ = ["HELD", "ORPHANABLE", "adopt", "record_found", "unpaid_originals"]
+
 import json
-import shlex
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.filenames import shell_join, unstored
+from pipeline.filenames import stored as store
+from pipeline.ledger import statements as S
 from pipeline.ledger.records import UNSETTLED, FoundPhoto, PhotoRow, State
 from pipeline.ledger.sqlite_rows import COLUMNS, INSERT, encode, new_row, row_of
 
@@ -21,17 +25,20 @@ HELD = "state = 'failed' AND duplicate_of IS NOT NULL"
 
 
 def record_found(conn: sqlite3.Connection, found: Sequence[FoundPhoto], now: str) -> list[PhotoRow]:
-    """Find or add a row per photo in one transaction: a few queries, whatever the batch size."""
-    paths = json.dumps(list({f.path for f in found}))
+    """Find or add a row per photo in one transaction: a few queries, whatever the batch size.
+
+    Paths are the files' own names here; they are bound and read in the ledger's form."""
+    paths = json.dumps(list({store(f.path) for f in found}))
     stored: dict[tuple[str, str], Sequence[Any]] = {}  # decoded only when a photo matches
     current_of: dict[str, int] = {}  # path -> id of its current row before this call
     for r in conn.execute(
         f"SELECT {COLUMNS}, current FROM photos WHERE path IN (SELECT value FROM json_each(?))",
         (paths,),
     ):
-        stored[(r[1], r[9])] = r
+        path = unstored(r[1])
+        stored[(path, r[9])] = r
         if r[23]:
-            current_of[r[1]] = r[0]
+            current_of[path] = r[0]
     identities = [f.options.identity(f.sha256) for f in found]
     originals: dict[str, int] = {}
     crossed: dict[str, tuple[int, str]] = {}
@@ -49,7 +56,7 @@ def record_found(conn: sqlite3.Connection, found: Sequence[FoundPhoto], now: str
         )
         crossed = _paid_through_other_version(conn, found, identities, missing - set(originals))
         # Ids are chosen here (the write lock is held) so in-batch copies can point at them.
-        (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone()
+        (next_id,) = conn.execute(S.NEXT_PHOTO_ID).fetchone()
     known: dict[tuple[str, str], PhotoRow] = {}
     inserts: dict[int, PhotoRow] = {}
     refreshed: dict[int, PhotoRow] = {}
@@ -90,7 +97,7 @@ def record_found(conn: sqlite3.Connection, found: Sequence[FoundPhoto], now: str
     )
     conn.executemany(
         "UPDATE photos SET folder = ?, size = ?, mtime_ns = ? WHERE id = ?",
-        [(r.folder, r.size, r.mtime_ns, r.id) for r in refreshed.values()],
+        [(store(r.folder), r.size, r.mtime_ns, r.id) for r in refreshed.values()],
     )
     manifests = {f.path: f.manifest for f in found}
     conn.executemany(
@@ -140,7 +147,7 @@ def _paid_through_other_version(
 
 
 def _held_reason(held: str, photo: FoundPhoto) -> str:
-    again = f"aihd reorder {shlex.quote(photo.manifest or '?')} {shlex.quote(photo.path)} --yes"
+    again = shell_join(["aihd", "reorder", photo.manifest or "?", photo.path, "--yes"])
     return f"held: {held}; not ordered, nothing spent: `{again}` orders it, at a cost"
 
 
@@ -156,7 +163,7 @@ def unpaid_originals(
         f"AND o.charged = 0 AND o.state IN {ORPHANABLE}",
         (json.dumps(list(copy_ids)),),
     ).fetchall()
-    return [(c, o, path, bool(stands)) for c, o, path, stands in rows]
+    return [(c, o, unstored(path), bool(stands)) for c, o, path, stands in rows]
 
 
 def adopt(conn: sqlite3.Connection, copy_id: int, original_id: int, gone: bool, now: str) -> None:
@@ -174,7 +181,7 @@ def adopt(conn: sqlite3.Connection, copy_id: int, original_id: int, gone: bool, 
     )  # fmt: skip
     conn.execute(
         "UPDATE photos SET state = 'duplicate', duplicate_of = ?, order_id = NULL, "
-        "current = CASE WHEN ? THEN 0 ELSE current END, updated_at = ? WHERE id = ?",
+        "current = CASE WHEN ? = 1 THEN 0 ELSE current END, updated_at = ? WHERE id = ?",
         (copy_id, int(gone), now, original_id),
     )
     conn.execute(

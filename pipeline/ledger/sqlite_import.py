@@ -8,10 +8,13 @@ whose identity this ledger already holds uncharged elsewhere becomes a duplicate
 
 from __future__ import annotations
 
+__all__ = ["import_rows"]
+
 import sqlite3
 from typing import Any
 
 from pipeline.ledger import identity_sql as idsql
+from pipeline.ledger import statements as S
 
 _PHOTO_COLUMNS = (
     "path, folder, sha256, size, mtime_ns, service, space, enhancements, identity, state, "
@@ -36,7 +39,7 @@ def import_rows(conn: sqlite3.Connection, source: sqlite3.Connection) -> int:
     index = {name: n for n, name in enumerate(names)}
     new_id: dict[int, int] = {}
     inserted: list[tuple[int, list[Any]]] = []
-    (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM photos").fetchone()
+    (next_id,) = conn.execute(S.NEXT_PHOTO_ID).fetchone()
     for row in source.execute(f"SELECT id, {_PHOTO_COLUMNS} FROM photos ORDER BY id"):
         old_id, values = row[0], list(row[1:])
         path, identity = values[index["path"]], values[index["identity"]]
@@ -94,11 +97,7 @@ def import_rows(conn: sqlite3.Connection, source: sqlite3.Connection) -> int:
     for project in source.execute(
         "SELECT account, address, project_id, created_at FROM v3_projects"
     ):
-        conn.execute(
-            "INSERT INTO v3_projects (account, address, project_id, created_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (account, address) DO NOTHING",
-            project,
-        )
+        conn.execute(S.SAVE_V3_PROJECT, project)
     # The catalog entries its identities name (with their spellings), and content ignored.
     for choice in source.execute(
         "SELECT kind, scope, key, entry_id, name, title, seen_at FROM catalog_choices"

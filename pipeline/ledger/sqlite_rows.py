@@ -1,6 +1,13 @@
-"""How a photo's row is stored in SQLite: its columns, and the encoding both ways."""
+"""How a photo's row is stored in SQLite: its columns, and the encoding both ways.
+
+A path (and a folder, a manifest) may name bytes that are not UTF-8: they are stored in the
+ledger's form (``pipeline.filenames.stored``) and read back as the file's own name; an error
+is stored as shown to people. PostgreSQL's store uses the same encoding.
+"""
 
 from __future__ import annotations
+
+__all__ = ["COLUMNS", "INSERT", "STATES", "encode", "new_row", "now_text", "row_of"]
 
 import json
 from collections.abc import Sequence
@@ -8,6 +15,7 @@ from datetime import UTC, datetime
 from functools import lru_cache, partial
 from typing import Any
 
+from pipeline.filenames import shown, stored, unstored
 from pipeline.ledger.records import FoundPhoto, PhotoRow, State
 
 COLUMNS = (
@@ -52,21 +60,29 @@ _make_row = partial(tuple.__new__, PhotoRow)
 
 
 def row_of(r: Sequence[Any]) -> PhotoRow:
-    # Built from slices of the row: a run builds several per photo (see PhotoRow).
+    # Built from slices of the row: a run builds several per photo (see PhotoRow); file names
+    # as the ledger stores them (pipeline.filenames).
     return _make_row((
-        *r[:8], _titles(r[8]), r[9], STATES[r[10]], *r[11:15], _strings(r[15]), _strings(r[16]),
-        r[17], r[18], bool(r[19]), r[20], r[21], bool(r[22]),
+        r[0], unstored(r[1]), unstored(r[2]), *r[3:8], _titles(r[8]), r[9], STATES[r[10]],
+        *r[11:15], _strings(r[15]), _strings(r[16]), r[17], r[18], bool(r[19]), r[20], r[21],
+        bool(r[22]),
     ))  # fmt: skip
 
 
 def encode(row: PhotoRow, current: bool, created_at: str, manifest: str = "") -> tuple[object, ...]:
     return (
-        row.id, row.path, row.folder, row.sha256, row.size, row.mtime_ns, row.service, row.space,
-        _titles_json(row.enhancements), row.identity, row.state.value, row.order_id,
-        row.image_id, row.eta, row.submitted_at, _strings_json(row.result_urls),
-        _strings_json(row.output_paths), row.attempts, row.error, int(row.retryable),
-        row.duplicate_of, row.updated_at, int(row.charged), int(current), created_at, manifest,
+        row.id, stored(row.path), stored(row.folder), row.sha256, row.size, row.mtime_ns,
+        row.service, row.space, _titles_json(row.enhancements), row.identity, row.state.value,
+        row.order_id, row.image_id, row.eta, row.submitted_at, _strings_json(row.result_urls),
+        _strings_json(row.output_paths), row.attempts, error_text(row.error),
+        int(row.retryable), row.duplicate_of, row.updated_at, int(row.charged), int(current),
+        created_at, stored(manifest),
     )  # fmt: skip
+
+
+def error_text(error: str | None) -> str | None:
+    """An error as stored: as shown to people (a path in it with its bytes escaped)."""
+    return None if error is None else shown(error)
 
 
 def new_row(

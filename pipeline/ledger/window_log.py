@@ -13,9 +13,25 @@ the store's write lock (SQLite's database lock; PostgreSQL's window lock, held t
 row can later appear below an id already read. A row changes once (its answer or refusal) and
 only while unanswered, which is why only those are read again. A transaction that rolls back
 may have shown this handle its own uncommitted rows: the store calls ``forget`` then.
+
+No foreign clock is trusted (issue 20, item 7): a time ahead of this handle's clock (a ledger
+imported from a machine whose clock ran a month ahead) is written down, as the log reads it, to
+the moment it was read, which is no earlier than the POST really was; from there it ages as any
+other, so it holds the window one window at most. Were it only counted as "now" at each check,
+it would hold the window, in a handle that keeps its rows, until the clock caught up.
+``cap_future_posts`` writes such times down in the ledger too, once at a run's start.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "IN_FLIGHT_POLL_SECONDS",
+    "NOT_COUNTED",
+    "REREAD_SECONDS",
+    "PostRow",
+    "Reread",
+    "WindowLog",
+]
 
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -59,21 +75,31 @@ class WindowLog:
         that looks further back than the one the log was started with."""
         return horizon > self._horizon
 
-    def load(self, rows: Sequence[PostRow], up_to: int, horizon: float) -> None:
+    def load(
+        self,
+        rows: Sequence[PostRow],
+        up_to: int,
+        horizon: float,
+        boot: str | None,
+        clock: float,
+        wall: float,
+    ) -> None:
         """Start afresh from the rows of the horizon, read in id order with every id up to
-        ``up_to`` (the highest that exists) in the same view of the table."""
+        ``up_to`` (the highest that exists) in the same view of the table; ``boot``, ``clock``
+        and ``wall``: now, read after the rows (see ``add``)."""
         self.forget()
-        self.add(rows)
+        self.add(rows, boot, clock, wall)
         self.last_id = max(self.last_id, up_to)
         self._horizon = horizon
 
-    def add(self, rows: Sequence[PostRow]) -> None:
-        """Rows added since ``last_id``, read in id order."""
+    def add(self, rows: Sequence[PostRow], boot: str | None, clock: float, wall: float) -> None:
+        """Rows added since ``last_id``, read in id order; a time in them ahead of now (this
+        ``boot``'s ``clock``, or ``wall``, taken once the rows were read) is kept as now."""
         if rows:
             posts = self._posts
             for row in rows:
                 if row[6] not in NOT_COUNTED:
-                    posts[row[0]] = row
+                    posts[row[0]] = _capped(row, boot, clock, wall)
             self.last_id = rows[-1][0]
 
     def answered(
@@ -112,7 +138,7 @@ class WindowLog:
             return 0.0
         unanswered = [post_id for post_id, post in posts.items() if post[6] is None]
         if unanswered:
-            self._reread(unanswered, reread)
+            self._reread(unanswered, reread, boot, clock, wall)
         account = rule.account
         expiries = []
         in_flight = False
@@ -152,7 +178,8 @@ class WindowLog:
             # this handle hears of only by reading it. Its answer lets it (and the posts behind
             # it) leave, so the log does not grow for the horizon's whole length.
             self._reread_at = clock + REREAD_SECONDS
-            self._reread([i for i, post in posts.items() if post[6] is None], reread)
+            in_flight = [i for i, post in posts.items() if post[6] is None]
+            self._reread(in_flight, reread, boot, clock, wall)
             self._leave(rule, horizon, boot, clock, wall)
         self._tidy_at = 2 * len(posts) + _TIDY_SLACK
 
@@ -174,9 +201,11 @@ class WindowLog:
                 return
             del posts[post_id]
 
-    def _reread(self, post_ids: list[int], reread: Reread) -> None:
+    def _reread(
+        self, post_ids: list[int], reread: Reread, boot: str | None, clock: float, wall: float
+    ) -> None:
         """The rows of these ids as they stand now: answered, refused or never sent (dropped), or
-        still not."""
+        still not; a time ahead of now kept as now (see ``add``)."""
         posts = self._posts
         found = set()
         for row in reread(post_ids):
@@ -186,11 +215,32 @@ class WindowLog:
                 continue  # not asked for: an entry added here would be out of id order
             if row[6] in NOT_COUNTED:
                 del posts[post_id]
-            else:
-                posts[post_id] = row
+            elif row[6] is not None:
+                # Its answer, with the intent's times as first read (and kept): only an answer
+                # changes a row, and a future intent taken again as "now" would never age.
+                posts[post_id] = _capped((*posts[post_id][:4], *row[4:]), boot, clock, wall)
         for post_id in post_ids:
             if post_id not in found:
                 posts.pop(post_id, None)  # a row that is not there does not count
+
+
+def _capped(post: PostRow, boot: str | None, clock: float, wall: float) -> PostRow:
+    """The post with each of its times that is ahead of now written down to now: on this boot
+    its clock's (``clock``), and the wall clock's (``wall``) for every post. The post is no
+    younger than that (it was there to be read), so it counts no shorter than it should."""
+    _, post_boot, intent_clock, intent_wall, answer_clock, answer_wall, *_ = post
+    on_boot = bool(boot) and post_boot == boot
+    ahead = intent_wall > wall or (answer_wall is not None and answer_wall > wall)
+    if on_boot:
+        ahead = ahead or intent_clock > clock or (answer_clock is not None and answer_clock > clock)
+    if not ahead:
+        return post  # nearly always: read as it is, not copied
+    if on_boot:
+        intent_clock = min(intent_clock, clock)
+        answer_clock = None if answer_clock is None else min(answer_clock, clock)
+    intent_wall = min(intent_wall, wall)
+    answer_wall = None if answer_wall is None else min(answer_wall, wall)
+    return (post[0], post_boot, intent_clock, intent_wall, answer_clock, answer_wall, *post[6:])
 
 
 def _in_horizon(post: PostRow, horizon: float, boot: str | None, clock: float, wall: float) -> bool:
@@ -202,13 +252,20 @@ def _in_horizon(post: PostRow, horizon: float, boot: str | None, clock: float, w
 
 
 def _age(post: PostRow, rule: WindowRule, boot: str | None, clock: float, wall: float) -> float:
-    """Seconds since the moment the post counts from (negative: an answer still to come)."""
+    """Seconds since the moment the post counts from (negative: an answer still to come).
+
+    A time ahead of now counts as now (as read, it was kept so: ``_capped``; this holds if the
+    wall clock is later set back)."""
     _, post_boot, intent_clock, intent_wall, answer_clock, answer_wall, *_ = post
     if post_boot and post_boot == boot:
-        at = answer_clock if answer_clock is not None else intent_clock + rule.answer_within
-        return float(clock - at)
-    at = answer_wall if answer_wall is not None else intent_wall + rule.answer_within
-    return float(wall - at)
+        now = clock
+        answered, intent = answer_clock, intent_clock
+    else:
+        now = wall
+        answered, intent = answer_wall, intent_wall
+    if answered is not None:
+        return float(now - min(answered, now))
+    return float(now - (min(intent, now) + rule.answer_within))
 
 
 def _counts(

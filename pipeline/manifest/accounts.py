@@ -12,6 +12,19 @@ another file.
 
 from __future__ import annotations
 
+__all__ = [
+    "LEDGER_ENV",
+    "SANDBOX_ENDPOINT",
+    "account_ledger",
+    "base_url_from_env",
+    "chosen_ledger",
+    "emulator_state",
+    "endpoint_name",
+    "key_fingerprint",
+    "state_folder",
+    "window_account",
+]
+
 import hashlib
 import os
 import re
@@ -21,9 +34,11 @@ from pathlib import Path
 from yarl import URL
 
 from pipeline.api import DEFAULT_BASE_URL
+from pipeline.errors import UsageError
 from pipeline.ledger.stores import is_url
 
 LEDGER_ENV = "AIHD_LEDGER"
+BASE_URL_ENV = "AIHD_BASE_URL"
 SANDBOX_ENDPOINT = "sandbox"  # every local emulator is one endpoint of its own
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -94,8 +109,45 @@ def emulator_state(ledger: Path | str) -> Path:
 
 
 def base_url_from_env(env: Mapping[str, str] | None = None) -> str:
+    """AIHD_BASE_URL, checked (``checked_base_url``), or the real API's address."""
     env = os.environ if env is None else env
-    return env.get("AIHD_BASE_URL", "").strip() or DEFAULT_BASE_URL
+    text = env.get(BASE_URL_ENV, "").strip()
+    return checked_base_url(text, BASE_URL_ENV) if text else DEFAULT_BASE_URL
+
+
+_CREDENTIALS = re.compile(r"(//)[^/@]*@")
+
+
+def checked_base_url(text: str, where: str) -> str:
+    """``text`` if it is an http(s) URL aihd can call, else a UsageError naming ``where``.
+
+    Refused: what does not parse (a port out of range, an unclosed ``[``), another scheme, no
+    host, port 0, a query or fragment (dropped by every call, so a typo), and a user name or
+    password: the key goes in a header, and a URL is printed in messages, so a password in it
+    would be too (it is never echoed here either).
+    """
+    shown = _CREDENTIALS.sub(r"\1<redacted>@", text)
+    fix = f"set {where} to the API's address, e.g. {DEFAULT_BASE_URL}, or unset it"
+    try:
+        url = URL(text)
+        port = url.explicit_port
+    except ValueError as exc:
+        raise UsageError(f"{where}={shown!r} is not a URL ({exc}): {fix}") from None
+    if url.scheme not in ("http", "https"):
+        raise UsageError(f"{where}={shown!r} is not an http(s) URL: {fix}")
+    host = url.raw_host or ""
+    if not host or any(c.isspace() or not c.isprintable() for c in host):
+        raise UsageError(f"{where}={shown!r} has no valid host name: {fix}")
+    if port == 0:
+        raise UsageError(f"{where}={shown!r}: port 0 is no port to call (1 to 65535): {fix}")
+    if url.user is not None or url.password is not None:
+        raise UsageError(
+            f"{where}={shown!r} holds a user name or password: the API key goes in a header "
+            "(AIHD_API_KEY), never in the URL; remove them"
+        )
+    if url.raw_query_string or url.raw_fragment:
+        raise UsageError(f"{where}={shown!r} has a query or fragment ('?', '#'): {fix}")
+    return text
 
 
 def key_fingerprint(api_key: str) -> str:

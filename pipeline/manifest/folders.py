@@ -11,6 +11,20 @@ paid for once.
 
 from __future__ import annotations
 
+__all__ = [
+    "GLOB_CHARS",
+    "Options",
+    "Owned",
+    "Written",
+    "assign",
+    "expand",
+    "folder_matches",
+    "is_pattern",
+    "relative",
+    "shorten",
+    "split_pattern",
+]
+
 import fnmatch
 import os
 from collections.abc import Iterator, Sequence

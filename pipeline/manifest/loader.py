@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -117,6 +118,7 @@ class FolderSpec:
     choices: tuple[tuple[str, str], ...] = ()  # room, style, sky, ... as written (CHOICE_KEYS)
     project: str = ""  # the listing project's address ("" : the listing's name)
     option_lines: tuple[tuple[str, int], ...] = ()  # tool, its choices, project -> line
+    upscale: bool = False  # v1: upscale each result too (by `aihd serve`: a webhook brings it)
 
     def line_of(self, key: str) -> int:
         """The line that wrote ``key`` for this folder (the folder's own line if none did)."""
@@ -142,6 +144,13 @@ class Manifest:
     account: str = "default"
     delivery_profiles: Mapping[str, DeliveryProfile] = field(default_factory=dict)
     api: str = "v1"  # which API orders the photos: v1 or v3 (AIHD_API_VERSION overrides it)
+    quiet_period: float = 60.0  # `aihd serve`: seconds a folder must be quiet (completeness.py)
+    rescan: float = 600.0  # `aihd serve`: seconds between full looks at every folder
+
+    @property
+    def upscales(self) -> tuple[FolderSpec, ...]:
+        """The folders whose photos are upscaled too."""
+        return tuple(folder for folder in self.folders if folder.upscale)
 
     @property
     def legacy_ledger(self) -> Path:
@@ -306,6 +315,7 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
     )
     owned = assign(entries, defaults, base)
     listings = {e.line: model.folders[e.index].listing or "" for e in entries}
+    upscales = {e.line: bool(model.folders[e.index].upscale) for e in entries}
     folders = tuple(
         FolderSpec(
             path=o.path,
@@ -321,12 +331,21 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
             claimed=o.claimed,
             through=o.through,
             listing=listings.get(o.line, ""),
+            upscale=upscales.get(o.line, False),
             **_tool_options(o.options.tools),
         )
         for o in owned
     )
     for folder in folders:
         _check_tool(folder, model.api, path, lines)
+        if folder.upscale and model.api != "v1":
+            raise ManifestError(
+                f"folder {folder.name!r}: upscale is an option of the v1 API only (v3 has no "
+                "upscale call): remove it, or use 'api: v1' for this manifest",
+                path=path,
+                line=folder.line,
+                key="upscale",
+            )
     roots = photo_roots(entries, base, path, lines)
     conflict = output_conflict(output, roots)
     if conflict is not None:
@@ -350,10 +369,37 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
         account=model.account,
         api=model.api,
         delivery_profiles=_profiles(model, path, lines),
+        quiet_period=_seconds(model.quiet_period, 60.0, "quiet_period", path, lines),
+        rescan=_seconds(model.rescan, 600.0, "rescan", path, lines),
         matches=tuple(
             (e.path, e.line, tuple(relative(m, base) for m in e.matched)) for e in entries
         ),
     )
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([hms]?)", re.IGNORECASE)
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+
+
+def _seconds(
+    value: str | float | None, default: float, key: str, path: Path, lines: LineMap
+) -> float:
+    """A duration key: a number of seconds, or text such as 90s, 10m, 1h30m; above 0."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        cleaned = value.strip().replace(" ", "")
+        parts = _DURATION.findall(cleaned)
+        if cleaned and "".join(n + u for n, u in parts).lower() == cleaned.lower():
+            value = sum(float(n) * _UNIT_SECONDS[u.lower()] for n, u in parts)
+    if isinstance(value, str) or not 0 < value <= 86400:
+        raise ManifestError(
+            "must be a duration above 0 and at most a day, e.g. 60s, 10m or 1h",
+            path=path,
+            line=line_of(lines, (key,)),
+            key=key,
+        )
+    return float(value)
 
 
 def _profiles(model: ManifestModel, path: Path, lines: LineMap) -> dict[str, DeliveryProfile]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["MAX_DEPTH", "MAX_MANIFEST_BYTES", "KeyPath", "LineMap", "dotted_key", "load_yaml"]
+
 import os
 import re
 import stat

@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "ACCOUNT_PATTERN",
+    "DEFAULT_PATTERNS",
+    "ENV_NAME_PATTERN",
+    "DefaultsModel",
+    "DeliveryProfileModel",
+    "FilePattern",
+    "FolderModel",
+    "ManifestModel",
+    "RateLimitModel",
+    "RetryModel",
+    "Text",
+    "explain",
+]
+
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -26,7 +41,7 @@ class _Strict(BaseModel):
 class RateLimitModel(_Strict):
     """The account's order window (the API allows 10 orders per 600 s)."""
 
-    orders: int = Field(default=10, ge=1, description="Orders allowed per window.")
+    orders: int = Field(default=10, ge=1, le=100_000, description="Orders allowed per window.")
     # At most a day: a longer window is a typo (1.0e308 would overflow the window's clock).
     per_seconds: float = Field(
         default=600.0,
@@ -43,9 +58,11 @@ class RetryModel(_Strict):
     attempts: int = Field(
         default=5, ge=1, le=20, description="Tries per request, the first included."
     )
+    # At most an hour: a wait longer than that is a typo (1.0e308 would overflow the clock).
     max_backoff: float = Field(
         default=60.0,
         gt=0,
+        le=3600,
         allow_inf_nan=False,
         description="Longest wait between tries, in seconds.",
     )
@@ -143,6 +160,11 @@ class FolderModel(_Strict):
         description="api: v3 only: the address of the listing's project (default: the "
         "listing's name).",
     )
+    upscale: bool | None = Field(
+        default=None,
+        description="api: v1 only: also upscale each enhanced photo (its file lands beside the "
+        "enhanced one). The upscale arrives by webhook only: `aihd serve` does it.",
+    )
 
 
 class DeliveryProfileModel(_Strict):
@@ -159,11 +181,17 @@ class DeliveryProfileModel(_Strict):
         default=None, ge=64, le=20000, description="Longest side, px, at most."
     )
     max_megabytes: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False, description="Largest file, in MB (10^6 bytes)."
+        default=None,
+        gt=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="Largest file, in MB (10^6 bytes).",
     )
-    min_width: int | None = Field(default=None, ge=1, description="Smallest width (landscape), px.")
+    min_width: int | None = Field(
+        default=None, ge=1, le=20000, description="Smallest width (landscape), px."
+    )
     min_height: int | None = Field(
-        default=None, ge=1, description="Smallest height (landscape), px."
+        default=None, ge=1, le=20000, description="Smallest height (landscape), px."
     )
     quality: int | None = Field(
         default=None, ge=30, le=100, description="First JPEG quality tried."
@@ -241,6 +269,16 @@ class ManifestModel(_Strict):
     folders: list[FolderModel] = Field(min_length=1, description="The folders of photos.")
     delivery_profiles: dict[Text, DeliveryProfileModel] = Field(
         default_factory=dict, description="Named profiles for `aihd deliver --profile NAME`."
+    )
+    quiet_period: Text | float | None = Field(
+        default=None,
+        description="`aihd serve`: a photo is taken once its folder was quiet this long and its "
+        "size held at two looks, e.g. 60s (the default) or 2m.",
+    )
+    rescan: Text | float | None = Field(
+        default=None,
+        description="`aihd serve`: look at every folder again this often, as a safety net for "
+        "changes the watcher missed, e.g. 10m (the default).",
     )
 
     @field_validator("version", mode="before")

@@ -7,6 +7,18 @@ finds them, in any case, or says which names are valid. Fetched once per run.
 
 from __future__ import annotations
 
+__all__ = [
+    "Catalog",
+    "Enhancement",
+    "ResolvedOptions",
+    "photo_options",
+    "read_catalog",
+    "resolve_folders",
+    "resolve_live",
+    "resolve_v3",
+    "v3_options",
+]
+
 import functools
 import logging
 from collections.abc import Sequence

@@ -14,6 +14,16 @@ equally with two, cannot be told apart: that is a CatalogError (nothing spent), 
 
 from __future__ import annotations
 
+__all__ = [
+    "SCOPE_SEPARATOR",
+    "Live",
+    "choose",
+    "item_scope",
+    "live_entries",
+    "match",
+    "resolve_chosen",
+]
+
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace

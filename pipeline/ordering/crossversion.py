@@ -20,6 +20,17 @@ the v3 photo paid through v1 is *held*: not ordered, shown with the reason, unti
 
 from __future__ import annotations
 
+__all__ = [
+    "IE_OPTIONS",
+    "SPACES",
+    "V1_SERVICE",
+    "V3_SERVICE",
+    "area_of",
+    "option_of",
+    "version_of",
+    "with_counterparts",
+]
+
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from itertools import combinations, product

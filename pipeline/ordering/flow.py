@@ -13,6 +13,8 @@ A charged photo is never ordered again: the ledger refuses the intent (see ``mar
 
 from __future__ import annotations
 
+__all__ = ["OrderBudget", "OrderFlow", "RunCounters"]
+
 import asyncio
 import hashlib
 import random
@@ -89,7 +91,7 @@ class RunCounters:
         return self.orders_accepted + self.reconciled_submitted + self.unconfirmed
 
 
-class _Budget:
+class OrderBudget:
     """``--max-orders``: a photo reserves an order before its upload, so a run never uploads
     photos it will not order, and stops as soon as its last order is answered."""
 
@@ -143,7 +145,7 @@ class OrderFlow(Settling):
         self._counters = counters
         self._dispatch = dispatch
         self._options_for = options_for
-        self.budget = _Budget(max_orders)
+        self.budget = OrderBudget(max_orders)
         self._settle_seconds = settle_seconds
         self._send_within = min(
             max(settle_seconds / 4, _SEND_WITHIN_MIN), _SEND_WITHIN_MAX, ledger.lease_seconds / 4
@@ -440,10 +442,15 @@ class OrderFlow(Settling):
         recorded from now on."""
         self._stopping = True
         if self._in_flight:
-            done, _ = await asyncio.wait(set(self._in_flight), timeout=within_seconds)
+            done, late = await asyncio.wait(set(self._in_flight), timeout=within_seconds)
             for posting in done:
                 if not posting.cancelled():
                     posting.exception()  # seen here: its worker was stopped before it could look
+            # Unanswered in time: cut, as a kill would. Each intent is on disk (``submitting``),
+            # settled by the next run; the task must not write once the run has closed.
+            for posting in late:
+                posting.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         settlers = list(self._settling)
         for settler in settlers:
             settler.cancel()

@@ -7,10 +7,11 @@ no ledger created. Each photo is sorted the way the runner would treat it.
 
 from __future__ import annotations
 
+__all__ = ["FolderPlan", "Plan", "make_plan"]
+
 import asyncio
 import json
 import os
-import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from pipeline.api.factory import AnyVersion
 from pipeline.api.tools import describe
 from pipeline.api.v1 import ApiClient
 from pipeline.columns import pad, width
-from pipeline.ledger import UNSETTLED, PhotoRow, State, open_ledger
+from pipeline.filenames import shell_join, shown
+from pipeline.ledger import UNSETTLED, PhotoRow, State, WindowRule, open_ledger
 from pipeline.ledger.stores import is_url
 from pipeline.manifest.loader import Manifest
 from pipeline.ordering.catalog import ResolvedOptions, photo_options
@@ -29,6 +31,9 @@ from pipeline.ordering.scan import list_and_check
 from pipeline.retry import Backoff
 
 _DONE = (State.SUBMITTED, State.COMPLETED)
+# How long an unanswered order POST may count as in flight: as a run with the default
+# --request-timeout (60 s) counts it (app/session.py).
+_ANSWER_WITHIN = 2 * 60.0 + 5
 _COSTS_AN_ORDER = (State.PENDING, State.UPLOADED)
 _UNSETTLED = (State.SUBMITTING, State.UNKNOWN)  # may have been charged: orders spent, at most
 
@@ -49,6 +54,7 @@ class FolderPlan:
     duplicates: int = 0
     failed: int = 0  # failed for good: left alone unless --retry-failed
     result_failed: int = 0  # charged, but the result failed: collect retries it, no order
+    upscales: int = 0  # upscale: true: photos whose upscale is still to be asked (aihd serve)
     broken: list[dict[str, str]] = field(default_factory=list)
     # Paid through the other API version with the same choice ("v1": n): no order, ever.
     paid_through: dict[str, int] = field(default_factory=dict)
@@ -78,6 +84,11 @@ class Plan:
     paid_in_ledger: int = 0  # charged photos of every manifest of the account in this ledger
     unsettled: int = 0  # the manifest's photos whose order may have been charged, unconfirmed
     api: str = "v1"  # v3: each folder's tool is shown (v1 orders image enhancement only)
+    window_wait: float = 0.0  # seconds until the account's window, as the ledger holds it, has room
+
+    @property
+    def upscales(self) -> int:
+        return sum(f.upscales for f in self.folders)
 
     @property
     def to_check(self) -> int:
@@ -87,8 +98,11 @@ class Plan:
 
     @property
     def seconds(self) -> float:
-        """At the window's steady pace: each order takes one slot's share of the window."""
-        return self.orders * self.window_seconds / self.window_orders
+        """At the window's steady pace (each order takes one slot's share of the window), after
+        the orders already in the window leave room, as the run waits for them."""
+        if not self.orders:
+            return 0.0
+        return self.window_wait + self.orders * self.window_seconds / self.window_orders
 
     def to_json(self) -> str:
         folders = [{**asdict(f), "orders": f.orders} for f in self.folders]
@@ -97,6 +111,7 @@ class Plan:
                 "folders": folders,
                 "orders": self.orders,
                 "orders_at_most": self.orders + self.to_check,
+                "upscales": self.upscales,
                 "paid": self.paid,
                 # Every order POST that may have charged (as `aihd status` counts them).
                 "orders_spent": self.paid + self.unsettled,
@@ -110,7 +125,7 @@ class Plan:
                 "seconds": round(self.seconds, 1),
                 "window": {"orders": self.window_orders, "per_seconds": self.window_seconds},
                 "patterns": [
-                    {"path": path, "line": line, "folders": list(found)}
+                    {"path": path, "line": line, "folders": [shown(f) for f in found]}
                     for path, line, found in self.matches
                 ],
             },
@@ -150,25 +165,37 @@ class Plan:
                 "them again blindly"
             )
         if result_failed := sum(f.result_failed for f in self.folders):
-            collect = shlex.join(["aihd", "collect", self.manifest])
+            collect = shell_join(["aihd", "collect", self.manifest])
             lines.append(
                 f"{result_failed} paid photos whose results failed (counted in 'failed'): "
                 f"`{collect}` retries their results; no order is spent on them"
             )
         for path, line, found in self.matches:
             if len(found) != 1 or found[0] != path.rstrip("/"):
-                shown = ", ".join(found[:10]) + (f", ... ({len(found)})" if len(found) > 10 else "")
-                lines.append(f"  {path} (line {line}) matched: {shown or 'no folder'}")
+                listed = ", ".join(found[:10]) + (
+                    f", ... ({len(found)})" if len(found) > 10 else ""
+                )
+                lines.append(f"  {path} (line {line}) matched: {listed or 'no folder'}")
         per = _duration(self.window_seconds)
         lines.append(self._where())
         lines.append(
             f"{self.orders} orders, {_about(self.seconds)} at {self.window_orders} per {per}; "
             "names checked against the live catalog; nothing was spent"
         )
+        if self.orders and self.window_wait > 0:
+            lines.append(
+                f"  the account's window is full now: its first order can go in "
+                f"{self.window_wait:.0f} s (counted in the time above)"
+            )
         if self.to_check:
             lines.append(
                 f"  and up to {self.to_check} more: orders a stopped run left unconfirmed are "
                 "asked of the API first and placed again only if they never reached it"
+            )
+        if self.upscales:
+            lines.append(
+                f"{self.upscales} upscales to ask for (upscale: true): `aihd serve` asks for "
+                "each once its photo is enhanced, and receives it by webhook"
             )
         return "\n".join(lines)
 
@@ -185,19 +212,29 @@ class Plan:
 
 
 async def make_plan(
-    manifest: Manifest, client: AnyVersion | ApiClient, ledger_path: Path | str
+    manifest: Manifest,
+    client: AnyVersion | ApiClient,
+    ledger_path: Path | str,
+    *,
+    window_account: str = "",
 ) -> Plan:
-    """Sort every photo as the runner would, reading the ledger (if any) and never writing."""
+    """Sort every photo as the runner would, reading the ledger (if any) and never writing.
+
+    ``window_account``: whose order window to read (manifest/accounts.py); '' counts every
+    account's orders in the ledger, the safe side."""
     backoff = Backoff(manifest.retry.attempts, wait_max=manifest.retry.max_backoff)
     rows: list[PhotoRow] = []
     cached: dict[str, tuple[int, int, str]] = {}
     ignored: set[str] = set()
     ignored_contents: set[str] = set()
     ledger = None
-    shown, exists = str(ledger_path), False
+    window_wait = 0.0
+    rule = manifest.rate_limit
+    where, exists = str(ledger_path), False
+    upscaled: set[int] = set()  # photos with an upscale asked for already
     if is_url(ledger_path) or await asyncio.to_thread(Path(ledger_path).is_file):
         ledger = open_ledger(ledger_path)
-        shown, exists = ledger.path, True  # a URL without its password
+        where, exists = ledger.path, True  # a URL without its password
     try:
         # The ledger's keys for the catalog's entries (choices.py), read, never recorded.
         folders = await resolve_chosen(manifest, client, backoff, ledger, record=False)
@@ -206,6 +243,12 @@ async def make_plan(
             cached = ledger.cached_hashes()
             ignored = ledger.ignored_paths()
             ignored_contents = ledger.ignored_contents()
+            # As the run counts it: orders of every run of the account, none from the future.
+            window_wait = ledger.window_wait(
+                WindowRule(rule.orders, rule.per_seconds, _ANSWER_WITHIN, window_account)
+            )
+            if manifest.upscales:
+                upscaled = {u.photo_id for u in ledger.upscales() if u.state != "wanted"}
     finally:
         if ledger is not None:
             ledger.close()
@@ -223,7 +266,9 @@ async def make_plan(
         # v1: the catalog's title of the space ("Indoor"); v3: the area or room's value.
         space = options.space.name if options.v3 else options.space.title or options.space.name
         words = describe(options.service, space, [e.title for e in options.enhancements])
-        plan = FolderPlan(folder.name, words.tool, [s for s in (words.space, *words.options) if s])
+        plan = FolderPlan(
+            shown(folder.name), words.tool, [s for s in (words.space, *words.options) if s]
+        )
         identity_of = photo_options(options).identity
         for photo in await asyncio.to_thread(list_and_check, folder, cached):
             path = photo.stat.path
@@ -231,10 +276,11 @@ async def make_plan(
                 continue  # `aihd ignore`: left out of every run
             plan.found += 1
             if photo.sha256 is None:
-                plan.broken.append({"path": path, "reason": photo.broken or "unreadable"})
+                plan.broken.append({"path": shown(path), "reason": photo.broken or "unreadable"})
                 continue
             identity = identity_of(photo.sha256)
             row = by_path.get((path, identity))
+            paid_before = _paid(plan)
             if row is None:
                 # As the runner records it: a copy, paid through the other API version, new.
                 paid = None if identity in owners else _paid_through(photo.sha256, options, charged)
@@ -265,6 +311,9 @@ async def make_plan(
                 plan.resume += 1
             else:
                 plan.failed += 1
+            if folder.upscale and (row is None or row.id not in upscaled):
+                # Paid, or to be: its upscale is asked for once its result is in.
+                plan.upscales += _paid(plan) > paid_before
         plans.append(plan)
     plans.sort(key=lambda p: p.folder)  # name order, as `aihd status` lists them
     return Plan(
@@ -278,11 +327,12 @@ async def make_plan(
             r.state in _UNSETTLED and not r.charged for r in rows if _inside(r.path, manifest)
         ),
         manifest=str(manifest.path),
-        ledger=shown,
+        ledger=where,
         account=manifest.account,
         ledger_exists=exists,
         paid_in_ledger=sum(r.charged for r in rows),
         api=manifest.api,
+        window_wait=window_wait,
     )
 
 
@@ -299,10 +349,15 @@ def _paid_through(
 
 def _count_paid_through(plan: FolderPlan, path: str, original: PhotoRow, held: str) -> None:
     if held:
-        plan.held.append({"path": path, "reason": held.removeprefix("held: ")})
+        plan.held.append({"path": shown(path), "reason": held.removeprefix("held: ")})
     else:
         version = version_of(original.service)
         plan.paid_through[version] = plan.paid_through.get(version, 0) + 1
+
+
+def _paid(plan: FolderPlan) -> int:
+    """The folder's photos paid for, or to be: new, resume, check, done."""
+    return plan.new + plan.resume + plan.check + plan.done
 
 
 def _inside(path: str, manifest: Manifest) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["Progress", "Settling"]
+
 import logging
 import math
 import time

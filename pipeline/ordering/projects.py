@@ -23,3 +23,6 @@ class LedgerProjects:
 
     def put(self, address: str, project_id: str) -> None:
         self._ledger.save_v3_project(self._account, address, project_id)
+
+    def replace(self, address: str, gone: str, project_id: str) -> str:
+        return self._ledger.replace_v3_project(self._account, address, gone, project_id)

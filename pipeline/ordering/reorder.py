@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+__all__ = ["plan_reorder"]
+
 from collections.abc import Sequence
 
+from pipeline.filenames import shown
 from pipeline.ledger import Ledger, PhotoRow, State
 
 
@@ -27,13 +30,14 @@ def plan_reorder(
     photo_ids: list[int] = []
     for path in paths:
         row = by_path.get(path)
+        name = shown(path)
         if row is None:
-            lines.append(f"{path}: not in this ledger (check the path)")
+            lines.append(f"{name}: not in this ledger (check the path)")
         elif (why := _not_charged(row.state, run)) is not None:
-            lines.append(f"{path}: {why}")
+            lines.append(f"{name}: {why}")
         else:
             # Failed ones too: an order whose outcome is unknown may have been charged.
             was = f"order {row.order_id}" if row.order_id else "a copy of a paid photo"
-            lines.append(f"{path}: {row.state.value}, {was}: 1 more order")
+            lines.append(f"{name}: {row.state.value}, {was}: 1 more order")
             photo_ids.append(row.id)
     return lines, photo_ids

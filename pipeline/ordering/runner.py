@@ -9,14 +9,17 @@ POST in flight is shielded and its row stays ``submitting`` for the next run to 
 
 from __future__ import annotations
 
+__all__ = ["RunLimits", "Runner"]
+
 import asyncio
 import logging
 import os
-import shlex
+import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pipeline.api.factory import AnyVersion
 from pipeline.errors import (
@@ -29,6 +32,7 @@ from pipeline.errors import (
     PhotoError,
     SubmitRefused,
 )
+from pipeline.filenames import shell_join
 from pipeline.ledger import (
     Counterpart,
     FoundPhoto,
@@ -45,7 +49,14 @@ from pipeline.ordering.catalog import ResolvedOptions, photo_options
 from pipeline.ordering.choices import resolve_chosen
 from pipeline.ordering.flow import OrderFlow, RunCounters
 from pipeline.ordering.progress import Progress
-from pipeline.ordering.scan import CheckedPhoto, check_batch, folder_files, stat_file, take_batch
+from pipeline.ordering.scan import (
+    CheckedPhoto,
+    FileStat,
+    check_batch,
+    folder_files,
+    stat_file,
+    take_batch,
+)
 from pipeline.ordering.settling import Dispatch
 from pipeline.ordering.summary import RunSummary, summarize
 from pipeline.ordering.window import OrderWindow
@@ -53,9 +64,14 @@ from pipeline.retry import Backoff
 from pipeline.stopping import StopSwitch
 
 log = logging.getLogger("aihd")
+T = TypeVar("T")
 
 _OPEN_STATES = (State.PENDING, State.UPLOADED, State.SUBMITTING, State.UNKNOWN)
 _RECLAIMS = 3  # a photo whose claim this run lost is claimed again at most this often
+_TAKE_BATCH = 16  # photos hashed per trip to the worker thread when a service takes them
+# At a signal, how long order POSTs already sent may take to be answered: a run ends within
+# 10 s of SIGTERM whatever it was doing (those still unanswered are settled by the next run).
+SIGNAL_DRAIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +84,10 @@ class RunLimits:
     drain_seconds: float = 60.0  # at a stop, how long order POSTs already sent may finish
     key_fingerprint: str = ""  # recorded with each order: which key sent it (never the key)
     account: str = ""  # whose order window: "<account>@<endpoint>" (manifest/accounts.py)
+    # `aihd serve`: photos come from ``take`` as they are complete, and a settled photo is let
+    # go (its claim, its place in this run's memory), so a later look may bring it back.
+    serving: bool = False
+    stop_within: float | None = None  # at a stop, wait at most this for POSTs (None: drain)
 
 
 class Runner:
@@ -112,6 +132,8 @@ class Runner:
         # Held as unknown before this run, with its reason then: reported the night it came.
         self._known_unknown: dict[int, str | None] = {}
         self._known_broken: set[tuple[str, int, int]] = set()
+        self.on_settled: Callable[[int], None] | None = None  # aihd serve: collect it next
+        self._scan_stop = threading.Event()  # ends hashing in its thread when the run stops
         self.backoff = Backoff(
             attempts=manifest.retry.attempts, wait_max=manifest.retry.max_backoff
         )
@@ -151,8 +173,27 @@ class Runner:
             self.ledger.remember_titles(titles)  # a write (and fsync) only when one is new
         return resolved
 
-    async def run(self, started: float) -> RunSummary:
-        folders = await self.resolve_catalog()
+    async def use_manifest(self, manifest: Manifest) -> None:
+        """From now on, the folders and options of ``manifest`` (aihd serve: SIGHUP, or a new
+        folder a glob matches); a wrong name (CatalogError) keeps the manifest as it was."""
+        old, self.manifest = self.manifest, manifest
+        try:
+            await self.resolve_catalog()
+        except BaseException:
+            self.manifest = old
+            raise
+
+    async def run(
+        self,
+        started: float,
+        *,
+        feed: Callable[[Runner], Coroutine[None, None, None]] | None = None,
+    ) -> RunSummary:
+        """Order every photo once. ``feed``: instead of one scan of the folders, a source that
+        hands photos to ``take`` as they come, until the run is stopped (aihd serve)."""
+        folders = await self._unless_stopped(self.resolve_catalog())
+        if folders is None:  # a signal while the catalog was read: nothing was spent
+            return self._summary(started, settling=0)
         self.ledger.reset_failed(include_permanent=self.limits.retry_failed)
         self._known_broken = {
             (r.path, r.size, r.mtime_ns) for r in self.ledger.photos([State.FAILED]) if not r.sha256
@@ -166,7 +207,8 @@ class Runner:
             asyncio.create_task(self._worker(), name=f"photo-worker-{n}")
             for n in range(self.limits.concurrency)
         ]
-        scanner = asyncio.create_task(self._scan(folders), name="scanner")
+        source = feed(self) if feed is not None else self._scan(folders)
+        scanner = asyncio.create_task(source, name="scanner")
         timer = asyncio.create_task(self._deadline(), name="deadline")
         ticker = asyncio.create_task(self._tick(), name="progress")
         stopper = asyncio.create_task(self.stop.event.wait(), name="stop")
@@ -190,9 +232,15 @@ class Runner:
         finally:
             for task in (scanner, timer, ticker, stopper, *workers):
                 task.cancel()
+            self._scan_stop.set()  # a batch being hashed in its thread ends within a chunk
             await asyncio.gather(scanner, timer, ticker, stopper, *workers, return_exceptions=True)
             settling = self._flow.settling
-            await self._flow.drain(within_seconds=self.limits.drain_seconds)
+            drain = self.limits.drain_seconds
+            if self.limits.stop_within is not None:
+                drain = self.limits.stop_within
+            if self.stop.reason == "interrupted":
+                drain = min(drain, SIGNAL_DRAIN_SECONDS)
+            await self._flow.drain(within_seconds=drain)
             self.progress.close()
         if isinstance(self.stop.error, AuthRefused):
             raise self.stop.error
@@ -201,6 +249,9 @@ class Runner:
         for worker in workers:
             if not worker.cancelled() and worker.exception() is not None:
                 raise worker.exception()  # type: ignore[misc]
+        return self._summary(started, settling)
+
+    def _summary(self, started: float, settling: int) -> RunSummary:
         return summarize(
             self.ledger,
             [str(folder.path) for folder in self.manifest.folders],
@@ -212,6 +263,19 @@ class Runner:
             held_by_other_runs=self._held_elsewhere,
             known_unknown=self._known_unknown,
         )
+
+    async def _unless_stopped(self, step: Awaitable[T]) -> T | None:
+        """The step's result, or None when the run is stopped first (the step is cancelled)."""
+        task = asyncio.ensure_future(step)
+        stopper = asyncio.create_task(self.stop.event.wait(), name="stop")
+        try:
+            await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(task, stopper, return_exceptions=True)
+        return None if task.cancelled() else task.result()
 
     # -- scanning -----------------------------------------------------------------------------
 
@@ -228,10 +292,29 @@ class Runner:
                 if ignored:
                     batch = [st for st in batch if st.path not in ignored]
                 known = self.ledger.known_files([st.path for st in batch])
-                checked = await asyncio.to_thread(check_batch, batch, known)
+                checked = await asyncio.to_thread(check_batch, batch, known, self._scan_stop)
                 if ignored_contents:
                     checked = [c for c in checked if c.sha256 not in ignored_contents]
                 await self._record(folder, found_options, checked, known, options.counterparts)
+
+    async def take(self, folder_name: str, stats: Sequence[FileStat]) -> None:
+        """Photos of one of the manifest's folders, found complete (aihd serve): checked,
+        recorded and queued as a scan's are; the ledger decides what is new."""
+        entry = self._folders.get(folder_name)
+        if entry is None:
+            return
+        folder, options = entry
+        # `aihd ignore`: photos by content wherever they are, unreadable files by path.
+        ignored, ignored_contents = self.ledger.ignored_paths(), self.ledger.ignored_contents()
+        chosen = [st for st in stats if st.path not in ignored]
+        # A few at a time: a stop waits for the hashing in flight, never for a whole folder.
+        for start in range(0, len(chosen), _TAKE_BATCH):
+            batch = chosen[start : start + _TAKE_BATCH]
+            known = self.ledger.known_files([st.path for st in batch])
+            checked = await asyncio.to_thread(check_batch, batch, known, self._scan_stop)
+            if ignored_contents:
+                checked = [c for c in checked if c.sha256 not in ignored_contents]
+            await self._record(folder, photo_options(options), checked, known, options.counterparts)
 
     async def _rescan(self, row: PhotoRow) -> None:
         """A photo that changed after its scan is checked again and recorded as it is now."""
@@ -242,7 +325,7 @@ class Runner:
             return
         folder, options = entry
         st = await asyncio.to_thread(stat_file, row.path)
-        checked = await asyncio.to_thread(check_batch, [st], {})
+        checked = await asyncio.to_thread(check_batch, [st], {}, self._scan_stop)
         await self._record(folder, photo_options(options), checked, {}, options.counterparts)
 
     async def _record(
@@ -282,14 +365,18 @@ class Runner:
                     reason,
                     self._manifest_path,
                 )
-                self._seen_ids.add(row.id)
                 broken += 1
                 if (st.path, st.size, st.mtime_ns) in self._known_broken:
                     self._known_failed.add(row.id)  # reported the night it was found
-                    ignore = shlex.join(["aihd", "ignore", self._manifest_path, st.path])
+                    ignore = shell_join(["aihd", "ignore", self._manifest_path, st.path])
                     log.info("%s: %s (failed before; `%s` leaves it out)", st.path, reason, ignore)
                 else:
                     log.warning("%s: %s", st.path, reason)
+                if self.limits.serving:
+                    # Seen again at each rescan: said once, and kept out of the photos in work.
+                    self._known_broken.add((st.path, st.size, st.mtime_ns))
+                else:
+                    self._seen_ids.add(row.id)
                 continue
             found.append(
                 FoundPhoto(
@@ -339,6 +426,8 @@ class Runner:
         still needs its order. Returns (newly counted, already settled), each 0 or 1."""
         if photo_id in self._seen_ids:
             return 0, 0
+        if self.limits.serving and state not in _OPEN_STATES:
+            return 0, 0  # a service remembers only the photos in work (see _close)
         self._seen_ids.add(photo_id)
         if state is State.FAILED:
             self._known_failed.add(photo_id)  # failed in an earlier run, left as it was
@@ -354,6 +443,13 @@ class Runner:
         self._open -= 1
         self._flow.forget(photo_id)
         self.progress.settle()
+        if self.limits.serving:
+            # Let it go: held by another run, it may be that run's to finish, or (if that run
+            # dies) a later look's; a charged photo is never ordered again whatever comes back.
+            self._seen_ids.discard(photo_id)
+            self.writes.call(self.ledger.release_claim, photo_id).add_done_callback(_seen)
+        if self.on_settled is not None:
+            self.on_settled(photo_id)
         if self._flow.budget.spent and (
             not self._scan_done or not self._queue.empty() or self._deferred
         ):
@@ -393,8 +489,11 @@ class Runner:
             except ConnectFailed as exc:
                 # No connection after every retry: the API is away, not this photo's fault.
                 await self.writes.call(self.ledger.mark_failed, row.id, str(exc), retryable=True)
-                self.stop.set("unreachable", exc)
-                return
+                if not self.limits.serving:
+                    self.stop.set("unreachable", exc)
+                    return
+                # A service rides the outage out: the photo is tried again at the next rescan.
+                log.warning("%s: %s; tried again at the next rescan", row.path, exc)
             except ApiError as exc:
                 # Retries are spent on a transient failure: keep the photo for the next run.
                 await self.writes.call(self.ledger.mark_failed, row.id, str(exc), retryable=True)
@@ -450,6 +549,11 @@ class Runner:
 def _held(row: PhotoRow) -> bool:
     """Held: failed as paid through the other API version (sqlite_found.HELD)."""
     return row.state is State.FAILED and row.duplicate_of is not None
+
+
+def _seen(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and (error := done.exception()) is not None:
+        log.warning("could not let a photo's claim go (its lease ends it): %s", error)
 
 
 def _key(service: str, options: ResolvedOptions) -> tuple[str, str, tuple[str, ...]]:

@@ -1,22 +1,39 @@
 """Finding photos in the manifest's folders, and checking each before anything is spent on it.
 
-A photo is checked by its bytes, not its name: at most 50 MB, not empty, readable, a JPEG, PNG,
-WEBP or camera RAW by its magic bytes, and not visibly truncated (JPEG end marker, PNG IEND
-chunk, WEBP RIFF length). Hashing streams the file, so a 50 MB photo never sits in memory.
-These functions block: the runner calls them in a worker thread, away from the event loop.
+A photo is checked by its bytes, not its name: a regular file (a FIFO, device or socket named
+like a photo is refused, never opened to wait on), at most 50 MB, not empty, readable, a JPEG,
+PNG, WEBP or camera RAW by its magic bytes, and not visibly truncated (JPEG end marker, PNG
+IEND chunk, WEBP RIFF length). Hashing streams the file, so a 50 MB photo never sits in memory.
+These functions block: the runner calls them in a worker thread, away from the event loop, and
+a ``threading.Event`` it sets when the run stops ends hashing within a chunk's read.
 """
 
 from __future__ import annotations
 
+__all__ = [
+    "CheckedPhoto",
+    "FileStat",
+    "check",
+    "check_batch",
+    "folder_files",
+    "list_and_check",
+    "list_folder",
+    "stat_file",
+    "take_batch",
+]
+
 import fnmatch
 import hashlib
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 from pipeline.api import MAX_PHOTO_BYTES
+from pipeline.errors import NotRegularFile, ScanStopped
+from pipeline.files import kind_of, open_regular
 from pipeline.ledger import KnownFile
 from pipeline.manifest.loader import FolderSpec
 
@@ -32,6 +49,7 @@ class FileStat:
     path: str
     size: int
     mtime_ns: int
+    kind: str | None = None  # what it is, when it is not a regular file ("a FIFO ...")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +106,7 @@ def list_folder(
             path = os.path.join(current, name)
             if excluded and _excluded(path, root, excluded):
                 continue
-            try:
-                st = os.stat(path)
-            except OSError:
-                yield FileStat(path, -1, 0)  # vanished or unreadable: check() says which
-            else:
-                yield FileStat(path, st.st_size, st.st_mtime_ns)
+            yield stat_file(path)
         dirs.extend(Path(current, d) for d in sorted(subdirs, reverse=True))
 
 
@@ -103,8 +116,10 @@ def _excluded(path: str, root: str, excluded: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(below, p) for p in excluded)
 
 
-def check(stat: FileStat) -> CheckedPhoto:
-    """Hash and check one photo in a single streamed read."""
+def check(stat: FileStat, stop: threading.Event | None = None) -> CheckedPhoto:
+    """Hash and check one photo in a single streamed read (ScanStopped once ``stop`` is set)."""
+    if stat.kind is not None:
+        return CheckedPhoto(stat, None, f"it is {stat.kind}, not a regular file; left alone")
     if stat.size == 0:
         return CheckedPhoto(stat, None, "empty file (0 bytes)")
     if stat.size > MAX_PHOTO_BYTES:
@@ -113,14 +128,20 @@ def check(stat: FileStat) -> CheckedPhoto:
         )
     digest = hashlib.sha256()
     try:
-        with open(stat.path, "rb") as f:
+        # Opened without waiting, and refused unless regular: it may have been swapped for a
+        # FIFO since its stat.
+        with open_regular(stat.path) as f:
             head = f.read(_CHUNK)
             digest.update(head)
             tail = head[-_TAIL:]
             while chunk := f.read(_CHUNK):
+                if stop is not None and stop.is_set():
+                    raise ScanStopped
                 digest.update(chunk)
                 tail = (tail + chunk)[-_TAIL:]
             size = f.tell()
+    except NotRegularFile as exc:
+        return CheckedPhoto(stat, None, f"{exc.strerror}; left alone")
     except OSError as exc:
         return CheckedPhoto(stat, None, f"cannot read: {exc.strerror or exc}")
     reason = _format_problem(head, tail, size)
@@ -173,7 +194,7 @@ def stat_file(path: str) -> FileStat:
         st = os.stat(path)
     except OSError:
         return FileStat(path, -1, 0)  # vanished or unreadable: check() says which
-    return FileStat(path, st.st_size, st.st_mtime_ns)
+    return FileStat(path, st.st_size, st.st_mtime_ns, kind_of(st.st_mode))
 
 
 def take_batch(files: Iterator[FileStat]) -> list[FileStat]:
@@ -181,14 +202,24 @@ def take_batch(files: Iterator[FileStat]) -> list[FileStat]:
 
 
 def check_batch(
-    batch: list[FileStat], cached: Mapping[str, tuple[int, int, str] | KnownFile]
+    batch: list[FileStat],
+    cached: Mapping[str, tuple[int, int, str] | KnownFile],
+    stop: threading.Event | None = None,
 ) -> list[CheckedPhoto]:
-    """Hash what changed; trust the stored hash when size and mtime are unchanged."""
+    """Hash what changed; trust the stored hash when size and mtime are unchanged (and it is
+    still a regular file). ScanStopped once ``stop`` is set."""
     out = []
     for st in batch:
         known = cached.get(st.path)
-        if known is not None and known[0] == st.size and known[1] == st.mtime_ns:
+        if (
+            st.kind is None
+            and known is not None
+            and known[0] == st.size
+            and known[1] == st.mtime_ns
+        ):
             out.append(CheckedPhoto(st, known[2], None))
         else:
-            out.append(check(st))
+            if stop is not None and stop.is_set():
+                raise ScanStopped
+            out.append(check(st, stop))
     return out

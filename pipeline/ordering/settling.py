@@ -18,6 +18,15 @@ worker and no slot but its own.
 
 from __future__ import annotations
 
+__all__ = [
+    "FIRST_LOOK_SECONDS",
+    "LOOK_EVERY_SECONDS",
+    "OUTCOME_UNKNOWN",
+    "UNREADABLE",
+    "Dispatch",
+    "Settling",
+]
+
 import asyncio
 import logging
 import time
@@ -41,7 +50,7 @@ from pipeline.ledger.groupcommit import GroupCommit
 from pipeline.retry import Backoff, retrying
 
 if TYPE_CHECKING:
-    from pipeline.ordering.flow import RunCounters, _Budget
+    from pipeline.ordering.flow import OrderBudget, RunCounters
 
 log = logging.getLogger("aihd")
 
@@ -81,7 +90,7 @@ class Settling:
     _backoff: Backoff
     _counters: RunCounters
     _dispatch: Dispatch
-    budget: _Budget
+    budget: OrderBudget
     _settle_seconds: float
     _settling: dict[asyncio.Task[None], float]
     _posts: Counter[int]

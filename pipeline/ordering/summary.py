@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["RunSummary", "summarize"]
+
 import json
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, field
@@ -13,6 +15,7 @@ from pipeline.errors import (
     EXIT_SOME_FAILED,
     EXIT_UNREACHABLE,
 )
+from pipeline.filenames import shown
 from pipeline.ledger import Ledger, State
 from pipeline.ordering.flow import RunCounters
 
@@ -115,7 +118,8 @@ def summarize(
         row for row in ledger.photos([State.FAILED]) if row.id in seen_ids and not row.charged
     ]
     failures = [
-        {"path": row.path, "error": row.error or "unknown"} for row in failed[:_MAX_LISTED_FAILURES]
+        {"path": shown(row.path), "error": row.error or "unknown"}
+        for row in failed[:_MAX_LISTED_FAILURES]
     ]
     # Photos whose order may have been charged and could not be settled either way: a run
     # that finishes with any did not end well for them (exit 1), unless they were held so,
@@ -126,7 +130,11 @@ def summarize(
         row.id not in known or known[row.id] != row.error for row in held
     )
     unknown = [
-        {"path": row.path, "order_id": row.order_id or "", "error": row.error or "outcome unknown"}
+        {
+            "path": shown(row.path),
+            "order_id": row.order_id or "",
+            "error": row.error or "outcome unknown",
+        }
         for row in held
     ]
     if stop_reason == "interrupted":

@@ -15,6 +15,8 @@ be), so neither is ever endless.
 
 from __future__ import annotations
 
+__all__ = ["Clock", "OrderWindow", "Slot"]
+
 import asyncio
 import heapq
 import math

@@ -9,7 +9,6 @@ itself: the explicit ``aihd reorder MANIFEST PATH... --yes`` does that, and spen
 from __future__ import annotations
 
 import json
-import shlex
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.errors import UsageError
+from pipeline.filenames import shell_join, shell_quoted, shown
+from pipeline.files import open_regular
 from pipeline.ledger import Decision, Ledger, PhotoRow, State
 from pipeline.manifest.folders import folder_matches
 from pipeline.manifest.loader import Manifest
@@ -80,7 +81,7 @@ def select_photos(
         if row.state is not State.COMPLETED:
             raise UsageError(
                 f"{given}: is {row.state.value}, not completed: only a collected result can be "
-                f"approved or rejected (first `aihd collect {shlex.quote(str(manifest.path))}`)"
+                f"approved or rejected (first `aihd collect {shell_quoted(str(manifest.path))}`)"
             )
         chosen[row.id] = row
     return list(chosen.values())
@@ -110,7 +111,7 @@ def _folder_photos(
 
 def reorder_command(manifest: Manifest, paths: Sequence[str]) -> str:
     """The command that orders these photos again (1 credit each), ready to paste."""
-    return shlex.join(["aihd", "reorder", str(manifest.path), *paths, "--yes"])
+    return shell_join(["aihd", "reorder", str(manifest.path), *paths, "--yes"])
 
 
 def clean_reason(text: object) -> str | None:
@@ -160,7 +161,9 @@ def decisions_document(manifest: Manifest, decisions: Sequence[FileDecision]) ->
 def read_decisions_file(path: Path) -> list[FileDecision]:
     """Parse an exported decisions file; a bad one is a UsageError naming file and entry."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        # Regular files only: a FIFO given here would wait for a writer.
+        with open_regular(path.expanduser()) as stream:
+            document = json.loads(stream.read().decode("utf-8"))
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the decisions file: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -208,7 +211,9 @@ def apply_decisions(
     by_id = {row.id: row for row in rows}
     for index, entry in enumerate(decisions):
         row = by_id.get(entry.photo_id)
-        if row is None or row.path != entry.path or row.sha256 != entry.sha256:
+        # The page shows a name that is not UTF-8 escaped (shown): its export names it so.
+        named = row is not None and entry.path in (row.path, shown(row.path))
+        if row is None or not named or row.sha256 != entry.sha256:
             raise UsageError(
                 f"{source}: decisions[{index}]: {entry.path} is not photo {entry.photo_id} of "
                 "this manifest's ledger (exported from another manifest or ledger, or the photo "

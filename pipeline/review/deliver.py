@@ -27,6 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.errors import PhotoError
+from pipeline.files import open_regular
 from pipeline.ledger import Ledger, PhotoRow, State
 from pipeline.manifest.folders import relative
 from pipeline.manifest.listings import listings
@@ -337,7 +338,8 @@ def _plan_clearing(target: Path, ledger: Ledger, report: DeliveryReport) -> None
 def _content_hash(path: Path) -> str:
     digest = hashlib.sha256()
     try:
-        with path.open("rb") as stream:
+        # A FIFO swapped in for a result or an original is refused, never waited on.
+        with open_regular(path) as stream:
             while chunk := stream.read(_READ_BYTES):
                 digest.update(chunk)
     except OSError as exc:
@@ -347,6 +349,7 @@ def _content_hash(path: Path) -> str:
 
 def _read(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
+        with open_regular(path) as stream:
+            return stream.read()
     except OSError:
         return None

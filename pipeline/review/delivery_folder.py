@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import PipelineError, UsageError
+from pipeline.filenames import shell_quoted
+from pipeline.files import open_regular
 from pipeline.ledger import Ledger
 from pipeline.manifest.folders import shorten
 from pipeline.manifest.loader import Manifest, load_manifest
@@ -119,9 +121,7 @@ def _overlap(output: Path, folder: Path) -> str | None:
 
 
 def _quoted(path: Path) -> str:
-    import shlex
-
-    return shlex.quote(str(path))
+    return shell_quoted(str(path))
 
 
 # -- taking a folder apart ------------------------------------------------------------------
@@ -234,7 +234,7 @@ def _move(path: Path, destination: Path) -> Path:
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     try:
-        with path.open("rb") as stream:
+        with open_regular(path) as stream:  # a FIFO put here is moved aside, never waited on
             while chunk := stream.read(_READ_BYTES):
                 digest.update(chunk)
     except OSError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.filenames import shown
 from pipeline.review.delivery_folder import Clearing
 from pipeline.review.delivery_plan import LeftOut
 
@@ -56,32 +57,35 @@ class DeliveryReport:
         return sum(listing.reused for listing in self.listings)
 
     def summary(self) -> dict[str, object]:
-        """The report as plain JSON data (``aihd deliver --json``)."""
+        """The report as plain JSON data (``aihd deliver --json``), names shown as export
+        shows them (a byte that is not UTF-8 as ``\\xNN``)."""
         return {
-            "folder": str(self.folder),
+            "folder": shown(str(self.folder)),
             "dry_run": self.dry_run,
             "encoded": self.encoded,
             "reused": self.reused,
             "listings": [
                 {
-                    "listing": r.listing,
-                    "folder": r.folder,
+                    "listing": shown(r.listing),
+                    "folder": shown(r.folder),
                     "photos": r.photos,
                     "originals": r.originals,
                     "altered": r.altered,
                     "encoded": r.encoded,
                     "reused": r.reused,
-                    "left_out": [{"photo": o.path, "why": o.why} for o in r.left_out],
+                    "left_out": [{"photo": shown(o.path), "why": shown(o.why)} for o in r.left_out],
                 }
                 for r in self.listings
             ],
-            "failed": self.failed,
+            "failed": [shown(line) for line in self.failed],
             "not_approved": self.not_approved,
             "undecided": [
-                {"listing": label, "undecided": n, "completed": of}
+                {"listing": shown(label), "undecided": n, "completed": of}
                 for label, n, of in self.undecided
             ],
-            "withdrawn": self.withdrawn,
-            "removed": [str(p) for p in self.clearing.removed],
-            "moved_aside": [{"was": str(a), "now": str(b)} for a, b in self.clearing.moved],
+            "withdrawn": [shown(name) for name in self.withdrawn],
+            "removed": [shown(str(p)) for p in self.clearing.removed],
+            "moved_aside": [
+                {"was": shown(str(a)), "now": shown(str(b))} for a, b in self.clearing.moved
+            ],
         }

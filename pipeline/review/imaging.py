@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image, ImageCms, ImageOps
 
 from pipeline.errors import PhotoError
+from pipeline.files import open_regular
 
 __all__ = ["SRGB_ICC", "open_upright_rgb", "upright_size"]
 
@@ -32,7 +33,8 @@ def open_upright_rgb(path: Path, at_least: int | None = None) -> Image.Image:
     ``at_least``, a JPEG may be decoded smaller, its long edge no shorter than that (much
     faster for a preview: the JPEG decoder scales by 1/2, 1/4 or 1/8 as it reads)."""
     try:
-        with Image.open(path) as opened:
+        # A photo's folder may hold a FIFO under its name by now: never waited on.
+        with open_regular(path) as file, Image.open(file) as opened:
             if at_least is not None and max(opened.size) > at_least:
                 scale = at_least / max(opened.size)
                 wanted = (math.ceil(opened.width * scale), math.ceil(opened.height * scale))
@@ -50,7 +52,7 @@ _TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 def upright_size(path: Path) -> tuple[int, int]:
     """The photo's size as shown (EXIF orientation applied), from its header only."""
     try:
-        with Image.open(path) as opened:
+        with open_regular(path) as file, Image.open(file) as opened:
             width, height = opened.size
             turned = opened.getexif().get(0x0112) in _TURNED
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

@@ -18,6 +18,7 @@ import PIL
 from PIL import Image
 
 from pipeline.errors import PhotoError
+from pipeline.files import open_regular
 from pipeline.manifest.profiles import DeliveryProfile
 from pipeline.review.imaging import SRGB_ICC, open_upright_rgb, upright_size
 from pipeline.review.watermark import stamp
@@ -156,7 +157,7 @@ def _kept_exif(source: Path, original: Path | None) -> bytes | None:
         if path is None:
             continue
         try:
-            with Image.open(path) as opened:
+            with open_regular(path) as file, Image.open(file) as opened:
                 exif = opened.getexif()
         except OSError:
             continue

@@ -9,10 +9,10 @@ small JSON file that ``aihd review --apply FILE`` records (see decisions.py). Th
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.filenames import shell_quoted, shown
 from pipeline.ledger import Ledger, PhotoRow
 from pipeline.manifest.loader import Manifest
 from pipeline.review.sheet import Sheet
@@ -61,12 +61,12 @@ def write_review(manifest: Manifest, ledger: Ledger, folder: Path) -> ReviewPage
     html = render(
         "review.html",
         served=False,
-        title=f"aihd review: {manifest.path.name}",
-        heading=f"aihd review: {manifest.path.name}",
+        title=f"aihd review: {shown(manifest.path.name)}",
+        heading=f"aihd review: {shown(manifest.path.name)}",
         assets="",
         apply_command=apply_command(manifest),
     )
-    _write_bytes(index, html.encode("utf-8", "replace"))
+    _write_bytes(index, html.encode("utf-8"))
     photos = data["photos"]
     assert isinstance(photos, list)
     return ReviewPage(index=index, photos=len(photos), thumbnails_made=thumbnails.made)
@@ -74,7 +74,7 @@ def write_review(manifest: Manifest, ledger: Ledger, folder: Path) -> ReviewPage
 
 def apply_command(manifest: Manifest) -> str:
     """The command that records the page's export, as the browser saves it by default."""
-    quoted = shlex.quote(str(manifest.path))
+    quoted = shell_quoted(str(manifest.path))
     return f"aihd review {quoted} --apply ~/Downloads/{EXPORT_NAME}"
 
 

@@ -4,12 +4,15 @@ Listing by listing in natural order (``5-walnut-way`` before ``48-maple-ave``), 
 each folder's photos by natural file name; each tool and toggle in words (pipeline.api.tools),
 never a slug; every hint a whole command, quoted for a shell. Where the images are is the
 caller's (``Images``): thumbnails beside a static page, or the desk's own URLs.
+
+Names reach the page as ``shown()`` (a byte that is not UTF-8 as ``\\xNN``): what a person
+reads, and what the script matches folders and listings by. A photo is found again by its id,
+a listing by its key (``listing``), never by a name the page was given.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +21,7 @@ from typing import Protocol
 
 from pipeline.api.tools import V1_SERVICE, Described, describe, space_label
 from pipeline.api.v3_slugs import build_spec, identity_parts
+from pipeline.filenames import shell_join, shown
 from pipeline.ledger import Ledger, PhotoRow, Review, State
 from pipeline.manifest.listings import Listing, is_exterior, listings, natural_key
 from pipeline.manifest.loader import FolderSpec, Manifest
@@ -69,14 +73,16 @@ class Sheet:
         self._listings: list[dict[str, object]] = []
         self._by_key: dict[str, tuple[int, Listing]] = {}
         for m, listing in ordered:
-            key = f"{m}:{listing.name}"
+            key = f"{m}:{shown(listing.name)}"
+            while key in self._by_key:  # two names alike but for bytes shown as \xNN
+                key += "'"
             names = []
             for folder in listing.folders:
                 if (m, folder.name) not in self._places:
                     self._places[m, folder.name] = _Place(m, key, folder, len(self._places))
-                    names.append(folder.name)
+                    names.append(shown(folder.name))
             self._listings.append(
-                {"key": key, "name": listing.name, "manifest": m, "folders": names}
+                {"key": key, "name": shown(listing.name), "manifest": m, "folders": names}
             )
             self._by_key[key] = (m, listing)
 
@@ -112,10 +118,10 @@ class Sheet:
         toggles as the catalog spells them (``ledger.titles()``)."""
         first = self.manifests[0]
         return {
-            "manifest": str(first.path),
-            "ledger": ledger_path,
+            "manifest": shown(str(first.path)),
+            "ledger": shown(ledger_path),
             "generated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "collect_command": shlex.join(["aihd", "collect", str(first.path)]),
+            "collect_command": shell_join(["aihd", "collect", str(first.path)]),
             "manifests": [self._manifest(m) for m in self.manifests],
             "listings": self._listings,
             "folders": [self._folder(place) for place in self._places.values()],
@@ -140,9 +146,9 @@ class Sheet:
         images = self.images
         photo: dict[str, object] = {
             "id": row.id,
-            "name": os.path.basename(row.path),
-            "path": row.path,
-            "folder": row.folder,
+            "name": shown(os.path.basename(row.path)),
+            "path": shown(row.path),
+            "folder": shown(row.folder),
             "listing": place.listing,
             "manifest_index": m,
             "tool": tool,
@@ -171,17 +177,17 @@ class Sheet:
     def _manifest(self, manifest: Manifest) -> dict[str, object]:
         where = str(manifest.path)
         return {
-            "path": where,
-            "name": manifest.path.name,
-            "run_command": shlex.join(["aihd", "run", where]),
-            "collect_command": shlex.join(["aihd", "collect", where]),
-            "deliver_command": shlex.join(["aihd", "deliver", where]),
+            "path": shown(where),
+            "name": shown(manifest.path.name),
+            "run_command": shell_join(["aihd", "run", where]),
+            "collect_command": shell_join(["aihd", "collect", where]),
+            "deliver_command": shell_join(["aihd", "deliver", where]),
         }
 
     def _folder(self, place: _Place) -> dict[str, object]:
         words = _folder_words(self.manifests[place.manifest], place.folder)
         return {
-            "name": place.folder.name,
+            "name": shown(place.folder.name),
             "listing": place.listing,
             "tool": words.tool,
             "space": _space_words(words.space),

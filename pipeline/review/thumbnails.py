@@ -41,7 +41,7 @@ class Thumbnails:
             st = source.stat()
         except OSError:
             return None
-        key = f"{source}\x1f{st.st_size}\x1f{st.st_mtime_ns}".encode()
+        key = os.fsencode(source) + f"\x1f{st.st_size}\x1f{st.st_mtime_ns}".encode()
         name = hashlib.sha256(key).hexdigest()[:24] + ".jpg"
         target = self.folder / name
         if target.exists():

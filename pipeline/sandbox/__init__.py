@@ -9,6 +9,7 @@ from __future__ import annotations
 from .server import Sandbox, SandboxThread, run_forever, serve
 from .state import Faults, SandboxConfig, SandboxStats
 from .v3_readings import V3Readings
+from .webhooks import Webhooks
 
 __all__ = [
     "Faults",
@@ -17,6 +18,7 @@ __all__ = [
     "SandboxStats",
     "SandboxThread",
     "V3Readings",
+    "Webhooks",
     "run_forever",
     "serve",
 ]

@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "Handler",
+    "before_image",
+    "gate",
+    "items",
+    "make_app",
+    "order_details",
+    "rename_entry",
+    "result_image",
+    "set_faults",
+    "spaces",
+    "stats",
+    "submit",
+]
+
 import asyncio
 import dataclasses
 import secrets
@@ -13,6 +28,7 @@ from aiohttp import web
 from pipeline import api
 
 from .enhance import write_enhanced
+from .notify import order_finished_later
 from .replies import LOST_AFTER_CHARGE, STATE, client_left, drop_connection, error
 from .state import (
     DOC_SERVICES,
@@ -23,7 +39,9 @@ from .state import (
     stats_json,
 )
 from .uploads import upload
+from .upscale import add_upscale_routes
 from .v3 import PROCESS_POST_PATH, add_v3_routes
+from .webhooks import webhooks_from_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,6 +74,10 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error(500, "internal server error", "api_error_internal")
     if fault == "stall":
         await asyncio.sleep(faults.stall_seconds)
+    if is_order_post and faults.order_delay > 0:
+        await asyncio.sleep(faults.order_delay)
+    elif request.method == "POST" and request.path == api.UPLOAD_PATH and faults.upload_delay:
+        await asyncio.sleep(faults.upload_delay)
     key = request.headers.get(api.API_KEY_HEADER, "")
     if not secrets.compare_digest(key.encode(), state.api_key.encode()):
         return error(401, "invalid api key", "api_error_unauthorized")
@@ -163,6 +185,7 @@ async def submit(request: web.Request) -> web.Response:
     image_id = state.charge(order, name)
     if image_id is None:
         return error(429, RATE_LIMIT_MESSAGE)
+    order_finished_later(request, order)
     if request[LOST_AFTER_CHARGE] or (state.draw_hold() and await client_left(request)):
         return drop_connection(request)
     if state.draw_error_after_charge():
@@ -194,8 +217,13 @@ def _order_record(request: web.Request, order: Order) -> dict[str, Any]:
         }
         for sequence, generated_id in enumerate(generated_ids, start=1)
     ]
+    if state.config.upscale_in_order_details:
+        for image in generated:
+            if state.upscaled(image["id"]) is not None:
+                image["upscaled_image_src"] = f"{origin}/_sandbox/upscaled/{image['id']}.jpg"
     return {
         "id": order.id,
+        "user_id": state.user_id,
         "status": status,
         "service_name": api.SERVICE,
         "before_image_id": order.before_image_id,
@@ -221,6 +249,8 @@ async def order_details(request: web.Request) -> web.Response:
 
 async def result_image(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
+    if (delay := state.faults.download_delay) > 0:
+        await asyncio.sleep(delay)
     generated_id = request.match_info["generated_id"]
     photo = state.result_photo(generated_id)
     if photo is None:
@@ -267,6 +297,20 @@ async def rename_entry(request: web.Request) -> web.Response:
     return web.json_response({"renamed": body})
 
 
+async def set_webhooks(request: web.Request) -> web.Response:
+    """POST /_sandbox/webhooks: a JSON object of Webhooks fields; the others go back to default."""
+    try:
+        settings = webhooks_from_json(await request.json())
+    except ValueError as exc:
+        return error(400, f"bad webhooks: {exc}", "api_error_invalid_request")
+    request.app[STATE].webhooks.configure(settings)
+    return web.json_response(dataclasses.asdict(settings))
+
+
+async def _stop_webhooks(app: web.Application) -> None:
+    await app[STATE].webhooks.close()
+
+
 def make_app(state: SandboxState) -> web.Application:
     """The aiohttp application of one local emulator."""
     app = web.Application(middlewares=[gate])
@@ -281,5 +325,8 @@ def make_app(state: SandboxState) -> web.Application:
     app.router.add_get("/_sandbox/stats", stats)
     app.router.add_post("/_sandbox/faults", set_faults)
     app.router.add_post("/_sandbox/catalog/rename", rename_entry)
+    app.router.add_post("/_sandbox/webhooks", set_webhooks)
+    add_upscale_routes(app)
     add_v3_routes(app)
+    app.on_cleanup.append(_stop_webhooks)
     return app

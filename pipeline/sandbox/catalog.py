@@ -8,6 +8,18 @@ title; an item's id or title), as the API renamed a space's slug between two nig
 
 from __future__ import annotations
 
+__all__ = [
+    "ENHANCEMENT_WIDGET_TITLE",
+    "SPACES",
+    "CatalogItem",
+    "CatalogSpace",
+    "Kind",
+    "Remembered",
+    "SandboxCatalog",
+    "Spelling",
+    "opaque_id",
+]
+
 import secrets
 import threading
 from collections.abc import Callable, Mapping

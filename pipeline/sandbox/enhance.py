@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "PLACEHOLDER_GREY",
+    "PLACEHOLDER_SIZE",
+    "WHITE_BALANCE_STRENGTH",
+    "enhance",
+    "write_enhanced",
+]
+
 import io
 import os
 import tempfile

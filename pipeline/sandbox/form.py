@@ -10,6 +10,8 @@ API does for a form without the file; large uploads always go through aiohttp's 
 
 from __future__ import annotations
 
+__all__ = ["split_form"]
+
 import re
 
 _BOUNDARY = re.compile(r';\s*boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)

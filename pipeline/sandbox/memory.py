@@ -12,6 +12,8 @@ monotonic clock when read.
 
 from __future__ import annotations
 
+__all__ = ["SandboxMemory", "StoredOrder"]
+
 import json
 import os
 import sqlite3

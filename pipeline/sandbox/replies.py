@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["LOST_AFTER_CHARGE", "STATE", "client_left", "drop_connection", "error", "now_iso"]
+
 import asyncio
 import socket
 import struct

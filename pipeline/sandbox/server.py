@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["SHUTDOWN_SECONDS", "AppFactory", "Sandbox", "SandboxThread", "run_forever", "serve"]
+
 import asyncio
 import shutil
 import signal
@@ -21,6 +23,7 @@ from .app import make_app
 from .catalog import Kind, Spelling
 from .state import Faults, SandboxConfig, SandboxState, SandboxStats
 from .v3_readings import V3Readings
+from .webhooks import Webhooks
 
 # Stalled handlers would otherwise hold a stop for aiohttp's default 60 s.
 SHUTDOWN_SECONDS = 1.0
@@ -48,6 +51,10 @@ class Sandbox:
         """Replace the injected faults (and restart their random draws from faults.seed)."""
         self._state.set_faults(faults)
 
+    def delete_v3_project(self, project_id: str) -> bool:
+        """Delete a v3 project, as its owner may between two nights; False if none had it."""
+        return self._state.v3.delete_project(project_id)
+
     def rename_catalog_entry(self, kind: Kind, which: str, spelling: Spelling, new: str) -> None:
         """Rename one spelling (id, name or title) of a space, its widget or an item, as
         the API may between two nights; orders must name it as it is spelled now."""
@@ -57,6 +64,10 @@ class Sandbox:
         """While held, every charged v1 order says "processing", whatever its eta: results
         become ready when the test says so, not when the machine's load lets them."""
         self._state.results_held = held
+
+    def set_webhooks(self, webhooks: Webhooks) -> None:
+        """Send the account's webhooks so from now on (to new URLs, with other switches)."""
+        self._state.webhooks.configure(webhooks)
 
     def set_v3_readings(self, readings: V3Readings) -> None:
         """Play these readings of the v3 unknowns from now on."""

@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "DOC_SERVICES",
+    "PHOTO_MEMORY_BYTES",
+    "RATE_LIMIT_MESSAGE",
+    "Fault",
+    "Faults",
+    "Order",
+    "SandboxConfig",
+    "SandboxState",
+    "SandboxStats",
+    "StoredPhoto",
+    "faults_from_json",
+    "stats_json",
+]
+
 import collections
 import contextlib
 import dataclasses
@@ -21,6 +36,7 @@ from .memory import SandboxMemory, StoredOrder
 from .v3_memory import RememberingV3Store
 from .v3_readings import V3Readings
 from .v3_state import V3Store
+from .webhooks import Webhooks, WebhookSender
 
 DOC_SERVICES = frozenset(
     {
@@ -69,6 +85,13 @@ class Faults:
     # idle with no results, and v3's order shows no process (its process reads 404).
     details_lag_seconds: float = 0.0
     process_failure_rate: float = 0.0  # v3 processes that end "failed" (charged all the same)
+    upscale_lost_rate: float = 0.0  # upscales taken (their webhook will come), answer lost
+    # Seconds a request of one kind is held before it is handled: the moment a stop test
+    # needs, made certain (an upload in flight; an order POST sent, its intent on disk, not
+    # charged yet; a result download under way).
+    upload_delay: float = 0.0
+    order_delay: float = 0.0
+    download_delay: float = 0.0
     seed: int | None = None
     # Only requests whose path starts with one of these (e.g. "/v1/catalog/") meet the faults
     # above and below, and only they take draws; empty: every /v1 and /v3 request.
@@ -97,6 +120,13 @@ class SandboxConfig:
     # the in-process `--sandbox` of one account remembers what it was asked before. None:
     # everything is forgotten when the emulator stops.
     state_path: Path | None = None
+    # Where the account's webhooks go (webhooks.py); none by default.
+    webhooks: Webhooks = field(default_factory=Webhooks)
+    # An upscale's webhook comes this long after its POST (None: the order's scaled eta).
+    upscale_seconds: float | None = None
+    # The API notes know the upscaled photo only from its webhook (2.7); True plays the other
+    # reading: the order's details show it too, as upscaled_image_src on its generated image.
+    upscale_in_order_details: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +145,10 @@ class SandboxStats:
     process_posts: int = 0  # POST /v3/process received (order_posts counts POST /v1/order)
     processes_charged: int = 0  # v3 processes charged (orders_charged counts v1 orders)
     v3_orders: int = 0  # v3 orders created (uploads counts them too)
+    upscale_posts: int = 0  # POST .../download/upscale received
+    upscales: dict[str, int] = field(default_factory=dict)  # generated image id -> upscales
+    # Webhook deliveries: sent, answered_2xx, refused (non-2xx), unanswered.
+    webhooks: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -169,6 +203,10 @@ class SandboxState:
             if self.memory is None
             else RememberingV3Store(config.v3, self.memory)
         )
+        self.user_id = _opaque_id()  # the account's user, as orders and webhooks name it
+        self.webhooks = WebhookSender(config.webhooks)
+        self._upscales: dict[str, float] = {}  # generated image id -> when it is ready
+        self._upscale_counts: collections.Counter[str] = collections.Counter()
 
     def close(self) -> None:
         if self.memory is not None:
@@ -217,6 +255,12 @@ class SandboxState:
         """Whether a new v3 process will fail; no draw at all when the rate is 0."""
         with self._lock:
             rate = self._faults.process_failure_rate
+            return rate > 0 and self._rng.random() < rate
+
+    def draw_upscale_lost(self) -> bool:
+        """Whether to drop an upscale's answer after taking it; no draw when the rate is 0."""
+        with self._lock:
+            rate = self._faults.upscale_lost_rate
             return rate > 0 and self._rng.random() < rate
 
     def draw_error_after_charge(self) -> bool:
@@ -272,6 +316,9 @@ class SandboxState:
                 process_posts=self._counts["process_posts"],
                 processes_charged=self._counts["processes_charged"],
                 v3_orders=self._counts["v3_orders"],
+                upscale_posts=self._counts["upscale_posts"],
+                upscales=dict(self._upscale_counts),
+                webhooks=self.webhooks.snapshot(),
             )
 
     # Photos -----------------------------------------------------------------------------------
@@ -412,6 +459,33 @@ class SandboxState:
             return "processing", []
         return "finished", generated
 
+    def result_order(self, generated_id: str) -> Order | None:
+        with self._lock:
+            return self._results.get(generated_id)
+
+    def upscale(self, generated_id: str) -> float | None:
+        """Start upscaling a finished result: seconds until it is ready; None if unknown."""
+        order = self.result_order(generated_id)
+        if order is None or self.status(order)[0] != "finished":
+            return None
+        config = self.config
+        seconds = config.upscale_seconds
+        if seconds is None:
+            seconds = config.eta_seconds * config.time_scale
+        with self._lock:
+            self._upscale_counts[generated_id] += 1
+            self._upscales[generated_id] = time.monotonic() + seconds
+        return seconds
+
+    def upscaled(self, generated_id: str) -> StoredPhoto | None:
+        """The photo an upscale of this result is made from, once it is ready."""
+        with self._lock:
+            ready = self._upscales.get(generated_id)
+            order = self._results.get(generated_id)
+        if ready is None or order is None or time.monotonic() < ready:
+            return None
+        return order.photo
+
     def result_photo(self, generated_id: str) -> StoredPhoto | None:
         with self._lock:
             order = self._results.get(generated_id)
@@ -426,6 +500,9 @@ class SandboxState:
 def stats_json(stats: SandboxStats) -> dict[str, object]:
     """The stats as a JSON object (the /_sandbox/stats body)."""
     return dataclasses.asdict(stats)
+
+
+MAX_FAULT_NUMBER = 86400  # a rate or a number of seconds; nan and inf fail the range too
 
 
 def faults_from_json(fields: object) -> Faults:
@@ -447,8 +524,8 @@ def faults_from_json(fields: object) -> Faults:
         elif name == "seed":
             if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
                 raise ValueError("seed must be an integer or null")
-        elif not is_number or value < 0:
-            raise ValueError(f"{name} must be a number >= 0")
+        elif not is_number or not 0 <= value <= MAX_FAULT_NUMBER:
+            raise ValueError(f"{name} must be a number from 0 to {MAX_FAULT_NUMBER}")
     if "paths" in fields:
         fields["paths"] = tuple(fields["paths"])
     return Faults(**fields)

@@ -6,6 +6,8 @@ Each distinct photo is stored once, by its sha256. A small upload is read whole,
 
 from __future__ import annotations
 
+__all__ = ["CHUNK_BYTES", "FORM_SLACK", "SMALL_BYTES", "upload"]
+
 import asyncio
 import contextlib
 import hashlib

@@ -196,6 +196,13 @@ async def set_readings(request: web.Request) -> web.Response:
     return web.json_response(readings_json(readings))
 
 
+async def delete_project(request: web.Request) -> web.Response:
+    """DELETE /_sandbox/v3/project/{project_id}: the project is deleted (a user's doing)."""
+    if not request.app[STATE].v3.delete_project(request.match_info["project_id"]):
+        return error(404, "project not found", "api_error_project_not_found")
+    return web.json_response({"deleted": request.match_info["project_id"]})
+
+
 async def get_readings(request: web.Request) -> web.Response:
     return web.json_response(readings_json(request.app[STATE].v3.readings))
 
@@ -219,3 +226,4 @@ def add_v3_routes(app: web.Application) -> None:
     app.router.add_get(ASSET_PATH, asset_image)
     app.router.add_get("/_sandbox/v3", get_readings)
     app.router.add_post("/_sandbox/v3", set_readings)
+    app.router.add_delete("/_sandbox/v3/project/{project_id}", delete_project)

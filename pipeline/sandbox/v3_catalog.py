@@ -17,6 +17,17 @@ refuses is the ``omitted_widgets`` reading (v3_readings.py).
 
 from __future__ import annotations
 
+__all__ = [
+    "ROOMS",
+    "STYLES",
+    "TOOLS",
+    "TOOL_NOT_FOUND",
+    "Tool",
+    "Widget",
+    "tools_list",
+    "widget_problem",
+]
+
 from dataclasses import dataclass
 from typing import Literal
 

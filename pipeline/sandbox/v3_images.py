@@ -7,6 +7,16 @@ them apart. The other tools give the enhanced photo.
 
 from __future__ import annotations
 
+__all__ = [
+    "DUSK_BOTTOM",
+    "DUSK_STRENGTH",
+    "DUSK_TOP",
+    "SOFA",
+    "THUMBNAIL_SIZE",
+    "tool_result",
+    "write_result",
+]
+
 import io
 import os
 import tempfile

@@ -9,6 +9,8 @@ Times are kept as Unix time and read back on this process's monotonic clock.
 
 from __future__ import annotations
 
+__all__ = ["RememberingV3Store"]
+
 import time
 from typing import Any
 

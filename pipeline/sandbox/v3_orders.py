@@ -8,6 +8,8 @@ left out and whether the window counts orders are readings (v3_readings.py).
 
 from __future__ import annotations
 
+__all__ = ["MAGIC", "RAW_SUFFIXES", "ROLE_FIELDS", "WRONG_ROLE", "create_order"]
+
 import asyncio
 from pathlib import Path
 

@@ -7,6 +7,8 @@ order POST: a lost answer after the charge, a held answer, 5xx or resets before 
 
 from __future__ import annotations
 
+__all__ = ["BAD_BODY", "create_process", "process_details", "result_image", "temp_image"]
+
 import asyncio
 import hashlib
 import hmac
@@ -16,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .notify import process_ended_later
 from .replies import LOST_AFTER_CHARGE, STATE, client_left, drop_connection, error, now_iso
 from .state import RATE_LIMIT_MESSAGE
 from .v3_catalog import TOOL_NOT_FOUND, TOOLS, widget_problem
@@ -106,6 +109,9 @@ async def create_process(request: web.Request) -> web.Response:
         fails=state.draw_process_failure(),
     )
     store.add_process(order, process)
+    process_ended_later(
+        request, process.id, process.seconds, lambda ended: [_final_asset(request, ended)]
+    )
     if request[LOST_AFTER_CHARGE] or (state.draw_hold() and await client_left(request)):
         return drop_connection(request)
     if state.draw_error_after_charge():

@@ -13,6 +13,8 @@ evidence for each default, and which line to change when the live API shows othe
 
 from __future__ import annotations
 
+__all__ = ["CHOICES", "FLAGS", "NUMBERS", "V3Readings", "readings_from_json", "readings_from_pairs"]
+
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass

@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "ASSET_PATH",
+    "ORDERS_PATH",
+    "ORDER_PATH",
+    "PROCESS_PATH",
+    "PROCESS_POST_PATH",
+    "PROJECTS_PATH",
+    "PROJECT_PATH",
+    "RESULT_PATH",
+    "TEMP_PATH",
+    "TOOLS_PATH",
+    "ok",
+    "origin",
+    "process_seconds",
+]
+
 from typing import Any, Final
 
 from aiohttp import web

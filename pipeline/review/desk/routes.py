@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from pipeline.errors import PipelineError, UsageError
+from pipeline.filenames import shell_join, shown
 from pipeline.ledger import Decision, Ledger, PhotoRow, State
 from pipeline.manifest.listings import Listing
 from pipeline.manifest.profiles import find_profile
@@ -62,9 +62,9 @@ def _answers(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except UsageError as exc:
-            return _json({"error": str(exc)}, 400)
+            return _json({"error": shown(str(exc))}, 400)
         except PipelineError as exc:
-            return _json({"error": f"the ledger cannot be used now: {exc}"}, 503)
+            return _json({"error": shown(f"the ledger cannot be used now: {exc}")}, 503)
 
     return answered
 
@@ -94,7 +94,7 @@ class _Routes:
     # -- pages -----------------------------------------------------------------------------
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        names = ", ".join(m.path.name for m in self.settings.manifests)
+        names = ", ".join(shown(m.path.name) for m in self.settings.manifests)
         html = render(
             "review.html",
             served=True,
@@ -239,7 +239,7 @@ class _Routes:
 
         row, lines, photo_ids = await self.desk.reader.call(plan)
         answer: dict[str, object] = {
-            "lines": lines,
+            "lines": [shown(line) for line in lines],
             "orders": len(photo_ids),
             "order_id": row.order_id or "",
             "command": reorder_command(manifest, [row.path]),
@@ -248,7 +248,7 @@ class _Routes:
         if body.get("go") is not True:
             return _json(answer)
         if not photo_ids:
-            return _json({**answer, "error": "; ".join(lines)}, 409)
+            return _json({**answer, "error": shown("; ".join(lines))}, 409)
         if body.get("order_id") != (row.order_id or ""):
             return _json(
                 {**answer, "error": "this photo changed since you looked: look at it again"}, 409
@@ -282,21 +282,22 @@ class _Routes:
 
         left, approved = await self.desk.reader.call(undecided)
         if left:
-            return _json({"error": f"{listing.name}: {left} photos are not decided yet"}, 409)
+            return _json(
+                {"error": f"{shown(listing.name)}: {left} photos are not decided yet"}, 409
+            )
         if not approved:
-            return _json({"error": f"{listing.name}: no photo is approved"}, 409)
+            return _json({"error": f"{shown(listing.name)}: no photo is approved"}, 409)
         async with self._delivering:  # one delivery at a time: each renders every photo
             report = await asyncio.to_thread(self._deliver, manifest_number, listing)
         # Keys are folders (or, in older code, listing names under report.folder).
         delivered = [
-            {"into": str(report.folder / where), "photos": count}
+            {"into": shown(str(report.folder / where)), "photos": count}
             for where, count in report.delivered.items()
         ]
-        answer: dict[str, object] = {"delivered": delivered, "failed": report.failed}
-        if report.failed:
-            answer["error"] = f"{len(report.failed)} photos not delivered: " + "; ".join(
-                report.failed[:3]
-            )
+        failed = [shown(line) for line in report.failed]
+        answer: dict[str, object] = {"delivered": delivered, "failed": failed}
+        if failed:
+            answer["error"] = f"{len(failed)} photos not delivered: " + "; ".join(failed[:3])
         return _json(answer, 500 if report.failed else 200)
 
     def _deliver(self, manifest_number: int, listing: Listing) -> DeliveryReport:
@@ -323,7 +324,7 @@ class _Routes:
         if self.settings.reordered_by:
             return self.settings.reordered_by
         manifest = self.settings.manifests[manifest_number]
-        return "the next " + shlex.join(["aihd", "run", str(manifest.path)])
+        return "the next " + shell_join(["aihd", "run", str(manifest.path)])
 
 
 def add_routes(app: web.Application, desk: ReviewDesk) -> None:
