@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import (
+    NO_WINDOW_ORDERS,
     PYTHON,
     Figure,
     make_photos,
@@ -35,7 +36,9 @@ def run() -> list[Figure]:
         plain = measure([PYTHON, "-m", "bench.baseline", str(root / "photos")], env)
         if plain.exit_code != 0:
             raise RuntimeError(f"the baseline script exited {plain.exit_code}")
-        manifest = write_manifest(root, orders=1_000_000, per_seconds=1, concurrency=CONCURRENCY)
+        manifest = write_manifest(
+            root, orders=NO_WINDOW_ORDERS, per_seconds=1, concurrency=CONCURRENCY
+        )
         ours = run_aihd(manifest, box)
         charged = int(str(box.stats()["orders_charged"]))
     if charged != 2 * PHOTOS:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from bench.common import (
+    NO_WINDOW_ORDERS,
     Figure,
     Measured,
     Sandbox,
@@ -45,7 +46,9 @@ def _one(count: int) -> list[Figure]:
         started = time.perf_counter()
         make_photos(root / "photos", count)
         made = time.perf_counter() - started
-        manifest = write_manifest(root, orders=1_000_000, per_seconds=1, concurrency=CONCURRENCY)
+        manifest = write_manifest(
+            root, orders=NO_WINDOW_ORDERS, per_seconds=1, concurrency=CONCURRENCY
+        )
         sandbox_cpu = box.cpu_seconds()
         first = run_aihd(manifest, box)
         sandbox_cpu = box.cpu_seconds() - sandbox_cpu

@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.common import (
+    NO_WINDOW_ORDERS,
     PYTHON,
     Figure,
     Measured,
@@ -45,7 +46,9 @@ def _run(faults: dict[str, float]) -> tuple[Measured, Counter[int], dict[str, ob
     with tempfile.TemporaryDirectory() as tmp, sandbox(latency=LATENCY) as box:
         root = Path(tmp)
         make_photos(root / "photos", PHOTOS)
-        manifest = write_manifest(root, orders=1_000_000, per_seconds=1, concurrency=CONCURRENCY)
+        manifest = write_manifest(
+            root, orders=NO_WINDOW_ORDERS, per_seconds=1, concurrency=CONCURRENCY
+        )
         if faults:
             box.set_faults(latency=LATENCY, **faults)
         command = [PYTHON, "-m", "pipeline", "run", str(manifest), "--no-progress", "--json"]

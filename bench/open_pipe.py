@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import (
+    NO_WINDOW_ORDERS,
     PYTHON,
     Figure,
     make_photos,
@@ -36,7 +37,9 @@ def run() -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp, sandbox(latency=LATENCY) as box:
         root = Path(tmp)
         make_photos(root / "photos", PHOTOS)
-        manifest = write_manifest(root, orders=1_000_000, per_seconds=1, concurrency=CONCURRENCY)
+        manifest = write_manifest(
+            root, orders=NO_WINDOW_ORDERS, per_seconds=1, concurrency=CONCURRENCY
+        )
         sandbox_cpu = box.cpu_seconds()
         measured = run_aihd(manifest, box)
         sandbox_cpu = box.cpu_seconds() - sandbox_cpu

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import PYTHON, Figure, make_photos, sandbox, write_manifest
+from bench.common import NO_WINDOW_ORDERS, PYTHON, Figure, make_photos, sandbox, write_manifest
 from bench.review_page import _completed_photo
 from pipeline import api
 from pipeline.ledger import PhotoOptions, open_ledger
@@ -78,7 +78,7 @@ def _account(root: Path) -> tuple[Path, Path]:
     desk.write_text("\n".join(lines) + "\n")
     make_photos(root / "run" / "photos", RUN_PHOTOS)
     run = write_manifest(
-        root / "run", orders=1_000_000, per_seconds=1, concurrency=4, ledger=str(ledger_path)
+        root / "run", orders=NO_WINDOW_ORDERS, per_seconds=1, concurrency=4, ledger=str(ledger_path)
     )
     return desk, run
 

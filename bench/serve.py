@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import PYTHON, Figure, Sandbox, make_photos, sandbox
+from bench.common import NO_WINDOW_ORDERS, PYTHON, Figure, Sandbox, make_photos, sandbox
 
 QUIET = 2.0
 SECRET = "bench-webhook-secret-0123456789abcdef"
@@ -35,7 +35,8 @@ def _manifest(root: Path, *, pattern: str = "listings/*/inside") -> Path:
     manifest = root / "bench.yaml"
     manifest.write_text(
         "version: 1\nledger: bench.ledger.sqlite\noutput: enhanced\nconcurrency: 8\n"
-        "rate_limit: {orders: 1000000, per_seconds: 1}\nretry: {attempts: 5, max_backoff: 1}\n"
+        f"rate_limit: {{orders: {NO_WINDOW_ORDERS}, per_seconds: 1}}\n"
+        "retry: {attempts: 5, max_backoff: 1}\n"
         f"folders:\n  - path: {pattern}\n"
     )
     return manifest
