@@ -134,7 +134,9 @@ class PostgresOrders(PostgresClaims):
                 (image_id, eta, now_text()),
             )
 
-        return self._run(body)
+        row = self._run(body)
+        self._fences.pop(photo_id, None)  # its claim ended: kept no longer (a run of 100,000)
+        return row
 
     def mark_lost(self, photo_id: int, reason: str = "") -> None:
         """As SqliteLedger.mark_lost: the photo is ``unknown`` until its order's details

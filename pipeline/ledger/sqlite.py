@@ -612,12 +612,14 @@ class SqliteLedger:
             if answered:
                 self._posts_written = True
                 answer_post(conn, self._window_log, photo_id, "accepted")
-            return self._mark(
+            row = self._mark(
                 photo_id,
                 S.TO_SUBMITTED,
                 (image_id, eta, now_text()),
                 conn=conn,
             )
+        self._fences.pop(photo_id, None)  # its claim ended: kept no longer (a run of 100,000)
+        return row
 
     def mark_lost(self, photo_id: int, reason: str = "") -> None:
         """The answer to the photo's order POST was lost (a 5xx, a reset, a timeout): it may

@@ -441,6 +441,7 @@ class Runner:
     def _close(self, photo_id: int) -> None:
         """The photo is settled for this run: charged, failed, or left for the next run."""
         self._open -= 1
+        self._flow.forget(photo_id)
         self.progress.settle()
         if self.limits.serving:
             # Let it go: held by another run, it may be that run's to finish, or (if that run
