@@ -19,98 +19,93 @@ __all__ = [
     "PROFILE_KEYS",
     "RATE_LIMIT_KEYS",
     "RETRY_KEYS",
-    "DefaultsValues",
-    "FolderValues",
-    "ManifestValues",
-    "ProfileValues",
     "checked",
 ]
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 DEFAULT_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.webp")
 
 
-class RateLimitValues(TypedDict):
-    orders: int
-    per_seconds: float
+# What ``checked`` gives, for mypy: TypedDicts made at run time would cost more than all the
+# checks (each of their annotations is compiled).
+if TYPE_CHECKING:
 
+    class RateLimitValues(TypedDict):
+        orders: int
+        per_seconds: float
 
-class RetryValues(TypedDict):
-    attempts: int
-    max_backoff: float
+    class RetryValues(TypedDict):
+        attempts: int
+        max_backoff: float
 
+    class DefaultsValues(TypedDict):
+        space: str
+        enhancements: list[str]
+        tool: str | None
+        room: str | None
+        style: str | None
+        sky: str | None
+        color: str | None
+        material: str | None
+        darkness: str | None
+        recursive: bool
+        patterns: list[str]
 
-class DefaultsValues(TypedDict):
-    space: str
-    enhancements: list[str]
-    tool: str | None
-    room: str | None
-    style: str | None
-    sky: str | None
-    color: str | None
-    material: str | None
-    darkness: str | None
-    recursive: bool
-    patterns: list[str]
+    class FolderValues(TypedDict):
+        path: str
+        space: str | None
+        enhancements: list[str] | None
+        recursive: bool | None
+        patterns: list[str] | None
+        listing: str | None
+        exclude: list[str] | None
+        tool: str | None
+        room: str | None
+        style: str | None
+        sky: str | None
+        color: str | None
+        material: str | None
+        darkness: str | None
+        project: str | None
+        upscale: bool | None
 
+    class ProfileValues(TypedDict):
+        extends: str | None
+        long_edge: int | None
+        max_megabytes: float | None
+        min_width: int | None
+        min_height: int | None
+        quality: int | None
+        min_quality: int | None
+        exif: str | None
+        aspect: str | None
+        watermark: str | None
+        watermark_text: str | None
+        watermark_corner: str | None
+        description: str | None
+        remarks_prefix: str | None
+        originals: str | None
+        max_photos: int | None
+        file_name: str | None
 
-class FolderValues(TypedDict):
-    path: str
-    space: str | None
-    enhancements: list[str] | None
-    recursive: bool | None
-    patterns: list[str] | None
-    listing: str | None
-    exclude: list[str] | None
-    tool: str | None
-    room: str | None
-    style: str | None
-    sky: str | None
-    color: str | None
-    material: str | None
-    darkness: str | None
-    project: str | None
-    upscale: bool | None
-
-
-class ProfileValues(TypedDict):
-    extends: str | None
-    long_edge: int | None
-    max_megabytes: float | None
-    min_width: int | None
-    min_height: int | None
-    quality: int | None
-    min_quality: int | None
-    exif: str | None
-    aspect: str | None
-    watermark: str | None
-    watermark_text: str | None
-    watermark_corner: str | None
-    description: str | None
-    remarks_prefix: str | None
-    originals: str | None
-    max_photos: int | None
-    file_name: str | None
-
-
-class ManifestValues(TypedDict):
-    version: int
-    ledger: str | None
-    account: str
-    output: str
-    api: Literal["v1", "v3"]
-    concurrency: int
-    rate_limit: RateLimitValues
-    retry: RetryValues
-    api_key_env: str
-    defaults: DefaultsValues
-    folders: list[FolderValues]
-    delivery_profiles: dict[str, ProfileValues]
-    quiet_period: str | float | None
-    rescan: str | float | None
+    class ManifestValues(TypedDict):
+        version: int
+        ledger: str | None
+        account: str
+        output: str
+        api: Literal["v1", "v3"]
+        concurrency: int
+        rate_limit: RateLimitValues
+        retry: RetryValues
+        api_key_env: str
+        defaults: DefaultsValues
+        folders: list[FolderValues]
+        delivery_profiles: dict[str, ProfileValues]
+        quiet_period: str | float | None
+        rescan: str | float | None
 
 
 class _Unsure:
@@ -350,4 +345,4 @@ PROFILE_KEYS = tuple(_PROFILE)
 def checked(raw: dict[Any, Any]) -> ManifestValues | None:
     """The manifest's values as pydantic would give them, or None: ask pydantic."""
     values = _MANIFEST_CHECK(raw)
-    return None if values is _UNSURE else cast(ManifestValues, values)
+    return None if values is _UNSURE else cast("ManifestValues", values)

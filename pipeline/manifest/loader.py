@@ -36,10 +36,6 @@ from pipeline.manifest.keys import (
     PROFILE_KEYS,
     RATE_LIMIT_KEYS,
     RETRY_KEYS,
-    DefaultsValues,
-    FolderValues,
-    ManifestValues,
-    ProfileValues,
     checked,
 )
 from pipeline.manifest.paths import (
@@ -63,6 +59,8 @@ from pipeline.manifest.safe_yaml import KeyPath, LineMap, dotted_key, load_yaml
 
 if TYPE_CHECKING:  # pydantic is imported only for a manifest keys.py cannot vouch for
     from pydantic import ValidationError
+
+    from pipeline.manifest.keys import DefaultsValues, FolderValues, ManifestValues, ProfileValues
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -202,7 +200,7 @@ def _validated(raw: dict[Any, Any], lines: LineMap, path: Path) -> ManifestValue
     except ValidationError as exc:
         # Not chained: pydantic's own text repeats the values, and one of them may be a secret.
         raise _first_error(exc, lines, path) from None
-    return cast(ManifestValues, model.model_dump())
+    return cast("ManifestValues", model.model_dump())
 
 
 API_VERSION_ENV = "AIHD_API_VERSION"
