@@ -6,7 +6,6 @@ Space and enhancement names are not checked here: the catalog resolves them agai
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
@@ -244,6 +243,8 @@ def _check_keys(
     for key, item in value.items():
         here = (*where, key)
         if key not in allowed:
+            import difflib  # for a typo only: a run's start-up does without it
+
             close = difflib.get_close_matches(key, list(allowed), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"allowed here: {', '.join(allowed)}"
             raise ManifestError(
