@@ -141,6 +141,8 @@ def parse_duration(text: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class RunRequest:
+    """What `aihd run` was asked: the manifest, its ledger and the options."""
+
     manifest: Manifest
     ledger_path: Path | str  # a file, or a postgresql:// URL
     concurrency: int
@@ -156,6 +158,8 @@ class RunRequest:
 
 @dataclass(frozen=True, slots=True)
 class CollectRequest:
+    """What `aihd collect` was asked: the ledger, where results go and the options."""
+
     ledger_path: Path | str
     output: Path
     folder_roots: dict[str, Path] | None  # None: collect was given a ledger, not a manifest
