@@ -190,8 +190,10 @@ def _list(item: Check, *, min_length: int = 0) -> Check:
 
 def _text_or_seconds(value: object) -> object:
     """schema's ``Text | float | None``: text as written, or a finite number as a float."""
-    if type(value) is int or type(value) is float:
-        return float(value) if math.isfinite(value) and abs(value) < 2**53 else _UNSURE
+    if type(value) is int:
+        return float(value) if abs(value) < 2**53 else _UNSURE  # exactly a float
+    if type(value) is float:
+        return value if math.isfinite(value) else _UNSURE
     return _TEXT(value)
 
 
