@@ -152,7 +152,12 @@ class Transport:
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
         self._session = aiohttp.ClientSession(
-            timeout=self._call_timeout, connector=connector, raise_for_status=False
+            timeout=self._call_timeout,
+            connector=connector,
+            raise_for_status=False,
+            # The API authenticates by its key header: a cookie it (or a hostile server on
+            # its address) sets is neither kept nor sent back, nor parsed on every answer.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self
 
