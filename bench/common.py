@@ -183,7 +183,19 @@ def _high_water_kib(pid: int) -> int:
     return 0
 
 
-def _env(box: Sandbox) -> dict[str, str]:
+def python_pace() -> float:
+    """CPU seconds this machine takes now for a fixed pure-Python loop (10 M additions).
+
+    On this shared VM the same code's CPU per photo moved 2.5x between days (bench/RESULTS.md):
+    printed beside a figure in seconds, it tells a slow hour from slow code."""
+    started = time.process_time()
+    total = 0
+    for n in range(10_000_000):
+        total += n
+    return time.process_time() - started
+
+
+def run_env(box: Sandbox) -> dict[str, str]:
     return {**os.environ, "AIHD_BASE_URL": box.url, "AIHD_API_KEY": box.key}
 
 
@@ -193,7 +205,7 @@ def run_aihd(manifest: Path, box: Sandbox, *extra: str, loop: str = "") -> Measu
     ``loop="asyncio"`` runs it on asyncio's own event loop instead of uvloop.
     """
     command = [PYTHON, "-m", "pipeline", "run", str(manifest), "--no-progress", "--json", *extra]
-    measured = measure(command, {**_env(box), "AIHD_EVENT_LOOP": loop})
+    measured = measure(command, {**run_env(box), "AIHD_EVENT_LOOP": loop})
     if measured.exit_code != 0:
         raise RuntimeError(f"aihd run exited {measured.exit_code}: {measured.stdout[-500:]}")
     return measured
@@ -209,7 +221,7 @@ def order_times(manifest: Path, box: Sandbox, *extra: str) -> list[float]:
     """Each order's `submitted_at` (client clock, when its answer came), from `aihd export`."""
     out = subprocess.run(
         [PYTHON, "-m", "pipeline", "export", str(manifest), "--format", "jsonl", *extra],
-        env=_env(box),
+        env=run_env(box),
         capture_output=True,
         text=True,
         check=True,

@@ -45,14 +45,18 @@ def not_regular(path: str | os.PathLike[str], kind: str) -> NotRegularFile:
     )
 
 
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
-    """``path`` opened for reading, if it is a regular file; else NotRegularFile."""
+def open_regular(path: str | os.PathLike[str], *, buffered: bool = True) -> BinaryIO:
+    """``path`` opened for reading, if it is a regular file; else NotRegularFile.
+
+    ``buffered=False`` for a caller that reads in big chunks to the end (the scan's hash, an
+    upload): the file itself, without a buffer whose set-up asks the system whether it is a
+    terminal and where it stands (two calls a photo, for nothing)."""
     fd = os.open(path, _FLAGS)
     try:
         kind = kind_of(os.fstat(fd).st_mode)
         if kind is not None:
             raise not_regular(path, kind)
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb", buffering=-1 if buffered else 0)
     except BaseException:
         os.close(fd)
         raise

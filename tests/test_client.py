@@ -274,3 +274,34 @@ def test_result_image_is_enhanced(sandbox: Sandbox, tmp_path: Path) -> None:
     with Image.open(io.BytesIO(run(scenario()))) as result:
         assert result.size == (64, 48)
         assert result.convert("RGB").getpixel((10, 10)) != (60, 50, 40)
+
+
+def test_a_cookie_the_api_sets_is_never_sent_back() -> None:
+    """The API authenticates by its key header only: a Set-Cookie in its answers (a proxy's,
+    or a hostile server's on its address) is not kept, so no later call carries it."""
+    cookies_seen: list[str] = []
+
+    async def order(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        cookies_seen.append(request.headers.get("Cookie", ""))
+        answer = aiohttp.web.json_response({"id": "o1", "status": "processing"})
+        answer.set_cookie("session", "planted", path="/")
+        return answer
+
+    async def scenario() -> None:
+        app = aiohttp.web.Application()
+        app.router.add_get("/v1/order/{order_id}", order)
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            # A host name: aiohttp's own jar keeps no cookie of an IP address anyway.
+            async with ApiClient(f"http://localhost:{port}", "key") as client:
+                await client.order("o1")
+                await client.order("o1")
+        finally:
+            await runner.cleanup()
+
+    run(scenario())
+    assert cookies_seen == ["", ""]

@@ -152,7 +152,12 @@ class Transport:
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
         self._session = aiohttp.ClientSession(
-            timeout=self._call_timeout, connector=connector, raise_for_status=False
+            timeout=self._call_timeout,
+            connector=connector,
+            raise_for_status=False,
+            # The API authenticates by its key header: a cookie it (or a hostile server on
+            # its address) sets is neither kept nor sent back, nor parsed on every answer.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self
 
@@ -192,9 +197,9 @@ class Transport:
         # per small photo costs more CPU than these reads themselves. One open, never waiting
         # (a FIFO swapped in since the scan is refused, not waited on): its size, a small
         # photo's bytes and a large one's stream all come from the same file.
-        with open_regular(photo) as file:
+        with open_regular(photo, buffered=False) as file:
             size = os.fstat(file.fileno()).st_size
-            inline = file.read() if size <= _INLINE_BYTES else None
+            inline = _read_whole(file, size) if size <= _INLINE_BYTES else None
             # A str path is taken as is (no Path built per photo); a name that is not UTF-8 is
             # sent as shown (\xNN): the API takes the name as a label only.
             name = shown(os.path.basename(photo))
@@ -626,6 +631,15 @@ def shape_of(endpoint: str) -> Iterator[None]:
             f"{endpoint}: the answer has an unexpected shape ({type(exc).__name__})",
             endpoint=endpoint,
         ) from exc
+
+
+def _read_whole(file: BinaryIO, size: int) -> bytes:
+    """What the file holds now: ``size`` bytes in one read, and a read that finds its end
+    (or what it grew by since its size was read)."""
+    whole = file.read(size + 1)
+    while chunk := file.read(_CHUNK):
+        whole += chunk
+    return whole
 
 
 async def _stream_file(

@@ -132,16 +132,17 @@ def check(stat: FileStat, stop: threading.Event | None = None) -> CheckedPhoto:
     try:
         # Opened without waiting, and refused unless regular: it may have been swapped for a
         # FIFO since its stat.
-        with open_regular(stat.path) as f:
+        with open_regular(stat.path, buffered=False) as f:
             head = f.read(_CHUNK)
             digest.update(head)
             tail = head[-_TAIL:]
+            size = len(head)
             while chunk := f.read(_CHUNK):
                 if stop is not None and stop.is_set():
                     raise ScanStopped
                 digest.update(chunk)
                 tail = (tail + chunk)[-_TAIL:]
-            size = f.tell()
+                size += len(chunk)
     except NotRegularFile as exc:
         return CheckedPhoto(stat, None, f"{exc.strerror}; left alone")
     except OSError as exc:
