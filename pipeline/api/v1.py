@@ -55,6 +55,8 @@ class ResultSource:
 
 @dataclass(frozen=True, slots=True)
 class Space:
+    """A space of the v1 catalog (indoor, outdoor, ...): its id, name and title."""
+
     id: str
     name: str
     title: str
@@ -63,12 +65,16 @@ class Space:
 
 @dataclass(frozen=True, slots=True)
 class Item:
+    """One choice of a widget: its id and title."""
+
     id: str
     title: str
 
 
 @dataclass(frozen=True, slots=True)
 class Widget:
+    """A group of items of a space (an enhancement's options)."""
+
     id: str
     title: str
     is_optional: bool

@@ -63,7 +63,6 @@ from pipeline.manifest.accounts import (
 from pipeline.manifest.loader import Manifest
 from pipeline.ordering.catalog import Catalog
 from pipeline.ordering.flow import RunCounters
-from pipeline.ordering.plan import Plan, make_plan
 from pipeline.ordering.progress import Progress
 from pipeline.ordering.projects import LedgerProjects
 from pipeline.ordering.runner import RunLimits, Runner
@@ -72,10 +71,11 @@ from pipeline.ordering.window import OrderWindow
 from pipeline.retry import Backoff
 from pipeline.stopping import StopSwitch
 
-if TYPE_CHECKING:  # collecting is imported when asked for: a run alone does not load it
+if TYPE_CHECKING:  # collecting and planning are imported when asked for: a run loads neither
     from tqdm import tqdm
 
     from pipeline.collect.collector import CollectSummary
+    from pipeline.ordering.plan import Plan
 
 SANDBOX_TIME_SCALE = 0.1  # the in-process emulator's orders finish in a tenth of their eta
 log = logging.getLogger("aihd")
@@ -141,6 +141,8 @@ def parse_duration(text: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class RunRequest:
+    """What `aihd run` was asked: the manifest, its ledger and the options."""
+
     manifest: Manifest
     ledger_path: Path | str  # a file, or a postgresql:// URL
     concurrency: int
@@ -156,6 +158,8 @@ class RunRequest:
 
 @dataclass(frozen=True, slots=True)
 class CollectRequest:
+    """What `aihd collect` was asked: the ledger, where results go and the options."""
+
     ledger_path: Path | str
     output: Path
     folder_roots: dict[str, Path] | None  # None: collect was given a ledger, not a manifest
@@ -244,6 +248,8 @@ async def api_client(
 
 
 async def plan_manifest(manifest: Manifest, settings: ApiSettings, ledger_path: Path | str) -> Plan:
+    from pipeline.ordering.plan import make_plan
+
     account = window_account(settings.base_url, manifest.account, sandbox=settings.sandbox)
     # A plan orders nothing: its emulator (--sandbox) has nothing to remember, and writes none.
     async with api_client(settings, Timeouts()) as client:

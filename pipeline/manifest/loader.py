@@ -6,16 +6,13 @@ Space and enhancement names are not checked here: the catalog resolves them agai
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, cast
 
 from pipeline.api.v3_slugs import CHOICE_KEYS, DEFAULT_TOOL, build_spec, tool_name
 from pipeline.errors import ManifestError, ToolOptionError, UsageError
@@ -29,6 +26,16 @@ from pipeline.manifest.folders import (
     relative,
     shorten,
     split_pattern,
+)
+from pipeline.manifest.keys import (
+    DEFAULT_PATTERNS,
+    DEFAULTS_KEYS,
+    FOLDER_KEYS,
+    MANIFEST_KEYS,
+    PROFILE_KEYS,
+    RATE_LIMIT_KEYS,
+    RETRY_KEYS,
+    checked,
 )
 from pipeline.manifest.paths import (
     absolute,
@@ -48,16 +55,11 @@ from pipeline.manifest.profiles import (
     profile_problem,
 )
 from pipeline.manifest.safe_yaml import KeyPath, LineMap, dotted_key, load_yaml
-from pipeline.manifest.schema import (
-    DEFAULT_PATTERNS,
-    DefaultsModel,
-    DeliveryProfileModel,
-    FolderModel,
-    ManifestModel,
-    RateLimitModel,
-    RetryModel,
-    explain,
-)
+
+if TYPE_CHECKING:  # pydantic is imported only for a manifest keys.py cannot vouch for
+    from pydantic import ValidationError
+
+    from pipeline.manifest.keys import DefaultsValues, FolderValues, ManifestValues, ProfileValues
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -74,10 +76,8 @@ __all__ = [
 # Key names that would hold the API key itself; compared after lower-casing and "-" -> "_".
 _API_KEY_NAMES = frozenset({"api_key", "apikey", "key", "x_api_key", "api_token", "token"})
 
-# Which model checks the keys of each nested mapping (lists of folders are handled apart).
-_NESTED: dict[type[BaseModel], dict[str, type[BaseModel]]] = {
-    ManifestModel: {"rate_limit": RateLimitModel, "retry": RetryModel, "defaults": DefaultsModel},
-}
+# The keys of each nested mapping of the top level (lists of folders are handled apart).
+_NESTED = {"rate_limit": RATE_LIMIT_KEYS, "retry": RETRY_KEYS, "defaults": DEFAULTS_KEYS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +174,8 @@ def load_manifest(path: Path, *, strict: bool = False) -> Manifest:
             line=lines[()],
         )
     _refuse_api_keys(raw, (), lines, path)
-    _check_keys(raw, ManifestModel, (), lines, path)
-    try:
-        model = ManifestModel.model_validate(raw)
-    except ValidationError as exc:
-        # Not chained: pydantic's own text repeats the values, and one of them may be a secret.
-        raise _first_error(exc, lines, path) from None
+    _check_keys(raw, MANIFEST_KEYS, (), lines, path)
+    model = checked(raw) or _validated(raw, lines, path)
     chosen = os.environ.get(API_VERSION_ENV, "").strip()
     if chosen:
         if chosen not in ("v1", "v3"):
@@ -188,8 +184,22 @@ def load_manifest(path: Path, *, strict: bool = False) -> Manifest:
                 "manifest's api:)",
                 path=path,
             )
-        model = model.model_copy(update={"api": chosen})
+        model["api"] = "v3" if chosen == "v3" else "v1"
     return _build(model, path, lines, strict)
+
+
+def _validated(raw: dict[Any, Any], lines: LineMap, path: Path) -> ManifestValues:
+    """The manifest's values by pydantic's schema, or its first error as a ManifestError."""
+    from pydantic import ValidationError
+
+    from pipeline.manifest.schema import ManifestModel
+
+    try:
+        model = ManifestModel.model_validate(raw)
+    except ValidationError as exc:
+        # Not chained: pydantic's own text repeats the values, and one of them may be a secret.
+        raise _first_error(exc, lines, path) from None
+    return cast("ManifestValues", model.model_dump())
 
 
 API_VERSION_ENV = "AIHD_API_VERSION"
@@ -197,6 +207,8 @@ API_VERSION_ENV = "AIHD_API_VERSION"
 
 def manifest_json_schema() -> dict[str, object]:
     """The JSON Schema of the manifest's YAML, for editors and `aihd schema`."""
+    from pipeline.manifest.schema import ManifestModel
+
     schema: dict[str, object] = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     schema.update(ManifestModel.model_json_schema())
     return schema
@@ -223,16 +235,17 @@ def _refuse_api_keys(value: object, where: KeyPath, lines: LineMap, path: Path) 
 
 
 def _check_keys(
-    value: object, model: type[BaseModel], where: KeyPath, lines: LineMap, path: Path
+    value: object, allowed: tuple[str, ...], where: KeyPath, lines: LineMap, path: Path
 ) -> None:
     """Refuse unknown keys (with a suggestion) and keys written without a value."""
     if not isinstance(value, dict):
         return  # the wrong type is reported by validation, with its own message
-    allowed = list(model.model_fields)
     for key, item in value.items():
         here = (*where, key)
-        if key not in model.model_fields:
-            close = difflib.get_close_matches(key, allowed, n=1)
+        if key not in allowed:
+            import difflib  # for a typo only: a run's start-up does without it
+
+            close = difflib.get_close_matches(key, list(allowed), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"allowed here: {', '.join(allowed)}"
             raise ManifestError(
                 f"unknown key {key!r}: {hint}",
@@ -247,14 +260,16 @@ def _check_keys(
                 line=lines[here],
                 key=dotted_key(here),
             )
-        if model is ManifestModel and key == "folders" and isinstance(item, list):
+        if where:
+            continue  # only the top level's mappings hold mappings with keys of their own
+        if key == "folders" and isinstance(item, list):
             for index, folder in enumerate(item):
-                _check_keys(folder, FolderModel, (*here, index), lines, path)
-        elif model is ManifestModel and key == "delivery_profiles" and isinstance(item, dict):
+                _check_keys(folder, FOLDER_KEYS, (*here, index), lines, path)
+        elif key == "delivery_profiles" and isinstance(item, dict):
             for name, profile in item.items():
-                _check_keys(profile, DeliveryProfileModel, (*here, name), lines, path)
-        elif key in _NESTED.get(model, {}):
-            _check_keys(item, _NESTED[model][key], here, lines, path)
+                _check_keys(profile, PROFILE_KEYS, (*here, name), lines, path)
+        elif key in _NESTED:
+            _check_keys(item, _NESTED[key], here, lines, path)
 
 
 def _first_error(exc: ValidationError, lines: LineMap, path: Path) -> ManifestError:
@@ -266,6 +281,8 @@ def _first_error(exc: ValidationError, lines: LineMap, path: Path) -> ManifestEr
     )
     line, _, error = located[0]
     where = tuple(error["loc"])
+    from pipeline.manifest.schema import explain
+
     message = explain(error)
     if len(errors) > 1:
         others = len(errors) - 1
@@ -273,16 +290,13 @@ def _first_error(exc: ValidationError, lines: LineMap, path: Path) -> ManifestEr
     return ManifestError(message, path=path, line=line, key=dotted_key(where))
 
 
-def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Manifest:
-    """Turn a validated model into records with absolute paths, checking them on disk."""
+def _build(model: ManifestValues, path: Path, lines: LineMap, strict: bool) -> Manifest:
+    """Turn validated values into records with absolute paths, checking them on disk."""
     base = path.resolve().parent
-    ledger: Path | str | None = None
-    if model.ledger is not None:
-        ledger = (
-            model.ledger
-            if is_url(model.ledger)
-            else absolute(model.ledger, base, path, lines, ("ledger",))
-        )
+    written_ledger = model["ledger"]
+    ledger: Path | str | None = written_ledger
+    if written_ledger is not None and not is_url(written_ledger):
+        ledger = absolute(written_ledger, base, path, lines, ("ledger",))
     if isinstance(ledger, Path) and is_(ledger.is_dir):
         raise ManifestError(
             f"{shorten(ledger)} is a folder: name a file for the ledger (e.g. ledger.sqlite)",
@@ -290,7 +304,7 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
             line=line_of(lines, ("ledger",)),
             key="ledger",
         )
-    output = absolute(model.output, base, path, lines, ("output",))
+    output = absolute(model["output"], base, path, lines, ("output",))
     if is_(output.exists) and not is_(output.is_dir):
         raise ManifestError(
             f"{shorten(output)} is a file: name a folder to collect results into",
@@ -301,21 +315,22 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
     warnings: list[str] = []
     entries = [
         _entry(model, index, base, path, lines, strict, warnings)
-        for index in range(len(model.folders))
+        for index in range(len(model["folders"]))
     ]
     _refuse_twice(entries, path)
+    written = model["defaults"]
     defaults = Options(
-        space=model.defaults.space,
+        space=written["space"],
         space_line=lines.get(("defaults", "space"), 0),
-        enhancements=_unique(model.defaults.enhancements),
+        enhancements=_unique(written["enhancements"]),
         enhancements_line=lines.get(("defaults", "enhancements"), 0),
-        recursive=model.defaults.recursive,
-        patterns=tuple(dict.fromkeys(model.defaults.patterns)),
-        tools=_tool_keys(model.defaults, ("defaults",), lines),
+        recursive=written["recursive"],
+        patterns=tuple(dict.fromkeys(written["patterns"])),
+        tools=_tool_keys(written, ("defaults",), lines),
     )
     owned = assign(entries, defaults, base)
-    listings = {e.line: model.folders[e.index].listing or "" for e in entries}
-    upscales = {e.line: bool(model.folders[e.index].upscale) for e in entries}
+    listings = {e.line: model["folders"][e.index]["listing"] or "" for e in entries}
+    upscales = {e.line: bool(model["folders"][e.index]["upscale"]) for e in entries}
     folders = tuple(
         FolderSpec(
             path=o.path,
@@ -337,8 +352,8 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
         for o in owned
     )
     for folder in folders:
-        _check_tool(folder, model.api, path, lines)
-        if folder.upscale and model.api != "v1":
+        _check_tool(folder, model["api"], path, lines)
+        if folder.upscale and model["api"] != "v1":
             raise ManifestError(
                 f"folder {folder.name!r}: upscale is an option of the v1 API only (v3 has no "
                 "upscale call): remove it, or use 'api: v1' for this manifest",
@@ -356,21 +371,23 @@ def _build(model: ManifestModel, path: Path, lines: LineMap, strict: bool) -> Ma
         raise ManifestError(message, path=path, line=folder_line)
     return Manifest(
         path=path.resolve(),
-        version=model.version,
+        version=model["version"],
         ledger=ledger,
         output=output,
-        concurrency=model.concurrency,
-        rate_limit=RateLimit(model.rate_limit.orders, float(model.rate_limit.per_seconds)),
-        retry=RetryPolicy(model.retry.attempts, float(model.retry.max_backoff)),
-        api_key_env=model.api_key_env,
+        concurrency=model["concurrency"],
+        rate_limit=RateLimit(
+            model["rate_limit"]["orders"], float(model["rate_limit"]["per_seconds"])
+        ),
+        retry=RetryPolicy(model["retry"]["attempts"], float(model["retry"]["max_backoff"])),
+        api_key_env=model["api_key_env"],
         folders=folders,
         warnings=tuple(warnings),
         photo_roots=roots,
-        account=model.account,
-        api=model.api,
+        account=model["account"],
+        api=model["api"],
         delivery_profiles=_profiles(model, path, lines),
-        quiet_period=_seconds(model.quiet_period, 60.0, "quiet_period", path, lines),
-        rescan=_seconds(model.rescan, 600.0, "rescan", path, lines),
+        quiet_period=_seconds(model["quiet_period"], 60.0, "quiet_period", path, lines),
+        rescan=_seconds(model["rescan"], 600.0, "rescan", path, lines),
         matches=tuple(
             (e.path, e.line, tuple(relative(m, base) for m in e.matched)) for e in entries
         ),
@@ -402,10 +419,10 @@ def _seconds(
     return float(value)
 
 
-def _profiles(model: ManifestModel, path: Path, lines: LineMap) -> dict[str, DeliveryProfile]:
+def _profiles(model: ManifestValues, path: Path, lines: LineMap) -> dict[str, DeliveryProfile]:
     """The manifest's delivery profiles, each made from the one it extends (a built-in, or
     another of the manifest's); one no photo could meet is an error at its line."""
-    written = model.delivery_profiles
+    written = model["delivery_profiles"]
     made: dict[str, DeliveryProfile] = {}
 
     def make(name: str, chain: tuple[str, ...]) -> DeliveryProfile:
@@ -413,8 +430,8 @@ def _profiles(model: ManifestModel, path: Path, lines: LineMap) -> dict[str, Del
             return made[name]
         entry = written[name]
         where: KeyPath = ("delivery_profiles", name)
-        parent = entry.extends or name
-        if entry.extends is None and name not in BUILT_IN:
+        parent = entry["extends"] or name
+        if entry["extends"] is None and name not in BUILT_IN:
             parent = MLS_DEFAULT.name
         if parent in chain:
             raise ManifestError(
@@ -437,12 +454,16 @@ def _profiles(model: ManifestModel, path: Path, lines: LineMap) -> dict[str, Del
                 line=line_of(lines, (*where, "extends")),
                 key=dotted_key((*where, "extends")),
             )
-        changes = entry.model_dump(exclude_none=True, exclude={"extends", "max_megabytes"})
-        if entry.max_megabytes is not None:
-            changes["max_bytes"] = int(entry.max_megabytes * 1_000_000)
+        changes: dict[str, Any] = {
+            key: value
+            for key, value in entry.items()
+            if value is not None and key not in ("extends", "max_megabytes")
+        }
+        if entry["max_megabytes"] is not None:
+            changes["max_bytes"] = int(entry["max_megabytes"] * 1_000_000)
         profile = extend(base, name, changes)
         problem = profile_problem(profile)
-        if entry.watermark_text is not None and profile.watermark == "forbidden":
+        if entry["watermark_text"] is not None and profile.watermark == "forbidden":
             problem = (
                 "watermark_text",
                 (
@@ -464,8 +485,8 @@ def _profiles(model: ManifestModel, path: Path, lines: LineMap) -> dict[str, Del
     return made
 
 
-def _from(entry: DeliveryProfileModel, base: DeliveryProfile) -> str:
-    return "" if entry.watermark is not None else f", from {base.name}"
+def _from(entry: ProfileValues, base: DeliveryProfile) -> str:
+    return "" if entry["watermark"] is not None else f", from {base.name}"
 
 
 def _refuse_twice(entries: list[Written], path: Path) -> None:
@@ -494,7 +515,7 @@ def refuse_output_over_photos(output: Path, manifest: Manifest, *, where: str) -
 
 
 def _entry(
-    model: ManifestModel,
+    model: ManifestValues,
     index: int,
     base: Path,
     path: Path,
@@ -503,33 +524,33 @@ def _entry(
     warnings: list[str],
 ) -> Written:
     """One folder entry as written, with the folders it matches now."""
-    entry = model.folders[index]
+    entry = model["folders"][index]
     where: KeyPath = ("folders", index)
     path_line = line_of(lines, (*where, "path"))
     key = f"folders[{index}].path"
     written = Written(
         index=index,
         line=lines[where],
-        path=entry.path,
-        pattern=is_pattern(entry.path),
-        space=entry.space,
+        path=entry["path"],
+        pattern=is_pattern(entry["path"]),
+        space=entry["space"],
         space_line=lines.get((*where, "space"), 0),
-        enhancements=_unique(entry.enhancements) if entry.enhancements is not None else None,
+        enhancements=None if (names := entry["enhancements"]) is None else _unique(names),
         enhancements_line=lines.get((*where, "enhancements"), 0),
-        recursive=entry.recursive,
-        patterns=tuple(dict.fromkeys(entry.patterns)) if entry.patterns is not None else None,
-        exclude=tuple(dict.fromkeys(entry.exclude)) if entry.exclude is not None else None,
+        recursive=entry["recursive"],
+        patterns=None if (globs := entry["patterns"]) is None else tuple(dict.fromkeys(globs)),
+        exclude=None if (skipped := entry["exclude"]) is None else tuple(dict.fromkeys(skipped)),
         tools=_tool_keys(entry, where, lines),
     )
     if written.pattern:
-        literal, parts = split_pattern(entry.path)
+        literal, parts = split_pattern(entry["path"])
         root = absolute(literal, base, path, lines, (*where, "path"))
         written.matched = [resolve_match(m, path, path_line, key) for m in expand(root, parts)]
         if not written.matched:
-            _missing(f"the pattern {entry.path!r} matches no folder", path, path_line, key, strict,
-                     warnings)  # fmt: skip
+            _missing(f"the pattern {written.path!r} matches no folder", path, path_line, key,
+                     strict, warnings)  # fmt: skip
         return written
-    resolved, status = resolve(entry.path, base, path, lines, (*where, "path"))
+    resolved, status = resolve(entry["path"], base, path, lines, (*where, "path"))
     if status is None:  # gone: a loop or a name too long was refused already
         _missing(
             f"folder not found: {shorten(resolved)} (relative paths start at {shorten(base)})",
@@ -550,12 +571,15 @@ def _entry(
 _TOOL_KEYS = ("tool", *CHOICE_KEYS, "project")
 
 
-def _tool_keys(entry: object, where: KeyPath, lines: LineMap) -> tuple[tuple[str, str, int], ...]:
+def _tool_keys(
+    entry: FolderValues | DefaultsValues, where: KeyPath, lines: LineMap
+) -> tuple[tuple[str, str, int], ...]:
     """The v3 tool keys an entry (or ``defaults``) wrote, with their lines."""
+    values: Mapping[str, object] = entry
     return tuple(
         (key, value, lines.get((*where, key), 0))
         for key in _TOOL_KEYS
-        if isinstance(value := getattr(entry, key, None), str)
+        if isinstance(value := values.get(key), str)
     )
 
 

@@ -1,4 +1,8 @@
-"""The manifest's YAML schema (pydantic models) and plain-words messages for its errors."""
+"""The manifest's YAML schema (pydantic models) and plain-words messages for its errors.
+
+A run imports this only for a manifest that keys.py cannot vouch for (to word its error), and
+`aihd schema` for the JSON Schema: pydantic's import and these models' build are a quarter of
+a run's start-up. A key added here is added to keys.py too (tests/test_manifest_keys.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic_core import ErrorDetails
 
-DEFAULT_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.webp")
+from pipeline.manifest.keys import DEFAULT_PATTERNS
+
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 

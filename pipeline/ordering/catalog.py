@@ -47,6 +47,8 @@ log = logging.getLogger("aihd")
 
 @dataclass(frozen=True, slots=True)
 class Enhancement:
+    """An enhancement resolved against the catalog: its widget, item and title."""
+
     widget_id: str
     item_id: str
     title: str

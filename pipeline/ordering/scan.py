@@ -46,6 +46,8 @@ _TAIL = 1024  # cameras may pad a JPEG after its end marker
 
 @dataclass(frozen=True, slots=True)
 class FileStat:
+    """A photo file as one stat saw it."""
+
     path: str
     size: int
     mtime_ns: int

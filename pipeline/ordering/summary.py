@@ -27,6 +27,8 @@ _MAX_LISTED_FAILURES = 20
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
+    """What a run did: its outcome and exit code, and its counts (`--json` prints it)."""
+
     outcome: str  # finished | some-failed | stopped-by-budget | interrupted | api-unreachable
     exit_code: int
     photos: int
