@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -37,10 +38,51 @@ FAST_SANDBOX: dict[str, Any] = {
 }
 
 
+# How long each test took (setup, call and teardown; tests of 0.5 s or more), as measured by
+# `make durations`: the order `make test` hands tests out in. Only the order comes from it.
+DURATIONS = Path(__file__).with_name("durations.json")
+SLOW_GUESS = 10.0  # seconds, for a test marked slow that the file does not know yet
+_measured: dict[str, float] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-durations",
+        action="store_true",
+        help=f"write each test's seconds to {DURATIONS.name} (the order tests are handed out in)",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests first: `make test` hands tests out one at a time to its workers, and
-    a long test started last would keep one worker busy while the other has finished."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The longest tests first: `make test` hands tests out one at a time to its workers, and
+    a long test started late keeps one worker busy after the others have finished. Marked slow
+    and not measured yet: among the long ones; unmarked and not measured: last. (Sorted
+    alike in every worker: pytest-xdist wants the same order from each.)"""
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+
+    def expected(item: pytest.Item) -> float:
+        guess = SLOW_GUESS if item.get_closest_marker("slow") else 0.0
+        return float(known.get(item.nodeid, guess))
+
+    items.sort(key=expected, reverse=True)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Each test's seconds, for --record-durations (in xdist's controller: every worker's)."""
+    _measured[report.nodeid] = _measured.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if not config.getoption("record_durations") or hasattr(config, "workerinput"):
+        return
+    if exitstatus != 0:
+        return  # a failed test's time says little of how long it takes
+    # Merged into what the file knows: a run of some tests leaves the others' times.
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    known.update({nodeid: round(seconds, 1) for nodeid, seconds in _measured.items()})
+    kept = {nodeid: known[nodeid] for nodeid in sorted(known) if known[nodeid] >= 0.5}
+    DURATIONS.write_text(json.dumps(kept, indent=0) + "\n")
 
 
 @pytest.fixture
