@@ -65,6 +65,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return float(known.get(item.nodeid, guess))
 
     items.sort(key=expected, reverse=True)
+    # pytest-xdist starts each of its n workers on two consecutive tests (then one at a time):
+    # the first 2n are laid out so that each worker starts with one of the n longest and one of
+    # the n after them, not the two longest together.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1 and 2 * workers <= len(items):
+        first, second = items[:workers], items[workers : 2 * workers]
+        items[: 2 * workers] = [item for pair in zip(first, second, strict=True) for item in pair]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
