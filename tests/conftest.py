@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -56,27 +57,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The longest tests first: `make test` hands tests out one at a time to its workers, and
     a long test started late keeps one worker busy after the others have finished. Marked slow
-    and not measured yet: among the long ones; unmarked and not measured: last. (Sorted
-    alike in every worker: pytest-xdist wants the same order from each.)"""
+    and not measured yet: among the long ones; unmarked and not measured: last. The tests of
+    an xdist_group run on one worker, one after the other, by module (module fixtures are set
+    up once). Sorted alike in every worker: pytest-xdist wants the same order from each."""
     known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
 
-    def expected(item: pytest.Item) -> float:
+    def seconds(item: pytest.Item) -> float:
         guess = SLOW_GUESS if item.get_closest_marker("slow") else 0.0
-        return float(known.get(item.nodeid, guess))
+        return float(known.get(_plain(item.nodeid), guess))
 
-    items.sort(key=expected, reverse=True)
-    # pytest-xdist starts each of its n workers on two consecutive tests (then one at a time):
-    # the first 2n are laid out so that each worker starts with one of the n longest and one of
-    # the n after them, not the two longest together.
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if workers > 1 and 2 * workers <= len(items):
-        first, second = items[:workers], items[workers : 2 * workers]
-        items[: 2 * workers] = [item for pair in zip(first, second, strict=True) for item in pair]
+    groups: dict[str, float] = {}
+    for item in items:
+        if (group := _group(item)) is not None:
+            groups[group] = groups.get(group, 0.0) + seconds(item)
+
+    def order(item: pytest.Item) -> tuple[float, str]:
+        group = _group(item)
+        if group is None:
+            return (-seconds(item), "")
+        return (-groups[group], _plain(item.nodeid))
+
+    items.sort(key=order)
+
+
+def _group(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("xdist_group")
+    return None if marker is None else str(marker.args[0])
+
+
+def _plain(nodeid: str) -> str:
+    """A test's id without the "@group" pytest-xdist adds under --dist loadgroup."""
+    return _GROUP_SUFFIX.sub("", nodeid)
+
+
+_GROUP_SUFFIX = re.compile(r"@[A-Za-z_]+$")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Each test's seconds, for --record-durations (in xdist's controller: every worker's)."""
-    _measured[report.nodeid] = _measured.get(report.nodeid, 0.0) + report.duration
+    nodeid = _plain(report.nodeid)
+    _measured[nodeid] = _measured.get(nodeid, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
