@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck pytest pytest-quick bench clean try-postgres
+.PHONY: demo test check lint typecheck pytest pytest-quick durations bench clean try-postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,13 +35,23 @@ typecheck: $(STAMP)
 
 # The tests mostly wait (on loopback servers, windows, processes: on 2 cores two workers kept
 # them busy ~20% of the time), so four pytest-xdist workers share the 2 cores;
-# PYTEST_WORKERS=0 for one process. Tests are handed out one at a time, the slow ones first
-# (tests/conftest.py), so no worker is left with a long tail.
+# PYTEST_WORKERS=0 for one process. Tests are handed out one at a time, the longest first
+# (tests/conftest.py), so no worker is left with a long tail; the tests of an xdist_group
+# (the browser's) together, on one worker.
 PYTEST_WORKERS ?= 4
-PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1
+PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist loadgroup
+# The suite keeps its bytecode (__pycache__, git-ignored) even where the shell says
+# PYTHONDONTWRITEBYTECODE: without it every pytest process compiled the tests and rewrote their
+# asserts again, ~8 s of CPU each, once per worker and run.
+unexport PYTHONDONTWRITEBYTECODE
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_XDIST)
+
+# Each test's seconds into tests/durations.json: the longest are handed out first (conftest.py).
+# Worth running again when tests were added or got much faster or slower.
+durations: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) --record-durations
 
 # The tests not marked slow (kill tests, hostile servers, big files): a developer's loop.
 pytest-quick: $(STAMP)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import (
     Browser,
-    BrowserContext,
     ConsoleMessage,
     Dialog,
     Error,
@@ -31,22 +30,10 @@ ARGS = [
 ]
 
 
-@contextmanager
-def chromium(width: int = 1280, height: int = 900) -> Iterator[BrowserContext]:
-    """A fresh headless Chromium with a new, empty profile, closed on exit."""
-    with tempfile.TemporaryDirectory(prefix="aihd-chromium-") as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(CHROMIUM),
-            args=ARGS,
-            headless=True,
-            viewport={"width": width, "height": height},
-            accept_downloads=True,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+# The browser tests run one after the other on one pytest-xdist worker (`--dist loadgroup`),
+# each module on one Chromium of its own (a launch is ~2 s of CPU, Playwright's driver
+# included); each test's browsers are contexts of their own: their own cookies and storage.
+ON_ONE_WORKER = pytest.mark.xdist_group("browser")
 
 
 @contextmanager

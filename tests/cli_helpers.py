@@ -64,9 +64,10 @@ def aihd(
     ``timeout`` is kept for the calls written for a process: in this one, pytest-timeout
     (``timeout`` in pyproject.toml) ends a call that hangs, and fails its test.
     """
-    if _loop_running():
-        # A test holding an event loop of its own in this thread (Playwright's sync API does)
-        # leaves no room for the command's: it runs in a process there.
+    suspended = _suspended_loop()
+    if suspended is False:
+        # A coroutine of this thread's event loop waits on this call: no room for the
+        # command's own loop, so it runs in a process.
         return aihd_process(args, sandbox, key=key, timeout=timeout or 120, cwd=cwd, env=env)
     del timeout
     environment = aihd_env(sandbox, key=key, extra=env)
@@ -74,7 +75,7 @@ def aihd(
     overrides: dict[str, str | None] = dict.fromkeys(os.environ)
     overrides.update(environment)
     argv = [sys.executable, "-m", "pipeline", *args]
-    with _as_a_process(list(args), cwd):
+    with _as_a_process(list(args), cwd), _loop_mark_lifted(suspended):
         result = CliRunner().invoke(main, list(args), env=overrides, prog_name="python -m pipeline")
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -82,12 +83,31 @@ def aihd(
     return subprocess.CompletedProcess(argv, result.exit_code, result.stdout, stderr)
 
 
-def _loop_running() -> bool:
+def _suspended_loop() -> asyncio.AbstractEventLoop | bool | None:
+    """None: no event loop runs in this thread. A loop: one is marked running here but waits,
+    suspended (Playwright's sync API marks its loop running in the test's thread between two
+    of its calls, while the loop waits in a greenlet of its own). False: a task of the
+    running loop is what called (the command cannot run its own loop beside it)."""
     try:
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
     except RuntimeError:
-        return False
-    return True
+        return None
+    return False if asyncio.current_task(loop) is not None else loop
+
+
+@contextlib.contextmanager
+def _loop_mark_lifted(loop: asyncio.AbstractEventLoop | None) -> Iterator[None]:
+    """The suspended loop's mark lifted while the command runs its own loop, as it would in
+    a process of its own (the suspended one runs nothing meanwhile: this thread is busy);
+    put back after, so the test's next Playwright call finds its loop as it left it."""
+    if loop is None:
+        yield
+        return
+    asyncio.events._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio.events._set_running_loop(loop)
 
 
 @contextlib.contextmanager

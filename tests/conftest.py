@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -37,10 +39,77 @@ FAST_SANDBOX: dict[str, Any] = {
 }
 
 
+# How long each test took (setup, call and teardown; tests of 0.5 s or more), as measured by
+# `make durations`: the order `make test` hands tests out in. Only the order comes from it.
+DURATIONS = Path(__file__).with_name("durations.json")
+SLOW_GUESS = 10.0  # seconds, for a test marked slow that the file does not know yet
+_measured: dict[str, float] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-durations",
+        action="store_true",
+        help=f"write each test's seconds to {DURATIONS.name} (the order tests are handed out in)",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests first: `make test` hands tests out one at a time to its workers, and
-    a long test started last would keep one worker busy while the other has finished."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The longest tests first: `make test` hands tests out one at a time to its workers, and
+    a long test started late keeps one worker busy after the others have finished. Marked slow
+    and not measured yet: among the long ones; unmarked and not measured: last. The tests of
+    an xdist_group run on one worker, one after the other, by module (module fixtures are set
+    up once). Sorted alike in every worker: pytest-xdist wants the same order from each."""
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+
+    def seconds(item: pytest.Item) -> float:
+        guess = SLOW_GUESS if item.get_closest_marker("slow") else 0.0
+        return float(known.get(_plain(item.nodeid), guess))
+
+    groups: dict[str, float] = {}
+    for item in items:
+        if (group := _group(item)) is not None:
+            groups[group] = groups.get(group, 0.0) + seconds(item)
+
+    def order(item: pytest.Item) -> tuple[float, str]:
+        group = _group(item)
+        if group is None:
+            return (-seconds(item), "")
+        return (-groups[group], _plain(item.nodeid))
+
+    items.sort(key=order)
+
+
+def _group(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("xdist_group")
+    return None if marker is None else str(marker.args[0])
+
+
+def _plain(nodeid: str) -> str:
+    """A test's id without the "@group" pytest-xdist adds under --dist loadgroup."""
+    return _GROUP_SUFFIX.sub("", nodeid)
+
+
+_GROUP_SUFFIX = re.compile(r"@[A-Za-z_]+$")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Each test's seconds, for --record-durations (in xdist's controller: every worker's)."""
+    nodeid = _plain(report.nodeid)
+    _measured[nodeid] = _measured.get(nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if not config.getoption("record_durations") or hasattr(config, "workerinput"):
+        return
+    if exitstatus != 0:
+        return  # a failed test's time says little of how long it takes
+    # Merged into what the file knows: a run of some tests leaves the others' times.
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    known.update({nodeid: round(seconds, 1) for nodeid, seconds in _measured.items()})
+    kept = {nodeid: known[nodeid] for nodeid in sorted(known) if known[nodeid] >= 0.5}
+    DURATIONS.write_text(json.dumps(kept, indent=0) + "\n")
 
 
 @pytest.fixture

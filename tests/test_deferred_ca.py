@@ -69,13 +69,22 @@ class _Hello(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def https_url(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
-    """An HTTPS server on loopback: (its URL, its CA, another CA that did not sign it)."""
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+    """(our CA, the server's certificate and key it signed, another CA that did not sign it):
+    made once for the module (four RSA keys: seconds of CPU)."""
     if shutil.which("openssl") is None:
         pytest.skip("no openssl command to make test certificates")
-    ca, cert, key = _certificates(tmp_path / "ours", "aihd")
-    other_ca, _, _ = _certificates(tmp_path / "other", "other")
+    folder = tmp_path_factory.mktemp("certificates")
+    ca, cert, key = _certificates(folder / "ours", "aihd")
+    other_ca, _, _ = _certificates(folder / "other", "other")
+    return ca, cert, key, other_ca
+
+
+@pytest.fixture
+def https_url(certificates: tuple[Path, Path, Path, Path]) -> Iterator[tuple[str, Path, Path]]:
+    """An HTTPS server on loopback: (its URL, its CA, another CA that did not sign it)."""
+    ca, cert, key, other_ca = certificates
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

@@ -145,7 +145,10 @@ def test_status_plan_collect_deliver_and_error_hints_work_when_pasted(
     shell: Paste,
 ) -> None:
     """Each hint of a night's commands, pasted in turn, does what it says."""
-    sandbox = make_sandbox(eta_seconds=10, time_scale=0.5)  # results after 5 s
+    # Results held until the test lets them go: "not ready yet" is certain, not a race with
+    # the eta (collect --wait waits an order's eta out: 1 s here, not 10).
+    sandbox = make_sandbox()
+    sandbox.hold_results(True)
     for name in ("kitchen", "den"):
         photo_factory(tmp_path / INSIDE, f"{name}.jpg", size=(160, 120))
     photo_factory(tmp_path / OUTSIDE, "front.jpg", size=(160, 120))
@@ -176,6 +179,7 @@ def test_status_plan_collect_deliver_and_error_hints_work_when_pasted(
     assert done.returncode == 0 and "results not ready yet" in done.stdout
     refused = aihd(["approve", str(manifest), str(tmp_path / INSIDE / "den.jpg")], None)
     assert refused.returncode == 2
+    sandbox.hold_results(False)
     paste_each(done.stdout + refused.stderr)
     assert {r.state for r in ledger_rows(manifest) if r.sha256} == {State.COMPLETED}
     # A failed photo: status points at --failed.

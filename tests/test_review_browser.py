@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page
 
 from pipeline.sandbox import Sandbox
-from tests.browser_helpers import CHROMIUM, MISSING, chromium, watch
+from tests.browser_helpers import CHROMIUM, MISSING, ON_ONE_WORKER, chromium_browser, watch
 from tests.cli_helpers import FAST, aihd
 from tests.desk_helpers import reviews_by_name
 from tests.review_helpers import (
@@ -21,8 +21,12 @@ from tests.review_helpers import (
     ledger_listing,
 )
 
-# Slow: each test starts a Chromium of its own (seconds), and its commands in processes.
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING)]
+# Slow: a Chromium, and pages that wait for images to decode.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING),
+    ON_ONE_WORKER,
+]
 
 DECODED = """(selector) => [...document.querySelectorAll(selector)]
   .every((img) => img.complete && img.naturalWidth > 0)"""
@@ -34,13 +38,24 @@ def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
     return make_sandbox(eta_seconds=1, time_scale=0.5)
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the module; each test's page is in a context of its own."""
+    with chromium_browser() as running:
+        yield running
+
+
 @pytest.fixture
-def page() -> Iterator[Page]:
-    """A page of a fresh browser; what it does wrong is gathered in ``page.problems``."""
-    with chromium() as context:
+def page(browser: Browser) -> Iterator[Page]:
+    """A page of a fresh browser context (no cookie, no storage, downloads accepted); what it
+    does wrong is gathered in ``page.problems``."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    try:
         opened = context.new_page()
         opened.problems = watch(opened)  # type: ignore[attr-defined]
         yield opened
+    finally:
+        context.close()
 
 
 def _open(page: Page, manifest: Path) -> None:

@@ -16,12 +16,17 @@ from playwright.sync_api import Browser, Page
 
 from pipeline.ledger import State, open_ledger
 from pipeline.sandbox import Sandbox
-from tests.browser_helpers import CHROMIUM, MISSING, chromium_browser, watch
+from tests.browser_helpers import CHROMIUM, MISSING, ON_ONE_WORKER, chromium_browser, watch
 from tests.cli_helpers import aihd
 from tests.desk_helpers import listing_photos, photo_ids, reviews_by_name, served_desk
 from tests.review_helpers import PhotoFactory, collected_listing
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING)
+# Slow: a Chromium, a desk process per test, pages that wait for images to decode.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING),
+    ON_ONE_WORKER,
+]
 
 INSIDE = "listings/12-oak-st/inside"
 DECODED = """(selector) => [...document.querySelectorAll(selector)]

@@ -216,6 +216,9 @@ class Service:
         """The start's catch-up, then: what others charged, upscales to send, claims to keep."""
         self.results.refresh(again=True)
         self.upscaler.wish_completed()
+        # Upscales wished while no one served (`aihd upscale`, a service stopped midway) are
+        # asked for at the first turn, as the catch-up's, not one upscale pass (10 s) later.
+        self.upscaler.due = True
         last_refresh = last_rescan = last_upscale = time.monotonic()
         while not stopping.is_set():
             if self._reload.is_set():
