@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -28,12 +27,6 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-# The browser tests run one after the other on one pytest-xdist worker (`--dist loadgroup`),
-# each module on one Chromium of its own (a launch is ~2 s of CPU, Playwright's driver
-# included); each test's browsers are contexts of their own: their own cookies and storage.
-ON_ONE_WORKER = pytest.mark.xdist_group("browser")
 
 
 @contextmanager

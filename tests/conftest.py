@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -57,46 +56,53 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The longest tests first: `make test` hands tests out one at a time to its workers, and
     a long test started late keeps one worker busy after the others have finished. Marked slow
-    and not measured yet: among the long ones; unmarked and not measured: last. The tests of
-    an xdist_group run on one worker, one after the other, by module (module fixtures are set
-    up once). Sorted alike in every worker: pytest-xdist wants the same order from each."""
+    and not measured yet: among the long ones; unmarked and not measured: last. A group's
+    tests (``_group``) by module, so that module fixtures are set up once. Sorted alike in
+    every worker: pytest-xdist wants the same order from each."""
     known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
 
     def seconds(item: pytest.Item) -> float:
         guess = SLOW_GUESS if item.get_closest_marker("slow") else 0.0
-        return float(known.get(_plain(item.nodeid), guess))
+        return float(known.get(item.nodeid, guess))
 
     groups: dict[str, float] = {}
     for item in items:
-        if (group := _group(item)) is not None:
+        if (group := _group(item.nodeid)) is not None:
             groups[group] = groups.get(group, 0.0) + seconds(item)
 
     def order(item: pytest.Item) -> tuple[float, str]:
-        group = _group(item)
+        group = _group(item.nodeid)
         if group is None:
             return (-seconds(item), "")
-        return (-groups[group], _plain(item.nodeid))
+        return (-groups[group], item.nodeid)
 
     items.sort(key=order)
 
 
-def _group(item: pytest.Item) -> str | None:
-    marker = item.get_closest_marker("xdist_group")
-    return None if marker is None else str(marker.args[0])
+def _group(nodeid: str) -> str | None:
+    """The group a test runs in, on one worker, one test after another: the browser tests
+    (tests/test_*_browser.py), each module on one Chromium (browser_helpers.py)."""
+    return "browser" if nodeid.split("::", 1)[0].endswith("_browser.py") else None
 
 
-def _plain(nodeid: str) -> str:
-    """A test's id without the "@group" pytest-xdist adds under --dist loadgroup."""
-    return _GROUP_SUFFIX.sub("", nodeid)
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` with the groups of ``_group``: pytest-xdist's own xdist_group marker
+    names a group by a suffix of the test's id, which pytest 9 no longer lets it write."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
 
+    class Grouped(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid) or nodeid
 
-_GROUP_SUFFIX = re.compile(r"@[A-Za-z_]+$")
+    return Grouped(config, log)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Each test's seconds, for --record-durations (in xdist's controller: every worker's)."""
-    nodeid = _plain(report.nodeid)
-    _measured[nodeid] = _measured.get(nodeid, 0.0) + report.duration
+    _measured[report.nodeid] = _measured.get(report.nodeid, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

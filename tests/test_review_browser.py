@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from pipeline.sandbox import Sandbox
-from tests.browser_helpers import CHROMIUM, MISSING, ON_ONE_WORKER, chromium_browser, watch
+from tests.browser_helpers import CHROMIUM, MISSING, chromium_browser, watch
 from tests.cli_helpers import FAST, aihd
 from tests.desk_helpers import reviews_by_name
 from tests.review_helpers import (
@@ -25,7 +25,6 @@ from tests.review_helpers import (
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING),
-    ON_ONE_WORKER,
 ]
 
 DECODED = """(selector) => [...document.querySelectorAll(selector)]
@@ -40,7 +39,8 @@ def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One Chromium for the module; each test's page is in a context of its own."""
+    """One Chromium for the module (its tests run one after another on one worker: the
+    groups of conftest.py); each test's page is in a context of its own."""
     with chromium_browser() as running:
         yield running
 

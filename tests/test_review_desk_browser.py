@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page
 
 from pipeline.ledger import State, open_ledger
 from pipeline.sandbox import Sandbox
-from tests.browser_helpers import CHROMIUM, MISSING, ON_ONE_WORKER, chromium_browser, watch
+from tests.browser_helpers import CHROMIUM, MISSING, chromium_browser, watch
 from tests.cli_helpers import aihd
 from tests.desk_helpers import listing_photos, photo_ids, reviews_by_name, served_desk
 from tests.review_helpers import PhotoFactory, collected_listing
@@ -25,7 +25,6 @@ from tests.review_helpers import PhotoFactory, collected_listing
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING),
-    ON_ONE_WORKER,
 ]
 
 INSIDE = "listings/12-oak-st/inside"
