@@ -41,9 +41,9 @@ if TYPE_CHECKING:
         attempts: int
         max_backoff: float
 
-    class DefaultsValues(TypedDict):
-        space: str
-        enhancements: list[str]
+    class ToolValues(TypedDict):
+        """The v3 tool and its choices, as defaults and each folder name them."""
+
         tool: str | None
         room: str | None
         style: str | None
@@ -51,10 +51,14 @@ if TYPE_CHECKING:
         color: str | None
         material: str | None
         darkness: str | None
+
+    class DefaultsValues(ToolValues):
+        space: str
+        enhancements: list[str]
         recursive: bool
         patterns: list[str]
 
-    class FolderValues(TypedDict):
+    class FolderValues(ToolValues):
         path: str
         space: str | None
         enhancements: list[str] | None
@@ -62,13 +66,6 @@ if TYPE_CHECKING:
         patterns: list[str] | None
         listing: str | None
         exclude: list[str] | None
-        tool: str | None
-        room: str | None
-        style: str | None
-        sky: str | None
-        color: str | None
-        material: str | None
-        darkness: str | None
         project: str | None
         upscale: bool | None
 
