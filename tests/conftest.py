@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -19,6 +19,9 @@ from pipeline.sandbox import Sandbox, SandboxConfig, SandboxThread
 from tests.hostile_server import HostileControl, Hostility, hostile_app
 from tests.pg_server import PgServer, find_bin
 from tests.pg_shared import shared_server, stop_left_over
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 # Property tests: a developer's run tries a few examples of each, CI many (.ci/run sets
 # CI=true); HYPOTHESIS_PROFILE=ci asks for CI's number on any run.
@@ -224,3 +227,13 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url: str = request.getfixturevalue("pg_url")
         return url
     return str(tmp_path / "account.ledger.sqlite")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for a module of browser tests (they run one after another on one worker:
+    ``_group``); each test's pages are in browser contexts of their own."""
+    from tests.browser_helpers import chromium_browser  # Playwright only where it is used
+
+    with chromium_browser() as running:
+        yield running

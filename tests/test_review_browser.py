@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from pipeline.sandbox import Sandbox
-from tests.browser_helpers import CHROMIUM, MISSING, chromium_browser, watch
+from tests.browser_helpers import CHROMIUM, MISSING, watch
 from tests.cli_helpers import FAST, aihd
 from tests.desk_helpers import reviews_by_name
 from tests.review_helpers import (
@@ -35,14 +35,6 @@ DECODED = """(selector) => [...document.querySelectorAll(selector)]
 def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
     """Results ready after 0.5 s: collect polls no order before its eta."""
     return make_sandbox(eta_seconds=1, time_scale=0.5)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the module (its tests run one after another on one worker: the
-    groups of conftest.py); each test's page is in a context of its own."""
-    with chromium_browser() as running:
-        yield running
 
 
 @pytest.fixture

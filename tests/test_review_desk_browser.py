@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page
 
 from pipeline.ledger import State, open_ledger
 from pipeline.sandbox import Sandbox
-from tests.browser_helpers import CHROMIUM, MISSING, chromium_browser, watch
+from tests.browser_helpers import CHROMIUM, MISSING, watch
 from tests.cli_helpers import aihd
 from tests.desk_helpers import listing_photos, photo_ids, reviews_by_name, served_desk
 from tests.review_helpers import PhotoFactory, collected_listing
@@ -30,13 +30,6 @@ pytestmark = [
 INSIDE = "listings/12-oak-st/inside"
 DECODED = """(selector) => [...document.querySelectorAll(selector)]
   .every((img) => img.complete && img.naturalWidth > 0)"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the module; each test's browsers are contexts of their own."""
-    with chromium_browser() as running:
-        yield running
 
 
 def _page(browser: Browser) -> tuple[Page, list[str]]:
