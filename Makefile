@@ -36,8 +36,8 @@ typecheck: $(STAMP)
 # The tests mostly wait (on loopback servers, windows, processes: on 2 cores two workers kept
 # them busy ~20% of the time), so four pytest-xdist workers share the 2 cores;
 # PYTEST_WORKERS=0 for one process. Tests are handed out one at a time, the longest first
-# (tests/conftest.py), so no worker is left with a long tail; the tests of an xdist_group
-# (the browser's) together, on one worker.
+# (tests/conftest.py), so no worker is left with a long tail; the browser tests together,
+# on one worker (conftest.py's groups).
 PYTEST_WORKERS ?= 4
 PYTEST_XDIST = -n $(PYTEST_WORKERS) --dist loadgroup
 # The suite keeps its bytecode (__pycache__, git-ignored) even where the shell says
