@@ -82,10 +82,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=order)
 
 
+# Modules whose tests share a module-scoped fixture: each runs on one worker, one test after
+# another (a worker that comes back to a module after another's test sets its fixture up
+# again: test_v3_tools' night of every tool was made ~70 times).
+SHARED_FIXTURE_MODULES = frozenset({"tests/test_v3_tools.py", "tests/test_deferred_ca.py"})
+
+
 def _group(nodeid: str) -> str | None:
     """The group a test runs in, on one worker, one test after another: the browser tests
-    (tests/test_*_browser.py), each module on one Chromium (browser_helpers.py)."""
-    return "browser" if nodeid.split("::", 1)[0].endswith("_browser.py") else None
+    (tests/test_*_browser.py), each module on one Chromium (browser_helpers.py); and each
+    module of SHARED_FIXTURE_MODULES."""
+    module = nodeid.split("::", 1)[0]
+    if module.endswith("_browser.py"):
+        return "browser"
+    return module if module in SHARED_FIXTURE_MODULES else None
 
 
 @pytest.hookimpl(optionalhook=True)

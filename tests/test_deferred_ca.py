@@ -72,7 +72,8 @@ class _Hello(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
     """(our CA, the server's certificate and key it signed, another CA that did not sign it):
-    made once for the module (four RSA keys: seconds of CPU)."""
+    made once for the module (four RSA keys: seconds of CPU; its tests run on one worker:
+    conftest.py's SHARED_FIXTURE_MODULES)."""
     if shutil.which("openssl") is None:
         pytest.skip("no openssl command to make test certificates")
     folder = tmp_path_factory.mktemp("certificates")

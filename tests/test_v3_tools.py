@@ -141,6 +141,8 @@ def _photo(folder: Path, name: str, shade: int) -> None:
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Night]:
+    """One night of every tool, made once: the module's tests run on one worker, one after
+    another (conftest.py's SHARED_FIXTURE_MODULES)."""
     root = tmp_path_factory.mktemp("tools")
     for n, case in enumerate(CASES):
         for k in range(PHOTOS_PER_TOOL):
