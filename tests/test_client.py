@@ -164,10 +164,16 @@ def test_upload_without_a_file_is_rejected_with_the_api_key(sandbox: Sandbox) ->
 
     async def scenario() -> None:
         async with ApiClient(sandbox.url, sandbox.api_key) as client:
-            form = aiohttp.FormData()
-            form.add_field("service_name", api.SERVICE)
             # The public upload() always sends a file; this reaches the same error boundary.
-            await client._json("POST", api.UPLOAD_PATH, data=form)
+            form = (
+                '--b0undary\r\nContent-Disposition: form-data; name="service_name"\r\n\r\n'
+                f"{api.SERVICE}\r\n--b0undary--\r\n"
+            )
+            headers = {
+                "Content-Type": "multipart/form-data; boundary=b0undary",
+                "x-api-key": sandbox.api_key,
+            }
+            await client._json("POST", api.UPLOAD_PATH, data=form.encode(), headers=headers)
 
     with pytest.raises(RequestRejected) as caught:
         run(scenario())

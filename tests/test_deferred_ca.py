@@ -117,3 +117,48 @@ def test_the_ca_certificates_load_at_the_first_tls_connection_and_still_verify(
     deferred, refused = client(other_ca)
     assert deferred == "deferred"
     assert refused == "refused: unable to get local issuer certificate"
+
+
+API_CLIENT = """
+import asyncio, sys
+from pipeline.api.v1 import ApiClient
+from pipeline.errors import ApiError
+
+async def main():
+    async with ApiClient(sys.argv[1].rstrip("/"), "key") as client:
+        try:
+            await client._json("GET", "/")
+        except ApiError as exc:
+            print(type(exc).__name__, exc)
+
+if sys.argv[2] == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_api_calls_verify_the_servers_certificate(
+    https_url: tuple[str, Path, Path], loop: str
+) -> None:
+    """The API's JSON calls (pipeline/api/http1.py, not aiohttp's session) use the same
+    verifying context: reached with the system's CA, refused (nothing sent) without it."""
+    url, ca, other_ca = https_url
+    repo = Path(__file__).resolve().parent.parent
+
+    def client(trusted: Path) -> str:
+        env = {"SSL_CERT_FILE": str(trusted), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run([sys.executable, "-c", API_CLIENT, url, loop], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    # The server answers "hello": reached, verified, and not JSON.
+    assert client(ca) == "TransientError GET /: the answer is not JSON"
+    port = url.rsplit(":", 1)[1].rstrip("/")
+    assert client(other_ca) == (
+        f"ConnectFailed GET /: cannot connect to localhost:{port} "
+        "(certificate refused: unable to get local issuer certificate)"
+    )

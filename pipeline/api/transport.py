@@ -1,4 +1,8 @@
-"""The HTTP boundary both API clients share (v1 and v3): one aiohttp session per run.
+"""The HTTP boundary both API clients share (v1 and v3): kept-alive connections per run.
+
+The API's JSON calls (a photo's upload and order among them) go through ``http1.Http1``, a
+small HTTP/1.1 client that costs a fraction of aiohttp's ``ClientSession`` per call; result
+downloads (streamed, from other hosts, redirects refused) through one aiohttp session.
 
 Every aiohttp error and every HTTP error status is mapped into ``pipeline.errors`` in one place,
 ``_transport_error`` and ``_status_error``. The call that spends a credit (v1's order POST, v3's
@@ -40,7 +44,9 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+import ssl
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -51,8 +57,10 @@ from typing import Any, BinaryIO, Protocol, Self
 import aiofiles
 from yarl import URL
 
+from pipeline import __version__
 from pipeline.addresses import PublicOnlyResolver, non_public_reason
 from pipeline.api import v1_shapes as api
+from pipeline.api.http1 import Answer, ConnectError, Http1, NoAnswer
 from pipeline.errors import (
     ApiError,
     AuthRefused,
@@ -69,6 +77,7 @@ _REJECTED = frozenset({400, 404, 405, 409, 413, 415, 422})
 _CHUNK = 256 * 1024
 _INLINE_BYTES = 1024 * 1024  # photos up to this size are read in one go
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # aiohttp would leave it as is
+_USER_AGENT = f"aihd/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
 MAX_JSON_BYTES = 1024 * 1024  # an API answer is a few KB; more is a broken or hostile server
 MAX_RESULT_BYTES = 200 * 1024 * 1024  # an enhanced photo of a 50 MB upload, with room to spare
 REDACTED = "<redacted>"
@@ -130,29 +139,30 @@ class Transport:
         self._timeouts = timeouts
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        self._call_timeout = self._stream_timeout = aiohttp.ClientTimeout()
-        self._upload_timeouts: dict[int, aiohttp.ClientTimeout] = {}
+        self._http: Http1 | None = None
+        self._stream_timeout = aiohttp.ClientTimeout()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
 
     async def __aenter__(self) -> Self:
         timeouts = self._timeouts
-        # Every call but an upload moves a few KB: one whole-answer deadline. It counts from
-        # the call's start, a wait for a free connection included.
-        self._call_timeout = aiohttp.ClientTimeout(
-            total=timeouts.whole_answer(0),
-            sock_connect=timeouts.connect,
-            sock_read=timeouts.read,
-        )
+        self._loop = asyncio.get_running_loop()
         self._resolver = PublicOnlyResolver(self.base_url.host or "")
+        # No proxy from the environment, no cookie, no redirect followed, as the session below.
+        self._http = Http1(
+            self._resolver.resolve,
+            _verifying_context,
+            limit=self._max_connections,
+            user_agent=_USER_AGENT,
+        )
         connector = aiohttp.TCPConnector(limit=self._max_connections, resolver=self._resolver)
         # A result's deadline is the download's own (it moves on with the bytes): none here.
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
         self._session = aiohttp.ClientSession(
-            timeout=self._call_timeout,
+            timeout=self._stream_timeout,
             connector=connector,
             raise_for_status=False,
             # The API authenticates by its key header: a cookie it (or a hostile server on
@@ -167,6 +177,9 @@ class Transport:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -218,28 +231,23 @@ class Transport:
             tail = f"\r\n--{boundary}--\r\n".encode()
             headers = {
                 "Content-Type": f"multipart/form-data; boundary={boundary}",
-                "Content-Length": str(len(head) + size + len(tail)),
                 api.API_KEY_HEADER: self._key.value,
             }
             body: bytes | AsyncIterator[bytes]
             if inline is not None:
                 if sent is not None:
                     sent.update(inline)
-                body = head + inline + tail
-                headers["Content-Length"] = str(len(body))  # what was read, even if it just grew
+                body = head + inline + tail  # its length is what was read, even if it just grew
             else:
-                body = _stream_file(file, head, tail, sent)
-            deadline = self._upload_timeouts.get(size >> 16)  # one per 64 KiB step of size
-            if deadline is None:
-                deadline = self._upload_timeouts.setdefault(
-                    size >> 16,
-                    aiohttp.ClientTimeout(
-                        total=self._timeouts.whole_answer(((size >> 16) + 1) << 16),
-                        sock_connect=self._timeouts.connect,
-                        sock_read=self._timeouts.read,
-                    ),
-                )
-            return await self._json("POST", path, data=body, headers=headers, deadline=deadline)
+                body = _stream_file(file, size, head, tail, sent)
+            return await self._json(
+                "POST",
+                path,
+                data=body,
+                length=len(head) + size + len(tail),
+                headers=headers,
+                deadline=self._timeouts.whole_answer(size),
+            )
 
     async def download(self, url: str, dest: Path) -> int:
         """Stream a result image into ``dest`` (the caller renames it into place); returns bytes.
@@ -363,49 +371,67 @@ class Transport:
         path: str,
         *,
         params: Mapping[str, str] | None = None,
-        data: Any = None,
+        data: bytes | AsyncIterator[bytes] | None = None,
+        length: int = -1,
         json_body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         spends: bool = False,
-        deadline: aiohttp.ClientTimeout | None = None,
+        deadline: float = 0.0,
         endpoint: str = "",
         absolute: URL | None = None,
         lists: bool = False,
     ) -> dict[str, Any]:
         """One API call whose answer is a JSON object.
 
-        Not a context manager like ``_stream``: this runs twice per photo, and those layers
-        cost more CPU than the rest of the call's own code.
+        Its whole answer is due within ``deadline`` seconds (``Timeouts.whole_answer(0)`` by
+        default), counted from the call's start, a wait for a free connection included; and
+        no wait for the answer's next bytes is longer than ``Timeouts.read``.
         """
-        if self._session is None:
+        http = self._http
+        if http is None:
             raise RuntimeError(f"{type(self).__name__} used outside `async with`")
         endpoint = endpoint or _endpoint_name(method, path)
         url = absolute or (
             self._urls.get(path) or self._urls.setdefault(path, self.base_url.with_path(path))
         )
+        if params:
+            url = url.extend_query(params)
+        sent = dict(headers) if headers is not None else {api.API_KEY_HEADER: self._key.value}
+        if json_body is not None:
+            data = json.dumps(json_body).encode()
+            sent["Content-Type"] = "application/json"
+        timeouts = self._timeouts
+        answer: Answer | None = None
         try:
-            async with self._session.request(
+            answer = await http.request(
                 method,
                 url,
-                params=params,
-                data=data,
-                json=json_body,
-                headers=headers or {api.API_KEY_HEADER: self._key.value},
-                allow_redirects=False,
-                timeout=deadline or self._call_timeout,
-            ) as response:
-                if response.status >= 300:
-                    raise await _status_error(response, method, endpoint, spends, self._redact)
-                raw = await _read_capped(response, MAX_JSON_BYTES)
+                sent,
+                data,
+                length=length,
+                connect=timeouts.connect,
+                read=timeouts.read,
+                deadline=self._loop.time() + (deadline or timeouts.whole_answer(0)),
+            )
+            if answer.status >= 300:
+                error_body = answer.read(64 * 1024)
+                raise await _status_error(
+                    answer.status, error_body, method, endpoint, spends, self._redact
+                )
+            raw = await answer.read(MAX_JSON_BYTES)
         except ApiError:
             raise
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (ConnectError, NoAnswer, TimeoutError) as exc:
             raise _transport_error(exc, url, method, endpoint, spends, self._redact) from exc
+        finally:
+            if answer is not None:
+                answer.release()
+        status = answer.status
         if raw is None:
             cls = OutcomeUnknown if spends else TransientError
             raise cls(
                 f"{endpoint}: the answer is over {MAX_JSON_BYTES // 1024} KB: not read",
-                status=response.status,
+                status=status,
                 method=method,
                 endpoint=endpoint,
             )
@@ -415,7 +441,7 @@ class Transport:
             cls = OutcomeUnknown if spends else TransientError
             raise cls(
                 f"{endpoint}: the answer is not JSON",
-                status=response.status,
+                status=status,
                 method=method,
                 endpoint=endpoint,
             ) from exc
@@ -438,7 +464,12 @@ class Transport:
             ) as response:
                 if response.status >= 300:
                     raise await _status_error(
-                        response, "GET", "result", spends=False, redact=self._redact
+                        response.status,
+                        response.content.read(64 * 1024),
+                        "GET",
+                        "result",
+                        spends=False,
+                        redact=self._redact,
                     )
                 yield response
         except ApiError:
@@ -458,25 +489,8 @@ def _redact_tree(value: Any, redact: Callable[[str], str]) -> Any:
     return value
 
 
-async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The whole body, or None once it is over ``limit`` bytes (never more is held)."""
-    length = response.content_length
-    if length is not None and length > limit:
-        return None
-    if length is not None and "Content-Encoding" not in response.headers:
-        return await response.read()  # aiohttp reads no more than Content-Length
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await response.content.read(limit + 1 - size):
-        parts.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return None
-    return b"".join(parts)
-
-
 def _transport_error(
-    exc: aiohttp.ClientError | TimeoutError,
+    exc: aiohttp.ClientError | ConnectError | NoAnswer | TimeoutError,
     url: URL,
     method: str,
     endpoint: str,
@@ -484,14 +498,20 @@ def _transport_error(
     redact: Callable[[str], str],
 ) -> ApiError:
     """A request that got no HTTP answer, as the error the caller must act on."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, (aiohttp.ClientConnectorError, ConnectError)):
         # Nothing was sent: the connection was never made. Safe to retry, even an order POST.
         return ConnectFailed(
             redact(f"{endpoint}: cannot connect to {url.host}:{url.port} ({exc.strerror})"),
             method=method,
             endpoint=endpoint,
         )
-    what = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+    what = (
+        "timed out"
+        if isinstance(exc, TimeoutError)
+        else str(exc)
+        if isinstance(exc, NoAnswer)
+        else type(exc).__name__
+    )
     if spends:
         return OutcomeUnknown(
             f"{endpoint}: no answer ({what}); the order may have been charged",
@@ -548,14 +568,15 @@ def image_disposition(filename: str) -> str:
 
 
 async def _status_error(
-    response: aiohttp.ClientResponse,
+    status: int,
+    body: Awaitable[bytes | None],
     method: str,
     endpoint: str,
     spends: bool,
     redact: Callable[[str], str],
 ) -> ApiError:
-    status = response.status
-    error, key = await _error_body(response, redact)
+    """The error an HTTP error status means; ``body`` reads (some of) the answer's body."""
+    error, key = await _error_body(body, redact)
     detail = (
         f"{endpoint}: HTTP {status}"
         + (f": {error}" if error else "")
@@ -594,13 +615,15 @@ async def _status_error(
 
 
 async def _error_body(
-    response: aiohttp.ClientResponse, redact: Callable[[str], str]
+    read: Awaitable[bytes | None], redact: Callable[[str], str]
 ) -> tuple[str, str]:
-    """The API's ``error`` and ``key``, the API key redacted before they are cut to length."""
+    """The API's ``error`` and ``key``, the API key redacted before they are cut to length:
+    from the first 64 KB of the body, as far as it comes (a body that is cut, stalls or is
+    not JSON gives none: the status still decides)."""
     try:
-        raw = await response.content.read(64 * 1024)
-        body = json.loads(raw)
-    except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError):
+        raw = await read
+        body = json.loads(raw) if raw is not None else None
+    except (aiohttp.ClientError, NoAnswer, TimeoutError, ValueError, RecursionError):
         return "", ""
     if not isinstance(body, dict):
         return "", ""
@@ -643,13 +666,23 @@ def _read_whole(file: BinaryIO, size: int) -> bytes:
 
 
 async def _stream_file(
-    file: BinaryIO, head: bytes, tail: bytes, sent: Digest | None
+    file: BinaryIO, size: int, head: bytes, tail: bytes, sent: Digest | None
 ) -> AsyncIterator[bytes]:
     """The multipart body of a large photo, read from its open file chunk by chunk off the loop
-    (the caller closes it)."""
+    (the caller closes it): its first ``size`` bytes, the length announced ahead, even if the
+    file grows meanwhile (``sent`` is fed exactly what is sent)."""
     yield head
-    while chunk := await asyncio.to_thread(file.read, _CHUNK):
+    left = size
+    while left > 0 and (chunk := await asyncio.to_thread(file.read, min(_CHUNK, left))):
+        left -= len(chunk)
         if sent is not None:
             sent.update(chunk)
         yield chunk
     yield tail
+
+
+def _verifying_context() -> ssl.SSLContext:
+    """aiohttp's verifying TLS context, as its session uses it: the system's CA certificates,
+    loaded at the first TLS connection (deferred_ca.py)."""
+    context: ssl.SSLContext = aiohttp.connector._SSL_CONTEXT_VERIFIED
+    return context
