@@ -90,7 +90,7 @@ SHARED_FIXTURE_MODULES = frozenset({"tests/test_v3_tools.py", "tests/test_deferr
 
 def _group(nodeid: str) -> str | None:
     """The group a test runs in, on one worker, one test after another: the browser tests
-    (tests/test_*_browser.py), each module on one Chromium (browser_helpers.py); and each
+    (tests/test_*_browser.py), each module on one Chromium (the browser fixture below); and each
     module of SHARED_FIXTURE_MODULES."""
     module = nodeid.split("::", 1)[0]
     if module.endswith("_browser.py"):
