@@ -4,10 +4,11 @@ The API's JSON calls (a photo's upload and order among them) go through ``http1.
 small HTTP/1.1 client that costs a fraction of aiohttp's ``ClientSession`` per call; result
 downloads (streamed, from other hosts, redirects refused) through one aiohttp session.
 
-Every aiohttp error and every HTTP error status is mapped into ``pipeline.errors`` in one place,
-``_transport_error`` and ``_status_error``. The call that spends a credit (v1's order POST, v3's
-process POST) is special: once its bytes may have left, a lost answer is ``OutcomeUnknown``,
-never a plain retryable error, because the API has no idempotency key.
+Every transport error (http1's, aiohttp's) and every HTTP error status is mapped into
+``pipeline.errors`` in one place, ``_transport_error`` and ``_status_error``. The call that
+spends a credit (v1's order POST, v3's process POST) is special: once its bytes may have left,
+a lost answer is ``OutcomeUnknown``, never a plain retryable error, because the API has no
+idempotency key.
 
 This is also the one boundary where the server's text enters aihd, and the server is not
 trusted: the API key is redacted from every answer and error here (so no ledger row, summary,
@@ -505,13 +506,12 @@ def _transport_error(
             method=method,
             endpoint=endpoint,
         )
-    what = (
-        "timed out"
-        if isinstance(exc, TimeoutError)
-        else str(exc)
-        if isinstance(exc, NoAnswer)
-        else type(exc).__name__
-    )
+    if isinstance(exc, TimeoutError):
+        what = "timed out"
+    elif isinstance(exc, NoAnswer):
+        what = redact(str(exc))  # http1's own words, never the server's: redacted all the same
+    else:
+        what = type(exc).__name__
     if spends:
         return OutcomeUnknown(
             f"{endpoint}: no answer ({what}); the order may have been charged",
