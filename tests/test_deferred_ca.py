@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parent.parent
 CLIENT = """
 import asyncio, sys
 import pipeline.api.transport  # aihd's own first import of aiohttp
@@ -99,22 +100,22 @@ def https_url(certificates: tuple[Path, Path, Path, Path]) -> Iterator[tuple[str
         server.server_close()
 
 
+def _client(script: str, url: str, loop: str, trusted: Path) -> list[str]:
+    """What ``script`` prints, run in a fresh interpreter whose system CA is ``trusted``."""
+    env = {"SSL_CERT_FILE": str(trusted), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script, url, loop], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_the_ca_certificates_load_at_the_first_tls_connection_and_still_verify(
     https_url: tuple[str, Path, Path], loop: str
 ) -> None:
     url, ca, other_ca = https_url
-    repo = Path(__file__).resolve().parent.parent
-
-    def client(trusted: Path) -> list[str]:
-        env = {"SSL_CERT_FILE": str(trusted), "PATH": "/usr/bin:/bin"}
-        done = subprocess.run([sys.executable, "-c", CLIENT, url, loop], cwd=repo, env=env,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return done.stdout.splitlines()
-
-    assert client(ca) == ["deferred", "200 hello"]
-    deferred, refused = client(other_ca)
+    assert _client(CLIENT, url, loop, ca) == ["deferred", "200 hello"]
+    deferred, refused = _client(CLIENT, url, loop, other_ca)
     assert deferred == "deferred"
     assert refused == "refused: unable to get local issuer certificate"
 
@@ -146,19 +147,10 @@ def test_the_api_calls_verify_the_servers_certificate(
     """The API's JSON calls (pipeline/api/http1.py, not aiohttp's session) use the same
     verifying context: reached with the system's CA, refused (nothing sent) without it."""
     url, ca, other_ca = https_url
-    repo = Path(__file__).resolve().parent.parent
-
-    def client(trusted: Path) -> str:
-        env = {"SSL_CERT_FILE": str(trusted), "PATH": "/usr/bin:/bin"}
-        done = subprocess.run([sys.executable, "-c", API_CLIENT, url, loop], cwd=repo, env=env,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
     # The server answers "hello": reached, verified, and not JSON.
-    assert client(ca) == "TransientError GET /: the answer is not JSON"
+    assert _client(API_CLIENT, url, loop, ca) == ["TransientError GET /: the answer is not JSON"]
     port = url.rsplit(":", 1)[1].rstrip("/")
-    assert client(other_ca) == (
+    assert _client(API_CLIENT, url, loop, other_ca) == [
         f"ConnectFailed GET /: cannot connect to localhost:{port} "
         "(certificate refused: unable to get local issuer certificate)"
-    )
+    ]
