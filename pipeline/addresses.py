@@ -10,11 +10,10 @@ resolves to a public address first and a private one later (DNS rebinding) gains
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
+from typing import Any
 
 __all__ = ["PublicOnlyResolver", "is_loopback", "non_public_reason"]
 
@@ -61,17 +60,29 @@ def non_public_reason(address: str) -> str | None:
     return None
 
 
-class PublicOnlyResolver(AbstractResolver):
-    """The default resolver, refusing non-public addresses for every host but the API's own."""
+# What aiohttp's ThreadedResolver asks and answers with (its default without aiodns).
+_AI_ADDRCONFIG = getattr(socket, "AI_ADDRCONFIG", 0)
+_NUMERIC_SOCKET_FLAGS = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+_NAME_SOCKET_FLAGS = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+
+
+class PublicOnlyResolver:
+    """Host names resolved as aiohttp's default resolver does (``getaddrinfo`` off the loop),
+    refusing non-public addresses for every host but the API's own.
+
+    Both clients ask it: http1 for the API's calls (the v3 tools list may be on another host),
+    aiohttp's connector for result downloads, whose ``AbstractResolver`` interface it has
+    (``resolve``, ``close``; answers shaped as ``aiohttp.abc.ResolveResult``) without importing
+    aiohttp: a run that downloads nothing never loads it.
+    """
 
     def __init__(self, api_host: str) -> None:
         self._api_host = api_host
-        self._resolver = DefaultResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        found = await self._resolver.resolve(host, port, family)
+    ) -> list[dict[str, Any]]:
+        found = await _resolved(host, port, family)
         if host == self._api_host:
             return found
         public = [entry for entry in found if non_public_reason(entry["host"]) is None]
@@ -80,7 +91,38 @@ class PublicOnlyResolver(AbstractResolver):
         return public
 
     async def close(self) -> None:
-        await self._resolver.close()
+        pass
 
     def __repr__(self) -> str:
         return f"PublicOnlyResolver(api_host={self._api_host!r})"
+
+
+async def _resolved(host: str, port: int, family: socket.AddressFamily) -> list[dict[str, Any]]:
+    """aiohttp's ThreadedResolver.resolve (3.14), without aiohttp."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, family=family, flags=_AI_ADDRCONFIG
+    )
+    hosts: list[dict[str, Any]] = []
+    for found_family, _, proto, _, address in infos:
+        if found_family == socket.AF_INET6:
+            if len(address) < 3:
+                continue  # IPv6 not supported by this Python build or host
+            if address[3]:  # a link-local address's scope: resolved by name
+                resolved_host, found_port = await loop.getnameinfo(address, _NAME_SOCKET_FLAGS)
+                port = int(found_port)
+            else:
+                resolved_host, port = str(address[0]), int(address[1])
+        else:
+            resolved_host, port = str(address[0]), int(address[1])
+        hosts.append(
+            {
+                "hostname": host,
+                "host": resolved_host,
+                "port": port,
+                "family": found_family,
+                "proto": proto,
+                "flags": _NUMERIC_SOCKET_FLAGS,
+            }
+        )
+    return hosts
