@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CLIENT = """
 import asyncio, sys
-import pipeline.api.transport  # aihd's own first import of aiohttp
+from pipeline.api.deferred_ca import aiohttp  # how transport.py imports it, at a download
 import aiohttp.connector
 verifying = aiohttp.connector._SSL_CONTEXT_VERIFIED
 print("deferred" if type(verifying).__name__ == "_DeferredCA" and verifying._load_pending

@@ -43,6 +43,9 @@ NOT_FOR_A_RUN = (
     "jinja2",
     "watchfiles",
     "prometheus_client",
+    # Results are downloaded with aiohttp; a run's API calls go through api/http1.py.
+    "aiohttp",
+    "aiofiles",
 )
 
 

@@ -14,7 +14,8 @@ connection (the sandbox, an http:// API on a LAN). Imported from here, aiohttp g
 
 Only aiohttp's import runs with the two ``ssl.SSLContext`` methods replaced, and they are put
 back after it; every context made later is the standard library's own. transport.py imports
-aiohttp from here before anything else of aihd can import it.
+aiohttp from here, when it first needs it (a result's download): `aihd run`, which downloads
+nothing, never loads aiohttp (its API calls go through http1.py).
 """
 
 from __future__ import annotations

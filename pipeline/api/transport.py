@@ -31,13 +31,6 @@ __all__ = [
     "shape_of",
 ]
 
-# isort: off
-# First of all: aiohttp without its two loads of the CA certificates at import (deferred_ca.py),
-# before anything below can import it.
-from pipeline.api.deferred_ca import aiohttp
-from aiohttp.helpers import content_disposition_header
-
-# isort: on
 import asyncio
 import json
 import mimetypes
@@ -50,12 +43,11 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from types import TracebackType
-from typing import Any, BinaryIO, Protocol, Self
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, Self
 
-import aiofiles
 from yarl import URL
 
 from pipeline import __version__
@@ -73,6 +65,9 @@ from pipeline.errors import (
 )
 from pipeline.filenames import shown
 from pipeline.files import open_regular
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _REJECTED = frozenset({400, 404, 405, 409, 413, 415, 422})
 _CHUNK = 256 * 1024
@@ -139,15 +134,13 @@ class Transport:
         self._urls: dict[str, URL] = {}
         self._timeouts = timeouts
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # made at the first download
         self._http: Http1 | None = None
-        self._stream_timeout = aiohttp.ClientTimeout()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
 
     async def __aenter__(self) -> Self:
-        timeouts = self._timeouts
         self._loop = asyncio.get_running_loop()
         self._resolver = PublicOnlyResolver(self.base_url.host or "")
         # No proxy from the environment, no cookie, no redirect followed, as the session below.
@@ -157,20 +150,32 @@ class Transport:
             limit=self._max_connections,
             user_agent=_USER_AGENT,
         )
-        connector = aiohttp.TCPConnector(limit=self._max_connections, resolver=self._resolver)
-        # A result's deadline is the download's own (it moves on with the bytes): none here.
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
-        )
-        self._session = aiohttp.ClientSession(
-            timeout=self._stream_timeout,
-            connector=connector,
-            raise_for_status=False,
-            # The API authenticates by its key header: a cookie it (or a hostile server on
-            # its address) sets is neither kept nor sent back, nor parsed on every answer.
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
         return self
+
+    def _results_session(self) -> aiohttp.ClientSession:
+        """The aiohttp session results are downloaded with, made (and aiohttp imported) at the
+        first download: a run that only orders never loads aiohttp (~0.2 s of its start-up)."""
+        if self._http is None:
+            raise RuntimeError(f"{type(self).__name__} used outside `async with`")
+        if self._session is None:
+            aiohttp = _aiohttp()
+            timeouts = self._timeouts
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                resolver=self._resolver,  # aiohttp's resolver interface, not its class
+            )
+            self._session = aiohttp.ClientSession(
+                # A result's deadline is the download's own (it moves on with the bytes).
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+                ),
+                connector=connector,
+                raise_for_status=False,
+                # The API authenticates by its key header: a cookie it (or a hostile server on
+                # its address) sets is neither kept nor sent back, nor parsed on every answer.
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
 
     async def __aexit__(
         self,
@@ -184,7 +189,6 @@ class Transport:
         if self._session is not None:
             await self._session.close()
             self._session = None
-            await self._resolver.close()  # the connector closes only a resolver it made
 
     # -- a photo, sent as multipart ------------------------------------------------------------
 
@@ -274,6 +278,8 @@ class Transport:
         same_origin = target.origin() == self.base_url.origin()
         if not same_origin:
             await self._refuse_non_public(target)
+        import aiofiles  # only where a result is written
+
         timeouts = self._timeouts
         written = 0
         loop = asyncio.get_running_loop()
@@ -456,13 +462,11 @@ class Transport:
     @asynccontextmanager
     async def _stream(self, url: URL, *, with_key: bool) -> AsyncIterator[aiohttp.ClientResponse]:
         """GET a result as a stream, its errors mapped as ``_json`` maps them."""
-        if self._session is None:
-            raise RuntimeError(f"{type(self).__name__} used outside `async with`")
+        session = self._results_session()
+        aiohttp = _aiohttp()
         headers = {api.API_KEY_HEADER: self._key.value} if with_key else {}
         try:
-            async with self._session.get(
-                url, headers=headers, allow_redirects=False, timeout=self._stream_timeout
-            ) as response:
+            async with session.get(url, headers=headers, allow_redirects=False) as response:
                 if response.status >= 300:
                     raise await _status_error(
                         response.status,
@@ -499,10 +503,13 @@ def _transport_error(
     redact: Callable[[str], str],
 ) -> ApiError:
     """A request that got no HTTP answer, as the error the caller must act on."""
-    if isinstance(exc, (aiohttp.ClientConnectorError, ConnectError)):
+    if isinstance(exc, ConnectError) or _is_aiohttp(exc, "ClientConnectorError"):
         # Nothing was sent: the connection was never made. Safe to retry, even an order POST.
         return ConnectFailed(
-            redact(f"{endpoint}: cannot connect to {url.host}:{url.port} ({exc.strerror})"),
+            redact(
+                f"{endpoint}: cannot connect to {url.host}:{url.port} "
+                f"({getattr(exc, 'strerror', None)})"
+            ),
             method=method,
             endpoint=endpoint,
         )
@@ -559,6 +566,9 @@ def _file_disposition(field_name: str, filename: str) -> str:
     """A file part's Content-Disposition; aiohttp's quoting only for names that need it."""
     if _PLAIN_NAME.fullmatch(filename):
         return f'form-data; name="{field_name}"; filename="{filename}"'
+    _aiohttp()  # imported through deferred_ca.py, before its helpers module below
+    from aiohttp.helpers import content_disposition_header
+
     return content_disposition_header("form-data", name=field_name, filename=filename)
 
 
@@ -623,8 +633,12 @@ async def _error_body(
     try:
         raw = await read
         body = json.loads(raw) if raw is not None else None
-    except (aiohttp.ClientError, NoAnswer, TimeoutError, ValueError, RecursionError):
+    except (NoAnswer, TimeoutError, ValueError, RecursionError):
         return "", ""
+    except Exception as exc:
+        if _is_aiohttp(exc, "ClientError"):  # a download's error body that did not come
+            return "", ""
+        raise
     if not isinstance(body, dict):
         return "", ""
     return redact(str(body.get("error", "")))[:500], redact(str(body.get("key", "")))[:200]
@@ -681,8 +695,23 @@ async def _stream_file(
     yield tail
 
 
+@cache
 def _verifying_context() -> ssl.SSLContext:
-    """aiohttp's verifying TLS context, as its session uses it: the system's CA certificates,
-    loaded at the first TLS connection (deferred_ca.py)."""
-    context: ssl.SSLContext = aiohttp.connector._SSL_CONTEXT_VERIFIED
-    return context
+    """The API calls' TLS context, made at the first TLS connection: the standard library's
+    default (the system's CA certificates, hostname checked), as aiohttp's verifying one is."""
+    return ssl.create_default_context()
+
+
+def _aiohttp() -> ModuleType:
+    """aiohttp, imported when first needed (a result download; a photo name that needs
+    quoting), through deferred_ca.py: without its two loads of the CA certificates."""
+    from pipeline.api.deferred_ca import aiohttp
+
+    return aiohttp
+
+
+def _is_aiohttp(exc: BaseException, name: str) -> bool:
+    """Whether ``exc`` is aiohttp's ``name`` error (False while aiohttp was never loaded: no
+    error of it can have been raised)."""
+    module = sys.modules.get("aiohttp")
+    return module is not None and isinstance(exc, getattr(module, name))
