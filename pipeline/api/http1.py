@@ -46,6 +46,11 @@ _ACCEPT_ANY = "Accept: */*\r\n"
 # is lost on the way: for an order POST, an outcome to settle. Well under any server's time.
 KEEP_IDLE_SECONDS = 15.0
 _MAX_HEAD = 64 * 1024  # status line and headers; aiohttp's parser allows 8 KB a line
+_LONG_HEAD = "the answer's head is over 64 KB"
+_LONG_CHUNK_LINE = "a chunk's size line is too long"
+_LONG_TRAILER = "the answer's trailer is too long"
+_NONE = "the connection closed before an answer"
+_CUT = "the connection closed before the answer's end"
 _USER_AGENT = "aihd"  # set by the Transport: "aihd/<version> Python/<x.y>"
 
 
@@ -132,6 +137,31 @@ class _Connection(asyncio.Protocol):
             timer.cancel()
             self._waiter = None
 
+    async def until(
+        self, marker: bytes, most: int, read: float, deadline: float, too_long: str, cut: str
+    ) -> int:
+        """Where ``marker`` starts in the buffer, waiting for more bytes until it is there:
+        ``NoAnswer(too_long)`` once more than ``most`` bytes come before it, ``NoAnswer(cut)``
+        when the connection ends first."""
+        buffer = self.buffer
+        while (end := buffer.find(marker)) < 0:
+            if len(buffer) > most:
+                raise NoAnswer(too_long)
+            if self.ended:
+                raise NoAnswer(cut)
+            await self.more(read, deadline)
+        if end > most:
+            raise NoAnswer(too_long)
+        return end
+
+    async def fill(self, size: int, read: float, deadline: float) -> None:
+        """Wait until the buffer holds ``size`` bytes: ``NoAnswer`` if the connection ends
+        first."""
+        while len(self.buffer) < size:
+            if self.ended:
+                raise NoAnswer(_CUT)
+            await self.more(read, deadline)
+
     async def drain(self) -> None:
         """Wait while the transport's write buffer is full."""
         if self._paused and not self.ended:
@@ -188,10 +218,8 @@ class Answer:
             if size > limit:
                 return None
             buffer = conn.buffer
-            while len(buffer) < size:
-                if conn.ended:
-                    raise NoAnswer("the connection closed before the answer's end")
-                await conn.more(self._read, self._deadline)
+            if len(buffer) < size:
+                await conn.fill(size, self._read, self._deadline)
             raw = bytes(buffer[:size])
             del buffer[:size]
         else:  # no framing: the body ends when the server closes
@@ -209,13 +237,9 @@ class Answer:
         conn = self._conn
         buffer = conn.buffer
         parts = bytearray()
+        read, deadline = self._read, self._deadline
         while True:
-            while (end := buffer.find(b"\r\n")) < 0:
-                if len(buffer) > 4096:
-                    raise NoAnswer("a chunk's size line is too long")
-                if conn.ended:
-                    raise NoAnswer("the connection closed before the answer's end")
-                await conn.more(self._read, self._deadline)
+            end = await conn.until(b"\r\n", 4096, read, deadline, _LONG_CHUNK_LINE, _CUT)
             size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
             if not size_text or size_text.translate(None, _HEX_DIGITS):  # not int()'s 0x, _, -
                 raise NoAnswer("a chunk's size is not a hexadecimal number")
@@ -225,22 +249,14 @@ class Answer:
                 break
             if len(parts) + size > limit:
                 return None
-            while len(buffer) < size + 2:
-                if conn.ended:
-                    raise NoAnswer("the connection closed before the answer's end")
-                await conn.more(self._read, self._deadline)
+            await conn.fill(size + 2, read, deadline)
             if buffer[size : size + 2] != b"\r\n":
                 raise NoAnswer("a chunk does not end where its size says")
             parts += buffer[:size]
             del buffer[: size + 2]
         # Trailer fields, if any, up to the empty line.
         while True:
-            while (end := buffer.find(b"\r\n")) < 0:
-                if len(buffer) > _MAX_HEAD:
-                    raise NoAnswer("the answer's trailer is too long")
-                if conn.ended:
-                    raise NoAnswer("the connection closed before the answer's end")
-                await conn.more(self._read, self._deadline)
+            end = await conn.until(b"\r\n", _MAX_HEAD, read, deadline, _LONG_TRAILER, _CUT)
             del buffer[: end + 2]
             if end == 0:
                 return bytes(parts)
@@ -362,13 +378,12 @@ class Http1:
             length = len(body)
         scheme = url.scheme
         host = url.raw_host or ""
-        port = url.port or (443 if scheme == "https" else 80)
-        origin = (scheme, host, port)
+        default = 443 if scheme == "https" else 80
+        origin = (scheme, host, url.port or default)
         host_header = self._hosts.get(origin)
         if host_header is None:
             shown = f"[{host}]" if ":" in host else host
             explicit = url.explicit_port
-            default = 443 if scheme == "https" else 80
             host_header = self._hosts.setdefault(
                 origin, shown if explicit in (None, default) else f"{shown}:{explicit}"
             )
@@ -411,14 +426,7 @@ class Http1:
     async def _answer(self, conn: _Connection, method: str, read: float, deadline: float) -> Answer:
         buffer = conn.buffer
         while True:
-            while (end := buffer.find(b"\r\n\r\n")) < 0:
-                if len(buffer) > _MAX_HEAD:
-                    raise NoAnswer("the answer's head is over 64 KB")
-                if conn.ended:
-                    raise NoAnswer("the connection closed before an answer")
-                await conn.more(read, deadline)
-            if end > _MAX_HEAD:
-                raise NoAnswer("the answer's head is over 64 KB")
+            end = await conn.until(b"\r\n\r\n", _MAX_HEAD, read, deadline, _LONG_HEAD, _NONE)
             # Lower-cased whole: the names, and the few values read here, are case-free.
             head = bytes(buffer[:end]).decode("latin-1").lower()
             del buffer[: end + 4]
