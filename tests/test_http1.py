@@ -99,6 +99,22 @@ def _run(scenario: Callable[[], Awaitable[Any]]) -> Any:
     return asyncio.run(scenario())  # type: ignore[arg-type]
 
 
+def _exchange(script: Scripted, *requests: dict[str, Any]) -> list[tuple[int, bytes | None]]:
+    """Each request (``_get``'s keywords) sent in turn on one client to ``script``'s server:
+    what each was answered."""
+
+    async def scenario() -> list[tuple[int, bytes | None]]:
+        async with serving(script) as url:
+            http = _client()
+            try:
+                return [await _get(http, url, **request) for request in requests]
+            finally:
+                http.close()
+
+    result: list[tuple[int, bytes | None]] = _run(scenario)
+    return result
+
+
 def _ok(body: bytes, *extra: str) -> bytes:
     head = "".join(f"{line}\r\n" for line in extra)
     return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode() + body
@@ -107,15 +123,7 @@ def _ok(body: bytes, *extra: str) -> bytes:
 def test_a_kept_alive_connection_carries_the_next_request() -> None:
     script = Scripted([_ok(b'{"a":1}'), _ok(b'{"b":2}')])
 
-    async def scenario() -> list[tuple[int, bytes | None]]:
-        async with serving(script) as url:
-            http = _client()
-            try:
-                return [await _get(http, url), await _get(http, url)]
-            finally:
-                http.close()
-
-    assert _run(scenario) == [(200, b'{"a":1}'), (200, b'{"b":2}')]
+    assert _exchange(script, {}, {}) == [(200, b'{"a":1}'), (200, b'{"b":2}')]
     assert script.connections == 1
     first = script.requests[0].decode()
     assert first.startswith("GET /v1/thing HTTP/1.1\r\nHost: 127.0.0.1:")
@@ -126,15 +134,7 @@ def test_a_kept_alive_connection_carries_the_next_request() -> None:
 def test_a_callers_accept_replaces_the_default_one() -> None:
     script = Scripted([_ok(b"[]")])
 
-    async def scenario() -> tuple[int, bytes | None]:
-        async with serving(script) as url:
-            http = _client()
-            try:
-                return await _get(http, url, headers={"accept": "application/json"})
-            finally:
-                http.close()
-
-    assert _run(scenario) == (200, b"[]")
+    assert _exchange(script, {"headers": {"accept": "application/json"}}) == [(200, b"[]")]
     sent = script.requests[0].decode().lower()
     assert sent.count("accept:") == 1
     assert "accept: application/json\r\n" in sent
@@ -143,15 +143,7 @@ def test_a_callers_accept_replaces_the_default_one() -> None:
 def test_an_answer_that_asks_to_close_is_not_pooled() -> None:
     script = Scripted([_ok(b"1", "Connection: close"), _ok(b"2")])
 
-    async def scenario() -> list[tuple[int, bytes | None]]:
-        async with serving(script) as url:
-            http = _client()
-            try:
-                return [await _get(http, url), await _get(http, url)]
-            finally:
-                http.close()
-
-    assert _run(scenario) == [(200, b"1"), (200, b"2")]
+    assert _exchange(script, {}, {}) == [(200, b"1"), (200, b"2")]
     assert script.connections == 2
 
 
@@ -188,15 +180,7 @@ def test_a_connection_idle_too_long_is_not_used_again(monkeypatch: pytest.Monkey
     monkeypatch.setattr(http1, "KEEP_IDLE_SECONDS", -1.0)
     script = Scripted([_ok(b"1"), _ok(b"2")])
 
-    async def scenario() -> list[tuple[int, bytes | None]]:
-        async with serving(script) as url:
-            http = _client()
-            try:
-                return [await _get(http, url), await _get(http, url)]
-            finally:
-                http.close()
-
-    assert _run(scenario) == [(200, b"1"), (200, b"2")]
+    assert _exchange(script, {}, {}) == [(200, b"1"), (200, b"2")]
     assert script.connections == 2
 
 
@@ -205,16 +189,8 @@ def test_a_connection_closed_without_an_answer_is_no_answer_not_a_connect_error(
     'nothing was sent' (ConnectError), which would let an order POST be sent again."""
     script = Scripted([None])
 
-    async def scenario() -> None:
-        async with serving(script) as url:
-            http = _client()
-            try:
-                await _get(http, url, body=b'{"order": 1}')
-            finally:
-                http.close()
-
     with pytest.raises(NoAnswer):
-        _run(scenario)
+        _exchange(script, {"body": b'{"order": 1}'})
     assert script.requests and script.requests[0].endswith(b'{"order": 1}')
 
 
@@ -243,12 +219,8 @@ def test_a_name_the_resolver_refuses_is_a_connect_error() -> None:
 def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(value: str) -> None:
     script = Scripted([_ok(b"1")])
 
-    async def scenario() -> None:
-        async with serving(script) as url:
-            await _get(_client(), url, headers={"x-api-key": value})
-
     with pytest.raises(ValueError, match="line break or NUL"):
-        _run(scenario)
+        _exchange(script, {"headers": {"x-api-key": value}})
     assert script.connections == 0
 
 
@@ -293,15 +265,7 @@ def _chunked(*parts: bytes, trailer: bytes = b"") -> bytes:
 def test_answers_are_framed_as_http_frames_them(answer: bytes, body: bytes | None) -> None:
     script = Scripted([answer], close_after=True)
 
-    async def scenario() -> tuple[int, bytes | None]:
-        async with serving(script) as url:
-            http = _client()
-            try:
-                return await _get(http, url)
-            finally:
-                http.close()
-
-    assert _run(scenario) == (200, body)
+    assert _exchange(script, {}) == [(200, body)]
 
 
 @pytest.mark.parametrize(
@@ -338,16 +302,8 @@ def test_answers_are_framed_as_http_frames_them(answer: bytes, body: bytes | Non
 def test_a_broken_answer_is_no_answer(answer: bytes) -> None:
     script = Scripted([answer], close_after=True)
 
-    async def scenario() -> None:
-        async with serving(script) as url:
-            http = _client()
-            try:
-                await _get(http, url)
-            finally:
-                http.close()
-
     with pytest.raises(NoAnswer):
-        _run(scenario)
+        _exchange(script, {})
 
 
 def test_a_silent_server_times_out_at_the_read_deadline() -> None:
