@@ -613,6 +613,7 @@ def test_stats_and_faults_are_reachable_over_http_without_a_key(sandbox: Sandbox
         "upscale_posts",
         "upscales",
         "webhooks",
+        "post_times",
     }
 
 

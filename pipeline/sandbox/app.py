@@ -63,7 +63,7 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     is_order_post = request.method == "POST" and request.path == api.SUBMIT_PATH
     is_process_post = request.method == "POST" and request.path == PROCESS_POST_PATH
     if is_order_post or is_process_post:  # every one received, whatever happens to it next
-        state.count("order_posts" if is_order_post else "process_posts")
+        state.count_post("order_posts" if is_order_post else "process_posts")
     faults = state.faults
     if faults.latency > 0:
         await asyncio.sleep(faults.latency)

@@ -55,6 +55,7 @@ StoredPhoto: TypeAlias = bytes | Path
 # Small uploads are kept in memory up to this many bytes in all: creating a file per upload
 # cost ~0.5 ms of kernel CPU, serialised in one directory, and capped the open-pipe benchmark.
 PHOTO_MEMORY_BYTES = 256 * 1024 * 1024
+POST_TIMES_KEPT = 100  # SandboxStats.post_times: the latest POSTs' times, a bounded few
 
 
 def _opaque_id() -> str:
@@ -149,6 +150,9 @@ class SandboxStats:
     upscales: dict[str, int] = field(default_factory=dict)  # generated image id -> upscales
     # Webhook deliveries: sent, answered_2xx, refused (non-2xx), unanswered.
     webhooks: dict[str, int] = field(default_factory=dict)
+    # When the latest order and process POSTs were received (time.monotonic, which every
+    # process of the machine shares), oldest first: what a test measures a repost's wait by.
+    post_times: list[float] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -196,6 +200,7 @@ class SandboxState:
         self._charges: collections.Counter[str] = collections.Counter()
         self._requests: collections.Counter[str] = collections.Counter()
         self._counts: collections.Counter[str] = collections.Counter()
+        self._post_times: collections.deque[float] = collections.deque(maxlen=POST_TIMES_KEPT)
         self._photos: dict[str, bytes] = {}  # sha256 -> bytes of a small photo kept in memory
         self._photo_bytes = 0
         self.v3 = (
@@ -301,6 +306,12 @@ class SandboxState:
         with self._lock:
             self._counts[what] += 1
 
+    def count_post(self, what: str) -> None:
+        """An order or process POST received: counted, and its time kept."""
+        with self._lock:
+            self._counts[what] += 1
+            self._post_times.append(time.monotonic())
+
     def stats(self) -> SandboxStats:
         with self._lock:
             return SandboxStats(
@@ -319,6 +330,7 @@ class SandboxState:
                 upscale_posts=self._counts["upscale_posts"],
                 upscales=dict(self._upscale_counts),
                 webhooks=self.webhooks.snapshot(),
+                post_times=list(self._post_times),
             )
 
     # Photos -----------------------------------------------------------------------------------
