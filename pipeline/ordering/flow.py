@@ -158,6 +158,7 @@ class OrderFlow(Settling):
         self._posts: Counter[int] = Counter()  # order POSTs per photo in this run
         self._fences: dict[int, int | None] = {}  # photo -> the token of this run's claim
         self._unconfirmed: set[int] = set()  # photos whose POST here may have charged, unsettled
+        self._answered: dict[int, float] = {}  # photo -> when its lost POST here got a status
         self._stopping = False
         # The account's window as the ledger counts it, across every run sharing the ledger.
         self._account_window = account_window
@@ -168,6 +169,7 @@ class OrderFlow(Settling):
         photos kept ~0.3 KB for each until its end)."""
         self._fences.pop(photo_id, None)
         self._posts.pop(photo_id, None)
+        self._answered.pop(photo_id, None)
         self._uploaded_here.discard(photo_id)
 
     async def process(self, row: PhotoRow, fence: int | None = None) -> bool:
@@ -409,6 +411,9 @@ class OrderFlow(Settling):
                     await self._writes.call(self._ledger.mark_unsent, row.id)
                 raise
             if isinstance(exc, OutcomeUnknown):
+                if exc.status is not None:
+                    # An HTTP answer: the POST had left by now (see Settling._settle_left).
+                    self._answered[row.id] = boot_seconds()
                 self._counters.outcomes_unknown += 1
                 self._unconfirmed.add(row.id)
                 self._counters.unconfirmed = len(self._unconfirmed)

@@ -6,8 +6,10 @@ any body), a reset or a timeout, or left by a killed run: the photo is ``unknown
 The order's details are read soon (a read is free: a charge they show is recorded at once),
 then every few seconds. The order is posted again only once they said "not received" (idle,
 no generated images, no process) at every read for the whole settle time, counted on the boot
-clock from the latest moment the POST may have left (its intent plus ``send_within``): the
-details may lag a charge, and a request may still run on the server's side. An order the API
+clock from the latest moment the POST may have left: its intent plus ``send_within``, or, when
+the POST was answered with an HTTP status (a 5xx, a 3xx, a body not JSON) sooner than that,
+the answer's arrival, since the request had reached the server (or a proxy before it) by then.
+The details may lag a charge, and a request may still run on the server's side. An order the API
 does not know, or whose details cannot be read, stays ``unknown``: held, shown, never ordered
 again by itself; the next run reads it again.
 
@@ -96,6 +98,7 @@ class Settling:
     _posts: Counter[int]
     _fences: dict[int, int | None]
     _unconfirmed: set[int]
+    _answered: dict[int, float]
 
     # -- settling lost answers ------------------------------------------------------------------
 
@@ -108,16 +111,27 @@ class Settling:
             return None
         return max(0.0, min(self._settling.values()) - time.monotonic())
 
-    def _settle_left(self, last: LastPost | None) -> float | None:
+    def _settle_left(self, last: LastPost | None, answered: float | None) -> float | None:
         """What remains of the settle time since the latest moment the photo's last POST may
         have left; None when that cannot be told on this boot's clock (a reboot, another
-        machine, an older ledger): then the whole settle time is waited from now."""
+        machine, an older ledger): then the whole settle time is waited from now.
+
+        ``answered``: when this run's POST of the photo got an HTTP answer, on the boot clock.
+        The request had reached the server before its answer came, so the POST left by then
+        too, whichever reading of a 5xx holds (the API's own error after a charge, or a
+        gateway's 502/504 while the API still runs the request): the settle time then counts
+        from the earlier of the two. A POST that got no answer (a reset, a timeout) counts from
+        its intent plus ``send_within`` only, since its bytes may still have been on their way.
+        """
         age = None if last is None else last.sent_by.age()
+        if answered is not None:
+            since_answer = boot_seconds() - answered
+            age = since_answer if age is None else max(age, since_answer)
         return None if age is None else max(0.0, self._settle_seconds - age)
 
     def _settle_later(self, row: PhotoRow) -> None:
         settler = asyncio.create_task(self._settle(row), name=f"settle-{row.id}")
-        left = self._settle_left(self._ledger.last_post(row.id))
+        left = self._settle_left(self._ledger.last_post(row.id), self._answered.get(row.id))
         self._settling[settler] = time.monotonic() + (
             self._settle_seconds if left is None else left
         )
@@ -180,12 +194,13 @@ class Settling:
         assert row.order_id is not None
         order_id = row.order_id
         last = self._ledger.last_post(row.id)
+        answered = self._answered.pop(row.id, None)  # this POST's own: a repost records anew
         # Where the POST's time cannot be told on this boot's clock, the settle time counts
         # from now (on this boot's clock, which counts a suspend: a laptop's sleep too).
         fallback = boot_seconds() + self._settle_seconds
 
         def left() -> float:
-            remaining = self._settle_left(last)
+            remaining = self._settle_left(last, answered)
             return max(0.0, fallback - boot_seconds()) if remaining is None else remaining
 
         wait = min(FIRST_LOOK_SECONDS, left())
