@@ -52,7 +52,8 @@ _MAX_RATE_LIMITED = 20  # 429s in a row for one photo before it is left for the 
 _PACED_LEAD = 0.005  # seconds an upload counted in the window may start before its slot
 # How long after its intent an order POST may still leave (``send_within``): a quarter of the
 # settle time, within these bounds, and at most a quarter of the claims' lease. Settling counts
-# from the intent plus this, so it is how late a POST may be, not how short a settle is.
+# from the intent plus this (or from an HTTP answer to the POST, if that came sooner), so it is
+# how late a POST may be, not how short a settle is.
 _SEND_WITHIN_MIN, _SEND_WITHIN_MAX = 0.25, 5.0
 
 
