@@ -305,3 +305,80 @@ def test_a_folder_listing_key_names_the_delivery_folder(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     delivered = sorted(p.name for p in (tmp_path / "delivery" / "Elm-St-9").iterdir())
     assert delivered == ["01-portrait.jpg", "02-room.jpg", "disclosure.csv"]
+
+
+def _two_listings(root: Path, names: tuple[str, str], keys: tuple[str, str]) -> Path:
+    """Two listings (listings/<name>/inside), one completed, approved photo each."""
+    lines = ["version: 1", "ledger: two.ledger.sqlite", "folders:"]
+    for name, key in zip(names, keys, strict=True):
+        lines.append(f"  - path: listings/{name}/inside")
+        lines += [f"    listing: '{key}'"] if key else []
+    root.mkdir()
+    manifest = root / "two.yaml"
+    manifest.write_text("\n".join(lines) + "\n")
+    ledger = open_ledger(root / "two.ledger.sqlite")
+    try:
+        for n, name in enumerate(names):
+            folder = root / "listings" / name / "inside"
+            folder.mkdir(parents=True)
+            original = folder / "room.jpg"
+            _noise((32, 24)).save(original)
+            result = root / "enhanced" / f"{n}.jpg"
+            result.parent.mkdir(exist_ok=True)
+            Image.new("RGB", (1600, 1200), (50, 60, 70)).save(result)
+            options = PhotoOptions(api.SERVICE, "space-ie-indoor", ())
+            st = original.stat()
+            digest = hashlib.sha256(original.read_bytes()).hexdigest()
+            found = FoundPhoto(
+                str(original),
+                f"listings/{name}/inside",
+                st.st_size,
+                st.st_mtime_ns,
+                digest,
+                options,
+            )
+            (row,) = ledger.record_found([found])
+            ledger.mark_uploaded(row.id, f"order-{n}")
+            ledger.mark_submitting(row.id)
+            ledger.mark_submitted(row.id, f"image-{n}", 30)
+            ledger.mark_completed(row.id, [f"http://results/{n}"], [str(result)])
+    finally:
+        ledger.close()
+    done = aihd(["approve", str(manifest), "--folder", "listings/*/inside"], None)
+    assert done.returncode == 0, done.stderr
+    return manifest
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("12 Oak St", "12-Oak-St"),  # the same folder name once cleaned
+        ("12-Oak-St", "12-oak-st"),  # one folder on a Mac's or Windows' disk
+    ],
+)
+def test_two_listings_that_would_share_a_delivery_folder_are_refused_before_anything_is_written(
+    tmp_path: Path, names: tuple[str, str]
+) -> None:
+    """Two listings whose delivery folders would be one: the second would replace the first's
+    delivery. Refused in one line naming both and the fix; nothing written, the originals as
+    they were. Named apart with `listing:`, both are delivered."""
+    same = tmp_path / "same"
+    manifest = _two_listings(same, names, ("", ""))
+    originals = hashes(same / "listings", same / "enhanced")
+    done = aihd(["deliver", str(manifest)], None)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert (
+        f"listings listings/{names[0]} and listings/{names[1]} would both be delivered to "
+        f"{same / 'delivery' / '12-Oak-St'}; give one of them a name of its own with "
+        "`listing:` on its folders in the manifest"
+    ) in done.stderr
+    assert not (same / "delivery").exists()
+    assert hashes(same / "listings", same / "enhanced") == originals
+
+    apart = tmp_path / "apart"
+    manifest = _two_listings(apart, names, ("", "12 Oak St unit B"))
+    done = aihd(["deliver", str(manifest)], None)
+    assert done.returncode == 0, done.stderr
+    delivered = sorted(p.name for p in (apart / "delivery").iterdir())
+    assert delivered == ["12-Oak-St", "12-Oak-St-unit-B"]

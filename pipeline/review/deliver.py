@@ -49,6 +49,7 @@ from pipeline.review.delivery_plan import (
     LeftOut,
     ListingPlan,
     Planned,
+    check_folders_apart,
     file_name,
     listing_label,
     plan_listing,
@@ -93,7 +94,9 @@ def deliver(
     the listings to deliver (``--listing``). Refuses (UsageError, nothing written) a folder
     that is, holds or lies in a photo or results folder, and a glob that matches no listing."""
     root = folder.resolve()
-    chosen = select_listings(manifest, listings(manifest), only)
+    every = listings(manifest)
+    check_folders_apart(manifest, every, root)
+    chosen = select_listings(manifest, every, only)
     rows = manifest_rows(manifest, ledger)
     completed = [r for r in rows if r.state is State.COMPLETED and r.output_paths]
     refuse_output(root, manifest, ledger, [Path(r.output_paths[0]) for r in completed], where)

@@ -23,6 +23,7 @@ __all__ = [
     "LeftOut",
     "ListingPlan",
     "Planned",
+    "check_folders_apart",
     "file_name",
     "listing_label",
     "plan_listing",
@@ -101,6 +102,23 @@ def select_listings(
     return [
         ls for ls in every if any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names(ls))
     ]
+
+
+def check_folders_apart(manifest: Manifest, every: Sequence[Listing], root: Path) -> None:
+    """UsageError (nothing written) when two of the manifest's listings would share a delivery
+    folder: their names differ only in what a folder name cannot hold, or in case (which a
+    Mac's or Windows' disk does not tell apart). The second would replace the first's."""
+    seen: dict[str, Listing] = {}
+    for listing in every:
+        folder = safe_name(listing.name)
+        first = seen.setdefault(folder.casefold(), listing)
+        if first is not listing:
+            raise UsageError(
+                f"{manifest.path}: listings {listing_label(first, manifest)} and "
+                f"{listing_label(listing, manifest)} would both be delivered to "
+                f"{root / safe_name(first.name)}; give one of them a name of its own with "
+                "`listing:` on its folders in the manifest"
+            )
 
 
 def plan_listing(
