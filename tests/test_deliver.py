@@ -382,3 +382,41 @@ def test_two_listings_that_would_share_a_delivery_folder_are_refused_before_anyt
     assert done.returncode == 0, done.stderr
     delivered = sorted(p.name for p in (apart / "delivery").iterdir())
     assert delivered == ["12-Oak-St", "12-Oak-St-unit-B"]
+
+
+def test_two_houses_under_folders_of_one_name_are_not_delivered_as_one_listing(
+    tmp_path: Path,
+) -> None:
+    """2025/12-Oak-St and 2026/12-Oak-St: by default each folder's listing is the folder above
+    it, so both would be one listing, two houses' photos in one MLS folder. Refused in one line
+    naming both folders and both fixes; nothing written. Named apart they are two listings;
+    named alike on purpose, one."""
+    names = ("2025/12-Oak-St", "2026/12-Oak-St")
+    same = tmp_path / "same"
+    manifest = _two_listings(same, names, ("", ""))
+    originals = hashes(same / "listings", same / "enhanced")
+    done = aihd(["deliver", str(manifest)], None)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert (
+        "folders listings/2025/12-Oak-St/inside and listings/2026/12-Oak-St/inside would both "
+        f"be delivered to {same / 'delivery' / '12-Oak-St'}, as one listing named after the "
+        "folder above each; give one of them a name of its own with `listing:` in the "
+        "manifest, or both `listing: 12-Oak-St` to deliver them as one"
+    ) in done.stderr
+    assert not (same / "delivery").exists()
+    assert hashes(same / "listings", same / "enhanced") == originals
+
+    apart = tmp_path / "apart"
+    manifest = _two_listings(apart, names, ("", "12-Oak-St 2026"))
+    done = aihd(["deliver", str(manifest)], None)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (apart / "delivery").iterdir()) == ["12-Oak-St", "12-Oak-St-2026"]
+
+    one = tmp_path / "one"
+    manifest = _two_listings(one, names, ("12-Oak-St", "12-Oak-St"))
+    done = aihd(["deliver", str(manifest)], None)
+    assert done.returncode == 0, done.stderr
+    (delivered,) = (one / "delivery").iterdir()
+    assert delivered.name == "12-Oak-St"
+    assert len([p for p in delivered.iterdir() if p.suffix == ".jpg"]) == 2

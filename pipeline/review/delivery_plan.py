@@ -107,9 +107,21 @@ def select_listings(
 def check_folders_apart(manifest: Manifest, every: Sequence[Listing], root: Path) -> None:
     """UsageError (nothing written) when two of the manifest's listings would share a delivery
     folder: their names differ only in what a folder name cannot hold, or in case (which a
-    Mac's or Windows' disk does not tell apart). The second would replace the first's."""
+    Mac's or Windows' disk does not tell apart). The second would replace the first's.
+    Also one listing made of folders under different parents that only share the parent's
+    name (2025/12-oak-st/inside, 2026/12-oak-st/inside) with no ``listing:`` to say so: two
+    houses' photos would be delivered as one."""
     seen: dict[str, Listing] = {}
     for listing in every:
+        by_parent = {f.path.parent: f for f in listing.folders if not f.listing}
+        if len(by_parent) > 1:
+            one, other = sorted(by_parent.values(), key=lambda f: f.name)[:2]
+            raise UsageError(
+                f"{manifest.path}: folders {one.name} and {other.name} would both be delivered "
+                f"to {root / safe_name(listing.name)}, as one listing named after the folder "
+                "above each; give one of them a name of its own with `listing:` in the "
+                f"manifest, or both `listing: {listing.name}` to deliver them as one"
+            )
         folder = safe_name(listing.name)
         first = seen.setdefault(folder.casefold(), listing)
         if first is not listing:
