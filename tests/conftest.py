@@ -19,6 +19,7 @@ from pipeline.sandbox import Sandbox, SandboxConfig, SandboxThread
 from tests.hostile_server import HostileControl, Hostility, hostile_app
 from tests.pg_server import PgServer, find_bin
 from tests.pg_shared import shared_server, stop_left_over
+from tests.serve_helpers import kill_leftovers
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -129,6 +130,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     known.update({nodeid: round(seconds, 1) for nodeid, seconds in _measured.items()})
     kept = {nodeid: known[nodeid] for nodeid in sorted(known) if known[nodeid] >= 0.5}
     DURATIONS.write_text(json.dumps(kept, indent=0) + "\n")
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_service() -> Iterator[None]:
+    """A served process (tests/serve_helpers.py) a failed test left running is killed."""
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture

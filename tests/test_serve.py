@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,6 @@ from pipeline.sandbox import Sandbox, Webhooks
 from tests.serve_helpers import (
     SECRET,
     all_completed,
-    kill_leftovers,
     rows_of,
     spawn_serve,
     wait_until,
@@ -40,12 +39,6 @@ folders:
 
 # Each starts `aihd serve` as a process and waits on real time: seconds, not milliseconds.
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_service() -> Iterator[None]:
-    yield
-    kill_leftovers()
 
 
 def _jpeg(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,6 @@ from tests.desk_helpers import Desk, photo_ids, reviews_by_name
 from tests.serve_helpers import (
     SECRET,
     all_completed,
-    kill_leftovers,
     rows_of,
     sha256_of,
     spawn_serve,
@@ -27,12 +26,6 @@ from tests.serve_helpers import (
 )
 
 NAMES = ["den.jpg", "hall.jpg", "kitchen.jpg"]
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_service() -> Iterator[None]:
-    yield
-    kill_leftovers()
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ them (no 429), one order per photo, and a webhook reaching either machine acted 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,15 +12,9 @@ import pytest
 from pipeline.ledger import State
 from pipeline.sandbox import Sandbox, Webhooks
 from tests.cli_helpers import aihd, write_manifest
-from tests.serve_helpers import kill_leftovers, rows_of, spawn_serve, wait_until
+from tests.serve_helpers import rows_of, spawn_serve, wait_until
 
 ORDERS, PER_SECONDS = 6, 3.0  # far less than the two together would send
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_service() -> Iterator[None]:
-    yield
-    kill_leftovers()
 
 
 @pytest.mark.slow

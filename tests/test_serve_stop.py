@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,6 @@ from tests.cli_helpers import write_manifest
 from tests.serve_helpers import (
     STOP_LIMIT_SECONDS,
     all_completed,
-    kill_leftovers,
     rows_of,
     spawn_serve,
     wait_until,
@@ -53,12 +52,6 @@ STAGES = {
     "post": Stage(Faults(hold_after_charge_rate=1.0, hold_seconds=60), lambda s: s.holding >= 1),
     "collect": Stage(Faults(download_delay=60), lambda s: s.requests.get(RESULTS, 0) >= 1),
 }
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_service() -> Iterator[None]:
-    yield
-    kill_leftovers()
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,6 @@ from pipeline.ledger import open_ledger
 from pipeline.sandbox import Faults, Sandbox, Webhooks
 from tests.cli_helpers import aihd, write_manifest
 from tests.serve_helpers import (
-    kill_leftovers,
     rows_of,
     spawn_serve,
     wait_until,
@@ -28,12 +27,6 @@ from tests.webhook_helpers import listening
 
 # Each starts `aihd serve` as a process and waits on real time: seconds, not milliseconds.
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_service() -> Iterator[None]:
-    yield
-    kill_leftovers()
 
 
 def _upscales(ledger: Path) -> dict[str, tuple[str, str | None]]:

@@ -7,7 +7,7 @@ orderable again."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,6 @@ from tests.cli_helpers import write_manifest
 from tests.serve_helpers import (
     SECRET,
     all_completed,
-    kill_leftovers,
     rows_of,
     sha256_of,
     spawn_serve,
@@ -28,12 +27,6 @@ from tests.serve_helpers import (
 from tests.webhook_helpers import listening
 
 ORDER_READS = "GET /v1/order/{order_id}"
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_service() -> Iterator[None]:
-    yield
-    kill_leftovers()
 
 
 @pytest.mark.slow
