@@ -34,15 +34,20 @@ def _set(box: Sandbox, hostility: Hostility) -> None:
         answer.read()
 
 
-def _peak_mb(box: Sandbox, hostility: Hostility) -> tuple[float, str]:
-    """The larger peak of `aihd run` and `aihd collect`, and what collect reported."""
+def _peak_mb(box: Sandbox, hostility: Hostility) -> tuple[float, str, int]:
+    """The larger peak of `aihd run` and `aihd collect`, what collect reported, and how many
+    photos it found ordered (0: the case measured no collect at all)."""
     env = {"AIHD_BASE_URL": box.url, "AIHD_API_KEY": box.key, "PATH": "/usr/bin:/bin"}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_photos(root / "photos", PHOTOS)
         manifest = root / "bench.yaml"
         manifest.write_text(
-            "version: 1\nconcurrency: 4\nrate_limit: {orders: 1000, per_seconds: 1}\n"
+            # A ledger of the case's own: the account's default one (~/.local/state/aihd/)
+            # would outlive the bench and know every case's photos (the same bytes each time)
+            # as ordered already, leaving collect nothing to fetch from the hostile server.
+            "version: 1\nledger: bench.ledger.sqlite\nconcurrency: 4\n"
+            "rate_limit: {orders: 1000, per_seconds: 1}\n"
             "retry: {attempts: 1, max_backoff: 1}\nfolders:\n  - path: photos\n"
         )
         _set(box, hostility if hostility.echo_key else Hostility())
@@ -53,32 +58,38 @@ def _peak_mb(box: Sandbox, hostility: Hostility) -> tuple[float, str]:
             [*aihd, "collect", str(manifest), "--no-progress", "--json", "--request-timeout", "2"],
             env,
         )
-    outcome = "?"
+    outcome, ordered = "?", 0
     if collected.stdout.strip():
         report = json.loads(collected.stdout)
         outcome = f"completed {report['completed']}, failed {report['failed']}"
         outcome += f", waiting {report['waiting']}"
-    return max(ran.peak_rss_mb, collected.peak_rss_mb), outcome
+        ordered = report["completed"] + report["failed"] + report["waiting"]
+    return max(ran.peak_rss_mb, collected.peak_rss_mb), outcome, ordered
 
 
 def run() -> list[Figure]:
     """Each mode's peak beside the normal peak; the target is the normal peak + 50 MB."""
     with child_sandbox(["tests.hostile_server"]) as box:
-        normal, outcome = _peak_mb(box, Hostility())
+        normal, outcome, _ = _peak_mb(box, Hostility())
         print(f"hostile: normal run + collect: peak {normal:.1f} MB ({outcome})")
-        peaks = {}
+        peaks, idle = {}, []
         for mode, hostility in MODES.items():
-            peaks[mode], outcome = _peak_mb(box, hostility)
+            peaks[mode], outcome, ordered = _peak_mb(box, hostility)
             print(f"hostile: {mode}: peak {peaks[mode]:.1f} MB ({outcome})")
+            # echo-key misbehaves at the run itself: nothing is ordered, nothing to collect.
+            if ordered != PHOTOS and not hostility.echo_key:
+                idle.append(mode)
     worst = max(peaks, key=peaks.__getitem__)
     growth = peaks[worst] - normal
     listed = ", ".join(f"{mode} {peak:.0f}" for mode, peak in peaks.items())
+    if idle:  # a mode whose collect met none of its photos was not measured at all
+        listed += f"; collect met no photo in {', '.join(idle)}"
     return [
         Figure(
             f"hostile server: peak memory of run + collect, {PHOTOS} photos, per mode (MB)",
             f"worst {worst}: +{growth:.1f} MB over normal {normal:.0f} MB ({listed})",
             f"<= normal + {ALLOWANCE_MB:.0f} MB",
-            growth <= ALLOWANCE_MB,
+            growth <= ALLOWANCE_MB and not idle,
             COMMAND,
         )
     ]
