@@ -349,6 +349,26 @@ def _two_listings(root: Path, names: tuple[str, str], keys: tuple[str, str]) -> 
     return manifest
 
 
+def _refused(root: Path, names: tuple[str, str]) -> str:
+    """Deliver two listings' photos that must not be delivered as they are named: exit 2 in
+    one line, nothing written, the originals and results as they were. Its message."""
+    manifest = _two_listings(root, names, ("", ""))
+    originals = hashes(root / "listings", root / "enhanced")
+    done = aihd(["deliver", str(manifest)], None)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert not (root / "delivery").exists()
+    assert hashes(root / "listings", root / "enhanced") == originals
+    return done.stderr
+
+
+def _delivered(root: Path, names: tuple[str, str], keys: tuple[str, str]) -> list[Path]:
+    """Deliver the two listings named with ``listing:`` keys: exit 0; the folders made."""
+    done = aihd(["deliver", str(_two_listings(root, names, keys))], None)
+    assert done.returncode == 0, done.stderr
+    return sorted((root / "delivery").iterdir())
+
+
 @pytest.mark.parametrize(
     "names",
     [
@@ -363,25 +383,13 @@ def test_two_listings_that_would_share_a_delivery_folder_are_refused_before_anyt
     delivery. Refused in one line naming both and the fix; nothing written, the originals as
     they were. Named apart with `listing:`, both are delivered."""
     same = tmp_path / "same"
-    manifest = _two_listings(same, names, ("", ""))
-    originals = hashes(same / "listings", same / "enhanced")
-    done = aihd(["deliver", str(manifest)], None)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.count("\n") == 1, done.stderr
     assert (
         f"listings listings/{names[0]} and listings/{names[1]} would both be delivered to "
         f"{same / 'delivery' / '12-Oak-St'}; give one of them a name of its own with "
         "`listing:` on its folders in the manifest"
-    ) in done.stderr
-    assert not (same / "delivery").exists()
-    assert hashes(same / "listings", same / "enhanced") == originals
-
-    apart = tmp_path / "apart"
-    manifest = _two_listings(apart, names, ("", "12 Oak St unit B"))
-    done = aihd(["deliver", str(manifest)], None)
-    assert done.returncode == 0, done.stderr
-    delivered = sorted(p.name for p in (apart / "delivery").iterdir())
-    assert delivered == ["12-Oak-St", "12-Oak-St-unit-B"]
+    ) in _refused(same, names)
+    apart = _delivered(tmp_path / "apart", names, ("", "12 Oak St unit B"))
+    assert [p.name for p in apart] == ["12-Oak-St", "12-Oak-St-unit-B"]
 
 
 def test_two_houses_under_folders_of_one_name_are_not_delivered_as_one_listing(
@@ -393,30 +401,14 @@ def test_two_houses_under_folders_of_one_name_are_not_delivered_as_one_listing(
     named alike on purpose, one."""
     names = ("2025/12-Oak-St", "2026/12-Oak-St")
     same = tmp_path / "same"
-    manifest = _two_listings(same, names, ("", ""))
-    originals = hashes(same / "listings", same / "enhanced")
-    done = aihd(["deliver", str(manifest)], None)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.count("\n") == 1, done.stderr
     assert (
         "folders listings/2025/12-Oak-St/inside and listings/2026/12-Oak-St/inside would both "
         f"be delivered to {same / 'delivery' / '12-Oak-St'}, as one listing named after the "
         "folder above each; give one of them a name of its own with `listing:` in the "
         "manifest, or both `listing: 12-Oak-St` to deliver them as one"
-    ) in done.stderr
-    assert not (same / "delivery").exists()
-    assert hashes(same / "listings", same / "enhanced") == originals
-
-    apart = tmp_path / "apart"
-    manifest = _two_listings(apart, names, ("", "12-Oak-St 2026"))
-    done = aihd(["deliver", str(manifest)], None)
-    assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in (apart / "delivery").iterdir()) == ["12-Oak-St", "12-Oak-St-2026"]
-
-    one = tmp_path / "one"
-    manifest = _two_listings(one, names, ("12-Oak-St", "12-Oak-St"))
-    done = aihd(["deliver", str(manifest)], None)
-    assert done.returncode == 0, done.stderr
-    (delivered,) = (one / "delivery").iterdir()
-    assert delivered.name == "12-Oak-St"
-    assert len([p for p in delivered.iterdir() if p.suffix == ".jpg"]) == 2
+    ) in _refused(same, names)
+    apart = _delivered(tmp_path / "apart", names, ("", "12-Oak-St 2026"))
+    assert [p.name for p in apart] == ["12-Oak-St", "12-Oak-St-2026"]
+    (one,) = _delivered(tmp_path / "one", names, ("12-Oak-St", "12-Oak-St"))
+    assert one.name == "12-Oak-St"
+    assert len([p for p in one.iterdir() if p.suffix == ".jpg"]) == 2
