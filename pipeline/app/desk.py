@@ -27,6 +27,7 @@ def desk_settings(
     listen_host: str = "127.0.0.1",
     public_hosts: Sequence[str] = (),
     reordered_by: str = "",
+    on_reordered: Callable[[Sequence[str]], None] = lambda paths: None,
 ) -> DeskSettings:
     """The desk of ``manifests`` on the account's ``ledger`` (a path or postgresql:// URL)."""
     return DeskSettings(
@@ -36,6 +37,7 @@ def desk_settings(
         listen_host=listen_host,
         public_hosts=tuple(public_hosts),
         reordered_by=reordered_by,
+        on_reordered=on_reordered,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from pipeline.manifest.loader import Manifest
 from pipeline.ordering.projects import LedgerProjects
 from pipeline.ordering.window import OrderWindow
 from pipeline.review.desk import ReviewDesk, mount_review_desk
-from pipeline.serve import ServeOptions, run_service, webhook_secret
+from pipeline.serve import ServeOptions, Service, run_service, webhook_secret
 from pipeline.stopping import StopSwitch
 
 __all__ = ["ServeRequest", "serve_account", "webhook_url", "wish_upscales"]
@@ -85,11 +85,18 @@ async def serve_account(
     once the service listens (for the one who started it: never logged)."""
     first = request.manifests[0]
     desks: list[ReviewDesk] = []
+    services: list[Service] = []
+
+    def look_again(paths: Sequence[str]) -> None:
+        for service in services:  # none yet: the service's start hands every file on anyway
+            service.watching.look_again(paths)
+
     desk = desk_settings(
         request.manifests,
         request.ledger_path,
         listen_host=request.listen[0],
         reordered_by=_reordered_by(request),
+        on_reordered=look_again,
     )
 
     def add_desk(app: web.Application) -> None:
@@ -146,6 +153,7 @@ async def serve_account(
                 reload=reload,
                 on_listening=on_listening,
                 add_routes=[add_desk],
+                on_service=services.append,
             )
             outcome = "stopped"
         finally:
@@ -155,12 +163,12 @@ async def serve_account(
 
 
 def _reordered_by(request: ServeRequest) -> str:
-    """Who orders a photo the desk orders again: this service, at its next look at every
-    folder (the file is unchanged, so no event brings it back sooner)."""
-    every = request.options.rescan or min(m.rescan for m in request.manifests)
-    shown = f"{every / 60:g}m" if every >= 60 else f"{every:g}s"
+    """Who orders a photo the desk orders again: this service, once the photo's folder has
+    been quiet for the quiet period (the desk tells it at once: ``look_again``)."""
+    quiet = request.options.quiet_period or min(m.quiet_period for m in request.manifests)
+    shown = f"{quiet / 60:g}m" if quiet >= 60 else f"{quiet:g}s"
     # The page says "...; <this> orders it." and "ordered again by <this>."
-    return f"the running aihd serve, within {shown} (its next look at every folder)"
+    return f"the running aihd serve, after its quiet period ({shown})"
 
 
 def _browsable(url: str) -> str:

@@ -16,6 +16,6 @@ web.py           the aiohttp app (room for the review desk's routes)
 
 from pipeline.serve.main import run_service
 from pipeline.serve.secret import SECRET_ENV, webhook_secret
-from pipeline.serve.service import ServeOptions
+from pipeline.serve.service import ServeOptions, Service
 
-__all__ = ["SECRET_ENV", "ServeOptions", "run_service", "webhook_secret"]
+__all__ = ["SECRET_ENV", "ServeOptions", "Service", "run_service", "webhook_secret"]

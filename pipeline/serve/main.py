@@ -39,10 +39,12 @@ async def run_service(
     reload: asyncio.Event,
     on_listening: Callable[[str], None],
     add_routes: Sequence[Callable[[web.Application], None]] = (),
+    on_service: Callable[[Service], None] = lambda service: None,
 ) -> None:
     """Serve until ``stop``. ``open_client(hooks_url)``: the API's client (a local emulator is
     told to send its webhooks to ``hooks_url``, which holds the secret: never print it).
-    ``add_routes``: more routes on the same app (the review desk's, issue 25)."""
+    ``add_routes``: more routes on the same app (the review desk's, issue 25). ``on_service``:
+    the service once made (the desk tells it of photos ordered again)."""
     dispatcher = Dispatcher()
     receiver = Receiver(secret, dispatcher.offer)
     service: list[Service] = []
@@ -76,6 +78,7 @@ async def run_service(
                             reload=reload,
                         )
                     )
+                    on_service(service[0])
                     await service[0].run()
                 # The client is closed: a POST still unanswered after the stop's drain fails
                 # now, and records its answer as lost (settled by the next start).

@@ -140,6 +140,13 @@ class Watching:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
+    def look_again(self, paths: Sequence[str]) -> None:
+        """Hand these files on once more at their folders' next look (photos ordered again on
+        the desk: unchanged on disk, so no watcher event brings them back)."""
+        keys = {key for path in paths for key in self.map.owners(path)}
+        self.completeness.changed(keys, again=True)
+        self._wake.set()
+
     def rescan_now(self) -> None:
         """Look at every folder again (the service's rescan, every ``rescan_seconds``)."""
         self.completeness.changed(list(self._specs), again=True)

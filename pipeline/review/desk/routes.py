@@ -254,6 +254,7 @@ class _Routes:
                 {**answer, "error": "this photo changed since you looked: look at it again"}, 409
             )
         done = await self.desk.writer.call(lambda ledger: ledger.reorder(photo_ids))
+        self.settings.on_reordered([row.path for row in done])
         return _json({**answer, "reordered": len(done)})
 
     async def deliver(self, request: web.Request) -> web.StreamResponse:

@@ -36,4 +36,7 @@ class DeskSettings:
     # Who orders a photo ordered again: "" for the next `aihd run MANIFEST` (shown as that
     # command); `aihd serve` says it does, itself.
     reordered_by: str = ""
+    # Told the originals of photos ordered again, once the ledger holds it: `aihd serve` looks
+    # at their folders at once, not at its next look at every folder (unchanged files).
+    on_reordered: Callable[[Sequence[str]], None] = lambda paths: None
     poll_seconds: float = 1.0  # how often the ledger is read for the browsers' live view
