@@ -1031,3 +1031,36 @@ def test_an_asset_over_50_mb_is_streamed_and_refused(sandbox: Sandbox, tmp_path:
     status, body = talk(sandbox, scenario)
     assert (status, body["error"]) == (400, "huge.jpg: image larger than 50 MB")
     assert sandbox.stats().v3_orders == 0
+
+
+@pytest.mark.parametrize("counts", ["processes", "orders"])
+def test_a_remembered_emulators_window_still_counts_the_v3_places_of_the_one_before(
+    make_sandbox: MakeSandbox,
+    photo_factory: PhotoFactory,
+    tmp_path: Path,
+    counts: str,
+) -> None:
+    """`aihd run --sandbox` then another command: the second emulator on the same state still
+    counts the first one's v3 processes (or orders, as read) in the account's window, as it
+    counts v1's charges (tests/test_sandbox_memory.py): the 3rd in a 2-window is a 429."""
+    readings = V3Readings(window_counts=counts)  # type: ignore[arg-type]
+    state = tmp_path / "state.emulator"
+    config = {"orders_per_window": 2, "window_seconds": 600, "v3": readings, "state_path": state}
+    first = make_sandbox(**config)
+    photos = [photo_factory(tmp_path, f"{n}.jpg") for n in range(3)]
+
+    async def two(v3: V3) -> None:
+        for photo in photos[:2]:
+            await v3.process(*await v3.order(photo))
+
+    talk(first, two)
+    second = make_sandbox(**{**config, "api_key": first.api_key})
+
+    async def third(v3: V3) -> tuple[int, Any]:
+        if counts == "orders":
+            return await v3.post_order(photos[2:])
+        return await v3.post_process(*await v3.order(photos[2]))
+
+    assert talk(second, third) == (429, RATE_LIMIT_BODY)
+    stats = second.stats()
+    assert (stats.rate_limited, stats.processes_charged) == (1, 0)

@@ -33,6 +33,9 @@ _SCHEMA = (
     "image_id TEXT NOT NULL, charged_wall REAL, generated_ids TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS results (generated_id TEXT PRIMARY KEY, order_id TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS orders_charged ON orders(charged_wall)",
+    # The window's places v3 took (a process, or an order where the reading counts orders);
+    # v1's are its orders' charged_wall.
+    "CREATE TABLE IF NOT EXISTS window_places (taken_wall REAL NOT NULL)",
     # v3's records (v3_memory.py), each a JSON object: projects, orders, processes, results.
     "CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, id TEXT NOT NULL, "
     "body TEXT NOT NULL, PRIMARY KEY (kind, id))",
@@ -198,13 +201,22 @@ class SandboxMemory:
             ).fetchall()
         return [dict(json.loads(body)) for (body,) in rows]
 
+    def take_window_place(self, taken_at: float) -> None:
+        """A place v3 took in the window (``taken_at`` on this process's monotonic clock)."""
+        wall = time.time() - (time.monotonic() - taken_at)
+        with self._lock:
+            self._conn.execute("INSERT INTO window_places (taken_wall) VALUES (?)", (wall,))
+
     def charges_within(self, seconds: float) -> list[float]:
-        """This account's charges of the last ``seconds``, on this process's monotonic clock:
-        the order window carries over from one emulator to the next, as the API's does."""
+        """This account's places in the window of the last ``seconds`` (v1's charges, v3's
+        processes or orders), on this process's monotonic clock: the order window carries
+        over from one emulator to the next, as the API's does."""
         now_wall, now = time.time(), time.monotonic()
+        since = now_wall - seconds
         with self._lock:
             rows = self._conn.execute(
-                "SELECT charged_wall FROM orders WHERE charged_wall >= ? ORDER BY charged_wall",
-                (now_wall - seconds,),
+                "SELECT charged_wall FROM orders WHERE charged_wall >= ? UNION ALL "
+                "SELECT taken_wall FROM window_places WHERE taken_wall >= ? ORDER BY 1",
+                (since, since),
             ).fetchall()
         return [now - (now_wall - float(wall)) for (wall,) in rows]

@@ -448,17 +448,29 @@ class SandboxState:
 
     def admit(self, in_flight: int = 0) -> bool:
         """A v3 call the window counts takes a place: False means 429 (counted)."""
+        now = time.monotonic()
         with self._lock:
-            return self._admit(time.monotonic(), in_flight)
+            if not self._admit(now, in_flight):
+                return False
+        self._remember_place(now)
+        return True
 
     def charge_process(self, sha256: str, *, in_window: bool, in_flight: int = 0) -> bool:
         """Charge one v3 process of this photo, in the window if it counts processes."""
+        now = time.monotonic()
         with self._lock:
-            if in_window and not self._admit(time.monotonic(), in_flight):
+            if in_window and not self._admit(now, in_flight):
                 return False
             self._charges[sha256] += 1
             self._counts["processes_charged"] += 1
-            return True
+        if in_window:
+            self._remember_place(now)
+        return True
+
+    def _remember_place(self, now: float) -> None:
+        """v3's place in the window, on disk before the answer leaves (v1's is its order's)."""
+        if self.memory is not None:
+            self.memory.take_window_place(now)
 
     def status(self, order: Order) -> tuple[str, list[str]]:
         """The order's status now, and its generated image ids once finished."""
