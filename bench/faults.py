@@ -13,12 +13,20 @@ is posted again only after its details read "not received" for the whole settle 
 at the default, a run that takes 13 s without faults takes 2 to 4 minutes with them (19.6x at
 7ad50a1), a figure of the settle time, not of the client. 10 s is far above the lag of the
 sandbox's details (none), as a settle time must be above the real API's.
+
+Why three faulty runs: which requests the faults fall on depends on how the 4 workers' requests
+interleave, which differs from run to run even with one seed. A photo whose order POST is
+answered 5xx and whose second POST is answered 5xx too waits two settle times: about half the
+runs have one such photo (the ledger's order_posts show it) and take ~10 s more. One run's
+ratio was 1.8x or 3.6x by luck; the figure is the median of three (seeds 10, 11, 12), with
+the range beside it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -36,7 +44,8 @@ from bench.common import (
 
 PHOTOS, LATENCY, CONCURRENCY = 300, 0.05, 4
 SETTLE = "10"  # seconds; see the module docstring
-FAULTS = {"error_rate": 0.05, "lost_after_charge_rate": 0.05, "seed": 10}
+FAULTS = {"error_rate": 0.05, "lost_after_charge_rate": 0.05}
+SEEDS = (10, 11, 12)
 COMMAND = "python -m bench faults"
 
 
@@ -67,31 +76,34 @@ def _env(box: Sandbox) -> dict[str, str]:
 
 
 def run() -> list[Figure]:
-    """Fault-free, then 5% lost answers and 5% 5xx: the ratio of wall times, charges per photo."""
+    """Fault-free, then 5% lost answers and 5% 5xx three times: the median ratio of wall
+    times, charges per photo, exit codes."""
     clean, clean_charges, _ = _run({})
-    faulty, faulty_charges, summary = _run(FAULTS)
-    ratio = faulty.wall / clean.wall
-    once = faulty_charges[1] == PHOTOS and clean_charges[1] == PHOTOS
-    exits = (clean.exit_code, faulty.exit_code)
-    charges = ", ".join(
-        f"{photos} photos x{n}" for n, photos in sorted(faulty_charges.items()) if photos
+    faulty = [_run({**FAULTS, "seed": seed}) for seed in SEEDS]
+    walls = sorted(measured.wall for measured, _, _ in faulty)
+    ratio = statistics.median(walls) / clean.wall
+    once = clean_charges[1] == PHOTOS and all(c[1] == PHOTOS for _, c, _ in faulty)
+    exits = (clean.exit_code, *(measured.exit_code for measured, _, _ in faulty))
+    shown = "; ".join(
+        ", ".join(f"{photos} photos x{n}" for n, photos in sorted(per_photo.items()) if photos)
+        for _, per_photo, _ in faulty
     )
-    print(
-        f"faults: {PHOTOS} photos, {LATENCY * 1000:.0f} ms per request, concurrency "
-        f"{CONCURRENCY}: fault-free {clean.wall:.1f} s, under 5% lost answers + 5% 5xx "
-        f"{faulty.wall:.1f} s, ratio {ratio:.1f} (target <= 3); charges under faults: "
-        f"{charges} (target all x1); exit codes {exits} (target (0, 0)); summary: "
-        f"outcomes unknown {summary.get('outcomes_unknown', '?')}, retries "
-        f"{summary.get('retries', '?')}"
-    )
+    for seed, (measured, _, summary) in zip(SEEDS, faulty, strict=True):
+        print(
+            f"faults: seed {seed}: {measured.wall:.1f} s, {measured.wall / clean.wall:.1f}x the "
+            f"fault-free {clean.wall:.1f} s; outcomes unknown "
+            f"{summary.get('outcomes_unknown', '?')}, retries {summary.get('retries', '?')}"
+        )
+    spread = f"{walls[0] / clean.wall:.1f}-{walls[-1] / clean.wall:.1f}x"
     return [
         Figure(
             f"faults: {PHOTOS} photos, 5% lost answers + 5% 5xx, {LATENCY * 1000:.0f} ms per "
-            f"request, no window, concurrency {CONCURRENCY}, --settle {SETTLE}",
-            f"{ratio:.1f}x the fault-free time ({faulty.wall:.1f} s vs {clean.wall:.1f} s); "
-            f"charges {charges}; exit codes {exits[0]}, {exits[1]}",
+            f"request, no window, concurrency {CONCURRENCY}, --settle {SETTLE}, three runs",
+            f"{ratio:.1f}x the fault-free time, the median ({spread}: "
+            f"{', '.join(f'{w:.1f}' for w in walls)} s vs {clean.wall:.1f} s); charges "
+            f"{shown}; exit codes {', '.join(map(str, exits))}",
             "<= 3x, every photo charged once, exit 0",
-            ratio <= 3 and once and exits == (0, 0),
+            ratio <= 3 and once and set(exits) == {0},
             COMMAND,
         )
     ]
