@@ -8,6 +8,7 @@ from pathlib import Path
 
 from playwright.sync_api import (
     Browser,
+    BrowserContext,
     ConsoleMessage,
     Dialog,
     Error,
@@ -39,6 +40,18 @@ def chromium_browser() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def chromium(width: int = 1280, height: int = 900) -> Iterator[BrowserContext]:
+    """One browser of a given window size on a fresh Chromium, closed on exit: the docs'
+    screenshots (``python -m bench.review_page screenshot``, ``bench.review_desk``)."""
+    with chromium_browser() as browser:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        try:
+            yield context
+        finally:
+            context.close()
 
 
 def watch(page: Page) -> list[str]:
