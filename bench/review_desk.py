@@ -70,7 +70,7 @@ def _account(root: Path) -> tuple[Path, Path]:
                     space = "outdoor" if part == "outside" else "indoor"
                     lines += [f"  - path: {name}", f"    space: {space}"]
                     for _ in range(per_folder):
-                        _completed_photo(root, name, n, options[part], ledger)  # type: ignore[arg-type]
+                        _completed_photo(root, name, n, options[part], ledger)
                         n += 1
     finally:
         ledger.close()
@@ -151,7 +151,9 @@ def run() -> list[Figure]:
                 _wait_for_orders(box, 20)
                 charged_before = _charged(box)
                 opens = [_open_seconds(browser, _link(session)) for _ in range(OPENS)]
-                ids = [int(str(p["id"])) for p in session.state()["photos"]][:DECISIONS]  # type: ignore[index, union-attr]
+                photos = session.state()["photos"]
+                assert isinstance(photos, list)
+                ids = [int(str(p["id"])) for p in photos][:DECISIONS]
                 times = _decision_ms(session, ids)
                 charged_during = _charged(box) - charged_before
                 still_ordering = beside.poll() is None

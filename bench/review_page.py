@@ -22,8 +22,7 @@ from PIL import Image, ImageOps
 
 from bench.common import Figure
 from pipeline import api
-from pipeline.ledger import FoundPhoto, PhotoOptions, open_ledger
-from pipeline.ledger.sqlite import SqliteLedger
+from pipeline.ledger import FoundPhoto, Ledger, PhotoOptions, open_ledger
 
 PHOTOS = 2000
 LISTINGS = 10
@@ -66,7 +65,7 @@ def _listing_manifest(root: Path) -> Path:
 
 
 def _completed_photo(
-    root: Path, folder: str, n: int, options: PhotoOptions, ledger: SqliteLedger
+    root: Path, folder: str, n: int, options: PhotoOptions, ledger: Ledger
 ) -> None:
     original = root / folder / f"photo-{n:04d}.jpg"
     result = root / "enhanced" / folder / original.name

@@ -20,6 +20,7 @@ import tempfile
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 from click.testing import CliRunner
 
@@ -83,7 +84,7 @@ def aihd(
     return subprocess.CompletedProcess(argv, result.exit_code, result.stdout, stderr)
 
 
-def _suspended_loop() -> asyncio.AbstractEventLoop | bool | None:
+def _suspended_loop() -> asyncio.AbstractEventLoop | Literal[False] | None:
     """None: no event loop runs in this thread. A loop: one is marked running here but waits,
     suspended (Playwright's sync API marks its loop running in the test's thread between two
     of its calls, while the loop waits in a greenlet of its own). False: a task of the
