@@ -165,7 +165,7 @@ async def serve_account(
 def _reordered_by(request: ServeRequest) -> str:
     """Who orders a photo the desk orders again: this service, once the photo's folder has
     been quiet for the quiet period (the desk tells it at once: ``look_again``)."""
-    quiet = request.options.quiet_period or min(m.quiet_period for m in request.manifests)
+    quiet = request.options.quiet_seconds(request.manifests)
     shown = f"{quiet / 60:g}m" if quiet >= 60 else f"{quiet:g}s"
     # The page says "...; <this> orders it." and "ordered again by <this>."
     return f"the running aihd serve, after its quiet period ({shown})"

@@ -54,6 +54,14 @@ class ServeOptions:
     limits: RunLimits = field(default_factory=lambda: RunLimits(concurrency=4))
     eta_scale: float = 1.0  # real seconds per eta second (a local emulator's time scale)
 
+    def quiet_seconds(self, manifests: Sequence[Manifest]) -> float:
+        """The quiet period served: this option's, else the manifests' shortest."""
+        return self.quiet_period or min(m.quiet_period for m in manifests)
+
+    def rescan_seconds(self, manifests: Sequence[Manifest]) -> float:
+        """Seconds between looks at every folder: this option's, else the manifests' shortest."""
+        return self.rescan or min(m.rescan for m in manifests)
+
 
 class Service:
     """The service's parts, built on ledger handles ``open_handle`` gives (one per part)."""
@@ -86,8 +94,8 @@ class Service:
             self.collecting.claim_batch = 1  # PostgreSQL: claim only the photo collected
         self.watching = Watching(
             self.manifests,
-            quiet_seconds=options.quiet_period or min(m.quiet_period for m in self.manifests),
-            rescan_seconds=options.rescan or min(m.rescan for m in self.manifests),
+            quiet_seconds=options.quiet_seconds(self.manifests),
+            rescan_seconds=options.rescan_seconds(self.manifests),
             poll_seconds=options.poll_seconds,
             on_new_folder=self.reload_soon,
         )
