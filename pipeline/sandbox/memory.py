@@ -207,7 +207,7 @@ class SandboxMemory:
         with self._lock:
             self._conn.execute("INSERT INTO window_places (taken_wall) VALUES (?)", (wall,))
 
-    def charges_within(self, seconds: float) -> list[float]:
+    def window_places_within(self, seconds: float) -> list[float]:
         """This account's places in the window of the last ``seconds`` (v1's charges, v3's
         processes or orders), on this process's monotonic clock: the order window carries
         over from one emulator to the next, as the API's does."""

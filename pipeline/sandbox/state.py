@@ -195,7 +195,7 @@ class SandboxState:
         self._orders: dict[str, Order] = {}
         self._results: dict[str, Order] = {}
         self._window: collections.deque[float] = collections.deque(
-            self.memory.charges_within(config.window_seconds) if self.memory else ()
+            self.memory.window_places_within(config.window_seconds) if self.memory else ()
         )
         self._charges: collections.Counter[str] = collections.Counter()
         self._requests: collections.Counter[str] = collections.Counter()
